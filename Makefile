@@ -1,0 +1,50 @@
+# ecrf: `make run` starts the app with demo data; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install install-test lint bench clean-db help
+
+help:
+	@echo "make run    create .venv, install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
+	@echo "make test   install test extras and run the whole suite"
+	@echo "make lint   ruff check"
+	@echo "make bench  run the performance scripts under bench/"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ecrf needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@$(PYTHON) -m venv $(VENV) || { echo "Could not create a virtual environment. On Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/ecrf db upgrade
+	$(BIN)/ecrf demo
+	@echo ""
+	@echo "ecrf is starting on http://$(HOST):$(PORT)  (Ctrl+C to stop)"
+	$(BIN)/ecrf run --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install-test
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean-db:
+	rm -f instance/ecrf.db

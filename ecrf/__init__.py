@@ -1,0 +1,55 @@
+"""ecrf: electronic case report forms and data capture for clinical trials."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.config import PROJECT_ROOT, load_config
+
+__version__ = "0.1.0"
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    load_config(app, test_config)
+    if app.config.get("ARGON2_TIME_COST"):
+        from ecrf.security.passwords import configure_hasher
+
+        configure_hasher(time_cost=app.config["ARGON2_TIME_COST"],
+                         memory_cost=app.config["ARGON2_MEMORY_COST"],
+                         parallelism=app.config.get("ARGON2_PARALLELISM", 1))
+
+    from ecrf import models  # noqa: F401  (registers every model with the metadata)
+    from ecrf.extensions import babel, csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True,
+                     render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from flask_bootstrap import Bootstrap5
+
+    Bootstrap5(app)
+
+    from ecrf import web
+
+    babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
+    web.install(app)
+
+    from ecrf.views import admin, auth, main
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(main.bp)
+    app.register_blueprint(admin.bp)
+
+    from ecrf.cli import register_commands
+
+    register_commands(app)
+    return app

@@ -1,0 +1,1 @@
+"""Roles, permissions, password hashing and HTTP hardening."""

@@ -1,0 +1,82 @@
+"""Who may do what, where: grants turned into decisions and site filters for queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from ecrf.models.accounts import RoleGrant, Study, StudySite, User
+from ecrf.security.permissions import ACTIONS
+from ecrf.security.roles import Role
+
+
+def active_grants(user: User) -> list[RoleGrant]:
+    return [g for g in user.grants if g.revoked_at is None]
+
+
+def is_admin(user: User) -> bool:
+    return any(g.role == Role.ADMIN for g in active_grants(user))
+
+
+def roles_in_study(user: User, study_id: int) -> set[Role]:
+    return {Role(g.role) for g in active_grants(user) if g.study_id == study_id}
+
+
+def can(user: User, action: str, study: Study | None = None) -> bool:
+    allowed = ACTIONS[action]
+    for grant in active_grants(user):
+        if Role(grant.role) not in allowed:
+            continue
+        if grant.role == Role.ADMIN or (study is not None and grant.study_id == study.id):
+            return True
+    return False
+
+
+def acting_role(user: User, action: str, study: Study | None = None) -> Role | None:
+    """The role in which the user performs ``action``: recorded in the audit trail."""
+    allowed = ACTIONS[action]
+    for grant in sorted(active_grants(user), key=lambda g: g.site_id is not None):
+        role = Role(grant.role)
+        if role in allowed and (role is Role.ADMIN or (study and grant.study_id == study.id)):
+            return role
+    return None
+
+
+def site_ids_for(user: User, action: str, study: Study) -> set[int] | None:
+    """Sites where ``user`` may do ``action`` in ``study``: None means every site.
+
+    This is what queries filter on, so site scoping holds in every list and export, not
+    only in the views that happen to check it.
+    """
+    allowed = ACTIONS[action]
+    sites: set[int] = set()
+    for grant in active_grants(user):
+        if grant.study_id != study.id or Role(grant.role) not in allowed:
+            continue
+        if grant.site_id is None:
+            return None
+        sites.add(grant.site_id)
+    return sites
+
+
+def scope_to_sites(stmt: Select, site_column, site_ids: set[int] | None) -> Select:
+    if site_ids is None:
+        return stmt
+    return stmt.where(site_column.in_(site_ids or {-1}))
+
+
+def studies_for(session: Session, user: User) -> list[Study]:
+    if is_admin(user):
+        return list(session.scalars(select(Study).order_by(Study.oid)))
+    ids = {g.study_id for g in active_grants(user) if g.study_id is not None}
+    if not ids:
+        return []
+    return list(session.scalars(select(Study).where(Study.id.in_(ids)).order_by(Study.oid)))
+
+
+def study_site_ids(session: Session, study: Study) -> list[int]:
+    return list(
+        session.scalars(
+            select(StudySite.site_id).where(StudySite.study_id == study.id, StudySite.active)
+        )
+    )
