@@ -43,11 +43,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf.views import admin, auth, main
+    from ecrf import api
+    from ecrf.views import admin, auth, entry, main, studies
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(studies.bp)
+    app.register_blueprint(entry.bp)
+    app.register_blueprint(api.bp)
 
     from ecrf.cli import register_commands
 

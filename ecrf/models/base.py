@@ -44,5 +44,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class Audited:
+    """Mixin for models whose changes must be audited: a flush of such a change with no
+    actor bound to the session is refused (services/audit.py), and rows are never deleted."""
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -18,7 +18,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from ecrf.models.audit import AuditChainHead, AuditEvent
-from ecrf.models.base import utcnow
+from ecrf.models.base import Audited, utcnow
 
 GENESIS_HASH = "0" * 64
 _CHAIN_KEY = "ecrf_audit_chain"
@@ -120,6 +120,8 @@ def record(
     actor = actor or current_actor(session)
     if actor is None:
         raise AuditError(f"audit action {action!r} has no actor")
+    # Bind before any statement runs: the head update below autoflushes pending changes.
+    session.info.setdefault(_ACTOR_KEY, actor)
     state = _chain_state(session)
     fields = {
         "seq": state[0] + 1,
@@ -231,11 +233,6 @@ def verify_chain(session: Session, *, study_oid: str | None = None) -> VerifyRes
             f"{head.last_seq} rows were written: rows were removed from the end"
         )
     return VerifyResult(True, checked)
-
-
-class Audited:
-    """Mixin for models whose changes must be audited: a flush of such a change with no
-    actor bound to the session is refused, and rows are never deleted."""
 
 
 @event.listens_for(Session, "before_flush")

@@ -56,7 +56,9 @@ def ensure_studies(session: Session, actor: Actor) -> dict[str, Study]:
 
 
 def load_demo(session: Session, actor: Actor, config) -> str:
-    studies = ensure_studies(session, actor)
+    from ecrf.services import demo_data, demo_studies
+
+    studies = demo_studies.ensure_studies(session, actor, config) or ensure_studies(session, actor)
     site_rows = {}
     for code, name, tz, country in SITES:
         site = sites.get_site(session, code) or sites.create_site(
@@ -81,6 +83,8 @@ def load_demo(session: Session, actor: Actor, config) -> str:
             key = (role.value, study.id if study else None, site.id if site else None)
             if key not in held:
                 accounts.grant_role(session, actor, user, role, study=study, site=site)
+    demo_studies.enrol_subjects(session, actor, config)
+    demo_data.enter_data(session, actor, config)
     lines = ["Demo data ready.", "", f"Demo accounts (password for all: {DEMO_PASSWORD}):"]
     for username, _full_name, grants in USERS:
         roles = "; ".join(accounts.describe(r, studies[o] if o else None,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:01:04.172542
+Create Date: 2026-11-22 00:04:27.752561
 
 """
 from alembic import op
@@ -129,6 +129,25 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_study_site_site_id'), ['site_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_study_site_study_id'), ['study_id'], unique=False)
 
+    op.create_table('study_version',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.Column('protocol_version', sa.String(length=40), nullable=True),
+    sa.Column('source', sa.Text(), nullable=True),
+    sa.Column('loaded_at', sa.DateTime(), nullable=False),
+    sa.Column('loaded_by', sa.String(length=64), nullable=False),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_study_version_study_id_study')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_study_version')),
+    sa.UniqueConstraint('study_id', 'content_hash', name=op.f('uq_study_version_study_id_content_hash')),
+    sa.UniqueConstraint('study_id', 'number', name=op.f('uq_study_version_study_id_number'))
+    )
+    with op.batch_alter_table('study_version', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_study_version_study_id'), ['study_id'], unique=False)
+
     op.create_table('user_session',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
@@ -146,15 +165,195 @@ def upgrade():
     with op.batch_alter_table('user_session', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_user_session_user_id'), ['user_id'], unique=False)
 
+    op.create_table('subject',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('site_id', sa.Integer(), nullable=False),
+    sa.Column('subject_key', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('enrolled_on', sa.Date(), nullable=False),
+    sa.Column('arm', sa.String(length=32), nullable=True),
+    sa.Column('dose_level', sa.Integer(), nullable=True),
+    sa.Column('study_version_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('schedule_computed_on', sa.Date(), nullable=True),
+    sa.CheckConstraint("status IN ('screening', 'on_study', 'screen_failed', 'completed', 'withdrawn', 'lost_to_follow_up', 'died')", name=op.f('ck_subject_status')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_subject_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_subject_site_id_site')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_subject_study_id_study')),
+    sa.ForeignKeyConstraint(['study_version_id'], ['study_version.id'], name=op.f('fk_subject_study_version_id_study_version')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subject')),
+    sa.UniqueConstraint('study_id', 'subject_key', name=op.f('uq_subject_study_id_subject_key'))
+    )
+    with op.batch_alter_table('subject', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subject_site_id'), ['site_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_subject_study_id'), ['study_id'], unique=False)
+
+    op.create_table('event_instance',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('event_oid', sa.String(length=32), nullable=False),
+    sa.Column('repeat', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('actual_date', sa.Date(), nullable=True),
+    sa.Column('not_done_reason', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.CheckConstraint("state IN ('in_progress', 'done', 'not_done')", name=op.f('ck_event_instance_state')),
+    sa.CheckConstraint('repeat >= 1', name=op.f('ck_event_instance_repeat_positive')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_event_instance_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_event_instance')),
+    sa.UniqueConstraint('subject_id', 'event_oid', 'repeat', name=op.f('uq_event_instance_subject_id_event_oid_repeat'))
+    )
+    with op.batch_alter_table('event_instance', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_event_instance_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('scheduled_visit',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('event_oid', sa.String(length=32), nullable=False),
+    sa.Column('repeat', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('planned', sa.Date(), nullable=True),
+    sa.Column('window_start', sa.Date(), nullable=True),
+    sa.Column('window_end', sa.Date(), nullable=True),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('actual_date', sa.Date(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_scheduled_visit_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_scheduled_visit')),
+    sa.UniqueConstraint('subject_id', 'event_oid', 'repeat', name=op.f('uq_scheduled_visit_subject_id_event_oid_repeat'))
+    )
+    with op.batch_alter_table('scheduled_visit', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_scheduled_visit_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('form_instance',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('event_instance_id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('form_oid', sa.String(length=32), nullable=False),
+    sa.Column('study_version_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_by_id', sa.Integer(), nullable=True),
+    sa.CheckConstraint("status IN ('in_progress', 'complete')", name=op.f('ck_form_instance_status')),
+    sa.ForeignKeyConstraint(['event_instance_id'], ['event_instance.id'], name=op.f('fk_form_instance_event_instance_id_event_instance')),
+    sa.ForeignKeyConstraint(['study_version_id'], ['study_version.id'], name=op.f('fk_form_instance_study_version_id_study_version')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_form_instance_subject_id_subject')),
+    sa.ForeignKeyConstraint(['updated_by_id'], ['user_account.id'], name=op.f('fk_form_instance_updated_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_form_instance')),
+    sa.UniqueConstraint('event_instance_id', 'form_oid', name=op.f('uq_form_instance_event_instance_id_form_oid'))
+    )
+    with op.batch_alter_table('form_instance', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_form_instance_event_instance_id'), ['event_instance_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_form_instance_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('check_acknowledgement',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('form_instance_id', sa.Integer(), nullable=False),
+    sa.Column('check_oid', sa.String(length=64), nullable=False),
+    sa.Column('row', sa.Integer(), nullable=False),
+    sa.Column('justification', sa.Text(), nullable=False),
+    sa.Column('acknowledged_at', sa.DateTime(), nullable=False),
+    sa.Column('acknowledged_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['acknowledged_by_id'], ['user_account.id'], name=op.f('fk_check_acknowledgement_acknowledged_by_id_user_account')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_check_acknowledgement_form_instance_id_form_instance')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_check_acknowledgement')),
+    sa.UniqueConstraint('form_instance_id', 'check_oid', 'row', name=op.f('uq_check_acknowledgement_form_instance_id_check_oid_row'))
+    )
+    with op.batch_alter_table('check_acknowledgement', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_check_acknowledgement_form_instance_id'), ['form_instance_id'], unique=False)
+
+    op.create_table('group_row',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('form_instance_id', sa.Integer(), nullable=False),
+    sa.Column('group_oid', sa.String(length=32), nullable=False),
+    sa.Column('row', sa.Integer(), nullable=False),
+    sa.Column('removed_at', sa.DateTime(), nullable=True),
+    sa.Column('removed_by_id', sa.Integer(), nullable=True),
+    sa.Column('removal_reason', sa.Text(), nullable=True),
+    sa.CheckConstraint('row >= 1', name=op.f('ck_group_row_row_positive')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_group_row_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['removed_by_id'], ['user_account.id'], name=op.f('fk_group_row_removed_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_group_row')),
+    sa.UniqueConstraint('form_instance_id', 'group_oid', 'row', name=op.f('uq_group_row_form_instance_id_group_oid_row'))
+    )
+    with op.batch_alter_table('group_row', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_group_row_form_instance_id'), ['form_instance_id'], unique=False)
+
+    op.create_table('item_value',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('form_instance_id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('form_oid', sa.String(length=32), nullable=False),
+    sa.Column('group_oid', sa.String(length=32), nullable=False),
+    sa.Column('row', sa.Integer(), nullable=False),
+    sa.Column('item_oid', sa.String(length=32), nullable=False),
+    sa.Column('value', sa.Text(), nullable=True),
+    sa.Column('value_number', sa.Numeric(precision=28, scale=10), nullable=True),
+    sa.Column('value_date', sa.Date(), nullable=True),
+    sa.Column('value_datetime', sa.DateTime(), nullable=True),
+    sa.Column('grade', sa.Integer(), nullable=True),
+    sa.Column('grade_version', sa.String(length=20), nullable=True),
+    sa.Column('grade_basis', sa.Text(), nullable=True),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_item_value_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_item_value_subject_id_subject')),
+    sa.ForeignKeyConstraint(['updated_by_id'], ['user_account.id'], name=op.f('fk_item_value_updated_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_item_value')),
+    sa.UniqueConstraint('form_instance_id', 'group_oid', 'row', 'item_oid', name=op.f('uq_item_value_form_instance_id_group_oid_row_item_oid'))
+    )
+    with op.batch_alter_table('item_value', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_item_value_form_instance_id'), ['form_instance_id'], unique=False)
+        batch_op.create_index('ix_item_value_subject_item', ['subject_id', 'item_oid'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('item_value', schema=None) as batch_op:
+        batch_op.drop_index('ix_item_value_subject_item')
+        batch_op.drop_index(batch_op.f('ix_item_value_form_instance_id'))
+
+    op.drop_table('item_value')
+    with op.batch_alter_table('group_row', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_group_row_form_instance_id'))
+
+    op.drop_table('group_row')
+    with op.batch_alter_table('check_acknowledgement', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_check_acknowledgement_form_instance_id'))
+
+    op.drop_table('check_acknowledgement')
+    with op.batch_alter_table('form_instance', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_form_instance_subject_id'))
+        batch_op.drop_index(batch_op.f('ix_form_instance_event_instance_id'))
+
+    op.drop_table('form_instance')
+    with op.batch_alter_table('scheduled_visit', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_scheduled_visit_subject_id'))
+
+    op.drop_table('scheduled_visit')
+    with op.batch_alter_table('event_instance', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_event_instance_subject_id'))
+
+    op.drop_table('event_instance')
+    with op.batch_alter_table('subject', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subject_study_id'))
+        batch_op.drop_index(batch_op.f('ix_subject_site_id'))
+
+    op.drop_table('subject')
     with op.batch_alter_table('user_session', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_session_user_id'))
 
     op.drop_table('user_session')
+    with op.batch_alter_table('study_version', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_study_version_study_id'))
+
+    op.drop_table('study_version')
     with op.batch_alter_table('study_site', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_study_site_study_id'))
         batch_op.drop_index(batch_op.f('ix_study_site_site_id'))

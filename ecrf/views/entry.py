@@ -1,0 +1,7 @@
+"""Data entry: events, forms, item history and audit trails."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("entry", __name__)
