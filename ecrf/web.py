@@ -12,6 +12,7 @@ from flask import (
     current_app,
     flash,
     g,
+    has_request_context,
     redirect,
     render_template,
     request,
@@ -50,6 +51,8 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def select_locale() -> str | None:
+    if not has_request_context():  # CLI commands and jobs speak the default language
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     chosen = session.get("lang")
     languages = current_app.config["LANGUAGES"]
     if chosen in languages:
@@ -58,6 +61,8 @@ def select_locale() -> str | None:
 
 
 def select_timezone() -> str:
+    if not has_request_context():
+        return "UTC"
     return g.get("display_tz") or "UTC"
 
 

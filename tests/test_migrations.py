@@ -1,0 +1,44 @@
+"""The schema comes from the migrations, and the migrations match the models."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from ecrf.extensions import db
+from ecrf.models import Base
+
+
+def test_models_and_migrations_agree(app):
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_audit_chain_head_is_seeded(app):
+    row = db.session.execute(sa.text("SELECT last_seq, last_hash FROM audit_chain_head")).one()
+    assert row.last_seq == 0 and row.last_hash == "0" * 64
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_event SET reason = 'rewritten'",
+    "DELETE FROM audit_event",
+])
+def test_database_refuses_changes_to_the_audit_trail(app, runner, statement):
+    runner.invoke(args=["users", "create", "wes", "--name", "Wes"])
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert db.session.execute(sa.text("SELECT count(*) FROM audit_event")).scalar() > 0
+
+
+def test_the_app_never_creates_tables_itself():
+    import inspect
+
+    import ecrf
+
+    source = inspect.getsource(ecrf)
+    assert "create_all" not in source
