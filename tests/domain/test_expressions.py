@@ -1259,3 +1259,62 @@ def test_typical_condition_evaluates_in_well_under_20_microseconds():
         best = min(best, (time.perf_counter() - started) / per_round)
     assert evaluate(expr, resolve, today=TODAY) is True
     assert best < 20e-6, f"{best * 1e6:.1f} µs per evaluation"
+
+
+# --- partial dates ---------------------------------------------------------------------
+
+from ecrf.domain.dates import PartialDate as _PD  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("source", "a", "expected"),
+    [
+        ("A < date('2024-03-10')", "2024-02", True),
+        ("A < date('2024-03-10')", "2024-03", None),
+        ("A < date('2024-03-10')", "2024-04", False),
+        ("A <= date('2024-03-01')", "2024-02", True),
+        ("A <= date('2024-03-31')", "2024-03", True),
+        ("A <= date('2024-03-30')", "2024-03", None),
+        ("A >= date('2024-03-10')", "2024-03", None),
+        ("A >= date('2024-03-01')", "2024-03", True),
+        ("A > date('2024-12-31')", "2025", True),
+        ("A > date('2025-06-01')", "2025", None),
+        ("A = date('2024-03-15')", "2024-03-15", True),
+        ("A = date('2024-03-15')", "2024-03", None),
+        ("A = date('2024-03-15')", "2024-04", False),
+        ("A != date('2024-03-15')", "2024-04", True),
+        ("A != date('2024-03-15')", "2024", None),
+    ],
+)
+def test_partial_dates_compare_as_intervals(source, a, expected):
+    value = evaluate(parse(source.replace("'", '"')), lambda parts: _PD.parse(a),
+                     today=dt.date(2026, 1, 1))
+    assert value is expected
+
+
+def test_partial_dates_against_partial_dates():
+    def resolve(parts):
+        return {"A": _PD.parse("2024-02"), "B": _PD.parse("2024-03")}[parts[0]]
+
+    assert evaluate(parse("A < B"), resolve, today=dt.date(2026, 1, 1)) is True
+    assert evaluate(parse("B < A"), resolve, today=dt.date(2026, 1, 1)) is False
+
+
+@pytest.mark.parametrize("source", ["A + 1", "A - date(\"2024-01-01\")",
+                                    "days_between(A, date(\"2024-12-01\"))"])
+def test_date_arithmetic_on_incomplete_partial_dates_is_unknown(source):
+    assert evaluate(parse(source), lambda parts: _PD.parse("2024-03"),
+                    today=dt.date(2026, 1, 1)) is None
+
+
+def test_complete_partial_date_is_an_ordinary_date():
+    assert evaluate(parse("A + 1"), lambda parts: _PD.parse("2024-02-29"),
+                    today=dt.date(2026, 1, 1)) == dt.date(2024, 3, 1)
+
+
+def test_is_blank_and_conditions_with_partial_dates():
+    resolve = lambda parts: _PD.parse("2024-03")  # noqa: E731
+    assert evaluate(parse("is_blank(A)"), resolve, today=dt.date(2026, 1, 1)) is False
+    # an unknown comparison never fires a condition
+    assert evaluate_condition(parse('A < date("2024-03-10")'), resolve,
+                              today=dt.date(2026, 1, 1)) is False

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from ecrf.domain.dates import PartialDate
+
 from .errors import ExpressionEvaluationError, ExpressionTypeError, ValueProblem
 from .functions import FUNCTIONS
 from .nodes import (
@@ -200,6 +202,9 @@ def _call(node: Call, ctx: _Context) -> object:
     for index, argument in enumerate(arguments):
         value = _EVAL[type(argument)](argument, ctx)
         if value is None:
+            has_null = True
+        elif type(value) is PartialDate and spec.propagates_null:
+            # Functions on dates need the exact day; an incomplete date makes them unknown.
             has_null = True
         else:
             try:

@@ -10,6 +10,8 @@ import datetime as dt
 import operator
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
+from ecrf.domain.dates import PartialDate
+
 from .errors import ValueProblem
 from .valuetypes import describe
 
@@ -37,8 +39,45 @@ _DECIMAL_OPS = {
 _INT_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
 
-def compare(op: str, left: object, right: object) -> bool:
+def _bounds(value: object) -> tuple[dt.date, dt.date] | None:
+    if type(value) is PartialDate:
+        return value.earliest(), value.latest()  # type: ignore[union-attr]
+    if type(value) is dt.date:
+        return value, value  # type: ignore[return-value]
+    return None
+
+
+def _compare_partial(op: str, left: object, right: object) -> bool | None:
+    """Compare dates of which at least one is partial, as intervals of possible days.
+
+    The answer is definite only when every possible pair of days agrees: '2024-02' is
+    certainly before 2024-03-10, while '2024-03' may fall on either side (None). Nothing is
+    ever imputed.
+    """
+    a, b = _bounds(left), _bounds(right)
+    if a is None or b is None:
+        raise ValueProblem(f"cannot compare {describe(left)} with {describe(right)}")
+    (alo, ahi), (blo, bhi) = a, b
+    if op in ("=", "!="):
+        if ahi < blo or bhi < alo:
+            equal: bool | None = False
+        elif alo == ahi == blo == bhi:
+            equal = True
+        else:
+            equal = None
+        return equal if op == "=" or equal is None else not equal
+    if op in (">", ">="):
+        (alo, ahi), (blo, bhi) = (blo, bhi), (alo, ahi)
+        op = "<" if op == ">" else "<="
+    if op == "<":
+        return True if ahi < blo else False if alo >= bhi else None
+    return True if ahi <= blo else False if alo > bhi else None
+
+
+def compare(op: str, left: object, right: object) -> bool | None:
     kind = type(left)
+    if kind is PartialDate or type(right) is PartialDate:
+        return _compare_partial(op, left, right)
     if kind is not type(right):
         if not (kind in _NUMBERS and type(right) in _NUMBERS):
             raise ValueProblem(f"cannot compare {describe(left)} with {describe(right)}")
@@ -74,8 +113,13 @@ def shift_date(day: dt.date, days: int) -> dt.date:
 
 
 def arithmetic(op: str, left: object, right: object) -> object:
-    """``left op right`` for non-None operands; None only for a division by zero."""
+    """``left op right`` for non-None operands; None for a division by zero, and for date
+    arithmetic on an incomplete partial date (the exact day is unknown)."""
     lkind, rkind = type(left), type(right)
+    if lkind is PartialDate or rkind is PartialDate:
+        if op in ("+", "-"):
+            return None
+        raise ValueProblem(f"cannot apply '{op}' to {describe(left)} and {describe(right)}")
     if lkind is int and rkind is int and op != "/":
         return _INT_OPS[op](left, right)
     if lkind in _NUMBERS and rkind in _NUMBERS:

@@ -6,6 +6,8 @@ import datetime as dt
 import enum
 from decimal import Decimal
 
+from ecrf.domain.dates import PartialDate
+
 from .errors import ValueProblem
 
 
@@ -59,6 +61,7 @@ def numeric_join(*types: ValueType) -> ValueType:
 
 
 _RUNTIME_TYPES: dict[type, ValueType] = {
+    PartialDate: ValueType.DATE,
     type(None): ValueType.NULL,
     bool: ValueType.BOOLEAN,
     int: ValueType.INTEGER,
@@ -95,7 +98,7 @@ def describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, frozenset):
         return f"{label} {{{', '.join(sorted(value))}}}"
-    if isinstance(value, dt.date | dt.time):
+    if isinstance(value, dt.date | dt.time | PartialDate):
         return f"{label} {value.isoformat()}"
     return f"{label} {value}"
 
@@ -125,7 +128,14 @@ def _from_set(value: set | frozenset) -> frozenset[str] | None:
 
 _PASSTHROUGH = frozenset({type(None), bool, int, dt.date, dt.datetime, dt.time})
 
+def _from_partial(value: PartialDate) -> dt.date | PartialDate:
+    # A complete partial date is an ordinary date; an incomplete one stays partial so that
+    # comparisons can answer "certainly before", "certainly after" or "unknown".
+    return value.to_date() if value.is_complete else value
+
+
 _NORMALIZERS = {
+    PartialDate: _from_partial,
     str: lambda v: v or None,
     Decimal: _finite_decimal,
     float: _from_float,
