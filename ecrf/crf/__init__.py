@@ -1,0 +1,62 @@
+"""Study definitions: the ``forms/<study>/`` folders, validated and loaded.
+
+``check_study`` reports every problem of a folder; ``load_study`` returns the immutable
+definition with its canonical content and content hash; ``definition_from_content``
+rebuilds a definition from stored content. The format is documented in forms/README.md.
+"""
+
+from .definition import (
+    NY,
+    Arm,
+    CheckDef,
+    CodeList,
+    CodeListItem,
+    DoseLevel,
+    EscalationDef,
+    EscalationDesign,
+    FormDef,
+    GroupDef,
+    ItemDef,
+    ItemType,
+    LabSpec,
+    Parameter,
+    ParameterType,
+    RandomizationDef,
+    Range,
+    Severity,
+    StratumDef,
+    StudyDefinition,
+)
+from .loader import LoadedStudy, check_study, content_hash, definition_from_content, load_study
+from .problems import Problem, StudyDefinitionError, UnknownOidError
+
+__all__ = [
+    "NY",
+    "Arm",
+    "CheckDef",
+    "CodeList",
+    "CodeListItem",
+    "DoseLevel",
+    "EscalationDef",
+    "EscalationDesign",
+    "FormDef",
+    "GroupDef",
+    "ItemDef",
+    "ItemType",
+    "LabSpec",
+    "LoadedStudy",
+    "Parameter",
+    "ParameterType",
+    "Problem",
+    "RandomizationDef",
+    "Range",
+    "Severity",
+    "StratumDef",
+    "StudyDefinition",
+    "StudyDefinitionError",
+    "UnknownOidError",
+    "check_study",
+    "content_hash",
+    "definition_from_content",
+    "load_study",
+]
