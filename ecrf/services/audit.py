@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from ecrf.models.audit import AuditChainHead, AuditEvent
@@ -81,20 +81,22 @@ def compute_hash(prev_hash: str, fields: dict) -> str:
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
+_LOCK_HEAD = text("UPDATE audit_chain_head SET last_seq = last_seq WHERE id = 1")
+_READ_HEAD = text("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1")
+_WRITE_HEAD = text("UPDATE audit_chain_head SET last_seq = :seq, last_hash = :hash WHERE id = 1")
+
+
 def _chain_state(session: Session) -> list:
+    """[last seq, last hash, seq written to the head] for this transaction."""
     state = session.info.get(_CHAIN_KEY)
     if state is None:
         # The UPDATE takes the lock before we read, so two transactions never chain from
-        # the same predecessor.
-        session.execute(
-            update(AuditChainHead).where(AuditChainHead.id == 1).values(last_seq=AuditChainHead.last_seq)
-        )
-        row = session.execute(
-            select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
-        ).first()
+        # the same predecessor; the lock is held until commit or rollback.
+        session.execute(_LOCK_HEAD)
+        row = session.execute(_READ_HEAD).first()
         if row is None:
             raise AuditError("the audit chain head is missing: run `ecrf db upgrade`")
-        state = [row.last_seq, row.last_hash]
+        state = [row.last_seq, row.last_hash, row.last_seq]
         session.info[_CHAIN_KEY] = state
     return state
 
@@ -150,11 +152,7 @@ def record(
         row_hash=row_hash,
     )
     session.add(row)
-    session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == 1)
-        .values(last_seq=fields["seq"], last_hash=row_hash)
-    )
+    # The head row is written once, when the rows are flushed (see _write_head).
     state[0], state[1] = fields["seq"], row_hash
     return row
 
@@ -243,6 +241,16 @@ def _refuse_unattributed_changes(session: Session, flush_context, instances) -> 
         raise AuditError(f"{deleted[0]!r} is clinical data: deletion is a status, never a row removal")
     if touched and current_actor(session) is None:
         raise AuditError(f"audited change to {touched[0]!r} has no actor")
+
+
+@event.listens_for(Session, "after_flush")
+def _write_head(session: Session, flush_context) -> None:
+    # One head update per flush instead of one per audit row: the rows and the head they
+    # end on reach the database in the same flush, under the lock taken in _chain_state.
+    state = session.info.get(_CHAIN_KEY)
+    if state is not None and state[2] != state[0]:
+        session.connection().execute(_WRITE_HEAD, {"seq": state[0], "hash": state[1]})
+        state[2] = state[0]
 
 
 @event.listens_for(Session, "after_commit")
