@@ -1,0 +1,360 @@
+"""Form saves under concurrency, against a bare baseline, on PostgreSQL.
+
+Run: .venv/bin/python bench/save_bench.py [saves_per_client] [clients]
+
+Creates its own database on ECRF_BENCH_DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/test), migrates it, loads the capture test study and
+serves the app with werkzeug's threaded server on 127.0.0.1 in a separate process. Eight
+client threads each sign in as their own coordinator and save the 15-item VITALS form of
+their own subject repeatedly, alternating two sets of values so that every save changes
+every item (with a reason for each change), through the real entry route: permission
+gate, WTForms, validation, audit rows, schedule refresh, commit.
+
+The baseline, in the same run and server, is a minimal route that writes the same rows
+with plain SQLAlchemy Core in one transaction: 15 item values updated, the form version
+bumped, and 16 hash-chained audit rows under the chain-head lock.
+
+Latency is measured inside the server (WSGI middleware around the whole app) and reported
+as p50/p95 per kind; targets: save p95 < 50 ms and within 2x of the baseline's p95.
+The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLIENTS = 8
+SERVER_URL = os.environ.get("ECRF_BENCH_DATABASE_URL",
+                            "postgresql://postgres@127.0.0.1:5432/test")
+PASSWORD = "Bench-password-42"
+FORM_PATH = "/studies/CAPTURE/subjects/{key}/events/SCREEN/1/forms/VITALS"
+VALUES = [
+    {"VSDT": "2025-05-02", "VSTM": "09:30", "SAMPLEDTM": "2025-05-02T10:15",
+     "BRTHDT": ("1970", "03", "UK"), "SEX": "M", "RACE": ["WHITE"], "WEIGHT": "72.5",
+     "HEIGHT": "180", "SMOKER": "Y", "PACKYRS": "12", "INITIALS": "JMD", "NEUT": "3.50",
+     "NOTES": "First reading"},
+    {"VSDT": "2025-05-03", "VSTM": "10:45", "SAMPLEDTM": "2025-05-03T11:20",
+     "BRTHDT": ("1971", "04", "UK"), "SEX": "M", "RACE": ["ASIAN"], "WEIGHT": "74.0",
+     "HEIGHT": "181", "SMOKER": "Y", "PACKYRS": "14", "INITIALS": "JMX", "NEUT": "3.10",
+     "NOTES": "Second reading"},
+]
+
+
+def psycopg_url(url: str, database: str | None = None) -> str:
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    if database:
+        url = sa.engine.make_url(url).set(database=database).render_as_string(
+            hide_password=False)
+    return url
+
+
+# --- the server process ---------------------------------------------------------------------
+
+
+def make_app(url: str):
+    from ecrf import create_app
+
+    return create_app({
+        "DATABASE_URL": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
+        "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 12, "max_overflow": 4},
+    })
+
+
+def setup(url: str) -> None:
+    """Migrate, load the study, and create 8 coordinators and 16 subjects."""
+    import datetime as dt
+
+    from flask_migrate import upgrade
+
+    from ecrf.extensions import db
+    from ecrf.models import RoleGrant, Site, Study, StudySite, User
+    from ecrf.security.passwords import hash_password
+    from ecrf.services import capture, studies, subjects
+    from ecrf.services.audit import Actor
+
+    app = make_app(url)
+    with app.app_context():
+        upgrade()
+        actor = Actor(user_id=None, username="bench")
+        site = Site(code="S01", name="Bench site", timezone="Europe/Paris", active=True)
+        db.session.add(site)
+        studies.load_folder(db.session, actor, ROOT / "tests/fixtures/capture_study")
+        study = db.session.scalar(sa.select(Study).where(Study.oid == "CAPTURE"))
+        db.session.add(StudySite(study=study, site=site, active=True))
+        db.session.flush()
+        secret = hash_password(PASSWORD)
+        today = dt.date(2025, 6, 1)
+        for n in range(CLIENTS):
+            user = User(username=f"crc{n}", full_name=f"Coordinator {n}", password_hash=secret,
+                        must_change_password=False, active=True, failed_logins=0)
+            db.session.add(user)
+            db.session.add(RoleGrant(user=user, role="coordinator", study=study, site=site))
+            for kind in ("save", "base"):
+                subject = subjects.enrol_subject(db.session, actor, study, site,
+                                                 f"{kind}-{n}", dt.date(2025, 5, 1),
+                                                 today=today)
+                capture.open_event(db.session, actor, subject, "SCREEN", 1,
+                                   dt.date(2025, 5, 2), today=today)
+                if kind == "base":
+                    capture.save_form(db.session, actor, subject, "SCREEN", 1, "VITALS",
+                                      capture.Submission(values=_raw(VALUES[0])),
+                                      base_version=None, complete=False, today=today)
+        db.session.commit()
+
+
+def _raw(values: dict) -> dict:
+    raw = {}
+    for item, value in values.items():
+        raw[("VS", 1, item)] = "-".join(p for p in value if p != "UK") \
+            if isinstance(value, tuple) else value
+    return raw
+
+
+def serve(url: str, port_queue) -> None:
+    from flask import jsonify, request
+    from werkzeug.serving import make_server
+
+    from ecrf.extensions import db
+    from ecrf.security.permissions import PUBLIC, register
+
+    app = make_app(url)
+    timings: dict[str, list[float]] = {"save": [], "baseline": [], "other": []}
+    lock = threading.Lock()
+    inner = app.wsgi_app
+
+    def timed(environ, start_response):
+        began = time.perf_counter()
+        try:
+            return list(inner(environ, start_response))
+        finally:
+            elapsed = (time.perf_counter() - began) * 1000
+            path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+            kind = "save" if method == "POST" and path.endswith("/forms/VITALS") else \
+                "baseline" if path.startswith("/bench/baseline") else "other"
+            with lock:
+                timings[kind].append(elapsed)
+
+    app.wsgi_app = timed
+    register("bench_baseline", PUBLIC)
+    register("bench_stats", PUBLIC)
+
+    @app.post("/bench/baseline/<key>", endpoint="bench_baseline")
+    def baseline(key: str):
+        turn = int(request.form["turn"])
+        _baseline_write(db.session, key, VALUES[turn % 2])
+        return "", 204
+
+    @app.get("/bench/stats", endpoint="bench_stats")
+    def stats():
+        with lock:
+            data = {k: list(v) for k, v in timings.items()}
+            for values in timings.values():
+                values.clear()
+        return jsonify(data)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port_queue.put(server.server_port)
+    server.serve_forever()
+
+
+def _baseline_write(session, key: str, values: dict) -> None:
+    """The rows a save writes, with Core only: values, form version, chained audit rows."""
+    import datetime as dt
+
+    from ecrf.models import AuditChainHead, AuditEvent, FormInstance, ItemValue, Subject
+    from ecrf.services.audit import _iso, compute_hash
+
+    conn = session.connection()
+    subject_id = conn.scalar(sa.select(Subject.id).where(Subject.subject_key == key))
+    form_id = conn.scalar(sa.select(FormInstance.id).where(FormInstance.subject_id == subject_id))
+    raw = {k[2]: v if isinstance(v, str) else json.dumps(v) for k, v in _raw(values).items()}
+    now = dt.datetime.now(dt.UTC)
+    conn.execute(sa.update(ItemValue.__table__).where(
+        ItemValue.__table__.c.form_instance_id == form_id,
+        ItemValue.__table__.c.item_oid == sa.bindparam("oid")).values(
+        value=sa.bindparam("v"), updated_at=now),
+        [{"oid": oid, "v": text} for oid, text in raw.items()])
+    conn.execute(sa.update(FormInstance.__table__).where(FormInstance.__table__.c.id == form_id)
+                 .values(version=FormInstance.__table__.c.version + 1))
+    head = conn.execute(sa.select(AuditChainHead.last_seq, AuditChainHead.last_hash)
+                        .where(AuditChainHead.id == 1).with_for_update()).one()
+    seq, prev = head
+    rows = []
+    for oid, text in list(raw.items()) + [("status", "in_progress")]:
+        seq += 1
+        fields = {"seq": seq, "occurred_at": _iso(now), "category": "clinical",
+                  "action": "item.changed", "username": "baseline",
+                  "path": f"CAPTURE/{key}/SCREEN[1]/VITALS/VS[1]/{oid}", "new_value": text,
+                  "reason": "bench", "study_oid": "CAPTURE", "subject_key": key}
+        digest = compute_hash(prev, fields)
+        rows.append({**fields, "occurred_at": now, "prev_hash": prev,
+                     "row_hash": digest})
+        prev = digest
+    conn.execute(sa.insert(AuditEvent.__table__), rows)
+    conn.execute(sa.update(AuditChainHead.__table__).where(AuditChainHead.__table__.c.id == 1)
+                 .values(last_seq=seq, last_hash=prev))
+    session.commit()
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, port: int, number: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.number = number
+        self.cookie = ""
+        self.version: int | None = None  # of the client's form, as its saves move it
+        self.turn = 0  # saves alternate between the two value sets across runs
+
+    def request(self, method: str, path: str, form: list | None = None) -> http.client.HTTPResponse:
+        body = urllib.parse.urlencode(form or [], doseq=True)
+        headers = {"Cookie": self.cookie}
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body if form is not None else None, headers=headers)
+        response = self.conn.getresponse()
+        response.body = response.read()
+        cookie = response.getheader("Set-Cookie")
+        if cookie and not self.cookie:
+            # Keep the signed-in session only: a browser would consume each save's flash
+            # message on the page it is redirected to, which this client never loads.
+            self.cookie = cookie.split(";", 1)[0]
+        return response
+
+    def login(self) -> None:
+        response = self.request("POST", "/login", [("username", f"crc{self.number}"),
+                                                   ("password", PASSWORD)])
+        assert response.status == 302, response.status
+
+    def saves(self, count: int) -> None:
+        path = FORM_PATH.format(key=f"save-{self.number}")
+        version = self.version
+        for turn in range(self.turn, self.turn + count):
+            form = [("action", "save"), ("base_version", "" if version is None else version)]
+            for item, value in VALUES[turn % 2].items():
+                name = f"VS-1-{item}"
+                if isinstance(value, tuple):
+                    form += [(f"{name}-y", value[0]), (f"{name}-m", value[1]),
+                             (f"{name}-d", value[2])]
+                elif isinstance(value, list):
+                    form += [(name, v) for v in value]
+                else:
+                    form.append((name, value))
+                if version is not None:
+                    form.append((f"reason-{name}", "bench correction"))
+            response = self.request("POST", path, form)
+            if response.status != 302:
+                message = response.body.decode("utf-8", "replace")
+                found = message.find('role="alert"')
+                raise RuntimeError(f"save {turn} of client {self.number}: HTTP "
+                                   f"{response.status}: {message[found:found + 600]}")
+            version = (version or 0) + 1
+            self.version, self.turn = version, turn + 1
+
+    def baselines(self, count: int) -> None:
+        for turn in range(count):
+            response = self.request("POST", f"/bench/baseline/base-{self.number}",
+                                    [("turn", turn)])
+            if response.status != 204:
+                raise RuntimeError(f"baseline {turn}: HTTP {response.status}")
+
+
+def run_clients(clients: list[Client], work: str, count: int) -> float:
+    errors: list[BaseException] = []
+
+    def go(client: Client) -> None:
+        try:
+            getattr(client, work)(count)
+        except BaseException as exc:  # reported after the run
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in clients]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - began
+
+
+def fetch_stats(port: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", "/bench/stats")
+    return json.loads(conn.getresponse().read())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def report(name: str, values: list[float], seconds: float) -> float:
+    p50, p95 = percentile(values, 0.50), percentile(values, 0.95)
+    print(f"{name:<9} {len(values):>5} requests  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+          f"mean {statistics.fmean(values):6.1f} ms  {len(values) / seconds:6.1f} req/s")
+    return p95
+
+
+def main() -> int:
+    global CLIENTS
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    CLIENTS = int(sys.argv[2]) if len(sys.argv) > 2 else CLIENTS
+    name = f"ecrf_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(psycopg_url(SERVER_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = psycopg_url(SERVER_URL, name)
+    server = None
+    try:
+        setup(url)
+        ports = multiprocessing.Queue()
+        server = multiprocessing.Process(target=serve, args=(url, ports), daemon=True)
+        server.start()
+        port = ports.get(timeout=60)
+        print(f"{CLIENTS} clients x {count} saves of a 15-item form, werkzeug threaded "
+              f"server, PostgreSQL, {os.cpu_count()} CPUs")
+        clients = [Client(port, n) for n in range(CLIENTS)]
+        for client in clients:
+            client.login()
+        run_clients(clients, "saves", 3)  # warm-up: imports, caches, pools
+        run_clients(clients, "baselines", 3)
+        fetch_stats(port)
+        seconds = run_clients(clients, "saves", count)
+        save_p95 = report("save", fetch_stats(port)["save"], seconds)
+        seconds = run_clients(clients, "baselines", count)
+        base_p95 = report("baseline", fetch_stats(port)["baseline"], seconds)
+        ratio = save_p95 / base_p95
+        print(f"save p95 / baseline p95 = {ratio:.2f}  (targets: p95 < 50 ms: "
+              f"{'met' if save_p95 < 50 else 'NOT met'}; within 2x: "
+              f"{'met' if ratio <= 2 else 'NOT met'})")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.join(10)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The data-entry page as the template sees it: groups, rows, fields with their labels,
+errors, notes, reason boxes and history links; and the submission read back from a POST.
+
+Kept apart from the routes so that those stay thin: parse, call the capture service,
+commit or roll back, render.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from flask_babel import gettext
+from werkzeug.datastructures import MultiDict
+from wtforms import Field
+from wtforms.form import BaseForm
+
+from ecrf.crf import FormDef, GroupDef, ItemDef, ItemType
+from ecrf.crf.fields import REGISTRY, field_name
+from ecrf.crf.validation import Key, ValidationResult, codes_for
+from ecrf.crf.values import Message, display
+from ecrf.domain.expressions import compile_cached
+from ecrf.domain.expressions.nodes import (
+    And,
+    Call,
+    Comparison,
+    Literal,
+    Membership,
+    Not,
+    Or,
+    Reference,
+)
+from ecrf.services.capture import OpenForm, SaveResult, Submission
+
+MAX_ROWS_SHOWN = 500
+
+
+def say(message: Message | str) -> str:
+    return message.render(gettext) if isinstance(message, Message) else str(message)
+
+
+@dataclass
+class FieldView:
+    key: Key
+    name: str
+    item: ItemDef
+    widget: str
+    field: Field | None
+    label: str
+    help: str | None
+    unit: str | None
+    required: bool
+    visible: bool
+    show_if: str | None
+    saved: str | None
+    saved_display: str
+    display: str
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reason: str = ""
+    reason_open: bool = False
+    history_url: str | None = None
+
+    @property
+    def described_by(self) -> str:
+        ids = []
+        if self.unit:
+            ids.append(f"{self.name}-unit")
+        if self.help:
+            ids.append(f"{self.name}-help")
+        if self.errors:
+            ids.append(f"{self.name}-error")
+        if self.notes:
+            ids.append(f"{self.name}-note")
+        return " ".join(ids)
+
+    @property
+    def option_attrs(self) -> dict:
+        """Attributes of each input (an option of a choice, or a part of a date)."""
+        attrs: dict = {}
+        if self.errors:
+            attrs["aria-invalid"] = "true"
+        if not (self.visible or self.errors):
+            attrs["disabled"] = True  # a hidden item is not submitted
+        return attrs
+
+    @property
+    def html_attrs(self) -> dict:
+        attrs = self.option_attrs
+        if self.described_by:
+            attrs["aria-describedby"] = self.described_by
+        if self.required:
+            attrs["aria-required"] = "true"
+        return attrs
+
+
+@dataclass
+class RowView:
+    group: str
+    row: int
+    fields: list[FieldView]
+    saved: bool
+    removed: object | None = None  # the GroupRow of a removed row
+    remove: bool = False
+    remove_reason: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroupView:
+    oid: str
+    label: str | None
+    repeating: bool
+    rows: list[RowView]
+    removed: list[RowView]
+    can_add: bool
+
+
+@dataclass
+class IssueView:
+    id: str
+    row: int
+    warning: bool
+    message: str
+    target: str | None
+    ack_name: str
+    ack_value: str
+    acknowledged: str | None
+    needs_ack: bool
+
+
+@dataclass
+class EntryPage:
+    groups: list[GroupView]
+    issues: list[IssueView]
+    blockers: list[str]
+    form_errors: list[str]
+    rows: dict[str, str]  # hidden inputs: group -> "1,2,3"
+
+
+def items_for(form: FormDef, rows: Mapping[str, tuple[int, ...]]) -> dict[Key, ItemDef]:
+    return {(g.oid, r, i.oid): i for g in form.groups
+            for r in (rows.get(g.oid, ()) if g.repeating else (1,)) for i in g.items}
+
+
+def posted_rows(form: FormDef, data: MultiDict) -> dict[str, tuple[int, ...]]:
+    """Rows the page held, from its ``rows-GROUP`` inputs ("1,2,5")."""
+    rows = {}
+    for group in form.groups:
+        if not group.repeating:
+            continue
+        numbers = set()
+        for part in data.get(f"rows-{group.oid}", "").split(","):
+            if part.strip().isdigit():
+                numbers.add(int(part))
+        rows[group.oid] = tuple(sorted(numbers))[:MAX_ROWS_SHOWN]
+    return rows
+
+
+def read_submission(form: FormDef, data: MultiDict, raw: dict, rows: Mapping[str, tuple]
+                    ) -> Submission:
+    reasons, acks, removed = {}, {}, {}
+    for name, value in data.items():
+        value = value.strip()
+        if name.startswith("reason-") and value:
+            parts = name[len("reason-"):].split("-")
+            if len(parts) == 3 and parts[1].isdigit():
+                reasons[(parts[0], int(parts[1]), parts[2])] = value
+        elif name.startswith("ack-") and value:
+            check, _, row = name[len("ack-"):].rpartition("-")
+            if row.isdigit():
+                acks[(check, int(row))] = value
+        elif name.startswith("remove-"):
+            group, _, row = name[len("remove-"):].rpartition("-")
+            if row.isdigit():
+                removed[(group, int(row))] = data.get(f"remove_reason-{group}-{row}", "").strip()
+    return Submission(values=raw, reasons=reasons, acknowledgements=acks, removed_rows=removed,
+                      rows={g: list(r) for g, r in rows.items()})
+
+
+def build_page(opened: OpenForm, form: BaseForm, rows: Mapping[str, tuple[int, ...]], *,
+               language: str | None, validation: ValidationResult,
+               result: SaveResult | None = None, posted: MultiDict | None = None,
+               problems: Mapping[Key, list[str]] | None = None, show_reason_errors: bool = True,
+               history_url: Callable[[Key], str] | None = None,
+               can_add: bool = True) -> EntryPage:
+    definition, form_def = opened.definition, opened.form
+    codelists = definition.codelists
+    errors: dict[Key, list[str]] = {}
+    if result is not None:
+        needed = set(result.reasons_needed)
+        for key, messages in result.errors.items():
+            if key in needed and not show_reason_errors:
+                continue
+            errors.setdefault(key, []).extend(say(m) for m in messages)
+    for key, messages in (problems or {}).items():
+        errors.setdefault(key, []).extend(str(m) for m in messages)
+    notes: dict[Key, list[str]] = {}
+    issues = _issues(opened, validation, result, posted, language)
+    for issue, view in zip(validation.issues, issues, strict=True):
+        for key in issue.keys:
+            notes.setdefault(key, []).append(view.message)
+    for key in (result.missing if result is not None else ()):
+        notes.setdefault(key, []).append(gettext("Required to mark the form complete."))
+    for key, grade in validation.grades.items():
+        if grade.gradable and grade.grade:
+            notes.setdefault(key, []).append(gettext("%(version)s grade %(grade)s: %(term)s",
+                                                     version=grade.version, grade=grade.grade,
+                                                     term=grade.term or ""))
+    reasons_needed = set(result.reasons_needed) if result else set()
+    groups = []
+    for group in form_def.groups:
+        live = rows.get(group.oid, ()) if group.repeating else (1,)
+        row_views = []
+        for number in live:
+            saved_row = not group.repeating or any(
+                (group.oid, number, i.oid) in opened.values for i in group.items)
+            fields = [_field(opened, form, group, number, item, validation, errors, notes,
+                             posted, reasons_needed, history_url, language, codelists)
+                      for item in group.items]
+            remove = bool(posted and posted.get(f"remove-{group.oid}-{number}"))
+            row_errors = list(errors.get((group.oid, number, ""), []))
+            row_views.append(RowView(group.oid, number, fields, saved_row, None, remove,
+                                     (posted.get(f"remove_reason-{group.oid}-{number}", "")
+                                      if posted else ""), row_errors))
+        removed = [_removed_row(opened, group, number, record, language, codelists)
+                   for (oid, number), record in sorted(opened.removed.items())
+                   if oid == group.oid]
+        limit = group.max_rows
+        groups.append(GroupView(group.oid, group.label, group.repeating, row_views, removed,
+                                can_add and (limit is None or len(live) < limit)))
+    blockers = _blockers(form_def, result, language) if result is not None else []
+    form_errors = [say(m) for m in result.form_errors] if result is not None else []
+    hidden_rows = {g: ",".join(str(r) for r in rows.get(g, ())) for g in rows}
+    return EntryPage(groups, issues, blockers, form_errors, hidden_rows)
+
+
+def _blockers(form: FormDef, result: SaveResult, language: str | None) -> list[str]:
+    """Why the form is not complete, naming the items (the service's list says how many)."""
+    found = []
+    if result.missing:
+        names = []
+        for group, row, item in result.missing:
+            label = form.item(item).label_in(language)
+            names.append(label if not form.group(group).repeating
+                         else gettext("%(label)s (row %(row)s)", label=label, row=row))
+        found.append(gettext("Required but blank: %(items)s.", items=", ".join(names)))
+    found += [say(i.message) for i in result.check_errors]
+    found += [gettext("Warning to acknowledge: %(message)s", message=say(i.message))
+              for i in result.unacknowledged]
+    return found + [say(m) for m in result.completion_problems]
+
+
+def _field(opened: OpenForm, form: BaseForm, group: GroupDef, row: int, item: ItemDef,
+           validation: ValidationResult, errors, notes, posted, reasons_needed, history_url,
+           language, codelists) -> FieldView:
+    key = (group.oid, row, item.oid)
+    name = field_name(key)
+    codes = codes_for(item, codelists)
+    saved = opened.values.get(key)
+    bound = form[name] if name in form else None
+    reason = posted.get(f"reason-{name}", "").strip() if posted else ""
+    current = validation.canonical.get(key)
+    return FieldView(
+        key=key, name=name, item=item, widget=REGISTRY[item.type].widget, field=bound,
+        label=item.label_in(language),
+        help=item.help_labels.get(language or "", item.help) if item.help else None,
+        unit=item.unit, required=key in validation.required or item.required,
+        visible=key in validation.visible, show_if=show_if_json(item, group, row, opened.form),
+        saved=saved, saved_display=display(item, saved, codes, language),
+        display=display(item, current, codes, language),
+        errors=errors.get(key, []), notes=notes.get(key, []), reason=reason,
+        reason_open=bool(reason) or key in reasons_needed,
+        history_url=history_url(key) if history_url and key in opened.values else None,
+    )
+
+
+def _removed_row(opened: OpenForm, group: GroupDef, number: int, record, language, codelists
+                 ) -> RowView:
+    fields = []
+    for item in group.items:
+        key = (group.oid, number, item.oid)
+        text = opened.values.get(key)
+        shown = display(item, text, codes_for(item, codelists), language)
+        fields.append(FieldView(key, field_name(key), item, "readonly", None,
+                                item.label_in(language), None, item.unit, False, True, None,
+                                text, shown, shown))
+    return RowView(group.oid, number, fields, True, record)
+
+
+def _issues(opened: OpenForm, validation: ValidationResult, result: SaveResult | None,
+            posted: MultiDict | None, language: str | None) -> list[IssueView]:
+    checks = {c.oid: c for c in opened.form.checks}
+    unacknowledged = {i.key for i in result.unacknowledged} if result is not None else None
+    views = []
+    for issue in validation.issues:
+        check = checks.get(issue.id)
+        text = check.message_in(language) if check and not issue.message.params \
+            else say(issue.message)
+        ack_name = f"ack-{issue.id}-{issue.row}"
+        existing = opened.acknowledgements.get(issue.key)
+        needs = issue.is_warning and (
+            issue.key in unacknowledged if unacknowledged is not None else existing is None)
+        views.append(IssueView(
+            issue.id, issue.row, issue.is_warning, text,
+            field_name(issue.keys[0]) if issue.keys else None, ack_name,
+            posted.get(ack_name, "") if posted else "",
+            existing.justification if existing is not None else None, needs))
+    return views
+
+
+# --- show_if in the browser -------------------------------------------------------------------
+
+
+def show_if_json(item: ItemDef, group: GroupDef, row: int, form: FormDef) -> str | None:
+    """The condition as a small JSON tree the browser can evaluate, or None when it is not
+    simple enough (the server then decides, on save or "Update")."""
+    if not item.show_if:
+        return None
+    where = {i.oid: g for g in form.groups for i in g.items}
+
+    def ref(node) -> str | None:
+        if not isinstance(node, Reference):
+            return None
+        parts = node.parts
+        if len(parts) == 2 and parts[0] == form.oid:
+            parts = parts[1:]
+        if len(parts) != 1 or parts[0] not in where:
+            return None
+        owner = where[parts[0]]
+        target = form.item(parts[0])
+        if target.type in (ItemType.CALCULATED, ItemType.PARTIAL_DATE) or target.is_numeric:
+            return None
+        return field_name((owner.oid, row if owner.repeating else 1, parts[0]))
+
+    def text(node) -> str | None:
+        return node.value if isinstance(node, Literal) and isinstance(node.value, str) else None
+
+    def convert(node):
+        if isinstance(node, And | Or):
+            parts = [convert(n) for n in node.operands]
+            return None if None in parts else {"op": "and" if isinstance(node, And) else "or",
+                                                 "args": parts}
+        if isinstance(node, Not):
+            inner = convert(node.operand)
+            return None if inner is None else {"op": "not", "args": [inner]}
+        if isinstance(node, Comparison) and node.operator in ("=", "!="):
+            name, value = ref(node.left), text(node.right)
+            if name is None or value is None:
+                return None
+            return {"op": "eq" if node.operator == "=" else "ne", "field": name, "value": value}
+        if isinstance(node, Membership):
+            name = ref(node.operand)
+            values = [text(o) for o in node.options]
+            if name is None or None in values:
+                return None
+            return {"op": "nin" if node.negated else "in", "field": name, "values": values}
+        if isinstance(node, Call) and node.name in ("is_blank", "contains"):
+            name = ref(node.arguments[0]) if node.arguments else None
+            if name is None:
+                return None
+            if node.name == "is_blank" and len(node.arguments) == 1:
+                return {"op": "blank", "field": name}
+            value = text(node.arguments[1]) if len(node.arguments) == 2 else None
+            return None if value is None else {"op": "has", "field": name, "value": value}
+        return None
+
+    tree = convert(compile_cached(item.show_if).root)
+    return json.dumps(tree, separators=(",", ":")) if tree is not None else None

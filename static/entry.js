@@ -1,0 +1,98 @@
+// Data entry comfort: show or hide questions as answers change, and open the reason box
+// next to a saved value being changed. The server decides everything again on save: a
+// value posted for a hidden question is refused there, whatever this script did.
+(function () {
+  "use strict";
+  var form = document.querySelector("form.entry-form");
+  if (!form) { return; }
+
+  function valueOf(name) {
+    var inputs = form.querySelectorAll('[name="' + name + '"]');
+    var values = [];
+    var single = "";
+    inputs.forEach(function (el) {
+      if (el.disabled) { return; }
+      if (el.type === "radio") {
+        if (el.checked) { single = el.value; }
+      } else if (el.type === "checkbox") {
+        if (el.checked) { values.push(el.value); }
+      } else {
+        single = (el.value || "").trim();
+      }
+    });
+    if (inputs.length && inputs[0].type === "checkbox") { return values; }
+    return single;
+  }
+
+  function isBlank(v) { return Array.isArray(v) ? v.length === 0 : v === ""; }
+
+  // Three-valued, as on the server: a blank answer makes a comparison unknown (null), and
+  // an unknown condition hides the question.
+  function evaluate(node) {
+    var v, i, r, unknown;
+    switch (node.op) {
+      case "eq": v = valueOf(node.field); return isBlank(v) ? null : v === node.value;
+      case "ne": v = valueOf(node.field); return isBlank(v) ? null : v !== node.value;
+      case "in": v = valueOf(node.field); return isBlank(v) ? null : node.values.indexOf(v) >= 0;
+      case "nin": v = valueOf(node.field); return isBlank(v) ? null : node.values.indexOf(v) < 0;
+      case "blank": return isBlank(valueOf(node.field));
+      case "has": v = valueOf(node.field); return isBlank(v) ? null : v.indexOf(node.value) >= 0;
+      case "not": r = evaluate(node.args[0]); return r === null ? null : !r;
+      case "and":
+        unknown = false;
+        for (i = 0; i < node.args.length; i++) {
+          r = evaluate(node.args[i]);
+          if (r === false) { return false; }
+          if (r === null) { unknown = true; }
+        }
+        return unknown ? null : true;
+      case "or":
+        unknown = false;
+        for (i = 0; i < node.args.length; i++) {
+          r = evaluate(node.args[i]);
+          if (r === true) { return true; }
+          if (r === null) { unknown = true; }
+        }
+        return unknown ? null : false;
+    }
+    return null;
+  }
+
+  var conditional = [];
+  form.querySelectorAll("[data-show-if]").forEach(function (wrap) {
+    try {
+      conditional.push({ wrap: wrap, tree: JSON.parse(wrap.getAttribute("data-show-if")) });
+    } catch (e) { /* leave it as the server rendered it */ }
+  });
+
+  function applyShowIf() {
+    // Conditions may chain (A shown if B, B shown if C): settle in a few passes.
+    for (var pass = 0; pass < 4; pass++) {
+      var changed = false;
+      conditional.forEach(function (c) {
+        var show = evaluate(c.tree) === true;
+        if (c.wrap.hidden === !show) { return; }
+        changed = true;
+        c.wrap.hidden = !show;
+        c.wrap.querySelectorAll("input, select, textarea").forEach(function (el) {
+          el.disabled = !show;
+        });
+      });
+      if (!changed) { break; }
+    }
+  }
+
+  function openReason(event) {
+    var wrap = event.target.closest("[data-saved]");
+    if (!wrap || event.target.name.indexOf("reason-") === 0) { return; }
+    var box = wrap.querySelector(".reason-box");
+    if (box && box.hidden) { box.hidden = false; }
+  }
+
+  form.addEventListener("change", function (event) { applyShowIf(); openReason(event); });
+  form.addEventListener("input", openReason);
+  applyShowIf();
+
+  var summary = document.getElementById("error-summary") || document.getElementById("stale");
+  if (summary) { summary.focus(); }
+})();

@@ -1,0 +1,213 @@
+"""Tamper evidence of the audit trail, and the audit trail screens and exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from ecrf.extensions import db
+from ecrf.models import AuditEvent, ItemValue
+from ecrf.services.audit import GENESIS_HASH, AuditError, compute_hash, verify_chain
+from tests.conftest import is_postgres, sign_in
+from tests.services.capture_setup import enrol, load_capture_study
+
+BASE = "/studies/CAPTURE/subjects/S01-001"
+SCREEN = BASE + "/events/SCREEN/1"
+VITALS = SCREEN + "/forms/VITALS"
+
+
+@pytest.fixture
+def study(app, make_study):
+    study = load_capture_study(make_study)
+    enrol(study, "S01-001", "S01")
+    enrol(study, "S02-001", "S02")
+    return study
+
+
+@pytest.fixture
+def entered(study, client, make_user):
+    """S01-001 with VITALS saved, then corrected with a reason, by a coordinator."""
+    make_user("crc1", role="coordinator", study="CAPTURE", site="S01")
+    sign_in(client, "crc1")
+    assert client.post(SCREEN + "/start", data={"actual_date": "2025-05-02"}).status_code == 302
+    data = {"VS-1-VSDT": "2025-05-02", "VS-1-SEX": "M", "VS-1-WEIGHT": "72.5",
+            "VS-1-HEIGHT": "180", "action": "save", "base_version": ""}
+    assert client.post(VITALS, data=data).status_code == 302
+    data.update({"VS-1-WEIGHT": "75.0", "base_version": "1",
+                 "reason-VS-1-WEIGHT": "source document re-read"})
+    assert client.post(VITALS, data=data).status_code == 302
+    client.post("/logout")
+    return study
+
+
+def last_seq() -> int:
+    return db.session.scalar(select(sa.func.max(AuditEvent.seq)))
+
+
+def tamper(statement: str, **params) -> None:
+    """Run a statement on audit_event with the append-only trigger out of the way."""
+    if is_postgres():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            conn.execute(sa.text(statement), params)
+    else:
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_event_no_update"))
+            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
+            conn.execute(sa.text(statement), params)
+    db.session.expire_all()
+
+
+def verify(runner) -> tuple[int, str]:
+    result = runner.invoke(args=["audit", "verify"])
+    return result.exit_code, result.output
+
+
+# --- append-only, in the database itself ------------------------------------------------------
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_event SET new_value = 'forged' WHERE seq = 1",
+    "DELETE FROM audit_event WHERE seq = 1",
+])
+def test_the_database_refuses_update_and_delete(entered, statement):
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert db.session.scalar(select(AuditEvent.new_value).where(AuditEvent.seq == 1)) != "forged"
+
+
+def test_the_intact_trail_verifies(entered, runner):
+    code, output = verify(runner)
+    assert code == 0, output
+    assert "audit trail intact" in output
+
+
+def test_verify_names_an_altered_row(entered, runner):
+    seq = db.session.scalar(select(AuditEvent.seq).where(AuditEvent.action == "item.changed")
+                            .order_by(AuditEvent.seq).limit(1))
+    tamper("UPDATE audit_event SET new_value = '70.0' WHERE seq = :seq", seq=seq)
+    code, output = verify(runner)
+    assert code != 0
+    assert f"BROKEN at row {seq}" in output and "does not match its hash" in output
+
+
+def test_verify_names_a_deleted_row(entered, runner):
+    tamper("DELETE FROM audit_event WHERE seq = 5")
+    code, output = verify(runner)
+    assert code != 0 and "BROKEN at row 5" in output and "missing" in output
+
+
+def test_verify_notices_rows_cut_off_the_end(entered, runner):
+    end = last_seq()
+    tamper("DELETE FROM audit_event WHERE seq = :seq", seq=end)
+    code, output = verify(runner)
+    assert code != 0 and f"BROKEN at row {end}" in output
+
+
+def test_verify_names_an_inserted_row(entered, runner):
+    # A forged row slipped in after row 3 with a plausible, self-consistent hash: the next
+    # genuine row no longer links to its predecessor.
+    row = db.session.scalar(select(AuditEvent).where(AuditEvent.seq == 3))
+    fields = {"seq": 4, "occurred_at": "2025-05-02T10:00:00.000000Z", "category": "clinical",
+              "action": "item.changed", "username": "intruder"}
+    forged_hash = compute_hash(row.row_hash, fields)
+    tamper("UPDATE audit_event SET seq = seq + 1000000 WHERE seq > 3")
+    tamper("INSERT INTO audit_event (seq, occurred_at, category, action, username, prev_hash, "
+           "row_hash) VALUES (4, :at, 'clinical', 'item.changed', 'intruder', :prev, :hash)",
+           at="2025-05-02 10:00:00", prev=row.row_hash, hash=forged_hash)
+    code, output = verify(runner)
+    assert code != 0 and "BROKEN at row" in output
+
+
+def test_verify_detects_an_insert_without_touching_the_triggers(entered, runner):
+    end = last_seq()
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO audit_event (seq, occurred_at, category, action, prev_hash, row_hash) "
+            "VALUES (:seq, :at, 'clinical', 'item.entered', :h, :h)"),
+            {"seq": end + 1, "at": "2025-05-02 10:00:00", "h": GENESIS_HASH})
+    code, output = verify(runner)
+    assert code != 0 and f"BROKEN at row {end + 1}" in output
+
+
+def test_an_audited_change_without_an_actor_is_refused(entered):
+    db.session.info.clear()
+    value = db.session.scalar(select(ItemValue).where(ItemValue.item_oid == "WEIGHT"))
+    value.value = "99.0"
+    with pytest.raises(AuditError, match="has no actor"):
+        db.session.flush()
+    db.session.rollback()
+    assert verify_chain(db.session).ok
+
+
+# --- the screens and exports ----------------------------------------------------------------
+
+
+def test_item_history_shows_old_new_and_why(entered, client, login_as):
+    login_as("monitor", study="CAPTURE", username="mon1")
+    html = client.get(VITALS + "/history?group=VS&row=1&item=WEIGHT").get_data(as_text=True)
+    assert "History of Weight" in html
+    assert html.index("72.5 kg") < html.index("75.0 kg")
+    assert "source document re-read" in html and "crc1" in html and "coordinator" in html
+
+
+def test_subject_audit_page_filters_and_downloads(entered, client, login_as):
+    login_as("monitor", study="CAPTURE", username="mon1")
+    html = client.get(BASE + "/audit").get_data(as_text=True)
+    assert "Audit trail of S01-001" in html and "<td>subject.enrolled</td>" in html
+    assert "CAPTURE/S01-001/SCREEN[1]/VITALS/VS[1]/WEIGHT" in html
+    html = client.get(BASE + "/audit?action=item.changed&user=crc1&form=VITALS"
+                      ).get_data(as_text=True)
+    assert "source document re-read" in html and "<td>subject.enrolled</td>" not in html
+    html = client.get(BASE + "/audit?form=CONSENT").get_data(as_text=True)
+    assert "No audit rows match." in html
+    html = client.get(BASE + "/audit?from=2000-01-01&to=2000-01-02").get_data(as_text=True)
+    assert "No audit rows match." in html
+    response = client.get(BASE + "/audit.csv?action=item.changed")
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {r["path"].rsplit("/", 1)[-1] for r in rows} == {"WEIGHT", "BMI"}
+    assert all(r["subject"] == "S01-001" and r["site"] == "S01" for r in rows)
+
+
+def test_coordinators_cannot_read_the_audit_trail(entered, client, login_as):
+    login_as("coordinator", site="S01", study="CAPTURE")
+    assert client.get(BASE + "/audit").status_code == 403
+    assert client.get("/studies/CAPTURE/audit.csv").status_code == 403
+
+
+def test_study_audit_csv_is_site_scoped(entered, client, login_as):
+    login_as("investigator", site="S02", study="CAPTURE", username="inv2")
+    response = client.get("/studies/CAPTURE/audit.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert rows and {r["site"] for r in rows} == {"S02"}
+    assert all(r["subject"] != "S01-001" for r in rows)
+    assert client.get(BASE + "/audit").status_code == 404  # another site's subject
+
+
+def test_study_audit_csv_for_a_study_wide_role(entered, client, login_as):
+    login_as("data_manager", study="CAPTURE")
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/studies/CAPTURE/audit.csv").get_data(as_text=True))))
+    assert {"S01-001", "S02-001"} <= {r["subject"] for r in rows}
+    assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)
+
+
+def test_cli_export(entered, runner, tmp_path):
+    target = tmp_path / "trail.csv"
+    result = runner.invoke(args=["audit", "export", "--study", "CAPTURE", "--subject", "S01-001",
+                                 "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert "wrote 10 audit rows" in result.output and len(rows) == 10
+    assert {r["subject"] for r in rows} == {"S01-001"}
+    result = runner.invoke(args=["audit", "export", "--study", "CAPTURE", "--subject", "NOPE",
+                                 "-o", str(target)])
+    assert result.exit_code != 0 and "no subject 'NOPE'" in result.output
