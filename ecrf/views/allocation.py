@@ -1,0 +1,254 @@
+"""Treatment allocation: randomizing a subject, the concealed lists, dose escalation."""
+
+from __future__ import annotations
+
+import json
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import PasswordField, SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from ecrf.extensions import db
+from ecrf.models.allocation import RandomizationList
+from ecrf.models.clinical import Subject
+from ecrf.security.permissions import Allow, register
+from ecrf.services import (
+    access,
+    escalation,
+    escalation_decisions,
+    randomization,
+    sessions,
+    studies,
+)
+from ecrf.web import request_actor
+
+bp = Blueprint("allocation", __name__)
+
+register("allocation.randomize", Allow("subjects.randomize"))
+register("allocation.undo", Allow("randomization.undo"))
+register("allocation.lists", Allow("randomization.manage"))
+register("allocation.list_detail", Allow("randomization.manage"))
+register("allocation.escalation", Allow("study.view"))
+register("allocation.decide", Allow("escalation.decide"))
+register("allocation.dose_level", Allow("subjects.enrol"))
+
+DECISION_LABELS = {
+    "escalate": _l("Escalate to the next level"),
+    "stay": _l("Stay: enrol another cohort at the current level"),
+    "de-escalate": _l("De-escalate"),
+    "declare_mtd": _l("Declare the MTD"),
+    "stop": _l("Stop the escalation without an MTD"),
+}
+
+
+class UndoForm(FlaskForm):
+    reason = TextAreaField(_l("Reason for undoing the randomization"),
+                           validators=[DataRequired(), Length(max=2000)])
+
+
+class DecisionForm(FlaskForm):
+    action = SelectField(_l("Decision"), choices=[], validate_choice=True)
+    reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=4000)])
+    password = PasswordField(_l("Your password (electronic signature)"),
+                             validators=[DataRequired(), Length(max=256)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+def list_kind() -> str:
+    """A training instance sets RANDOMIZATION_KIND = "test"; real ones use production."""
+    return current_app.config.get("RANDOMIZATION_KIND", "production")
+
+
+def _subject_or_404(subject_key: str, action: str) -> Subject:
+    subject = db.session.scalar(select(Subject).where(Subject.study_id == g.study.id,
+                                                      Subject.subject_key == subject_key))
+    if subject is None:
+        abort(404)
+    # Admins hold a system grant, not a study one: every site is theirs.
+    site_ids = None if access.is_admin(current_user) else \
+        access.site_ids_for(current_user, action, g.study)
+    if site_ids is not None and subject.site_id not in site_ids:
+        abort(403)
+    return subject
+
+
+def _arm_names(subject: Subject) -> dict[str, str]:
+    defn = studies.definition_for(subject.study_version)
+    return {arm.code: arm.name for arm in defn.arms}
+
+
+def _subject_page(subject: Subject, template: str, **context):
+    history = randomization.allocations_of(db.session, subject)
+    readiness = randomization.check_readiness(db.session, subject)
+    frozen = {a.id: json.loads(a.strata) for a in history}
+    return render_template(template, subject=subject, history=history, readiness=readiness,
+                           frozen=frozen, arms=_arm_names(subject), kind=list_kind(),
+                           **context)
+
+
+@bp.route("/studies/<study_oid>/subjects/<subject_key>/randomize", methods=["GET", "POST"])
+def randomize(study_oid: str, subject_key: str):
+    subject = _subject_or_404(subject_key, "subjects.randomize")
+    if request.method == "POST":
+        try:
+            allocation = randomization.randomize(
+                db.session, request_actor("subjects.randomize", g.study), subject,
+                kind=list_kind())
+        except randomization.RandomizationServiceError as exc:
+            db.session.rollback()
+            reasons = getattr(exc, "reasons", [str(exc)])
+            flash(_("The subject was not randomized: %(why)s", why="; ".join(reasons)),
+                  "danger")
+            return _subject_page(subject, "allocation/randomize.html", refused=reasons), 409
+        db.session.commit()
+        flash(_("%(key)s was randomized to arm %(arm)s.", key=subject.subject_key,
+                arm=allocation.arm), "success")
+        return redirect(url_for(".randomize", study_oid=study_oid, subject_key=subject_key))
+    return _subject_page(subject, "allocation/randomize.html", refused=None)
+
+
+@bp.route("/studies/<study_oid>/subjects/<subject_key>/randomization/undo",
+          methods=["GET", "POST"])
+def undo(study_oid: str, subject_key: str):
+    subject = _subject_or_404(subject_key, "randomization.undo")
+    form = UndoForm()
+    if form.validate_on_submit():
+        try:
+            randomization.undo_randomization(
+                db.session, request_actor("randomization.undo", g.study), subject,
+                form.reason.data)
+        except randomization.RandomizationServiceError as exc:
+            db.session.rollback()
+            form.reason.errors = [str(exc)]
+        else:
+            db.session.commit()
+            flash(_("The randomization of %(key)s was undone; the original allocation stays "
+                    "on record.", key=subject.subject_key), "success")
+            return redirect(url_for(".undo", study_oid=study_oid, subject_key=subject_key))
+    return _subject_page(subject, "allocation/undo.html", form=form)
+
+
+@bp.route("/studies/<study_oid>/randomization")
+def lists(study_oid: str):
+    rows = randomization.lists_of(db.session, g.study)
+    version = studies.latest_version(db.session, g.study)
+    arms = [a.code for a in studies.definition_for(version).arms] if version else []
+    summaries = [(rlist, randomization.balance(db.session, rlist, arms)) for rlist in rows]
+    return render_template("allocation/lists.html", summaries=summaries, arms=arms,
+                           kind=list_kind())
+
+
+@bp.route("/studies/<study_oid>/randomization/lists/<int:list_id>")
+def list_detail(study_oid: str, list_id: int):
+    rlist = db.session.get(RandomizationList, list_id)
+    if rlist is None or rlist.study_id != g.study.id:
+        abort(404)
+    slots = randomization.list_slots(db.session, rlist)
+    allocations = {a.slot_id: a for a in randomization.list_allocations(db.session, rlist)}
+    keys = dict(db.session.execute(select(Subject.id, Subject.subject_key).where(
+        Subject.id.in_({s.subject_id for s in slots if s.subject_id}))).all())
+    return render_template("allocation/list_detail.html", rlist=rlist, slots=slots,
+                           allocations=allocations, keys=keys)
+
+
+def _board_or_404():
+    try:
+        return escalation.board(db.session, g.study)
+    except (escalation.EscalationServiceError,
+            randomization.RandomizationServiceError) as exc:
+        abort(404, description=str(exc))
+
+
+def _decision_form(state) -> DecisionForm:
+    form = DecisionForm()
+    form.action.choices = [(a, str(DECISION_LABELS[a])) for a in state.allowed]
+    if not form.is_submitted() and state.proposed_decision in state.allowed:
+        form.action.data = state.proposed_decision
+    return form
+
+
+def _render_board(state, form, status: int = 200):
+    visible = access.site_ids_for(current_user, "subjects.view", g.study)
+    can_see_keys = access.can(current_user, "subjects.view", g.study)
+    return render_template("allocation/escalation.html", board=state, form=form,
+                           labels=DECISION_LABELS, visible_sites=visible,
+                           can_see_keys=can_see_keys), status
+
+
+def escalation_board(study_oid: str):
+    state = _board_or_404()
+    return _render_board(state, _decision_form(state))
+
+
+bp.add_url_rule("/studies/<study_oid>/escalation", endpoint="escalation",
+                view_func=escalation_board)
+
+
+@bp.route("/studies/<study_oid>/escalation/decide", methods=["POST"])
+def decide(study_oid: str):
+    state = _board_or_404()
+    form = _decision_form(state)
+    if not form.validate_on_submit():
+        return _render_board(state, form, 400)
+    try:
+        escalation_decisions.record_decision(
+            db.session, request_actor("escalation.decide", g.study), g.study,
+            action=form.action.data, reason=form.reason.data, password=form.password.data,
+            lockout_threshold=current_app.config["LOCKOUT_THRESHOLD"],
+            lockout_minutes=current_app.config["LOCKOUT_MINUTES"])
+    except escalation_decisions.SignatureError as exc:
+        if exc.locked:
+            sessions.end_all_for(db.session, current_user, "account_locked")
+        db.session.commit()  # the failed attempt counts toward lockout
+        if exc.locked:
+            logout_user()
+            flash(_("Too many wrong passwords: your account is locked."), "danger")
+            return redirect(url_for("auth.login"))
+        form.password.errors = [_("The password is not correct: the decision was not "
+                                  "recorded.")]
+        return _render_board(escalation.board(db.session, g.study), form, 400)
+    except escalation.EscalationServiceError as exc:
+        db.session.rollback()
+        form.action.errors = [str(exc)]
+        return _render_board(escalation.board(db.session, g.study), form, 400)
+    db.session.commit()
+    flash(_("The decision was recorded and signed."), "success")
+    return redirect(url_for(".escalation", study_oid=study_oid))
+
+
+@bp.route("/studies/<study_oid>/subjects/<subject_key>/dose-level", methods=["GET", "POST"])
+def dose_level(study_oid: str, subject_key: str):
+    subject = _subject_or_404(subject_key, "subjects.enrol")
+    error = None
+    if request.method == "POST":
+        try:
+            level = escalation.assign_dose_level(
+                db.session, request_actor("subjects.enrol", g.study), subject)
+        except (escalation.EscalationServiceError,
+                randomization.RandomizationServiceError) as exc:
+            db.session.rollback()
+            error = str(exc)
+        else:
+            db.session.commit()
+            flash(_("%(key)s was assigned dose level %(level)s.", key=subject.subject_key,
+                    level=level), "success")
+            return redirect(url_for(".dose_level", study_oid=study_oid,
+                                    subject_key=subject_key))
+    state = _board_or_404()
+    return render_template("allocation/dose_level.html", subject=subject, board=state,
+                           error=error), 409 if error else 200
