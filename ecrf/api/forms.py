@@ -1,0 +1,195 @@
+"""One form of one event of a subject: read it (GET) and save it (PUT).
+
+A save goes through ``capture.save_form`` exactly as the entry screen's does: the same
+validation, reasons for change, warnings to acknowledge, version check and audit rows.
+The view commits once when the service saved, and rolls back otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from flask import g
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
+from ecrf.api import bp
+from ecrf.api.common import iso, json_body, subject_or_404
+from ecrf.api.errors import ApiProblem
+from ecrf.api.submission import issue_text, key_text, read_save
+from ecrf.crf import FormDef, ItemDef
+from ecrf.crf.validation import Issue
+from ecrf.crf.values import Message, result_kind
+from ecrf.extensions import db
+from ecrf.models.clinical import Subject
+from ecrf.security.permissions import Allow, register
+from ecrf.services import capture
+from ecrf.services.locks import DataLockedError
+from ecrf.web import request_actor
+
+register("api.form", Allow("subjects.view"))
+register("api.form_save", Allow("data.enter"))
+
+FORM = "/studies/<study_oid>/subjects/<subject_key>/events/<event_oid>/<int:repeat>/forms/<form_oid>"
+
+
+def say(message: Message | str) -> str:
+    return message.render(_) if isinstance(message, Message) else str(message)
+
+
+@bp.get(FORM, endpoint="form")
+def form_read(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
+    subject = subject_or_404(subject_key, "subjects.view")
+    try:
+        opened = capture.load_form(db.session, subject, event_oid, repeat, form_oid)
+    except capture.CaptureError as exc:
+        raise _capture_problem(exc) from None
+    return form_document(subject, event_oid, repeat, opened)
+
+
+@bp.put(FORM, endpoint="form_save")
+def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
+    subject = subject_or_404(subject_key, "data.enter")
+    data = json_body()
+    try:
+        _definition, form_def = capture.form_definition(db.session, subject, event_oid,
+                                                        repeat, form_oid)
+    except capture.CaptureError as exc:
+        raise _capture_problem(exc) from None
+    asked = read_save(form_def, data)
+    if asked.errors:
+        raise ApiProblem(422, _("Nothing was saved: the body has %(n)s problem(s).",
+                                n=len(asked.errors)), errors=asked.errors)
+    actor = dataclasses.replace(request_actor("data.enter", g.study),
+                                site_code=subject.site.code)
+    try:
+        result = capture.save_form(db.session, actor, subject, event_oid, repeat, form_oid,
+                                   asked.submission, base_version=asked.base_version,
+                                   complete=asked.complete)
+    except capture.CaptureError as exc:
+        db.session.rollback()
+        raise _capture_problem(exc) from None
+    if not result.saved:
+        db.session.rollback()
+        raise _refused(form_def, result)
+    db.session.commit()
+    opened = capture.load_form(db.session, subject, event_oid, repeat, form_oid)
+    document = form_document(subject, event_oid, repeat, opened)
+    document["changed"] = [key_text(k) for k in result.changed]
+    document["blockers"] = [say(m) for m in result.blockers]
+    return document
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def typed(item: ItemDef, text: str | None) -> object:
+    """Stored canonical text as JSON: numbers stay strings (exact decimals), dates and
+    partial dates ISO 8601 text, a multiple choice a list of codes."""
+    if text is None:
+        return None
+    if result_kind(item) == "multiple_choice":
+        try:
+            return list(json.loads(text))
+        except (ValueError, TypeError):
+            return text  # stored under another definition: given as stored
+    return text
+
+
+def form_document(subject: Subject, event_oid: str, repeat: int,
+                  opened: capture.OpenForm) -> dict:
+    form, instance, validation = opened.form, opened.instance, opened.validation
+    values: dict[str, object] = {}
+    live = set()
+    for group in form.groups:
+        for row in opened.rows.get(group.oid, ()) if group.repeating else (1,):
+            for item in group.items:
+                key = (group.oid, row, item.oid)
+                live.add(key)
+                values[key_text(key)] = typed(item, opened.values.get(key))
+    removed = {}
+    for (group_oid, row), record in sorted(opened.removed.items()):
+        group = form.group(group_oid)
+        removed[f"{group_oid}.{row}"] = {
+            "removed_at": iso(record.removed_at), "reason": record.removal_reason,
+            "values": {item.oid: typed(item, opened.values.get((group_oid, row, item.oid)))
+                       for item in group.items}}
+    version = instance.study_version if instance else subject.study_version
+    event = opened.event
+    return {
+        "study_oid": subject.study.oid, "subject_key": subject.subject_key,
+        "event": {"event_oid": event_oid, "repeat": repeat, "state": event.state,
+                  "actual_date": iso(event.actual_date)},
+        "form_oid": form.oid, "name": form.name, "status": opened.status,
+        "version": opened.version, "study_version": version.label,
+        "updated_at": iso(instance.updated_at) if instance else None,
+        "values": values,
+        "rows": {g.oid: list(opened.rows.get(g.oid, ())) for g in form.groups if g.repeating},
+        "removed_rows": removed,
+        "grades": {key_text(k): {"grade": grade.grade, "term": grade.term,
+                                 "version": grade.version, "basis": grade.basis}
+                   for k, grade in sorted(validation.grades.items())
+                   if grade.gradable and k in live},
+        "issues": [_issue(issue, opened) for issue in validation.issues],
+        "acknowledgements": {issue_text(k): {"justification": ack.justification,
+                                             "acknowledged_at": iso(ack.acknowledged_at)}
+                             for k, ack in sorted(opened.acknowledgements.items())},
+    }
+
+
+def _issue(issue: Issue, opened: capture.OpenForm | None = None) -> dict:
+    ack = opened.acknowledgements.get(issue.key) if opened is not None else None
+    return {"id": issue.id, "row": issue.row, "key": issue_text(issue.key),
+            "severity": issue.severity.value, "message": say(issue.message),
+            "items": [key_text(k) for k in issue.keys],
+            "acknowledged": ack.justification if ack is not None else None}
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+def _refused(form: FormDef, result: capture.SaveResult) -> ApiProblem:
+    """422 naming each refused value where it was sent, or why completion was refused."""
+    needed = set(result.reasons_needed)
+    errors: dict[str, list[str]] = {}
+    for key, messages in result.errors.items():
+        group, row, item = key
+        if not item:
+            where = f"removed_rows.{group}.{row}"
+        else:
+            where = f"{'reasons' if key in needed else 'values'}.{key_text(key)}"
+        errors.setdefault(where, []).extend(say(m) for m in messages)
+    details = {
+        "errors": errors,
+        "form_errors": [say(m) for m in result.form_errors],
+        "reasons_needed": [key_text(k) for k in result.reasons_needed],
+        "missing": [key_text(k) for k in result.missing],
+        "check_errors": [_issue(i) for i in result.check_errors],
+        "unacknowledged": [_issue(i) for i in result.unacknowledged],
+        "blockers": [say(m) for m in result.blockers],
+    }
+    if errors or result.form_errors:
+        count = len(errors) + len(result.form_errors)
+        message = ngettext("Nothing was saved: %(num)s problem.",
+                           "Nothing was saved: %(num)s problems.", count)
+    else:
+        message = _("Nothing was saved: the form cannot be marked complete: %(why)s",
+                    why=" ".join(details["blockers"]))
+    return ApiProblem(422, message, **details)
+
+
+def _capture_problem(exc: capture.CaptureError) -> ApiProblem:
+    message = say(exc.message)
+    if isinstance(exc, capture.StaleFormError):
+        return ApiProblem(409, message, current_version=exc.current_version, changes=[
+            {"username": c.username, "occurred_at": iso(c.occurred_at), "action": c.action,
+             "path": c.path, "item": c.item, "old_value": c.old_value,
+             "new_value": c.new_value} for c in exc.changes])
+    if isinstance(exc, capture.NotFoundError):
+        return ApiProblem(404, message)
+    if isinstance(exc, DataLockedError):
+        return ApiProblem(423, message)
+    if isinstance(exc, capture.EventStateError):
+        return ApiProblem(409, message)
+    return ApiProblem(422, message)

@@ -1,0 +1,378 @@
+"""The OpenAPI 3.1 document of the API, built in code and served at /api/v1/openapi.json.
+
+Public: it describes the API and exposes no data. A test compares it with the routes the
+app really has (paths, methods, path parameters) and validates responses against it.
+"""
+
+from __future__ import annotations
+
+from ecrf.api import bp
+from ecrf.security.permissions import PUBLIC, register
+
+register("api.openapi", PUBLIC)
+
+PREFIX = "/api/v1"
+JSON = "application/json"
+
+
+def _ref(name: str, kind: str = "schemas") -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _nullable(schema: dict) -> dict:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kind = schema.get("type")
+    return {**schema, "type": [kind, "null"] if isinstance(kind, str) else [*kind, "null"]}
+
+
+def _obj(properties: dict, required: list[str] | None = None, *, extra: bool = False,
+         description: str | None = None) -> dict:
+    schema: dict = {"type": "object", "properties": properties,
+                    "required": required if required is not None else sorted(properties),
+                    "additionalProperties": extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+DATE = {"type": "string", "format": "date"}
+DATETIME = {"type": "string", "format": "date-time"}
+URL = {"type": "string", "format": "uri-reference"}
+STR_LIST = _array(STR)
+ERRORS_MAP = {"type": "object", "additionalProperties": STR_LIST,
+              "description": "Location in the request body (e.g. `values.VS.1.WEIGHT`, "
+                             "`reasons.VS.1.WEIGHT`, `complete`) -> messages."}
+VALUE = {"type": ["string", "array", "null"], "items": STR,
+         "description": "Text for every type: numbers as exact decimal strings ('72.50'), "
+                        "dates 'YYYY-MM-DD', partial dates truncated ISO 8601 ('2024', "
+                        "'2024-03'), times 'HH:MM', date-times ISO 8601 with offset, codes "
+                        "of single choices ('Y'/'N' for yes/no); a list of codes for a "
+                        "multiple choice; null when blank."}
+
+
+def _schemas() -> dict:
+    version = _obj({"number": INT, "label": STR, "protocol_version": _nullable(STR),
+                    "content_hash": STR, "loaded_at": DATETIME})
+    issue = _obj({"id": STR, "row": INT, "key": STR,
+                  "severity": {"type": "string", "enum": ["error", "warning"]},
+                  "message": STR, "items": STR_LIST, "acknowledged": _nullable(STR)})
+    stale_change = _obj({"username": STR, "occurred_at": DATETIME, "action": STR,
+                         "path": STR, "item": STR, "old_value": _nullable(STR),
+                         "new_value": _nullable(STR)})
+    form_properties = {
+        "study_oid": STR, "subject_key": STR,
+        "event": _obj({"event_oid": STR, "repeat": INT,
+                       "state": {"type": "string", "enum": ["in_progress", "done", "not_done"]},
+                       "actual_date": _nullable(DATE)}),
+        "form_oid": STR, "name": STR,
+        "status": {"type": "string", "enum": ["not_started", "in_progress", "complete"]},
+        "version": _nullable(INT), "study_version": STR, "updated_at": _nullable(DATETIME),
+        "values": {"type": "object", "additionalProperties": _ref("Value"),
+                   "description": "GROUP.ROW.ITEM -> value, for every item of every live "
+                                  "row (row 1 outside repeating groups), calculated items "
+                                  "included."},
+        "rows": {"type": "object", "additionalProperties": _array(INT),
+                 "description": "Live rows of each repeating group."},
+        "removed_rows": {"type": "object", "additionalProperties": _obj({
+            "removed_at": DATETIME, "reason": _nullable(STR),
+            "values": {"type": "object", "additionalProperties": _ref("Value")}})},
+        "grades": {"type": "object", "additionalProperties": _obj({
+            "grade": _nullable(INT), "term": _nullable(STR), "version": STR, "basis": STR})},
+        "issues": _array(_ref("Issue")),
+        "acknowledgements": {"type": "object", "additionalProperties": _obj({
+            "justification": STR, "acknowledged_at": DATETIME}),
+            "description": "CHECK.ROW (row 0 outside repeating groups) -> justification."},
+    }
+    form = _obj(form_properties)
+    saved = _obj({**form_properties,
+                  "changed": {**STR_LIST, "description": "Items whose value this save changed."},
+                  "blockers": {**STR_LIST, "description": "Why the form is not complete yet "
+                                                          "(empty when it is)."}})
+    texts = {"type": "object", "additionalProperties": STR}
+    form_save = _obj({
+        "version": {"type": ["integer", "null"], "minimum": 1,
+                    "description": "The form version read with GET (null for a form not "
+                                   "started). A save based on an older version is refused "
+                                   "with 409 and the changes made since."},
+        "values": {"type": "object", "additionalProperties": {
+            "type": ["string", "number", "array", "null"], "items": STR},
+            "description": "GROUP.ROW.ITEM -> value, in the shape GET returns (JSON numbers "
+                           "are accepted for numeric items and read exactly). Absent items "
+                           "are blank unless `partial` is true; saved rows of repeating "
+                           "groups stay unless named in `removed_rows`."},
+        "reasons": {**texts, "description": "GROUP.ROW.ITEM -> reason for changing or "
+                                            "clearing a saved value (required for those)."},
+        "acknowledgements": {**texts, "description": "CHECK.ROW -> justification of a "
+                                                     "warning (ITEM.soft_range for a value "
+                                                     "outside its expected range)."},
+        "removed_rows": {**texts, "description": "GROUP.ROW -> reason for removing a saved "
+                                                 "row of a repeating group."},
+        "complete": {**BOOL, "default": False,
+                     "description": "Mark the form complete; refused (422, nothing saved) "
+                                    "if it does not qualify."},
+        "partial": {**BOOL, "default": False,
+                    "description": "Keep the saved value of every item not in `values`."},
+    }, ["version"], description="A save of the whole form (or, with `partial`, of the items "
+                                "given), validated as on the entry screen.")
+    subject_summary = _obj({"subject_key": STR, "site": STR, "status": STR,
+                            "arm": _nullable(STR), "dose_level": _nullable(INT),
+                            "enrolled_on": DATE, "study_version": STR, "url": URL})
+    schedule_row = _obj({"event_oid": STR, "event_name": STR, "repeat": INT,
+                         "planned": _nullable(DATE),
+                         "window": _obj({"start": _nullable(DATE), "end": _nullable(DATE)}),
+                         "status": {"type": "string", "enum": [
+                             "upcoming", "due", "overdue", "done", "done_out_of_window",
+                             "missed", "not_applicable"]},
+                         "actual_date": _nullable(DATE), "note": _nullable(STR)})
+    form_link = _obj({"form_oid": STR, "status": STR, "version": INT,
+                      "updated_at": DATETIME, "url": URL})
+    recorded = _obj({"event_oid": STR, "repeat": INT, "state": STR,
+                     "actual_date": _nullable(DATE), "not_done_reason": _nullable(STR),
+                     "forms": _array(form_link)})
+    subject = _obj({"subject_key": STR, "site": STR, "site_timezone": STR, "status": STR,
+                    "arm": _nullable(STR), "dose_level": _nullable(INT), "enrolled_on": DATE,
+                    "study_version": STR, "today": DATE,
+                    "schedule": _array(schedule_row), "events": _array(recorded),
+                    "audit_url": URL})
+    study_summary = _obj({"oid": STR, "name": STR, "status": STR, "roles": STR_LIST,
+                          "current_version": _nullable(_ref("Version")), "url": URL})
+    study = _obj({
+        "oid": STR, "name": STR, "status": {"type": "string",
+                                            "enum": ["active", "frozen", "locked"]},
+        "created_at": DATETIME, "current_version": _nullable(_ref("Version")),
+        "versions": _array(_ref("Version")),
+        "sites": _array(_obj({"code": STR, "name": STR, "timezone": STR, "active": BOOL})),
+        "events": _array(_obj({"oid": STR, "name": STR, "kind": STR, "forms": STR_LIST})),
+        "forms": _array(_obj({"oid": STR, "name": STR})), "subjects_url": URL})
+    audit_row = _obj({
+        "seq": INT, "occurred_at": DATETIME, "category": STR, "action": STR,
+        "username": _nullable(STR), "role": _nullable(STR), "study_oid": _nullable(STR),
+        "site": _nullable(STR), "subject_key": _nullable(STR), "path": _nullable(STR),
+        "old_value": _nullable(STR), "new_value": _nullable(STR), "reason": _nullable(STR),
+        "study_version": _nullable(STR),
+        "details": {"type": ["object", "string", "null"]},
+        "ip_address": _nullable(STR), "row_hash": STR})
+    error = _obj({"error": STR, "message": STR}, extra=True)
+    return {
+        "Error": error,
+        "ValidationError": {"allOf": [_ref("Error"), {"type": "object", "properties": {
+            "errors": ERRORS_MAP, "form_errors": STR_LIST, "reasons_needed": STR_LIST,
+            "missing": STR_LIST, "check_errors": _array(_ref("Issue")),
+            "unacknowledged": _array(_ref("Issue")), "blockers": STR_LIST}}]},
+        "Conflict": {"allOf": [_ref("Error"), {"type": "object", "properties": {
+            "current_version": _nullable(INT), "changes": _array(_ref("StaleChange"))}}]},
+        "Version": version,
+        "StudySummary": study_summary,
+        "StudyList": _obj({"items": _array(_ref("StudySummary"))}),
+        "Study": study,
+        "SubjectSummary": subject_summary,
+        "SubjectPage": _obj({"items": _array(_ref("SubjectSummary")), "page": INT,
+                             "per_page": INT, "total": INT, "pages": INT}),
+        "Subject": subject,
+        "Value": VALUE,
+        "Issue": issue,
+        "StaleChange": stale_change,
+        "Form": form,
+        "FormSave": form_save,
+        "FormSaved": saved,
+        "AuditRow": audit_row,
+        "AuditPage": _obj({"items": _array(_ref("AuditRow")), "limit": INT, "after": INT,
+                           "next_after": _nullable(INT)}),
+    }
+
+
+_PATH_PARAMS = {
+    "study_oid": ("Study OID, e.g. DEXAML03.", STR),
+    "subject_key": ("Subject key (screening number).", STR),
+    "event_oid": ("Event OID of the study definition.", STR),
+    "repeat": ("Occurrence of the event (1 for a single event).", {"type": "integer",
+                                                                     "minimum": 1}),
+    "form_oid": ("Form OID of the event.", STR),
+}
+
+
+def _parameters() -> dict:
+    params = {name: {"name": name, "in": "path", "required": True, "description": text,
+                     "schema": schema} for name, (text, schema) in _PATH_PARAMS.items()}
+
+    def query(name: str, text: str, schema: dict) -> dict:
+        return {"name": name, "in": "query", "required": False, "description": text,
+                "schema": schema}
+
+    params.update({
+        "page": query("page", "Page number, from 1.", {"type": "integer", "minimum": 1,
+                                                       "default": 1}),
+        "per_page": query("per_page", "Subjects per page.", {
+            "type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+        "after": query("after", "Return rows after this sequence number (the "
+                                "`next_after` of the previous page).",
+                       {"type": "integer", "minimum": 0, "default": 0}),
+        "limit": query("limit", "Rows per page.", {"type": "integer", "minimum": 1,
+                                                   "maximum": 5000, "default": 500}),
+        "action": query("action", "Only this action (e.g. item.changed).", STR),
+        "user": query("user", "Only rows by this username.", STR),
+        "from": query("from", "From this date (YYYY-MM-DD, a whole day in the subject's "
+                              "site zone; UTC for the study trail) or date-time "
+                              "(ISO 8601, UTC without an offset).", STR),
+        "to": query("to", "Up to this date (inclusive) or date-time (exclusive).", STR),
+    })
+    return params
+
+
+def _error_responses() -> dict:
+    def answer(text: str, schema: str = "Error") -> dict:
+        return {"description": text, "content": {JSON: {"schema": _ref(schema)}}}
+
+    return {
+        "BadRequest": answer("Malformed request: the body is not JSON, not an object, or "
+                             "a query argument is invalid; the message names the problem."),
+        "Unauthorized": {**answer("No token, or an unknown, expired or revoked token, a "
+                                  "disabled account, or a write sent with a browser session "
+                                  "instead of a token."),
+                         "headers": {"WWW-Authenticate": {"schema": STR}}},
+        "Forbidden": answer("Your roles in this study do not allow the action."),
+        "NotFound": answer("No such study, subject (at your sites), event or form."),
+        "Conflict": answer("The form was saved by someone else since the version you sent "
+                           "(nothing saved; `changes` says what changed and "
+                           "`current_version` what to base a new save on), or the event is "
+                           "not open for data entry.", "Conflict"),
+        "UnsupportedMediaType": answer("The body is not sent as application/json."),
+        "Unprocessable": answer("Nothing was saved: unknown fields, refused values, missing "
+                                "reasons for change, or completion refused; each problem "
+                                "is named where it was sent.", "ValidationError"),
+        "Locked": answer("The data is locked; unlock it before changing it."),
+    }
+
+
+def _op(operation_id: str, summary: str, tag: str, response: str, params: list[str], *,
+        errors: tuple[str, ...] = ("Unauthorized", "Forbidden", "NotFound"),
+        description: str = "", body: str | None = None, public: bool = False) -> dict:
+    operation: dict = {
+        "operationId": operation_id, "summary": summary, "tags": [tag],
+        "parameters": [_ref(p, "parameters") for p in params],
+        "responses": {"200": {"description": "OK",
+                              "content": {JSON: {"schema": _ref(response)}}}},
+    }
+    if description:
+        operation["description"] = description
+    if body:
+        operation["requestBody"] = {"required": True,
+                                    "content": {JSON: {"schema": _ref(body)}}}
+    codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403",
+             "NotFound": "404", "Conflict": "409", "UnsupportedMediaType": "415",
+             "Unprocessable": "422", "Locked": "423"}
+    for name in errors:
+        operation["responses"][codes[name]] = _ref(name, "responses")
+    if public:
+        operation["security"] = []
+    return operation
+
+
+STUDY = "/studies/{study_oid}"
+SUBJECT = STUDY + "/subjects/{subject_key}"
+FORM = SUBJECT + "/events/{event_oid}/{repeat}/forms/{form_oid}"
+FORM_PARAMS = ["study_oid", "subject_key", "event_oid", "repeat", "form_oid"]
+AUDIT_FILTERS = ["action", "user", "from", "to", "after", "limit"]
+
+
+def _paths() -> dict:
+    read_errors = ("Unauthorized", "Forbidden", "NotFound")
+    return {
+        "/openapi.json": {"get": {
+            "operationId": "getOpenApi", "summary": "This document.", "tags": ["meta"],
+            "security": [], "responses": {"200": {"description": "The OpenAPI document.",
+                                                  "content": {JSON: {"schema": {
+                                                      "type": "object"}}}}}}},
+        "/studies": {"get": _op("listStudies", "The studies you hold a role in.", "studies",
+                                "StudyList", [], errors=("Unauthorized",))},
+        STUDY: {"get": _op("getStudy", "A study: identity, versions, sites, events and "
+                                       "forms.", "studies", "Study", ["study_oid"],
+                           description="Needs `study.view`.")},
+        STUDY + "/subjects": {"get": {
+            **_op("listSubjects", "Subjects at your sites, a page at a time.", "subjects",
+                  "SubjectPage", ["study_oid", "page", "per_page"],
+                  errors=("BadRequest", *read_errors), description="Needs `subjects.view`; "
+                  "only subjects of the sites where you hold it."),
+        }},
+        SUBJECT: {"get": _op("getSubject", "A subject with its schedule (planned dates, "
+                                           "windows, statuses) and its recorded events.",
+                             "subjects", "Subject", ["study_oid", "subject_key"],
+                             description="Needs `subjects.view` at the subject's site.")},
+        FORM: {
+            "get": _op("getForm", "A form of an event, values typed as JSON.", "forms", "Form",
+                       FORM_PARAMS, errors=(*read_errors, "Conflict"),
+                       description="Needs `subjects.view`. 409 when the event has not been "
+                                   "started or was declared not done."),
+            "put": _op("saveForm", "Save a form, as the entry screen does.", "forms",
+                       "FormSaved", FORM_PARAMS, body="FormSave",
+                       errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound",
+                               "Conflict", "UnsupportedMediaType", "Unprocessable", "Locked"),
+                       description="Needs `data.enter` at the subject's site and an API token "
+                                   "(a browser session cannot write). The same validation, "
+                                   "reasons for change, warnings to acknowledge and audit "
+                                   "trail as the entry screen; nothing is saved unless "
+                                   "everything is accepted."),
+        },
+        SUBJECT + "/audit": {"get": _op(
+            "getSubjectAudit", "A subject's audit trail, oldest first.", "audit",
+            "AuditPage", ["study_oid", "subject_key", *AUDIT_FILTERS, "form"],
+            errors=("BadRequest", *read_errors), description="Needs `audit.view` at the "
+            "subject's site. Filters as on the screen: action, user, form, from, to.")},
+        STUDY + "/audit": {"get": _op(
+            "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
+            "audit", "AuditPage", ["study_oid", "subject", "category", *AUDIT_FILTERS],
+            errors=("BadRequest", *read_errors), description="Needs `audit.view`; rows of "
+            "other sites (and study-wide rows, for a site-scoped user) are left out.")},
+    }
+
+
+def build_document() -> dict:
+    from ecrf import __version__
+
+    parameters = _parameters()
+    parameters["form"] = {"name": "form", "in": "query", "required": False,
+                          "description": "Only rows of this form OID.", "schema": STR}
+    parameters["subject"] = {"name": "subject", "in": "query", "required": False,
+                             "description": "Only rows of this subject key.", "schema": STR}
+    parameters["category"] = {"name": "category", "in": "query", "required": False,
+                              "description": "Only rows of this category (clinical, data, "
+                                             "metadata, security...).", "schema": STR}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ecrf API", "version": f"1 ({__version__})",
+            "description": "JSON API of ecrf for integrations (lab feeds, ePRO, scripts). "
+                           "Authenticate with a personal API token "
+                           "(`Authorization: Bearer <token>`, created under My account > "
+                           "API tokens or with `ecrf tokens create`). Every call is "
+                           "audited. Permissions and site scoping are those of the "
+                           "screens. Errors are JSON: `{\"error\": ..., \"message\": ...}`.",
+            "license": {"name": "AGPL-3.0-or-later",
+                        "identifier": "AGPL-3.0-or-later"},
+        },
+        "servers": [{"url": PREFIX}],
+        "security": [{"bearerAuth": []}],
+        "tags": [{"name": name} for name in ("studies", "subjects", "forms", "audit", "meta")],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "A personal API token; it acts with its owner's roles."}},
+            "schemas": _schemas(),
+            "parameters": parameters,
+            "responses": _error_responses(),
+        },
+    }
+
+
+@bp.get("/openapi.json", endpoint="openapi")
+def openapi_document():
+    return build_document()

@@ -1,0 +1,166 @@
+"""Studies and subjects: the user's studies, one study, its subjects and one subject with
+its schedule and recorded events. Site scoping is applied in every query."""
+
+from __future__ import annotations
+
+from flask import g, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from ecrf.api import bp
+from ecrf.api.common import (
+    MAX_PER_PAGE,
+    int_arg,
+    iso,
+    page_of,
+    subject_or_404,
+    version_json,
+)
+from ecrf.api.errors import ApiProblem
+from ecrf.crf import UnknownOidError
+from ecrf.extensions import db
+from ecrf.models.accounts import Site, StudySite
+from ecrf.models.clinical import SUBJECT_STATUSES, EventInstance, FormInstance, Subject
+from ecrf.models.studies import StudyVersion
+from ecrf.security.permissions import SIGNED_IN, Allow, register
+from ecrf.services import access, schedule, studies
+from ecrf.services.schedule import local_today
+
+register("api.studies", SIGNED_IN)
+register("api.study", Allow("study.view"))
+register("api.subjects", Allow("subjects.view"))
+register("api.subject", Allow("subjects.view"))
+
+STUDY = "/studies/<study_oid>"
+SUBJECT = STUDY + "/subjects/<subject_key>"
+
+
+@bp.get("/studies", endpoint="studies")
+def studies_list():
+    found = access.studies_for(db.session, current_user)
+    latest = studies.latest_versions(db.session, [s.id for s in found])
+    items = []
+    for study in found:
+        roles = sorted(r.value for r in access.roles_in_study(current_user, study.id))
+        items.append({"oid": study.oid, "name": study.name, "status": study.status,
+                      "roles": roles, "current_version": version_json(latest.get(study.id)),
+                      "url": url_for("api.study", study_oid=study.oid)})
+    return {"items": items}
+
+
+@bp.get(STUDY, endpoint="study")
+def study_detail(study_oid: str):
+    study = g.study
+    versions = studies.versions(db.session, study)
+    current = versions[-1] if versions else None
+    definition = studies.definition_for(current) if current else None
+    sites = db.session.execute(
+        select(Site.code, Site.name, Site.timezone, StudySite.active)
+        .join(StudySite, StudySite.site_id == Site.id)
+        .where(StudySite.study_id == study.id).order_by(Site.code)).all()
+    return {
+        "oid": study.oid, "name": study.name, "status": study.status,
+        "created_at": iso(study.created_at),
+        "current_version": version_json(current),
+        "versions": [version_json(v) for v in versions],
+        "sites": [{"code": code, "name": name, "timezone": tz, "active": active}
+                  for code, name, tz, active in sites],
+        "events": [{"oid": rule.oid, "name": rule.name, "kind": rule.kind.value,
+                    "forms": list(rule.forms)} for rule in definition.events]
+        if definition else [],
+        "forms": [{"oid": form.oid, "name": form.name} for form in definition.forms.values()]
+        if definition else [],
+        "subjects_url": url_for("api.subjects", study_oid=study.oid),
+    }
+
+
+@bp.get(STUDY + "/subjects", endpoint="subjects")
+def subjects_list(study_oid: str):
+    study = g.study
+    page = int_arg("page", 1)
+    per_page = int_arg("per_page", 100, maximum=MAX_PER_PAGE)
+    site = request.args.get("site", "").strip().upper()
+    status = request.args.get("status", "").strip()
+    if status and status not in SUBJECT_STATUSES:
+        raise ApiProblem(400, _("Unknown subject status '%(value)s'; expected one of: "
+                                "%(known)s.", value=status[:40],
+                                known=", ".join(SUBJECT_STATUSES)))
+    base = (select(Subject.id).join(Site, Site.id == Subject.site_id)
+            .where(Subject.study_id == study.id))
+    base = access.scope_to_sites(base, Subject.site_id,
+                                 access.site_ids_for(current_user, "subjects.view", study))
+    if site:
+        base = base.where(Site.code == site)
+    if status:
+        base = base.where(Subject.status == status)
+    total = db.session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    listing = (base.with_only_columns(Subject.subject_key, Site.code, Subject.status,
+                                      Subject.arm, Subject.dose_level, Subject.enrolled_on,
+                                      StudyVersion.number, StudyVersion.protocol_version)
+               .join(StudyVersion, StudyVersion.id == Subject.study_version_id)
+               .order_by(Site.code, Subject.subject_key)
+               .limit(per_page).offset((page - 1) * per_page))
+    items = []
+    for key, code, state, arm, dose, enrolled, number, protocol in db.session.execute(listing):
+        label = f"v{number}" + (f" (protocol {protocol})" if protocol else "")
+        items.append({"subject_key": key, "site": code, "status": state, "arm": arm,
+                      "dose_level": dose, "enrolled_on": iso(enrolled),
+                      "study_version": label,
+                      "url": url_for("api.subject", study_oid=study.oid, subject_key=key)})
+    return page_of(items, page=page, per_page=per_page, total=total)
+
+
+@bp.get(SUBJECT, endpoint="subject")
+def subject_detail(study_oid: str, subject_key: str):
+    subject = subject_or_404(subject_key, "subjects.view")
+    today = local_today(subject.site.timezone)
+    if subject.schedule_computed_on is None or subject.schedule_computed_on < today:
+        schedule.refresh_subject(db.session, subject, today)
+        db.session.commit()  # derived data, stored so the next reader need not recompute
+    rows = schedule.schedule_rows(db.session, subject, today)
+    definition = studies.definition_for(subject.study_version)
+    recorded = db.session.scalars(
+        select(EventInstance).where(EventInstance.subject_id == subject.id)
+        .options(selectinload(EventInstance.forms))
+        .order_by(EventInstance.event_oid, EventInstance.repeat))
+    return {
+        "subject_key": subject.subject_key, "site": subject.site.code,
+        "site_timezone": subject.site.timezone, "status": subject.status,
+        "arm": subject.arm, "dose_level": subject.dose_level,
+        "enrolled_on": iso(subject.enrolled_on),
+        "study_version": subject.study_version.label, "today": iso(today),
+        "schedule": [{
+            "event_oid": row.event_oid, "event_name": _event_name(definition, row.event_oid),
+            "repeat": row.repeat, "planned": iso(row.planned),
+            "window": {"start": iso(row.window_start), "end": iso(row.window_end)},
+            "status": row.status, "actual_date": iso(row.actual_date), "note": row.note,
+        } for row in rows],
+        "events": [_event_json(subject, instance) for instance in recorded],
+        "audit_url": url_for("api.subject_audit", study_oid=g.study.oid,
+                             subject_key=subject.subject_key),
+    }
+
+
+def _event_name(definition, event_oid: str) -> str:
+    try:
+        return definition.event(event_oid).name
+    except UnknownOidError:
+        return event_oid  # recorded under another version of the study
+
+
+def _event_json(subject: Subject, instance: EventInstance) -> dict:
+    return {
+        "event_oid": instance.event_oid, "repeat": instance.repeat, "state": instance.state,
+        "actual_date": iso(instance.actual_date), "not_done_reason": instance.not_done_reason,
+        "forms": [_form_link(subject, instance, form) for form in instance.forms],
+    }
+
+
+def _form_link(subject: Subject, instance: EventInstance, form: FormInstance) -> dict:
+    return {"form_oid": form.form_oid, "status": form.status, "version": form.version,
+            "updated_at": iso(form.updated_at),
+            "url": url_for("api.form", study_oid=g.study.oid, subject_key=subject.subject_key,
+                           event_oid=instance.event_oid, repeat=instance.repeat,
+                           form_oid=form.form_oid)}

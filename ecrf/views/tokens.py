@@ -1,0 +1,91 @@
+"""A user's own API tokens: create one (its secret shown once), list them, revoke one."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length
+
+from ecrf.extensions import db
+from ecrf.models.base import utcnow
+from ecrf.security.permissions import SIGNED_IN, register
+from ecrf.services import api_tokens
+from ecrf.web import request_actor
+
+bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
+
+register("tokens.index", SIGNED_IN)
+register("tokens.create", SIGNED_IN)
+register("tokens.revoke", SIGNED_IN)
+
+STATE_LABELS = {"active": _l("active"), "expired": _l("expired"), "revoked": _l("revoked")}
+
+
+class TokenForm(FlaskForm):
+    name = StringField(_l("Name (what will use it, e.g. 'lab feed')"),
+                       validators=[DataRequired(), Length(max=api_tokens.MAX_NAME)])
+    days = IntegerField(_l("Valid for (days)"), validators=[InputRequired()], default=30)
+
+
+class RevokeForm(FlaskForm):
+    """No fields: the CSRF token alone."""
+
+
+def max_days() -> int:
+    return int(current_app.config.get("API_TOKEN_MAX_DAYS", api_tokens.DEFAULT_MAX_DAYS))
+
+
+def _render_index(form: TokenForm, status: int = 200):
+    tokens = api_tokens.list_tokens(db.session, current_user)
+    now = utcnow()
+    rows = [(t, api_tokens.token_state(t, now)) for t in tokens]
+    return render_template("tokens/index.html", form=form, rows=rows, revoke=RevokeForm(),
+                           max_days=max_days(), state_labels=STATE_LABELS), status
+
+
+@bp.get("", endpoint="index")
+def index():
+    return _render_index(TokenForm())
+
+
+@bp.post("", endpoint="create")
+def create():
+    form = TokenForm()
+    if not form.validate_on_submit():
+        return _render_index(form, 422)
+    try:
+        created = api_tokens.create_token(db.session, request_actor(), current_user,
+                                          form.name.data, days=form.days.data,
+                                          max_days=max_days())
+    except api_tokens.TokenError as exc:
+        db.session.rollback()
+        form.days.errors = [*form.days.errors, str(exc)]
+        return _render_index(form, 422)
+    db.session.commit()
+    # Rendered, not redirected: a secret must never travel in the session cookie (flash).
+    return render_template("tokens/created.html", token=created.token, secret=created.secret,
+                           api_url=url_for("api.studies", _external=True))
+
+
+@bp.post("/<int:token_id>/revoke", endpoint="revoke")
+def revoke(token_id: int):
+    form = RevokeForm()
+    token = api_tokens.get_token(db.session, token_id, current_user)
+    if token is None:
+        abort(404)  # another user's token is not there for this user
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        api_tokens.revoke_token(db.session, request_actor(), token)
+    except api_tokens.TokenError as exc:
+        db.session.rollback()
+        flash(str(exc), "warning")
+    else:
+        db.session.commit()
+        flash(_("Token %(prefix)s (%(name)s) is revoked: it no longer works.",
+                prefix=token.prefix, name=token.name), "success")
+    return redirect(url_for("tokens.index"))
