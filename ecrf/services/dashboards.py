@@ -1,0 +1,241 @@
+"""Role dashboards: what each role needs to see first in a study.
+
+Each board is built from a fixed number of statements whatever the number of subjects,
+and is scoped to the user's sites in the queries themselves. The site roles' and the
+monitor's boards are here; the data manager's and the sponsor viewer's (aggregates only)
+are in ``dashboards_study``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import importlib.util
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from ecrf.models.accounts import Site, Study, User
+from ecrf.models.base import utcnow
+from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
+from ecrf.models.review import Query, Signature
+from ecrf.security.roles import Role
+from ecrf.services import access, queries, sdv, signatures
+from ecrf.services.dashboards_study import (  # the study-wide boards, served from here too
+    DataManagerBoard,
+    SponsorBoard,
+    data_manager,
+    enrolment_series,
+    sponsor,
+)
+
+__all__ = [
+    "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",
+    "coordinator", "data_manager", "enrolment_series", "held_roles", "investigator",
+    "monitor", "sponsor",
+]
+
+# Which board a user holding several roles in a study sees first.
+DASHBOARD_ROLES = (Role.DATA_MANAGER, Role.INVESTIGATOR, Role.MONITOR, Role.COORDINATOR,
+                   Role.SPONSOR_VIEWER)
+AGE_BUCKETS = ("0-7", "8-14", "15-30", ">30")
+LIST_LIMIT = 100
+
+
+def choose_role(user: User, study: Study, wanted: str | None = None) -> Role | None:
+    held = access.roles_in_study(user, study.id)
+    if wanted:
+        for role in held:
+            if role.value == wanted:
+                return role
+    return next((r for r in DASHBOARD_ROLES if r in held), None)
+
+
+def held_roles(user: User, study: Study) -> list[Role]:
+    held = access.roles_in_study(user, study.id)
+    return [r for r in DASHBOARD_ROLES if r in held]
+
+
+# --- shared pieces -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VisitRow:
+    subject_key: str
+    site_code: str
+    event_oid: str
+    repeat: int
+    status: str
+    planned: dt.date | None
+    window_end: dt.date | None
+
+
+def _visits(session: Session, study: Study, site_ids: set[int] | None,
+            statuses: tuple[str, ...]) -> list[VisitRow]:
+    stmt = (select(Subject.subject_key, Site.code, ScheduledVisit.event_oid,
+                   ScheduledVisit.repeat, ScheduledVisit.status, ScheduledVisit.planned,
+                   ScheduledVisit.window_end)
+            .join(Subject, Subject.id == ScheduledVisit.subject_id)
+            .join(Site, Site.id == Subject.site_id)
+            .where(Subject.study_id == study.id, ScheduledVisit.status.in_(statuses))
+            .order_by(ScheduledVisit.window_end, ScheduledVisit.planned, Subject.subject_key)
+            .limit(LIST_LIMIT))
+    stmt = access.scope_to_sites(stmt, Subject.site_id, site_ids)
+    return [VisitRow(*row) for row in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class FormRow:
+    subject_key: str
+    site_code: str
+    event_oid: str
+    repeat: int
+    form_oid: str
+    updated_at: dt.datetime
+
+
+def _forms_in_progress(session: Session, study: Study, site_ids: set[int] | None
+                       ) -> list[FormRow]:
+    stmt = (select(Subject.subject_key, Site.code, EventInstance.event_oid,
+                   EventInstance.repeat, FormInstance.form_oid, FormInstance.updated_at)
+            .join(EventInstance, EventInstance.id == FormInstance.event_instance_id)
+            .join(Subject, Subject.id == FormInstance.subject_id)
+            .join(Site, Site.id == Subject.site_id)
+            .where(Subject.study_id == study.id, FormInstance.status == "in_progress")
+            .order_by(FormInstance.updated_at).limit(LIST_LIMIT))
+    stmt = access.scope_to_sites(stmt, Subject.site_id, site_ids)
+    return [FormRow(*row) for row in session.execute(stmt)]
+
+
+def _sae_clocks(session: Session, study: Study, site_ids: set[int] | None) -> list | None:
+    """Open SAE reporting clocks, if the safety service is installed; None otherwise."""
+    if importlib.util.find_spec("ecrf.services.safety") is None:
+        return None
+    safety = importlib.import_module("ecrf.services.safety")
+    reports = getattr(safety, "study_reports", None)
+    if reports is None:
+        return None
+    return [view for view in reports(session, study, site_ids)
+            if getattr(view.clock, "remaining", None) is not None]
+
+
+# --- investigator --------------------------------------------------------------------------------
+
+
+@dataclass
+class InvestigatorBoard:
+    subjects_by_status: Counter
+    subject_rows: list[tuple[str, str, str]]  # key, site, status
+    overdue: list[VisitRow]
+    open_queries: list[queries.QueryRow]
+    sae_clocks: list | None
+    awaiting: list[signatures.AwaitingForm]
+    to_redo: list[Signature]
+
+
+def investigator(session: Session, user: User, study: Study) -> InvestigatorBoard:
+    site_ids = access.site_ids_for(user, "subjects.view", study)
+    counted = select(Subject.status, func.count()).where(Subject.study_id == study.id)
+    counted = access.scope_to_sites(counted, Subject.site_id, site_ids).group_by(Subject.status)
+    listed = (select(Subject.subject_key, Site.code, Subject.status)
+              .join(Site, Site.id == Subject.site_id).where(Subject.study_id == study.id)
+              .order_by(Subject.subject_key).limit(LIST_LIMIT))
+    listed = access.scope_to_sites(listed, Subject.site_id, site_ids)
+    return InvestigatorBoard(
+        Counter(dict(session.execute(counted).all())),
+        [tuple(r) for r in session.execute(listed)],
+        _visits(session, study, site_ids, ("overdue",)),
+        queries.list_queries(session, user, study, status="unclosed", limit=LIST_LIMIT),
+        _sae_clocks(session, study, site_ids),
+        signatures.awaiting_signature(session, user, study, limit=LIST_LIMIT),
+        signatures.to_redo(session, user, study))
+
+
+# --- coordinator ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CoordinatorBoard:
+    visits: list[VisitRow]
+    in_progress: list[FormRow]
+    to_answer: list[queries.QueryRow]
+
+
+def coordinator(session: Session, user: User, study: Study) -> CoordinatorBoard:
+    site_ids = access.site_ids_for(user, "data.enter", study)
+    open_rows = queries.list_queries(session, user, study, status="open", limit=LIST_LIMIT)
+    return CoordinatorBoard(
+        _visits(session, study, site_ids, ("overdue", "due")),
+        _forms_in_progress(session, study, site_ids),
+        [r for r in open_rows if r.query.assignee_id in (None, user.id)])
+
+
+# --- monitor -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SitePreparation:
+    site_code: str
+    sdv_pending: int = 0
+    sdv_total: int = 0
+    open: int = 0
+    answered: int = 0
+    oldest_days: int | None = None
+    subjects: list[tuple[str, int, int, int]] = field(default_factory=list)
+    # subject key, items to verify, open queries, answered queries
+
+
+@dataclass
+class MonitorBoard:
+    progress: sdv.SdvProgress
+    backlog: list[sdv.SubjectSdv]
+    ages: dict[str, Counter]  # status -> bucket -> count
+    sites: list[SitePreparation]
+
+
+def _age_bucket(now: dt.datetime):
+    return case((Query.created_at >= now - dt.timedelta(days=7), "0-7"),
+                (Query.created_at >= now - dt.timedelta(days=14), "8-14"),
+                (Query.created_at >= now - dt.timedelta(days=30), "15-30"), else_=">30")
+
+
+def _query_ages(session: Session, study: Study, site_ids: set[int] | None,
+                now: dt.datetime) -> dict[str, Counter]:
+    bucket = _age_bucket(now)
+    stmt = (select(Query.status, bucket, func.count())
+            .join(Subject, Subject.id == Query.subject_id)
+            .where(Query.study_id == study.id, Query.status != "closed")
+            .group_by(Query.status, bucket))
+    stmt = access.scope_to_sites(stmt, Subject.site_id, site_ids)
+    ages: dict[str, Counter] = {"open": Counter(), "answered": Counter()}
+    for status, name, count in session.execute(stmt):
+        ages.setdefault(status, Counter())[name] = count
+    return ages
+
+
+def monitor(session: Session, user: User, study: Study, *,
+            now: dt.datetime | None = None) -> MonitorBoard:
+    now = now or utcnow()
+    site_ids = access.site_ids_for(user, "subjects.view", study)
+    progress = sdv.progress(session, user, study)
+    counts = queries.query_counts(session, study, [s.subject_id for s in progress.subjects],
+                                  now=now)
+    sites: dict[str, SitePreparation] = {}
+    for entry in progress.subjects:
+        prep = sites.setdefault(entry.site_code, SitePreparation(entry.site_code))
+        opened, answered, oldest = counts.get(entry.subject_id, (0, 0, None))
+        prep.sdv_pending += entry.pending
+        prep.sdv_total += entry.total
+        prep.open += opened
+        prep.answered += answered
+        if oldest is not None:
+            prep.oldest_days = max(prep.oldest_days or 0, oldest)
+        if entry.pending or opened or answered:
+            prep.subjects.append((entry.subject_key, entry.pending, opened, answered))
+    backlog = sorted((s for s in progress.subjects if s.pending),
+                     key=lambda s: (-s.pending, s.subject_key))[:LIST_LIMIT]
+    return MonitorBoard(progress, backlog, _query_ages(session, study, site_ids, now),
+                        [sites[code] for code in sorted(sites)])
+

@@ -1,0 +1,136 @@
+"""Data review's reactions to data capture (registered with ``ecrf.services.hooks``).
+
+Before a change: locked data is refused (``DataLockedError`` naming the lock, or the
+frozen / locked study). After a save, in the same transaction:
+
+1. SDV marks of changed items (and of removed rows) are reset, with the reason.
+2. Signatures whose signed data no longer hashes the same are broken.
+3. Automatic queries follow the warning checks. Capture lets a form be saved in progress
+   with a failing warning unacknowledged, and requires an acknowledgement (a
+   justification) to mark it complete. So every failing warning gets one automatic
+   query: *open* while unacknowledged (the site must confirm or correct), *answered*
+   with the justification once acknowledged (the monitor reviews it and closes or
+   reopens it). A query closed by the monitor is not raised again unless the values the
+   check reads change. When the data is corrected so that the check passes, the query
+   closes itself with a note.
+4. A change to an item with an unclosed query on it (or to the items of the queries named
+   in ``change.extra["query_ids"]``) is linked to that query: a message carrying the
+   audit sequence of the change, and a ``query.correction_linked`` audit row carrying the
+   query id.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ecrf.crf.validation import Key
+from ecrf.models.clinical import FormInstance
+from ecrf.models.review import Query, QueryMessage
+from ecrf.services import capture, hooks, locks, queries, query_corrections, sdv, signatures
+from ecrf.services.capture_support import item_path
+from ecrf.services.hooks import FormChange
+
+AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check now passes."
+
+
+@hooks.on_before_change
+def refuse_locked(change: FormChange) -> None:
+    form = change.form_instance
+    locks.ensure_writable(change.session, change.subject, form.id if form is not None else None)
+
+
+@hooks.on_after_save
+def react(change: FormChange) -> None:
+    form = change.form_instance
+    if not isinstance(form, FormInstance):
+        return
+    session, actor, subject = change.session, change.actor, change.subject
+    changed = {(c.group, c.row, c.item): (c.old, c.new) for c in change.changes}
+    removed = tuple(change.removed_rows)
+    if changed or removed:
+        sdv.reset_for_change(session, actor, form, changed, removed)
+        signatures.break_changed(session, actor, subject, form, _describe(change))
+        _link_corrections(change, form, changed)
+    _sync_automatic_queries(change, form, set(changed))
+
+
+def _describe(change: FormChange) -> str:
+    parts = [f"{c.item}[{c.row}] {c.old if c.old is not None else '(blank)'} -> "
+             f"{c.new if c.new is not None else '(blank)'}" for c in change.changes[:10]]
+    if len(change.changes) > 10:
+        parts.append(f"and {len(change.changes) - 10} more")
+    parts += [f"row {row} of {group} removed" for group, row in change.removed_rows]
+    return (f"{change.form_oid} at {change.event_oid}[{change.repeat}] changed by "
+            f"{change.actor.username}: " + "; ".join(parts))
+
+
+def _link_corrections(change: FormChange, form: FormInstance,
+                      changed: dict[Key, tuple]) -> None:
+    session, subject = change.session, change.subject
+    targets = query_corrections.open_queries_on(session, form, changed)
+    named = change.extra.get("query_ids") or ()
+    if isinstance(named, int):
+        named = (named,)
+    if named:
+        for query in session.scalars(select(Query).where(
+                Query.id.in_(list(named)), Query.form_instance_id == form.id,
+                Query.status != "closed")):
+            if query.item_oid is None:
+                # A form-level query: every change of this save answers it.
+                for key in changed:
+                    targets.setdefault(key, []).append(query)
+    if not targets:
+        return
+    paths = {key: item_path(subject, change.event_oid, change.repeat, change.form_oid, key)
+             for key in targets}
+    rows = query_corrections.latest_changes(session, subject, paths.values())
+    for key, found in targets.items():
+        row = rows.get(paths[key])
+        if row is None:
+            continue
+        for query in dict.fromkeys(found):
+            query_corrections.link_correction(session, change.actor, query, row)
+
+
+def _sync_automatic_queries(change: FormChange, form: FormInstance, changed: set[Key]) -> None:
+    session, actor, subject = change.session, change.actor, change.subject
+    opened = capture.load_form(session, subject, change.event_oid, change.repeat,
+                               change.form_oid)
+    failing = {issue.key: issue for issue in opened.validation.warnings}
+    existing: dict[tuple[str, int], list[Query]] = {}
+    for query in session.scalars(select(Query).where(
+            Query.form_instance_id == form.id, Query.origin == "automatic")
+            .order_by(Query.id)):
+        existing.setdefault((query.check_oid, query.check_row or 0), []).append(query)
+    unclosed = [q for qs in existing.values() for q in qs if q.status != "closed"]
+    said: dict[int, set[str]] = {}
+    if unclosed:
+        for query_id, text in session.execute(select(QueryMessage.query_id, QueryMessage.text)
+                                              .where(QueryMessage.query_id.in_(
+                                                  [q.id for q in unclosed]))):
+            said.setdefault(query_id, set()).add(text)
+    checks = {c.oid: c for c in opened.form.checks}
+    for key, issue in failing.items():
+        ack = opened.acknowledgements.get(key)
+        justification = ack.justification if ack is not None else None
+        queries_of_check = existing.get(key, [])
+        live = [q for q in queries_of_check if q.status != "closed"]
+        if live:
+            query = live[-1]
+            if justification and justification not in said.get(query.id, set()):
+                queries.acknowledge(session, actor, query, justification)
+            continue
+        if queries_of_check and not (set(issue.keys) & changed):
+            continue  # closed by the monitor and the values it reads did not change
+        check = checks.get(issue.id)
+        text = check.message if check is not None and not issue.message.params \
+            else str(issue.message)
+        queries.raise_automatic(session, actor, subject, form, issue.id, issue.row,
+                                issue.keys[0] if issue.keys else None,
+                                f"{text} [{issue.id}]", justification=justification)
+    for check_key, queries_of_check in existing.items():
+        if check_key in failing:
+            continue
+        for query in queries_of_check:
+            if query.status != "closed":
+                queries.close_automatic(session, actor, query, AUTO_CLOSE_NOTE)

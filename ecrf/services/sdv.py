@@ -1,0 +1,359 @@
+"""Source data verification at item level.
+
+A monitor verifies single items or a whole form at once. Which items need SDV is the
+study's choice: the text parameter ``sdv_scope`` is "all" (default) or "critical" (only
+items marked ``critical: true`` in the CRFs); calculated items never need it, they are
+derived. A verification is an ``SdvMark`` holding the value seen; any later change of
+the value resets the mark (``review_hooks``), visibly on screen and in the audit trail
+(``sdv.reset`` on the item's path, next to the change itself).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from ecrf.crf import ItemType, StudyDefinition
+from ecrf.crf.validation import Key
+from ecrf.crf.values import N_
+from ecrf.models.accounts import Site, Study, User
+from ecrf.models.base import utcnow
+from ecrf.models.clinical import FormInstance, GroupRow, ItemValue, Subject
+from ecrf.models.review import SdvMark
+from ecrf.models.studies import StudyVersion
+from ecrf.services import access, audit, locks
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import form_path, item_path
+from ecrf.services.review_support import (
+    ReviewError,
+    check_allowed,
+    clean_text,
+    definition_of,
+    live_values,
+    record_review,
+)
+from ecrf.services.studies import definition_for
+
+__all__ = [
+    "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",
+    "items_in_scope", "needs_sdv", "progress", "reset_for_change", "sdv_scope", "site_progress",
+    "unverify",
+    "verify_form", "verify_items",
+]
+
+SCOPES = ("all", "critical")
+
+
+class SdvError(ReviewError):
+    """An SDV request that cannot be carried out."""
+
+
+def sdv_scope(definition: StudyDefinition) -> str:
+    """The study's choice of items needing SDV: "all" unless the parameter says so."""
+    value = definition.parameter_values().get("sdv_scope")
+    value = str(value).strip().lower() if value is not None else "all"
+    return value if value in SCOPES else "all"
+
+
+def items_in_scope(definition: StudyDefinition, form_oid: str) -> frozenset[str]:
+    """OIDs of the form's items that need SDV."""
+    critical_only = sdv_scope(definition) == "critical"
+    return frozenset(i.oid for i in definition.form(form_oid).items
+                     if i.type is not ItemType.CALCULATED and (i.critical or not critical_only))
+
+
+def needs_sdv(values: Mapping[Key, str | None], in_scope: frozenset[str]) -> dict[Key, str]:
+    """The entered values (blank ones have nothing to verify) of items in scope."""
+    return {k: v for k, v in values.items() if v is not None and k[2] in in_scope}
+
+
+@dataclass
+class FormSdv:
+    """SDV of one form: what needs it, what is verified, what was reset."""
+
+    scope: str
+    needed: dict[Key, str]
+    marks: dict[Key, SdvMark]  # current marks, including items no longer in scope
+    resets: dict[Key, SdvMark]  # the latest reset mark of items not verified now
+    form_mark: SdvMark | None
+    last_form_reset: SdvMark | None = None
+
+    @property
+    def verified(self) -> int:
+        return sum(1 for k in self.needed if k in self.marks)
+
+    @property
+    def total(self) -> int:
+        return len(self.needed)
+
+    @property
+    def pending(self) -> list[Key]:
+        return [k for k in self.needed if k not in self.marks]
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and not self.pending
+
+
+def _marks(session: Session, form_ids: Iterable[int]) -> list[SdvMark]:
+    ids = sorted(set(form_ids))
+    if not ids:
+        return []
+    return list(session.scalars(select(SdvMark).where(SdvMark.form_instance_id.in_(ids))
+                                .order_by(SdvMark.id)))
+
+
+def form_status(session: Session, form: FormInstance) -> FormSdv:
+    """The SDV state of a form, in two statements."""
+    return forms_status(session, [form])[form.id]
+
+
+def forms_status(session: Session, forms: Iterable[FormInstance]) -> dict[int, FormSdv]:
+    """The SDV state of several forms (a subject's casebook), in two statements."""
+    forms = list(forms)
+    values = live_values(session, [f.id for f in forms])
+    found: dict[int, FormSdv] = {}
+    for form in forms:
+        definition = definition_of(form)
+        needed = needs_sdv(values.get(form.id, {}), items_in_scope(definition, form.form_oid))
+        found[form.id] = FormSdv(sdv_scope(definition), needed, {}, {}, None)
+    for mark in _marks(session, found):
+        state = found[mark.form_instance_id]
+        if mark.item_oid is None:
+            if mark.current:
+                state.form_mark = mark
+            else:
+                state.last_form_reset = mark
+            continue
+        key = (mark.group_oid, mark.row, mark.item_oid)
+        if mark.current:
+            state.marks[key] = mark
+            state.resets.pop(key, None)
+        elif key not in state.marks:
+            state.resets[key] = mark
+    return found
+
+
+def _guard(session: Session, actor: Actor, form: FormInstance) -> Subject:
+    audit.bind_actor(session, actor)
+    subject = form.event.subject
+    check_allowed(session, actor, "sdv.perform", subject.study, subject.site_id)
+    locks.ensure_review_allowed(session, subject, form.id, what="SDV")
+    return subject
+
+
+def _new_mark(session: Session, actor: Actor, subject: Subject, form: FormInstance,
+              key: Key | None, value: str | None) -> SdvMark:
+    mark = SdvMark(subject_id=subject.id, form_instance_id=form.id,
+                   group_oid=key[0] if key else None, row=key[1] if key else None,
+                   item_oid=key[2] if key else None, verified_value=value,
+                   verified_by_id=actor.user_id, verified_by=actor.username,
+                   verified_at=utcnow())
+    session.add(mark)
+    return mark
+
+
+def verify_items(session: Session, actor: Actor, form: FormInstance, keys: Iterable[Key]
+                 ) -> list[SdvMark]:
+    """Mark items as verified against source; items already verified are left as they are."""
+    subject = _guard(session, actor, form)
+    state = form_status(session, form)
+    values = live_values(session, [form.id]).get(form.id, {})
+    event = form.event
+    made = []
+    for key in dict.fromkeys(keys):
+        value = values.get(key)
+        if value is None:
+            raise SdvError(N_("%(item)s (row %(row)s) has no value to verify."), item=key[2],
+                           row=key[1])
+        if key in state.marks:
+            continue
+        made.append(_new_mark(session, actor, subject, form, key, value))
+        record_review(session, actor, "sdv.verified", subject,
+                      item_path(subject, event.event_oid, event.repeat, form.form_oid, key),
+                      old="unverified", new="verified", details={"value": value})
+    session.flush()
+    return made
+
+
+def verify_form(session: Session, actor: Actor, form: FormInstance) -> list[SdvMark]:
+    """Verify every entered item of the form that needs SDV, and the form as a whole."""
+    subject = _guard(session, actor, form)
+    state = form_status(session, form)
+    if not state.needed:
+        raise SdvError(N_("%(form)s has no entered value that needs SDV."), form=form.form_oid)
+    made = verify_items(session, actor, form, state.pending)
+    if state.form_mark is None:
+        _new_mark(session, actor, subject, form, None, None)
+        event = form.event
+        record_review(session, actor, "sdv.form_verified", subject,
+                      form_path(subject, event.event_oid, event.repeat, form.form_oid),
+                      old="unverified", new="verified",
+                      details={"items": len(state.needed), "newly_verified": len(made)})
+    session.flush()
+    return made
+
+
+def unverify(session: Session, actor: Actor, form: FormInstance, keys: Iterable[Key],
+             reason: str) -> list[SdvMark]:
+    """Withdraw verifications (a monitor's mistake), with a reason."""
+    _guard(session, actor, form)
+    reason = clean_text(reason, 2000)
+    if not reason:
+        raise SdvError(N_("Give the reason for withdrawing the verification."))
+    wanted = set(keys)
+    return _reset(session, actor, form, lambda key: reason if key in wanted else None,
+                  form_reason=reason if wanted else None)
+
+
+def reset_for_change(session: Session, actor: Actor, form: FormInstance,
+                     changes: Mapping[Key, tuple[str | None, str | None]],
+                     removed_rows: Iterable[tuple[str, int]] = ()) -> list[SdvMark]:
+    """A save changed values or removed rows: their verifications no longer hold."""
+    removed = set(removed_rows)
+    if not changes and not removed:
+        return []
+
+    def why(key: Key) -> str | None:
+        if key in changes:
+            old, new = changes[key]
+            return (f"value changed from {old if old is not None else '(blank)'} to "
+                    f"{new if new is not None else '(blank)'}")
+        if (key[0], key[1]) in removed:
+            return f"row {key[1]} of {key[0]} removed"
+        return None
+
+    names = ", ".join(k[2] for k in changes) or ", ".join(f"{g}[{r}]" for g, r in removed)
+    return _reset(session, actor, form, why, form_reason=f"form changed after SDV ({names})")
+
+
+def _reset(session: Session, actor: Actor, form: FormInstance, why, *,
+           form_reason: str | None) -> list[SdvMark]:
+    subject = form.event.subject
+    event = form.event
+    now = utcnow()
+    reset = []
+    current = session.scalars(select(SdvMark).where(SdvMark.form_instance_id == form.id,
+                                                    SdvMark.reset_at.is_(None)))
+    for mark in current:
+        if mark.item_oid is None:
+            reason = form_reason
+            path = form_path(subject, event.event_oid, event.repeat, form.form_oid)
+        else:
+            key = (mark.group_oid, mark.row, mark.item_oid)
+            reason = why(key)
+            path = item_path(subject, event.event_oid, event.repeat, form.form_oid, key)
+        if reason is None:
+            continue
+        mark.reset_at, mark.reset_reason = now, reason
+        reset.append(mark)
+        record_review(session, actor, "sdv.reset", subject, path, old="verified",
+                      new="unverified", reason=reason,
+                      details={"verified_by": mark.verified_by,
+                               "verified_at": mark.verified_at})
+    session.flush()
+    return reset
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SubjectSdv:
+    subject_id: int
+    subject_key: str
+    site_code: str
+    total: int = 0
+    verified: int = 0
+    forms_pending: set[int] = field(default_factory=set)
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.verified
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.verified / self.total)
+
+
+@dataclass
+class SdvProgress:
+    subjects: list[SubjectSdv]
+    by_site: dict[str, tuple[int, int]]  # site code -> (verified, total)
+
+    @property
+    def total(self) -> int:
+        return sum(t for _, t in self.by_site.values())
+
+    @property
+    def verified(self) -> int:
+        return sum(v for v, _ in self.by_site.values())
+
+
+def progress(session: Session, user: User, study: Study, *,
+             subject_ids: Iterable[int] | None = None) -> SdvProgress:
+    """SDV progress per subject and per site over the subjects the user may see; three
+    statements whatever the number of subjects."""
+    return site_progress(session, study, access.site_ids_for(user, "subjects.view", study),
+                         subject_ids=subject_ids)
+
+
+def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
+                  subject_ids: Iterable[int] | None = None) -> SdvProgress:
+    """SDV progress at the given sites (None: every site)."""
+    people = (select(Subject.id, Subject.subject_key, Site.code)
+              .join(Site, Site.id == Subject.site_id).where(Subject.study_id == study.id))
+    people = access.scope_to_sites(people, Subject.site_id, allowed)
+    if subject_ids is not None:
+        people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
+    subjects = {sid: SubjectSdv(sid, key, code)
+                for sid, key, code in session.execute(people.order_by(Site.code,
+                                                                      Subject.subject_key))}
+    mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
+                SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
+                SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
+    stmt = (select(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
+                   ItemValue.form_oid, ItemValue.item_oid, func.count(ItemValue.id),
+                   func.count(SdvMark.id))
+            .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
+            .join(Subject, Subject.id == ItemValue.subject_id)
+            .outerjoin(GroupRow, and_(GroupRow.form_instance_id == ItemValue.form_instance_id,
+                                      GroupRow.group_oid == ItemValue.group_oid,
+                                      GroupRow.row == ItemValue.row))
+            .outerjoin(SdvMark, mark)
+            .where(Subject.study_id == study.id, ItemValue.value.is_not(None),
+                   GroupRow.removed_at.is_(None))
+            .group_by(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
+                      ItemValue.form_oid, ItemValue.item_oid))
+    stmt = access.scope_to_sites(stmt, Subject.site_id, allowed)
+    if subject_ids is not None:
+        stmt = stmt.where(ItemValue.subject_id.in_(list(subjects) or [-1]))
+    rows = session.execute(stmt).all()
+    version_ids = {r[2] for r in rows}
+    versions = {v.id: v for v in session.scalars(
+        select(StudyVersion).where(StudyVersion.id.in_(version_ids or {-1})))}
+    scope_cache: dict[tuple[int, str], frozenset[str]] = {}
+    for subject_id, form_id, version_id, form_oid, item_oid, total, verified in rows:
+        target = subjects.get(subject_id)
+        if target is None:
+            continue
+        in_scope = scope_cache.get((version_id, form_oid))
+        if in_scope is None:
+            in_scope = items_in_scope(definition_for(versions[version_id]), form_oid)
+            scope_cache[(version_id, form_oid)] = in_scope
+        if item_oid not in in_scope:
+            continue
+        target.total += total
+        target.verified += min(verified, total)
+        if verified < total:
+            target.forms_pending.add(form_id)
+    by_site: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for entry in subjects.values():
+        by_site[entry.site_code][0] += entry.verified
+        by_site[entry.site_code][1] += entry.total
+    return SdvProgress(list(subjects.values()),
+                       {code: (v, t) for code, (v, t) in sorted(by_site.items())})

@@ -1,0 +1,328 @@
+"""Data review: query lists and threads (this module); form and subject review, SDV,
+signatures and locks (``review_forms``, registered on the same blueprint).
+
+Thin: parse, call a review service, commit or roll back once, render. Subjects and queries
+are looked up through the user's sites, so those of another site are simply not found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import select
+
+from ecrf.crf import UnknownOidError
+from ecrf.crf.validation import codes_for
+from ecrf.crf.values import Message, display
+from ecrf.extensions import db
+from ecrf.models.accounts import Site, StudySite, User
+from ecrf.models.clinical import FormInstance, ItemValue, Subject
+from ecrf.models.review import Query
+from ecrf.security.permissions import Allow, register
+from ecrf.services import access, capture, queries, query_corrections, subjects
+from ecrf.services.review_support import ReviewError
+from ecrf.services.studies import definition_for
+from ecrf.web import request_actor
+
+bp = Blueprint("review", __name__)
+
+STUDY = "/studies/<study_oid>"
+QUERY = STUDY + "/queries/<int:query_id>"
+
+register("review.queries", Allow("subjects.view"))
+register("review.query", Allow("subjects.view"))
+register("review.query_new", Allow("queries.raise"))
+register("review.query_answer", Allow("queries.answer"))
+register("review.query_close", Allow("queries.close"))
+register("review.query_reopen", Allow("queries.close"))
+register("review.query_assign", Allow("queries.raise"))
+register("review.query_comment", Allow("subjects.view"))
+
+QUERY_STATUS_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "closed": _l("Closed")}
+ORIGIN_LABELS = {"manual": _l("Raised by a reviewer"), "automatic": _l("Automatic (edit check)")}
+AGE_FILTERS = ("", "7", "14", "30", "60")
+
+
+def say(message: Message | str) -> str:
+    return message.render(_) if isinstance(message, Message) else str(message)
+
+
+def error_text(exc: Exception) -> str:
+    message = getattr(exc, "message", None)
+    return say(message) if message is not None else str(exc)
+
+
+def subject_or_404(subject_key: str, action: str = "subjects.view") -> Subject:
+    found = subjects.visible_subject(db.session, current_user, g.study, subject_key, action)
+    if found is None:
+        abort(404)
+    return found
+
+
+def actor_for(action: str, subject: Subject | None = None):
+    actor = request_actor(action, g.study)
+    return dataclasses.replace(actor, site_code=subject.site.code) if subject else actor
+
+
+def may(action: str, subject: Subject) -> bool:
+    """Whether the user may do ``action`` at the subject's site (buttons shown or not)."""
+    if not access.can(current_user, action, g.study):
+        return False
+    allowed = access.site_ids_for(current_user, action, g.study)
+    return allowed is None or subject.site_id in allowed
+
+
+def _query_or_404(query_id: int) -> Query:
+    query = queries.visible_query(db.session, current_user, g.study, query_id)
+    if query is None:
+        abort(404)
+    return query
+
+
+def _language() -> str:
+    return str(get_locale() or "en").split("_")[0]
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+
+@bp.get(STUDY + "/queries", endpoint="queries")
+def queries_list(study_oid: str):
+    args = request.args
+    sites = list(db.session.scalars(access.scope_to_sites(
+        select(Site).join(StudySite, StudySite.site_id == Site.id)
+        .where(StudySite.study_id == g.study.id).order_by(Site.code), Site.id,
+        access.site_ids_for(current_user, "subjects.view", g.study))))
+    codes = {s.code for s in sites}
+    site = args.get("site", "").strip().upper()
+    status = args.get("status", "unclosed")
+    age = args.get("age", "")
+    assignee_arg = args.get("assignee", "")
+    assignee: int | str | None = None
+    if assignee_arg == "me":
+        assignee = current_user.id
+    elif assignee_arg == "none":
+        assignee = "none"
+    filters = {"site": site if site in codes else "",
+               "status": status if status in (*QUERY_STATUS_LABELS, "unclosed", "all")
+               else "unclosed",
+               "age": age if age in AGE_FILTERS else "",
+               "assignee": assignee_arg if assignee_arg in ("me", "none") else "",
+               "origin": args.get("origin", "") if args.get("origin") in ORIGIN_LABELS else ""}
+    rows = queries.list_queries(
+        db.session, current_user, g.study, site=filters["site"] or None,
+        status=None if filters["status"] == "all" else filters["status"],
+        min_age_days=int(filters["age"]) if filters["age"] else None, assignee=assignee,
+        origin=filters["origin"] or None)
+    return render_template("review/queries.html", study=g.study, rows=rows, sites=sites,
+                           filters=filters, status_labels=QUERY_STATUS_LABELS,
+                           origin_labels=ORIGIN_LABELS, ages=AGE_FILTERS[1:])
+
+
+
+# --- one query -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _ItemInfo:
+    label: str
+    value: str | None
+    shown: str
+    choices: list[tuple[str, str]]
+    multiple: bool
+
+
+def _item_info(query: Query) -> _ItemInfo | None:
+    if not query.item_oid or query.form_instance_id is None:
+        return None
+    form = db.session.get(FormInstance, query.form_instance_id)
+    definition = definition_for(form.study_version)
+    try:
+        item = definition.item(form.form_oid, query.item_oid)
+    except UnknownOidError:
+        return None
+    value = db.session.scalar(select(ItemValue.value).where(
+        ItemValue.form_instance_id == form.id, ItemValue.group_oid == query.group_oid,
+        ItemValue.row == query.row, ItemValue.item_oid == query.item_oid))
+    codes = codes_for(item, definition.codelists)
+    language = _language()
+    choices = [(c.code, c.label_in(language)) for c in codes.items] if codes else []
+    return _ItemInfo(item.label_in(language), value, display(item, value, codes, language),
+                     choices, item.type.value == "multiple_choice")
+
+
+def render_query(query: Query, *, errors: dict | None = None, status: int = 200):
+    subject = query.subject
+    assignees = queries.site_answerers(db.session, g.study, subject.site_id) \
+        if may("queries.raise", subject) else []
+    return render_template(
+        "review/query.html", study=g.study, subject=subject, query=query,
+        path=queries.query_path(query, subject), item=_item_info(query),
+        status_labels=QUERY_STATUS_LABELS, origin_labels=ORIGIN_LABELS,
+        can_answer=may("queries.answer", subject), can_close=may("queries.close", subject),
+        can_assign=may("queries.raise", subject), can_correct=may("data.enter", subject),
+        assignees=assignees, errors=errors or {},
+        posted=request.form if request.method == "POST" else {},
+        locked_study=g.study.status == "locked"), status
+
+
+@bp.get(QUERY)
+def query(study_oid: str, query_id: int):
+    return render_query(_query_or_404(query_id))
+
+
+def _done(query: Query, message: str):
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("review.query", study_oid=g.study.oid, query_id=query.id))
+
+
+def _refused(query: Query, field: str, exc: Exception):
+    db.session.rollback()
+    query = _query_or_404(query.id)
+    return render_query(query, errors={field: error_text(exc)}, status=422)
+
+
+@bp.post(QUERY + "/answer")
+def query_answer(study_oid: str, query_id: int):
+    query = _query_or_404(query_id)
+    form = request.form
+    text = form.get("text", "")
+    multiple = form.get("multiple") == "1"
+    correct = form.get("correct") == "1" if multiple else bool(form.get("value", "").strip())
+    actor = actor_for("queries.answer", query.subject)
+    try:
+        if correct and query.item_oid:
+            raw = form.getlist("value") if multiple else form.get("value", "").strip()
+            query_corrections.answer_with_correction(
+                db.session, actor, query, text,
+                query_corrections.Correction(raw, form.get("reason", "")))
+        else:
+            queries.answer(db.session, actor, query, text)
+    except query_corrections.CorrectionRefused as exc:
+        db.session.rollback()
+        return render_query(_query_or_404(query_id), status=422, errors={
+            "value": " ".join(say(p) for p in exc.problems) or error_text(exc)})
+    except capture.StaleFormError:
+        db.session.rollback()
+        return render_query(_query_or_404(query_id), status=409, errors={
+            "value": _("The form was saved by someone else meanwhile: check the current "
+                       "value and submit again.")})
+    except (ReviewError, capture.CaptureError) as exc:
+        field = "text" if not (form.get("text") or "").strip() else "value"
+        return _refused(query, field, exc)
+    return _done(query, _("Your answer was recorded.") if not correct
+                 else _("Your answer and the correction were recorded."))
+
+
+@bp.post(QUERY + "/close")
+def query_close(study_oid: str, query_id: int):
+    query = _query_or_404(query_id)
+    try:
+        queries.close(db.session, actor_for("queries.close", query.subject), query,
+                      request.form.get("text"))
+    except ReviewError as exc:
+        return _refused(query, "close", exc)
+    return _done(query, _("The query is closed."))
+
+
+@bp.post(QUERY + "/reopen")
+def query_reopen(study_oid: str, query_id: int):
+    query = _query_or_404(query_id)
+    try:
+        queries.reopen(db.session, actor_for("queries.close", query.subject), query,
+                       request.form.get("text", ""))
+    except ReviewError as exc:
+        return _refused(query, "reopen", exc)
+    return _done(query, _("The query is open again."))
+
+
+@bp.post(QUERY + "/comment")
+def query_comment(study_oid: str, query_id: int):
+    query = _query_or_404(query_id)
+    try:
+        queries.comment(db.session, actor_for("subjects.view", query.subject), query,
+                        request.form.get("text", ""))
+    except ReviewError as exc:
+        return _refused(query, "comment", exc)
+    return _done(query, _("Your note was added."))
+
+
+@bp.post(QUERY + "/assign")
+def query_assign(study_oid: str, query_id: int):
+    query = _query_or_404(query_id)
+    chosen = request.form.get("assignee", "")
+    assignee = db.session.get(User, int(chosen)) if chosen.isdigit() else None
+    if chosen and assignee is None:
+        return render_query(query, errors={"assign": _("Choose a person from the list.")},
+                            status=422)
+    try:
+        queries.assign(db.session, actor_for("queries.raise", query.subject), query, assignee)
+    except ReviewError as exc:
+        return _refused(query, "assign", exc)
+    return _done(query, _("The query was assigned."))
+
+
+# --- raising ------------------------------------------------------------------------------------
+
+
+def _target_from(values) -> queries.QueryTarget:
+    def number(name: str) -> int | None:
+        text = (values.get(name) or "").strip()
+        return int(text) if text.isdigit() else None
+
+    def text(name: str) -> str | None:
+        return (values.get(name) or "").strip() or None
+
+    return queries.QueryTarget(text("event"), number("repeat"), text("form"), text("group"),
+                               number("row"), text("item"))
+
+
+def _describe_target(subject: Subject, target: queries.QueryTarget) -> str:
+    parts = [subject.subject_key]
+    if target.event_oid:
+        parts.append(f"{target.event_oid}[{target.repeat or 1}]")
+    if target.form_oid:
+        parts.append(target.form_oid)
+    if target.item_oid:
+        parts.append(f"{target.group_oid or ''}[{target.row or 1}].{target.item_oid}")
+    return " / ".join(parts)
+
+
+@bp.route(STUDY + "/queries/new", methods=["GET", "POST"])
+def query_new(study_oid: str):
+    values = request.form if request.method == "POST" else request.args
+    subject = subject_or_404((values.get("subject") or "").strip(), "queries.raise")
+    target = _target_from(values)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        chosen = values.get("assignee", "")
+        assignee = db.session.get(User, int(chosen)) if chosen.isdigit() else None
+        try:
+            created = queries.raise_query(db.session, actor_for("queries.raise", subject),
+                                          subject, values.get("text", ""), target=target,
+                                          assignee=assignee)
+        except ReviewError as exc:
+            db.session.rollback()
+            errors["text"] = error_text(exc)
+        else:
+            db.session.commit()
+            flash(_("Query #%(id)s was raised.", id=created.id), "success")
+            back = values.get("next", "")
+            if back.startswith("/") and not back.startswith("//"):
+                return redirect(back)
+            return redirect(url_for("review.query", study_oid=g.study.oid,
+                                    query_id=created.id))
+    return render_template(
+        "review/query_new.html", study=g.study, subject=subject, target=target,
+        described=_describe_target(subject, target), errors=errors, posted=values,
+        assignees=queries.site_answerers(db.session, g.study, subject.site_id),
+        next_url=values.get("next", "")), 422 if errors else 200
+
+
+from ecrf.views import review_forms, review_sign  # noqa: E402,F401  (routes on this blueprint)

@@ -1,0 +1,147 @@
+"""The review test study in a test database, and saving forms with data capture's hooks.
+
+``save`` and the ``wired_capture`` fixture run data capture exactly as the entry screen
+and the API do, and make sure the review hooks see the save: if capture already calls
+``hooks.before_change``/``hooks.after_save`` the calls are left to it, otherwise they are
+made here around ``capture.save_form`` (the reactions are idempotent, so a check that
+runs twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, select
+
+from ecrf.extensions import db
+from ecrf.models import FormInstance, Study, Subject
+from ecrf.services import capture, hooks, studies
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import event_instance
+from ecrf.services.review_support import live_values
+from tests.services.capture_setup import LOADER, TODAY, enrol
+
+REVIEW_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "review_study"
+EXAM_DAY = dt.date(2025, 5, 2)
+
+_SEEN: list[object] = []
+
+
+@hooks.on_after_save
+def _seen(change) -> None:
+    _SEEN.append(change)
+
+
+def load_review_study(make_study, *, sdv_scope: str | None = None, tmp_path=None) -> Study:
+    """REVIEW with sites S01 and S02; ``sdv_scope`` loads a copy with that parameter."""
+    study = make_study("REVIEW", sites=("S01", "S02"))
+    folder = REVIEW_STUDY
+    if sdv_scope is not None:
+        folder = tmp_path / "review_study"
+        shutil.copytree(REVIEW_STUDY, folder)
+        text = (folder / "study.yaml").read_text()
+        (folder / "study.yaml").write_text(text.replace("default: all", f"default: {sdv_scope}"))
+    studies.load_folder(db.session, LOADER, folder)
+    db.session.commit()
+    return study
+
+
+def subject_at(study: Study, key: str, site: str = "S01") -> Subject:
+    return enrol(study, key, site)
+
+
+def vitals(**values) -> dict:
+    base = {"VSDT": EXAM_DAY.isoformat(), "WEIGHT": "72.5", "SYSBP": "120"}
+    base.update(values)
+    return {("VS", 1, k): v for k, v in base.items() if v is not None}
+
+
+def demog(**values) -> dict:
+    base = {"BRTHDT": "1970-03", "SEX": "F", "INITIALS": "ABC"}
+    base.update(values)
+    return {("DM", 1, k): v for k, v in base.items() if v is not None}
+
+
+def start(actor: Actor, subject: Subject, event: str = "SCREEN", day: dt.date = EXAM_DAY):
+    instance = capture.open_event(db.session, actor, subject, event, 1, day, today=TODAY)
+    db.session.commit()
+    return instance
+
+
+def form_of(subject: Subject, form: str = "VITALS", event: str = "SCREEN") -> FormInstance:
+    found = event_instance(db.session, subject, event, 1)
+    return db.session.scalar(select(FormInstance).where(
+        FormInstance.event_instance_id == found.id, FormInstance.form_oid == form))
+
+
+def _wrap(original):
+    def save_form(session, actor, subject, event_oid, repeat, form_oid, submission, *,
+                  base_version, complete, today=None):
+        existing = None
+        stored = capture.event_instance(session, subject, event_oid, repeat)
+        if stored is not None:
+            existing = session.scalar(select(FormInstance).where(
+                FormInstance.event_instance_id == stored.id, FormInstance.form_oid == form_oid))
+        before = live_values(session, [existing.id]).get(existing.id, {}) if existing else {}
+        hooks.before_change(hooks.FormChange(session, actor, subject, event_oid, repeat,
+                                             form_oid, existing))
+        seen = len(_SEEN)
+        result = original(session, actor, subject, event_oid, repeat, form_oid, submission,
+                          base_version=base_version, complete=complete, today=today)
+        if result.saved and result.form_instance is not None and len(_SEEN) == seen:
+            form = result.form_instance
+            after = live_values(session, [form.id]).get(form.id, {})
+            changes = tuple(hooks.ItemChange(g, r, i, before.get((g, r, i)), after.get((g, r, i)))
+                            for (g, r, i) in sorted(set(before) | set(after))
+                            if before.get((g, r, i)) != after.get((g, r, i)))
+            hooks.after_save(hooks.FormChange(
+                session, actor, subject, event_oid, repeat, form_oid, form, changes,
+                tuple(submission.removed_rows)))
+        return result
+
+    return save_form
+
+
+@pytest.fixture
+def wired_capture(monkeypatch):
+    """Data capture as wired to the hooks, for every caller of ``capture.save_form``."""
+    monkeypatch.setattr(capture, "save_form", _wrap(capture.save_form))
+
+
+def save(actor: Actor, subject: Subject, form: str = "VITALS", values: dict | None = None, *,
+         event: str = "SCREEN", complete: bool = False, reasons: dict | None = None,
+         acks: dict | None = None, commit: bool = True):
+    existing = form_of(subject, form, event) if event_instance(
+        db.session, subject, event, 1) else None
+    submission = capture.Submission(values=values if values is not None else vitals(),
+                                    reasons=reasons or {}, acknowledgements=acks or {})
+    result = _wrap(capture.save_form)(db.session, actor, subject, event, 1, form, submission,
+                                      base_version=existing.version if existing else None,
+                                      complete=complete, today=TODAY)
+    if commit:
+        db.session.commit()
+    return result
+
+
+class _Counter:
+    n = 0
+
+
+@contextmanager
+def count_statements():
+    """Count the SQL statements run inside the block (``.n``)."""
+    counter = _Counter()
+    engine = db.engine
+
+    def count(*args) -> None:
+        counter.n += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield counter
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
