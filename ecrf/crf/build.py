@@ -20,12 +20,16 @@ from ecrf.domain.schedule import (
 )
 
 from .definition import (
+    EPISODE_KINDS,
     NY,
+    AdverseEventsDef,
     Arm,
     CheckDef,
     CodeList,
     CodeListItem,
+    CountsSource,
     DoseLevel,
+    EpisodeSource,
     EscalationDef,
     EscalationDesign,
     FormDef,
@@ -39,6 +43,7 @@ from .definition import (
     ParameterValue,
     RandomizationDef,
     Range,
+    RecoveryEndpointsDef,
     Severity,
     StratumDef,
     StudyDefinition,
@@ -160,7 +165,7 @@ def _randomization(spec: dict[str, Any] | None) -> RandomizationDef | None:
         return None
     strata = tuple(StratumDef(s["name"], *s["item"].split(".")) for s in spec.get("strata", []))
     return RandomizationDef(tuple(spec["block_sizes"]), strata, _key(spec.get("eligibility")),
-                            _key(spec.get("date_item")))
+                            _key(spec.get("date_item")), _key(spec.get("number_item")))
 
 
 def _escalation(spec: dict[str, Any] | None) -> EscalationDef | None:
@@ -174,7 +179,36 @@ def _escalation(spec: dict[str, Any] | None) -> EscalationDef | None:
         target_dlt_rate=_decimal(spec.get("target_dlt_rate")),
         start_level=spec.get("start_level", 1), cohort_size=spec.get("cohort_size", 3),
         max_subjects=spec.get("max_subjects"),
+        dlt_item=_key(spec.get("dlt_item")), full_dose_item=_key(spec.get("full_dose_item")),
+        evaluable_item=_key(spec.get("evaluable_item")),
+        dlt_drug=spec.get("dlt_drug"),
     )
+
+
+def _recovery(spec: dict[str, Any] | None) -> RecoveryEndpointsDef | None:
+    if spec is None:
+        return None
+    counts = dict(spec["counts"])
+    form, group = counts.pop("group").split(".")
+    episodes = {}
+    for kind, source in spec.get("episodes", {}).items():
+        source = dict(source)
+        episode_form, episode_group = source.pop("group").split(".")
+        episodes[kind] = EpisodeSource(episode_form, episode_group, **source)
+    assert set(episodes) <= set(EPISODE_KINDS), "validated by the schema"
+    return RecoveryEndpointsDef(spec["day1_anchor"], CountsSource(form, group, **counts),
+                                **episodes)
+
+
+def _adverse_events(spec: dict[str, Any] | None) -> AdverseEventsDef | None:
+    if spec is None:
+        return None
+    fields = dict(spec)
+    form, group = fields.pop("group").split(".")
+    return AdverseEventsDef(
+        form, group, **{**fields, "criteria": dict(fields.get("criteria", {})),
+                        "causality": dict(fields.get("causality", {})),
+                        "susar_drugs": tuple(fields.get("susar_drugs", ()))})
 
 
 def build_definition(content: dict[str, Any]) -> StudyDefinition:
@@ -209,4 +243,6 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
                           if "date_item" in e},
         randomization=_randomization(study.get("randomization")),
         dose_escalation=_escalation(study.get("dose_escalation")),
+        recovery_endpoints=_recovery(study.get("recovery_endpoints")),
+        adverse_events=_adverse_events(study.get("adverse_events")),
     )

@@ -9,6 +9,7 @@ from typing import Any
 from ecrf.domain.expressions import ValueType
 
 from .check import DATE_TYPES, StudyChecker, as_dict, as_list, dicts, text
+from .check_sources import check_adverse_events, check_dlt_drug, check_recovery_endpoints
 from .yaml_lines import Document
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -33,6 +34,11 @@ def check_study_file(c: StudyChecker) -> None:
         _randomization(c, doc, data["randomization"], data.get("arms"))
     if isinstance(data.get("dose_escalation"), dict):
         _escalation(c, doc, data["dose_escalation"])
+        check_dlt_drug(c, doc, data["dose_escalation"], data.get("adverse_events"))
+    if isinstance(data.get("recovery_endpoints"), dict):
+        check_recovery_endpoints(c, doc, data["recovery_endpoints"])
+    if isinstance(data.get("adverse_events"), dict):
+        check_adverse_events(c, doc, data["adverse_events"])
 
 
 def _a(word: str) -> str:
@@ -214,6 +220,12 @@ def _randomization(c: StudyChecker, doc: Document, rand: dict[str, Any], arms: A
                              "outside repeating groups")
     if "date_item" in rand:
         _date_item(c, doc, (*path, "date_item"), rand["date_item"], "the randomization date")
+    if "number_item" in rand:
+        where = (*path, "number_item")
+        info = c.item_ref(doc, where, rand["number_item"])
+        if info is not None and (info.type not in ("text", "integer") or info.repeating):
+            c.report(doc, where, f"number_item {rand['number_item']} must be a text or integer "
+                                 "item outside repeating groups")
 
 
 def _escalation(c: StudyChecker, doc: Document, esc: dict[str, Any]) -> None:
@@ -232,6 +244,12 @@ def _escalation(c: StudyChecker, doc: Document, esc: dict[str, Any]) -> None:
                 c.report(doc, (*path, key), f"{key} only applies to the boin design")
     c.period(doc, (*path, "dlt_window"), esc.get("dlt_window"), positive=True)
     c.anchor_exists(doc, (*path, "dlt_anchor"), esc.get("dlt_anchor"))
+    for key in ("dlt_item", "full_dose_item", "evaluable_item"):
+        if key in esc:
+            info = c.item_ref(doc, (*path, key), esc[key])
+            if info is not None and (info.type != "yes_no" or info.repeating):
+                c.report(doc, (*path, key), f"{key} {esc[key]} must be a yes_no item outside "
+                                            "repeating groups")
     numbers = [lv.get("level") for _, lv in dicts(esc.get("levels"))]
     numbers = [n for n in numbers if isinstance(n, int) and not isinstance(n, bool)]
     if numbers and numbers != list(range(1, len(numbers) + 1)):

@@ -19,6 +19,14 @@ from ecrf.domain.schedule import EventRule, ScheduleDefinition
 
 from .problems import UnknownOidError
 from .scope import PARAMETER_VALUE_TYPES, ItemRef, Scope, value_type_of_item
+from .sources import (  # noqa: F401  (part of the definition API)
+    EPISODE_KINDS,
+    SERIOUSNESS_CRITERIA,
+    AdverseEventsDef,
+    CountsSource,
+    EpisodeSource,
+    RecoveryEndpointsDef,
+)
 
 ItemKey = tuple[str, str]  # (form OID, item OID)
 Labels = Mapping[str, str]
@@ -249,6 +257,7 @@ class RandomizationDef:
     strata: tuple[StratumDef, ...] = ()
     eligibility: ItemKey | None = None
     date_item: ItemKey | None = None
+    number_item: ItemKey | None = None  # where the allocation's sequence number is written
 
 
 @dataclass(frozen=True)
@@ -269,6 +278,14 @@ class EscalationDef:
     start_level: int = 1
     cohort_size: int = 3
     max_subjects: int | None = None
+    # Yes/no items that record the DLT assessment: a DLT observed, the full dose received,
+    # and the investigator's evaluability ("N": the subject is replaced).
+    dlt_item: ItemKey | None = None
+    full_dose_item: ItemKey | None = None
+    evaluable_item: ItemKey | None = None
+    # The study drug (a key of ``adverse_events.causality``) whose investigator causality
+    # decides whether an AE is a DLT candidate; None: the AE log is not screened for DLTs.
+    dlt_drug: str | None = None
 
     def level(self, number: int) -> DoseLevel:
         for level in self.levels:
@@ -297,6 +314,8 @@ class StudyDefinition:
     event_date_items: Mapping[str, ItemKey] = field(default_factory=dict)
     randomization: RandomizationDef | None = None
     dose_escalation: EscalationDef | None = None
+    recovery_endpoints: RecoveryEndpointsDef | None = None
+    adverse_events: AdverseEventsDef | None = None
 
     # --- lookups -------------------------------------------------------------------------
 

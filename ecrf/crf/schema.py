@@ -21,6 +21,8 @@ OID_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}$"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 ITEM_REF_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}\.[A-Z][A-Z0-9_]{0,31}$"
+# The same shape as an item reference, spelt differently so its error names a group.
+GROUP_REF_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}[.][A-Z][A-Z0-9_]{0,31}$"
 SDTM_PATTERN = r"^[A-Z]{2}\.[A-Z0-9]{1,8}$"
 DOMAIN_PATTERN = r"^[A-Z]{2}$"
 
@@ -39,6 +41,7 @@ _PATTERN_NAMES = {
                   "at most 32 characters)",
     LANGUAGE_PATTERN: "a language code such as fr or zh-Hans",
     ITEM_REF_PATTERN: "an item reference FORM.ITEM",
+    GROUP_REF_PATTERN: "a group reference FORM.GROUP",
     SDTM_PATTERN: "an SDTM annotation DOMAIN.VARIABLE such as AE.AESTDTC",
     DOMAIN_PATTERN: "a two-letter SDTM domain such as AE",
 }
@@ -64,6 +67,7 @@ _DEFS: dict[str, Any] = {
     "oid": {"type": "string", "pattern": OID_PATTERN},
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "item_ref": {"type": "string", "pattern": ITEM_REF_PATTERN},
+    "group_ref": {"type": "string", "pattern": GROUP_REF_PATTERN},
     "expression": _TEXT,
     "period": _TEXT,
     "text": _TEXT,
@@ -112,6 +116,44 @@ _EVENT = _obj(
     date_item=_REF["item_ref"],
 )
 
+# Items of a recovery_endpoints or adverse_events group are named by their bare OID.
+_EPISODE = _obj(["group", "start"], group=_REF["group_ref"], start=_REF["oid"],
+                end=_REF["oid"], ongoing=_REF["oid"])
+
+_RECOVERY_ENDPOINTS = _obj(
+    ["day1_anchor", "counts"],
+    day1_anchor=_REF["name"],
+    counts=_obj(
+        ["group", "date", "anc", "platelets", "hemoglobin"],
+        group=_REF["group_ref"], date=_REF["oid"], anc=_REF["oid"],
+        platelets=_REF["oid"], hemoglobin=_REF["oid"], wbc=_REF["oid"],
+        max_temperature=_REF["oid"], platelet_transfusion=_REF["oid"],
+        red_cell_transfusion=_REF["oid"],
+    ),
+    episodes=_obj(
+        [],
+        febrile_neutropenia={**_EPISODE, "properties": {**_EPISODE["properties"],
+                                                        "any_episode": _REF["oid"]}},
+        infection=_EPISODE, bleeding=_EPISODE, anti_infective=_EPISODE,
+    ),
+)
+
+_ADVERSE_EVENTS = _obj(
+    ["group", "term", "onset", "grade", "serious"],
+    group=_REF["group_ref"], term=_REF["oid"], onset=_REF["oid"], end=_REF["oid"],
+    grade=_REF["oid"], serious=_REF["oid"],
+    criteria={**_obj([], death=_REF["oid"], life_threatening=_REF["oid"],
+                     hospitalisation=_REF["oid"], disability=_REF["oid"],
+                     congenital_anomaly=_REF["oid"], important_medical_event=_REF["oid"]),
+              "minProperties": 1},
+    outcome=_REF["oid"], expectedness=_REF["oid"], awareness=_REF["oid"],
+    sponsor_report=_REF["oid"],
+    causality={"type": "object", "propertyNames": {"pattern": OID_PATTERN},
+               "additionalProperties": _REF["oid"], "minProperties": 1},
+    susar_drugs={**_array(_REF["oid"]), "uniqueItems": True},
+    sponsor_causality=_REF["oid"], death_date=_REF["oid"],
+)
+
 STUDY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$defs": _DEFS,
@@ -153,6 +195,7 @@ STUDY_SCHEMA: dict[str, Any] = {
             strata=_array(_obj(["name", "item"], name=_REF["name"], item=_REF["item_ref"]), 0),
             eligibility=_REF["item_ref"],
             date_item=_REF["item_ref"],
+            number_item=_REF["item_ref"],
         ),
         dose_escalation=_obj(
             ["design", "dlt_window", "dlt_anchor", "levels"],
@@ -160,6 +203,10 @@ STUDY_SCHEMA: dict[str, Any] = {
             target_dlt_rate={"type": "number"},
             dlt_window=_REF["period"],
             dlt_anchor=_REF["name"],
+            dlt_item=_REF["item_ref"],
+            full_dose_item=_REF["item_ref"],
+            evaluable_item=_REF["item_ref"],
+            dlt_drug=_REF["oid"],
             start_level={"type": "integer"},
             cohort_size={"type": "integer", "minimum": 1},
             max_subjects={"type": "integer", "minimum": 1},
@@ -168,6 +215,8 @@ STUDY_SCHEMA: dict[str, Any] = {
                 level={"type": "integer"}, label=_TEXT, labels=_LABELS, dose=_TEXT,
             )),
         ),
+        recovery_endpoints=_RECOVERY_ENDPOINTS,
+        adverse_events=_ADVERSE_EVENTS,
     ),
 }
 

@@ -1,8 +1,12 @@
 """One mutation of the valid `full` fixture per problem class: exact file, line, message."""
 
+import dataclasses
+import shutil
+from pathlib import Path
+
 import pytest
 
-from ecrf.crf import check_study
+from ecrf.crf import check_study, definition_from_content, load_study
 
 from .conftest import line_of
 
@@ -330,3 +334,141 @@ def test_unused_form_is_reported_on_its_oid_line(study_copy):
 
 def test_the_unmodified_fixture_is_valid(study_copy):
     assert check_study(study_copy()) == []
+
+
+# --- where the safety services read their data: recovery_endpoints, adverse_events and
+# dose_escalation.dlt_drug, mutated in the safety test study (which declares all three) ----
+
+SAFETY_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "safety_study"
+
+SOURCE_CASES = [
+    # recovery_endpoints
+    ("day1-anchor", [("day1_anchor: chemo_d1", "day1_anchor: chemo_day1")], "chemo_day1",
+     "unknown anchor 'chemo_day1'"),
+    ("counts-unknown-form", [("group: COUNTS.CNT_DAY", "group: COUNT.CNT_DAY")],
+     "COUNT.CNT_DAY", "unknown form 'COUNT' in 'COUNT.CNT_DAY'"),
+    ("counts-unknown-group", [("group: COUNTS.CNT_DAY", "group: COUNTS.CNT_DAYS")],
+     "COUNTS.CNT_DAYS", "unknown group 'COUNTS.CNT_DAYS' (groups of COUNTS: CNT_DAY)"),
+    ("counts-group-pattern", [("group: COUNTS.CNT_DAY", "group: CNT_DAY")], "group: CNT_DAY",
+     "'CNT_DAY' is not a group reference FORM.GROUP"),
+    ("counts-not-repeating", [("group: COUNTS.CNT_DAY", "group: CHEMO.CHEMO_MAIN")],
+     "CHEMO.CHEMO_MAIN",
+     "CHEMO.CHEMO_MAIN must be a repeating group (one row per measurement day)"),
+    ("counts-missing-anc", [("    anc: ANC\n", "")], "  counts:",
+     "missing required attribute 'anc'"),
+    ("counts-unknown-item", [("anc: ANC", "anc: ANCX")], "anc: ANCX",
+     "unknown item 'ANCX' in form COUNTS"),
+    ("counts-date-type", [("date: LBDT", "date: TMAX")], "date: TMAX",
+     "TMAX must be a date or partial_date item, not decimal"),
+    ("counts-numeric-type", [("platelets: PLT", "platelets: PLTTX")], "platelets: PLTTX",
+     "PLTTX must be a numeric (integer or decimal) item, not yes_no"),
+    ("counts-temperature-type", [("max_temperature: TMAX", "max_temperature: LBDT")],
+     "max_temperature: LBDT", "LBDT must be a numeric (integer or decimal) item, not date"),
+    ("counts-transfusion-type", [("platelet_transfusion: PLTTX", "platelet_transfusion: PLT")],
+     "platelet_transfusion: PLT", "PLT must be a yes_no item, not integer"),
+    ("counts-typo", [("hemoglobin: HGB", "haemoglobin: HGB")], "haemoglobin",
+     "unknown attribute 'haemoglobin' (did you mean 'hemoglobin'?)"),
+    ("episode-kind", [("    febrile_neutropenia:\n", "    febrile_neutropaenia:\n")],
+     "febrile_neutropaenia",
+     "unknown attribute 'febrile_neutropaenia' (did you mean 'febrile_neutropenia'?)"),
+    ("episode-not-repeating", [("group: FN.FN_LINE", "group: FN.FN_ANY")], "FN.FN_ANY",
+     "FN.FN_ANY must be a repeating group (one row per episode)"),
+    ("episode-item-in-other-group", [("start: FNSTDT", "start: FNANY")], "start: FNANY",
+     "FNANY is in group FN.FN_ANY, not in FN.FN_LINE"),
+    ("episode-end-type", [("end: FNENDT", "end: FNONGO")], "end: FNONGO",
+     "FNONGO must be a date or partial_date item, not yes_no"),
+    ("episode-ongoing-type", [("ongoing: FNONGO", "ongoing: FNENDT")], "ongoing: FNENDT",
+     "FNENDT must be a yes_no item, not date"),
+    ("episode-any-in-rows", [("any_episode: FNANY", "any_episode: FNONGO")],
+     "any_episode: FNONGO", "FNONGO is in repeating group FN.FN_LINE"),
+    ("episode-any-unknown", [("any_episode: FNANY", "any_episode: FNALL")],
+     "any_episode: FNALL", "unknown item 'FNALL' in form FN"),
+    # adverse_events
+    ("ae-unknown-group", [("group: AE.AE_LINE", "group: AE.AE_LINES")], "AE.AE_LINES",
+     "unknown group 'AE.AE_LINES' (groups of AE: AE_LINE)"),
+    ("ae-missing-term", [("  term: AETERM\n", "")], "adverse_events:",
+     "missing required attribute 'term'"),
+    ("ae-unknown-item", [("term: AETERM", "term: AETERN")], "term: AETERN",
+     "unknown item 'AETERN' in form AE"),
+    ("ae-onset-type", [("onset: AESTDTC", "onset: AETERM")], "onset: AETERM",
+     "AETERM must be a date, partial_date or datetime item, not text"),
+    ("ae-serious-type", [("serious: AESER", "serious: AETOXGR")], "serious: AETOXGR",
+     "AETOXGR must be a yes_no item, not single_choice"),
+    ("ae-awareness-type", [("awareness: AESAWDTC", "awareness: AESTDTC")],
+     "awareness: AESTDTC", "AESTDTC must be a datetime item, not partial_date"),
+    ("ae-death-date-type", [("death_date: AEDTHDT", "death_date: AESRPDTC")],
+     "death_date: AESRPDTC", "AESRPDTC must be a date or partial_date item, not datetime"),
+    ("ae-criterion-type", [("death: AESDTH", "death: AEOUT")], "death: AEOUT",
+     "AEOUT must be a yes_no item, not single_choice"),
+    ("ae-criterion-name", [("hospitalisation: AESHOSP", "hospitalization: AESHOSP")],
+     "hospitalization", "unknown attribute 'hospitalization' (did you mean 'hospitalisation'?)"),
+    ("ae-grade-codes", [("grade: AETOXGR", "grade: AEEXPECT")], "grade: AEEXPECT",
+     "AEEXPECT has codes that are not grades (EXPECTED, UNEXPECTED)"),
+    ("ae-outcome-codes", [("outcome: AEOUT", "outcome: AERELCHM")], "outcome: AERELCHM",
+     "AERELCHM has codes the safety rules cannot read (unrelated, unlikely, possible, "
+     "probable, definite); outcome (CDISC OUT) codes are"),
+    ("ae-causality-type", [("PRODUCT: AERELEXO", "PRODUCT: AETERM")], "PRODUCT: AETERM",
+     "AETERM must be a single_choice item, not text"),
+    ("ae-causality-codes", [("CHEMOTHERAPY: AERELCHM", "CHEMOTHERAPY: AEEXPECT")],
+     "CHEMOTHERAPY: AEEXPECT", "AEEXPECT has codes the safety rules cannot read "
+     "(EXPECTED, UNEXPECTED); causality codes are unrelated, unlikely, possible, probable, "
+     "definite"),
+    ("ae-causality-drug-name", [("PRODUCT: AERELEXO", "product: AERELEXO")],
+     "product: AERELEXO", "'product' is not an OID"),
+    ("ae-sponsor-is-investigator",
+     [("  death_date: AEDTHDT", "  death_date: AEDTHDT\n  sponsor_causality: AERELCHM")],
+     "CHEMOTHERAPY: AERELCHM", "AERELCHM is the sponsor's causality (sponsor_causality)"),
+    ("ae-susar-drug", [("susar_drugs: [PRODUCT]", "susar_drugs: [PRODUKT]")], "susar_drugs",
+     "unknown drug 'PRODUKT' (drugs of adverse_events.causality: PRODUCT, CHEMOTHERAPY)"),
+    # dose_escalation.dlt_drug
+    ("dlt-drug", [("dlt_drug: PRODUCT", "dlt_drug: EXO")], "dlt_drug: EXO",
+     "unknown drug 'EXO' (drugs of adverse_events.causality: PRODUCT, CHEMOTHERAPY)"),
+    ("dlt-drug-without-ae-log", [("\nadverse_events:", "\nadverse_event:")], "dlt_drug",
+     "dlt_drug needs an adverse_events block whose causality names this drug"),
+]
+
+
+@pytest.fixture
+def safety_copy(tmp_path):
+    target = tmp_path / "safety_study"
+    shutil.copytree(SAFETY_FIXTURE, target)
+    return target
+
+
+@pytest.mark.parametrize(("replacements", "marker", "fragment"),
+                         [c[1:] for c in SOURCE_CASES], ids=[c[0] for c in SOURCE_CASES])
+def test_broken_data_source_is_reported_where_it_is(safety_copy, replacements, marker,
+                                                    fragment):
+    text = _mutate(safety_copy, S, replacements)
+    problems = check_study(safety_copy)
+    matching = [p for p in problems if fragment in p.message]
+    assert matching, "\n".join(str(p) for p in problems)
+    expected_line = line_of(text, marker)
+    assert (S, expected_line) in {(p.file, p.line) for p in matching}, \
+        f"expected {S}:{expected_line}; got " + "; ".join(str(p) for p in matching)
+
+
+def test_the_data_source_problem_names_its_path(safety_copy):
+    _mutate(safety_copy, S, [("anc: ANC", "anc: ANCX"), ("PRODUCT: AERELEXO", "PRODUCT: X")])
+    paths = {p.path for p in check_study(safety_copy)}
+    assert {"recovery_endpoints.counts.anc", "adverse_events.causality.PRODUCT"} <= paths
+
+
+def test_the_data_sources_are_built_into_the_definition(safety_copy):
+    assert check_study(safety_copy) == []
+    loaded = load_study(safety_copy)
+    definition = loaded.definition
+    assert definition_from_content(loaded.content) == definition
+    recovery = definition.recovery_endpoints
+    assert (recovery.day1_anchor, recovery.counts.form, recovery.counts.group) == (
+        "chemo_d1", "COUNTS", "CNT_DAY")
+    assert (recovery.counts.anc, recovery.counts.red_cell_transfusion) == ("ANC", "RBCTX")
+    assert set(recovery.episodes()) == {"febrile_neutropenia"}
+    assert recovery.febrile_neutropenia.any_episode == "FNANY"
+    ae = definition.adverse_events
+    assert (ae.form, ae.group, ae.term, ae.serious) == ("AE", "AE_LINE", "AETERM", "AESER")
+    assert dict(ae.causality) == {"PRODUCT": "AERELEXO", "CHEMOTHERAPY": "AERELCHM"}
+    assert ae.susar_drugs == ("PRODUCT",) and ae.sponsor_causality is None
+    assert definition.dose_escalation.dlt_drug == "PRODUCT"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ae.term = "X"  # type: ignore[misc]

@@ -1,0 +1,85 @@
+"""`ecrf ctcae grade ...` and `ecrf endpoints ...`: thin wrappers over the safety engines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from ecrf.domain.ctcae import GradingError, grade_lab
+from ecrf.extensions import db
+from ecrf.models.accounts import Study
+from ecrf.services import endpoints
+
+ctcae_cli = click.Group("ctcae", help="CTCAE v5.0 laboratory grading.")
+
+
+def _json(value: object) -> object:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+@ctcae_cli.command("grade")
+@click.argument("test")
+@click.argument("value")
+@click.argument("unit")
+@click.option("--lln", default=None, help="Lower limit of normal, in UNIT.")
+@click.option("--uln", default=None, help="Upper limit of normal, in UNIT.")
+@click.option("--baseline", default=None, help="The subject's baseline value, in UNIT.")
+def ctcae_grade(test: str, value: str, unit: str, lln: str | None, uln: str | None,
+                baseline: str | None):
+    """Grade VALUE of TEST (NEUT, PLAT, WBC, LYM, HGB, ALT, AST, BILI, CREAT) in UNIT and
+    print the result as JSON. A value that cannot be graded prints gradable false with
+    the reason; an unknown test is an error."""
+    try:
+        grade = grade_lab(test, value, unit, lln=lln, uln=uln, baseline=baseline)
+    except GradingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({k: _json(v) for k, v in dataclasses.asdict(grade).items()},
+                          ensure_ascii=False))
+
+
+@click.command("endpoints")
+@click.argument("study")
+@click.option("--csv", "csv_path", default=None,
+              help="Write the per-dose-level summary as CSV to this file ('-' for stdout).")
+def endpoints_command(study: str, csv_path: str | None):
+    """Hematologic recovery endpoints of STUDY, per dose level, computed now."""
+    row = db.session.scalar(select(Study).where(Study.oid == study.strip().upper()))
+    if row is None:
+        raise click.ClickException(f"no study with OID {study!r} (load it with "
+                                   f"`ecrf study load`)")
+    try:
+        result = endpoints.study_endpoints(db.session, row, None)
+    except endpoints.EndpointsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if csv_path == "-":
+        click.echo(result.csv(), nl=False)
+        return
+    if csv_path:
+        try:
+            Path(csv_path).write_text(result.csv(), encoding="utf-8", newline="")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {csv_path}: {exc.strerror}") from None
+        click.echo(f"wrote {len(result.summary)} rows to {csv_path}")
+        return
+    computed = len(result.subjects) - len(result.excluded)
+    click.echo(f"{row.name}: {computed} subject(s) with endpoints, "
+               f"{len(result.excluded)} without")
+    for item in result.excluded:
+        click.echo(f"  {item.series.subject_key}: {item.series.problem}")
+    for summary in result.summary:
+        shown = (f"{summary.events}/{summary.n} ({summary.percent}%)"
+                 if summary.kind == "incidence" else
+                 f"{summary.events}/{summary.n}, median {summary.median} "
+                 f"[{summary.minimum}-{summary.maximum}]")
+        click.echo(f"  {summary.group:<16} {summary.endpoint:<42} {shown}")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(ctcae_cli)
+    app.cli.add_command(endpoints_command)

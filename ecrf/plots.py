@@ -1,0 +1,187 @@
+"""Server-rendered SVG charts of blood counts (matplotlib, Agg-free SVG backend).
+
+Pure functions from numbers to SVG text, for the web pages and the PDF casebook alike.
+No fonts are fetched (matplotlib's bundled DejaVu Sans, text kept as <text> elements) and
+nothing global is left changed. Text given by users (subject keys, labels) is shown
+literally: matplotlib escapes it for XML, and mathtext is disabled by escaping ``$``.
+
+Every reference line carries an SVG id so that tests and style sheets can find it:
+``threshold-<panel>-<value>``, ``infusion-day``, ``transfusions-<product>``, ``median-anc``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from statistics import median
+
+import matplotlib
+
+matplotlib.use("Agg")  # never a GUI backend on a server
+
+from matplotlib import rc_context  # noqa: E402
+from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+Number = int | float | Decimal
+_LOCK = threading.Lock()
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "ecrf", "font.family": "DejaVu Sans",
+       "font.size": 9, "text.usetex": False}
+ANC_FLOOR = 0.01  # log axis: values at or below zero are drawn here
+COLOURS = {"anc": "#1f5fa8", "plt": "#a8431f", "hgb": "#2b7a3d", "median": "#000000",
+           "threshold": "#7a7a7a", "infusion": "#6a3d9a"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: Number
+    label: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str  # anc | plt | hgb
+    title: str
+    unit: str
+    values: Mapping[int, Number]
+    thresholds: Sequence[Threshold] = ()
+    log: bool = False
+
+
+def _text(value: object) -> str:
+    return str(value).replace("$", r"\$")
+
+
+def _number_id(value: Number) -> str:
+    return format(Decimal(str(value)).normalize(), "f")
+
+
+def _drawing(function):
+    """Run a chart function with ecrf's settings; rcParams are process-wide, so one chart
+    at a time and the settings restored afterwards."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with _LOCK, rc_context(_RC):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    FigureCanvasSVG(fig)
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    return buffer.getvalue()
+
+
+def _plot_series(ax, values: Mapping[int, Number], colour: str, floor: float | None, **kw):
+    """A measured series; consecutive measurement days are joined, gaps are left open."""
+    days = sorted(values)
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    for index, run in enumerate(runs):
+        ys = [max(float(values[d]), floor) if floor else float(values[d]) for d in run]
+        ax.plot(run, ys, color=colour, marker="o", markersize=2.5, linewidth=1.2,
+                label=kw.get("label") if index == 0 else None)
+
+
+@_drawing
+def subject_counts_svg(panels: Sequence[Panel], *, horizon: int = 42,
+                       infusion_day: int | None = None,
+                       transfusions: Sequence[tuple[int, str]] = (),
+                       title: str = "") -> str:
+    """Stacked panels (ANC, platelets, haemoglobin) sharing a day axis from day 1 to the
+    horizon, with threshold lines, transfusion markers and the infusion day."""
+    fig = Figure(figsize=(7.5, 2.2 * max(len(panels), 1) + 0.6))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, panels, strict=True):
+        floor = ANC_FLOOR if panel.log else None
+        if panel.log:
+            ax.set_yscale("log")
+        _plot_series(ax, panel.values, COLOURS.get(panel.key, "#333333"), floor)
+        for index, threshold in enumerate(panel.thresholds):
+            line = ax.axhline(float(threshold.value), color=COLOURS["threshold"],
+                              linestyle="--", linewidth=0.9)
+            line.set_gid(f"threshold-{panel.key}-{_number_id(threshold.value)}")
+            # Neighbouring lines (20 and 25) would overlap their labels: alternate sides.
+            right = index % 2 == 0
+            ax.annotate(_text(threshold.label), xy=(1 if right else 0, float(threshold.value)),
+                        xycoords=("axes fraction", "data"), xytext=(-2 if right else 2, 2),
+                        textcoords="offset points", ha="right" if right else "left",
+                        va="bottom", fontsize=7, color=COLOURS["threshold"])
+        product = {"plt": "platelets", "hgb": "red_cells"}.get(panel.key)
+        marked = sorted({day for day, kind in transfusions if kind == product})
+        if product and marked:
+            bottom = ax.get_ylim()[0]
+            points = ax.scatter(marked, [bottom] * len(marked), marker="^", s=28,
+                                color=COLOURS.get(panel.key), clip_on=False, zorder=3,
+                                label="transfusion")
+            points.set_gid(f"transfusions-{product}")
+        if infusion_day is not None:
+            line = ax.axvline(infusion_day, color=COLOURS["infusion"], linewidth=1)
+            line.set_gid("infusion-day" if ax is axes[0] else f"infusion-day-{panel.key}")
+        ax.set_ylabel(_text(f"{panel.title}\n({panel.unit})"))
+        ax.grid(True, axis="x", linewidth=0.3, alpha=0.5)
+    axes[-1].set_xlim(0.5, horizon + 0.5)
+    axes[-1].set_xlabel("Day from chemotherapy day 1")
+    ticks = [1] + list(range(7, horizon + 1, 7))
+    axes[-1].set_xticks(ticks)
+    if infusion_day is not None:
+        axes[0].annotate("infusion", xy=(infusion_day, 1), xycoords=("data", "axes fraction"),
+                         xytext=(2, -10), textcoords="offset points", fontsize=7,
+                         color=COLOURS["infusion"])
+    if title:
+        fig.suptitle(_text(title))
+    fig.tight_layout()
+    return _svg(fig)
+
+
+@_drawing
+def dose_level_anc_svg(curves: Mapping[str, Mapping[int, Number]], *, horizon: int = 42,
+                       threshold: Threshold | None = None, title: str = "") -> str:
+    """Every subject's ANC curve of one dose level (thin lines) with the daily median (over
+    the subjects measured that day), on a log axis."""
+    fig = Figure(figsize=(7.5, 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_yscale("log")
+    for name in sorted(curves):
+        values = curves[name]
+        days = sorted(values)
+        line, = ax.plot(days, [max(float(values[d]), ANC_FLOOR) for d in days],
+                        color=COLOURS["anc"], alpha=0.45, linewidth=0.9)
+        line.set_gid(f"subject-{len(ax.lines)}")
+    by_day: dict[int, list[float]] = {}
+    for values in curves.values():
+        for day, value in values.items():
+            by_day.setdefault(day, []).append(max(float(value), ANC_FLOOR))
+    if by_day:
+        days = sorted(by_day)
+        line, = ax.plot(days, [median(by_day[d]) for d in days], color=COLOURS["median"],
+                        linewidth=2, label="median")
+        line.set_gid("median-anc")
+        ax.legend(loc="upper right", fontsize=7)
+    if threshold is not None:
+        line = ax.axhline(float(threshold.value), color=COLOURS["threshold"], linestyle="--",
+                          linewidth=0.9)
+        line.set_gid(f"threshold-anc-{_number_id(threshold.value)}")
+        ax.annotate(_text(threshold.label), xy=(1, float(threshold.value)),
+                    xycoords=("axes fraction", "data"), xytext=(-2, 2),
+                    textcoords="offset points", ha="right", fontsize=7,
+                    color=COLOURS["threshold"])
+    ax.set_xlim(0.5, horizon + 0.5)
+    ax.set_xticks([1] + list(range(7, horizon + 1, 7)))
+    ax.set_xlabel("Day from chemotherapy day 1")
+    ax.set_ylabel("ANC (10^9/L)")
+    if title:
+        ax.set_title(_text(title))
+    fig.tight_layout()
+    return _svg(fig)

@@ -1,0 +1,200 @@
+"""Safety reactions to data capture, run in the saving transaction (``hooks.on_after_save``).
+
+After a save: lab values with a ``lab:`` spec are graded by CTCAE v5.0 with the subject's
+baseline and the grade, version and basis stored on the value; a grade at or above the
+study's ``ae_prompt_grade`` raises an AE prompt; saved AE log rows get their consistency
+findings recorded in the audit trail, their SAE report created or updated, and their DLT
+candidacy re-evaluated; a change of the DLT anchor's form (the infusion) re-evaluates every
+AE row of the subject. Every reaction is idempotent: running it twice for one save writes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from ecrf.crf import FormDef, StudyDefinition, UnknownOidError
+from ecrf.domain.adverse_events import check_consistency
+from ecrf.models.audit import AuditEvent
+from ecrf.models.base import utcnow
+from ecrf.models.clinical import FormInstance, ItemValue, Subject
+from ecrf.models.safety import AeGradePrompt
+from ecrf.services import audit, hooks
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import item_path, record_clinical
+from ecrf.services.hooks import FormChange
+from ecrf.services.safety import prompt_path, sync_reports
+from ecrf.services.safety_dlt import refresh_candidates
+from ecrf.services.safety_grading import (
+    BASELINE_TESTS,
+    grade_values,
+    load_lab_values,
+    store_grades,
+    update_prompts,
+)
+from ecrf.services.safety_support import (
+    AeLog,
+    ae_log,
+    ae_row_path,
+    load_ae_rows,
+    to_adverse_event,
+)
+from ecrf.services.schedule import subject_schedule_data
+from ecrf.services.studies import definition_for
+
+
+@hooks.on_after_save
+def after_save(change: FormChange) -> None:
+    react(change)
+
+
+def react(change: FormChange) -> None:
+    """Every safety reaction to one saved form."""
+    instance = change.form_instance
+    if not isinstance(instance, FormInstance):
+        return
+    session, actor, subject = change.session, change.actor, change.subject
+    audit.bind_actor(session, actor)
+    definition = definition_for(instance.study_version)
+    try:
+        form = definition.form(change.form_oid)
+    except UnknownOidError:
+        return
+    keys = [(c.group, c.row, c.item) for c in change.changes]
+    grade_saved_labs(session, actor, subject, definition, form, instance, keys,
+                     change.removed_rows, change.event_oid, change.repeat)
+    log = ae_log(definition)
+    if log is not None and form.oid == log.form_oid:
+        rows = {(g, r) for g, r, _ in keys if g == log.group}
+        removed = tuple((instance.id, g, r) for g, r in change.removed_rows if g == log.group)
+        review_ae_rows(session, actor, subject, definition, log, instance, rows, removed)
+    elif _is_dlt_anchor_form(definition, form) and keys:
+        refresh_candidates(session, actor, subject)
+
+
+def _is_dlt_anchor_form(definition: StudyDefinition, form: FormDef) -> bool:
+    esc = definition.dose_escalation
+    anchor = definition.anchors.get(esc.dlt_anchor) if esc else None
+    return anchor is not None and anchor[0] == form.oid
+
+
+# --- lab grading --------------------------------------------------------------------------
+
+
+def grade_saved_labs(session: Session, actor: Actor, subject: Subject,
+                     definition: StudyDefinition, form: FormDef, instance: FormInstance,
+                     keys: list[tuple[str, int, str]], removed_rows, event_oid: str,
+                     repeat: int) -> None:
+    if not any(i.lab is not None for i in form.items):
+        return
+    lab_keys = set()
+    for group, row, item in keys:
+        try:
+            if form.item(item).lab is not None:
+                lab_keys.add((group, row, item))
+        except UnknownOidError:
+            continue
+    removed = set(removed_rows)
+    if not lab_keys and not removed:
+        return
+    tests = {form.item(item).lab.test for _, _, item in lab_keys}
+    values = load_lab_values(session, subject, definition, tests & BASELINE_TESTS)
+    if tests - BASELINE_TESTS:
+        values += load_lab_values(session, subject, definition, tests - BASELINE_TESTS,
+                                  form_instance_id=instance.id)
+    saved = [lv for lv in values if lv.iv.form_instance_id == instance.id
+             and (lv.iv.group_oid, lv.iv.row, lv.iv.item_oid) in lab_keys]
+    scope = [lv for lv in values if lv in saved or lv.test in BASELINE_TESTS]
+    grades = grade_values(values)
+
+    def path_of(iv: ItemValue) -> str:
+        fi = session.get(FormInstance, iv.form_instance_id)
+        return item_path(subject, fi.event.event_oid, fi.event.repeat, iv.form_oid,
+                         (iv.group_oid, iv.row, iv.item_oid))
+
+    regraded = store_grades(session, actor, subject, scope, grades, path_of)
+    considered = saved + [lv for lv in regraded if lv not in saved]
+    gone = _gone_values(session, instance, lab_keys, removed, {lv.iv.id for lv in values})
+    _withdraw(session, actor, subject, gone)
+    if considered:
+        update_prompts(session, actor, subject, definition, considered, values, grades,
+                       prompt_path)
+
+
+def _gone_values(session: Session, instance: FormInstance, lab_keys, removed,
+                 live: set[int]) -> dict[int, str]:
+    """Values cleared or in removed rows: ids with the reason their prompt goes."""
+    wanted = [k for k in lab_keys] + [(g, r, None) for g, r in removed]
+    if not wanted:
+        return {}
+    gone = {}
+    for iv in session.scalars(select(ItemValue).where(
+            ItemValue.form_instance_id == instance.id,
+            or_(*[and_(ItemValue.group_oid == g, ItemValue.row == r,
+                       *([ItemValue.item_oid == i] if i else [])) for g, r, i in wanted]))):
+        if (iv.group_oid, iv.row) in removed:
+            gone[iv.id] = f"row {iv.row} of {iv.group_oid} was removed"
+        elif iv.value is None and iv.id not in live:
+            gone[iv.id] = f"{iv.item_oid} was cleared"
+    return gone
+
+
+def _withdraw(session: Session, actor: Actor, subject: Subject, gone: dict[int, str]) -> None:
+    if not gone:
+        return
+    for prompt in session.scalars(select(AeGradePrompt).where(
+            AeGradePrompt.item_value_id.in_(sorted(gone)), AeGradePrompt.status == "open")):
+        prompt.status, prompt.decided_at = "withdrawn", utcnow()
+        prompt.reason = gone[prompt.item_value_id]
+        record_clinical(session, actor, subject, "ae_prompt.withdrawn", prompt_path(prompt),
+                        version_label=subject.study_version.label, old="open",
+                        new="withdrawn", reason=prompt.reason)
+
+
+# --- AE log rows ------------------------------------------------------------------------------
+
+FINDINGS = "ae.findings"
+RESOLVED = "ae.findings_resolved"
+
+
+def review_ae_rows(session: Session, actor: Actor, subject: Subject,
+                   definition: StudyDefinition, log: AeLog, instance: FormInstance,
+                   changed: set[tuple[str, int]], removed: tuple) -> None:
+    if not changed and not removed:
+        return
+    rows = [r for r in load_ae_rows(session, [subject.id], log, form_instance_id=instance.id)
+            .get(subject.id, []) if (r.group, r.row) in changed]
+    if rows:
+        _record_findings(session, actor, subject, definition, log, rows)
+        sync_reports(session, actor, subject, log, rows)
+    if definition.dose_escalation is not None:
+        refresh_candidates(session, actor, subject, rows, removed)
+
+
+def _record_findings(session: Session, actor: Actor, subject: Subject,
+                     definition: StudyDefinition, log: AeLog, rows) -> None:
+    """An audit row whenever a row's domain findings change (appear, differ or clear)."""
+    consent = None
+    if "consent" in definition.anchors:
+        consent = subject_schedule_data(session, definition, subject).anchors.get("consent")
+    paths = {r.key: ae_row_path(subject, r, log) for r in rows}
+    last: dict[str, str | None] = {}
+    for path, action, value in session.execute(
+            select(AuditEvent.path, AuditEvent.action, AuditEvent.new_value)
+            .where(AuditEvent.study_oid == subject.study.oid,
+                   AuditEvent.subject_key == subject.subject_key,
+                   AuditEvent.action.in_((FINDINGS, RESOLVED)),
+                   AuditEvent.path.in_(sorted(paths.values())))
+            .order_by(AuditEvent.seq)):
+        last[path] = value if action == FINDINGS else None
+    for row in rows:
+        findings = check_consistency(to_adverse_event(row, log), consent_date=consent)
+        text = "; ".join(f"{f.severity}: {f.message}" for f in findings) or None
+        path = paths[row.key]
+        if text == last.get(path):
+            continue
+        record_clinical(session, actor, subject, FINDINGS if text else RESOLVED, path,
+                        version_label=subject.study_version.label, old=last.get(path),
+                        new=text, reason="AE consistency rules",
+                        details={"codes": [f.code for f in findings]} if findings else None)

@@ -1,0 +1,337 @@
+"""Safety pages: the study's SAE dashboard, a subject's safety page (graded labs, AE
+prompts, AE consistency, SAE reports and their clocks, DLT), blood count charts, and the
+recovery endpoints with their CSV. Thin: parse, call a service, commit once, render."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import select
+
+from ecrf.extensions import db
+from ecrf.models.base import utcnow
+from ecrf.models.clinical import Subject
+from ecrf.models.safety import AeGradePrompt, DltAssessment, SaeReport
+from ecrf.plots import Panel, Threshold, dose_level_anc_svg, subject_counts_svg
+from ecrf.security.permissions import Allow, register
+from ecrf.services import access, endpoints, safety
+from ecrf.services.safety_grading import load_lab_values
+from ecrf.services.safety_support import ae_log
+from ecrf.services.studies import definition_for
+from ecrf.web import request_actor
+
+bp = Blueprint("safety", __name__)
+
+SUBJECT = "/studies/<study_oid>/subjects/<subject_key>/safety"
+
+register("safety.dashboard", Allow("subjects.view"))
+register("safety.subject", Allow("subjects.view"))
+register("safety.subject_plot", Allow("subjects.view"))
+register("safety.prompt_accept", Allow("data.enter"))
+register("safety.prompt_decline", Allow("safety.assess"))
+register("safety.sae_create", Allow("data.enter"))
+register("safety.sae_submit", Allow("safety.assess"))
+register("safety.sae_followup", Allow("safety.assess"))
+register("safety.dlt_decide", Allow("safety.assess"))
+register("safety.endpoints", Allow("aggregate.view"))
+register("safety.endpoints_csv", Allow("aggregate.view"))
+register("safety.endpoints_plot", Allow("aggregate.view"))
+
+# An SVG chart is a document of its own: its inline styles are matplotlib's, nothing runs.
+SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def _site_ids(action: str) -> set[int] | None:
+    # Admins hold a system grant, not a study one: every site is theirs.
+    if access.is_admin(current_user):
+        return None
+    return access.site_ids_for(current_user, action, g.study)
+
+
+def _subject(subject_key: str, action: str = "subjects.view") -> Subject:
+    stmt = select(Subject).where(Subject.study_id == g.study.id,
+                                 Subject.subject_key == subject_key)
+    subject = db.session.scalar(access.scope_to_sites(stmt, Subject.site_id, _site_ids(action)))
+    if subject is None:
+        abort(404)
+    return subject
+
+
+def _actor(subject: Subject, action: str):
+    return dataclasses.replace(request_actor(action, g.study), site_code=subject.site.code)
+
+
+def _may(action: str, subject: Subject) -> bool:
+    if not access.can(current_user, action, g.study):
+        return False
+    allowed = _site_ids(action)
+    return allowed is None or subject.site_id in allowed
+
+
+def _owned(model, object_id: int, subject: Subject):
+    found = db.session.get(model, object_id)
+    if found is None or found.subject_id != subject.id:
+        abort(404)
+    return found
+
+
+def _back(subject: Subject):
+    return redirect(url_for(".subject", study_oid=g.study.oid, subject_key=subject.subject_key))
+
+
+def parse_local(text: str, timezone: str) -> dt.datetime:
+    """'YYYY-MM-DD HH:MM' (or the browser's 'YYYY-MM-DDTHH:MM') at the site, as UTC."""
+    cleaned = (text or "").strip().replace("T", " ")
+    try:
+        naive = dt.datetime.strptime(cleaned[:16], "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise safety.SafetyError(_("Enter the date and time as YYYY-MM-DD HH:MM (you entered "
+                                   "'%(value)s').", value=cleaned[:40])) from None
+    return naive.replace(tzinfo=ZoneInfo(timezone)).astimezone(dt.UTC)
+
+
+def _row_number(text: str) -> int:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        raise safety.SafetyError(_("Choose an AE row.")) from None
+
+
+def remaining_text(delta: dt.timedelta | None) -> str:
+    if delta is None:
+        return ""
+    minutes = int(abs(delta).total_seconds() // 60)
+    span = _("%(h)s h %(m)s min", h=minutes // 60, m=minutes % 60)
+    return _("%(span)s left", span=span) if delta >= dt.timedelta(0) else \
+        _("overdue by %(span)s", span=span)
+
+
+CLOCK_LABELS = {"due": _l("Due"), "overdue": _l("Overdue"),
+                "submitted_in_time": _l("Submitted in time"),
+                "submitted_late": _l("Submitted late")}
+
+
+@bp.app_template_global()
+def sae_clocks(subject: Subject) -> list[dict]:
+    """The SAE clocks of a subject, for ``safety/_sae_clock.html`` on any subject page."""
+    now = utcnow()
+    reports = db.session.scalars(select(SaeReport).where(SaeReport.subject_id == subject.id)
+                                 .order_by(SaeReport.awareness_at.desc(), SaeReport.id))
+    found = []
+    for report in reports:
+        state = safety.clock(report, now)
+        found.append({"report": report, "state": state.state,
+                      "label": str(CLOCK_LABELS[state.state]), "due_at": state.due_at,
+                      "remaining": remaining_text(state.remaining),
+                      "term": safety.report_term(report)})
+    return found
+
+
+# --- dashboard and subject page -------------------------------------------------------------
+
+
+@bp.get("/studies/<study_oid>/safety")
+def dashboard(study_oid: str):
+    sites = _site_ids("subjects.view")
+    now = utcnow()
+    reports = safety.study_reports(db.session, g.study, sites, now)
+    prompts, dlts = safety.study_pending(db.session, g.study, sites)
+    counts = {state: sum(1 for v in reports if v.clock.state == state) for state in CLOCK_LABELS}
+    return render_template("safety/dashboard.html", study=g.study, reports=reports,
+                           prompts=prompts, dlts=dlts, counts=counts, labels=CLOCK_LABELS,
+                           remaining=remaining_text)
+
+
+def _render_subject(subject: Subject, *, errors: dict | None = None, status: int = 200):
+    definition = definition_for(subject.study_version)
+    overview = safety.subject_safety(db.session, subject)
+    tests = {i.lab.test for i in definition.iter_items() if i.lab is not None}
+    labs = sorted((lv for lv in load_lab_values(db.session, subject, definition, tests)
+                   if lv.iv.grade_version and (lv.iv.grade or 0) >= 1),
+                  key=lambda lv: (lv.day or dt.date.max, lv.test))
+    return render_template(
+        "safety/subject.html", study=g.study, subject=subject, overview=overview, labs=labs,
+        errors=errors or {}, form=request.form, has_counts=endpoints.has_counts(definition),
+        can_enter=_may("data.enter", subject), can_assess=_may("safety.assess", subject),
+        clock=safety.clock, labels=CLOCK_LABELS, remaining=remaining_text,
+        log=ae_log(definition)), status
+
+
+@bp.get(SUBJECT)
+def subject(study_oid: str, subject_key: str):
+    return _render_subject(_subject(subject_key))
+
+
+def _fail(subject: Subject, key: str, exc: Exception):
+    db.session.rollback()
+    return _render_subject(_subject(subject.subject_key), errors={key: str(exc)}, status=422)
+
+
+@bp.post(SUBJECT + "/prompts/<int:prompt_id>/accept")
+def prompt_accept(study_oid: str, subject_key: str, prompt_id: int):
+    subject = _subject(subject_key, "data.enter")
+    prompt = _owned(AeGradePrompt, prompt_id, subject)
+    link = (request.form.get("link_row") or "").strip()
+    try:
+        row = _row_number(link) if link else None
+        safety.accept_prompt(db.session, _actor(subject, "data.enter"), prompt, link_row=row)
+    except safety.SafetyError as exc:
+        return _fail(subject, f"prompt-{prompt_id}", exc)
+    db.session.commit()
+    flash(_("The adverse event was recorded: %(how)s. Complete it in the AE log.",
+            how=prompt.reason), "success")
+    return _back(subject)
+
+
+@bp.post(SUBJECT + "/prompts/<int:prompt_id>/decline")
+def prompt_decline(study_oid: str, subject_key: str, prompt_id: int):
+    subject = _subject(subject_key, "safety.assess")
+    prompt = _owned(AeGradePrompt, prompt_id, subject)
+    try:
+        safety.decline_prompt(db.session, _actor(subject, "safety.assess"), prompt,
+                              request.form.get("reason", ""))
+    except safety.SafetyError as exc:
+        return _fail(subject, f"prompt-{prompt_id}", exc)
+    db.session.commit()
+    flash(_("Recorded: no adverse event for this value."), "success")
+    return _back(subject)
+
+
+@bp.post(SUBJECT + "/sae")
+def sae_create(study_oid: str, subject_key: str):
+    subject = _subject(subject_key, "data.enter")
+    try:
+        row = _row_number(request.form.get("row", ""))
+        awareness = parse_local(request.form.get("awareness", ""), subject.site.timezone)
+        safety.create_report(db.session, _actor(subject, "data.enter"), subject, row,
+                             awareness)
+    except safety.SafetyError as exc:
+        return _fail(subject, "sae-create", exc)
+    db.session.commit()
+    flash(_("SAE report opened; the 24-hour clock runs from the awareness time."), "success")
+    return _back(subject)
+
+
+@bp.post(SUBJECT + "/sae/<int:report_id>/submit")
+def sae_submit(study_oid: str, subject_key: str, report_id: int):
+    subject = _subject(subject_key, "safety.assess")
+    report = _owned(SaeReport, report_id, subject)
+    try:
+        safety.submit_report(db.session, _actor(subject, "safety.assess"), report)
+    except safety.SafetyError as exc:
+        return _fail(subject, f"sae-{report_id}", exc)
+    db.session.commit()
+    flash(_("SAE report version %(v)s submitted to the sponsor.", v=report.version), "success")
+    return _back(subject)
+
+
+@bp.post(SUBJECT + "/sae/<int:report_id>/followup")
+def sae_followup(study_oid: str, subject_key: str, report_id: int):
+    subject = _subject(subject_key, "safety.assess")
+    report = _owned(SaeReport, report_id, subject)
+    try:
+        awareness = parse_local(request.form.get("awareness", ""), subject.site.timezone)
+        followup = safety.add_followup(db.session, _actor(subject, "safety.assess"), report,
+                                       awareness)
+    except safety.SafetyError as exc:
+        return _fail(subject, f"sae-{report_id}", exc)
+    db.session.commit()
+    flash(_("Follow-up report version %(v)s opened.", v=followup.version), "success")
+    return _back(subject)
+
+
+@bp.post(SUBJECT + "/dlt/<int:assessment_id>")
+def dlt_decide(study_oid: str, subject_key: str, assessment_id: int):
+    subject = _subject(subject_key, "safety.assess")
+    assessment = _owned(DltAssessment, assessment_id, subject)
+    try:
+        safety.decide_dlt(db.session, _actor(subject, "safety.assess"), assessment,
+                          request.form.get("decision", ""), request.form.get("reason", ""))
+    except safety.DltError as exc:
+        return _fail(subject, f"dlt-{assessment_id}", exc)
+    db.session.commit()
+    flash(_("DLT decision recorded."), "success")
+    return _back(subject)
+
+
+def _svg(text: str) -> Response:
+    response = Response(text, mimetype="image/svg+xml")
+    response.headers["Content-Security-Policy"] = SVG_CSP
+    return response
+
+
+@bp.get(SUBJECT + "/counts.svg")
+def subject_plot(study_oid: str, subject_key: str):
+    subject = _subject(subject_key)
+    definition = definition_for(subject.study_version)
+    if not endpoints.has_counts(definition):
+        abort(404)
+    series = endpoints.subject_series(db.session, subject)
+    params = endpoints.recovery_parameters(definition)
+    panels = [
+        Panel("anc", _("ANC"), "10^9/L", {c.day: c.anc for c in series.counts if c.anc is not None},
+              [Threshold(params.anc_recovery, _("recovery %(v)s", v=params.anc_recovery))],
+              log=True),
+        Panel("plt", _("Platelets"), "10^9/L",
+              {c.day: c.plt for c in series.counts if c.plt is not None},
+              [Threshold(params.plt_recovery, _("recovery %(v)s", v=params.plt_recovery)),
+               Threshold(params.severe_thrombocytopenia,
+                         _("severe < %(v)s", v=params.severe_thrombocytopenia))]),
+        Panel("hgb", _("Haemoglobin"), "g/L",
+              {c.day: c.hgb for c in series.counts if c.hgb is not None},
+              [Threshold(params.severe_anemia, _("severe < %(v)s", v=params.severe_anemia))]),
+    ]
+    return _svg(subject_counts_svg(
+        panels, horizon=params.horizon_day, infusion_day=series.infusion_day,
+        transfusions=[(t.day, t.product) for t in series.transfusions],
+        title=f"{subject.subject_key} · {g.study.name}"))
+
+
+# --- recovery endpoints ---------------------------------------------------------------------
+
+
+def _study_endpoints():
+    try:
+        return endpoints.study_endpoints(db.session, g.study, _site_ids("aggregate.view"))
+    except endpoints.EndpointsError as exc:
+        return exc
+
+
+@bp.get("/studies/<study_oid>/endpoints", endpoint="endpoints")
+def endpoints_page(study_oid: str):
+    result = _study_endpoints()
+    problem = str(result) if isinstance(result, Exception) else None
+    return render_template("safety/endpoints.html", study=g.study,
+                           result=None if problem else result, problem=problem,
+                           can_see_subjects=access.can(current_user, "subjects.view", g.study))
+
+
+@bp.get("/studies/<study_oid>/endpoints.csv")
+def endpoints_csv(study_oid: str):
+    result = _study_endpoints()
+    if isinstance(result, Exception):
+        abort(404, description=str(result))
+    return Response(result.csv(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{g.study.oid}-endpoints.csv"'})
+
+
+@bp.get("/studies/<study_oid>/endpoints/anc-<int:index>.svg")
+def endpoints_plot(study_oid: str, index: int):
+    result = _study_endpoints()
+    if isinstance(result, Exception) or not 0 <= index < len(result.groups):
+        abort(404)
+    group = result.groups[index]
+    curves = {f"{n}": {c.day: c.anc for c in r.series.counts if c.anc is not None}
+              for n, r in enumerate(result.subjects)
+              if r.series.group == group and r.endpoints is not None}
+    params = result.params
+    return _svg(dose_level_anc_svg(
+        curves, horizon=params.horizon_day,
+        threshold=Threshold(params.anc_recovery, _("recovery %(v)s", v=params.anc_recovery)),
+        title=f"{g.study.name} · {group}"))
