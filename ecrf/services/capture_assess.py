@@ -94,7 +94,10 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
     raw = dict(submission.values)
     kept = set()
     if submission.partial:
-        kept = {k for k, iv in stored.values.items() if k not in raw and iv.value is not None}
+        # Calculated items are recomputed from their inputs, never carried over.
+        calculated = {i.oid for i in form.items if i.type is ItemType.CALCULATED}
+        kept = {k for k, iv in stored.values.items()
+                if k not in raw and iv.value is not None and k[2] not in calculated}
         raw.update({k: stored.values[k].value for k in kept})
     context = build_context(session, stored.definition, form, subject, stored.event, today)
     validation = validate_form(form, raw, context, rows=rows)
