@@ -1,0 +1,61 @@
+"""Background jobs: study-wide work (CRF PDFs, exports) that runs outside the request.
+
+The row is the whole state of a job, so a progress bar survives reloads and any worker
+process (a thread of the web process, or ``ecrf jobs worker``) can pick it up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ecrf.models.accounts import Study, User
+from ecrf.models.base import Base, UTCDateTime, utcnow
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED_STATUSES = frozenset({"done", "failed", "cancelled"})
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'done', 'failed', 'cancelled')", name="status"
+        ),
+        CheckConstraint("progress >= 0 AND progress <= 100", name="progress"),
+        # Workers look for the oldest queued job.
+        Index("ix_job_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id"), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(String(300))
+    result_path: Mapped[str | None] = mapped_column(Text)  # relative to the exports folder
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))  # username, as in the audit trail
+    created_by_role: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Refreshed with each progress report: a running job whose worker died is detectable.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[str | None] = mapped_column(String(120))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    study: Mapped[Study | None] = relationship()
+    user: Mapped[User | None] = relationship()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.status} {self.progress}%>"

@@ -1,0 +1,404 @@
+"""Background jobs: study-wide work (CRF PDFs, exports) that runs outside the request.
+
+A job is a database row, so its state survives reloads and restarts and any worker may
+run it: one daemon thread of the web process with the embedded SQLite database
+(``JOBS_IN_PROCESS``), or ``ecrf jobs worker`` processes next to several web workers on
+PostgreSQL. Workers claim the oldest queued job with a compare-and-set
+(``UPDATE ... WHERE id = :id AND status = 'queued'``): of two workers racing for a job,
+exactly one updates the row, on SQLite and PostgreSQL alike.
+
+What a job does is a registered kind (``@job_kind("crf_pdf")``) that reports progress
+through its context; each report also checks whether a cancel was requested. A kind
+writes its file under ``instance/exports/<job id>/``; the job becomes ``done`` together
+with its audit row (one transaction), or ``failed`` with a message saying why.
+
+``enqueue``, ``request_cancel`` and the queries are services (flush, never commit). The
+worker functions below them are an outer layer like a CLI command: they own their
+transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ecrf.models.accounts import Study, User
+from ecrf.models.base import utcnow
+from ecrf.models.jobs import Job
+from ecrf.models.studies import StudyVersion
+from ecrf.services import audit
+from ecrf.services.audit import Actor
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = dt.timedelta(minutes=15)
+_MAX_ERROR = 4000
+
+
+class JobError(ValueError):
+    """A job request that cannot be accepted or carried out; the message says why."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when its cancellation was requested."""
+
+
+@dataclass
+class JobResult:
+    """What a finished job produced, and what its audit row says about it."""
+
+    path: Path
+    what: str
+    version: StudyVersion | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    label: Any  # lazy translated text
+    run: Callable[[JobContext], JobResult]
+    validate: Callable[[Session, Study, dict[str, Any]], dict[str, Any]] | None = None
+
+
+JOB_KINDS: dict[str, JobKind] = {}
+
+
+def job_kind(name: str, *, label: Any,
+             validate: Callable[[Session, Study, dict[str, Any]], dict[str, Any]] | None = None
+             ) -> Callable[[Callable[[JobContext], JobResult]], Callable[[JobContext], JobResult]]:
+    """Register what a job of this kind does; ``validate`` checks and completes params."""
+
+    def register(run: Callable[[JobContext], JobResult]) -> Callable[[JobContext], JobResult]:
+        if name in JOB_KINDS and JOB_KINDS[name].run is not run:
+            raise ValueError(f"job kind {name!r} registered twice")
+        JOB_KINDS[name] = JobKind(name, label, run, validate)
+        return run
+
+    return register
+
+
+def kinds() -> dict[str, JobKind]:
+    from ecrf.services import export_jobs  # noqa: F401  (registers the export kinds)
+
+    return JOB_KINDS
+
+
+def exports_dir(app: Flask) -> Path:
+    configured = app.config.get("EXPORTS_DIR")
+    return Path(configured) if configured else Path(app.instance_path) / "exports"
+
+
+# --- services -------------------------------------------------------------------------------
+
+def enqueue(session: Session, actor: Actor, kind: str, study: Study,
+            params: dict[str, Any] | None = None) -> Job:
+    """Queue a job of ``kind`` for ``study``; its params are checked now, not at run time."""
+    spec = kinds().get(kind)
+    if spec is None:
+        raise JobError(f"unknown job kind {kind!r} (known: {', '.join(sorted(JOB_KINDS))})")
+    if actor.user_id is None:
+        raise JobError("a job needs a signed-in user: its result is theirs to download")
+    checked = spec.validate(session, study, dict(params or {})) if spec.validate else \
+        dict(params or {})
+    job = Job(kind=kind, study_id=study.id, params=checked, status="queued", progress=0,
+              message="waiting for a worker", created_by_id=actor.user_id,
+              created_by=actor.username, created_by_role=actor.role, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    audit.record(session, actor, "export.requested", category="export", study_oid=study.oid,
+                 new_value=f"{kind} job {job.id}", details={"job": job.id, "kind": kind,
+                                                            "params": checked})
+    return job
+
+
+def jobs_for(session: Session, user: User, study: Study, limit: int = 50) -> list[Job]:
+    """The user's own jobs in a study, newest first (one query)."""
+    return list(session.scalars(
+        select(Job).where(Job.study_id == study.id, Job.created_by_id == user.id)
+        .order_by(Job.id.desc()).limit(limit)))
+
+
+def get_job(session: Session, user: User, study: Study, job_id: int) -> Job | None:
+    """The job if it belongs to this user and study; None otherwise (never someone else's)."""
+    return session.scalar(select(Job).where(Job.id == job_id, Job.study_id == study.id,
+                                            Job.created_by_id == user.id))
+
+
+def request_cancel(session: Session, actor: Actor, job: Job) -> str:
+    """Cancel a queued job at once, or ask a running one to stop at its next report.
+
+    Returns the job's status after the request (``cancelled`` or ``running``).
+    """
+    now = utcnow()
+    stopped = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == "queued")
+        .values(status="cancelled", cancel_requested=True, finished_at=now,
+                message="cancelled before it started")
+    ).rowcount
+    if not stopped:
+        asked = session.execute(
+            update(Job).where(Job.id == job.id, Job.status == "running")
+            .values(cancel_requested=True, message="cancel requested")
+        ).rowcount
+        if not asked:
+            session.refresh(job)
+            raise JobError(f"job {job.id} has already finished ({job.status})")
+    session.refresh(job)
+    audit.record(session, actor, "export.cancel_requested", category="export",
+                 study_oid=job.study.oid if job.study else None,
+                 new_value=f"{job.kind} job {job.id}", details={"job": job.id})
+    return job.status
+
+
+def record_download(session: Session, actor: Actor, job: Job, path: Path) -> None:
+    """Who took a copy of an export, and when (the file may hold study data)."""
+    audit.record(session, actor, "export.downloaded", category="export",
+                 study_oid=job.study.oid if job.study else None, new_value=path.name,
+                 details={"job": job.id, "kind": job.kind})
+
+
+def result_file(app: Flask, job: Job) -> Path | None:
+    """The file of a done job, if it is still there (and inside the exports folder)."""
+    if job.status != "done" or not job.result_path:
+        return None
+    root = exports_dir(app).resolve()
+    path = (root / job.result_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+# --- running a job ------------------------------------------------------------------------
+
+class JobContext:
+    """What a job kind sees: its params, study, creator, folder, and progress reporting."""
+
+    def __init__(self, session: Session, job: Job, folder: Path) -> None:
+        self.session = session
+        self.job = job
+        self.job_id = job.id
+        self.params = dict(job.params or {})
+        self.study = job.study
+        self.creator = job.user
+        self.actor = Actor(user_id=job.created_by_id, username=job.created_by,
+                           role=job.created_by_role)
+        self.folder = folder
+        self._engine = session.get_bind()
+
+    def progress(self, percent: int, message: str) -> None:
+        """Record progress (committed at once, in its own transaction) and stop if asked."""
+        values = {"progress": max(0, min(100, int(percent))), "message": message[:300],
+                  "heartbeat_at": utcnow()}
+        with Session(self._engine) as own:
+            own.execute(update(Job).where(Job.id == self.job_id, Job.status == "running")
+                        .values(**values))
+            own.commit()
+        self.check_cancel()
+
+    def check_cancel(self) -> None:
+        with Session(self._engine) as own:
+            if own.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
+                raise JobCancelled()
+
+
+def _describe(exc: BaseException) -> str:
+    from ecrf.crf import StudyDefinitionError
+    from ecrf.export import ExportError
+
+    if isinstance(exc, JobError | ExportError | StudyDefinitionError):
+        text = str(exc)
+    else:
+        text = (f"unexpected error {type(exc).__name__}: {exc} (the details are in the "
+                "server log)")
+    return text[:_MAX_ERROR]
+
+
+def _finish(engine: Any, job_id: int, **values: Any) -> None:
+    with Session(engine) as own:
+        own.execute(update(Job).where(Job.id == job_id).values(finished_at=utcnow(), **values))
+        own.commit()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_job(session: Session, job_id: int, root: Path) -> str:
+    """Run a claimed job to its end; returns its final status. Never raises for a job's
+    own failure: the failure is recorded on the job (and logged)."""
+    job = session.get(Job, job_id)
+    if job is None or job.status != "running":
+        return job.status if job else "missing"
+    folder = root / str(job.id)
+    engine = session.get_bind()
+    try:
+        spec = kinds().get(job.kind)
+        if spec is None:
+            raise JobError(f"unknown job kind {job.kind!r}: this ecrf cannot run it")
+        if job.study is None:
+            raise JobError("the job names no study")
+        folder.mkdir(parents=True, exist_ok=True)
+        context = JobContext(session, job, folder)
+        context.check_cancel()
+        result = spec.run(context)
+        context.check_cancel()
+        relative = result.path.resolve().relative_to(root.resolve()).as_posix()
+        audit.bind_actor(session, context.actor)
+        from ecrf.export import record_export
+
+        record_export(session, context.actor, job.study, result.version, result.what,
+                      file_name=result.path.name,
+                      details={"job": job.id, "sha256": _sha256(result.path),
+                               "bytes": result.path.stat().st_size, **result.details})
+        session.execute(update(Job).where(Job.id == job.id).values(
+            status="done", progress=100, message="done", result_path=relative,
+            finished_at=utcnow(), heartbeat_at=utcnow()))
+        session.commit()
+        return "done"
+    except JobCancelled:
+        session.rollback()
+        shutil.rmtree(folder, ignore_errors=True)
+        _finish(engine, job_id, status="cancelled", message="cancelled on request")
+        return "cancelled"
+    except Exception as exc:  # a job's failure is recorded, never lost
+        session.rollback()
+        shutil.rmtree(folder, ignore_errors=True)
+        log.exception("job %s (%s) failed", job_id, getattr(job, "kind", "?"))
+        _finish(engine, job_id, status="failed", error=_describe(exc), message="failed")
+        return "failed"
+
+
+def claim_next(session: Session, worker: str) -> int | None:
+    """Take the oldest queued job for ``worker``; None when the queue is empty."""
+    for _attempt in range(20):
+        job_id = session.scalar(select(Job.id).where(Job.status == "queued")
+                                .order_by(Job.id).limit(1))
+        session.commit()  # end the read before the write (SQLite lock upgrade)
+        if job_id is None:
+            return None
+        now = utcnow()
+        won = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", started_at=now, heartbeat_at=now, worker=worker[:120],
+                    message="started")
+        ).rowcount
+        session.commit()
+        if won == 1:
+            return job_id
+    return None  # lost every race this round; the caller polls again
+
+
+def fail_stale(session: Session, older_than: dt.timedelta = STALE_AFTER) -> int:
+    """Mark running jobs whose worker stopped reporting as failed (it died or was killed)."""
+    cutoff = utcnow() - older_than
+    count = session.execute(
+        update(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)
+        .values(status="failed", finished_at=utcnow(), message="failed",
+                error="the worker running this job stopped responding (its process ended "
+                      "or crashed); start the job again")
+    ).rowcount
+    session.commit()
+    return count
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def work(app: Flask, *, once: bool = False, poll: float = 2.0,
+         stop: threading.Event | None = None, wake: threading.Event | None = None) -> int:
+    """The worker loop: run queued jobs until stopped (or, with ``once``, until the queue
+    is empty). Returns how many jobs it ran."""
+    from ecrf.extensions import db
+
+    stop = stop or threading.Event()
+    wake = wake or threading.Event()
+    stale = dt.timedelta(minutes=app.config.get("JOBS_STALE_MINUTES", 15))
+    ran, stale_checked = 0, 0.0
+    with app.app_context():
+        name = worker_name()
+        while not stop.is_set():
+            try:
+                # A write, so not at every poll: an idle worker only reads.
+                if time.monotonic() - stale_checked > 60:
+                    fail_stale(db.session, stale)
+                    stale_checked = time.monotonic()
+                job_id = claim_next(db.session, name)
+                if job_id is not None:
+                    run_job(db.session, job_id, exports_dir(app))
+                    ran += 1
+            except Exception:  # the database went away: keep the worker alive, retry
+                db.session.rollback()
+                log.exception("job worker %s: error while polling", name)
+                job_id = None
+            finally:
+                db.session.remove()
+            if job_id is None:
+                if once:
+                    break
+                wake.wait(poll)
+                wake.clear()
+    return ran
+
+
+# --- the in-process worker (embedded SQLite default) ---------------------------------------
+
+_THREAD_KEY = "ecrf.jobs.thread"
+_START_LOCK = threading.Lock()
+
+
+def in_process_enabled(app: Flask) -> bool:
+    """``JOBS_IN_PROCESS`` (default on; off under TESTING unless a test turns it on)."""
+    return bool(app.config.get("JOBS_IN_PROCESS", not app.testing))
+
+
+def ensure_in_process_worker(app: Flask) -> None:
+    """Start the web process's one job thread if configured and not yet running."""
+    if not in_process_enabled(app):
+        return
+    state = app.extensions.get(_THREAD_KEY)
+    if state and state["thread"].is_alive():
+        return
+    with _START_LOCK:
+        state = app.extensions.get(_THREAD_KEY)
+        if state and state["thread"].is_alive():
+            return
+        stop, wake = threading.Event(), threading.Event()
+        thread = threading.Thread(target=work, args=(app,), kwargs={"stop": stop, "wake": wake},
+                                  name="ecrf-jobs", daemon=True)
+        app.extensions[_THREAD_KEY] = {"thread": thread, "stop": stop, "wake": wake}
+        thread.start()
+
+
+def nudge(app: Flask) -> None:
+    """Wake the in-process worker at once (a job was just queued)."""
+    state = app.extensions.get(_THREAD_KEY)
+    if state:
+        state["wake"].set()
+
+
+def stop_in_process_worker(app: Flask, timeout: float = 30) -> None:
+    state = app.extensions.pop(_THREAD_KEY, None)
+    if state:
+        state["stop"].set()
+        state["wake"].set()
+        state["thread"].join(timeout)
