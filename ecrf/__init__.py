@@ -44,14 +44,23 @@ def create_app(test_config: dict | None = None) -> Flask:
     web.install(app)
 
     from ecrf import api
-    from ecrf.views import admin, auth, entry, main, studies
+    from ecrf.views import (
+        admin,
+        allocation,
+        auth,
+        dashboards,
+        entry,
+        exports,
+        main,
+        review,
+        safety,
+        studies,
+        tokens,
+    )
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(main.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(studies.bp)
-    app.register_blueprint(entry.bp)
-    app.register_blueprint(api.bp)
+    for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, review.bp,
+                      dashboards.bp, safety.bp, allocation.bp, exports.bp, tokens.bp, api.bp):
+        app.register_blueprint(blueprint)
 
     from ecrf.cli import register_commands
 

@@ -90,6 +90,29 @@ def current_study() -> Study | None:
     return study
 
 
+def study_features(study: Study | None) -> frozenset[str]:
+    """What the study's current definition offers, so menus only show what exists:
+    ``randomization``, ``escalation``, ``endpoints``."""
+    if study is None:
+        return frozenset()
+    cache = g.setdefault("study_features", {})
+    if study.id not in cache:
+        from ecrf.services.studies import definition_for, latest_version
+
+        version = latest_version(db.session, study)
+        found: set[str] = set()
+        if version is not None:
+            definition = definition_for(version)
+            if definition.randomization is not None:
+                found.add("randomization")
+            if definition.dose_escalation is not None:
+                found.add("escalation")
+            if getattr(definition, "recovery_endpoints", None) is not None:
+                found.add("endpoints")
+        cache[study.id] = frozenset(found)
+    return cache[study.id]
+
+
 def format_local(value: dt.datetime | None, tz_name: str | None = None) -> str:
     """A UTC time shown in a site's zone with the zone named: '2026-03-02 14:05 CET (Europe/Paris)'."""
     if value is None:
@@ -242,7 +265,7 @@ def install(app: Flask) -> None:
         if current_user.is_authenticated:
             studies = access.studies_for(db.session, current_user)
         return {"can": can, "current_study": current_study, "my_studies": studies,
-                "get_locale": get_locale}
+                "get_locale": get_locale, "study_features": study_features}
 
     app.jinja_env.filters["localtime"] = format_local
 

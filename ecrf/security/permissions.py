@@ -42,10 +42,14 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "sdv.perform": frozenset({MON}),
     "data.sign": frozenset({INV}),
     "data.lock": frozenset({DM}),
+    # safety: the investigator's clinical judgements (declining an AE for a graded lab,
+    # confirming or rejecting a DLT, submitting an SAE report to the sponsor)
+    "safety.assess": frozenset({INV}),
     # allocation
     "subjects.randomize": frozenset({INV, CRC}),
     "randomization.manage": frozenset({DM}),
     "escalation.decide": frozenset({DM, INV}),
+    "randomization.undo": frozenset({A}),  # a correction, with a reason; never a deletion
     # outputs
     "data.export": frozenset({DM}),
 }

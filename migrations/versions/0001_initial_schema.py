@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:04:27.752561
+Create Date: 2026-11-22 00:24:06.377555
 
 """
 from alembic import op
@@ -61,6 +61,25 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_user_account')),
     sa.UniqueConstraint('username', name=op.f('uq_user_account_username'))
     )
+    op.create_table('api_token',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('prefix', sa.String(length=8), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('last_used_at', sa.DateTime(), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(), nullable=True),
+    sa.Column('revoked_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['revoked_by_id'], ['user_account.id'], name=op.f('fk_api_token_revoked_by_id_user_account')),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_api_token_user_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_token_token_hash'))
+    )
+    with op.batch_alter_table('api_token', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_token_user_id'), ['user_id'], unique=False)
+
     op.create_table('audit_event',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -92,6 +111,60 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_audit_event_study_oid'), ['study_oid'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_event_subject_key'), ['subject_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_event_user_id'), ['user_id'], unique=False)
+
+    op.create_table('escalation_decision',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('level', sa.Integer(), nullable=False),
+    sa.Column('action', sa.String(length=24), nullable=False),
+    sa.Column('next_level', sa.Integer(), nullable=True),
+    sa.Column('mtd_level', sa.Integer(), nullable=True),
+    sa.Column('proposed_action', sa.String(length=24), nullable=False),
+    sa.Column('proposal', sa.Text(), nullable=False),
+    sa.Column('counts', sa.Text(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.Column('decided_by', sa.String(length=64), nullable=False),
+    sa.Column('signer_name', sa.String(length=200), nullable=False),
+    sa.Column('decided_role', sa.String(length=32), nullable=True),
+    sa.Column('decided_at', sa.DateTime(), nullable=False),
+    sa.Column('signature_meaning', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['user_account.id'], name=op.f('fk_escalation_decision_decided_by_id_user_account')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_escalation_decision_study_id_study')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_escalation_decision'))
+    )
+    with op.batch_alter_table('escalation_decision', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_escalation_decision_study_id'), ['study_id'], unique=False)
+
+    op.create_table('job',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=40), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=True),
+    sa.Column('params', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('progress', sa.Integer(), nullable=False),
+    sa.Column('message', sa.String(length=300), nullable=True),
+    sa.Column('result_path', sa.Text(), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.Column('created_by_role', sa.String(length=32), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('started_at', sa.DateTime(), nullable=True),
+    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(), nullable=True),
+    sa.Column('worker', sa.String(length=120), nullable=True),
+    sa.Column('cancel_requested', sa.Boolean(), nullable=False),
+    sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'cancelled')", name=op.f('ck_job_status')),
+    sa.CheckConstraint('progress >= 0 AND progress <= 100', name=op.f('ck_job_progress')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_job_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_job_study_id_study')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job'))
+    )
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_job_created_by_id'), ['created_by_id'], unique=False)
+        batch_op.create_index('ix_job_status_id', ['status', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_job_study_id'), ['study_id'], unique=False)
 
     op.create_table('role_grant',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -165,6 +238,32 @@ def upgrade():
     with op.batch_alter_table('user_session', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_user_session_user_id'), ['user_id'], unique=False)
 
+    op.create_table('randomization_list',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('seed', sa.String(length=200), nullable=True),
+    sa.Column('block_sizes', sa.String(length=200), nullable=True),
+    sa.Column('slots_per_stratum', sa.Integer(), nullable=True),
+    sa.Column('file_sha256', sa.String(length=64), nullable=True),
+    sa.Column('study_version_id', sa.Integer(), nullable=True),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('retired_at', sa.DateTime(), nullable=True),
+    sa.CheckConstraint("kind IN ('test', 'production')", name=op.f('ck_randomization_list_kind')),
+    sa.CheckConstraint("source IN ('generated', 'imported')", name=op.f('ck_randomization_list_source')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_randomization_list_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_randomization_list_study_id_study')),
+    sa.ForeignKeyConstraint(['study_version_id'], ['study_version.id'], name=op.f('fk_randomization_list_study_version_id_study_version')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_randomization_list'))
+    )
+    with op.batch_alter_table('randomization_list', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_randomization_list_study_id'), ['study_id'], unique=False)
+
     op.create_table('subject',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('study_id', sa.Integer(), nullable=False),
@@ -208,6 +307,27 @@ def upgrade():
     with op.batch_alter_table('event_instance', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_event_instance_subject_id'), ['subject_id'], unique=False)
 
+    op.create_table('randomization_slot',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('list_id', sa.Integer(), nullable=False),
+    sa.Column('stratum', sa.String(length=400), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('arm', sa.String(length=32), nullable=False),
+    sa.Column('block', sa.Integer(), nullable=False),
+    sa.Column('block_size', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=True),
+    sa.Column('allocated_at', sa.DateTime(), nullable=True),
+    sa.Column('allocated_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['allocated_by_id'], ['user_account.id'], name=op.f('fk_randomization_slot_allocated_by_id_user_account')),
+    sa.ForeignKeyConstraint(['list_id'], ['randomization_list.id'], name=op.f('fk_randomization_slot_list_id_randomization_list')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_randomization_slot_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_randomization_slot')),
+    sa.UniqueConstraint('list_id', 'stratum', 'sequence', name=op.f('uq_randomization_slot_list_id_stratum_sequence'))
+    )
+    with op.batch_alter_table('randomization_slot', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_randomization_slot_list_id'), ['list_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_randomization_slot_subject_id'), ['subject_id'], unique=False)
+
     op.create_table('scheduled_visit',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('subject_id', sa.Integer(), nullable=False),
@@ -226,6 +346,39 @@ def upgrade():
     )
     with op.batch_alter_table('scheduled_visit', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scheduled_visit_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('allocation',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('list_id', sa.Integer(), nullable=False),
+    sa.Column('slot_id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('live_subject_id', sa.Integer(), nullable=True),
+    sa.Column('stratum', sa.String(length=400), nullable=False),
+    sa.Column('strata', sa.Text(), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('arm', sa.String(length=32), nullable=False),
+    sa.Column('randomized_on', sa.Date(), nullable=False),
+    sa.Column('allocated_at', sa.DateTime(), nullable=False),
+    sa.Column('allocated_by_id', sa.Integer(), nullable=True),
+    sa.Column('allocated_by', sa.String(length=64), nullable=False),
+    sa.Column('allocated_role', sa.String(length=32), nullable=True),
+    sa.Column('undone_at', sa.DateTime(), nullable=True),
+    sa.Column('undone_by_id', sa.Integer(), nullable=True),
+    sa.Column('undone_by', sa.String(length=64), nullable=True),
+    sa.Column('undo_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['allocated_by_id'], ['user_account.id'], name=op.f('fk_allocation_allocated_by_id_user_account')),
+    sa.ForeignKeyConstraint(['list_id'], ['randomization_list.id'], name=op.f('fk_allocation_list_id_randomization_list')),
+    sa.ForeignKeyConstraint(['live_subject_id'], ['subject.id'], name=op.f('fk_allocation_live_subject_id_subject')),
+    sa.ForeignKeyConstraint(['slot_id'], ['randomization_slot.id'], name=op.f('fk_allocation_slot_id_randomization_slot')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_allocation_subject_id_subject')),
+    sa.ForeignKeyConstraint(['undone_by_id'], ['user_account.id'], name=op.f('fk_allocation_undone_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_allocation')),
+    sa.UniqueConstraint('list_id', 'live_subject_id', name=op.f('uq_allocation_list_id_live_subject_id')),
+    sa.UniqueConstraint('slot_id', name=op.f('uq_allocation_slot_id'))
+    )
+    with op.batch_alter_table('allocation', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_allocation_list_id'), ['list_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_allocation_subject_id'), ['subject_id'], unique=False)
 
     op.create_table('form_instance',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -265,6 +418,98 @@ def upgrade():
     )
     with op.batch_alter_table('check_acknowledgement', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_check_acknowledgement_form_instance_id'), ['form_instance_id'], unique=False)
+
+    op.create_table('data_lock',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=16), nullable=False),
+    sa.Column('site_id', sa.Integer(), nullable=True),
+    sa.Column('subject_id', sa.Integer(), nullable=True),
+    sa.Column('form_instance_id', sa.Integer(), nullable=True),
+    sa.Column('locked_by_id', sa.Integer(), nullable=True),
+    sa.Column('locked_by', sa.String(length=64), nullable=False),
+    sa.Column('locked_at', sa.DateTime(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('unlocked_by_id', sa.Integer(), nullable=True),
+    sa.Column('unlocked_by', sa.String(length=64), nullable=True),
+    sa.Column('unlocked_at', sa.DateTime(), nullable=True),
+    sa.Column('unlock_reason', sa.Text(), nullable=True),
+    sa.CheckConstraint("scope != 'form' OR form_instance_id IS NOT NULL", name=op.f('ck_data_lock_form_target')),
+    sa.CheckConstraint("scope != 'site' OR site_id IS NOT NULL", name=op.f('ck_data_lock_site_target')),
+    sa.CheckConstraint("scope != 'subject' OR subject_id IS NOT NULL", name=op.f('ck_data_lock_subject_target')),
+    sa.CheckConstraint("scope IN ('form', 'subject', 'site')", name=op.f('ck_data_lock_scope')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_data_lock_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['locked_by_id'], ['user_account.id'], name=op.f('fk_data_lock_locked_by_id_user_account')),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_data_lock_site_id_site')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_data_lock_study_id_study')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_data_lock_subject_id_subject')),
+    sa.ForeignKeyConstraint(['unlocked_by_id'], ['user_account.id'], name=op.f('fk_data_lock_unlocked_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_data_lock'))
+    )
+    with op.batch_alter_table('data_lock', schema=None) as batch_op:
+        batch_op.create_index('ix_data_lock_study_open', ['study_id', 'unlocked_at'], unique=False)
+
+    op.create_table('data_query',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('event_instance_id', sa.Integer(), nullable=True),
+    sa.Column('form_instance_id', sa.Integer(), nullable=True),
+    sa.Column('event_oid', sa.String(length=32), nullable=True),
+    sa.Column('repeat', sa.Integer(), nullable=True),
+    sa.Column('form_oid', sa.String(length=32), nullable=True),
+    sa.Column('group_oid', sa.String(length=32), nullable=True),
+    sa.Column('row', sa.Integer(), nullable=True),
+    sa.Column('item_oid', sa.String(length=32), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('origin', sa.String(length=16), nullable=False),
+    sa.Column('check_oid', sa.String(length=64), nullable=True),
+    sa.Column('check_row', sa.Integer(), nullable=True),
+    sa.Column('assignee_id', sa.Integer(), nullable=True),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('status_changed_at', sa.DateTime(), nullable=False),
+    sa.CheckConstraint("origin = 'manual' OR check_oid IS NOT NULL", name=op.f('ck_data_query_automatic_check')),
+    sa.CheckConstraint("origin IN ('manual', 'automatic')", name=op.f('ck_data_query_origin')),
+    sa.CheckConstraint("status IN ('open', 'answered', 'closed')", name=op.f('ck_data_query_status')),
+    sa.CheckConstraint('item_oid IS NULL OR form_instance_id IS NOT NULL', name=op.f('ck_data_query_item_form')),
+    sa.ForeignKeyConstraint(['assignee_id'], ['user_account.id'], name=op.f('fk_data_query_assignee_id_user_account')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_data_query_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['event_instance_id'], ['event_instance.id'], name=op.f('fk_data_query_event_instance_id_event_instance')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_data_query_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_data_query_study_id_study')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_data_query_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_data_query'))
+    )
+    with op.batch_alter_table('data_query', schema=None) as batch_op:
+        batch_op.create_index('ix_data_query_form_check', ['form_instance_id', 'check_oid'], unique=False)
+        batch_op.create_index('ix_data_query_study_status', ['study_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_data_query_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('dlt_assessment',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('form_instance_id', sa.Integer(), nullable=False),
+    sa.Column('group_oid', sa.String(length=32), nullable=False),
+    sa.Column('row', sa.Integer(), nullable=False),
+    sa.Column('term', sa.String(length=200), nullable=True),
+    sa.Column('candidate_reason', sa.Text(), nullable=False),
+    sa.Column('meets_criteria', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('decided_at', sa.DateTime(), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.CheckConstraint("status IN ('candidate', 'confirmed', 'rejected', 'withdrawn')", name=op.f('ck_dlt_assessment_status')),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['user_account.id'], name=op.f('fk_dlt_assessment_decided_by_id_user_account')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_dlt_assessment_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_dlt_assessment_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_dlt_assessment')),
+    sa.UniqueConstraint('form_instance_id', 'group_oid', 'row', name=op.f('uq_dlt_assessment_form_instance_id_group_oid_row'))
+    )
+    with op.batch_alter_table('dlt_assessment', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_dlt_assessment_subject_id'), ['subject_id'], unique=False)
 
     op.create_table('group_row',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -310,11 +555,193 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_item_value_form_instance_id'), ['form_instance_id'], unique=False)
         batch_op.create_index('ix_item_value_subject_item', ['subject_id', 'item_oid'], unique=False)
 
+    op.create_table('sae_report',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('form_instance_id', sa.Integer(), nullable=False),
+    sa.Column('group_oid', sa.String(length=32), nullable=False),
+    sa.Column('row', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('initial_id', sa.Integer(), nullable=True),
+    sa.Column('awareness_at', sa.DateTime(), nullable=False),
+    sa.Column('awareness_source', sa.String(length=16), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(), nullable=True),
+    sa.Column('submitted_by_id', sa.Integer(), nullable=True),
+    sa.Column('susar', sa.Boolean(), nullable=False),
+    sa.Column('susar_fatal', sa.Boolean(), nullable=False),
+    sa.Column('susar_due', sa.Date(), nullable=True),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.CheckConstraint("awareness_source IN ('form', 'entry', 'manual')", name=op.f('ck_sae_report_awareness_source')),
+    sa.CheckConstraint('version >= 1', name=op.f('ck_sae_report_version_positive')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_sae_report_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_sae_report_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['initial_id'], ['sae_report.id'], name=op.f('fk_sae_report_initial_id_sae_report')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_sae_report_subject_id_subject')),
+    sa.ForeignKeyConstraint(['submitted_by_id'], ['user_account.id'], name=op.f('fk_sae_report_submitted_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sae_report')),
+    sa.UniqueConstraint('form_instance_id', 'group_oid', 'row', 'version', name=op.f('uq_sae_report_form_instance_id_group_oid_row_version'))
+    )
+    with op.batch_alter_table('sae_report', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sae_report_form_instance_id'), ['form_instance_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sae_report_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('sdv_mark',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('form_instance_id', sa.Integer(), nullable=False),
+    sa.Column('group_oid', sa.String(length=32), nullable=True),
+    sa.Column('row', sa.Integer(), nullable=True),
+    sa.Column('item_oid', sa.String(length=32), nullable=True),
+    sa.Column('verified_value', sa.Text(), nullable=True),
+    sa.Column('verified_by_id', sa.Integer(), nullable=True),
+    sa.Column('verified_by', sa.String(length=64), nullable=False),
+    sa.Column('verified_at', sa.DateTime(), nullable=False),
+    sa.Column('reset_at', sa.DateTime(), nullable=True),
+    sa.Column('reset_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_sdv_mark_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_sdv_mark_subject_id_subject')),
+    sa.ForeignKeyConstraint(['verified_by_id'], ['user_account.id'], name=op.f('fk_sdv_mark_verified_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sdv_mark'))
+    )
+    with op.batch_alter_table('sdv_mark', schema=None) as batch_op:
+        batch_op.create_index('ix_sdv_mark_form_current', ['form_instance_id', 'reset_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sdv_mark_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('signature',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=16), nullable=False),
+    sa.Column('event_instance_id', sa.Integer(), nullable=True),
+    sa.Column('form_instance_id', sa.Integer(), nullable=True),
+    sa.Column('signer_id', sa.Integer(), nullable=False),
+    sa.Column('signer_username', sa.String(length=64), nullable=False),
+    sa.Column('signer_name', sa.String(length=200), nullable=False),
+    sa.Column('signer_role', sa.String(length=32), nullable=True),
+    sa.Column('meaning', sa.Text(), nullable=False),
+    sa.Column('signed_hash', sa.String(length=64), nullable=False),
+    sa.Column('signed_at', sa.DateTime(), nullable=False),
+    sa.Column('broken_at', sa.DateTime(), nullable=True),
+    sa.Column('broken_reason', sa.Text(), nullable=True),
+    sa.CheckConstraint("scope != 'event' OR event_instance_id IS NOT NULL", name=op.f('ck_signature_event_target')),
+    sa.CheckConstraint("scope != 'form' OR form_instance_id IS NOT NULL", name=op.f('ck_signature_form_target')),
+    sa.CheckConstraint("scope IN ('form', 'event', 'casebook')", name=op.f('ck_signature_scope')),
+    sa.ForeignKeyConstraint(['event_instance_id'], ['event_instance.id'], name=op.f('fk_signature_event_instance_id_event_instance')),
+    sa.ForeignKeyConstraint(['form_instance_id'], ['form_instance.id'], name=op.f('fk_signature_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['signer_id'], ['user_account.id'], name=op.f('fk_signature_signer_id_user_account')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_signature_study_id_study')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_signature_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_signature'))
+    )
+    with op.batch_alter_table('signature', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_signature_signer_id'), ['signer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_signature_study_id'), ['study_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_signature_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('ae_grade_prompt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=False),
+    sa.Column('item_value_id', sa.Integer(), nullable=False),
+    sa.Column('test', sa.String(length=16), nullable=False),
+    sa.Column('term', sa.String(length=200), nullable=False),
+    sa.Column('grade', sa.Integer(), nullable=False),
+    sa.Column('grade_version', sa.String(length=20), nullable=False),
+    sa.Column('value', sa.String(length=64), nullable=True),
+    sa.Column('unit', sa.String(length=32), nullable=True),
+    sa.Column('first_date', sa.Date(), nullable=True),
+    sa.Column('last_date', sa.Date(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('ae_form_instance_id', sa.Integer(), nullable=True),
+    sa.Column('ae_group_oid', sa.String(length=32), nullable=True),
+    sa.Column('ae_row', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('decided_at', sa.DateTime(), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.CheckConstraint("status IN ('open', 'accepted', 'declined', 'withdrawn')", name=op.f('ck_ae_grade_prompt_status')),
+    sa.ForeignKeyConstraint(['ae_form_instance_id'], ['form_instance.id'], name=op.f('fk_ae_grade_prompt_ae_form_instance_id_form_instance')),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['user_account.id'], name=op.f('fk_ae_grade_prompt_decided_by_id_user_account')),
+    sa.ForeignKeyConstraint(['item_value_id'], ['item_value.id'], name=op.f('fk_ae_grade_prompt_item_value_id_item_value')),
+    sa.ForeignKeyConstraint(['subject_id'], ['subject.id'], name=op.f('fk_ae_grade_prompt_subject_id_subject')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ae_grade_prompt'))
+    )
+    with op.batch_alter_table('ae_grade_prompt', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ae_grade_prompt_item_value_id'), ['item_value_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ae_grade_prompt_subject_id'), ['subject_id'], unique=False)
+
+    op.create_table('notification_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=True),
+    sa.Column('sae_report_id', sa.Integer(), nullable=True),
+    sa.Column('recipients', sa.Text(), nullable=False),
+    sa.Column('subject', sa.String(length=300), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('logged_at', sa.DateTime(), nullable=False),
+    sa.Column('sent_at', sa.DateTime(), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.CheckConstraint("channel IN ('email', 'log')", name=op.f('ck_notification_log_channel')),
+    sa.ForeignKeyConstraint(['sae_report_id'], ['sae_report.id'], name=op.f('fk_notification_log_sae_report_id_sae_report')),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_notification_log_study_id_study')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_log'))
+    )
+    with op.batch_alter_table('notification_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notification_log_study_id'), ['study_id'], unique=False)
+
+    op.create_table('query_message',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('query_id', sa.Integer(), nullable=False),
+    sa.Column('author_id', sa.Integer(), nullable=True),
+    sa.Column('author', sa.String(length=64), nullable=False),
+    sa.Column('role', sa.String(length=32), nullable=True),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('status_from', sa.String(length=16), nullable=True),
+    sa.Column('status_to', sa.String(length=16), nullable=True),
+    sa.Column('audit_seq', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['author_id'], ['user_account.id'], name=op.f('fk_query_message_author_id_user_account')),
+    sa.ForeignKeyConstraint(['query_id'], ['data_query.id'], name=op.f('fk_query_message_query_id_data_query')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_query_message'))
+    )
+    with op.batch_alter_table('query_message', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_query_message_query_id'), ['query_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('query_message', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_query_message_query_id'))
+
+    op.drop_table('query_message')
+    with op.batch_alter_table('notification_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notification_log_study_id'))
+
+    op.drop_table('notification_log')
+    with op.batch_alter_table('ae_grade_prompt', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ae_grade_prompt_subject_id'))
+        batch_op.drop_index(batch_op.f('ix_ae_grade_prompt_item_value_id'))
+
+    op.drop_table('ae_grade_prompt')
+    with op.batch_alter_table('signature', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_signature_subject_id'))
+        batch_op.drop_index(batch_op.f('ix_signature_study_id'))
+        batch_op.drop_index(batch_op.f('ix_signature_signer_id'))
+
+    op.drop_table('signature')
+    with op.batch_alter_table('sdv_mark', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sdv_mark_subject_id'))
+        batch_op.drop_index('ix_sdv_mark_form_current')
+
+    op.drop_table('sdv_mark')
+    with op.batch_alter_table('sae_report', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sae_report_subject_id'))
+        batch_op.drop_index(batch_op.f('ix_sae_report_form_instance_id'))
+
+    op.drop_table('sae_report')
     with op.batch_alter_table('item_value', schema=None) as batch_op:
         batch_op.drop_index('ix_item_value_subject_item')
         batch_op.drop_index(batch_op.f('ix_item_value_form_instance_id'))
@@ -324,6 +751,20 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_group_row_form_instance_id'))
 
     op.drop_table('group_row')
+    with op.batch_alter_table('dlt_assessment', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dlt_assessment_subject_id'))
+
+    op.drop_table('dlt_assessment')
+    with op.batch_alter_table('data_query', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_data_query_subject_id'))
+        batch_op.drop_index('ix_data_query_study_status')
+        batch_op.drop_index('ix_data_query_form_check')
+
+    op.drop_table('data_query')
+    with op.batch_alter_table('data_lock', schema=None) as batch_op:
+        batch_op.drop_index('ix_data_lock_study_open')
+
+    op.drop_table('data_lock')
     with op.batch_alter_table('check_acknowledgement', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_check_acknowledgement_form_instance_id'))
 
@@ -333,10 +774,20 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_form_instance_event_instance_id'))
 
     op.drop_table('form_instance')
+    with op.batch_alter_table('allocation', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_allocation_subject_id'))
+        batch_op.drop_index(batch_op.f('ix_allocation_list_id'))
+
+    op.drop_table('allocation')
     with op.batch_alter_table('scheduled_visit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheduled_visit_subject_id'))
 
     op.drop_table('scheduled_visit')
+    with op.batch_alter_table('randomization_slot', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_randomization_slot_subject_id'))
+        batch_op.drop_index(batch_op.f('ix_randomization_slot_list_id'))
+
+    op.drop_table('randomization_slot')
     with op.batch_alter_table('event_instance', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_event_instance_subject_id'))
 
@@ -346,6 +797,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_subject_site_id'))
 
     op.drop_table('subject')
+    with op.batch_alter_table('randomization_list', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_randomization_list_study_id'))
+
+    op.drop_table('randomization_list')
     with op.batch_alter_table('user_session', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_session_user_id'))
 
@@ -365,6 +820,16 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_role_grant_site_id'))
 
     op.drop_table('role_grant')
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_job_study_id'))
+        batch_op.drop_index('ix_job_status_id')
+        batch_op.drop_index(batch_op.f('ix_job_created_by_id'))
+
+    op.drop_table('job')
+    with op.batch_alter_table('escalation_decision', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_escalation_decision_study_id'))
+
+    op.drop_table('escalation_decision')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_user_id'))
         batch_op.drop_index(batch_op.f('ix_audit_event_subject_key'))
@@ -373,6 +838,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_audit_event_action'))
 
     op.drop_table('audit_event')
+    with op.batch_alter_table('api_token', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_token_user_id'))
+
+    op.drop_table('api_token')
     op.drop_table('user_account')
     op.drop_table('study')
     op.drop_table('site')
