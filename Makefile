@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install install-test lint bench clean-db help
+.PHONY: run test install install-test system-deps lint bench clean-db help
+
+# Debian packages the test suite drives: Chromium (browser tests), poppler-utils (PDF
+# checks), and the libraries and fonts WeasyPrint renders with.
+DEB_PACKAGES := chromium poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0
 
 help:
 	@echo "make run    create .venv, install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
@@ -37,7 +41,16 @@ run: install
 	@echo "ecrf is starting on http://$(HOST):$(PORT)  (Ctrl+C to stop)"
 	$(BIN)/ecrf run --host $(HOST) --port $(PORT)
 
-test: install-test
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then echo "Install:$$missing"; exit 1; fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: install-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test
