@@ -9,12 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ecrf.models.accounts import Study
+from ecrf.models.clinical import Subject
 from ecrf.security.passwords import policy_from_config
 from ecrf.security.roles import Role
 from ecrf.services import accounts, sites
 from ecrf.services.audit import Actor
 
 DEMO_PASSWORD = "Ecrf-demo-2026"
+# Signs the demo's dose-escalation decisions (a data manager of the study).
+DECISION_MAKER = "dm.lead"
+MAX_COHORT_ROUNDS = 5
 
 SITES = [
     ("TLS", "CHU de Toulouse", "Europe/Paris", "FR"),
@@ -42,23 +46,10 @@ USERS = [
 ]
 
 
-def ensure_studies(session: Session, actor: Actor) -> dict[str, Study]:
-    """The demo trials. Placeholder rows until study definitions are loaded from forms/."""
-    found: dict[str, Study] = {}
-    for oid, name in (("DEXAML03", "DEXAML-03"), ("UCMSCEXO", "UCMSC-Exo")):
-        study = session.scalar(select(Study).where(Study.oid == oid))
-        if study is None:
-            study = Study(oid=oid, name=name, status="active")
-            session.add(study)
-            session.flush()
-        found[oid] = study
-    return found
-
-
 def load_demo(session: Session, actor: Actor, config) -> str:
-    from ecrf.services import demo_data, demo_studies
+    from ecrf.services import demo_data, demo_safety, demo_studies
 
-    studies = demo_studies.ensure_studies(session, actor, config) or ensure_studies(session, actor)
+    studies = demo_studies.ensure_studies(session, actor, config)
     site_rows = {}
     for code, name, tz, country in SITES:
         site = sites.get_site(session, code) or sites.create_site(
@@ -84,10 +75,124 @@ def load_demo(session: Session, actor: Actor, config) -> str:
             if key not in held:
                 accounts.grant_role(session, actor, user, role, study=study, site=site)
     demo_studies.enrol_subjects(session, actor, config)
+    notes = _allocate(session, actor, studies, before_data=True, config=config)
     demo_data.enter_data(session, actor, config)
+    notes += _allocate(session, actor, studies, before_data=False, config=config)
+    # Subjects given a dose level by a cohort decision are filled now; their own DLT
+    # assessments may in turn complete the next cohort.
+    for _round in range(MAX_COHORT_ROUNDS):
+        if not demo_data.enter_data(session, actor, config):
+            break
+        notes += _allocate(session, actor, studies, before_data=False, config=config)
+    demo_safety.enter_safety_data(session, actor, config)
     lines = ["Demo data ready.", "", f"Demo accounts (password for all: {DEMO_PASSWORD}):"]
     for username, _full_name, grants in USERS:
         roles = "; ".join(accounts.describe(r, studies[o] if o else None,
                                             site_rows[c] if c else None) for r, o, c in grants)
         lines.append(f"  {username:<14} {roles}")
+    if notes:
+        lines += ["", "Not done in the demo (the screens show why):", *(f"  {n}" for n in notes)]
     return "\n".join(lines)
+
+
+def _site_actor(session: Session, subject: Subject, prefix: str, role: Role) -> Actor:
+    user = accounts.get_user(session, f"{prefix}.{_SITE_USERS[subject.site.code]}")
+    return Actor(user_id=user.id, username=user.username, role=role.value,
+                 site_code=subject.site.code)
+
+
+_SITE_USERS = {"TLS": "toulouse", "PAR": "paris", "WUH": "wuhan"}
+
+
+def _allocate(session: Session, actor: Actor, studies: dict[str, Study], *,
+              before_data: bool, config=None) -> list[str]:
+    """Randomization list and allocations (DEXAML-03), dose levels (UCMSC-Exo).
+
+    Dose levels are assigned before data entry (the infusion records the level), as far as
+    the open level has places; subjects are randomized after it, once their eligibility and
+    consent are recorded. After data entry a full cohort whose DLT assessments are all in is
+    reviewed: the data manager signs the decision the 3+3 rule proposes, and the waiting
+    subjects get the level it opens (their data is entered next).
+    """
+    from ecrf.services import randomization, randomization_lists
+
+    notes: list[str] = []
+    dex, exo = studies["DEXAML03"], studies["UCMSCEXO"]
+    if before_data:
+        if randomization_lists.active_list(session, dex) is None:
+            randomization_lists.generate(session, actor, dex, seed="ecrf-demo-2026",
+                                         per_stratum=24, name="Demo production list")
+        return _assign_levels(session, exo)
+    for subject in _subjects(session, dex):
+        if subject.arm or not randomization.check_readiness(session, subject).ok:
+            continue
+        try:
+            randomization.randomize(
+                session, _site_actor(session, subject, "crc", Role.COORDINATOR), subject)
+        except randomization.NotRandomizable as exc:
+            notes.append(f"{subject.subject_key}: not randomized ({exc})")
+    if _review_cohort(session, exo, config):
+        notes += _assign_levels(session, exo)
+    return notes
+
+
+def _subjects(session: Session, study: Study) -> list[Subject]:
+    return list(session.scalars(select(Subject).where(Subject.study_id == study.id)
+                                .order_by(Subject.subject_key)))
+
+
+def _waiting(session: Session, study: Study) -> list[Subject]:
+    from ecrf.services.randomization import CLOSED_STATUSES
+
+    return [s for s in _subjects(session, study)
+            if s.dose_level is None and s.status not in CLOSED_STATUSES]
+
+
+def _assign_levels(session: Session, study: Study) -> list[str]:
+    """The open level to waiting subjects, in enrolment order, while it has places; the
+    others wait for the review of the cohort."""
+    from ecrf.services import escalation
+
+    state = escalation.board(session, study)
+    if state.current_level is None:
+        return []
+    row = state.level(state.current_level)
+    notes: list[str] = []
+    for subject in _waiting(session, study)[:max(0, row.capacity - len(row.subjects))]:
+        try:
+            escalation.assign_dose_level(
+                session, _site_actor(session, subject, "inv", Role.INVESTIGATOR), subject)
+        except escalation.EscalationServiceError as exc:
+            notes.append(f"{subject.subject_key}: no dose level ({exc})")
+    return notes
+
+
+def _review_cohort(session: Session, study: Study, config) -> bool:
+    """Sign the rule's decision on a full, fully assessed cohort when subjects wait for it.
+
+    Returns whether a decision was recorded. Only the decisions that keep enrolling
+    (escalate, stay, de-escalate) are taken: declaring the MTD or stopping is left to the
+    person trying the demo.
+    """
+    from ecrf.services import escalation, escalation_decisions
+
+    if config is None or not _waiting(session, study):
+        return False
+    state = escalation.board(session, study)
+    if state.current_level is None or state.proposal is None:
+        return False
+    row = state.level(state.current_level)
+    decision = state.proposed_decision
+    if len(row.subjects) < row.capacity or row.pending or decision not in (
+            "escalate", "stay", "de-escalate") or decision not in state.allowed:
+        return False
+    user = accounts.get_user(session, DECISION_MAKER)
+    if user is None:
+        return False
+    signer = Actor(user_id=user.id, username=user.username, role=Role.DATA_MANAGER.value)
+    escalation_decisions.record_decision(
+        session, signer, study, action=decision,
+        reason=f"Safety review of the level {row.level} cohort: {state.proposal.reason}",
+        password=DEMO_PASSWORD, lockout_threshold=config["LOCKOUT_THRESHOLD"],
+        lockout_minutes=config["LOCKOUT_MINUTES"])
+    return True

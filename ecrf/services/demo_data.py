@@ -169,14 +169,23 @@ class _Subject:
             return
         self._complete_written_form()
 
+    def _rand_item(self) -> tuple[str, str, str] | None:
+        """(event, form, item) of the randomization date the service writes."""
+        rand = self.definition.randomization
+        if rand is None or rand.date_item is None:
+            return None
+        form_oid, item_oid = rand.date_item
+        event = next((e.oid for e in self.definition.events if form_oid in e.forms), None)
+        return (event, form_oid, item_oid) if event else None
+
     def _complete_written_form(self) -> None:
         """The coordinator checks the form the randomization service wrote and marks it
         complete, as they would on screen."""
-        form_oid = self.definition.randomization.date_item[0] \
-            if self.definition.randomization.date_item else None
-        event = next((e.oid for e in self.definition.events if form_oid in e.forms), None)
-        if event is None or capture.event_instance(self.session, self.subject, event, 1) is None:
+        where = self._rand_item()
+        if where is None or capture.event_instance(self.session, self.subject, where[0],
+                                                   1) is None:
             return
+        event, form_oid, _item = where
         opened = capture.load_form(self.session, self.subject, event, 1, form_oid,
                                    today=self.today)
         if opened.version is None or opened.status == "complete":
@@ -189,13 +198,12 @@ class _Subject:
 
     def randomization_day(self, planned: dt.date) -> dt.date:
         """The scripted randomization date (the service writes it), else today."""
-        rand = self.definition.randomization
-        if rand is None or rand.date_item is None:
+        where = self._rand_item()
+        if where is None:
             return self.today
-        form_oid, item_oid = rand.date_item
-        event = next((e.oid for e in self.definition.events if form_oid in e.forms), "")
-        value = self.form_script(event, form_oid).value(
-            item_oid, ItemType.DATE, 1, self.dates(planned))
+        event, form_oid, item_oid = where
+        value = self.form_script(event, form_oid).value(item_oid, ItemType.DATE, 1,
+                                                        self.dates(planned))
         return dt.date.fromisoformat(value) if isinstance(value, str) else self.today
 
     def form_script(self, event_oid: str, form_oid: str) -> FormScript:

@@ -290,10 +290,8 @@ class _Demo:
                              AESCONG="N", AESMIE="N", AESAWDTC=f"{on(13)} 10:20",
                              AESRPDTC=f"{on(13)} 17:45", AEEXPECT="EXPECTED",
                              AERELEXO="unlikely", AERELCHM="probable", **after)],
-            "WUH-003": [dict(AETERM="Hypoxia", AESTDTC=(infusion + dt.timedelta(days=1))
-                             .isoformat(), AEENDTC=(infusion + dt.timedelta(days=3)).isoformat(),
-                             AETOXGR="3", AERELEXO="possible", AERELCHM="unlikely",
-                             AEDLT="Y", **after)],
+            "WUH-003": [dict(AETERM="Fatigue", AESTDTC=on(5), AEENDTC=on(9), AETOXGR="1",
+                             AERELEXO="unrelated", AERELCHM="probable", **after)],
             "WUH-004": [dict(AETERM="Anemia", AESTDTC=on(16), AEENDTC=on(24), AETOXGR="3",
                              AERELEXO="unrelated", AERELCHM="probable", **after)],
             "WUH-005": [dict(AETERM="Nausea", AESTDTC=on(2), AEENDTC=on(4), AETOXGR="1",
@@ -301,7 +299,12 @@ class _Demo:
                              AEACN="DOSE NOT CHANGED"),
                         dict(AETERM="Infusion related reaction", AESTDTC=infusion.isoformat(),
                              AEENDTC=infusion.isoformat(), AETOXGR="1", AERELEXO="possible",
-                             AERELCHM="unrelated", AEDLT="N", **after)],
+                             AERELCHM="unrelated", AEDLT="N", **after),
+                        # The level-2 DLT the escalation demo counts (demo.yaml agrees).
+                        dict(AETERM="Hypoxia", AESTDTC=(infusion + dt.timedelta(days=1))
+                             .isoformat(), AEENDTC=(infusion + dt.timedelta(days=3)).isoformat(),
+                             AETOXGR="3", AERELEXO="possible", AERELCHM="unlikely",
+                             AEDLT="Y", **after)],
             "WUH-006": [dict(AETERM="Mucositis oral", AESTDTC=on(9), AETOXGR="2",
                              AERELEXO="unrelated", AERELCHM="probable", **after)],
         }.get(key, [])
