@@ -39,7 +39,7 @@ from ecrf.domain.escalation import Action, LevelState, Proposal
 from ecrf.models.accounts import Study
 from ecrf.models.allocation import EscalationDecision
 from ecrf.models.clinical import Subject
-from ecrf.services import audit
+from ecrf.services import audit, subjects
 from ecrf.services.audit import Actor
 from ecrf.services.randomization import (
     CLOSED_STATUSES,
@@ -346,5 +346,6 @@ def assign_dose_level(session: Session, actor: Actor, subject: Subject, *,
                  details={"label": row.label, "dose": row.dose, "place": len(row.subjects) + 1,
                           "capacity": row.capacity})
     subject.dose_level = row.level
+    subjects.mark_on_study(session, actor, subject, f"assigned dose level {row.level}")
     session.flush()
     return row.level

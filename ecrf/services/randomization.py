@@ -23,7 +23,7 @@ from ecrf.models.accounts import User
 from ecrf.models.allocation import Allocation, RandomizationList, RandomizationSlot
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.services import access, audit, schedule, studies
+from ecrf.services import access, audit, schedule, studies, subjects
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import item_path
 from ecrf.services.randomization_lists import (
@@ -281,6 +281,7 @@ def randomize(session: Session, actor: Actor, subject: Subject, *, kind: str = "
         allocated_by_id=actor.user_id, allocated_by=actor.username, allocated_role=actor.role)
     session.add(allocation)
     subject.arm = slot.arm
+    subjects.mark_on_study(session, actor, subject, f"randomized to {slot.arm}")
     if target is not None:
         _write_date(session, actor, subject, defn, rdef.date_item, today,
                     reason="written by randomization", target=target)

@@ -303,3 +303,16 @@ __all__ = [
     "subject_matrix",
     "visible_subject",
 ]
+
+
+def mark_on_study(session: Session, actor: Actor, subject: Subject, why: str) -> None:
+    """A screened subject who is randomized or assigned a dose is on study (audited)."""
+    if subject.status != "screening":
+        return
+    audit.record(session, actor, "subject.status_changed", category="clinical",
+                 study_oid=subject.study.oid, site_code=subject.site.code,
+                 subject_key=subject.subject_key,
+                 path=f"{subject.study.oid}/{subject.subject_key}/status",
+                 old_value="screening", new_value="on_study", reason=why,
+                 study_version=subject.study_version.label)
+    subject.status = "on_study"

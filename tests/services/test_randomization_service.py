@@ -257,6 +257,10 @@ def test_randomizing_writes_the_arm_the_date_and_audits_every_fact(rand_study):
                                                          AuditEvent.path.like("%/RANDDT")))
     assert entered.new_value == today.isoformat()
     assert entered.path == "ALLOCR/S-7/SCREEN[1]/RAND/RAND_MAIN[1]/RANDDT"
+    assert subject.status == "on_study"
+    status = db.session.scalar(select(AuditEvent).where(
+        AuditEvent.action == "subject.status_changed"))
+    assert (status.old_value, status.new_value) == ("screening", "on_study")
     assert audit.verify_chain(db.session).ok
 
 
