@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
@@ -173,91 +174,94 @@ def _fail(subject: Subject, key: str, exc: Exception):
     return _render_subject(_subject(subject.subject_key), errors={key: str(exc)}, status=422)
 
 
+def _apply(subject: Subject, key: str, work: Callable[[], object],
+           message: Callable[[object], str]):
+    """Run one safety decision in the request's transaction: commit and go back to the
+    subject's safety page, or roll back and show the refusal next to the control ``key``
+    with the page re-rendered (the user's entries come from the posted form)."""
+    try:
+        result = work()
+    except (safety.SafetyError, safety.DltError) as exc:
+        return _fail(subject, key, exc)
+    db.session.commit()
+    flash(message(result), "success")
+    return _back(subject)
+
+
 @bp.post(SUBJECT + "/prompts/<int:prompt_id>/accept")
 def prompt_accept(study_oid: str, subject_key: str, prompt_id: int):
     subject = _subject(subject_key, "data.enter")
     prompt = _owned(AeGradePrompt, prompt_id, subject)
     link = (request.form.get("link_row") or "").strip()
-    try:
+
+    def work():
         row = _row_number(link) if link else None
         safety.accept_prompt(db.session, _actor(subject, "data.enter"), prompt, link_row=row)
-    except safety.SafetyError as exc:
-        return _fail(subject, f"prompt-{prompt_id}", exc)
-    db.session.commit()
-    flash(_("The adverse event was recorded: %(how)s. Complete it in the AE log.",
-            how=prompt.reason), "success")
-    return _back(subject)
+
+    return _apply(subject, f"prompt-{prompt_id}", work, lambda _r: _(
+        "The adverse event was recorded: %(how)s. Complete it in the AE log.",
+        how=prompt.reason))
 
 
 @bp.post(SUBJECT + "/prompts/<int:prompt_id>/decline")
 def prompt_decline(study_oid: str, subject_key: str, prompt_id: int):
     subject = _subject(subject_key, "safety.assess")
     prompt = _owned(AeGradePrompt, prompt_id, subject)
-    try:
-        safety.decline_prompt(db.session, _actor(subject, "safety.assess"), prompt,
-                              request.form.get("reason", ""))
-    except safety.SafetyError as exc:
-        return _fail(subject, f"prompt-{prompt_id}", exc)
-    db.session.commit()
-    flash(_("Recorded: no adverse event for this value."), "success")
-    return _back(subject)
+    return _apply(
+        subject, f"prompt-{prompt_id}",
+        lambda: safety.decline_prompt(db.session, _actor(subject, "safety.assess"), prompt,
+                                      request.form.get("reason", "")),
+        lambda _r: _("Recorded: no adverse event for this value."))
 
 
 @bp.post(SUBJECT + "/sae")
 def sae_create(study_oid: str, subject_key: str):
     subject = _subject(subject_key, "data.enter")
-    try:
+
+    def work():
         row = _row_number(request.form.get("row", ""))
         awareness = parse_local(request.form.get("awareness", ""), subject.site.timezone)
         safety.create_report(db.session, _actor(subject, "data.enter"), subject, row,
                              awareness)
-    except safety.SafetyError as exc:
-        return _fail(subject, "sae-create", exc)
-    db.session.commit()
-    flash(_("SAE report opened; the 24-hour clock runs from the awareness time."), "success")
-    return _back(subject)
+
+    return _apply(subject, "sae-create", work, lambda _r: _(
+        "SAE report opened; the 24-hour clock runs from the awareness time."))
 
 
 @bp.post(SUBJECT + "/sae/<int:report_id>/submit")
 def sae_submit(study_oid: str, subject_key: str, report_id: int):
     subject = _subject(subject_key, "safety.assess")
     report = _owned(SaeReport, report_id, subject)
-    try:
-        safety.submit_report(db.session, _actor(subject, "safety.assess"), report)
-    except safety.SafetyError as exc:
-        return _fail(subject, f"sae-{report_id}", exc)
-    db.session.commit()
-    flash(_("SAE report version %(v)s submitted to the sponsor.", v=report.version), "success")
-    return _back(subject)
+    return _apply(
+        subject, f"sae-{report_id}",
+        lambda: safety.submit_report(db.session, _actor(subject, "safety.assess"), report),
+        lambda _r: _("SAE report version %(v)s submitted to the sponsor.", v=report.version))
 
 
 @bp.post(SUBJECT + "/sae/<int:report_id>/followup")
 def sae_followup(study_oid: str, subject_key: str, report_id: int):
     subject = _subject(subject_key, "safety.assess")
     report = _owned(SaeReport, report_id, subject)
-    try:
+
+    def work():
         awareness = parse_local(request.form.get("awareness", ""), subject.site.timezone)
-        followup = safety.add_followup(db.session, _actor(subject, "safety.assess"), report,
-                                       awareness)
-    except safety.SafetyError as exc:
-        return _fail(subject, f"sae-{report_id}", exc)
-    db.session.commit()
-    flash(_("Follow-up report version %(v)s opened.", v=followup.version), "success")
-    return _back(subject)
+        return safety.add_followup(db.session, _actor(subject, "safety.assess"), report,
+                                   awareness)
+
+    return _apply(subject, f"sae-{report_id}", work, lambda followup: _(
+        "Follow-up report version %(v)s opened.", v=followup.version))
 
 
 @bp.post(SUBJECT + "/dlt/<int:assessment_id>")
 def dlt_decide(study_oid: str, subject_key: str, assessment_id: int):
     subject = _subject(subject_key, "safety.assess")
     assessment = _owned(DltAssessment, assessment_id, subject)
-    try:
-        safety.decide_dlt(db.session, _actor(subject, "safety.assess"), assessment,
-                          request.form.get("decision", ""), request.form.get("reason", ""))
-    except safety.DltError as exc:
-        return _fail(subject, f"dlt-{assessment_id}", exc)
-    db.session.commit()
-    flash(_("DLT decision recorded."), "success")
-    return _back(subject)
+    return _apply(
+        subject, f"dlt-{assessment_id}",
+        lambda: safety.decide_dlt(db.session, _actor(subject, "safety.assess"), assessment,
+                                  request.form.get("decision", ""),
+                                  request.form.get("reason", "")),
+        lambda _r: _("DLT decision recorded."))
 
 
 def _svg(text: str) -> Response:

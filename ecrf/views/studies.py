@@ -37,6 +37,7 @@ from ecrf.models.studies import StudyVersion
 from ecrf.security.permissions import Allow, register
 from ecrf.services import access, schedule, studies, subjects
 from ecrf.services.schedule import local_today
+from ecrf.services.signatures import signatures_of
 from ecrf.web import request_actor
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
@@ -288,8 +289,6 @@ def subject(study_oid: str, subject_key: str):
     timeline = [(row, names.get(row.event_oid, row.event_oid),
                  _entry_url(study.oid, found.subject_key, row.event_oid, row.repeat))
                 for row in rows]
-    from ecrf.services.signatures import signatures_of
-
     return render_template("studies/subject.html", study=study, subject=found,
                            signatures=signatures_of(db.session, found),
                            version=version, timeline=timeline, logs=logs,
