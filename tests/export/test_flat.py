@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 import zipfile
 
 import pyreadstat
@@ -29,6 +30,24 @@ def cast(app, make_study, make_user):
 def read_csv(path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def display_format(spelling: str) -> tuple[str, int | None]:
+    """Name and width of a SAS or SPSS display format as a reader reports it: pyreadstat
+    spells the same format ``DATETIME20`` or ``DATETIME20.`` depending on its version."""
+    match = re.fullmatch(r"([A-Z$]+)(\d*)(?:\.\d*)?", spelling.strip().upper())
+    assert match, f"not a display format: {spelling!r}"
+    name, width = match.groups()
+    return name, int(width) if width else None
+
+
+@pytest.mark.parametrize("spelling, meaning", [
+    ("DATETIME20", ("DATETIME", 20)), ("DATETIME20.", ("DATETIME", 20)),
+    ("datetime20.0", ("DATETIME", 20)), ("DATETIME", ("DATETIME", None)),
+    ("DATETIME19.", ("DATETIME", 19)), ("DATE9.", ("DATE", 9)), ("$CHAR8.", ("$CHAR", 8)),
+])
+def test_display_format_spellings(spelling, meaning):
+    assert display_format(spelling) == meaning
 
 
 def test_csv_per_form_with_repeating_groups_in_long_format(cast, tmp_path):
@@ -92,7 +111,7 @@ def test_sas_transport_files_read_back(cast, tmp_path):
     assert data["BRTHDTC"] == ["1970-03"] and data["SEX"] == ["F"]
     assert data["SAMPLEDT"] == [dt.datetime(2025, 5, 2, 8, 15)]  # UTC
     assert data["VISITTM"] == [dt.time(9, 30)] and data["EVENTRPT"] == [1.0]
-    assert meta.original_variable_types["SAMPLEDT"] == "DATETIME20"
+    assert display_format(meta.original_variable_types["SAMPLEDT"]) == ("DATETIME", 20)
     days, meta = pyreadstat.read_xport(str(tmp_path / "LAB__LAB_DAY.xpt"), output_format="dict")
     assert meta.table_name == "LAB_DAY"
     assert days["LBDT"] == [dt.date(2025, 5, 8), dt.date(2025, 5, 9), dt.date(2025, 5, 10)]
@@ -118,7 +137,7 @@ def test_spss_files_read_back(cast, tmp_path):
     assert labels["WEIGHT"] == "Weight (kg)"
     assert data["WEIGHT"] == [74.0] and data["SAMPLEDTM"] == [dt.datetime(2025, 5, 2, 8, 15)]
     assert data["NOTES"] == [XSS_TEXT] and data["subject"] == ["S01-001"]
-    assert meta.original_variable_types["SAMPLEDTM"] == "DATETIME20"
+    assert display_format(meta.original_variable_types["SAMPLEDTM"]) == ("DATETIME", 20)
     days, _meta = pyreadstat.read_sav(str(tmp_path / "LAB__LAB_DAY.sav"), output_format="dict")
     assert days["LBDT"][0] == dt.date(2025, 5, 8) and days["group_repeat"] == [1.0, 2.0, 3.0]
 
