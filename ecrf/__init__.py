@@ -62,6 +62,12 @@ def create_app(test_config: dict | None = None) -> Flask:
                       dashboards.bp, safety.bp, allocation.bp, exports.bp, tokens.bp, api.bp):
         app.register_blueprint(blueprint)
 
+    # Reactions to data capture: a missing receiver fails here, at start-up.
+    from ecrf.services import review_hooks, safety_hooks
+
+    review_hooks.register()
+    safety_hooks.register()
+
     from ecrf.cli import register_commands
 
     register_commands(app)

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from ecrf.core.signals import FormChange, ItemChange, form_changing, form_saved
 from ecrf.crf import FormDef, StudyDefinition
 from ecrf.crf.validation import ValidationResult, validate_form
 from ecrf.crf.values import N_, from_canonical
@@ -42,7 +43,7 @@ from ecrf.models.clinical import (
     Subject,
 )
 from ecrf.models.studies import StudyVersion
-from ecrf.services import audit, hooks
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.capture_assess import MAX_ROW, assess, load_stored  # noqa: F401
 from ecrf.services.capture_events import (  # noqa: F401  (the capture API, in one place)
@@ -134,7 +135,7 @@ def save_form(session: Session, actor: Actor, subject: Subject, event_oid: str, 
     stored = load_stored(session, subject, event_oid, repeat, form_oid, lock=True)
     instance = stored.instance
     # Locks, frozen and locked studies refuse here, before anything is assessed or written.
-    hooks.before_change(hooks.FormChange(
+    form_changing.send(FormChange(
         session, actor, subject, event_oid, repeat, form_oid, instance,
         status_before=instance.status if instance else None))
     if (instance.version if instance else None) != base_version:
@@ -165,9 +166,9 @@ def save_form(session: Session, actor: Actor, subject: Subject, event_oid: str, 
         raise StaleFormError.build([], None) from None
     # SDV resets, broken signatures, query links, lab grades and SAE clocks follow the
     # change in the same transaction.
-    hooks.after_save(hooks.FormChange(
+    form_saved.send(FormChange(
         session, actor, subject, event_oid, repeat, form_oid, instance,
-        changes=tuple(hooks.ItemChange(c.key[0], c.key[1], c.key[2], c.old, c.new)
+        changes=tuple(ItemChange(c.key[0], c.key[1], c.key[2], c.old, c.new)
                       for c in assessed.changes),
         removed_rows=tuple(assessed.removals),
         status_before="complete" if was_complete else (stored.instance.status

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from ecrf.core.signals import FormChange, form_changing
 from ecrf.crf import FormDef
 from ecrf.crf.values import N_
 from ecrf.domain.schedule import EventKind
 from ecrf.models.clinical import EventInstance, FormInstance, Subject
-from ecrf.services import audit, hooks
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import (
     MAX_REASON,
@@ -144,4 +145,4 @@ def _refuse_if_locked(session: Session, actor: Actor, subject: Subject, event_oi
                       repeat: int) -> None:
     # Starting, redating or declaring an event not done is a clinical write like any
     # other: subject, site and study locks refuse it the same way.
-    hooks.before_change(hooks.FormChange(session, actor, subject, event_oid, repeat, "", None))
+    form_changing.send(FormChange(session, actor, subject, event_oid, repeat, "", None))

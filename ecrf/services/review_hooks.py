@@ -1,4 +1,4 @@
-"""Data review's reactions to data capture (registered with ``ecrf.services.hooks``).
+"""Data review's reactions to data capture, connected to its signals by ``register``.
 
 Before a change: locked data is refused (``DataLockedError`` naming the lock, or the
 frozen / locked study). After a save, in the same transaction:
@@ -23,35 +23,60 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ecrf.core import signals
+from ecrf.core.signals import FormChange
 from ecrf.crf.validation import Key
 from ecrf.models.clinical import FormInstance
 from ecrf.models.review import Query, QueryMessage
-from ecrf.services import capture, hooks, locks, queries, query_corrections, sdv, signatures
+from ecrf.services import capture, locks, queries, query_corrections, sdv, signatures
 from ecrf.services.capture_support import item_path
-from ecrf.services.hooks import FormChange
 
 AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check now passes."
 
 
-@hooks.on_before_change
+def register() -> None:
+    """Connect review's receivers; the app factory calls this at start-up."""
+    signals.connect(signals.form_changing, refuse_locked)
+    signals.connect(signals.form_saved, reset_sdv, break_signatures, link_corrections,
+                    sync_automatic_queries)
+
+
 def refuse_locked(change: FormChange) -> None:
     form = change.form_instance
     locks.ensure_writable(change.session, change.subject, form.id if form is not None else None)
 
 
-@hooks.on_after_save
-def react(change: FormChange) -> None:
+def _changes(change: FormChange) -> tuple[FormInstance | None, dict[Key, tuple]]:
     form = change.form_instance
     if not isinstance(form, FormInstance):
-        return
-    session, actor, subject = change.session, change.actor, change.subject
-    changed = {(c.group, c.row, c.item): (c.old, c.new) for c in change.changes}
-    removed = tuple(change.removed_rows)
-    if changed or removed:
-        sdv.reset_for_change(session, actor, form, changed, removed)
-        signatures.break_changed(session, actor, subject, form, _describe(change))
+        return None, {}
+    return form, {(c.group, c.row, c.item): (c.old, c.new) for c in change.changes}
+
+
+def reset_sdv(change: FormChange) -> None:
+    form, changed = _changes(change)
+    if form is not None and (changed or change.removed_rows):
+        sdv.reset_for_change(change.session, change.actor, form, changed,
+                             tuple(change.removed_rows))
+
+
+def break_signatures(change: FormChange) -> None:
+    form, changed = _changes(change)
+    if form is not None and (changed or change.removed_rows):
+        signatures.break_changed(change.session, change.actor, change.subject, form,
+                                 _describe(change))
+
+
+def link_corrections(change: FormChange) -> None:
+    form, changed = _changes(change)
+    if form is not None and (changed or change.removed_rows):
         _link_corrections(change, form, changed)
-    _sync_automatic_queries(change, form, set(changed))
+
+
+def sync_automatic_queries(change: FormChange) -> None:
+    form, changed = _changes(change)
+    if form is not None:
+        _sync_automatic_queries(change, form, set(changed))
 
 
 def _describe(change: FormChange) -> str:

@@ -1,4 +1,5 @@
-"""Safety reactions to data capture, run in the saving transaction (``hooks.on_after_save``).
+"""Safety reactions to data capture, connected to its signals by ``register`` and run in
+the saving transaction.
 
 After a save: lab values with a ``lab:`` spec are graded by CTCAE v5.0 with the subject's
 baseline and the grade, version and basis stored on the value; a grade at or above the
@@ -14,16 +15,17 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from ecrf.core import signals
+from ecrf.core.signals import FormChange
 from ecrf.crf import FormDef, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import check_consistency
 from ecrf.models.audit import AuditEvent
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import FormInstance, ItemValue, Subject
 from ecrf.models.safety import AeGradePrompt
-from ecrf.services import audit, hooks
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import item_path, record_clinical
-from ecrf.services.hooks import FormChange
 from ecrf.services.safety import prompt_path, sync_reports
 from ecrf.services.safety_dlt import refresh_candidates
 from ecrf.services.safety_grading import (
@@ -44,26 +46,51 @@ from ecrf.services.schedule import subject_schedule_data
 from ecrf.services.studies import definition_for
 
 
-@hooks.on_after_save
-def after_save(change: FormChange) -> None:
-    react(change)
+def register() -> None:
+    """Connect safety's receivers; the app factory calls this at start-up."""
+    signals.connect(signals.form_saved, grade_labs, review_adverse_events)
 
 
 def react(change: FormChange) -> None:
-    """Every safety reaction to one saved form."""
+    """Every safety reaction to one saved form, in the order the signal runs them."""
+    grade_labs(change)
+    review_adverse_events(change)
+
+
+def _saved_form(change: FormChange) -> tuple[StudyDefinition, FormDef] | None:
     instance = change.form_instance
     if not isinstance(instance, FormInstance):
-        return
-    session, actor, subject = change.session, change.actor, change.subject
-    audit.bind_actor(session, actor)
+        return None
+    audit.bind_actor(change.session, change.actor)
     definition = definition_for(instance.study_version)
     try:
-        form = definition.form(change.form_oid)
+        return definition, definition.form(change.form_oid)
     except UnknownOidError:
+        return None
+
+
+def grade_labs(change: FormChange) -> None:
+    """CTCAE grades of the saved lab values, and the AE prompts they raise."""
+    found = _saved_form(change)
+    if found is None:
         return
+    definition, form = found
     keys = [(c.group, c.row, c.item) for c in change.changes]
-    grade_saved_labs(session, actor, subject, definition, form, instance, keys,
-                     change.removed_rows, change.event_oid, change.repeat)
+    grade_saved_labs(change.session, change.actor, change.subject, definition, form,
+                     change.form_instance, keys, change.removed_rows, change.event_oid,
+                     change.repeat)
+
+
+def review_adverse_events(change: FormChange) -> None:
+    """AE log rows: consistency findings, SAE reports and their clocks, DLT candidates;
+    a change of the DLT anchor's form re-evaluates the subject's DLT candidates."""
+    found = _saved_form(change)
+    if found is None:
+        return
+    definition, form = found
+    session, actor, subject, instance = (change.session, change.actor, change.subject,
+                                         change.form_instance)
+    keys = [(c.group, c.row, c.item) for c in change.changes]
     log = ae_log(definition)
     if log is not None and form.oid == log.form_oid:
         rows = {(g, r) for g, r, _ in keys if g == log.group}

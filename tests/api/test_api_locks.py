@@ -1,6 +1,6 @@
-"""Locks hold through every entry point: capture calls the review hooks, so the API (like
-the screen) refuses writes to frozen studies and locked subjects, and opening an event
-counts as a write."""
+"""Locks hold through every entry point: capture sends the signals review reacts to, so
+the API (like the screen) refuses writes to frozen studies and locked subjects, and
+opening an event counts as a write."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from ecrf.services import capture, queries, sdv, signatures, studies, subjects
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import event_instance
 from tests.conftest import PASSWORD
-from tests.services.review_setup import _wrap
 
 STUDY_FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "odm_clinical" / "study"
 LOADER = Actor(user_id=None, username="loader", role="data_manager")
@@ -79,10 +78,9 @@ def save(who: Actor, subject: Subject, event: str, form: str, values: dict, *,
         values = {**values, ("DEMOG_MAIN", 1, "BMI"): None}
     submission = capture.Submission(values=values, reasons=reasons or {},
                                     removed_rows=removed or {}, partial=True)
-    result = _wrap(capture.save_form)(db.session, who, subject, event, repeat, form,
-                                      submission,
-                                      base_version=existing.version if existing else None,
-                                      complete=complete, today=TODAY)
+    result = capture.save_form(db.session, who, subject, event, repeat, form, submission,
+                               base_version=existing.version if existing else None,
+                               complete=complete, today=TODAY)
     assert result.saved, (result.errors, result.form_errors, result.blockers)
     db.session.commit()
     return result

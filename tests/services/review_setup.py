@@ -1,10 +1,5 @@
-"""The review test study in a test database, and saving forms with data capture's hooks.
-
-``save`` and the ``wired_capture`` fixture run data capture exactly as the entry screen
-and the API do, and make sure the review hooks see the save: if capture already calls
-``hooks.before_change``/``hooks.after_save`` the calls are left to it, otherwise they are
-made here around ``capture.save_form`` (the reactions are idempotent, so a check that
-runs twice changes nothing).
+"""The review test study in a test database, and saving forms as the entry screen and
+the API do: through ``capture.save_form``, whose signals run review's reactions.
 """
 
 from __future__ import annotations
@@ -17,24 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select
 
+from ecrf.core import signals
 from ecrf.extensions import db
 from ecrf.models import FormInstance, Study, Subject
-from ecrf.services import capture, hooks, studies
+from ecrf.services import capture, review_hooks, studies
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import event_instance
-from ecrf.services.review_support import live_values
 from tests.services.capture_setup import LOADER, TODAY, enrol
 
 REVIEW_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "review_study"
 EXAM_DAY = dt.date(2025, 5, 2)
-
-_SEEN: list[object] = []
-
-
-@hooks.on_after_save
-def _seen(change) -> None:
-    _SEEN.append(change)
-
 
 def load_review_study(make_study, *, sdv_scope: str | None = None, tmp_path=None) -> Study:
     """REVIEW with sites S01 and S02; ``sdv_scope`` loads a copy with that parameter."""
@@ -78,38 +65,12 @@ def form_of(subject: Subject, form: str = "VITALS", event: str = "SCREEN") -> Fo
         FormInstance.event_instance_id == found.id, FormInstance.form_oid == form))
 
 
-def _wrap(original):
-    def save_form(session, actor, subject, event_oid, repeat, form_oid, submission, *,
-                  base_version, complete, today=None):
-        existing = None
-        stored = capture.event_instance(session, subject, event_oid, repeat)
-        if stored is not None:
-            existing = session.scalar(select(FormInstance).where(
-                FormInstance.event_instance_id == stored.id, FormInstance.form_oid == form_oid))
-        before = live_values(session, [existing.id]).get(existing.id, {}) if existing else {}
-        hooks.before_change(hooks.FormChange(session, actor, subject, event_oid, repeat,
-                                             form_oid, existing))
-        seen = len(_SEEN)
-        result = original(session, actor, subject, event_oid, repeat, form_oid, submission,
-                          base_version=base_version, complete=complete, today=today)
-        if result.saved and result.form_instance is not None and len(_SEEN) == seen:
-            form = result.form_instance
-            after = live_values(session, [form.id]).get(form.id, {})
-            changes = tuple(hooks.ItemChange(g, r, i, before.get((g, r, i)), after.get((g, r, i)))
-                            for (g, r, i) in sorted(set(before) | set(after))
-                            if before.get((g, r, i)) != after.get((g, r, i)))
-            hooks.after_save(hooks.FormChange(
-                session, actor, subject, event_oid, repeat, form_oid, form, changes,
-                tuple(submission.removed_rows)))
-        return result
-
-    return save_form
-
-
 @pytest.fixture
-def wired_capture(monkeypatch):
-    """Data capture as wired to the hooks, for every caller of ``capture.save_form``."""
-    monkeypatch.setattr(capture, "save_form", _wrap(capture.save_form))
+def wired_capture(app):
+    """Data capture as the app wires it: review's receivers connected to its signals."""
+    receivers = signals.receivers_of(signals.form_saved)
+    assert review_hooks.sync_automatic_queries in receivers
+    assert review_hooks.refuse_locked in signals.receivers_of(signals.form_changing)
 
 
 def save(actor: Actor, subject: Subject, form: str = "VITALS", values: dict | None = None, *,
@@ -119,7 +80,7 @@ def save(actor: Actor, subject: Subject, form: str = "VITALS", values: dict | No
         db.session, subject, event, 1) else None
     submission = capture.Submission(values=values if values is not None else vitals(),
                                     reasons=reasons or {}, acknowledgements=acks or {})
-    result = _wrap(capture.save_form)(db.session, actor, subject, event, 1, form, submission,
+    result = capture.save_form(db.session, actor, subject, event, 1, form, submission,
                                       base_version=existing.version if existing else None,
                                       complete=complete, today=TODAY)
     if commit:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
 from ecrf.models import AuditEvent, ItemValue, Site, Study, Subject
 from ecrf.services import audit, capture, studies, subjects
 from ecrf.services.audit import Actor
-from ecrf.services.hooks import FormChange, ItemChange
 
 SAFETY_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "safety_study"
 LOADER = Actor(user_id=None, username="loader", role="data_manager")

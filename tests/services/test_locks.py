@@ -1,5 +1,5 @@
 """Locks: form, subject and site locks, study freeze and lock, and their enforcement on
-every save through data capture's hooks."""
+every save through data capture's signals."""
 
 from __future__ import annotations
 

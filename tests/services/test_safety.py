@@ -10,6 +10,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
 from ecrf.models import (
     AeGradePrompt,
@@ -20,7 +21,6 @@ from ecrf.models import (
     SaeReport,
 )
 from ecrf.services import safety, safety_hooks
-from ecrf.services.hooks import FormChange, ItemChange
 from ecrf.services.safety_support import ae_log
 from ecrf.services.studies import definition_for
 from tests.services.safety_setup import (

@@ -1,0 +1,48 @@
+"""Every reaction to data capture is connected once the app exists, in a fixed order."""
+
+from __future__ import annotations
+
+from ecrf import create_app
+from ecrf.core import signals
+from ecrf.core.signals import FormChange
+from ecrf.services import review_hooks, safety_hooks
+
+
+def test_the_app_connects_locks_sdv_signatures_queries_grading_and_safety(app):
+    assert signals.receivers_of(signals.form_changing) == [review_hooks.refuse_locked]
+    saved = signals.receivers_of(signals.form_saved)
+    assert saved == [review_hooks.reset_sdv, review_hooks.break_signatures,
+                     review_hooks.link_corrections, review_hooks.sync_automatic_queries,
+                     safety_hooks.grade_labs, safety_hooks.review_adverse_events]
+
+
+def test_a_second_app_connects_nothing_twice(app):
+    before = signals.receivers_of(signals.form_saved)
+    create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": "sqlite://"})
+    assert signals.receivers_of(signals.form_saved) == before
+
+
+def test_receivers_run_in_connection_order_and_a_refusal_stops_the_rest():
+    signal = signals._OrderedSignal("test-order")
+    calls = []
+
+    def first(change):
+        calls.append("first")
+
+    def refuse(change):
+        calls.append("refuse")
+        raise PermissionError("locked")
+
+    def last(change):
+        calls.append("last")
+
+    signals.connect(signal, last)
+    signal.disconnect(last)
+    signals.connect(signal, first, refuse, last)
+    change = FormChange(None, None, None, "E", 1, "F", None)  # type: ignore[arg-type]
+    try:
+        signal.send(change)
+    except PermissionError:
+        pass
+    assert calls == ["first", "refuse"]
+    assert signals.receivers_of(signal) == [first, refuse, last]
