@@ -63,10 +63,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
 
     # Reactions to data capture: a missing receiver fails here, at start-up.
-    from ecrf.services import review_hooks, safety_hooks
+    from ecrf.services import review_hooks, safety, safety_hooks
 
     review_hooks.register()
     safety_hooks.register()
+    safety.register()
 
     from ecrf.cli import register_commands
 

@@ -9,14 +9,13 @@ are in ``dashboards_study``.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import importlib.util
 from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.core.panels import Panel, panels_for
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
@@ -34,7 +33,7 @@ from ecrf.services.dashboards_study import (  # the study-wide boards, served fr
 __all__ = [
     "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",
     "coordinator", "data_manager", "enrolment_series", "held_roles", "investigator",
-    "monitor", "sponsor",
+    "monitor", "panels", "sponsor",
 ]
 
 # Which board a user holding several roles in a study sees first.
@@ -56,6 +55,11 @@ def choose_role(user: User, study: Study, wanted: str | None = None) -> Role | N
 def held_roles(user: User, study: Study) -> list[Role]:
     held = access.roles_in_study(user, study.id)
     return [r for r in DASHBOARD_ROLES if r in held]
+
+
+def panels(session: Session, user: User, study: Study, role: Role) -> list[tuple[Panel, object]]:
+    """The panels other areas added for ``role``, each with its data."""
+    return [(panel, panel.build(session, user, study)) for panel in panels_for(role.value)]
 
 
 # --- shared pieces -----------------------------------------------------------------------------
@@ -109,18 +113,6 @@ def _forms_in_progress(session: Session, study: Study, site_ids: set[int] | None
     return [FormRow(*row) for row in session.execute(stmt)]
 
 
-def _sae_clocks(session: Session, study: Study, site_ids: set[int] | None) -> list | None:
-    """Open SAE reporting clocks, if the safety service is installed; None otherwise."""
-    if importlib.util.find_spec("ecrf.services.safety") is None:
-        return None
-    safety = importlib.import_module("ecrf.services.safety")
-    reports = getattr(safety, "study_reports", None)
-    if reports is None:
-        return None
-    return [view for view in reports(session, study, site_ids)
-            if getattr(view.clock, "remaining", None) is not None]
-
-
 # --- investigator --------------------------------------------------------------------------------
 
 
@@ -130,7 +122,6 @@ class InvestigatorBoard:
     subject_rows: list[tuple[str, str, str]]  # key, site, status
     overdue: list[VisitRow]
     open_queries: list[queries.QueryRow]
-    sae_clocks: list | None
     awaiting: list[signatures.AwaitingForm]
     to_redo: list[Signature]
 
@@ -148,7 +139,6 @@ def investigator(session: Session, user: User, study: Study) -> InvestigatorBoar
         [tuple(r) for r in session.execute(listed)],
         _visits(session, study, site_ids, ("overdue",)),
         queries.list_queries(session, user, study, status="unclosed", limit=LIST_LIMIT),
-        _sae_clocks(session, study, site_ids),
         signatures.awaiting_signature(session, user, study, limit=LIST_LIMIT),
         signatures.to_redo(session, user, study))
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.core.panels import Panel, add_panel
 from ecrf.domain.adverse_events import ClockStatus, Finding, check_consistency
-from ecrf.models.accounts import Site, Study
+from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import Subject
 from ecrf.models.safety import AeGradePrompt, DltAssessment, SaeReport
-from ecrf.services import audit, capture
+from ecrf.services import access, audit, capture
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import MAX_REASON, record_clinical
 from ecrf.services.safety_dlt import (  # noqa: F401  (the safety API, in one place)
@@ -193,6 +194,22 @@ def study_reports(session: Session, study: Study, site_ids: set[int] | None,
         term = report_term(report, ae_log(definitions.get(version_id)))
         views.append(ReportView(report, key, code, tz, term, clock(report, now)))
     return views
+
+
+def running_sae_clocks(session: Session, user: User, study: Study) -> list[ReportView]:
+    """SAE reports whose reporting clock still runs, at the user's sites."""
+    site_ids = access.site_ids_for(user, "subjects.view", study)
+    return [view for view in study_reports(session, study, site_ids)
+            if view.clock.remaining is not None]
+
+
+SAE_CLOCKS_PANEL = Panel("safety.sae_clocks", frozenset({"investigator"}),
+                         "safety/_dashboard_sae_clocks.html", running_sae_clocks)
+
+
+def register() -> None:
+    """Add safety's panels to the dashboards; the app factory calls this at start-up."""
+    add_panel(SAE_CLOCKS_PANEL)
 
 
 def study_pending(session: Session, study: Study, site_ids: set[int] | None

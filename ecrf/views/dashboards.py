@@ -53,6 +53,7 @@ def dashboard(study_oid: str):
     return render_template(
         f"dashboards/{role.value}.html", study=study, role=role, board=board,
         roles=[(r, ROLE_LABELS[r]) for r in dashboards.held_roles(current_user, study)],
+        panels=dashboards.panels(db.session, current_user, study, role),
         role_label=ROLE_LABELS[role], query_labels=QUERY_STATUS_LABELS,
         origin_labels=ORIGIN_LABELS, buckets=dashboards.AGE_BUCKETS,
         visit_labels=VISIT_LABELS, subject_labels=SUBJECT_LABELS)
