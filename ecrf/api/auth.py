@@ -17,6 +17,7 @@ from flask_login import current_user
 
 from ecrf.api import bp
 from ecrf.api.errors import ApiProblem
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db, login_manager
 from ecrf.services import api_tokens
 
@@ -43,15 +44,15 @@ def load_from_token(req: Request):
                               _("Send the token as 'Authorization: Bearer <token>'."))
         return None
     try:
-        token = api_tokens.authenticate(
-            db.session, secret, method=req.method, path=req.path,
-            ip_address=req.remote_addr,
-            password_max_age_days=current_app.config.get("PASSWORD_MAX_AGE_DAYS", 0))
+        # A refused token stays in the audit trail: committed like an accepted one.
+        with transaction(keep=(api_tokens.AuthenticationError,)):
+            token = api_tokens.authenticate(
+                db.session, secret, method=req.method, path=req.path,
+                ip_address=req.remote_addr,
+                password_max_age_days=current_app.config.get("PASSWORD_MAX_AGE_DAYS", 0))
     except api_tokens.AuthenticationError as exc:
-        db.session.commit()  # the refusal stays in the audit trail
         g.api_auth_problem = ("invalid_token", str(exc))
         return None
-    db.session.commit()
     g.api_token = token
     return token.user
 

@@ -7,10 +7,8 @@ The view commits once when the service saved, and rolls back otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-from flask import g
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -18,24 +16,22 @@ from ecrf.api import bp
 from ecrf.api.common import iso, json_body, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.api.submission import issue_text, key_text, read_save
+from ecrf.core.web.messages import say
+from ecrf.core.web.transaction import transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Issue
-from ecrf.crf.values import Message, result_kind
+from ecrf.crf.values import result_kind
 from ecrf.extensions import db
 from ecrf.models.clinical import Subject
 from ecrf.security.permissions import Allow, register
 from ecrf.services import capture
 from ecrf.services.locks import DataLockedError
-from ecrf.web import request_actor
+from ecrf.views.helpers import actor_for
 
 register("api.form", Allow("subjects.view"))
 register("api.form_save", Allow("data.enter"))
 
 FORM = "/studies/<study_oid>/subjects/<subject_key>/events/<event_oid>/<int:repeat>/forms/<form_oid>"
-
-
-def say(message: Message | str) -> str:
-    return message.render(_) if isinstance(message, Message) else str(message)
 
 
 @bp.get(FORM, endpoint="form")
@@ -61,19 +57,19 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     if asked.errors:
         raise ApiProblem(422, _("Nothing was saved: the body has %(n)s problem(s).",
                                 n=len(asked.errors)), errors=asked.errors)
-    actor = dataclasses.replace(request_actor("data.enter", g.study),
-                                site_code=subject.site.code)
+    actor = actor_for("data.enter", subject)
     try:
-        result = capture.save_form(db.session, actor, subject, event_oid, repeat, form_oid,
-                                   asked.submission, base_version=asked.base_version,
-                                   complete=asked.complete)
+        with transaction() as unit:
+            result = capture.save_form(db.session, actor, subject, event_oid, repeat,
+                                       form_oid, asked.submission,
+                                       base_version=asked.base_version,
+                                       complete=asked.complete)
+            if not result.saved:
+                unit.discard()
     except capture.CaptureError as exc:
-        db.session.rollback()
         raise _capture_problem(exc) from None
     if not result.saved:
-        db.session.rollback()
         raise _refused(form_def, result)
-    db.session.commit()
     opened = capture.load_form(db.session, subject, event_oid, repeat, form_oid)
     document = form_document(subject, event_oid, repeat, opened)
     document["changed"] = [key_text(k) for k in result.changed]

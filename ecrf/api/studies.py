@@ -19,6 +19,7 @@ from ecrf.api.common import (
     version_json,
 )
 from ecrf.api.errors import ApiProblem
+from ecrf.core.web.transaction import store_derived
 from ecrf.crf import UnknownOidError
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
@@ -117,8 +118,8 @@ def subject_detail(study_oid: str, subject_key: str):
     subject = subject_or_404(subject_key, "subjects.view")
     today = local_today(subject.site.timezone)
     if subject.schedule_computed_on is None or subject.schedule_computed_on < today:
-        schedule.refresh_subject(db.session, subject, today)
-        db.session.commit()  # derived data, stored so the next reader need not recompute
+        # Derived data, stored so the next reader need not recompute.
+        store_derived(lambda: schedule.refresh_subject(db.session, subject, today) or 1)
     rows = schedule.schedule_rows(db.session, subject, today)
     definition = studies.definition_for(subject.study_version)
     recorded = db.session.scalars(

@@ -46,12 +46,19 @@ def site_ids_for(user: User, action: str, study: Study) -> set[int] | None:
     """Sites where ``user`` may do ``action`` in ``study``: None means every site.
 
     This is what queries filter on, so site scoping holds in every list and export, not
-    only in the views that happen to check it.
+    only in the views that happen to check it. An admin's system-wide grant counts for the
+    actions the admin role holds (undoing a randomization); for the others only the
+    admin's study and site grants count, as for anyone.
     """
     allowed = ACTIONS[action]
     sites: set[int] = set()
     for grant in active_grants(user):
-        if grant.study_id != study.id or Role(grant.role) not in allowed:
+        role = Role(grant.role)
+        if role not in allowed:
+            continue
+        if role is Role.ADMIN:
+            return None  # a system-wide grant covers every site, as in ``can``
+        if grant.study_id != study.id:
             continue
         if grant.site_id is None:
             return None

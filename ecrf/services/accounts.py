@@ -18,7 +18,7 @@ from ecrf.security.passwords import (
     verify_password,
 )
 from ecrf.security.roles import Role, check_scope
-from ecrf.services import audit
+from ecrf.services import audit, sessions
 from ecrf.services.audit import Actor
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -181,6 +181,28 @@ def register_failed_attempt(
                      details={"until": user.locked_until, "after": what})
         return True
     return False
+
+
+def signing_locked_out(session: Session, user: User, now: dt.datetime) -> bool:
+    """Whether the account is locked; a locked account signs nothing, and its sessions end
+    (the caller commits: the refusal is part of the record)."""
+    if user.locked_until is not None and now < user.locked_until:
+        sessions.end_all_for(session, user, "account_locked")
+        return True
+    return False
+
+
+def failed_signature(session: Session, user: User, actor: Actor, *, threshold: int,
+                     minutes: int, now: dt.datetime) -> bool:
+    """A wrong password given as an electronic signature: counted toward lockout and
+    audited like a failed sign-in; a lockout ends the user's sessions. Flushes; returns
+    whether the account is now locked (the caller commits)."""
+    locked = register_failed_attempt(session, user, actor, what="signature",
+                                     threshold=threshold, minutes=minutes, now=now)
+    if locked:
+        sessions.end_all_for(session, user, "account_locked")
+    session.flush()
+    return locked
 
 
 def password_expired(user: User, max_age_days: int, now: dt.datetime | None = None) -> bool:

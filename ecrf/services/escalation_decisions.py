@@ -92,14 +92,12 @@ def record_decision(session: Session, actor: Actor, study: Study, *, action: str
         raise EscalationServiceError("only a data manager or an investigator of the study "
                                      "can decide on dose escalation")
     now = utcnow()
-    if user.locked_until is not None and now < user.locked_until:
+    if accounts.signing_locked_out(session, user, now):
         raise SignatureError("your account is locked after repeated wrong passwords",
                              locked=True)
     if not verify_password(user.password_hash, password or ""):
-        locked = accounts.register_failed_attempt(
-            session, user, actor, what="signature", threshold=lockout_threshold,
-            minutes=lockout_minutes, now=now)
-        session.flush()
+        locked = accounts.failed_signature(session, user, actor, threshold=lockout_threshold,
+                                           minutes=lockout_minutes, now=now)
         raise SignatureError("the password is not correct: the decision was not recorded",
                              locked=locked)
     user.failed_logins = 0

@@ -176,7 +176,7 @@ def sign(session: Session, actor: Actor, target: SignTarget, *, password: str,
     if meaning not in MEANINGS:
         raise ReviewError(N_("Choose the meaning of the signature."))
     now = utcnow()
-    if user.locked_until is not None and now < user.locked_until:
+    if accounts.signing_locked_out(session, user, now):
         raise SignatureError(N_("Your account is locked after repeated wrong passwords."),
                              locked=True)
     given = (username or "").strip().lower()
@@ -184,10 +184,8 @@ def sign(session: Session, actor: Actor, target: SignTarget, *, password: str,
         raise ReviewError(N_("Enter your user id and your password to sign."))
     if (given and given != user.username) or not verify_password(user.password_hash,
                                                                 password or ""):
-        locked = accounts.register_failed_attempt(
-            session, user, actor, what="signature", threshold=lockout_threshold,
-            minutes=lockout_minutes, now=now)
-        session.flush()
+        locked = accounts.failed_signature(session, user, actor, threshold=lockout_threshold,
+                                           minutes=lockout_minutes, now=now)
         raise SignatureError(N_("The user id or password is not correct: nothing was signed."),
                              locked=locked)
     user.failed_logins = 0

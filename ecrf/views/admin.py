@@ -10,12 +10,13 @@ from sqlalchemy import select
 from wtforms import EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.accounts import RoleGrant, Study, User
 from ecrf.models.audit import AuditEvent
 from ecrf.security.passwords import policy_from_config
 from ecrf.security.roles import Role, RoleError
-from ecrf.services import accounts, sites
+from ecrf.services import accounts, sessions, sites
 from ecrf.web import request_actor
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -61,16 +62,15 @@ def user_new():
     form = UserForm()
     if form.validate_on_submit():
         try:
-            user, temporary = accounts.create_user(
-                db.session, request_actor("users.manage"),
-                username=form.username.data, full_name=form.full_name.data,
-                email=form.email.data, policy=policy_from_config(current_app.config),
-            )
+            with transaction():
+                user, temporary = accounts.create_user(
+                    db.session, request_actor("users.manage"),
+                    username=form.username.data, full_name=form.full_name.data,
+                    email=form.email.data, policy=policy_from_config(current_app.config),
+                )
         except accounts.AccountError as exc:
-            db.session.rollback()
             form.username.errors = [str(exc)]
         else:
-            db.session.commit()
             flash(_("Account %(u)s created. Temporary password (shown once, to be changed at "
                     "first sign-in): %(p)s", u=user.username, p=temporary), "success")
             return redirect(url_for("admin.user_detail", user_id=user.id))
@@ -107,17 +107,14 @@ def user_enable(user_id: int):
 def _set_active(user_id: int, active: bool):
     user = _user_or_404(user_id)
     try:
-        accounts.set_active(db.session, request_actor("users.manage"), user, active,
-                            reason=request.form.get("reason", "").strip())
-        if not active:
-            from ecrf.services import sessions
-
-            sessions.end_all_for(db.session, user, "account_disabled")
+        with transaction():
+            accounts.set_active(db.session, request_actor("users.manage"), user, active,
+                                reason=request.form.get("reason", "").strip())
+            if not active:
+                sessions.end_all_for(db.session, user, "account_disabled")
     except accounts.AccountError as exc:
-        db.session.rollback()
         flash(str(exc), "danger")
     else:
-        db.session.commit()
         flash(_("Account %(u)s is now %(s)s.", u=user.username,
                 s=_("active") if active else _("disabled")), "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
@@ -126,8 +123,8 @@ def _set_active(user_id: int, active: bool):
 @bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
 def user_reset_password(user_id: int):
     user = _user_or_404(user_id)
-    temporary = accounts.reset_password(db.session, request_actor("users.manage"), user)
-    db.session.commit()
+    with transaction():
+        temporary = accounts.reset_password(db.session, request_actor("users.manage"), user)
     flash(_("New temporary password for %(u)s (shown once): %(p)s", u=user.username, p=temporary),
           "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
@@ -141,13 +138,12 @@ def user_grant(user_id: int):
         study = db.session.scalar(select(Study).where(Study.oid == form.study.data)) if form.study.data else None
         site = sites.get_site(db.session, form.site.data) if form.site.data else None
         try:
-            accounts.grant_role(db.session, request_actor("users.manage"), user,
-                                Role(form.role.data), study=study, site=site)
+            with transaction():
+                accounts.grant_role(db.session, request_actor("users.manage"), user,
+                                    Role(form.role.data), study=study, site=site)
         except (accounts.AccountError, RoleError, ValueError) as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
         else:
-            db.session.commit()
             flash(_("Role granted."), "success")
     else:
         flash(_("The role could not be granted: the form was incomplete."), "danger")
@@ -160,13 +156,12 @@ def user_revoke(grant_id: int):
     if grant is None:
         abort(404)
     try:
-        accounts.revoke_role(db.session, request_actor("users.manage"), grant,
-                             reason=request.form.get("reason", "").strip())
+        with transaction():
+            accounts.revoke_role(db.session, request_actor("users.manage"), grant,
+                                 reason=request.form.get("reason", "").strip())
     except accounts.AccountError as exc:
-        db.session.rollback()
         flash(str(exc), "danger")
     else:
-        db.session.commit()
         flash(_("Role revoked."), "success")
     return redirect(url_for("admin.user_detail", user_id=grant.user_id))
 
@@ -181,14 +176,14 @@ def site_new():
     form = SiteForm()
     if form.validate_on_submit():
         try:
-            site = sites.create_site(db.session, request_actor("sites.manage"),
-                                     code=form.code.data, name=form.name.data,
-                                     timezone=form.timezone.data.strip(), country=form.country.data)
+            with transaction():
+                site = sites.create_site(db.session, request_actor("sites.manage"),
+                                         code=form.code.data, name=form.name.data,
+                                         timezone=form.timezone.data.strip(),
+                                         country=form.country.data)
         except sites.SiteError as exc:
-            db.session.rollback()
             form.code.errors = [str(exc)]
         else:
-            db.session.commit()
             flash(_("Site %(c)s created.", c=site.code), "success")
             return redirect(url_for("admin.sites"))
     return render_template("admin/site_new.html", form=form)

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from wtforms import PasswordField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.allocation import RandomizationList
 from ecrf.models.clinical import Subject
@@ -32,9 +33,9 @@ from ecrf.services import (
     escalation,
     escalation_decisions,
     randomization,
-    sessions,
     studies,
 )
+from ecrf.views.helpers import subject_or_404
 from ecrf.web import request_actor
 
 bp = Blueprint("allocation", __name__)
@@ -74,19 +75,6 @@ def list_kind() -> str:
     return current_app.config.get("RANDOMIZATION_KIND", "production")
 
 
-def _subject_or_404(subject_key: str, action: str) -> Subject:
-    subject = db.session.scalar(select(Subject).where(Subject.study_id == g.study.id,
-                                                      Subject.subject_key == subject_key))
-    if subject is None:
-        abort(404)
-    # Admins hold a system grant, not a study one: every site is theirs.
-    site_ids = None if access.is_admin(current_user) else \
-        access.site_ids_for(current_user, action, g.study)
-    if site_ids is not None and subject.site_id not in site_ids:
-        abort(403)
-    return subject
-
-
 def _arm_names(subject: Subject) -> dict[str, str]:
     defn = studies.definition_for(subject.study_version)
     return {arm.code: arm.name for arm in defn.arms}
@@ -103,19 +91,18 @@ def _subject_page(subject: Subject, template: str, **context):
 
 @bp.route("/studies/<study_oid>/subjects/<subject_key>/randomize", methods=["GET", "POST"])
 def randomize(study_oid: str, subject_key: str):
-    subject = _subject_or_404(subject_key, "subjects.randomize")
+    subject = subject_or_404(subject_key, "subjects.randomize")
     if request.method == "POST":
         try:
-            allocation = randomization.randomize(
-                db.session, request_actor("subjects.randomize", g.study), subject,
-                kind=list_kind())
+            with transaction():
+                allocation = randomization.randomize(
+                    db.session, request_actor("subjects.randomize", g.study), subject,
+                    kind=list_kind())
         except randomization.RandomizationServiceError as exc:
-            db.session.rollback()
             reasons = getattr(exc, "reasons", [str(exc)])
             flash(_("The subject was not randomized: %(why)s", why="; ".join(reasons)),
                   "danger")
             return _subject_page(subject, "allocation/randomize.html", refused=reasons), 409
-        db.session.commit()
         flash(_("%(key)s was randomized to arm %(arm)s.", key=subject.subject_key,
                 arm=allocation.arm), "success")
         return redirect(url_for(".randomize", study_oid=study_oid, subject_key=subject_key))
@@ -125,18 +112,17 @@ def randomize(study_oid: str, subject_key: str):
 @bp.route("/studies/<study_oid>/subjects/<subject_key>/randomization/undo",
           methods=["GET", "POST"])
 def undo(study_oid: str, subject_key: str):
-    subject = _subject_or_404(subject_key, "randomization.undo")
+    subject = subject_or_404(subject_key, "randomization.undo")
     form = UndoForm()
     if form.validate_on_submit():
         try:
-            randomization.undo_randomization(
-                db.session, request_actor("randomization.undo", g.study), subject,
-                form.reason.data)
+            with transaction():
+                randomization.undo_randomization(
+                    db.session, request_actor("randomization.undo", g.study), subject,
+                    form.reason.data)
         except randomization.RandomizationServiceError as exc:
-            db.session.rollback()
             form.reason.errors = [str(exc)]
         else:
-            db.session.commit()
             flash(_("The randomization of %(key)s was undone; the original allocation stays "
                     "on record.", key=subject.subject_key), "success")
             return redirect(url_for(".undo", study_oid=study_oid, subject_key=subject_key))
@@ -206,15 +192,14 @@ def decide(study_oid: str):
     if not form.validate_on_submit():
         return _render_board(state, form, 400)
     try:
-        escalation_decisions.record_decision(
-            db.session, request_actor("escalation.decide", g.study), g.study,
-            action=form.action.data, reason=form.reason.data, password=form.password.data,
-            lockout_threshold=current_app.config["LOCKOUT_THRESHOLD"],
-            lockout_minutes=current_app.config["LOCKOUT_MINUTES"])
+        # A wrong password is kept: it counts toward lockout.
+        with transaction(keep=(escalation_decisions.SignatureError,)):
+            escalation_decisions.record_decision(
+                db.session, request_actor("escalation.decide", g.study), g.study,
+                action=form.action.data, reason=form.reason.data, password=form.password.data,
+                lockout_threshold=current_app.config["LOCKOUT_THRESHOLD"],
+                lockout_minutes=current_app.config["LOCKOUT_MINUTES"])
     except escalation_decisions.SignatureError as exc:
-        if exc.locked:
-            sessions.end_all_for(db.session, current_user, "account_locked")
-        db.session.commit()  # the failed attempt counts toward lockout
         if exc.locked:
             logout_user()
             flash(_("Too many wrong passwords: your account is locked."), "danger")
@@ -223,28 +208,25 @@ def decide(study_oid: str):
                                   "recorded.")]
         return _render_board(escalation.board(db.session, g.study), form, 400)
     except escalation.EscalationServiceError as exc:
-        db.session.rollback()
         form.action.errors = [str(exc)]
         return _render_board(escalation.board(db.session, g.study), form, 400)
-    db.session.commit()
     flash(_("The decision was recorded and signed."), "success")
     return redirect(url_for(".escalation", study_oid=study_oid))
 
 
 @bp.route("/studies/<study_oid>/subjects/<subject_key>/dose-level", methods=["GET", "POST"])
 def dose_level(study_oid: str, subject_key: str):
-    subject = _subject_or_404(subject_key, "subjects.enrol")
+    subject = subject_or_404(subject_key, "subjects.enrol")
     error = None
     if request.method == "POST":
         try:
-            level = escalation.assign_dose_level(
-                db.session, request_actor("subjects.enrol", g.study), subject)
+            with transaction():
+                level = escalation.assign_dose_level(
+                    db.session, request_actor("subjects.enrol", g.study), subject)
         except (escalation.EscalationServiceError,
                 randomization.RandomizationServiceError) as exc:
-            db.session.rollback()
             error = str(exc)
         else:
-            db.session.commit()
             flash(_("%(key)s was assigned dose level %(level)s.", key=subject.subject_key,
                     level=level), "success")
             return redirect(url_for(".dose_level", study_oid=study_oid,

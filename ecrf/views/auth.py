@@ -22,6 +22,7 @@ from sqlalchemy import select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.accounts import UserSession
 from ecrf.security.passwords import policy_from_config
@@ -64,20 +65,22 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         cfg = current_app.config
-        user = accounts.authenticate(
-            db.session, form.username.data, form.password.data,
-            ip_address=request.remote_addr,
-            lockout_threshold=cfg["LOCKOUT_THRESHOLD"], lockout_minutes=cfg["LOCKOUT_MINUTES"],
-        )
+        # A failure and any lockout are part of the record: committed like a success.
+        with transaction():
+            user = accounts.authenticate(
+                db.session, form.username.data, form.password.data,
+                ip_address=request.remote_addr,
+                lockout_threshold=cfg["LOCKOUT_THRESHOLD"],
+                lockout_minutes=cfg["LOCKOUT_MINUTES"],
+            )
+            if user is not None:
+                token = sessions.start(db.session, user, ip_address=request.remote_addr,
+                                       user_agent=request.user_agent.string)
         if user is None:
-            db.session.commit()  # the failure and any lockout are part of the record
             flash(_("Sign-in failed. Check your username and password. After %(n)d failed "
                     "attempts an account is locked for %(m)d minutes.",
                     n=cfg["LOCKOUT_THRESHOLD"], m=cfg["LOCKOUT_MINUTES"]), "danger")
             return render_template("auth/login.html", form=form), 200
-        token = sessions.start(db.session, user, ip_address=request.remote_addr,
-                               user_agent=request.user_agent.string)
-        db.session.commit()
         session.clear()  # a fresh session on sign-in: no fixation of a pre-login cookie
         session["sid"] = token
         login_user(user)
@@ -87,12 +90,11 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    live = db.session.scalar(
-        select(UserSession).where(UserSession.token_hash == sessions._digest(session.get("sid", "")))
-    )
-    if live is not None and live.ended_at is None:
-        sessions.end(db.session, live, "logout")
-        db.session.commit()
+    with transaction():
+        live = db.session.scalar(select(UserSession).where(
+            UserSession.token_hash == sessions._digest(session.get("sid", ""))))
+        if live is not None and live.ended_at is None:
+            sessions.end(db.session, live, "logout")
     logout_user()
     session.clear()
     flash(_("You are signed out."), "info")
@@ -105,15 +107,16 @@ def change_password():
     policy = policy_from_config(current_app.config)
     if form.validate_on_submit():
         try:
-            accounts.change_password(db.session, request_actor(), current_user,
-                                     current=form.current.data, new=form.new.data, policy=policy)
+            # A wrong current password is audited and kept; a policy refusal writes nothing.
+            with transaction(keep=(accounts.AccountError,)):
+                accounts.change_password(db.session, request_actor(), current_user,
+                                         current=form.current.data, new=form.new.data,
+                                         policy=policy)
         except accounts.PasswordPolicyError as exc:
             form.new.errors = list(exc.problems)
         except accounts.AccountError as exc:
-            db.session.commit()  # keep the audited failure
             form.current.errors = [str(exc)]
         else:
-            db.session.commit()
             flash(_("Your password was changed."), "success")
             return redirect(url_for("main.index"))
     forced = current_user.must_change_password

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ecrf.core.web.transaction import store_derived
 from ecrf.extensions import db
 from ecrf.security.permissions import Allow, register
 from ecrf.security.roles import ROLE_LABELS, Role
@@ -37,9 +38,9 @@ def dashboard(study_oid: str):
     role = dashboards.choose_role(current_user, study, request.args.get("role"))
     if role is None:
         abort(403)
-    if role in (Role.INVESTIGATOR, Role.COORDINATOR, Role.DATA_MANAGER) \
-            and schedule.refresh_stale(db.session, study):
-        db.session.commit()  # visit statuses depend on today's date
+    if role in (Role.INVESTIGATOR, Role.COORDINATOR, Role.DATA_MANAGER):
+        # Visit statuses depend on today's date.
+        store_derived(lambda: schedule.refresh_stale(db.session, study))
     if role is Role.INVESTIGATOR:
         board = dashboards.investigator(db.session, current_user, study)
     elif role is Role.COORDINATOR:

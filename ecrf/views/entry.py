@@ -7,7 +7,6 @@ another site is simply not found (404).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -29,6 +28,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.core.web.messages import say
+from ecrf.core.web.transaction import transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.fields import build_form, field_name, initial_data, read_raw
 from ecrf.crf.validation import codes_for
@@ -37,7 +38,7 @@ from ecrf.extensions import db
 from ecrf.models.accounts import Site
 from ecrf.models.clinical import ScheduledVisit, Subject
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, capture, history, subjects
+from ecrf.services import access, capture, history
 from ecrf.services.schedule import local_today
 from ecrf.services.studies import definition_for
 from ecrf.views.entry_support import (
@@ -45,9 +46,8 @@ from ecrf.views.entry_support import (
     items_for,
     posted_rows,
     read_submission,
-    say,
 )
-from ecrf.web import request_actor
+from ecrf.views.helpers import actor_for, may, subject_or_404
 
 bp = Blueprint("entry", __name__)
 
@@ -75,24 +75,6 @@ def _language() -> str:
     return str(get_locale() or "en").split("_")[0]
 
 
-def _subject(subject_key: str, action: str = "subjects.view") -> Subject:
-    found = subjects.visible_subject(db.session, current_user, g.study, subject_key, action)
-    if found is None:
-        abort(404)
-    return found
-
-
-def _can_enter(subject: Subject) -> bool:
-    allowed = access.site_ids_for(current_user, "data.enter", g.study)
-    return access.can(current_user, "data.enter", g.study) and (
-        allowed is None or subject.site_id in allowed)
-
-
-def _actor(subject: Subject):
-    return dataclasses.replace(request_actor("data.enter", g.study),
-                               site_code=subject.site.code)
-
-
 def _event_url(subject: Subject, event_oid: str, repeat: int) -> str:
     return url_for("entry.event", study_oid=g.study.oid, subject_key=subject.subject_key,
                    event_oid=event_oid, repeat=repeat)
@@ -108,7 +90,7 @@ def _form_url(subject: Subject, event_oid: str, repeat: int, form_oid: str) -> s
 
 @bp.get(EVENT)
 def event(study_oid: str, subject_key: str, event_oid: str, repeat: int):
-    subject = _subject(subject_key)
+    subject = subject_or_404(subject_key)
     return _render_event(subject, event_oid, repeat)
 
 
@@ -128,7 +110,7 @@ def _render_event(subject: Subject, event_oid: str, repeat: int, *, errors=None,
         event_name=rule.name, instance=instance,
         forms=[(f, f.form.name_in(language), _form_url(subject, event_oid, repeat, f.form.oid))
                for f in forms],
-        visit=visit, editable=_can_enter(subject), errors=errors or {},
+        visit=visit, editable=may("data.enter", subject), errors=errors or {},
         posted=request.form if request.method == "POST" else {},
         status_labels=STATUS_LABELS, event_states=EVENT_STATES,
         today=local_today(subject.site.timezone),
@@ -144,7 +126,7 @@ def _parse_date(text: str) -> dt.date | None:
 
 @bp.post(EVENT + "/start")
 def event_start(study_oid: str, subject_key: str, event_oid: str, repeat: int):
-    subject = _subject(subject_key, "data.enter")
+    subject = subject_or_404(subject_key, "data.enter")
     text = request.form.get("actual_date", "")
     day = _parse_date(text)
     if text.strip() and day is None:
@@ -152,34 +134,30 @@ def event_start(study_oid: str, subject_key: str, event_oid: str, repeat: int):
             "actual_date": _("Enter the date as YYYY-MM-DD (you entered '%(value)s').",
                              value=text[:40])})
     try:
-        capture.open_event(db.session, _actor(subject), subject, event_oid, repeat, day,
-                           reason=request.form.get("reason"))
+        with transaction():
+            capture.open_event(db.session, actor_for("data.enter", subject), subject,
+                               event_oid, repeat, day, reason=request.form.get("reason"))
     except capture.NotFoundError:
-        db.session.rollback()
         abort(404)
     except capture.CaptureError as exc:
-        db.session.rollback()
         return _render_event(subject, event_oid, repeat, status=422,
                              errors={"actual_date": say(exc.message)})
-    db.session.commit()
     flash(_("The event is started: enter its forms."), "success")
     return redirect(_event_url(subject, event_oid, repeat))
 
 
 @bp.post(EVENT + "/not-done")
 def event_not_done(study_oid: str, subject_key: str, event_oid: str, repeat: int):
-    subject = _subject(subject_key, "data.enter")
+    subject = subject_or_404(subject_key, "data.enter")
     try:
-        capture.declare_not_done(db.session, _actor(subject), subject, event_oid, repeat,
-                                 request.form.get("not_done_reason", ""))
+        with transaction():
+            capture.declare_not_done(db.session, actor_for("data.enter", subject), subject,
+                                     event_oid, repeat, request.form.get("not_done_reason", ""))
     except capture.NotFoundError:
-        db.session.rollback()
         abort(404)
     except capture.CaptureError as exc:
-        db.session.rollback()
         return _render_event(subject, event_oid, repeat, status=422,
                              errors={"not_done_reason": say(exc.message)})
-    db.session.commit()
     flash(_("The event is recorded as not done."), "success")
     return redirect(_event_url(subject, event_oid, repeat))
 
@@ -189,7 +167,7 @@ def event_not_done(study_oid: str, subject_key: str, event_oid: str, repeat: int
 
 @bp.get(FORM)
 def form(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
-    subject = _subject(subject_key)
+    subject = subject_or_404(subject_key)
     try:
         opened = capture.load_form(db.session, subject, event_oid, repeat, form_oid)
     except capture.NotFoundError:
@@ -208,7 +186,7 @@ def form(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid
 
 @bp.post(FORM)
 def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
-    subject = _subject(subject_key, "data.enter")
+    subject = subject_or_404(subject_key, "data.enter")
     try:
         definition, form_def = capture.form_definition(db.session, subject, event_oid, repeat,
                                                        form_oid)
@@ -233,27 +211,28 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     code = 200
     if action in ("save", "complete") and not problems:
         try:
-            result = capture.save_form(db.session, _actor(subject), subject, event_oid, repeat,
-                                       form_oid, submission, base_version=base_version,
-                                       complete=action == "complete")
+            with transaction() as unit:
+                result = capture.save_form(db.session, actor_for("data.enter", subject),
+                                           subject, event_oid, repeat, form_oid, submission,
+                                           base_version=base_version,
+                                           complete=action == "complete")
+                if result.saved:
+                    # Everything the response needs is read before the commit expires it.
+                    target = _form_url(subject, event_oid, repeat, form_oid)
+                    message = _saved_message(result)
+                    category = "success" if result.status == "complete" else "info"
+                else:
+                    unit.discard()
         except capture.StaleFormError as exc:
-            db.session.rollback()
             stale, code = exc, 409
             base_version = exc.current_version
         except capture.EventStateError as exc:
-            db.session.rollback()
             flash(say(exc.message), "warning")
             return redirect(_event_url(subject, event_oid, repeat))
         else:
             if result.saved:
-                # Everything the response needs is read before the commit expires it.
-                target = _form_url(subject, event_oid, repeat, form_oid)
-                message = _saved_message(result)
-                category = "success" if result.status == "complete" else "info"
-                db.session.commit()
                 flash(message, category)
                 return redirect(target)
-            db.session.rollback()
             code = 422
     elif problems:
         code = 422
@@ -313,7 +292,7 @@ def _render_form(subject, event_oid, repeat, opened, page, base_version, *, stal
         "entry/form.html", study=g.study, subject=subject, event_oid=event_oid, repeat=repeat,
         event_name=subject_definition(subject).event(event_oid).name,
         form_def=opened.form, form_name=opened.form.name_in(language), opened=opened,
-        page=page, base_version=base_version, editable=_can_enter(subject),
+        page=page, base_version=base_version, editable=may("data.enter", subject),
         status_labels=STATUS_LABELS, stale=stale, stale_rows=stale_rows,
         stale_message=say(stale.message) if stale is not None else None, attempted=attempted,
         event_url=_event_url(subject, event_oid, repeat), version_label=(
@@ -337,7 +316,7 @@ def _local(moment: dt.datetime, tz: str) -> str:
 
 @bp.get(FORM + "/history")
 def item_history(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
-    subject = _subject(subject_key)
+    subject = subject_or_404(subject_key)
     group, item_oid = request.args.get("group", ""), request.args.get("item", "")
     row = request.args.get("row", "1")
     if not row.isdigit():
@@ -382,7 +361,7 @@ def _audit_filters(subject: Subject) -> dict:
 
 @bp.get(SUBJECT + "/audit")
 def subject_audit(study_oid: str, subject_key: str):
-    subject = _subject(subject_key, "audit.view")
+    subject = subject_or_404(subject_key, "audit.view")
     filters = _audit_filters(subject)
     limit = 2000
     rows = capture.subject_audit(db.session, subject, limit=limit + 1, **filters)
@@ -405,7 +384,7 @@ def _csv_response(rows, filename: str) -> Response:
 
 @bp.get(SUBJECT + "/audit.csv")
 def subject_audit_csv(study_oid: str, subject_key: str):
-    subject = _subject(subject_key, "audit.view")
+    subject = subject_or_404(subject_key, "audit.view")
     stmt = history.subject_audit_query(subject, **_audit_filters(subject))
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in subject.subject_key)
     return _csv_response(history.stream_rows(db.session, stmt),

@@ -16,10 +16,11 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Field
 from wtforms.form import BaseForm
 
+from ecrf.core.web.messages import say
 from ecrf.crf import FormDef, GroupDef, ItemDef, ItemType
 from ecrf.crf.fields import REGISTRY, field_name
 from ecrf.crf.validation import Key, ValidationResult, codes_for
-from ecrf.crf.values import Message, display
+from ecrf.crf.values import display
 from ecrf.domain.expressions import compile_cached
 from ecrf.domain.expressions.nodes import (
     And,
@@ -34,10 +35,6 @@ from ecrf.domain.expressions.nodes import (
 from ecrf.services.capture import OpenForm, SaveResult, Submission
 
 MAX_ROWS_SHOWN = 500
-
-
-def say(message: Message | str) -> str:
-    return message.render(gettext) if isinstance(message, Message) else str(message)
 
 
 @dataclass

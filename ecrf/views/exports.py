@@ -22,6 +22,7 @@ from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField
 from wtforms.fields.choices import SelectChoice
 
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.jobs import Job
 from ecrf.security.permissions import Allow, register
@@ -110,18 +111,16 @@ def _render(form: CrfJobForm, status: int = 200):
 def create_crf(study_oid: str):
     form = _crf_form()
     if not form.validate_on_submit():
-        db.session.rollback()
         return _render(form, 400)
     try:
-        job = jobs.enqueue(db.session, request_actor("data.export", g.study), "crf_pdf", g.study,
-                           {"version": form.version.data,
-                            "annotated": form.variant.data == "annotated",
-                            "language": form.language.data})
+        with transaction():
+            job = jobs.enqueue(db.session, request_actor("data.export", g.study), "crf_pdf",
+                               g.study, {"version": form.version.data,
+                                         "annotated": form.variant.data == "annotated",
+                                         "language": form.language.data})
     except jobs.JobError as exc:
-        db.session.rollback()
         form.version.errors = [str(exc)]
         return _render(form, 400)
-    db.session.commit()
     jobs.nudge(current_app._get_current_object())
     flash(_("CRF job %(id)s queued: it runs in the background; this page shows its "
             "progress.", id=job.id), "success")
@@ -137,12 +136,11 @@ def job_status(study_oid: str, job_id: int):
 def job_cancel(study_oid: str, job_id: int):
     job = _job_or_404(job_id)
     try:
-        status = jobs.request_cancel(db.session, request_actor("data.export", g.study), job)
+        with transaction():
+            status = jobs.request_cancel(db.session, request_actor("data.export", g.study), job)
     except jobs.JobError as exc:
-        db.session.rollback()
         flash(str(exc), "warning")
     else:
-        db.session.commit()
         flash(_("Job %(id)s cancelled.", id=job_id) if status == "cancelled" else
               _("Job %(id)s will stop at its next step.", id=job_id), "info")
     return redirect(url_for("exports.jobs", study_oid=g.study.oid))
@@ -155,8 +153,8 @@ def job_download(study_oid: str, job_id: int):
     if path is None:
         abort(404, description=_("This job has no file to download (it is not done, or its "
                                  "file was removed)."))
-    jobs.record_download(db.session, request_actor("data.export", g.study), job, path)
-    db.session.commit()
+    with transaction():
+        jobs.record_download(db.session, request_actor("data.export", g.study), job, path)
     return send_file(path, as_attachment=True, download_name=path.name, max_age=0)
 
 
@@ -187,13 +185,12 @@ def _clinical_export_choices():
 
 def _queue(kind: str, params: dict):
     try:
-        job = jobs.enqueue(db.session, request_actor("data.export", g.study), kind, g.study,
-                           params)
+        with transaction():
+            job = jobs.enqueue(db.session, request_actor("data.export", g.study), kind, g.study,
+                               params)
     except jobs.JobError as exc:
-        db.session.rollback()
         flash(str(exc), "danger")
         return redirect(url_for("exports.jobs", study_oid=g.study.oid))
-    db.session.commit()
     jobs.nudge(current_app._get_current_object())
     flash(_("Job %(id)s queued: it runs in the background; this page shows its progress.",
             id=job.id), "success")

@@ -16,18 +16,20 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.core.web.messages import error_text, say
+from ecrf.core.web.transaction import transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
-from ecrf.crf.values import Message, display
+from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite, User
 from ecrf.models.clinical import FormInstance, ItemValue, Subject
 from ecrf.models.review import Query
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, capture, queries, query_corrections, subjects
+from ecrf.services import access, capture, queries, query_corrections
 from ecrf.services.review_support import ReviewError
 from ecrf.services.studies import definition_for
-from ecrf.web import request_actor
+from ecrf.views.helpers import actor_for, may, subject_or_404
 
 bp = Blueprint("review", __name__)
 
@@ -46,35 +48,6 @@ register("review.query_comment", Allow("subjects.view"))
 QUERY_STATUS_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "closed": _l("Closed")}
 ORIGIN_LABELS = {"manual": _l("Raised by a reviewer"), "automatic": _l("Automatic (edit check)")}
 AGE_FILTERS = ("", "7", "14", "30", "60")
-
-
-def say(message: Message | str) -> str:
-    return message.render(_) if isinstance(message, Message) else str(message)
-
-
-def error_text(exc: Exception) -> str:
-    message = getattr(exc, "message", None)
-    return say(message) if message is not None else str(exc)
-
-
-def subject_or_404(subject_key: str, action: str = "subjects.view") -> Subject:
-    found = subjects.visible_subject(db.session, current_user, g.study, subject_key, action)
-    if found is None:
-        abort(404)
-    return found
-
-
-def actor_for(action: str, subject: Subject | None = None):
-    actor = request_actor(action, g.study)
-    return dataclasses.replace(actor, site_code=subject.site.code) if subject else actor
-
-
-def may(action: str, subject: Subject) -> bool:
-    """Whether the user may do ``action`` at the subject's site (buttons shown or not)."""
-    if not access.can(current_user, action, g.study):
-        return False
-    allowed = access.site_ids_for(current_user, action, g.study)
-    return allowed is None or subject.site_id in allowed
 
 
 def _query_or_404(query_id: int) -> Query:
@@ -177,13 +150,11 @@ def query(study_oid: str, query_id: int):
 
 
 def _done(query: Query, message: str):
-    db.session.commit()
     flash(message, "success")
     return redirect(url_for("review.query", study_oid=g.study.oid, query_id=query.id))
 
 
 def _refused(query: Query, field: str, exc: Exception):
-    db.session.rollback()
     query = _query_or_404(query.id)
     return render_query(query, errors={field: error_text(exc)}, status=422)
 
@@ -197,19 +168,18 @@ def query_answer(study_oid: str, query_id: int):
     correct = form.get("correct") == "1" if multiple else bool(form.get("value", "").strip())
     actor = actor_for("queries.answer", query.subject)
     try:
-        if correct and query.item_oid:
-            raw = form.getlist("value") if multiple else form.get("value", "").strip()
-            query_corrections.answer_with_correction(
-                db.session, actor, query, text,
-                query_corrections.Correction(raw, form.get("reason", "")))
-        else:
-            queries.answer(db.session, actor, query, text)
+        with transaction():
+            if correct and query.item_oid:
+                raw = form.getlist("value") if multiple else form.get("value", "").strip()
+                query_corrections.answer_with_correction(
+                    db.session, actor, query, text,
+                    query_corrections.Correction(raw, form.get("reason", "")))
+            else:
+                queries.answer(db.session, actor, query, text)
     except query_corrections.CorrectionRefused as exc:
-        db.session.rollback()
         return render_query(_query_or_404(query_id), status=422, errors={
             "value": " ".join(say(p) for p in exc.problems) or error_text(exc)})
     except capture.StaleFormError:
-        db.session.rollback()
         return render_query(_query_or_404(query_id), status=409, errors={
             "value": _("The form was saved by someone else meanwhile: check the current "
                        "value and submit again.")})
@@ -224,8 +194,9 @@ def query_answer(study_oid: str, query_id: int):
 def query_close(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
     try:
-        queries.close(db.session, actor_for("queries.close", query.subject), query,
-                      request.form.get("text"))
+        with transaction():
+            queries.close(db.session, actor_for("queries.close", query.subject), query,
+                          request.form.get("text"))
     except ReviewError as exc:
         return _refused(query, "close", exc)
     return _done(query, _("The query is closed."))
@@ -235,8 +206,9 @@ def query_close(study_oid: str, query_id: int):
 def query_reopen(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
     try:
-        queries.reopen(db.session, actor_for("queries.close", query.subject), query,
-                       request.form.get("text", ""))
+        with transaction():
+            queries.reopen(db.session, actor_for("queries.close", query.subject), query,
+                           request.form.get("text", ""))
     except ReviewError as exc:
         return _refused(query, "reopen", exc)
     return _done(query, _("The query is open again."))
@@ -246,8 +218,9 @@ def query_reopen(study_oid: str, query_id: int):
 def query_comment(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
     try:
-        queries.comment(db.session, actor_for("subjects.view", query.subject), query,
-                        request.form.get("text", ""))
+        with transaction():
+            queries.comment(db.session, actor_for("subjects.view", query.subject), query,
+                            request.form.get("text", ""))
     except ReviewError as exc:
         return _refused(query, "comment", exc)
     return _done(query, _("Your note was added."))
@@ -262,7 +235,9 @@ def query_assign(study_oid: str, query_id: int):
         return render_query(query, errors={"assign": _("Choose a person from the list.")},
                             status=422)
     try:
-        queries.assign(db.session, actor_for("queries.raise", query.subject), query, assignee)
+        with transaction():
+            queries.assign(db.session, actor_for("queries.raise", query.subject), query,
+                           assignee)
     except ReviewError as exc:
         return _refused(query, "assign", exc)
     return _done(query, _("The query was assigned."))
@@ -304,20 +279,20 @@ def query_new(study_oid: str):
         chosen = values.get("assignee", "")
         assignee = db.session.get(User, int(chosen)) if chosen.isdigit() else None
         try:
-            created = queries.raise_query(db.session, actor_for("queries.raise", subject),
-                                          subject, values.get("text", ""), target=target,
-                                          assignee=assignee)
+            with transaction():
+                created = queries.raise_query(db.session, actor_for("queries.raise", subject),
+                                              subject, values.get("text", ""), target=target,
+                                              assignee=assignee)
+                created_id = created.id
         except ReviewError as exc:
-            db.session.rollback()
             errors["text"] = error_text(exc)
         else:
-            db.session.commit()
-            flash(_("Query #%(id)s was raised.", id=created.id), "success")
+            flash(_("Query #%(id)s was raised.", id=created_id), "success")
             back = values.get("next", "")
             if back.startswith("/") and not back.startswith("//"):
                 return redirect(back)
             return redirect(url_for("review.query", study_oid=g.study.oid,
-                                    query_id=created.id))
+                                    query_id=created_id))
     return render_template(
         "review/query_new.html", study=g.study, subject=subject, target=target,
         described=_describe_target(subject, target), errors=errors, posted=values,

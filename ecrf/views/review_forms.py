@@ -20,6 +20,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.core.web.messages import error_text, say
+from ecrf.core.web.transaction import transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
@@ -31,17 +33,13 @@ from ecrf.security.permissions import Allow, register
 from ecrf.services import capture, locks, queries, sdv, signatures
 from ecrf.services.review_support import ReviewError
 from ecrf.services.studies import definition_for
+from ecrf.views.helpers import actor_for, may, subject_or_404
 from ecrf.views.review import (
     ORIGIN_LABELS,
     QUERY_STATUS_LABELS,
     STUDY,
     _language,
-    actor_for,
     bp,
-    error_text,
-    may,
-    say,
-    subject_or_404,
 )
 
 SUBJECT = STUDY + "/subjects/<subject_key>"
@@ -186,23 +184,22 @@ def form_sdv(study_oid: str, subject_key: str, event_oid: str, repeat: int, form
     keys = [k for k in (_parse_key(t) for t in request.form.getlist("item")) if k]
     actor = actor_for("sdv.perform", subject)
     try:
-        if action == "verify_form":
-            made = sdv.verify_form(db.session, actor, instance)
-            message = _("The form is verified (%(n)s item(s) newly verified).", n=len(made))
-        elif action == "verify" and keys:
-            made = sdv.verify_items(db.session, actor, instance, keys)
-            message = _("%(n)s item(s) verified.", n=len(made))
-        elif action == "unverify" and keys:
-            reset = sdv.unverify(db.session, actor, instance, keys,
-                                 request.form.get("reason", ""))
-            message = _("%(n)s verification(s) withdrawn.", n=len(reset))
-        else:
-            raise ReviewError(_("Select the items to verify, or verify the whole form."))
+        with transaction():
+            if action == "verify_form":
+                made = sdv.verify_form(db.session, actor, instance)
+                message = _("The form is verified (%(n)s item(s) newly verified).", n=len(made))
+            elif action == "verify" and keys:
+                made = sdv.verify_items(db.session, actor, instance, keys)
+                message = _("%(n)s item(s) verified.", n=len(made))
+            elif action == "unverify" and keys:
+                reset = sdv.unverify(db.session, actor, instance, keys,
+                                     request.form.get("reason", ""))
+                message = _("%(n)s verification(s) withdrawn.", n=len(reset))
+            else:
+                raise ReviewError(_("Select the items to verify, or verify the whole form."))
     except ReviewError as exc:
-        db.session.rollback()
         return _render_form(subject, event_oid, repeat, form_oid, status=422,
                             errors={"sdv": error_text(exc)})
-    db.session.commit()
     flash(message, "success")
     return redirect(review_url(subject, event_oid, repeat, form_oid) + "#sdv")
 
@@ -214,22 +211,21 @@ def form_lock(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     actor = actor_for("data.lock", subject)
     reason = request.form.get("reason", "")
     try:
-        if request.form.get("action") == "unlock":
-            lock = db.session.scalar(select(Lock).where(
-                Lock.scope == "form", Lock.form_instance_id == instance.id,
-                Lock.unlocked_at.is_(None)))
-            if lock is None:
-                raise ReviewError(_("This form is not locked."))
-            locks.unlock(db.session, actor, lock, reason)
-            message = _("The form is unlocked.")
-        else:
-            locks.lock_form(db.session, actor, instance, reason)
-            message = _("The form is locked: its data can no longer be changed.")
+        with transaction():
+            if request.form.get("action") == "unlock":
+                lock = db.session.scalar(select(Lock).where(
+                    Lock.scope == "form", Lock.form_instance_id == instance.id,
+                    Lock.unlocked_at.is_(None)))
+                if lock is None:
+                    raise ReviewError(_("This form is not locked."))
+                locks.unlock(db.session, actor, lock, reason)
+                message = _("The form is unlocked.")
+            else:
+                locks.lock_form(db.session, actor, instance, reason)
+                message = _("The form is locked: its data can no longer be changed.")
     except ReviewError as exc:
-        db.session.rollback()
         return _render_form(subject, event_oid, repeat, form_oid, status=422,
                             errors={"lock": error_text(exc)})
-    db.session.commit()
     flash(message, "success")
     return redirect(review_url(subject, event_oid, repeat, form_oid))
 
@@ -296,21 +292,20 @@ def subject_lock(study_oid: str, subject_key: str):
     actor = actor_for("data.lock", found)
     reason = request.form.get("reason", "")
     try:
-        if request.form.get("action") == "unlock":
-            lock = db.session.scalar(select(Lock).where(
-                Lock.scope == "subject", Lock.subject_id == found.id,
-                Lock.unlocked_at.is_(None)))
-            if lock is None:
-                raise ReviewError(_("This subject is not locked."))
-            locks.unlock(db.session, actor, lock, reason)
-            message = _("The subject is unlocked.")
-        else:
-            locks.lock_subject(db.session, actor, found, reason)
-            message = _("The subject is locked: none of its data can be changed.")
+        with transaction():
+            if request.form.get("action") == "unlock":
+                lock = db.session.scalar(select(Lock).where(
+                    Lock.scope == "subject", Lock.subject_id == found.id,
+                    Lock.unlocked_at.is_(None)))
+                if lock is None:
+                    raise ReviewError(_("This subject is not locked."))
+                locks.unlock(db.session, actor, lock, reason)
+                message = _("The subject is unlocked.")
+            else:
+                locks.lock_subject(db.session, actor, found, reason)
+                message = _("The subject is locked: none of its data can be changed.")
     except ReviewError as exc:
-        db.session.rollback()
         return _render_subject(found, status=422, errors={"lock": error_text(exc)})
-    db.session.commit()
     flash(message, "success")
     return redirect(url_for("review.subject", study_oid=g.study.oid,
                             subject_key=found.subject_key))
@@ -351,12 +346,11 @@ def locks_page(study_oid: str):
 def study_status(study_oid: str):
     transition = request.form.get("transition", "")
     try:
-        locks.change_study_status(db.session, actor_for("data.lock"), g.study, transition,
-                                  request.form.get("reason", ""))
+        with transaction():
+            locks.change_study_status(db.session, actor_for("data.lock"), g.study, transition,
+                                      request.form.get("reason", ""))
     except ReviewError as exc:
-        db.session.rollback()
         return _render_locks(errors={"study": error_text(exc)}, status=422)
-    db.session.commit()
     flash(_("The study is now %(status)s.", status=STUDY_STATUS_LABELS[g.study.status]),
           "success")
     return redirect(url_for("review.locks", study_oid=g.study.oid))
@@ -367,14 +361,13 @@ def site_lock(study_oid: str):
     code = request.form.get("site", "").strip().upper()
     site = db.session.scalar(select(Site).where(Site.code == code))
     try:
-        if site is None:
-            raise ReviewError(_("Choose a site."))
-        locks.lock_site(db.session, actor_for("data.lock"), g.study, site,
-                        request.form.get("reason", ""))
+        with transaction():
+            if site is None:
+                raise ReviewError(_("Choose a site."))
+            locks.lock_site(db.session, actor_for("data.lock"), g.study, site,
+                            request.form.get("reason", ""))
     except ReviewError as exc:
-        db.session.rollback()
         return _render_locks(errors={"site": error_text(exc)}, status=422)
-    db.session.commit()
     flash(_("Site %(site)s is locked.", site=site.code), "success")
     return redirect(url_for("review.locks", study_oid=g.study.oid))
 
@@ -385,11 +378,10 @@ def unlock(study_oid: str, lock_id: int):
     if lock is None or lock.study_id != g.study.id:
         abort(404)
     try:
-        locks.unlock(db.session, actor_for("data.lock"), lock, request.form.get("reason", ""))
+        with transaction():
+            locks.unlock(db.session, actor_for("data.lock"), lock, request.form.get("reason", ""))
     except ReviewError as exc:
-        db.session.rollback()
         return _render_locks(errors={f"unlock-{lock_id}": error_text(exc)}, status=422)
-    db.session.commit()
     flash(_("The lock was released."), "success")
     return redirect(url_for("review.locks", study_oid=g.study.oid))
 

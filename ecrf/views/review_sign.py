@@ -18,15 +18,18 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import current_user, logout_user
+from flask_login import logout_user
 from sqlalchemy import select
 
+from ecrf.core.web.messages import error_text, say
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.clinical import EventInstance, FormInstance, Subject
 from ecrf.security.permissions import Allow, register
-from ecrf.services import sessions, signatures
+from ecrf.services import signatures
 from ecrf.services.review_support import ReviewError
-from ecrf.views.review import actor_for, bp, error_text, say, subject_or_404
+from ecrf.views.helpers import actor_for, subject_or_404
+from ecrf.views.review import bp
 from ecrf.views.review_forms import SUBJECT, review_url
 
 register("review.sign", Allow("data.sign"))
@@ -90,17 +93,16 @@ def sign(study_oid: str, subject_key: str):
     status = 200
     if request.method == "POST":
         try:
-            signatures.sign(
-                db.session, actor_for("data.sign", found), target,
-                password=request.form.get("password", ""),
-                username=request.form.get("username") if first else None,
-                meaning=request.form.get("meaning", ""), require_username=first,
-                lockout_threshold=current_app.config["LOCKOUT_THRESHOLD"],
-                lockout_minutes=current_app.config["LOCKOUT_MINUTES"])
+            # A wrong password is kept: it counts toward lockout.
+            with transaction(keep=(signatures.SignatureError,)):
+                signatures.sign(
+                    db.session, actor_for("data.sign", found), target,
+                    password=request.form.get("password", ""),
+                    username=request.form.get("username") if first else None,
+                    meaning=request.form.get("meaning", ""), require_username=first,
+                    lockout_threshold=current_app.config["LOCKOUT_THRESHOLD"],
+                    lockout_minutes=current_app.config["LOCKOUT_MINUTES"])
         except signatures.SignatureError as exc:
-            if exc.locked:
-                sessions.end_all_for(db.session, current_user, "account_locked")
-            db.session.commit()  # the failed attempt counts toward lockout
             if exc.locked:
                 logout_user()
                 session.pop("sid", None)
@@ -110,11 +112,9 @@ def sign(study_oid: str, subject_key: str):
                                    "signed.")
             status = 422
         except ReviewError as exc:
-            db.session.rollback()
             errors["form"] = error_text(exc)
             status = 422
         else:
-            db.session.commit()
             session["esig_session"] = _session_marker()
             flash(_("Signed: %(what)s.", what=_target_label(target)), "success")
             return redirect(_target_url(target))

@@ -4,7 +4,6 @@ recovery endpoints with their CSV. Thin: parse, call a service, commit once, ren
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
@@ -15,6 +14,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import Subject
@@ -25,7 +25,7 @@ from ecrf.services import access, endpoints, safety
 from ecrf.services.safety_grading import load_lab_values
 from ecrf.services.safety_support import ae_log
 from ecrf.services.studies import definition_for
-from ecrf.web import request_actor
+from ecrf.views.helpers import actor_for, may, subject_or_404
 
 bp = Blueprint("safety", __name__)
 
@@ -49,30 +49,7 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def _site_ids(action: str) -> set[int] | None:
-    # Admins hold a system grant, not a study one: every site is theirs.
-    if access.is_admin(current_user):
-        return None
     return access.site_ids_for(current_user, action, g.study)
-
-
-def _subject(subject_key: str, action: str = "subjects.view") -> Subject:
-    stmt = select(Subject).where(Subject.study_id == g.study.id,
-                                 Subject.subject_key == subject_key)
-    subject = db.session.scalar(access.scope_to_sites(stmt, Subject.site_id, _site_ids(action)))
-    if subject is None:
-        abort(404)
-    return subject
-
-
-def _actor(subject: Subject, action: str):
-    return dataclasses.replace(request_actor(action, g.study), site_code=subject.site.code)
-
-
-def _may(action: str, subject: Subject) -> bool:
-    if not access.can(current_user, action, g.study):
-        return False
-    allowed = _site_ids(action)
-    return allowed is None or subject.site_id in allowed
 
 
 def _owned(model, object_id: int, subject: Subject):
@@ -159,19 +136,14 @@ def _render_subject(subject: Subject, *, errors: dict | None = None, status: int
     return render_template(
         "safety/subject.html", study=g.study, subject=subject, overview=overview, labs=labs,
         errors=errors or {}, form=request.form, has_counts=endpoints.has_counts(definition),
-        can_enter=_may("data.enter", subject), can_assess=_may("safety.assess", subject),
+        can_enter=may("data.enter", subject), can_assess=may("safety.assess", subject),
         clock=safety.clock, labels=CLOCK_LABELS, remaining=remaining_text,
         log=ae_log(definition)), status
 
 
 @bp.get(SUBJECT)
 def subject(study_oid: str, subject_key: str):
-    return _render_subject(_subject(subject_key))
-
-
-def _fail(subject: Subject, key: str, exc: Exception):
-    db.session.rollback()
-    return _render_subject(_subject(subject.subject_key), errors={key: str(exc)}, status=422)
+    return _render_subject(subject_or_404(subject_key))
 
 
 def _apply(subject: Subject, key: str, work: Callable[[], object],
@@ -180,23 +152,24 @@ def _apply(subject: Subject, key: str, work: Callable[[], object],
     subject's safety page, or roll back and show the refusal next to the control ``key``
     with the page re-rendered (the user's entries come from the posted form)."""
     try:
-        result = work()
+        with transaction():
+            result = work()
     except (safety.SafetyError, safety.DltError) as exc:
-        return _fail(subject, key, exc)
-    db.session.commit()
+        return _render_subject(subject_or_404(subject.subject_key), errors={key: str(exc)},
+                               status=422)
     flash(message(result), "success")
     return _back(subject)
 
 
 @bp.post(SUBJECT + "/prompts/<int:prompt_id>/accept")
 def prompt_accept(study_oid: str, subject_key: str, prompt_id: int):
-    subject = _subject(subject_key, "data.enter")
+    subject = subject_or_404(subject_key, "data.enter")
     prompt = _owned(AeGradePrompt, prompt_id, subject)
     link = (request.form.get("link_row") or "").strip()
 
     def work():
         row = _row_number(link) if link else None
-        safety.accept_prompt(db.session, _actor(subject, "data.enter"), prompt, link_row=row)
+        safety.accept_prompt(db.session, actor_for("data.enter", subject), prompt, link_row=row)
 
     return _apply(subject, f"prompt-{prompt_id}", work, lambda _r: _(
         "The adverse event was recorded: %(how)s. Complete it in the AE log.",
@@ -205,23 +178,23 @@ def prompt_accept(study_oid: str, subject_key: str, prompt_id: int):
 
 @bp.post(SUBJECT + "/prompts/<int:prompt_id>/decline")
 def prompt_decline(study_oid: str, subject_key: str, prompt_id: int):
-    subject = _subject(subject_key, "safety.assess")
+    subject = subject_or_404(subject_key, "safety.assess")
     prompt = _owned(AeGradePrompt, prompt_id, subject)
     return _apply(
         subject, f"prompt-{prompt_id}",
-        lambda: safety.decline_prompt(db.session, _actor(subject, "safety.assess"), prompt,
+        lambda: safety.decline_prompt(db.session, actor_for("safety.assess", subject), prompt,
                                       request.form.get("reason", "")),
         lambda _r: _("Recorded: no adverse event for this value."))
 
 
 @bp.post(SUBJECT + "/sae")
 def sae_create(study_oid: str, subject_key: str):
-    subject = _subject(subject_key, "data.enter")
+    subject = subject_or_404(subject_key, "data.enter")
 
     def work():
         row = _row_number(request.form.get("row", ""))
         awareness = parse_local(request.form.get("awareness", ""), subject.site.timezone)
-        safety.create_report(db.session, _actor(subject, "data.enter"), subject, row,
+        safety.create_report(db.session, actor_for("data.enter", subject), subject, row,
                              awareness)
 
     return _apply(subject, "sae-create", work, lambda _r: _(
@@ -230,22 +203,22 @@ def sae_create(study_oid: str, subject_key: str):
 
 @bp.post(SUBJECT + "/sae/<int:report_id>/submit")
 def sae_submit(study_oid: str, subject_key: str, report_id: int):
-    subject = _subject(subject_key, "safety.assess")
+    subject = subject_or_404(subject_key, "safety.assess")
     report = _owned(SaeReport, report_id, subject)
     return _apply(
         subject, f"sae-{report_id}",
-        lambda: safety.submit_report(db.session, _actor(subject, "safety.assess"), report),
+        lambda: safety.submit_report(db.session, actor_for("safety.assess", subject), report),
         lambda _r: _("SAE report version %(v)s submitted to the sponsor.", v=report.version))
 
 
 @bp.post(SUBJECT + "/sae/<int:report_id>/followup")
 def sae_followup(study_oid: str, subject_key: str, report_id: int):
-    subject = _subject(subject_key, "safety.assess")
+    subject = subject_or_404(subject_key, "safety.assess")
     report = _owned(SaeReport, report_id, subject)
 
     def work():
         awareness = parse_local(request.form.get("awareness", ""), subject.site.timezone)
-        return safety.add_followup(db.session, _actor(subject, "safety.assess"), report,
+        return safety.add_followup(db.session, actor_for("safety.assess", subject), report,
                                    awareness)
 
     return _apply(subject, f"sae-{report_id}", work, lambda followup: _(
@@ -254,11 +227,11 @@ def sae_followup(study_oid: str, subject_key: str, report_id: int):
 
 @bp.post(SUBJECT + "/dlt/<int:assessment_id>")
 def dlt_decide(study_oid: str, subject_key: str, assessment_id: int):
-    subject = _subject(subject_key, "safety.assess")
+    subject = subject_or_404(subject_key, "safety.assess")
     assessment = _owned(DltAssessment, assessment_id, subject)
     return _apply(
         subject, f"dlt-{assessment_id}",
-        lambda: safety.decide_dlt(db.session, _actor(subject, "safety.assess"), assessment,
+        lambda: safety.decide_dlt(db.session, actor_for("safety.assess", subject), assessment,
                                   request.form.get("decision", ""),
                                   request.form.get("reason", "")),
         lambda _r: _("DLT decision recorded."))
@@ -272,7 +245,7 @@ def _svg(text: str) -> Response:
 
 @bp.get(SUBJECT + "/counts.svg")
 def subject_plot(study_oid: str, subject_key: str):
-    subject = _subject(subject_key)
+    subject = subject_or_404(subject_key)
     definition = definition_for(subject.study_version)
     if not endpoints.has_counts(definition):
         abort(404)

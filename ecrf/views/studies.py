@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     g,
@@ -25,10 +24,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from ecrf.core.web.transaction import store_derived, transaction
 from ecrf.domain.schedule import EventKind
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
@@ -38,6 +37,7 @@ from ecrf.security.permissions import Allow, register
 from ecrf.services import access, schedule, studies, subjects
 from ecrf.services.schedule import local_today
 from ecrf.services.signatures import signatures_of
+from ecrf.views.helpers import may, subject_or_404
 from ecrf.web import request_actor
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
@@ -112,18 +112,6 @@ def _visible_sites(study, action: str) -> list[Site]:
     return list(db.session.scalars(access.scope_to_sites(stmt, Site.id, allowed)))
 
 
-def _refresh(work) -> None:
-    """Bring stored schedules up to today before showing them. Another worker doing the
-    same at the same moment may win the race: then its result is shown instead."""
-    try:
-        if work():
-            db.session.commit()
-    except (IntegrityError, OperationalError):
-        db.session.rollback()
-        current_app.logger.warning("schedule refresh lost a race; showing stored schedules",
-                                   exc_info=True)
-
-
 # --- study page ------------------------------------------------------------------------------
 
 
@@ -149,7 +137,7 @@ def study(study_oid: str):
 @bp.route("/<study_oid>/subjects")
 def matrix(study_oid: str):
     study = g.study
-    _refresh(lambda: schedule.refresh_stale(db.session, study))
+    store_derived(lambda: schedule.refresh_stale(db.session, study))
     version = studies.latest_version(db.session, study)
     definition = studies.definition_for(version) if version else None
     site_choices = _visible_sites(study, "subjects.view")
@@ -231,18 +219,17 @@ def enrol(study_oid: str):
         site = next(s for s in sites if s.code == form.site.data)
         actor = dataclasses.replace(request_actor("subjects.enrol", study), site_code=site.code)
         try:
-            subject = subjects.enrol_subject(db.session, actor, study, site,
-                                             form.subject_key.data, form.enrolled_on.data)
+            with transaction():
+                subject = subjects.enrol_subject(db.session, actor, study, site,
+                                                 form.subject_key.data, form.enrolled_on.data)
+                key = subject.subject_key
         except subjects.EnrolmentError as exc:
-            db.session.rollback()
             target = getattr(form, exc.field, None) if exc.field else None
             if target is not None:
                 target.errors = [*target.errors, str(exc)]
             else:
                 flash(str(exc), "danger")
         else:
-            key = subject.subject_key
-            db.session.commit()
             flash(_("Subject %(key)s enrolled at %(site)s.", key=key, site=site.code),
                   "success")
             return redirect(url_for("studies.subject", study_oid=study.oid, subject_key=key))
@@ -256,12 +243,10 @@ def enrol(study_oid: str):
 @bp.route("/<study_oid>/subjects/<subject_key>")
 def subject(study_oid: str, subject_key: str):
     study = g.study
-    found = subjects.visible_subject(db.session, current_user, study, subject_key)
-    if found is None:
-        abort(404)
+    found = subject_or_404(subject_key)
     today = local_today(found.site.timezone)
     if found.schedule_computed_on is None or found.schedule_computed_on < today:
-        _refresh(lambda: schedule.refresh_subject(db.session, found, today) or 1)
+        store_derived(lambda: schedule.refresh_subject(db.session, found, today) or 1)
     rows = schedule.schedule_rows(db.session, found, today)
     version = found.study_version
     definition = studies.definition_for(version)
@@ -294,10 +279,4 @@ def subject(study_oid: str, subject_key: str):
                            version=version, timeline=timeline, logs=logs,
                            unscheduled=unscheduled, foreign=foreign, today=today,
                            visit_labels=VISIT_LABELS, subject_labels=SUBJECT_LABELS,
-                           can_enter=_can_enter(study, found))
-
-
-def _can_enter(study, subject) -> bool:
-    allowed = access.site_ids_for(current_user, "data.enter", study)
-    return access.can(current_user, "data.enter", study) and (
-        allowed is None or subject.site_id in allowed)
+                           can_enter=may("data.enter", found))

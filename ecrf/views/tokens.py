@@ -10,6 +10,7 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
+from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
 from ecrf.security.permissions import SIGNED_IN, register
@@ -58,14 +59,13 @@ def create():
     if not form.validate_on_submit():
         return _render_index(form, 422)
     try:
-        created = api_tokens.create_token(db.session, request_actor(), current_user,
-                                          form.name.data, days=form.days.data,
-                                          max_days=max_days())
+        with transaction():
+            created = api_tokens.create_token(db.session, request_actor(), current_user,
+                                              form.name.data, days=form.days.data,
+                                              max_days=max_days())
     except api_tokens.TokenError as exc:
-        db.session.rollback()
         form.days.errors = [*form.days.errors, str(exc)]
         return _render_index(form, 422)
-    db.session.commit()
     # Rendered, not redirected: a secret must never travel in the session cookie (flash).
     return render_template("tokens/created.html", token=created.token, secret=created.secret,
                            api_url=url_for("api.studies", _external=True))
@@ -80,12 +80,11 @@ def revoke(token_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        api_tokens.revoke_token(db.session, request_actor(), token)
+        with transaction():
+            api_tokens.revoke_token(db.session, request_actor(), token)
     except api_tokens.TokenError as exc:
-        db.session.rollback()
         flash(str(exc), "warning")
     else:
-        db.session.commit()
         flash(_("Token %(prefix)s (%(name)s) is revoked: it no longer works.",
                 prefix=token.prefix, name=token.name), "success")
     return redirect(url_for("tokens.index"))

@@ -90,8 +90,9 @@ def test_an_investigator_at_another_site_cannot_randomize(client, make_user, web
     subject = make_eligible(add_subject(web_study, "P-003", site="S01"))
     db.session.commit()
     login(client, make_user, "investigator", site="S02")
-    assert client.get(RAND_URL.format(key="P-003")).status_code == 403
-    assert client.post(RAND_URL.format(key="P-003")).status_code == 403
+    # A subject of another site is not there for this user, like one that does not exist.
+    assert client.get(RAND_URL.format(key="P-003")).status_code == 404
+    assert client.post(RAND_URL.format(key="P-003")).status_code == 404
     assert client.get(RAND_URL.format(key="NOPE")).status_code == 404
     db.session.refresh(subject)
     assert subject.arm is None

@@ -255,3 +255,19 @@ def test_subject_page_links_to_data_entry_only_when_it_exists(app, client, login
         assert "/SCREEN" in html
     else:
         assert "/entry" not in html
+
+
+# --- one subject lookup for every subject page -----------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "", "/events/SCREEN/1", "/review", "/safety", "/randomize", "/audit",
+])
+def test_a_subject_of_another_site_is_not_found_on_any_subject_page(client, login_as, enrol,
+                                                                    path):
+    enrol("S01-001")
+    enrol("S02-001", site="S02")
+    login_as("investigator", site="S02", study="SAMPLE")
+    assert client.get(f"/studies/SAMPLE/subjects/S02-001{path}").status_code == 200
+    assert client.get(f"/studies/SAMPLE/subjects/S01-001{path}").status_code == 404
+    assert client.get(f"/studies/SAMPLE/subjects/NOPE{path}").status_code == 404

@@ -1,0 +1,1 @@
+"""Web plumbing every area's views share: one transaction per request, messages."""
