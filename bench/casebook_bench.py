@@ -36,11 +36,11 @@ def main(repeats: int = 3) -> None:
     from sqlalchemy import func, select
 
     from ecrf import create_app
+    from ecrf.demo.loader import load_demo
     from ecrf.extensions import db
     from ecrf.models import ItemValue, Study, Subject
     from ecrf.pdf.casebook import casebook_html, casebook_pdf, render_pdf
     from ecrf.services.audit import Actor
-    from ecrf.services.demo import load_demo
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # matplotlib's SVG styles
     folder = Path(tempfile.mkdtemp(prefix="ecrf-casebook-bench-"))

@@ -6,7 +6,6 @@ prints one clear line and exits non-zero.
 
 from __future__ import annotations
 
-import getpass
 import sys
 
 import click
@@ -14,25 +13,12 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
+from ecrf.core.cli import cli_actor, fail
 from ecrf.extensions import db
 from ecrf.models.accounts import RoleGrant, Study, User
 from ecrf.security.passwords import policy_from_config
 from ecrf.security.roles import RoleError, parse_role
 from ecrf.services import accounts, sites
-from ecrf.services.audit import Actor
-
-
-def cli_actor() -> Actor:
-    try:
-        who = getpass.getuser()
-    except Exception:  # no login name in some containers
-        who = "unknown"
-    return Actor(user_id=None, username=f"cli:{who}")
-
-
-def _fail(exc: Exception) -> None:
-    db.session.rollback()
-    raise click.ClickException(str(exc))
 
 
 def _study(oid: str | None) -> Study | None:
@@ -74,7 +60,7 @@ def users_create(username: str, full_name: str, email: str | None, password_stdi
             policy=policy_from_config(current_app.config),
         )
     except accounts.AccountError as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"created {user.username}")
     if not password_stdin:
@@ -106,7 +92,7 @@ def users_disable(username: str, reason: str):
         accounts.set_active(db.session, cli_actor(), user, False, reason=reason)
         sessions.end_all_for(db.session, user, "account_disabled")
     except accounts.AccountError as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"disabled {user.username}")
 
@@ -119,7 +105,7 @@ def users_enable(username: str):
         user = accounts.require_user(db.session, username)
         accounts.set_active(db.session, cli_actor(), user, True)
     except accounts.AccountError as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"enabled {user.username}")
 
@@ -131,7 +117,7 @@ def users_reset_password(username: str):
     try:
         user = accounts.require_user(db.session, username)
     except accounts.AccountError as exc:
-        _fail(exc)
+        fail(exc)
     temporary = accounts.reset_password(db.session, cli_actor(), user)
     db.session.commit()
     click.echo(f"temporary password for {user.username} (change at next sign-in): {temporary}")
@@ -149,7 +135,7 @@ def users_grant(username: str, role: str, study: str | None, site: str | None):
         accounts.grant_role(db.session, cli_actor(), user, parse_role(role),
                             study=_study(study), site=_site(site))
     except (accounts.AccountError, RoleError) as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"granted {accounts.describe(parse_role(role), _study(study), _site(site))} "
                f"to {user.username}")
@@ -178,7 +164,7 @@ def users_revoke(username: str, role: str, study: str | None, site: str | None, 
                 f"{user.username} holds no active {accounts.describe(parsed, st, si)}")
         accounts.revoke_role(db.session, cli_actor(), grant, reason=reason)
     except (accounts.AccountError, RoleError) as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"revoked {accounts.describe(parsed, st, si)} from {user.username}")
 
@@ -197,7 +183,7 @@ def sites_create(code: str, name: str, tz: str, country: str | None, studies: tu
         for oid in studies:
             sites.add_site_to_study(db.session, cli_actor(), _study(oid), site)
     except sites.SiteError as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"created site {site.code}")
 
@@ -207,19 +193,6 @@ def sites_list():
     """List sites with their time zones."""
     for site in sites.list_sites(db.session):
         click.echo(f"{site.code:<10} {site.name:<40} {site.timezone:<20} {site.country or ''}")
-
-
-@click.command("demo")
-def demo_command():
-    """Load demo sites, users of every role, both trials and subjects (safe to repeat)."""
-    from ecrf.services import demo
-
-    try:
-        summary = demo.load_demo(db.session, cli_actor(), current_app.config)
-    except Exception as exc:  # one clear line; the transaction is rolled back
-        _fail(exc)
-    db.session.commit()
-    click.echo(summary)
 
 
 def _create_app():
@@ -277,11 +250,11 @@ def audit_export(study: str, subject: str | None, output: str):
 def register_commands(app: Flask) -> None:
     # Each area keeps its commands next to its services; imported here, not at the top,
     # because those modules import this one for cli_actor and its helpers.
-    from ecrf import cli_allocation, cli_api, cli_exports, cli_review, cli_safety, cli_studies
+    from ecrf import cli_allocation, cli_api, cli_exports, cli_review, cli_safety, cli_studies, demo
 
     app.cli.add_command(users_cli)
     app.cli.add_command(sites_cli)
-    app.cli.add_command(demo_command)
+    demo.register(app)
     app.cli.add_command(audit_cli)
     for module in (cli_studies, cli_allocation, cli_review, cli_safety, cli_exports, cli_api):
         module.register(app)

@@ -14,22 +14,16 @@ import pytest
 from sqlalchemy import func, select
 
 from ecrf.crf import ItemType, load_study
+from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolve_date
+from ecrf.demo.studies import SUBJECTS
 from ecrf.extensions import db
 from ecrf.models import AuditEvent
 from ecrf.models.accounts import Study
 from ecrf.models.allocation import EscalationDecision
 from ecrf.models.clinical import Subject
 from ecrf.services import capture, escalation, studies
-from ecrf.services.demo_scripts import (
-    BLANK,
-    Dates,
-    DemoScriptError,
-    load_script,
-    resolve_date,
-)
-from ecrf.services.demo_studies import SUBJECTS
 
-FORMS = Path(__file__).resolve().parents[1] / "forms"
+FORMS = Path(__file__).resolve().parents[2] / "forms"
 
 
 def _subjects(oid: str) -> list[Subject]:

@@ -8,7 +8,7 @@ coordinator would leave it. Idempotent: a subject that already has an event is s
 
 Generic values cannot know a trial's clinical story (a relapse 8 to 14 months after the
 first remission, the WHO class, a DLT), so a trial folder may script values in its
-``demo.yaml`` (``demo_scripts``): they are tried first, the generic ones only after them.
+``demo.yaml`` (``scripts``): they are tried first, the generic ones only after them.
 In a dose-escalation study a subject is filled once it has a dose level, since its forms
 record that level.
 """
@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session
 
 from ecrf.crf import ItemType
 from ecrf.crf.validation import validate_form
+from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
+from ecrf.demo.studies import SUBJECTS, TRIALS
+from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
 from ecrf.models.accounts import RoleGrant, Site, Study, User
 from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
@@ -32,9 +35,6 @@ from ecrf.security.roles import Role
 from ecrf.services import capture, schedule
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import build_context, event_instance
-from ecrf.services.demo_scripts import Dates, DemoScript, FormScript, load_script
-from ecrf.services.demo_studies import SUBJECTS, TRIALS
-from ecrf.services.demo_values import FormValues
 from ecrf.services.studies import definition_for
 
 log = logging.getLogger(__name__)

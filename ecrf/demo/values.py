@@ -2,7 +2,7 @@
 
 Generic values are derived from each item's definition (type, ranges, code lists, lab
 test) and adjusted greedily until the form's own edit checks pass. ``owner`` is the demo
-subject being filled (``demo_data``): its dates, birth date, number and definition.
+subject being filled (``data``): its dates, birth date, number and definition.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from ecrf.crf import FormDef, ItemDef, ItemType
 from ecrf.crf.validation import Key, codes_for, validate_form
-from ecrf.services.demo_scripts import BLANK, FormScript
+from ecrf.demo.scripts import BLANK, FormScript
 
 log = logging.getLogger(__name__)
 

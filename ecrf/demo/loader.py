@@ -47,7 +47,9 @@ USERS = [
 
 
 def load_demo(session: Session, actor: Actor, config) -> str:
-    from ecrf.services import demo_data, demo_safety, demo_studies
+    from ecrf.demo import data as demo_data
+    from ecrf.demo import safety as demo_safety
+    from ecrf.demo import studies as demo_studies
 
     studies = demo_studies.ensure_studies(session, actor, config)
     site_rows = {}

@@ -1,0 +1,21 @@
+"""`ecrf demo`: load the demo content (safe to repeat)."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+
+from ecrf.core.cli import cli_actor, fail
+from ecrf.demo.loader import load_demo
+from ecrf.extensions import db
+
+
+@click.command("demo")
+def demo_command():
+    """Load demo sites, users of every role, both trials and subjects (safe to repeat)."""
+    try:
+        summary = load_demo(db.session, cli_actor(), current_app.config)
+    except Exception as exc:  # one clear line; the transaction is rolled back
+        fail(exc)
+    db.session.commit()
+    click.echo(summary)
