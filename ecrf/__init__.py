@@ -43,12 +43,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf import api
+    from ecrf import api, dashboards
     from ecrf.views import (
         admin,
         allocation,
         auth,
-        dashboards,
         entry,
         exports,
         main,
@@ -59,8 +58,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
 
     for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, review.bp,
-                      dashboards.bp, safety.bp, allocation.bp, exports.bp, tokens.bp, api.bp):
+                      safety.bp, allocation.bp, exports.bp, tokens.bp, api.bp):
         app.register_blueprint(blueprint)
+    dashboards.register(app)
 
     # Reactions to data capture: a missing receiver fails here, at start-up.
     from ecrf.services import review_hooks, safety, safety_hooks

@@ -3,7 +3,7 @@
 Each board is built from a fixed number of statements whatever the number of subjects,
 and is scoped to the user's sites in the queries themselves. The site roles' and the
 monitor's boards are here; the data manager's and the sponsor viewer's (aggregates only)
-are in ``dashboards_study``.
+are in ``study_boards``.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ecrf.core.panels import Panel, panels_for
-from ecrf.models.accounts import Site, Study, User
-from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.models.review import Query, Signature
-from ecrf.security.roles import Role
-from ecrf.services import access, queries, sdv, signatures
-from ecrf.services.dashboards_study import (  # the study-wide boards, served from here too
+from ecrf.dashboards.study_boards import (  # the study-wide boards, served from here too
     DataManagerBoard,
     SponsorBoard,
     data_manager,
     enrolment_series,
     sponsor,
 )
+from ecrf.models.accounts import Site, Study, User
+from ecrf.models.base import utcnow
+from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
+from ecrf.models.review import Query, Signature
+from ecrf.security.roles import Role
+from ecrf.services import access, queries, sdv, signatures
 
 __all__ = [
     "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",
