@@ -38,7 +38,8 @@ def main(repeats: int = 3) -> None:
     from ecrf import create_app
     from ecrf.demo.loader import load_demo
     from ecrf.extensions import db
-    from ecrf.models import ItemValue, Study, Subject
+    from ecrf.models.accounts import Study
+    from ecrf.models.clinical import ItemValue, Subject
     from ecrf.pdf.casebook import casebook_html, casebook_pdf, render_pdf
     from ecrf.services.audit import Actor
 

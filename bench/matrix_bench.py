@@ -41,18 +41,15 @@ sys.path.insert(0, str(ROOT))
 from ecrf import create_app  # noqa: E402
 from ecrf.domain.schedule import compute_schedule  # noqa: E402
 from ecrf.extensions import db  # noqa: E402
-from ecrf.models import (  # noqa: E402
+from ecrf.models.accounts import RoleGrant, Site, StudySite, User  # noqa: E402
+from ecrf.models.base import utcnow  # noqa: E402
+from ecrf.models.clinical import (  # noqa: E402
     EventInstance,
     FormInstance,
     ItemValue,
-    RoleGrant,
     ScheduledVisit,
-    Site,
-    StudySite,
     Subject,
-    User,
 )
-from ecrf.models.base import utcnow  # noqa: E402
 from ecrf.security.passwords import hash_password  # noqa: E402
 from ecrf.services import schedule, studies  # noqa: E402
 from ecrf.services.audit import SYSTEM  # noqa: E402

@@ -44,16 +44,8 @@ def build(url: str, values: int) -> None:
 
     from ecrf import create_app
     from ecrf.extensions import db
-    from ecrf.models import (
-        EventInstance,
-        FormInstance,
-        GroupRow,
-        ItemValue,
-        Site,
-        Study,
-        StudySite,
-        Subject,
-    )
+    from ecrf.models.accounts import Site, Study, StudySite
+    from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
     from ecrf.services import studies
     from ecrf.services.audit import Actor
 

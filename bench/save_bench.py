@@ -83,7 +83,7 @@ def setup(url: str) -> None:
     from flask_migrate import upgrade
 
     from ecrf.extensions import db
-    from ecrf.models import RoleGrant, Site, Study, StudySite, User
+    from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
     from ecrf.security.passwords import hash_password
     from ecrf.services import capture, studies, subjects
     from ecrf.services.audit import Actor
@@ -177,7 +177,8 @@ def _baseline_write(session, key: str, values: dict) -> None:
     """The rows a save writes, with Core only: values, form version, chained audit rows."""
     import datetime as dt
 
-    from ecrf.models import AuditChainHead, AuditEvent, FormInstance, ItemValue, Subject
+    from ecrf.models.audit import AuditChainHead, AuditEvent
+    from ecrf.models.clinical import FormInstance, ItemValue, Subject
     from ecrf.services.audit import _iso, compute_hash
 
     conn = session.connection()

@@ -25,7 +25,16 @@ def create_app(test_config: dict | None = None) -> Flask:
                          memory_cost=app.config["ARGON2_MEMORY_COST"],
                          parallelism=app.config.get("ARGON2_PARALLELISM", 1))
 
-    from ecrf import models  # noqa: F401  (registers every model with the metadata)
+    # Every model registered with the metadata, whichever area is used first.
+    import ecrf.jobs.models  # noqa: F401
+    import ecrf.models.accounts  # noqa: F401
+    import ecrf.models.allocation  # noqa: F401
+    import ecrf.models.api_tokens  # noqa: F401
+    import ecrf.models.audit  # noqa: F401
+    import ecrf.models.clinical  # noqa: F401
+    import ecrf.models.review  # noqa: F401
+    import ecrf.models.safety  # noqa: F401
+    import ecrf.models.studies  # noqa: F401
     from ecrf.extensions import babel, csrf, db, login_manager, migrate
 
     db.init_app(app)
@@ -72,4 +81,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from ecrf.cli import register_commands
 
     register_commands(app)
+    # The export job kinds register when their module is imported.
+    from ecrf.services import export_jobs  # noqa: F401
+
     return app

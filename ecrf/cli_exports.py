@@ -3,12 +3,10 @@ export writers, the ODM importer and the job worker."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
-from sqlalchemy import select
+from flask import Flask
 
 from ecrf.extensions import db
 
@@ -37,7 +35,6 @@ def _fail(exc: Exception) -> None:
 
 export_cli = click.Group("export", help="Produce regulator-ready outputs of a study.")
 import_cli = click.Group("import", help="Bring study definitions in from other systems.")
-jobs_cli = click.Group("jobs", help="Background jobs (exports, PDFs).")
 
 
 @export_cli.command("crf")
@@ -280,45 +277,6 @@ def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None)
                                    "refused (listed above); the rest was saved")
 
 
-@jobs_cli.command("worker")
-@click.option("--once", is_flag=True, help="Run the queued jobs, then exit.")
-@click.option("--poll", type=float, default=2.0, show_default=True,
-              help="Seconds between looks at an empty queue.")
-def jobs_worker(once: bool, poll: float):
-    """Run background jobs (start one or more next to the web workers on PostgreSQL)."""
-    from ecrf.services import jobs
-
-    app = current_app._get_current_object()
-    if not once:
-        click.echo(f"job worker {jobs.worker_name()} started; Ctrl+C to stop")
-    try:
-        ran = jobs.work(app, once=once, poll=poll)
-    except KeyboardInterrupt:
-        sys.exit(0)
-    click.echo(f"ran {ran} job(s)")
-
-
-@jobs_cli.command("list")
-@click.option("--study", default=None, help="Only this study.")
-@click.option("--status", default=None, help="queued, running, done, failed or cancelled.")
-def jobs_list(study: str | None, status: str | None):
-    """List recent jobs with their state."""
-    from ecrf.models.accounts import Study
-    from ecrf.models.jobs import Job
-
-    stmt = select(Job, Study.oid).outerjoin(Study, Job.study_id == Study.id) \
-        .order_by(Job.id.desc()).limit(100)
-    if study:
-        stmt = stmt.where(Study.oid == study.upper())
-    if status:
-        stmt = stmt.where(Job.status == status)
-    for job, oid in db.session.execute(stmt):
-        detail = job.error if job.status == "failed" else (job.message or "")
-        click.echo(f"{job.id:>5} {oid or '-':<12} {job.kind:<12} {job.status:<9} "
-                   f"{job.progress:>3}% {job.created_by:<16} {detail}")
-
-
 def register(app: Flask) -> None:
     app.cli.add_command(export_cli)
     app.cli.add_command(import_cli)
-    app.cli.add_command(jobs_cli)

@@ -21,7 +21,8 @@ from flask_migrate import upgrade
 
 from ecrf import create_app
 from ecrf.extensions import db
-from ecrf.models import Base, RoleGrant, Site, Study, StudySite, User
+from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
+from ecrf.models.base import Base
 from ecrf.security.passwords import hash_password
 from ecrf.security.roles import Role
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, RoleGrant, Site, User
+from ecrf.models.accounts import RoleGrant, Site, User
+from ecrf.models.audit import AuditEvent
 
 
 def run(runner, *args, input=None):

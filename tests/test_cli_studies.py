@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, FormInstance, StudySite, Subject
+from ecrf.models.accounts import StudySite
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import FormInstance, Subject
 from ecrf.services import studies, subjects
 from tests.services.sample import ACTOR, record, write_study
 

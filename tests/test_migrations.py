@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from ecrf.extensions import db
-from ecrf.models import Base
+from ecrf.models.base import Base
 
 
 def test_models_and_migrations_agree(app):

@@ -15,10 +15,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from ecrf.export import ExportError, version_content, version_ref
+from ecrf.jobs.runner import JobContext, JobError, JobResult, job_kind
 from ecrf.models.accounts import Study
 from ecrf.models.studies import StudyVersion
 from ecrf.services import studies
-from ecrf.services.jobs import JobContext, JobError, JobResult, job_kind
 
 
 def resolve_version(session: Session, study: Study, number: int | None) -> StudyVersion:

@@ -24,9 +24,10 @@ from wtforms.fields.choices import SelectChoice
 
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.models.jobs import Job
+from ecrf.jobs import runner as jobs
+from ecrf.jobs.models import Job
 from ecrf.security.permissions import Allow, register
-from ecrf.services import jobs, studies
+from ecrf.services import studies
 from ecrf.web import request_actor
 
 bp = Blueprint("exports", __name__)

@@ -7,7 +7,8 @@ import datetime as dt
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Subject
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import Subject
 from ecrf.services import api_tokens, capture
 from ecrf.services.audit import Actor
 from tests.services.capture_setup import enrol, load_capture_study

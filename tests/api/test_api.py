@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, FormInstance, ItemValue
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import FormInstance, ItemValue
 from tests.api import (
     API,
     STUDY,
@@ -379,7 +380,7 @@ def test_a_browser_session_cookie_cannot_write(client, crc):
 def test_with_csrf_on_tokens_write_and_cookies_still_cannot(app_factory):
     app = app_factory(WTF_CSRF_ENABLED=True)
     with app.app_context():
-        from ecrf.models import RoleGrant, Site, Study, StudySite, User
+        from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
         from ecrf.security.passwords import hash_password
         from ecrf.services import studies
         from tests.conftest import PASSWORD

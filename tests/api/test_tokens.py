@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import ApiToken, AuditEvent
+from ecrf.models.api_tokens import ApiToken
+from ecrf.models.audit import AuditEvent
 from ecrf.models.base import utcnow
 from ecrf.services import accounts, api_tokens
 from tests.api import ADMIN, API, audit_rows, bearer, token_for
@@ -72,7 +73,7 @@ def test_the_maximum_lifetime_is_configurable(app_factory):
     app = app_factory(API_TOKEN_MAX_DAYS=10)
     with app.app_context():
         client = app.test_client()
-        from ecrf.models import User
+        from ecrf.models.accounts import User
         from ecrf.security.passwords import hash_password
         from tests.conftest import PASSWORD
         db.session.add(User(username="bob", full_name="Bob", password_hash=hash_password(

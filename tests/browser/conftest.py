@@ -19,7 +19,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ecrf.extensions import db
-from ecrf.models import RoleGrant, Site, Study, StudySite, User
+from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
 from ecrf.security.passwords import hash_password
 from ecrf.security.roles import Role
 from tests.conftest import PASSWORD

@@ -10,7 +10,8 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue
 from ecrf.services import capture, studies
 from tests.conftest import PASSWORD
 from tests.services.capture_setup import CAPTURE_STUDY, LOADER, actor_for, enrol

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, User
+from ecrf.models.accounts import User
+from ecrf.models.audit import AuditEvent
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import PASSWORD
 

@@ -11,7 +11,9 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue, Query
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue
+from ecrf.models.review import Query
 from ecrf.services import studies
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import PASSWORD

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from ecrf.extensions import db
-from ecrf.models import RoleGrant, Study
+from ecrf.models.accounts import RoleGrant, Study
 from ecrf.services import queries, sdv, signatures, studies
 from ecrf.services.signatures import SignTarget
 from tests.conftest import PASSWORD, sign_in

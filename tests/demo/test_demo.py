@@ -17,9 +17,9 @@ from ecrf.crf import ItemType, load_study
 from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolve_date
 from ecrf.demo.studies import SUBJECTS
 from ecrf.extensions import db
-from ecrf.models import AuditEvent
 from ecrf.models.accounts import Study
 from ecrf.models.allocation import EscalationDecision
+from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import Subject
 from ecrf.services import capture, escalation, studies
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import FormInstance, Site, Study, Subject, User
+from ecrf.models.accounts import Site, Study, User
+from ecrf.models.clinical import FormInstance, Subject
 from ecrf.services import capture, queries, sdv, signatures, studies, subjects
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import event_instance

@@ -13,11 +13,12 @@ from sqlalchemy import select
 
 from ecrf.export import validate_odm
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Job
+from ecrf.jobs import runner as jobs
+from ecrf.jobs.models import Job
+from ecrf.models.audit import AuditEvent
 from ecrf.pdf import casebook as casebook_module
 from ecrf.pdf import render as pdf_render
 from ecrf.pdf.casebook import CasebookError, casebook_html, casebook_pdf
-from ecrf.services import jobs
 from tests.export import pdf_text
 from tests.export.clinical_setup import XSS_QUERY, XSS_TEXT, actor, populate
 
@@ -173,7 +174,7 @@ def _run_job(app, user, params):
 
 
 def _study():
-    from ecrf.models import Study
+    from ecrf.models.accounts import Study
 
     return db.session.scalar(select(Study).where(Study.oid == "CLINX"))
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from ecrf.crf import load_study
 from ecrf.export.odm_metadata import VersionRef
 from ecrf.extensions import db
-from ecrf.models import AuditEvent
+from ecrf.models.audit import AuditEvent
 from ecrf.pdf import FetchRefused, crf_pdf, make_url_fetcher, write_pdf
 from ecrf.pdf import render as pdf_render
 from tests.export import STUDY_FOLDER, load_fixture_study, pdf_text

@@ -18,7 +18,7 @@ from ecrf.export.flat import export_csv
 from ecrf.export.odm_clinical import export_odm_clinical, odm_value
 from ecrf.export.stats import export_stats, xpt_names
 from ecrf.extensions import db
-from ecrf.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.pdf.casebook import casebook_pdf
 from ecrf.services.studies import definition_for
 from tests.export import pdf_text

@@ -17,8 +17,10 @@ from ecrf.export.flat import export_csv
 from ecrf.export.stats import export_stats, write_dataset_xpt
 from ecrf.export.stats_formats import Column
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Job, Study
-from ecrf.services import jobs
+from ecrf.jobs import runner as jobs
+from ecrf.jobs.models import Job
+from ecrf.models.accounts import Study
+from ecrf.models.audit import AuditEvent
 from tests.export.clinical_setup import XSS_TEXT, actor, populate
 
 

@@ -16,7 +16,9 @@ from ecrf.export.odm_clinical import export_odm_clinical
 from ecrf.export.odm_clinical_import import ClinicalImportError, import_odm_clinical
 from ecrf.export.odm_common import reference_errors
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue, Study, Subject
+from ecrf.models.accounts import Study
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue, Subject
 from ecrf.services import studies
 from tests.export import NS
 from tests.export.clinical_setup import LOADER, STUDY_FOLDER, XSS_TEXT, populate

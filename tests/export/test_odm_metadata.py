@@ -13,7 +13,8 @@ from sqlalchemy import select
 from ecrf.export import admin_info, export_odm_metadata, validate_odm
 from ecrf.export.odm_common import odm_schema, reference_errors
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, RoleGrant
+from ecrf.models.accounts import RoleGrant
+from ecrf.models.audit import AuditEvent
 from ecrf.services.audit import verify_chain
 from tests.export import NS, load_fixture_study
 

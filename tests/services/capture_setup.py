@@ -9,7 +9,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue, Site, Study, Subject
+from ecrf.models.accounts import Site, Study
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue, Subject
 from ecrf.services import studies, subjects
 from ecrf.services.audit import Actor
 

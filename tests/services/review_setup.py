@@ -14,7 +14,8 @@ from sqlalchemy import event, select
 
 from ecrf.core import signals
 from ecrf.extensions import db
-from ecrf.models import FormInstance, Study, Subject
+from ecrf.models.accounts import Study
+from ecrf.models.clinical import FormInstance, Subject
 from ecrf.services import capture, review_hooks, studies
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import event_instance

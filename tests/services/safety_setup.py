@@ -12,7 +12,9 @@ from sqlalchemy import select
 
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue, Site, Study, Subject
+from ecrf.models.accounts import Site, Study
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue, Subject
 from ecrf.services import audit, capture, studies, subjects
 from ecrf.services.audit import Actor
 

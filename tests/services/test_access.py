@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ecrf.extensions import db
-from ecrf.models import RoleGrant
+from ecrf.models.accounts import RoleGrant
 from ecrf.services import access
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ecrf.domain.dates import PartialDate
 from ecrf.extensions import db
-from ecrf.models import (
+from ecrf.models.clinical import (
     CheckAcknowledgement,
     EventInstance,
     FormInstance,

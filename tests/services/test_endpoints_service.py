@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 
 from ecrf.domain.hematology import RecoveryStatus
 from ecrf.extensions import db
-from ecrf.models import Site
+from ecrf.models.accounts import Site
 from ecrf.services import endpoints, studies
 from tests.services.safety_setup import (
     actor_for,

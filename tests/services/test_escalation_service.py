@@ -10,7 +10,10 @@ from sqlalchemy import select
 
 from ecrf.domain.escalation import Action
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, EscalationDecision, Subject, User
+from ecrf.models.accounts import User
+from ecrf.models.allocation import EscalationDecision
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import Subject
 from ecrf.services import escalation, escalation_decisions
 from ecrf.services.audit import Actor
 from tests.conftest import PASSWORD

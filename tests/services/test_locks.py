@@ -7,7 +7,10 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue, Lock, Site
+from ecrf.models.accounts import Site
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue
+from ecrf.models.review import Lock
 from ecrf.services import locks
 from ecrf.services.capture import CaptureError, EventStateError
 from ecrf.services.locks import DataLockedError, LockError

@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Query, QueryMessage, User
+from ecrf.models.accounts import User
+from ecrf.models.audit import AuditEvent
+from ecrf.models.review import Query, QueryMessage
 from ecrf.services import queries
 from ecrf.services.queries import QueryError, QueryTarget
 from ecrf.services.query_corrections import Correction, CorrectionRefused, answer_with_correction

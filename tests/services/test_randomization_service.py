@@ -16,18 +16,10 @@ from sqlalchemy import func, select
 
 from ecrf.domain import randomization as engine
 from ecrf.extensions import db
-from ecrf.models import (
-    Allocation,
-    AuditEvent,
-    EventInstance,
-    FormInstance,
-    ItemValue,
-    RandomizationList,
-    RandomizationSlot,
-    Site,
-    Study,
-    Subject,
-)
+from ecrf.models.accounts import Site, Study
+from ecrf.models.allocation import Allocation, RandomizationList, RandomizationSlot
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.services import audit, randomization, studies
 from ecrf.services.audit import Actor
 from ecrf.services.schedule_data import local_today

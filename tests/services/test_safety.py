@@ -12,14 +12,9 @@ from sqlalchemy import func, select
 
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
-from ecrf.models import (
-    AeGradePrompt,
-    AuditEvent,
-    DltAssessment,
-    ItemValue,
-    NotificationLog,
-    SaeReport,
-)
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue
+from ecrf.models.safety import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
 from ecrf.services import safety, safety_hooks
 from ecrf.services.safety_support import ae_log
 from ecrf.services.studies import definition_for

@@ -12,8 +12,8 @@ from sqlalchemy import event, select, update
 
 from ecrf.domain.expressions import ValueType
 from ecrf.extensions import db
-from ecrf.models import GroupRow, ScheduledVisit, Subject
 from ecrf.models.base import utcnow
+from ecrf.models.clinical import GroupRow, ScheduledVisit, Subject
 from ecrf.services import schedule, studies, subjects
 from ecrf.services.schedule_values import StoredValue, typed_value
 from tests.services.sample import ACTOR, record, set_value, write_study

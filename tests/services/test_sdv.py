@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, SdvMark
+from ecrf.models.audit import AuditEvent
+from ecrf.models.review import SdvMark
 from ecrf.services import locks, sdv
 from ecrf.services.review_support import ReviewPermissionError
 from tests.services.capture_setup import actor_for

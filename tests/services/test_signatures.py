@@ -7,7 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Signature, User
+from ecrf.models.accounts import User
+from ecrf.models.audit import AuditEvent
+from ecrf.models.review import Signature
 from ecrf.services import capture, queries, signatures
 from ecrf.services.capture_support import event_instance
 from ecrf.services.review_support import ReviewError, ReviewPermissionError

@@ -12,15 +12,10 @@ from sqlalchemy import func, select
 
 from ecrf.crf import check_study, content_hash, load_study
 from ecrf.extensions import db
-from ecrf.models import (
-    AuditEvent,
-    FormInstance,
-    ScheduledVisit,
-    Study,
-    StudySite,
-    StudyVersion,
-    Subject,
-)
+from ecrf.models.accounts import Study, StudySite
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import FormInstance, ScheduledVisit, Subject
+from ecrf.models.studies import StudyVersion
 from ecrf.services import audit, studies, subjects
 from ecrf.services.migration import MigrationError, migrate_forms, preview_migration
 from ecrf.services.studies import StudyDefinitionError

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import Allocation, AuditEvent, EscalationDecision, RandomizationSlot, Subject
-from ecrf.models import User as UserModel
+from ecrf.models.accounts import User as UserModel
+from ecrf.models.allocation import Allocation, EscalationDecision, RandomizationSlot
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import Subject
 from ecrf.services import audit
 from tests.conftest import PASSWORD, sign_in
 from tests.services.test_escalation_service import cohort

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue
 from ecrf.services.audit import GENESIS_HASH, AuditError, compute_hash, verify_chain
 from tests.conftest import is_postgres, sign_in
 from tests.services.capture_setup import enrol, load_capture_study

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, User, UserSession
+from ecrf.models.accounts import User, UserSession
+from ecrf.models.audit import AuditEvent
 from tests.conftest import PASSWORD, sign_in
 
 GENERIC = "Sign-in failed. Check your username and password."

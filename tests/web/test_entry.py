@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import EventInstance, FormInstance, GroupRow, ItemValue
+from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue
 from tests.conftest import sign_in
 from tests.services.capture_setup import count_audit, count_values, enrol, load_capture_study
 

@@ -8,7 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, ItemValue, Lock, Query, Signature, User
+from ecrf.models.accounts import User
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue
+from ecrf.models.review import Lock, Query, Signature
 from ecrf.services import queries
 from tests.conftest import sign_in
 from tests.services.capture_setup import actor_for

@@ -12,7 +12,8 @@ from flask import render_template_string
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AeGradePrompt, AuditEvent, DltAssessment, SaeReport
+from ecrf.models.audit import AuditEvent
+from ecrf.models.safety import AeGradePrompt, DltAssessment, SaeReport
 from tests.services.safety_setup import (
     actor_for,
     ae_row,

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import event, select, update
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Subject
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import Subject
 from ecrf.services import schedule, studies, subjects
 from ecrf.services.schedule import local_today
 from tests.services.sample import ACTOR, record, write_study

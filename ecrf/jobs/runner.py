@@ -36,9 +36,9 @@ from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ecrf.jobs.models import Job
 from ecrf.models.accounts import Study, User
 from ecrf.models.base import utcnow
-from ecrf.models.jobs import Job
 from ecrf.models.studies import StudyVersion
 from ecrf.services import audit
 from ecrf.services.audit import Actor
@@ -93,8 +93,7 @@ def job_kind(name: str, *, label: Any,
 
 
 def kinds() -> dict[str, JobKind]:
-    from ecrf.services import export_jobs  # noqa: F401  (registers the export kinds)
-
+    """The registered kinds: the areas that define them register at start-up."""
     return JOB_KINDS
 
 

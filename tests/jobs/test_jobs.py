@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.extensions import db
-from ecrf.models import AuditEvent, Job
-from ecrf.services import jobs
+from ecrf.jobs import runner as jobs
+from ecrf.jobs.models import Job
+from ecrf.models.audit import AuditEvent
 from ecrf.services.audit import Actor, verify_chain
 from tests.export import STUDY_FOLDER, load_fixture_study, pdf_text
 

@@ -1,0 +1,42 @@
+"""Background jobs: study-wide work that runs outside the request, with progress that
+survives reloads. What a job does is a kind that another area registers
+(``@job_kind``); this package queues, claims, runs, cancels and lists them."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.jobs.models import Job
+from ecrf.jobs.runner import (
+    JobCancelled,
+    JobContext,
+    JobError,
+    JobKind,
+    JobResult,
+    enqueue,
+    ensure_in_process_worker,
+    exports_dir,
+    get_job,
+    job_kind,
+    jobs_for,
+    kinds,
+    nudge,
+    record_download,
+    request_cancel,
+    result_file,
+    run_job,
+    work,
+)
+
+__all__ = [
+    "Job", "JobCancelled", "JobContext", "JobError", "JobKind", "JobResult", "enqueue",
+    "ensure_in_process_worker", "exports_dir", "get_job", "job_kind", "jobs_for", "kinds",
+    "nudge", "record_download", "register", "request_cancel", "result_file", "run_job",
+    "work",
+]
+
+
+def register(app: Flask) -> None:
+    from ecrf.jobs.cli import jobs_cli
+
+    app.cli.add_command(jobs_cli)
