@@ -40,7 +40,7 @@ def main(repeats: int = 3) -> None:
     from ecrf.extensions import db
     from ecrf.models.accounts import Study
     from ecrf.models.clinical import ItemValue, Subject
-    from ecrf.pdf.casebook import casebook_html, casebook_pdf, render_pdf
+    from ecrf.outputs.pdf.casebook import casebook_html, casebook_pdf, render_pdf
     from ecrf.services.audit import Actor
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # matplotlib's SVG styles

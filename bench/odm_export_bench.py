@@ -107,9 +107,9 @@ def build(url: str, values: int) -> None:
 
 def export(url: str, target: str, queue) -> None:
     from ecrf import create_app
-    from ecrf.export.clinical_rows import make_scope
-    from ecrf.export.odm_clinical import export_odm_clinical
     from ecrf.extensions import db
+    from ecrf.outputs.odm.clinical import export_odm_clinical
+    from ecrf.outputs.rows import make_scope
     from ecrf.services import studies
 
     app = create_app(_config(url))

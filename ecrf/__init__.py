@@ -52,24 +52,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf import api, dashboards
-    from ecrf.views import (
-        admin,
-        allocation,
-        auth,
-        entry,
-        exports,
-        main,
-        review,
-        safety,
-        studies,
-        tokens,
-    )
+    from ecrf import api, dashboards, outputs
+    from ecrf.views import admin, allocation, auth, entry, main, review, safety, studies, tokens
 
     for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, review.bp,
-                      safety.bp, allocation.bp, exports.bp, tokens.bp, api.bp):
+                      safety.bp, allocation.bp, tokens.bp, api.bp):
         app.register_blueprint(blueprint)
     dashboards.register(app)
+    outputs.register(app)
 
     # Reactions to data capture: a missing receiver fails here, at start-up.
     from ecrf.services import review_hooks, safety, safety_hooks
@@ -81,7 +71,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     from ecrf.cli import register_commands
 
     register_commands(app)
-    # The export job kinds register when their module is imported.
-    from ecrf.services import export_jobs  # noqa: F401
 
     return app

@@ -36,6 +36,7 @@ from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ecrf.crf import StudyDefinitionError
 from ecrf.jobs.models import Job
 from ecrf.models.accounts import Study, User
 from ecrf.models.base import utcnow
@@ -73,20 +74,24 @@ class JobKind:
     label: Any  # lazy translated text
     run: Callable[[JobContext], JobResult]
     validate: Callable[[Session, Study, dict[str, Any]], dict[str, Any]] | None = None
+    # Refusals of the kind's own area whose message the user sees when the job fails.
+    expected: tuple[type[BaseException], ...] = ()
 
 
 JOB_KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, label: Any,
-             validate: Callable[[Session, Study, dict[str, Any]], dict[str, Any]] | None = None
+             validate: Callable[[Session, Study, dict[str, Any]], dict[str, Any]] | None = None,
+             expected: tuple[type[BaseException], ...] = ()
              ) -> Callable[[Callable[[JobContext], JobResult]], Callable[[JobContext], JobResult]]:
-    """Register what a job of this kind does; ``validate`` checks and completes params."""
+    """Register what a job of this kind does; ``validate`` checks and completes params;
+    ``expected`` names the refusals whose message a failed job shows as it is."""
 
     def register(run: Callable[[JobContext], JobResult]) -> Callable[[JobContext], JobResult]:
         if name in JOB_KINDS and JOB_KINDS[name].run is not run:
             raise ValueError(f"job kind {name!r} registered twice")
-        JOB_KINDS[name] = JobKind(name, label, run, validate)
+        JOB_KINDS[name] = JobKind(name, label, run, validate, expected)
         return run
 
     return register
@@ -215,11 +220,8 @@ class JobContext:
                 raise JobCancelled()
 
 
-def _describe(exc: BaseException) -> str:
-    from ecrf.crf import StudyDefinitionError
-    from ecrf.export import ExportError
-
-    if isinstance(exc, JobError | ExportError | StudyDefinitionError):
+def _describe(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
+    if isinstance(exc, (JobError, StudyDefinitionError, *expected)):
         text = str(exc)
     else:
         text = (f"unexpected error {type(exc).__name__}: {exc} (the details are in the "
@@ -249,8 +251,8 @@ def run_job(session: Session, job_id: int, root: Path) -> str:
         return job.status if job else "missing"
     folder = root / str(job.id)
     engine = session.get_bind()
+    spec = kinds().get(job.kind)
     try:
-        spec = kinds().get(job.kind)
         if spec is None:
             raise JobError(f"unknown job kind {job.kind!r}: this ecrf cannot run it")
         if job.study is None:
@@ -262,9 +264,7 @@ def run_job(session: Session, job_id: int, root: Path) -> str:
         context.check_cancel()
         relative = result.path.resolve().relative_to(root.resolve()).as_posix()
         audit.bind_actor(session, context.actor)
-        from ecrf.export import record_export
-
-        record_export(session, context.actor, job.study, result.version, result.what,
+        audit.record_export(session, context.actor, job.study, result.version, result.what,
                       file_name=result.path.name,
                       details={"job": job.id, "sha256": _sha256(result.path),
                                "bytes": result.path.stat().st_size, **result.details})
@@ -282,7 +282,9 @@ def run_job(session: Session, job_id: int, root: Path) -> str:
         session.rollback()
         shutil.rmtree(folder, ignore_errors=True)
         log.exception("job %s (%s) failed", job_id, getattr(job, "kind", "?"))
-        _finish(engine, job_id, status="failed", error=_describe(exc), message="failed")
+        expected = spec.expected if spec is not None else ()
+        _finish(engine, job_id, status="failed", error=_describe(exc, expected),
+                message="failed")
         return "failed"
 
 

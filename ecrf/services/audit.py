@@ -157,6 +157,16 @@ def record(
     return row
 
 
+def record_export(session: Session, actor: Actor, study, version, what: str, *,
+                  file_name: str, details: dict | None = None) -> AuditEvent:
+    """The audit row of an export: who produced which file of what, in the caller's
+    transaction (21 CFR 11.10(b): copies of records are themselves traceable).
+    ``study`` has an ``oid``; ``version``, if any, a ``label``."""
+    return record(session, actor, "export.created", category="export", study_oid=study.oid,
+                  new_value=file_name, study_version=version.label if version else None,
+                  details={"what": what, **(details or {})})
+
+
 def _text(value: object) -> str | None:
     if value is None:
         return None

@@ -16,7 +16,7 @@ from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
 from ecrf.models.audit import AuditEvent
 from ecrf.services.audit import Actor, verify_chain
-from tests.export import STUDY_FOLDER, load_fixture_study, pdf_text
+from tests.outputs import STUDY_FOLDER, load_fixture_study, pdf_text
 
 
 @pytest.fixture

@@ -1,0 +1,163 @@
+"""SAS XPORT (.xpt) and SPSS (.sav) files of every form, the same tables as the CSV export.
+
+Numbers are numeric, dates, date-times (UTC) and times are numbers with a date format,
+everything else (codes, partial dates, text) is text; every variable carries its label.
+XPORT names are at most 8 characters: key columns are SUBJECT, SITE, EVENT, EVENTRPT,
+FORMSTAT, STUDYVER and GROUPRPT, items keep their OID when it fits and are shortened
+otherwise (``xpt_names``; the data dictionary gives the mapping). SPSS keeps the CSV
+names. Text longer than a format allows continues in extra variables (NOTES, NOTES1...).
+
+A dataset is built in memory one form at a time (both formats need the column widths
+before the first row), so memory follows the largest form, not the study.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from ecrf.crf import ItemDef
+from ecrf.crf.values import from_canonical, result_kind
+from ecrf.outputs.datasets.flat import GROUP_KEY, KEY_COLUMNS, Dataset, dataset_rows, datasets_of
+from ecrf.outputs.datasets.formats import (
+    SAV_TEXT_MAX,
+    XPT_TEXT_MAX,
+    Column,
+    split_long,
+    write_sav,
+    write_xpt,
+)
+from ecrf.outputs.rows import (
+    FormLayout,
+    Scope,
+    definitions_newest_first,
+    form_layouts,
+    form_records,
+    item_rows,
+)
+
+Progress = Callable[[int, str], None]
+KEY_XPT = {"subject": "SUBJECT", "site": "SITE", "event": "EVENT", "event_repeat": "EVENTRPT",
+           "form_status": "FORMSTAT", "study_version": "STUDYVER", GROUP_KEY: "GROUPRPT"}
+KEY_LABELS = {"subject": "Subject", "site": "Site", "event": "Event OID",
+              "event_repeat": "Event repeat", "form_status": "Form status",
+              "study_version": "Study version", GROUP_KEY: "Row of the repeating group"}
+_KINDS = {"integer": "num", "decimal": "num", "date": "date", "datetime": "datetime",
+          "time": "time"}
+
+
+class Names:
+    """Unique SAS names of at most 8 characters."""
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self.taken = set(taken)
+
+    def __call__(self, wanted: str, index: int | None = None) -> str:
+        base = re.sub(r"[^A-Z0-9_]", "_", wanted.upper())[:8] or "V"
+        if not (base[0].isalpha() or base[0] == "_"):
+            base = ("V" + base)[:8]
+        name, n = base, index or 1
+        if index is not None or name in self.taken:
+            while True:
+                suffix = str(n)
+                name = base[:8 - len(suffix)] + suffix
+                if name not in self.taken:
+                    break
+                n += 1
+        self.taken.add(name)
+        return name
+
+
+def xpt_names(layouts: list[FormLayout]) -> dict[str, tuple[str, dict[str, str]]]:
+    """dataset -> (XPT dataset name, item OID -> XPT variable name), deterministic."""
+    datasets = Names()
+    found = {}
+    for layout in layouts:
+        for d in datasets_of(layout):
+            member = datasets(d.group or d.form)
+            variables = Names(KEY_XPT.values())
+            found[d.name] = (member, {i.oid: variables(i.oid) for i in d.items})
+    return found
+
+
+def _kind(item: ItemDef) -> str:
+    return _KINDS.get(result_kind(item), "char")
+
+
+def _typed(item: ItemDef, text: str | None, kind: str):
+    if text is None:
+        return None
+    value = from_canonical(item, text)
+    if kind == "num":
+        return float(value) if value is not None else None
+    if kind in ("date", "datetime", "time"):
+        return value
+    return text
+
+
+def build_columns(session: Session, scope: Scope, dataset: Dataset, names: dict[str, str],
+                  labels: dict[int, str], *, xpt: bool) -> list[Column]:
+    """The columns of one dataset (one SQL statement, one form instance at a time)."""
+    keys = [Column(KEY_XPT[k] if xpt else k, KEY_LABELS[k],
+                   "num" if k in ("event_repeat", GROUP_KEY) else "char")
+            for k in dataset.key_columns]
+    items = [Column(names[i.oid] if xpt else i.oid, i.label + (f" ({i.unit})" if i.unit
+                                                                 else ""), _kind(i))
+             for i in dataset.items]
+    for record in form_records(item_rows(session, scope, form_oid=dataset.form)):
+        for key_values, values in dataset_rows(record, dataset, labels.get(record.version_id,
+                                                                            "")):
+            for column, name in zip(keys, dataset.key_columns, strict=True):
+                column.values.append(key_values[name])
+            for column, item in zip(items, dataset.items, strict=True):
+                column.values.append(_typed(item, values.get(item.oid), column.kind))
+    return keys + items
+
+
+def export_stats(session: Session, scope: Scope, folder: Path, fmt: str, *,
+                 progress: Progress | None = None,
+                 created: dt.datetime | None = None) -> list[Path]:
+    """Write one ``.xpt`` (``fmt="xpt"``) or ``.sav`` (``fmt="sav"``) file per dataset."""
+    if fmt not in ("xpt", "sav"):
+        raise ValueError(f"unknown statistical format {fmt!r} (xpt or sav)")
+    created = created or dt.datetime.now(dt.UTC)
+    folder.mkdir(parents=True, exist_ok=True)
+    versions, definitions = definitions_newest_first(session, scope.study)
+    labels = {v.id: v.label for v in versions}
+    layouts = form_layouts(definitions)
+    names = xpt_names(layouts)
+    written = []
+    for index, layout in enumerate(layouts):
+        for d in datasets_of(layout):
+            member, variables = names[d.name]
+            columns = build_columns(session, scope, d, variables, labels, xpt=fmt == "xpt")
+            title = layout.name if d.group is None else f"{layout.name}: {d.group}"
+            path = folder / f"{d.name}.{fmt}"
+            if fmt == "xpt":
+                allocate = Names(c.name for c in columns)
+                write_xpt(path, member, title,
+                          split_long(columns, XPT_TEXT_MAX, allocate), created)
+            else:
+                write_sav(path, title, split_long(columns, SAV_TEXT_MAX,
+                                                  lambda name, i: f"{name}_{i + 1}"), created)
+            written.append(path)
+        if progress:
+            progress(5 + 85 * (index + 1) // max(len(layouts), 1),
+                     f"wrote {layout.oid} ({index + 1} of {len(layouts)} forms)")
+    return written
+
+
+def write_dataset_xpt(path: Path, member: str, label: str, columns: list[Column],
+                      created: dt.datetime | None = None) -> None:
+    """A dataset made elsewhere (SDTM) as XPORT v5, long text split."""
+    allocate = Names(c.name for c in columns)
+    write_xpt(path, member, label, split_long(columns, XPT_TEXT_MAX, allocate),
+              created or dt.datetime.now(dt.UTC))
+
+
+__all__ = ["KEY_COLUMNS", "Names", "build_columns", "export_stats", "write_dataset_xpt",
+           "xpt_names"]

@@ -1,0 +1,273 @@
+"""ODM 1.3.2 clinical data: snapshot and transactional exports (valid against the official
+XSD, every reference resolving), scopes, the CLI, and import through data capture."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import pytest
+from lxml import etree
+from sqlalchemy import func, select
+
+from ecrf.extensions import db
+from ecrf.models.accounts import Study
+from ecrf.models.audit import AuditEvent
+from ecrf.models.clinical import ItemValue, Subject
+from ecrf.outputs.exports import validate_odm
+from ecrf.outputs.odm.clinical import export_odm_clinical
+from ecrf.outputs.odm.common import reference_errors
+from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
+from ecrf.outputs.rows import make_scope
+from ecrf.services import studies
+from tests.outputs import NS
+from tests.outputs.clinical_setup import LOADER, STUDY_FOLDER, XSS_TEXT, populate
+
+IMPORTER = LOADER
+
+
+@pytest.fixture
+def cast(app, make_study, make_user):
+    return populate(make_study, make_user)
+
+
+def export(study, *, site=None, subject=None, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    scope = make_scope(db.session, study, site=site, subject=subject)
+    export_odm_clinical(db.session, scope, buffer, **kwargs)
+    data = buffer.getvalue()
+    assert validate_odm(data) == []  # every export the tests make
+    assert reference_errors(data) == []
+    return data
+
+
+def xpath(data: bytes, path: str) -> list:
+    return etree.fromstring(data).xpath(path, namespaces=NS)
+
+
+def item_values(data: bytes) -> dict[tuple, str]:
+    """(subject, event, repeat, form, group, row, item) -> value of a snapshot."""
+    found = {}
+    for el in xpath(data, "//odm:ItemData"):
+        ig = el.getparent()
+        form = ig.getparent()
+        event = form.getparent()
+        subject = event.getparent()
+        found[(subject.get("SubjectKey"), event.get("StudyEventOID"),
+               event.get("StudyEventRepeatKey"), form.get("FormOID"), ig.get("ItemGroupOID"),
+               ig.get("ItemGroupRepeatKey"), el.get("ItemOID"))] = el.get("Value")
+    return found
+
+
+def test_snapshot_is_valid_and_has_metadata_admin_and_clinical_data(cast):
+    data = export(cast.study)
+    root = etree.fromstring(data)
+    assert root.get("FileType") == "Snapshot" and root.get("Granularity") == "All"
+    children = [etree.QName(c).localname for c in root]
+    assert children == ["Study", "AdminData", "ClinicalData"]
+    cd = xpath(data, "//odm:ClinicalData")[0]
+    assert cd.get("MetaDataVersionOID") == "MDV.CLINX.1"
+    assert [s.get("SubjectKey") for s in xpath(data, "//odm:SubjectData")] == ["S01-001",
+                                                                              "S02-001"]
+    assert xpath(data, "//odm:SubjectData[@SubjectKey='S02-001']/odm:SiteRef/@LocationOID") \
+        == ["LOC.S02"]
+
+
+def test_snapshot_values_with_their_latest_audit_record(cast):
+    data = export(cast.study)
+    values = item_values(data)
+    demog = ("S01-001", "SE.SCREEN", None, "F.DEMOG", "IG.DEMOG.DEMOG_MAIN", None)
+    assert values[demog + ("I.DEMOG.WEIGHT",)] == "74.0"
+    assert values[demog + ("I.DEMOG.HEIGHT",)] == "170"
+    assert values[demog + ("I.DEMOG.RACE",)] == "WHITE,ASIAN"
+    assert values[demog + ("I.DEMOG.VISITTM",)] == "09:30:00"
+    assert values[demog + ("I.DEMOG.SAMPLEDTM",)] == "2025-05-02T10:15:00+02:00"
+    assert values[demog + ("I.DEMOG.NOTES",)] == XSS_TEXT
+    lab = ("S01-001", "SE.CYCLE", "1", "F.LAB", "IG.LAB.LAB_DAY")
+    assert values[lab + ("2", "I.LAB.NEUT")] == "1.20"
+    weight = xpath(data, "//odm:ItemData[@ItemOID='I.DEMOG.WEIGHT']")[0]
+    record = weight.find("odm:AuditRecord", NS)
+    assert record.findtext("odm:ReasonForChange", namespaces=NS) == \
+        "transcription error, see source"
+    assert record.find("odm:UserRef", NS).get("UserOID") == "USR.crc1"
+    assert record.find("odm:LocationRef", NS).get("LocationOID") == "LOC.S01"
+    assert record.findtext("odm:DateTimeStamp", namespaces=NS).endswith("Z")
+    seq = int(record.findtext("odm:SourceID", namespaces=NS))
+    row = db.session.scalar(select(AuditEvent).where(AuditEvent.seq == seq))
+    assert row.action == "item.changed" and row.new_value == "74.0" and row.old_value == "72.5"
+    # Row 3 of the AE log was removed: not in a snapshot.
+    assert not [k for k in values if k[3] == "F.AE" and k[5] == "3"]
+    assert values[("S01-001", "SE.LOGS", None, "F.AE", "IG.AE.AE_LINE", "2",
+                   "I.AE.AETERM")] == "Nausea"
+
+
+def test_snapshot_signatures_valid_only(cast):
+    data = export(cast.study)
+    consent = xpath(data, "//odm:FormData[@FormOID='F.CONSENT']/odm:Signature")
+    assert len(consent) == 2 - 1  # S01-001 only: S02-001's consent is unsigned
+    sig = consent[0]
+    assert sig.find("odm:UserRef", NS).get("UserOID") == "USR.inv1"
+    assert sig.find("odm:SignatureRef", NS).get("SignatureOID") == "SD.APPROVAL"
+    assert xpath(data, "//odm:SignatureDef[@OID='SD.APPROVAL']")
+    # The DEMOG signature broke when HEIGHT changed: a snapshot shows no signature there.
+    assert xpath(data, "//odm:FormData[@FormOID='F.DEMOG']/odm:Signature") == []
+    notes = xpath(data, "//odm:FormData[@FormOID='F.DEMOG']/odm:Annotation/odm:Comment/text()")
+    assert notes == ["ecrf:form status=complete; study_version=1"]
+
+
+def test_transactional_has_every_change_removals_and_broken_signatures(cast):
+    data = export(cast.study, transactional=True)
+    assert etree.fromstring(data).get("FileType") == "Transactional"
+    weights = xpath(data, "//odm:ItemData[@ItemOID='I.DEMOG.WEIGHT']")
+    assert [(w.get("TransactionType"), w.get("Value")) for w in weights] == [
+        ("Insert", "72.5"), ("Update", "74.0")]
+    seqs = [int(w.findtext("odm:AuditRecord/odm:SourceID", namespaces=NS)) for w in weights]
+    assert seqs == sorted(seqs)
+    removal = xpath(data, "//odm:ItemGroupData[@ItemGroupRepeatKey='3']"
+                          "[@TransactionType='Remove']")
+    assert len(removal) == 1
+    assert removal[0].findtext("odm:AuditRecord/odm:ReasonForChange", namespaces=NS) == \
+        "duplicate of line 1"
+    assert xpath(data, "//odm:SubjectData")[0].get("TransactionType") == "Upsert"
+    broken = xpath(data, "//odm:FormData[@FormOID='F.DEMOG'][@TransactionType='Context']")
+    assert len(broken) == 1
+    assert broken[0].find("odm:Signature/odm:SignatureRef", NS).get("SignatureOID") == \
+        "SD.RESPONSIBILITY"
+    assert "broken_at=" in broken[0].findtext("odm:Annotation/odm:Comment", namespaces=NS)
+    # Every item change of the trail is in the file, each once.
+    changes = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.study_oid == "CLINX",
+        AuditEvent.action.in_(("item.entered", "item.changed", "item.cleared"))))
+    assert len(xpath(data, "//odm:ItemData[odm:AuditRecord]")) == changes
+
+
+def test_site_and_subject_scopes(cast):
+    site = export(cast.study, site="S02")
+    assert [s.get("SubjectKey") for s in xpath(site, "//odm:SubjectData")] == ["S02-001"]
+    one = export(cast.study, subject="S01-001", transactional=True)
+    assert [s.get("SubjectKey") for s in xpath(one, "//odm:SubjectData")] == ["S01-001"]
+
+
+def test_cli_export_validates_and_is_audited(cast, runner, tmp_path):
+    target = tmp_path / "out" / "clinx.xml"
+    result = runner.invoke(args=["export", "odm", "CLINX", "--site", "S01", "--transactional",
+                                 "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "valid against the XSD" in result.output
+    assert validate_odm(target) == []
+    assert not list(target.parent.glob(".ecrf-export-*"))
+    row = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "export.created")
+                             .order_by(AuditEvent.seq.desc())).first()
+    assert row.new_value == "clinx.xml" and "clinical_odm_transactional" in row.details
+    bad = runner.invoke(args=["export", "odm", "CLINX", "--site", "NOPE", "-o", str(target)])
+    assert bad.exit_code != 0 and "site 'NOPE' does not take part in CLINX" in bad.output
+
+
+# --- import ------------------------------------------------------------------------------------
+
+def _copy_study(tmp_path, make_study, oid: str) -> Study:
+    """The same definition under another OID: a fresh study to import into."""
+    folder = tmp_path / "copy"
+    shutil.copytree(STUDY_FOLDER, folder)
+    text = (folder / "study.yaml").read_text().replace("oid: CLINX", f"oid: {oid}")
+    (folder / "study.yaml").write_text(text)
+    study = make_study(oid, sites=("S01", "S02"))
+    studies.load_folder(db.session, LOADER, folder)
+    db.session.commit()
+    return study
+
+
+def _retarget(data: bytes, oid: str) -> bytes:
+    return data.replace(b'StudyOID="CLINX"', f'StudyOID="{oid}"'.encode())
+
+
+def test_round_trip_export_import_export_gives_the_same_values(cast, tmp_path, make_study):
+    first = export(cast.study)
+    fresh = _copy_study(tmp_path, make_study, "CLINY")
+    path = tmp_path / "clinx.xml"
+    path.write_bytes(_retarget(first, "CLINY"))
+    report = import_odm_clinical(db.session, IMPORTER, fresh, path)
+    db.session.commit()
+    assert report.refused_forms == 0, [line for s in report.subjects for line in s.lines()]
+    assert [s.subject_key for s in report.subjects] == ["S01-001", "S02-001"]
+    assert all(s.enrolled for s in report.subjects)
+    again = export(fresh)
+    assert item_values(again) == item_values(first)
+    # Imported through data capture: audited, with the reason naming the file.
+    rows = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.study_oid == "CLINY", AuditEvent.action == "item.entered")).all()
+    assert rows and all(r.username == "loader" for r in rows)
+    statuses = xpath(again, "//odm:FormData[@FormOID='F.CONSENT']/odm:Annotation/odm:Comment"
+                            "/text()")
+    assert all("status=complete" in s for s in statuses)
+    enrolled = db.session.scalar(select(Subject).where(Subject.subject_key == "S02-001",
+                                                       Subject.study_id == fresh.id))
+    assert enrolled.site.code == "S02" and enrolled.enrolled_on.isoformat() == "2025-05-01"
+
+
+def test_transactional_file_imports_to_the_same_values(cast, tmp_path, make_study):
+    snapshot = export(cast.study)
+    fresh = _copy_study(tmp_path, make_study, "CLINZ")
+    path = tmp_path / "txn.xml"
+    path.write_bytes(_retarget(export(cast.study, transactional=True), "CLINZ"))
+    report = import_odm_clinical(db.session, IMPORTER, fresh, path)
+    db.session.commit()
+    assert report.refused_forms == 0, [line for s in report.subjects for line in s.lines()]
+    assert item_values(export(fresh)) == item_values(snapshot)
+
+
+def test_import_refuses_invalid_values_form_by_form(cast, tmp_path, make_study):
+    data = export(cast.study, subject="S01-001")
+    data = data.replace(b'ItemOID="I.DEMOG.WEIGHT" Value="74.0"',
+                        b'ItemOID="I.DEMOG.WEIGHT" Value="heavy"')
+    data = data.replace(b'ItemOID="I.LAB.PLT" Value="60"', b'ItemOID="I.LAB.PLT" Value="9999"')
+    fresh = _copy_study(tmp_path, make_study, "CLINW")
+    path = tmp_path / "bad.xml"
+    path.write_bytes(_retarget(data, "CLINW"))
+    report = import_odm_clinical(db.session, IMPORTER, fresh, path)
+    db.session.commit()
+    outcome = report.subjects[0]
+    refused = {f.form: f for f in outcome.refused}
+    assert set(refused) == {"DEMOG", "LAB"}
+    assert any("DEMOG_MAIN[1].WEIGHT" in m and "72.5" in m for m in refused["DEMOG"].messages)
+    assert any("LAB_DAY[2].PLT" in m for m in refused["LAB"].messages)
+    text = "\n".join(outcome.lines())
+    assert "LAB refused" in text or "CYCLE[1]/LAB refused" in text
+    subject = db.session.scalar(select(Subject).where(Subject.study_id == fresh.id))
+    forms = {iv.form_oid for iv in db.session.scalars(select(ItemValue).where(
+        ItemValue.subject_id == subject.id))}
+    # Nothing of the refused forms was saved; the others were.
+    assert forms == {"CONSENT", "AE"}
+
+
+def test_import_refusals_of_whole_files(cast, tmp_path, make_study):
+    fresh = _copy_study(tmp_path, make_study, "CLINV")
+    path = tmp_path / "other.xml"
+    path.write_bytes(export(cast.study))
+    with pytest.raises(ClinicalImportError, match="holds data of study 'CLINX', not CLINV"):
+        import_odm_clinical(db.session, IMPORTER, fresh, path)
+    db.session.rollback()
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(b"<ODM><ClinicalData")
+    with pytest.raises(ClinicalImportError, match="not well-formed"):
+        import_odm_clinical(db.session, IMPORTER, fresh, broken)
+    db.session.rollback()
+    unknown = tmp_path / "unknown.xml"
+    unknown.write_bytes(_retarget(export(cast.study, subject="S02-001"), "CLINV")
+                        .replace(b"I.CONSENT.CONSDT", b"I.CONSENT.NOPE"))
+    report = import_odm_clinical(db.session, IMPORTER, fresh, unknown, site_code="S01")
+    assert report.subjects[0].refused[0].messages == [
+        "CONSENT_MAIN.NOPE is not an item of CONSENT"]
+    assert report.subjects[0].site_code == "S01"  # --site wins over the file's SiteRef
+
+
+def test_cli_import_reports_per_subject(cast, runner, tmp_path, make_study):
+    _copy_study(tmp_path, make_study, "CLINU")
+    path = tmp_path / "in.xml"
+    path.write_bytes(_retarget(export(cast.study), "CLINU").replace(
+        b'ItemOID="I.AE.AETOXGR" Value="1"', b'ItemOID="I.AE.AETOXGR" Value="9"'))
+    result = runner.invoke(args=["import", "odm", str(path), "--study", "CLINU"])
+    assert result.exit_code != 0
+    assert "S02-001 (site S02): enrolled; 1 form(s) saved" in result.output
+    assert "LOGS[1]/AE refused: AE_LINE[2].AETOXGR" in result.output
+    assert "1 refused" in result.output
