@@ -26,9 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
                          parallelism=app.config.get("ARGON2_PARALLELISM", 1))
 
     # Every model registered with the metadata, whichever area is used first.
+    import ecrf.allocation.models  # noqa: F401
     import ecrf.jobs.models  # noqa: F401
     import ecrf.models.accounts  # noqa: F401
-    import ecrf.models.allocation  # noqa: F401
     import ecrf.models.api_tokens  # noqa: F401
     import ecrf.models.audit  # noqa: F401
     import ecrf.models.clinical  # noqa: F401
@@ -52,12 +52,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf import api, dashboards, outputs
-    from ecrf.views import admin, allocation, auth, entry, main, review, safety, studies, tokens
+    from ecrf import allocation, api, dashboards, outputs
+    from ecrf.views import admin, auth, entry, main, review, safety, studies, tokens
 
     for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, review.bp,
-                      safety.bp, allocation.bp, tokens.bp, api.bp):
+                      safety.bp, tokens.bp, api.bp):
         app.register_blueprint(blueprint)
+    allocation.register(app)
     dashboards.register(app)
     outputs.register(app)
 

@@ -155,7 +155,7 @@ class _Subject:
         return bool(rand and rand.date_item and rand.date_item[0] == form_oid)
 
     def _randomize(self, planned: dt.date) -> None:
-        from ecrf.services import randomization
+        from ecrf.allocation import randomization
 
         if self.definition.randomization is None:
             return

@@ -116,7 +116,8 @@ def _allocate(session: Session, actor: Actor, studies: dict[str, Study], *,
     reviewed: the data manager signs the decision the 3+3 rule proposes, and the waiting
     subjects get the level it opens (their data is entered next).
     """
-    from ecrf.services import randomization, randomization_lists
+    from ecrf.allocation import lists as randomization_lists
+    from ecrf.allocation import randomization
 
     notes: list[str] = []
     dex, exo = studies["DEXAML03"], studies["UCMSCEXO"]
@@ -144,7 +145,7 @@ def _subjects(session: Session, study: Study) -> list[Subject]:
 
 
 def _waiting(session: Session, study: Study) -> list[Subject]:
-    from ecrf.services.randomization import CLOSED_STATUSES
+    from ecrf.allocation.randomization import CLOSED_STATUSES
 
     return [s for s in _subjects(session, study)
             if s.dose_level is None and s.status not in CLOSED_STATUSES]
@@ -153,7 +154,7 @@ def _waiting(session: Session, study: Study) -> list[Subject]:
 def _assign_levels(session: Session, study: Study) -> list[str]:
     """The open level to waiting subjects, in enrolment order, while it has places; the
     others wait for the review of the cohort."""
-    from ecrf.services import escalation
+    from ecrf.allocation import escalation
 
     state = escalation.board(session, study)
     if state.current_level is None:
@@ -176,7 +177,8 @@ def _review_cohort(session: Session, study: Study, config) -> bool:
     (escalate, stay, de-escalate) are taken: declaring the MTD or stopping is left to the
     person trying the demo.
     """
-    from ecrf.services import escalation, escalation_decisions
+    from ecrf.allocation import decisions as escalation_decisions
+    from ecrf.allocation import escalation
 
     if config is None or not _waiting(session, study):
         return False

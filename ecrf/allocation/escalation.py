@@ -6,7 +6,7 @@ is over (the day after anchor + window at the subject's site, or its last day on
 assessment says evaluable); a subject who did not get the full dose, was assessed not
 evaluable, or left the study before becoming evaluable needs a replacement. The pure
 engines (``ecrf.domain.escalation``) propose; a data manager or investigator decides,
-signing with their password (``escalation_decisions``).
+signing with their password (``decisions``).
 
 Which items say "DLT observed", "full dose received" and "evaluable" is study data. The
 ``dose_escalation`` block does not name them yet, so they are read from text parameters
@@ -27,6 +27,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ecrf.allocation.models import EscalationDecision
+from ecrf.allocation.randomization import (
+    CLOSED_STATUSES,
+    latest_definition,
+    recorded_values,
+    site_today,
+)
 from ecrf.crf import (
     EscalationDef,
     EscalationDesign,
@@ -37,16 +44,9 @@ from ecrf.crf import (
 from ecrf.domain import escalation as engine
 from ecrf.domain.escalation import Action, LevelState, Proposal
 from ecrf.models.accounts import Study
-from ecrf.models.allocation import EscalationDecision
 from ecrf.models.clinical import Subject
 from ecrf.services import audit, subjects
 from ecrf.services.audit import Actor
-from ecrf.services.randomization import (
-    CLOSED_STATUSES,
-    latest_definition,
-    recorded_values,
-    site_today,
-)
 
 ItemKey = tuple[str, str]
 _PROPOSED = {

@@ -4,7 +4,7 @@ A subject takes the lowest unused slot of its stratum. Requests for one list que
 lock of the list (a no-op UPDATE: a row lock on PostgreSQL, the write lock on SQLite), so
 no slot is ever skipped or given twice; SKIP LOCKED would skip slots, and a FOR UPDATE on
 the lowest free slot can come back empty under READ COMMITTED once the waiter re-checks it.
-Lists themselves live in ``randomization_lists`` (re-exported here).
+Lists themselves live in ``lists`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -17,16 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ecrf.crf import StudyDefinition
-from ecrf.domain import randomization as engine
-from ecrf.models.accounts import User
-from ecrf.models.allocation import Allocation, RandomizationList, RandomizationSlot
-from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.services import access, audit, schedule, studies, subjects
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import item_path
-from ecrf.services.randomization_lists import (
+from ecrf.allocation.lists import (
     KINDS,
     ListValidationError,
     RandomizationServiceError,
@@ -42,6 +33,15 @@ from ecrf.services.randomization_lists import (
     list_slots,
     lists_of,
 )
+from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
+from ecrf.crf import StudyDefinition
+from ecrf.domain import randomization as engine
+from ecrf.models.accounts import User
+from ecrf.models.base import utcnow
+from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.services import access, audit, schedule, studies, subjects
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import item_path
 from ecrf.services.schedule_data import local_today
 
 __all__ = [

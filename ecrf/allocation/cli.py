@@ -1,4 +1,4 @@
-"""`ecrf randomization ...` and `ecrf escalation ...`: thin wrappers over the services.
+"""`ecrf randomization ...` and `ecrf escalation ...`: thin wrappers over allocation.
 
 These commands show concealed material (seeds, block sizes, future allocations): they are
 for the data manager and the statistician, who run them on the server.
@@ -9,22 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from flask import Flask
 from sqlalchemy import select
 
+from ecrf.allocation import escalation, randomization
+from ecrf.core.cli import cli_actor, fail
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
-from ecrf.services import escalation, randomization, studies
+from ecrf.services import studies
 
 randomization_cli = click.Group("randomization", help="Randomization lists (concealed).")
 escalation_cli = click.Group("escalation", help="Dose escalation.")
 KIND = click.Choice(randomization.KINDS)
-
-
-def _actor():
-    from ecrf.cli import cli_actor
-
-    return cli_actor()
 
 
 def _study(oid: str) -> Study:
@@ -32,11 +27,6 @@ def _study(oid: str) -> Study:
     if study is None:
         raise click.ClickException(f"no study with OID {oid!r} (load it with `ecrf study load`)")
     return study
-
-
-def _fail(exc: Exception):
-    db.session.rollback()
-    raise click.ClickException(str(exc))
 
 
 def _block_sizes(text: str | None) -> tuple[int, ...] | None:
@@ -64,11 +54,11 @@ def generate(study: str, seed: str, per_stratum: int, kind: str, name: str | Non
              block_sizes: str | None, replace: bool):
     """Generate a stratified permuted-block list from the study definition."""
     try:
-        rlist = randomization.generate(db.session, _actor(), _study(study), seed=seed,
+        rlist = randomization.generate(db.session, cli_actor(), _study(study), seed=seed,
                                        per_stratum=per_stratum, kind=kind, name=name,
                                        block_sizes=_block_sizes(block_sizes), replace=replace)
     except randomization.RandomizationServiceError as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"generated {kind} list #{rlist.id} {rlist.name!r}")
     _show_balance(rlist)
@@ -89,7 +79,7 @@ def import_(study: str, file: Path, kind: str, name: str | None, replace: bool):
     except (UnicodeDecodeError, OSError) as exc:
         raise click.ClickException(f"{file}: cannot be read as UTF-8 text ({exc})") from None
     try:
-        rlist = randomization.import_csv(db.session, _actor(), _study(study), text, kind=kind,
+        rlist = randomization.import_csv(db.session, cli_actor(), _study(study), text, kind=kind,
                                          name=name or file.name, replace=replace)
     except randomization.ListValidationError as exc:
         db.session.rollback()
@@ -98,7 +88,7 @@ def import_(study: str, file: Path, kind: str, name: str | None, replace: bool):
         raise click.ClickException(f"{len(exc.problems)} problem(s): nothing was "
                                    f"imported") from None
     except randomization.RandomizationServiceError as exc:
-        _fail(exc)
+        fail(exc)
     db.session.commit()
     click.echo(f"imported {kind} list #{rlist.id} {rlist.name!r}")
     _show_balance(rlist)
@@ -171,8 +161,3 @@ def status(study: str):
         click.echo(f"decision {d.decided_at:%Y-%m-%d %H:%M} UTC {d.signer_name}: {d.action} at "
                    f"level {d.level} -> {d.next_level if d.next_level is not None else 'closed'}"
                    f"; {d.reason}")
-
-
-def register(app: Flask) -> None:
-    app.cli.add_command(randomization_cli)
-    app.cli.add_command(escalation_cli)

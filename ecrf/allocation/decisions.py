@@ -13,14 +13,14 @@ import json
 
 from sqlalchemy.orm import Session
 
+from ecrf.allocation.escalation import Board, EscalationServiceError, board, lock_study
+from ecrf.allocation.models import EscalationDecision
 from ecrf.domain.escalation import Action
 from ecrf.models.accounts import Study, User
-from ecrf.models.allocation import EscalationDecision
 from ecrf.models.base import utcnow
 from ecrf.security.passwords import verify_password
 from ecrf.services import access, accounts, audit
 from ecrf.services.audit import Actor
-from ecrf.services.escalation import Board, EscalationServiceError, board, lock_study
 
 SIGNATURE_MEANING = "approval"
 DECISIONS = ("escalate", "stay", "de-escalate", "declare_mtd", "stop")

@@ -9,21 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ecrf.allocation.models import Allocation, EscalationDecision, RandomizationSlot
 from ecrf.extensions import db
 from ecrf.models.accounts import User as UserModel
-from ecrf.models.allocation import Allocation, EscalationDecision, RandomizationSlot
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import Subject
 from ecrf.services import audit
+from tests.allocation.test_escalation import cohort
+from tests.allocation.test_randomization import ACTOR, add_subject, generate, load, make_eligible
 from tests.conftest import PASSWORD, sign_in
-from tests.services.test_escalation_service import cohort
-from tests.services.test_randomization_service import (
-    ACTOR,
-    add_subject,
-    generate,
-    load,
-    make_eligible,
-)
 
 RAND_URL = "/studies/ALLOCR/subjects/{key}/randomize"
 
@@ -123,7 +117,7 @@ def test_no_one_but_the_data_manager_sees_the_lists(client, make_user, web_study
 def test_the_data_manager_sees_lists_balance_and_every_slot(client, make_user, web_study):
     rlist = generate(web_study, seed="dm-seed-5")
     subject = make_eligible(add_subject(web_study, "P-005"))
-    from ecrf.services import randomization
+    from ecrf.allocation import randomization
 
     randomization.randomize(db.session, ACTOR, subject)
     db.session.commit()

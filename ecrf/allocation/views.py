@@ -23,18 +23,13 @@ from sqlalchemy import select
 from wtforms import PasswordField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from ecrf.allocation import decisions, escalation, randomization
+from ecrf.allocation.models import RandomizationList
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.models.allocation import RandomizationList
 from ecrf.models.clinical import Subject
 from ecrf.security.permissions import Allow, register
-from ecrf.services import (
-    access,
-    escalation,
-    escalation_decisions,
-    randomization,
-    studies,
-)
+from ecrf.services import access, studies
 from ecrf.views.helpers import subject_or_404
 from ecrf.web import request_actor
 
@@ -193,13 +188,13 @@ def decide(study_oid: str):
         return _render_board(state, form, 400)
     try:
         # A wrong password is kept: it counts toward lockout.
-        with transaction(keep=(escalation_decisions.SignatureError,)):
-            escalation_decisions.record_decision(
+        with transaction(keep=(decisions.SignatureError,)):
+            decisions.record_decision(
                 db.session, request_actor("escalation.decide", g.study), g.study,
                 action=form.action.data, reason=form.reason.data, password=form.password.data,
                 lockout_threshold=current_app.config["LOCKOUT_THRESHOLD"],
                 lockout_minutes=current_app.config["LOCKOUT_MINUTES"])
-    except escalation_decisions.SignatureError as exc:
+    except decisions.SignatureError as exc:
         if exc.locked:
             logout_user()
             flash(_("Too many wrong passwords: your account is locked."), "danger")

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ecrf.allocation import randomization
+from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
 from ecrf.domain import randomization as engine
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, Study
-from ecrf.models.allocation import Allocation, RandomizationList, RandomizationSlot
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.services import audit, randomization, studies
+from ecrf.services import audit, studies
 from ecrf.services.audit import Actor
 from ecrf.services.schedule_data import local_today
 

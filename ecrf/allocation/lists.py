@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
 from ecrf.models.accounts import Study
-from ecrf.models.allocation import Allocation, RandomizationList, RandomizationSlot
 from ecrf.models.base import utcnow
 from ecrf.services import audit, studies
 from ecrf.services.audit import Actor

@@ -1,0 +1,47 @@
+"""Treatment allocation: concealed stratified randomization lists with concurrent-safe
+slots, and 3+3 / BOIN dose escalation boards whose decisions are signed."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.allocation.decisions import DECISIONS, SignatureError, record_decision
+from ecrf.allocation.escalation import (
+    Board,
+    EscalationServiceError,
+    assign_dose_level,
+    board,
+    current_open_level,
+)
+from ecrf.allocation.lists import KINDS, RandomizationServiceError, generate, import_csv
+from ecrf.allocation.models import (
+    Allocation,
+    EscalationDecision,
+    RandomizationList,
+    RandomizationSlot,
+)
+from ecrf.allocation.randomization import (
+    CLOSED_STATUSES,
+    NotRandomizable,
+    allocations_of,
+    check_readiness,
+    randomize,
+    undo_randomization,
+)
+
+__all__ = [
+    "CLOSED_STATUSES", "DECISIONS", "KINDS", "Allocation", "Board", "EscalationDecision",
+    "EscalationServiceError", "NotRandomizable", "RandomizationList",
+    "RandomizationServiceError", "RandomizationSlot", "SignatureError", "allocations_of",
+    "assign_dose_level", "board", "check_readiness", "current_open_level", "generate",
+    "import_csv", "randomize", "record_decision", "register", "undo_randomization",
+]
+
+
+def register(app: Flask) -> None:
+    from ecrf.allocation.cli import escalation_cli, randomization_cli
+    from ecrf.allocation.views import bp
+
+    app.register_blueprint(bp)
+    app.cli.add_command(randomization_cli)
+    app.cli.add_command(escalation_cli)
