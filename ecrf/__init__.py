@@ -33,8 +33,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     import ecrf.models.audit  # noqa: F401
     import ecrf.models.clinical  # noqa: F401
     import ecrf.models.review  # noqa: F401
-    import ecrf.models.safety  # noqa: F401
     import ecrf.models.studies  # noqa: F401
+    import ecrf.safety.models  # noqa: F401
     from ecrf.extensions import babel, csrf, db, login_manager, migrate
 
     db.init_app(app)
@@ -52,22 +52,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf import allocation, api, dashboards, outputs
-    from ecrf.views import admin, auth, entry, main, review, safety, studies, tokens
+    from ecrf import allocation, api, dashboards, outputs, safety
+    from ecrf.views import admin, auth, entry, main, review, studies, tokens
 
     for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, review.bp,
-                      safety.bp, tokens.bp, api.bp):
+                      tokens.bp, api.bp):
         app.register_blueprint(blueprint)
+
+    # Reactions to data capture, in this order: a missing receiver fails here, at start-up.
+    from ecrf.services import review_hooks
+
+    review_hooks.register()
+    safety.register(app)
     allocation.register(app)
     dashboards.register(app)
     outputs.register(app)
-
-    # Reactions to data capture: a missing receiver fails here, at start-up.
-    from ecrf.services import review_hooks, safety, safety_hooks
-
-    review_hooks.register()
-    safety_hooks.register()
-    safety.register()
 
     from ecrf.cli import register_commands
 

@@ -24,10 +24,12 @@ from sqlalchemy.orm import Session
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.models.accounts import RoleGrant, Study, User
 from ecrf.models.clinical import ItemValue, Subject
-from ecrf.models.safety import AeGradePrompt
-from ecrf.services import capture, safety, safety_hooks
+from ecrf.safety import handlers as safety_hooks
+from ecrf.safety import operations as safety
+from ecrf.safety.models import AeGradePrompt
+from ecrf.safety.support import ae_log, load_ae_rows
+from ecrf.services import capture
 from ecrf.services.audit import Actor
-from ecrf.services.safety_support import ae_log, load_ae_rows
 from ecrf.services.schedule import local_today
 from ecrf.services.studies import definition_for
 

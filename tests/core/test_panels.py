@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ecrf.core.panels import Panel, add_panel, panels_for
-from ecrf.services import safety
+from ecrf.safety import operations as safety
 
 
 def test_safety_adds_the_sae_clocks_panel_for_investigators_only(app):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ecrf import create_app
 from ecrf.core import signals
 from ecrf.core.signals import FormChange
-from ecrf.services import review_hooks, safety_hooks
+from ecrf.safety import handlers as safety_hooks
+from ecrf.services import review_hooks
 
 
 def test_the_app_connects_locks_sdv_signatures_queries_grading_and_safety(app):

@@ -234,7 +234,7 @@ def counts_plot(session: Session, subject: Subject) -> str | None:
 
     matplotlib escapes every text it draws, so the markup may be inserted as is."""
     from ecrf import plots
-    from ecrf.services import endpoints
+    from ecrf.safety import endpoints
 
     definition = definition_for(subject.study_version)
     if not endpoints.has_counts(definition):

@@ -22,7 +22,7 @@ from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from ecrf.models.base import utcnow
-from ecrf.models.safety import NotificationLog
+from ecrf.safety.models import NotificationLog
 
 log = logging.getLogger("ecrf.safety")
 _OUTBOX = "ecrf_safety_outbox"

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.safety import AeGradePrompt, DltAssessment, SaeReport
-from tests.services.safety_setup import (
+from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
+from tests.safety.safety_setup import (
     actor_for,
     ae_row,
     counts_row,

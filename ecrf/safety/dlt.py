@@ -29,11 +29,8 @@ from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import DEFAULT_RELATED, Causality
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import FormInstance, GroupRow, ItemValue, Subject
-from ecrf.models.safety import DltAssessment
-from ecrf.services import audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import MAX_REASON, record_clinical
-from ecrf.services.safety_support import (
+from ecrf.safety.models import DltAssessment
+from ecrf.safety.support import (
     AeLog,
     AeRow,
     ae_log,
@@ -43,6 +40,9 @@ from ecrf.services.safety_support import (
     load_ae_rows,
     onset_of,
 )
+from ecrf.services import audit
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import MAX_REASON, record_clinical
 from ecrf.services.studies import definition_for
 
 CLOSED = ("screen_failed", "completed", "withdrawn", "lost_to_follow_up", "died")

@@ -16,8 +16,9 @@ from sqlalchemy import event, select
 from ecrf.domain.hematology import RecoveryStatus
 from ecrf.extensions import db
 from ecrf.models.accounts import Site
-from ecrf.services import endpoints, studies
-from tests.services.safety_setup import (
+from ecrf.safety import endpoints
+from ecrf.services import studies
+from tests.safety.safety_setup import (
     actor_for,
     counts_row,
     enrol,

@@ -18,12 +18,14 @@ from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import Subject
-from ecrf.models.safety import AeGradePrompt, DltAssessment, SaeReport
 from ecrf.plots import Panel, Threshold, dose_level_anc_svg, subject_counts_svg
+from ecrf.safety import endpoints
+from ecrf.safety import operations as safety
+from ecrf.safety.grading import load_lab_values
+from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
+from ecrf.safety.support import ae_log
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, endpoints, safety
-from ecrf.services.safety_grading import load_lab_values
-from ecrf.services.safety_support import ae_log
+from ecrf.services import access
 from ecrf.services.studies import definition_for
 from ecrf.views.helpers import actor_for, may, subject_or_404
 

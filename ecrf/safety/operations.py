@@ -1,6 +1,6 @@
 """Safety use cases: the API the views, CLI and other areas call. AE prompts from graded
 labs and their decisions, the subject and study safety overviews; SAE reports
-(``safety_sae``) and DLT (``safety_dlt``) are re-exported here. Functions take
+(``sae``) and DLT (``dlt``) are re-exported here. Functions take
 (session, actor, ...), flush, never commit.
 """
 
@@ -18,17 +18,14 @@ from ecrf.domain.adverse_events import ClockStatus, Finding, check_consistency
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import Subject
-from ecrf.models.safety import AeGradePrompt, DltAssessment, SaeReport
-from ecrf.services import access, audit, capture
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import MAX_REASON, record_clinical
-from ecrf.services.safety_dlt import (  # noqa: F401  (the safety API, in one place)
+from ecrf.safety.dlt import (  # noqa: F401  (the safety API, in one place)
     DltError,
     DltStatus,
     decide_dlt,
     dlt_status,
 )
-from ecrf.services.safety_sae import (  # noqa: F401
+from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
+from ecrf.safety.sae import (  # noqa: F401
     SafetyError,
     add_followup,
     clock,
@@ -39,14 +36,10 @@ from ecrf.services.safety_sae import (  # noqa: F401
     submit_report,
     sync_reports,
 )
-from ecrf.services.safety_support import (
-    AeLog,
-    AeRow,
-    Definitions,
-    ae_log,
-    load_ae_rows,
-    to_adverse_event,
-)
+from ecrf.safety.support import AeLog, AeRow, Definitions, ae_log, load_ae_rows, to_adverse_event
+from ecrf.services import access, audit, capture
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import MAX_REASON, record_clinical
 from ecrf.services.schedule import subject_schedule_data
 from ecrf.services.studies import definition_for
 

@@ -14,11 +14,13 @@ from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import ItemValue
-from ecrf.models.safety import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
-from ecrf.services import safety, safety_hooks
-from ecrf.services.safety_support import ae_log
+from ecrf.safety import handlers as safety_hooks
+from ecrf.safety import notify
+from ecrf.safety import operations as safety
+from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
+from ecrf.safety.support import ae_log
 from ecrf.services.studies import definition_for
-from tests.services.safety_setup import (
+from tests.safety.safety_setup import (
     actor_for,
     ae_row,
     audit_actions,
@@ -409,8 +411,7 @@ def test_notifications_are_mailed_after_commit(inv, subject, app, monkeypatch):
 
 def test_a_rolled_back_save_sends_nothing(inv, subject, app, monkeypatch):
     sent = []
-    monkeypatch.setattr("ecrf.services.notifications.send_email",
-                        lambda *args: sent.append(args))
+    monkeypatch.setattr(notify, "send_email", lambda *args: sent.append(args))
     app.config.update(SAE_NOTIFY=["pv@example.org"], MAIL_SERVER="smtp.example.org")
     save(inv, subject, "AE", ae_row(1, AETERM="Sepsis", AESTDTC="2025-06-10", AETOXGR="4",
                                     AESER="Y", AESLIFE="Y"), commit=False)

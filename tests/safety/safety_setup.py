@@ -91,7 +91,7 @@ def save(actor: Actor, subject: Subject, form: str, values: dict, *, event: str 
          reasons: dict | None = None, reason: str | None = None, commit: bool = True):
     """Save through capture (partial: other saved values kept), then run the safety
     reactions on the change, as capture's after-save hook does once it is wired in."""
-    from ecrf.services import safety_hooks
+    from ecrf.safety import handlers as safety_hooks
 
     event = event or EVENT_OF[form]
     if reason:

@@ -40,15 +40,10 @@ from ecrf.domain.ctcae import GradingError, LabGrade, UnitError, convert_unit, g
 from ecrf.domain.expressions import ExpressionError
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.models.safety import AeGradePrompt
+from ecrf.safety.models import AeGradePrompt
+from ecrf.safety.support import Definitions, ae_log, int_param, load_ae_rows
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import record_clinical
-from ecrf.services.safety_support import (
-    Definitions,
-    ae_log,
-    int_param,
-    load_ae_rows,
-)
 
 BASELINE_TESTS = frozenset({"ALT", "AST", "BILI", "CREAT"})
 DECLINED_COVERS = dt.timedelta(days=7)

@@ -8,13 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import click
-from flask import Flask
 from sqlalchemy import select
 
 from ecrf.domain.ctcae import GradingError, grade_lab
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
-from ecrf.services import endpoints
+from ecrf.safety import endpoints
 
 ctcae_cli = click.Group("ctcae", help="CTCAE v5.0 laboratory grading.")
 
@@ -78,8 +77,3 @@ def endpoints_command(study: str, csv_path: str | None):
                  f"{summary.events}/{summary.n}, median {summary.median} "
                  f"[{summary.minimum}-{summary.maximum}]")
         click.echo(f"  {summary.group:<16} {summary.endpoint:<42} {shown}")
-
-
-def register(app: Flask) -> None:
-    app.cli.add_command(ctcae_cli)
-    app.cli.add_command(endpoints_command)

@@ -31,12 +31,9 @@ from ecrf.domain.adverse_events import (
 )
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import FormInstance, Subject
-from ecrf.models.safety import SaeReport
-from ecrf.services import audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import record_clinical, row_path
-from ecrf.services.notifications import notify
-from ecrf.services.safety_support import (
+from ecrf.safety.models import SaeReport
+from ecrf.safety.notify import notify
+from ecrf.safety.support import (
     AeLog,
     AeRow,
     ae_log,
@@ -45,6 +42,9 @@ from ecrf.services.safety_support import (
     load_ae_rows,
     row_snapshot,
 )
+from ecrf.services import audit
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import record_clinical, row_path
 from ecrf.services.studies import definition_for
 
 

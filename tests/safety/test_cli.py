@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.services.safety_setup import load_safety_study
+from tests.safety.safety_setup import load_safety_study
 
 
 def grade(runner, *args):

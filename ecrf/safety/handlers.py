@@ -22,26 +22,20 @@ from ecrf.domain.adverse_events import check_consistency
 from ecrf.models.audit import AuditEvent
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import FormInstance, ItemValue, Subject
-from ecrf.models.safety import AeGradePrompt
-from ecrf.services import audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import item_path, record_clinical
-from ecrf.services.safety import prompt_path, sync_reports
-from ecrf.services.safety_dlt import refresh_candidates
-from ecrf.services.safety_grading import (
+from ecrf.safety.dlt import refresh_candidates
+from ecrf.safety.grading import (
     BASELINE_TESTS,
     grade_values,
     load_lab_values,
     store_grades,
     update_prompts,
 )
-from ecrf.services.safety_support import (
-    AeLog,
-    ae_log,
-    ae_row_path,
-    load_ae_rows,
-    to_adverse_event,
-)
+from ecrf.safety.models import AeGradePrompt
+from ecrf.safety.operations import prompt_path, sync_reports
+from ecrf.safety.support import AeLog, ae_log, ae_row_path, load_ae_rows, to_adverse_event
+from ecrf.services import audit
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import item_path, record_clinical
 from ecrf.services.schedule import subject_schedule_data
 from ecrf.services.studies import definition_for
 

@@ -1,0 +1,57 @@
+"""Safety: CTCAE grading of lab values as they are saved, AE prompts, AE/SAE consistency,
+SAE reporting clocks and notifications, DLT candidates in the DLT window, and the
+hematologic recovery endpoints with their plots."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.safety.endpoints import (
+    EndpointsError,
+    has_counts,
+    recovery_parameters,
+    study_endpoints,
+    subject_series,
+)
+from ecrf.safety.handlers import react
+from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
+from ecrf.safety.operations import (
+    DltError,
+    SafetyError,
+    accept_prompt,
+    add_followup,
+    clock,
+    create_report,
+    decide_dlt,
+    decline_prompt,
+    dlt_status,
+    report_term,
+    running_sae_clocks,
+    study_pending,
+    study_reports,
+    subject_safety,
+    submit_report,
+)
+
+__all__ = [
+    "AeGradePrompt", "DltAssessment", "DltError", "EndpointsError", "NotificationLog",
+    "SaeReport", "SafetyError", "accept_prompt", "add_followup", "clock", "create_report",
+    "decide_dlt", "decline_prompt", "dlt_status", "has_counts", "react",
+    "recovery_parameters", "register", "report_term", "running_sae_clocks",
+    "study_endpoints", "study_pending", "study_reports", "subject_safety", "subject_series",
+    "submit_report",
+]
+
+
+def register(app: Flask) -> None:
+    """The safety pages and commands, its reactions to data capture and its dashboard
+    panel; called by the app factory."""
+    from ecrf.safety import handlers, operations
+    from ecrf.safety.cli import ctcae_cli, endpoints_command
+    from ecrf.safety.views import bp
+
+    app.register_blueprint(bp)
+    handlers.register()
+    operations.register()
+    app.cli.add_command(ctcae_cli)
+    app.cli.add_command(endpoints_command)
