@@ -32,8 +32,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     import ecrf.models.api_tokens  # noqa: F401
     import ecrf.models.audit  # noqa: F401
     import ecrf.models.clinical  # noqa: F401
-    import ecrf.models.review  # noqa: F401
     import ecrf.models.studies  # noqa: F401
+    import ecrf.review.models  # noqa: F401
     import ecrf.safety.models  # noqa: F401
     from ecrf.extensions import babel, csrf, db, login_manager, migrate
 
@@ -52,17 +52,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf import allocation, api, dashboards, outputs, safety
-    from ecrf.views import admin, auth, entry, main, review, studies, tokens
+    from ecrf import allocation, api, dashboards, outputs, review, safety
+    from ecrf.views import admin, auth, entry, main, studies, tokens
 
-    for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, review.bp,
-                      tokens.bp, api.bp):
+    for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, tokens.bp, api.bp):
         app.register_blueprint(blueprint)
 
-    # Reactions to data capture, in this order: a missing receiver fails here, at start-up.
-    from ecrf.services import review_hooks
-
-    review_hooks.register()
+    # Review's reactions to data capture run before safety's: a missing receiver fails
+    # here, at start-up.
+    review.register(app)
     safety.register(app)
     allocation.register(app)
     dashboards.register(app)

@@ -250,12 +250,12 @@ def audit_export(study: str, subject: str | None, output: str):
 def register_commands(app: Flask) -> None:
     # Each area keeps its commands next to its services; imported here, not at the top,
     # because those modules import this one for cli_actor and its helpers.
-    from ecrf import cli_api, cli_review, cli_studies, demo, jobs
+    from ecrf import cli_api, cli_studies, demo, jobs
 
     app.cli.add_command(users_cli)
     app.cli.add_command(sites_cli)
     demo.register(app)
     jobs.register(app)
     app.cli.add_command(audit_cli)
-    for module in (cli_studies, cli_review, cli_api):
+    for module in (cli_studies, cli_api):
         module.register(app)

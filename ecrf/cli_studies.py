@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ecrf.core.cli import add_group
 from ecrf.crf import load_study
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
@@ -209,5 +210,5 @@ def schedule_refresh(oid: str | None):
 
 
 def register(app: Flask) -> None:
-    app.cli.add_command(study_cli)
+    add_group(app, study_cli)
     app.cli.add_command(schedule_cli)

@@ -224,3 +224,13 @@ def login_as(client, make_user):
         return user
 
     return login
+
+
+@pytest.fixture
+def wired_capture(app):
+    """Data capture as the app wires it: review's receivers connected to its signals."""
+    from ecrf.core import signals
+    from ecrf.review import handlers
+
+    assert handlers.sync_automatic_queries in signals.receivers_of(signals.form_saved)
+    assert handlers.refuse_locked in signals.receivers_of(signals.form_changing)

@@ -23,9 +23,9 @@ from ecrf.crf.validation import Issue
 from ecrf.crf.values import result_kind
 from ecrf.extensions import db
 from ecrf.models.clinical import Subject
+from ecrf.review.locks import DataLockedError
 from ecrf.security.permissions import Allow, register
 from ecrf.services import capture
-from ecrf.services.locks import DataLockedError
 from ecrf.views.helpers import actor_for
 
 register("api.form", Allow("subjects.view"))

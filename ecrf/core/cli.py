@@ -10,6 +10,7 @@ import getpass
 from typing import NoReturn
 
 import click
+from flask import Flask
 
 from ecrf.extensions import db
 from ecrf.services.audit import Actor
@@ -28,3 +29,16 @@ def fail(problem: Exception | str) -> NoReturn:
     """Roll back the command's transaction and end it with one line on standard error."""
     db.session.rollback()
     raise click.ClickException(str(problem))
+
+
+def add_group(app: Flask, group: click.Group) -> click.Group:
+    """Add an area's command group to ``ecrf``. When another area already added a group of
+    that name, this group's commands join it: ``ecrf study migrate`` (capture) and
+    ``ecrf study freeze`` (review) sit beside ``ecrf study load`` (studies)."""
+    existing = app.cli.commands.get(group.name)
+    if not isinstance(existing, click.Group):
+        app.cli.add_command(group)
+        return group
+    for name, command in group.commands.items():
+        existing.add_command(command, name)
+    return existing

@@ -26,9 +26,10 @@ from ecrf.dashboards.study_boards import (  # the study-wide boards, served from
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.models.review import Query, Signature
+from ecrf.review import queries, sdv, signatures
+from ecrf.review.models import Query, Signature
 from ecrf.security.roles import Role
-from ecrf.services import access, queries, sdv, signatures
+from ecrf.services import access
 
 __all__ = [
     "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from ecrf.models.accounts import Site, Study, StudySite, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.models.review import Lock, Query, Signature
 from ecrf.models.studies import StudyVersion
-from ecrf.services import queries, sdv, subjects
+from ecrf.review import queries, sdv
+from ecrf.review.models import Lock, Query, Signature
+from ecrf.services import subjects
 from ecrf.services.studies import definition_for, latest_version
 
 __all__ = ["DataManagerBoard", "MissingForm", "QueryMetrics", "Readiness", "SponsorBoard",

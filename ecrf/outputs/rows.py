@@ -25,8 +25,8 @@ from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
 from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.models.review import Signature
 from ecrf.models.studies import StudyVersion
+from ecrf.review.models import Signature
 from ecrf.services import access
 from ecrf.services.studies import definition_for
 

@@ -33,10 +33,10 @@ from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
 from ecrf.models.clinical import SUBJECT_STATUSES, EventInstance
 from ecrf.models.studies import StudyVersion
+from ecrf.review.signatures import signatures_of
 from ecrf.security.permissions import Allow, register
 from ecrf.services import access, schedule, studies, subjects
 from ecrf.services.schedule import local_today
-from ecrf.services.signatures import signatures_of
 from ecrf.views.helpers import may, subject_or_404
 from ecrf.web import request_actor
 

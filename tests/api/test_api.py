@@ -582,7 +582,7 @@ def test_row_numbers_are_checked(client, crc):
 
 def test_locked_data_is_refused_with_423(app):
     from ecrf.api.forms import _capture_problem
-    from ecrf.services.locks import DataLockedError
+    from ecrf.review.locks import DataLockedError
 
     with app.test_request_context("/api/v1/studies"):
         problem = _capture_problem(DataLockedError("Study %(study)s is frozen.",

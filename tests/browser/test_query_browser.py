@@ -13,19 +13,12 @@ from sqlalchemy import select
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import ItemValue
-from ecrf.models.review import Query
+from ecrf.review.models import Query
 from ecrf.services import studies
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import PASSWORD
+from tests.review.review_setup import REVIEW_STUDY, demog, save, start, subject_at
 from tests.services.capture_setup import LOADER, actor_for
-from tests.services.review_setup import (
-    REVIEW_STUDY,
-    demog,
-    save,
-    start,
-    subject_at,
-    wired_capture,  # noqa: F401  (fixture)
-)
 
 REVIEW = "/studies/REVIEW/subjects/S01-001/events/SCREEN/1/forms/VITALS/review"
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from ecrf import create_app
 from ecrf.core import signals
 from ecrf.core.signals import FormChange
-from ecrf.safety import handlers as safety_hooks
-from ecrf.services import review_hooks
+from ecrf.review import handlers as review_handlers
+from ecrf.safety import handlers as safety_handlers
 
 
 def test_the_app_connects_locks_sdv_signatures_queries_grading_and_safety(app):
-    assert signals.receivers_of(signals.form_changing) == [review_hooks.refuse_locked]
+    assert signals.receivers_of(signals.form_changing) == [review_handlers.refuse_locked]
     saved = signals.receivers_of(signals.form_saved)
-    assert saved == [review_hooks.reset_sdv, review_hooks.break_signatures,
-                     review_hooks.link_corrections, review_hooks.sync_automatic_queries,
-                     safety_hooks.grade_labs, safety_hooks.review_adverse_events]
+    assert saved == [review_handlers.reset_sdv, review_handlers.break_signatures,
+                     review_handlers.link_corrections, review_handlers.sync_automatic_queries,
+                     safety_handlers.grade_labs, safety_handlers.review_adverse_events]
 
 
 def test_a_second_app_connects_nothing_twice(app):

@@ -11,11 +11,11 @@ from sqlalchemy import event
 
 from ecrf.extensions import db
 from ecrf.models.accounts import RoleGrant, Study
-from ecrf.services import queries, sdv, signatures, studies
-from ecrf.services.signatures import SignTarget
+from ecrf.review import queries, sdv, signatures
+from ecrf.review.signatures import SignTarget
+from ecrf.services import studies
 from tests.conftest import PASSWORD, sign_in
-from tests.services.capture_setup import LOADER, actor_for
-from tests.services.review_setup import (
+from tests.review.review_setup import (
     REVIEW_STUDY,
     demog,
     form_of,
@@ -25,6 +25,7 @@ from tests.services.review_setup import (
     subject_at,
     vitals,
 )
+from tests.services.capture_setup import LOADER, actor_for
 
 BASE = "/studies/REVIEW"
 ALLOC33 = REVIEW_STUDY.parent / "allocation_3p3"

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.clinical import FormInstance, Subject
-from ecrf.services import capture, queries, sdv, signatures, studies, subjects
+from ecrf.review import queries, sdv, signatures
+from ecrf.services import capture, studies, subjects
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import event_instance
 from tests.conftest import PASSWORD

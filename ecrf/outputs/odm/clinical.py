@@ -81,7 +81,7 @@ ANNOTATION_PREFIX = "ecrf:"
 
 def signature_oid(meaning: str) -> str:
     """The SignatureDef of a stored meaning text (11.50): approval, review, responsibility."""
-    from ecrf.services.signatures import MEANINGS
+    from ecrf.review.signatures import MEANINGS
 
     for key, text in MEANINGS.items():
         if meaning == text or meaning.lower().startswith(key[:6]):

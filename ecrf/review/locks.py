@@ -1,7 +1,7 @@
 """Locks: a form, a subject or a site locked by a data manager; a study frozen (no data
 entry, review goes on) or locked (read-only).
 
-Locked data cannot be changed by anyone: ``review_hooks`` asks ``ensure_writable`` before
+Locked data cannot be changed by anyone: ``handlers`` asks ``ensure_writable`` before
 every save, so the entry screen, the API and any script meet the same refusal, a
 ``DataLockedError`` whose message names the lock. Unlocking needs a data manager and a
 reason; every lock and unlock is audited.
@@ -18,11 +18,8 @@ from ecrf.crf.values import N_, Message
 from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import FormInstance, Subject
-from ecrf.models.review import Lock
-from ecrf.services import audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import EventStateError, form_path
-from ecrf.services.review_support import (
+from ecrf.review.models import Lock
+from ecrf.review.support import (
     REVIEW,
     ReviewError,
     check_allowed,
@@ -30,6 +27,9 @@ from ecrf.services.review_support import (
     record_review,
     subject_path,
 )
+from ecrf.services import audit
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import EventStateError, form_path
 
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",

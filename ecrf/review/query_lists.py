@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, aliased
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import Subject
-from ecrf.models.review import QUERY_STATUSES, Query, QueryMessage
+from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.services import access
 
 __all__ = ["QueryRow", "list_queries", "queries_for_forms", "query_counts"]

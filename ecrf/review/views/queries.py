@@ -1,5 +1,4 @@
-"""Data review: query lists and threads (this module); form and subject review, SDV,
-signatures and locks (``review_forms``, registered on the same blueprint).
+"""Data review: query lists and threads. Routes of the ``review`` blueprint.
 
 Thin: parse, call a review service, commit or roll back once, render. Subjects and queries
 are looked up through the user's sites, so those of another site are simply not found.
@@ -9,10 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
-from flask_babel import get_locale
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -24,16 +21,22 @@ from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite, User
 from ecrf.models.clinical import FormInstance, ItemValue, Subject
-from ecrf.models.review import Query
+from ecrf.review import corrections as query_corrections
+from ecrf.review import queries
+from ecrf.review.models import Query
+from ecrf.review.support import ReviewError
+from ecrf.review.views.blueprint import (
+    ORIGIN_LABELS,
+    QUERY_STATUS_LABELS,
+    STUDY,
+    bp,
+)
+from ecrf.review.views.blueprint import language as _language
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, capture, queries, query_corrections
-from ecrf.services.review_support import ReviewError
+from ecrf.services import access, capture
 from ecrf.services.studies import definition_for
 from ecrf.views.helpers import actor_for, may, subject_or_404
 
-bp = Blueprint("review", __name__)
-
-STUDY = "/studies/<study_oid>"
 QUERY = STUDY + "/queries/<int:query_id>"
 
 register("review.queries", Allow("subjects.view"))
@@ -45,8 +48,6 @@ register("review.query_reopen", Allow("queries.close"))
 register("review.query_assign", Allow("queries.raise"))
 register("review.query_comment", Allow("subjects.view"))
 
-QUERY_STATUS_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "closed": _l("Closed")}
-ORIGIN_LABELS = {"manual": _l("Raised by a reviewer"), "automatic": _l("Automatic (edit check)")}
 AGE_FILTERS = ("", "7", "14", "30", "60")
 
 
@@ -55,10 +56,6 @@ def _query_or_404(query_id: int) -> Query:
     if query is None:
         abort(404)
     return query
-
-
-def _language() -> str:
-    return str(get_locale() or "en").split("_")[0]
 
 
 # --- lists ------------------------------------------------------------------------------------
@@ -298,6 +295,3 @@ def query_new(study_oid: str):
         described=_describe_target(subject, target), errors=errors, posted=values,
         assignees=queries.site_answerers(db.session, g.study, subject.site_id),
         next_url=values.get("next", "")), 422 if errors else 200
-
-
-from ecrf.views import review_forms, review_sign  # noqa: E402,F401  (routes on this blueprint)

@@ -4,7 +4,7 @@ A monitor verifies single items or a whole form at once. Which items need SDV is
 study's choice: the text parameter ``sdv_scope`` is "all" (default) or "critical" (only
 items marked ``critical: true`` in the CRFs); calculated items never need it, they are
 derived. A verification is an ``SdvMark`` holding the value seen; any later change of
-the value resets the mark (``review_hooks``), visibly on screen and in the audit trail
+the value resets the mark (``handlers``), visibly on screen and in the audit trail
 (``sdv.reset`` on the item's path, next to the change itself).
 """
 
@@ -23,12 +23,10 @@ from ecrf.crf.values import N_
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import FormInstance, GroupRow, ItemValue, Subject
-from ecrf.models.review import SdvMark
 from ecrf.models.studies import StudyVersion
-from ecrf.services import access, audit, locks
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import form_path, item_path
-from ecrf.services.review_support import (
+from ecrf.review import locks
+from ecrf.review.models import SdvMark
+from ecrf.review.support import (
     ReviewError,
     check_allowed,
     clean_text,
@@ -36,6 +34,9 @@ from ecrf.services.review_support import (
     live_values,
     record_review,
 )
+from ecrf.services import access, audit
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import form_path, item_path
 from ecrf.services.studies import definition_for
 
 __all__ = [

@@ -1,5 +1,5 @@
 """Review of a form and of a subject (values, SDV, queries, signatures, locks), SDV
-progress and the study's locks. Routes of the ``review`` blueprint (signing: review_sign)."""
+progress and the study's locks. Routes of the ``review`` blueprint (signing: ``sign``)."""
 
 from __future__ import annotations
 
@@ -28,19 +28,15 @@ from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
 from ecrf.models.clinical import EventInstance, FormInstance, Subject
-from ecrf.models.review import Lock, Query, SdvMark
+from ecrf.review import locks, queries, sdv, signatures
+from ecrf.review.models import Lock, Query, SdvMark
+from ecrf.review.support import ReviewError
+from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS, STUDY, bp
+from ecrf.review.views.blueprint import language as _language
 from ecrf.security.permissions import Allow, register
-from ecrf.services import capture, locks, queries, sdv, signatures
-from ecrf.services.review_support import ReviewError
+from ecrf.services import capture
 from ecrf.services.studies import definition_for
 from ecrf.views.helpers import actor_for, may, subject_or_404
-from ecrf.views.review import (
-    ORIGIN_LABELS,
-    QUERY_STATUS_LABELS,
-    STUDY,
-    _language,
-    bp,
-)
 
 SUBJECT = STUDY + "/subjects/<subject_key>"
 FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"

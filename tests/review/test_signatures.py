@@ -9,14 +9,14 @@ from sqlalchemy import select
 from ecrf.extensions import db
 from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
-from ecrf.models.review import Signature
-from ecrf.services import capture, queries, signatures
+from ecrf.review import queries, signatures
+from ecrf.review.models import Signature
+from ecrf.review.signatures import SignatureError, SignatureRefused, SignTarget
+from ecrf.review.support import ReviewError, ReviewPermissionError
+from ecrf.services import capture
 from ecrf.services.capture_support import event_instance
-from ecrf.services.review_support import ReviewError, ReviewPermissionError
-from ecrf.services.signatures import SignatureError, SignatureRefused, SignTarget
 from tests.conftest import PASSWORD
-from tests.services.capture_setup import actor_for
-from tests.services.review_setup import (
+from tests.review.review_setup import (
     demog,
     form_of,
     load_review_study,
@@ -25,6 +25,7 @@ from tests.services.review_setup import (
     subject_at,
     vitals,
 )
+from tests.services.capture_setup import actor_for
 
 WEIGHT = ("VS", 1, "WEIGHT")
 LOCKOUT = {"lockout_threshold": 3, "lockout_minutes": 15}

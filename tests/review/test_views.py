@@ -11,19 +11,18 @@ from ecrf.extensions import db
 from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import ItemValue
-from ecrf.models.review import Lock, Query, Signature
-from ecrf.services import queries
+from ecrf.review import queries
+from ecrf.review.models import Lock, Query, Signature
 from tests.conftest import sign_in
-from tests.services.capture_setup import actor_for
-from tests.services.review_setup import (
+from tests.review.review_setup import (
     demog,
     load_review_study,
     save,
     start,
     subject_at,
     vitals,
-    wired_capture,  # noqa: F401  (fixture)
 )
+from tests.services.capture_setup import actor_for
 
 BASE = "/studies/REVIEW"
 S1 = BASE + "/subjects/S01-001"

@@ -10,18 +10,14 @@ from __future__ import annotations
 import click
 from flask import Flask
 
+from ecrf.core.cli import add_group, cli_actor
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
-from ecrf.services import locks, queries, studies
-from ecrf.services.review_support import ReviewError
+from ecrf.review import locks, queries
+from ecrf.review.support import ReviewError
+from ecrf.services import studies
 
 queries_cli = click.Group("queries", help="Data queries: list them.")
-
-
-def _actor():
-    from ecrf.cli import cli_actor  # ecrf.cli imports this module: resolve at call time
-
-    return cli_actor()
 
 
 def _study(oid: str) -> Study:
@@ -39,7 +35,7 @@ def _transition(name: str, help_text: str) -> click.Command:
         study = _study(oid)
         before = study.status
         try:
-            locks.change_study_status(db.session, _actor(), study, name, reason)
+            locks.change_study_status(db.session, cli_actor(), study, name, reason)
         except ReviewError as exc:
             db.session.rollback()
             raise click.ClickException(str(exc)) from None
@@ -77,10 +73,8 @@ def queries_list(study_oid: str, status: str, site: str | None) -> None:
 
 
 def register(app: Flask) -> None:
-    group = app.cli.commands.get("study")
-    if group is None:
-        group = click.Group("study", help="Study definitions and status.")
-        app.cli.add_command(group)
+    study_cli = click.Group("study", help="Study definitions and status.")
     for name, help_text in TRANSITIONS.items():
-        group.add_command(_transition(name, help_text))
+        study_cli.add_command(_transition(name, help_text))
+    add_group(app, study_cli)
     app.cli.add_command(queries_cli)

@@ -12,13 +12,12 @@ from sqlalchemy import select
 from ecrf.extensions import db
 from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
-from ecrf.models.review import Query, QueryMessage
-from ecrf.services import queries
-from ecrf.services.queries import QueryError, QueryTarget
-from ecrf.services.query_corrections import Correction, CorrectionRefused, answer_with_correction
-from ecrf.services.review_support import ReviewPermissionError
-from tests.services.capture_setup import actor_for
-from tests.services.review_setup import (
+from ecrf.review import queries
+from ecrf.review.corrections import Correction, CorrectionRefused, answer_with_correction
+from ecrf.review.models import Query, QueryMessage
+from ecrf.review.queries import QueryError, QueryTarget
+from ecrf.review.support import ReviewPermissionError
+from tests.review.review_setup import (
     count_statements,
     form_of,
     load_review_study,
@@ -26,8 +25,8 @@ from tests.services.review_setup import (
     start,
     subject_at,
     vitals,
-    wired_capture,  # noqa: F401  (fixture)
 )
+from tests.services.capture_setup import actor_for
 
 WEIGHT = ("VS", 1, "WEIGHT")
 SYSBP = ("VS", 1, "SYSBP")

@@ -7,11 +7,10 @@ from sqlalchemy import select
 
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.review import SdvMark
-from ecrf.services import locks, sdv
-from ecrf.services.review_support import ReviewPermissionError
-from tests.services.capture_setup import actor_for
-from tests.services.review_setup import (
+from ecrf.review import locks, sdv
+from ecrf.review.models import SdvMark
+from ecrf.review.support import ReviewPermissionError
+from tests.review.review_setup import (
     count_statements,
     demog,
     form_of,
@@ -21,6 +20,7 @@ from tests.services.review_setup import (
     subject_at,
     vitals,
 )
+from tests.services.capture_setup import actor_for
 
 WEIGHT = ("VS", 1, "WEIGHT")
 SYSBP = ("VS", 1, "SYSBP")

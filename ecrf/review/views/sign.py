@@ -25,12 +25,12 @@ from ecrf.core.web.messages import error_text, say
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.clinical import EventInstance, FormInstance, Subject
+from ecrf.review import signatures
+from ecrf.review.support import ReviewError
+from ecrf.review.views.blueprint import bp
+from ecrf.review.views.forms import SUBJECT, review_url
 from ecrf.security.permissions import Allow, register
-from ecrf.services import signatures
-from ecrf.services.review_support import ReviewError
 from ecrf.views.helpers import actor_for, subject_or_404
-from ecrf.views.review import bp
-from ecrf.views.review_forms import SUBJECT, review_url
 
 register("review.sign", Allow("data.sign"))
 

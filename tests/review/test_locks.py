@@ -10,20 +10,13 @@ from ecrf.extensions import db
 from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import ItemValue
-from ecrf.models.review import Lock
-from ecrf.services import locks
+from ecrf.review import locks
+from ecrf.review.locks import DataLockedError, LockError
+from ecrf.review.models import Lock
+from ecrf.review.support import ReviewPermissionError
 from ecrf.services.capture import CaptureError, EventStateError
-from ecrf.services.locks import DataLockedError, LockError
-from ecrf.services.review_support import ReviewPermissionError
+from tests.review.review_setup import form_of, load_review_study, save, start, subject_at, vitals
 from tests.services.capture_setup import actor_for
-from tests.services.review_setup import (
-    form_of,
-    load_review_study,
-    save,
-    start,
-    subject_at,
-    vitals,
-)
 
 
 @pytest.fixture
@@ -106,7 +99,7 @@ def test_subject_and_site_locks_cover_every_form_even_new_ones(crc, dm, study, s
 
 def test_frozen_study_refuses_data_but_not_queries_and_locked_is_read_only(
         crc, dm, study, subject, entered, make_user):
-    from ecrf.services import queries
+    from ecrf.review import queries
 
     monitor = actor_for(make_user("mon1", role="monitor", study="REVIEW", site="S01"),
                         "monitor")

@@ -9,14 +9,12 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from sqlalchemy import event, select
 
-from ecrf.core import signals
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
 from ecrf.models.clinical import FormInstance, Subject
-from ecrf.services import capture, review_hooks, studies
+from ecrf.services import capture, studies
 from ecrf.services.audit import Actor
 from ecrf.services.capture_support import event_instance
 from tests.services.capture_setup import LOADER, TODAY, enrol
@@ -64,14 +62,6 @@ def form_of(subject: Subject, form: str = "VITALS", event: str = "SCREEN") -> Fo
     found = event_instance(db.session, subject, event, 1)
     return db.session.scalar(select(FormInstance).where(
         FormInstance.event_instance_id == found.id, FormInstance.form_oid == form))
-
-
-@pytest.fixture
-def wired_capture(app):
-    """Data capture as the app wires it: review's receivers connected to its signals."""
-    receivers = signals.receivers_of(signals.form_saved)
-    assert review_hooks.sync_automatic_queries in receivers
-    assert review_hooks.refuse_locked in signals.receivers_of(signals.form_changing)
 
 
 def save(actor: Actor, subject: Subject, form: str = "VITALS", values: dict | None = None, *,

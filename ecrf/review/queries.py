@@ -6,7 +6,7 @@ warning check) -> *answered* (site staff reply, possibly correcting the data) ->
 Every step is a message of the thread and an audit row (category "review") on the path
 of the target, so it shows in the item's history too.
 
-Corrections made in reply are linked to the query (``query_corrections``); lists and
+Corrections made in reply are linked to the query (``corrections``); lists and
 counts live in ``query_lists`` and are re-exported here. Queries are only refused once the
 study is locked (read-only); a frozen study and locked forms still take queries.
 """
@@ -24,7 +24,9 @@ from ecrf.crf.values import N_
 from ecrf.models.accounts import RoleGrant, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, Subject
-from ecrf.models.review import QUERY_STATUSES, Query, QueryMessage
+from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
+from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
+from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
 from ecrf.security.permissions import ACTIONS
 from ecrf.services import access, audit
 from ecrf.services.audit import Actor
@@ -35,14 +37,6 @@ from ecrf.services.capture_support import (
     event_rule,
     form_path,
     item_path,
-)
-from ecrf.services.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
-from ecrf.services.review_support import (
-    ReviewError,
-    check_allowed,
-    clean_text,
-    record_review,
-    subject_path,
 )
 from ecrf.services.studies import definition_for
 

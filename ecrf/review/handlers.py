@@ -27,8 +27,9 @@ from ecrf.core import signals
 from ecrf.core.signals import FormChange
 from ecrf.crf.validation import Key
 from ecrf.models.clinical import FormInstance
-from ecrf.models.review import Query, QueryMessage
-from ecrf.services import capture, locks, queries, query_corrections, sdv, signatures
+from ecrf.review import corrections, locks, queries, sdv, signatures
+from ecrf.review.models import Query, QueryMessage
+from ecrf.services import capture
 from ecrf.services.capture_support import item_path
 
 AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check now passes."
@@ -92,7 +93,7 @@ def _describe(change: FormChange) -> str:
 def _link_corrections(change: FormChange, form: FormInstance,
                       changed: dict[Key, tuple]) -> None:
     session, subject = change.session, change.subject
-    targets = query_corrections.open_queries_on(session, form, changed)
+    targets = corrections.open_queries_on(session, form, changed)
     named = change.extra.get("query_ids") or ()
     if isinstance(named, int):
         named = (named,)
@@ -108,13 +109,13 @@ def _link_corrections(change: FormChange, form: FormInstance,
         return
     paths = {key: item_path(subject, change.event_oid, change.repeat, change.form_oid, key)
              for key in targets}
-    rows = query_corrections.latest_changes(session, subject, paths.values())
+    rows = corrections.latest_changes(session, subject, paths.values())
     for key, found in targets.items():
         row = rows.get(paths[key])
         if row is None:
             continue
         for query in dict.fromkeys(found):
-            query_corrections.link_correction(session, change.actor, query, row)
+            corrections.link_correction(session, change.actor, query, row)
 
 
 def _sync_automatic_queries(change: FormChange, form: FormInstance, changed: set[Key]) -> None:

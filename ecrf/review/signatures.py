@@ -27,12 +27,8 @@ from ecrf.crf.values import N_, Message
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
 from ecrf.models.clinical import EventInstance, FormInstance, Subject
-from ecrf.models.review import Query, Signature
-from ecrf.security.passwords import verify_password
-from ecrf.services import access, accounts, audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import event_path, form_path
-from ecrf.services.review_support import (
+from ecrf.review.models import Query, Signature
+from ecrf.review.support import (
     ReviewError,
     boolean_parameter,
     check_allowed,
@@ -40,6 +36,10 @@ from ecrf.services.review_support import (
     record_review,
     subject_path,
 )
+from ecrf.security.passwords import verify_password
+from ecrf.services import access, accounts, audit
+from ecrf.services.audit import Actor
+from ecrf.services.capture_support import event_path, form_path
 from ecrf.services.studies import definition_for
 
 __all__ = [

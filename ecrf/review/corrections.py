@@ -19,11 +19,11 @@ from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message, Raw
 from ecrf.models.audit import AuditEvent
 from ecrf.models.clinical import FormInstance, Subject
-from ecrf.models.review import Query, QueryMessage
+from ecrf.review.models import Query, QueryMessage
+from ecrf.review.queries import QueryError, add_message, answer, audit_query, query_path
+from ecrf.review.support import check_allowed, clean_text
 from ecrf.services import capture
 from ecrf.services.audit import Actor
-from ecrf.services.queries import QueryError, add_message, answer, audit_query, query_path
-from ecrf.services.review_support import check_allowed, clean_text
 
 __all__ = ["Correction", "CorrectionRefused", "answer_with_correction", "latest_changes",
            "link_correction", "open_queries_on"]

@@ -1,0 +1,34 @@
+"""Data review: queries with their threads (manual and automatic), item-level SDV that
+resets on change, Part 11 electronic signatures bound to a hash of the signed data,
+form, subject and site locks, study freeze and lock; and review's reactions to every
+save (``handlers``)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.review.locks import DataLockedError, LockError
+from ecrf.review.models import Lock, Query, QueryMessage, SdvMark, Signature
+from ecrf.review.query_lists import QueryRow, list_queries, query_counts
+from ecrf.review.sdv import SdvProgress, SubjectSdv
+from ecrf.review.signatures import MEANINGS, AwaitingForm, awaiting_signature, signatures_of
+from ecrf.review.support import ReviewError
+from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS
+
+__all__ = [
+    "MEANINGS", "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "AwaitingForm", "DataLockedError",
+    "Lock", "LockError", "Query", "QueryMessage", "QueryRow", "ReviewError", "SdvMark",
+    "SdvProgress", "Signature", "SubjectSdv", "awaiting_signature", "list_queries",
+    "query_counts", "register", "signatures_of",
+]
+
+
+def register(app: Flask) -> None:
+    """The review pages and commands and review's reactions to data capture (connected
+    before safety's); called by the app factory."""
+    from ecrf.review import cli, handlers
+    from ecrf.review.views import bp
+
+    app.register_blueprint(bp)
+    handlers.register()
+    cli.register(app)

@@ -1,0 +1,18 @@
+"""The ``review`` blueprint and what its three route modules share."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+
+bp = Blueprint("review", __name__)
+
+STUDY = "/studies/<study_oid>"
+
+QUERY_STATUS_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "closed": _l("Closed")}
+ORIGIN_LABELS = {"manual": _l("Raised by a reviewer"), "automatic": _l("Automatic (edit check)")}
+
+
+def language() -> str:
+    return str(get_locale() or "en").split("_")[0]
