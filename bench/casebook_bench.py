@@ -39,7 +39,7 @@ def main(repeats: int = 3) -> None:
     from ecrf.demo.loader import load_demo
     from ecrf.extensions import db
     from ecrf.models.accounts import Study
-    from ecrf.models.clinical import ItemValue, Subject
+    from ecrf.capture.models import ItemValue, Subject
     from ecrf.outputs.pdf.casebook import casebook_html, casebook_pdf, render_pdf
     from ecrf.services.audit import Actor
 

@@ -43,7 +43,7 @@ from ecrf.domain.schedule import compute_schedule  # noqa: E402
 from ecrf.extensions import db  # noqa: E402
 from ecrf.models.accounts import RoleGrant, Site, StudySite, User  # noqa: E402
 from ecrf.models.base import utcnow  # noqa: E402
-from ecrf.models.clinical import (  # noqa: E402
+from ecrf.capture.models import (  # noqa: E402
     EventInstance,
     FormInstance,
     ItemValue,
@@ -51,9 +51,10 @@ from ecrf.models.clinical import (  # noqa: E402
     Subject,
 )
 from ecrf.security.passwords import hash_password  # noqa: E402
-from ecrf.services import schedule, studies  # noqa: E402
+from ecrf.capture import schedule  # noqa: E402
+from ecrf.services import studies  # noqa: E402
 from ecrf.services.audit import SYSTEM  # noqa: E402
-from ecrf.services.schedule_data import (  # noqa: E402
+from ecrf.capture.schedule_data import (  # noqa: E402
     SUBJECT_COLUMNS,
     build_data,
     info_from_row,

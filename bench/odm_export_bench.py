@@ -45,7 +45,7 @@ def build(url: str, values: int) -> None:
     from ecrf import create_app
     from ecrf.extensions import db
     from ecrf.models.accounts import Site, Study, StudySite
-    from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+    from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
     from ecrf.services import studies
     from ecrf.services.audit import Actor
 

@@ -85,7 +85,8 @@ def setup(url: str) -> None:
     from ecrf.extensions import db
     from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
     from ecrf.security.passwords import hash_password
-    from ecrf.services import capture, studies, subjects
+    from ecrf.capture import operations as capture, subjects
+    from ecrf.services import studies
     from ecrf.services.audit import Actor
 
     app = make_app(url)
@@ -178,7 +179,7 @@ def _baseline_write(session, key: str, values: dict) -> None:
     import datetime as dt
 
     from ecrf.models.audit import AuditChainHead, AuditEvent
-    from ecrf.models.clinical import FormInstance, ItemValue, Subject
+    from ecrf.capture.models import FormInstance, ItemValue, Subject
     from ecrf.services.audit import _iso, compute_hash
 
     conn = session.connection()

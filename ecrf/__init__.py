@@ -27,11 +27,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # Every model registered with the metadata, whichever area is used first.
     import ecrf.allocation.models  # noqa: F401
+    import ecrf.capture.models  # noqa: F401
     import ecrf.jobs.models  # noqa: F401
     import ecrf.models.accounts  # noqa: F401
     import ecrf.models.api_tokens  # noqa: F401
     import ecrf.models.audit  # noqa: F401
-    import ecrf.models.clinical  # noqa: F401
     import ecrf.models.studies  # noqa: F401
     import ecrf.review.models  # noqa: F401
     import ecrf.safety.models  # noqa: F401
@@ -52,11 +52,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
     web.install(app)
 
-    from ecrf import allocation, api, dashboards, outputs, review, safety
-    from ecrf.views import admin, auth, entry, main, studies, tokens
+    from ecrf import allocation, api, capture, dashboards, outputs, review, safety
+    from ecrf.views import admin, auth, main, tokens
 
-    for blueprint in (auth.bp, main.bp, admin.bp, studies.bp, entry.bp, tokens.bp, api.bp):
+    for blueprint in (auth.bp, main.bp, admin.bp, tokens.bp, api.bp):
         app.register_blueprint(blueprint)
+    capture.register(app)
 
     # Review's reactions to data capture run before safety's: a missing receiver fails
     # here, at start-up.

@@ -229,8 +229,8 @@ def audit_verify(study: str | None):
               help="CSV file to write ('-' for standard output).")
 def audit_export(study: str, subject: str | None, output: str):
     """Write a study's (or one subject's) audit trail as CSV, in chain order."""
-    from ecrf.models.clinical import Subject
-    from ecrf.services import history
+    from ecrf.capture import history
+    from ecrf.capture.models import Subject
 
     found = _study(study)
     if subject is not None and db.session.scalar(select(Subject.id).where(

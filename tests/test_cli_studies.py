@@ -8,12 +8,13 @@ import json
 import pytest
 from sqlalchemy import select
 
+from ecrf.capture import subjects
+from ecrf.capture.models import FormInstance, Subject
 from ecrf.extensions import db
 from ecrf.models.accounts import StudySite
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import FormInstance, Subject
-from ecrf.services import studies, subjects
-from tests.services.sample import ACTOR, record, write_study
+from ecrf.services import studies
+from tests.capture.sample import ACTOR, record, write_study
 
 
 def run(runner, *args):

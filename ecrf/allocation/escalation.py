@@ -34,6 +34,8 @@ from ecrf.allocation.randomization import (
     recorded_values,
     site_today,
 )
+from ecrf.capture import subjects
+from ecrf.capture.models import Subject
 from ecrf.crf import (
     EscalationDef,
     EscalationDesign,
@@ -44,8 +46,7 @@ from ecrf.crf import (
 from ecrf.domain import escalation as engine
 from ecrf.domain.escalation import Action, LevelState, Proposal
 from ecrf.models.accounts import Study
-from ecrf.models.clinical import Subject
-from ecrf.services import audit, subjects
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 
 ItemKey = tuple[str, str]

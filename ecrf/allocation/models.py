@@ -21,9 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ecrf.capture.models import Subject
 from ecrf.models.accounts import Study
 from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
-from ecrf.models.clinical import Subject
 
 
 class RandomizationList(Audited, Base):

@@ -34,15 +34,16 @@ from ecrf.allocation.lists import (
     lists_of,
 )
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
+from ecrf.capture import schedule, subjects
+from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.capture.schedule_data import local_today
+from ecrf.capture.support import item_path
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
 from ecrf.models.accounts import User
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.services import access, audit, schedule, studies, subjects
+from ecrf.services import access, audit, studies
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import item_path
-from ecrf.services.schedule_data import local_today
 
 __all__ = [
     "CLOSED_STATUSES", "KINDS", "Check", "ListValidationError", "NotRandomizable",

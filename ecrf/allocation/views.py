@@ -25,12 +25,12 @@ from wtforms.validators import DataRequired, Length
 
 from ecrf.allocation import decisions, escalation, randomization
 from ecrf.allocation.models import RandomizationList
+from ecrf.capture.models import Subject
+from ecrf.capture.web import subject_or_404
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.models.clinical import Subject
 from ecrf.security.permissions import Allow, register
 from ecrf.services import access, studies
-from ecrf.views.helpers import subject_or_404
 from ecrf.web import request_actor
 
 bp = Blueprint("allocation", __name__)

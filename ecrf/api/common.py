@@ -12,10 +12,10 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ecrf.api.errors import ApiProblem
+from ecrf.capture import subjects
+from ecrf.capture.models import Subject
 from ecrf.extensions import db
-from ecrf.models.clinical import Subject
 from ecrf.models.studies import StudyVersion
-from ecrf.services import subjects
 
 MAX_PER_PAGE = 500
 MAX_AUDIT_LIMIT = 5000

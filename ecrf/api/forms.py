@@ -16,17 +16,17 @@ from ecrf.api import bp
 from ecrf.api.common import iso, json_body, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.api.submission import issue_text, key_text, read_save
+from ecrf.capture import operations as capture
+from ecrf.capture.models import Subject
+from ecrf.capture.web import actor_for
 from ecrf.core.web.messages import say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Issue
 from ecrf.crf.values import result_kind
 from ecrf.extensions import db
-from ecrf.models.clinical import Subject
 from ecrf.review.locks import DataLockedError
 from ecrf.security.permissions import Allow, register
-from ecrf.services import capture
-from ecrf.views.helpers import actor_for
 
 register("api.form", Allow("subjects.view"))
 register("api.form_save", Allow("data.enter"))

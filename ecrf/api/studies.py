@@ -19,15 +19,16 @@ from ecrf.api.common import (
     version_json,
 )
 from ecrf.api.errors import ApiProblem
+from ecrf.capture import schedule
+from ecrf.capture.models import SUBJECT_STATUSES, EventInstance, FormInstance, Subject
+from ecrf.capture.schedule import local_today
 from ecrf.core.web.transaction import store_derived
 from ecrf.crf import UnknownOidError
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
-from ecrf.models.clinical import SUBJECT_STATUSES, EventInstance, FormInstance, Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.security.permissions import SIGNED_IN, Allow, register
-from ecrf.services import access, schedule, studies
-from ecrf.services.schedule import local_today
+from ecrf.services import access, studies
 
 register("api.studies", SIGNED_IN)
 register("api.study", Allow("study.view"))

@@ -27,10 +27,10 @@ from decimal import Decimal
 from flask_babel import gettext as _
 
 from ecrf.api.common import json_kind
+from ecrf.capture.operations import Submission
 from ecrf.crf import FormDef
 from ecrf.crf.validation import IssueKey, Key
 from ecrf.crf.values import Raw
-from ecrf.services.capture import Submission
 
 FIELDS = ("version", "values", "reasons", "acknowledgements", "removed_rows", "complete",
           "partial")

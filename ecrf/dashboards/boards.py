@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
 from ecrf.core.panels import Panel, panels_for
 from ecrf.dashboards.study_boards import (  # the study-wide boards, served from here too
     DataManagerBoard,
@@ -25,7 +26,6 @@ from ecrf.dashboards.study_boards import (  # the study-wide boards, served from
 )
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.models import Query, Signature
 from ecrf.security.roles import Role

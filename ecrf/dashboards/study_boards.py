@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture import subjects
+from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
 from ecrf.models.accounts import Site, Study, StudySite, User
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, ScheduledVisit, Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.review import queries, sdv
 from ecrf.review.models import Lock, Query, Signature
-from ecrf.services import subjects
 from ecrf.services.studies import definition_for, latest_version
 
 __all__ = ["DataManagerBoard", "MissingForm", "QueryMetrics", "Readiness", "SponsorBoard",

@@ -23,6 +23,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture import operations as capture
+from ecrf.capture import schedule
+from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.capture.support import build_context, event_instance
 from ecrf.crf import ItemType
 from ecrf.crf.validation import validate_form
 from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
@@ -30,11 +34,8 @@ from ecrf.demo.studies import SUBJECTS, TRIALS
 from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
 from ecrf.models.accounts import RoleGrant, Site, Study, User
-from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.security.roles import Role
-from ecrf.services import capture, schedule
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import build_context, event_instance
 from ecrf.services.studies import definition_for
 
 log = logging.getLogger(__name__)

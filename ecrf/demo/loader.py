@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import Subject
 from ecrf.models.accounts import Study
-from ecrf.models.clinical import Subject
 from ecrf.security.passwords import policy_from_config
 from ecrf.security.roles import Role
 from ecrf.services import accounts, sites

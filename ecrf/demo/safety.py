@@ -21,16 +21,16 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import ItemValue, Subject
+from ecrf.capture.schedule import local_today
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.models.accounts import RoleGrant, Study, User
-from ecrf.models.clinical import ItemValue, Subject
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import operations as safety
 from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.support import ae_log, load_ae_rows
-from ecrf.services import capture
 from ecrf.services.audit import Actor
-from ecrf.services.schedule import local_today
 from ecrf.services.studies import definition_for
 
 log = logging.getLogger(__name__)

@@ -9,12 +9,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture import subjects
+from ecrf.capture.models import Subject
+from ecrf.capture.schedule import local_today
 from ecrf.crf import StudyDefinitionError
 from ecrf.models.accounts import Site, Study
-from ecrf.models.clinical import Subject
-from ecrf.services import studies, subjects
+from ecrf.services import studies
 from ecrf.services.audit import Actor
-from ecrf.services.schedule import local_today
 
 log = logging.getLogger(__name__)
 

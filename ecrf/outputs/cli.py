@@ -129,7 +129,7 @@ def _scope(study_oid: str, site: str | None = None, subject: str | None = None):
               help="PDF file to write.")
 def export_casebook(study: str, subject: str, output: str):
     """The casebook of SUBJECT (PDF/A-3b with its ODM data attached)."""
-    from ecrf.models.clinical import Subject
+    from ecrf.capture.models import Subject
     from ecrf.outputs.exports import record_export
     from ecrf.outputs.pdf.casebook import CasebookError, casebook_pdf
     from ecrf.services.studies import latest_version

@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
 from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.review.models import Signature
 from ecrf.services import access

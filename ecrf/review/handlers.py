@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import FormInstance
+from ecrf.capture.support import item_path
 from ecrf.core import signals
 from ecrf.core.signals import FormChange
 from ecrf.crf.validation import Key
-from ecrf.models.clinical import FormInstance
 from ecrf.review import corrections, locks, queries, sdv, signatures
 from ecrf.review.models import Query, QueryMessage
-from ecrf.services import capture
-from ecrf.services.capture_support import item_path
 
 AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check now passes."
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import FormInstance, Subject
+from ecrf.capture.support import EventStateError, form_path
 from ecrf.crf.values import N_, Message
 from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import FormInstance, Subject
 from ecrf.review.models import Lock
 from ecrf.review.support import (
     REVIEW,
@@ -29,7 +30,6 @@ from ecrf.review.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import EventStateError, form_path
 
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",

@@ -12,9 +12,9 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.models.accounts import Site, User
 from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, Subject
 
 QUERY_STATUSES = ("open", "answered", "closed")
 QUERY_ORIGINS = ("manual", "automatic")

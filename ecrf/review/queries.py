@@ -18,19 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.crf import UnknownOidError
-from ecrf.crf.validation import Key
-from ecrf.crf.values import N_
-from ecrf.models.accounts import RoleGrant, Study, User
-from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, Subject
-from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
-from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
-from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
-from ecrf.security.permissions import ACTIONS
-from ecrf.services import access, audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import (
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, Subject
+from ecrf.capture.support import (
     NotFoundError,
     event_instance,
     event_path,
@@ -38,6 +27,17 @@ from ecrf.services.capture_support import (
     form_path,
     item_path,
 )
+from ecrf.crf import UnknownOidError
+from ecrf.crf.validation import Key
+from ecrf.crf.values import N_
+from ecrf.models.accounts import RoleGrant, Study, User
+from ecrf.models.base import utcnow
+from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
+from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
+from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
+from ecrf.security.permissions import ACTIONS
+from ecrf.services import access, audit
+from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 
 __all__ = [

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
 
+from ecrf.capture.models import Subject
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import Subject
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.services import access
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.support import form_path, item_path
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.review import locks
 from ecrf.review.models import SdvMark
@@ -36,7 +37,6 @@ from ecrf.review.support import (
 )
 from ecrf.services import access, audit
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import form_path, item_path
 from ecrf.services.studies import definition_for
 
 __all__ = [

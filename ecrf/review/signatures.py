@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from ecrf.capture.models import EventInstance, FormInstance, Subject
+from ecrf.capture.support import event_path, form_path
 from ecrf.crf.values import N_, Message
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import EventInstance, FormInstance, Subject
 from ecrf.review.models import Query, Signature
 from ecrf.review.support import (
     ReviewError,
@@ -39,7 +40,6 @@ from ecrf.review.support import (
 from ecrf.security.passwords import verify_password
 from ecrf.services import access, accounts, audit
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import event_path, form_path
 from ecrf.services.studies import definition_for
 
 __all__ = [

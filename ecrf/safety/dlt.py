@@ -25,10 +25,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.support import MAX_REASON, record_clinical
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import DEFAULT_RELATED, Causality
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.safety.models import DltAssessment
 from ecrf.safety.support import (
     AeLog,
@@ -42,7 +43,6 @@ from ecrf.safety.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import MAX_REASON, record_clinical
 from ecrf.services.studies import definition_for
 
 CLOSED = ("screen_failed", "completed", "withdrawn", "lost_to_follow_up", "died")

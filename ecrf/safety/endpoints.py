@@ -35,6 +35,7 @@ from decimal import Decimal
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import GroupRow, ItemValue, Subject
 from ecrf.crf import StudyDefinition
 from ecrf.crf.definition import EpisodeSource, ItemKey, RecoveryEndpointsDef
 from ecrf.crf.scope import BUILTIN_ANCHOR
@@ -49,7 +50,6 @@ from ecrf.domain.hematology import (
 )
 from ecrf.domain.hematology_summary import SummaryRow, summarize, summary_csv
 from ecrf.models.accounts import Site, Study
-from ecrf.models.clinical import GroupRow, ItemValue, Subject
 from ecrf.services.studies import definition_for, latest_version
 
 UNASSIGNED = "Not assigned"

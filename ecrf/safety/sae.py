@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import FormInstance, Subject
+from ecrf.capture.support import record_clinical, row_path
 from ecrf.domain.adverse_events import (
     ClockStatus,
     sae_clock_status,
@@ -30,7 +32,6 @@ from ecrf.domain.adverse_events import (
     susar_followup_due,
 )
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import FormInstance, Subject
 from ecrf.safety.models import SaeReport
 from ecrf.safety.notify import notify
 from ecrf.safety.support import (
@@ -44,7 +45,6 @@ from ecrf.safety.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import record_clinical, row_path
 from ecrf.services.studies import definition_for
 
 

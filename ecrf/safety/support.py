@@ -20,6 +20,8 @@ from decimal import Decimal
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.support import row_path
 from ecrf.crf import FormDef, ItemType, StudyDefinition
 from ecrf.crf.definition import AdverseEventsDef
 from ecrf.crf.values import from_canonical
@@ -32,9 +34,7 @@ from ecrf.domain.adverse_events import (
 )
 from ecrf.domain.dates import PartialDate, PartialDateError
 from ecrf.domain.schedule import EventKind
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.models.studies import StudyVersion
-from ecrf.services.capture_support import row_path
 from ecrf.services.studies import definition_for
 
 # adverse_events.criteria names -> the domain's seriousness criteria.

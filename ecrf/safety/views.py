@@ -14,10 +14,11 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.capture.models import Subject
+from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import Subject
 from ecrf.plots import Panel, Threshold, dose_level_anc_svg, subject_counts_svg
 from ecrf.safety import endpoints
 from ecrf.safety import operations as safety
@@ -27,7 +28,6 @@ from ecrf.safety.support import ae_log
 from ecrf.security.permissions import Allow, register
 from ecrf.services import access
 from ecrf.services.studies import definition_for
-from ecrf.views.helpers import actor_for, may, subject_or_404
 
 bp = Blueprint("safety", __name__)
 

@@ -16,14 +16,14 @@ from sqlalchemy import func, select
 
 from ecrf.allocation import randomization
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
+from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.capture.schedule_data import local_today
 from ecrf.domain import randomization as engine
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.services import audit, studies
 from ecrf.services.audit import Actor
-from ecrf.services.schedule_data import local_today
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ACTOR = Actor(user_id=None, username="tester", role="data_manager")

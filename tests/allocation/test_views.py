@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.allocation.models import Allocation, EscalationDecision, RandomizationSlot
+from ecrf.capture.models import Subject
 from ecrf.extensions import db
 from ecrf.models.accounts import User as UserModel
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import Subject
 from ecrf.services import audit
 from tests.allocation.test_escalation import cohort
 from tests.allocation.test_randomization import ACTOR, add_subject, generate, load, make_eligible

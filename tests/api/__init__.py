@@ -6,12 +6,13 @@ import datetime as dt
 
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import Subject
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import Subject
-from ecrf.services import api_tokens, capture
+from ecrf.services import api_tokens
 from ecrf.services.audit import Actor
-from tests.services.capture_setup import enrol, load_capture_study
+from tests.capture.capture_setup import enrol, load_capture_study
 
 API = "/api/v1"
 STUDY = f"{API}/studies/CAPTURE"

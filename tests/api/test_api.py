@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select
 
+from ecrf.capture.models import FormInstance, ItemValue
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import FormInstance, ItemValue
 from tests.api import (
     API,
     STUDY,
@@ -383,8 +383,8 @@ def test_with_csrf_on_tokens_write_and_cookies_still_cannot(app_factory):
         from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
         from ecrf.security.passwords import hash_password
         from ecrf.services import studies
+        from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, enrol
         from tests.conftest import PASSWORD
-        from tests.services.capture_setup import CAPTURE_STUDY, LOADER, enrol
 
         site = Site(code="S01", name="Site 1", timezone="Europe/Paris")
         study = Study(oid="CAPTURE", name="Capture", status="active")
@@ -487,7 +487,7 @@ def test_unknown_fields_and_refused_values_are_422_where_they_were_sent(client, 
 
 
 def test_data_entry_into_an_event_not_done_is_a_conflict(client, crc):
-    from ecrf.services import capture
+    from ecrf.capture import operations as capture
     from ecrf.services.audit import Actor
 
     found = subject("S01-001")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
-from ecrf.models.clinical import ItemValue
 from tests.api import VITALS_VALUES, bearer, form_url, setup_study, start_event, token_for
 
 

@@ -9,12 +9,13 @@ from urllib.parse import urlsplit
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue
-from ecrf.services import capture, studies
+from ecrf.services import studies
+from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, actor_for, enrol
 from tests.conftest import PASSWORD
-from tests.services.capture_setup import CAPTURE_STUDY, LOADER, actor_for, enrol
 
 VITALS = "/studies/CAPTURE/subjects/S01-001/events/SCREEN/1/forms/VITALS"
 

@@ -10,15 +10,15 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue
 from ecrf.review.models import Query
 from ecrf.services import studies
 from tests.browser.conftest import ARTIFACTS
+from tests.capture.capture_setup import LOADER, actor_for
 from tests.conftest import PASSWORD
 from tests.review.review_setup import REVIEW_STUDY, demog, save, start, subject_at
-from tests.services.capture_setup import LOADER, actor_for
 
 REVIEW = "/studies/REVIEW/subjects/S01-001/events/SCREEN/1/forms/VITALS/review"
 

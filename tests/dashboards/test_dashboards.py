@@ -14,6 +14,7 @@ from ecrf.models.accounts import RoleGrant, Study
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.signatures import SignTarget
 from ecrf.services import studies
+from tests.capture.capture_setup import LOADER, actor_for
 from tests.conftest import PASSWORD, sign_in
 from tests.review.review_setup import (
     REVIEW_STUDY,
@@ -25,7 +26,6 @@ from tests.review.review_setup import (
     subject_at,
     vitals,
 )
-from tests.services.capture_setup import LOADER, actor_for
 
 BASE = "/studies/REVIEW"
 ALLOC33 = REVIEW_STUDY.parent / "allocation_3p3"

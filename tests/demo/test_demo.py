@@ -15,14 +15,15 @@ from sqlalchemy import func, select
 
 from ecrf.allocation import escalation
 from ecrf.allocation.models import EscalationDecision
+from ecrf.capture import operations as capture
+from ecrf.capture.models import Subject
 from ecrf.crf import ItemType, load_study
 from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolve_date
 from ecrf.demo.studies import SUBJECTS
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import Subject
-from ecrf.services import capture, studies
+from ecrf.services import studies
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
 

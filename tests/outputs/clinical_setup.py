@@ -12,13 +12,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture import subjects
+from ecrf.capture.models import FormInstance, Subject
+from ecrf.capture.support import event_instance
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, Study, User
-from ecrf.models.clinical import FormInstance, Subject
 from ecrf.review import queries, sdv, signatures
-from ecrf.services import capture, studies, subjects
+from ecrf.services import studies
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import event_instance
 from tests.conftest import PASSWORD
 
 STUDY_FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "odm_clinical" / "study"

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import event, select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import FormInstance, Subject
+from ecrf.capture.support import event_instance
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
-from ecrf.models.clinical import FormInstance, Subject
-from ecrf.services import capture, studies
+from ecrf.services import studies
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import event_instance
-from tests.services.capture_setup import LOADER, TODAY, enrol
+from tests.capture.capture_setup import LOADER, TODAY, enrol
 
 REVIEW_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "review_study"
 EXAM_DAY = dt.date(2025, 5, 2)

@@ -6,17 +6,17 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from ecrf.capture.models import ItemValue
+from ecrf.capture.operations import CaptureError, EventStateError
 from ecrf.extensions import db
 from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue
 from ecrf.review import locks
 from ecrf.review.locks import DataLockedError, LockError
 from ecrf.review.models import Lock
 from ecrf.review.support import ReviewPermissionError
-from ecrf.services.capture import CaptureError, EventStateError
+from tests.capture.capture_setup import actor_for
 from tests.review.review_setup import form_of, load_review_study, save, start, subject_at, vitals
-from tests.services.capture_setup import actor_for
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from ecrf.review.corrections import Correction, CorrectionRefused, answer_with_c
 from ecrf.review.models import Query, QueryMessage
 from ecrf.review.queries import QueryError, QueryTarget
 from ecrf.review.support import ReviewPermissionError
+from tests.capture.capture_setup import actor_for
 from tests.review.review_setup import (
     count_statements,
     form_of,
@@ -26,7 +27,6 @@ from tests.review.review_setup import (
     subject_at,
     vitals,
 )
-from tests.services.capture_setup import actor_for
 
 WEIGHT = ("VS", 1, "WEIGHT")
 SYSBP = ("VS", 1, "SYSBP")

@@ -10,6 +10,7 @@ from ecrf.models.audit import AuditEvent
 from ecrf.review import locks, sdv
 from ecrf.review.models import SdvMark
 from ecrf.review.support import ReviewPermissionError
+from tests.capture.capture_setup import actor_for
 from tests.review.review_setup import (
     count_statements,
     demog,
@@ -20,7 +21,6 @@ from tests.review.review_setup import (
     subject_at,
     vitals,
 )
-from tests.services.capture_setup import actor_for
 
 WEIGHT = ("VS", 1, "WEIGHT")
 SYSBP = ("VS", 1, "SYSBP")

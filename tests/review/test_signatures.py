@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.support import event_instance
 from ecrf.extensions import db
 from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
@@ -13,8 +15,7 @@ from ecrf.review import queries, signatures
 from ecrf.review.models import Signature
 from ecrf.review.signatures import SignatureError, SignatureRefused, SignTarget
 from ecrf.review.support import ReviewError, ReviewPermissionError
-from ecrf.services import capture
-from ecrf.services.capture_support import event_instance
+from tests.capture.capture_setup import actor_for
 from tests.conftest import PASSWORD
 from tests.review.review_setup import (
     demog,
@@ -25,7 +26,6 @@ from tests.review.review_setup import (
     subject_at,
     vitals,
 )
-from tests.services.capture_setup import actor_for
 
 WEIGHT = ("VS", 1, "WEIGHT")
 LOCKOUT = {"lockout_threshold": 3, "lockout_minutes": 15}

@@ -7,12 +7,13 @@ import json
 import pytest
 from sqlalchemy import select
 
+from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
 from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue
 from ecrf.review import queries
 from ecrf.review.models import Lock, Query, Signature
+from tests.capture.capture_setup import actor_for
 from tests.conftest import sign_in
 from tests.review.review_setup import (
     demog,
@@ -22,7 +23,6 @@ from tests.review.review_setup import (
     subject_at,
     vitals,
 )
-from tests.services.capture_setup import actor_for
 
 BASE = "/studies/REVIEW"
 S1 = BASE + "/subjects/S01-001"

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture import subjects
+from ecrf.capture.models import ItemValue, Subject
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue, Subject
-from ecrf.services import audit, capture, studies, subjects
+from ecrf.services import audit, studies
 from ecrf.services.audit import Actor
 
 SAFETY_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "safety_study"

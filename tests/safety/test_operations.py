@@ -10,10 +10,10 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from ecrf.capture.models import ItemValue
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import notify
 from ecrf.safety import operations as safety

@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ecrf.capture import subjects
+from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
+from ecrf.capture.models import FormInstance, ScheduledVisit, Subject
 from ecrf.crf import check_study, content_hash, load_study
 from ecrf.extensions import db
 from ecrf.models.accounts import Study, StudySite
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import FormInstance, ScheduledVisit, Subject
 from ecrf.models.studies import StudyVersion
-from ecrf.services import audit, studies, subjects
-from ecrf.services.migration import MigrationError, migrate_forms, preview_migration
+from ecrf.services import audit, studies
 from ecrf.services.studies import StudyDefinitionError
-from tests.services.sample import ACTOR, record, write_study
+from tests.capture.sample import ACTOR, record, write_study
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
 

@@ -9,12 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
+from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue
 from ecrf.services.audit import GENESIS_HASH, AuditError, compute_hash, verify_chain
+from tests.capture.capture_setup import enrol, load_capture_study
 from tests.conftest import is_postgres, sign_in
-from tests.services.capture_setup import enrol, load_capture_study
 
 BASE = "/studies/CAPTURE/subjects/S01-001"
 SCREEN = BASE + "/events/SCREEN/1"

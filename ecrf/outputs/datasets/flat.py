@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from ecrf.capture.history import _cell
 from ecrf.crf import ItemDef, ItemType, StudyDefinition
 from ecrf.models.studies import StudyVersion
 from ecrf.outputs.odm.common import codelist_oid, item_oid
@@ -34,7 +35,6 @@ from ecrf.outputs.rows import (
     form_records,
     item_rows,
 )
-from ecrf.services.history import _cell
 
 KEY_COLUMNS = ("subject", "site", "event", "event_repeat", "form_status", "study_version")
 GROUP_KEY = "group_repeat"

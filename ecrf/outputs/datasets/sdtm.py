@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from ecrf.capture.history import _cell
 from ecrf.crf import FormDef, ItemDef, StudyDefinition
 from ecrf.crf.values import from_canonical
 from ecrf.domain.ctcae import GradingError, convert_unit
@@ -28,7 +29,6 @@ from ecrf.domain.expressions import ExpressionError, compile_cached, evaluate
 from ecrf.outputs.datasets.formats import Column
 from ecrf.outputs.datasets.stats import write_dataset_xpt
 from ecrf.outputs.rows import FormRecord, Scope, definitions_newest_first, form_records, item_rows
-from ecrf.services.history import _cell
 
 Progress = Callable[[int, str], None]
 AE_COLUMNS = ("STUDYID", "DOMAIN", "USUBJID", "AESEQ", "AETERM", "AEDECOD", "AESTDTC",

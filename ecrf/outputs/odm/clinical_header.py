@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import Subject
 from ecrf.models.accounts import Site, Study, User
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.outputs.exports import ExportError, admin_info, version_content, version_ref
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, element, q, sub, unit_oids

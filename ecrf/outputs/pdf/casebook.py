@@ -26,16 +26,16 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from ecrf.capture.history import subject_audit_query
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.crf import StudyDefinition, UnknownOidError
 from ecrf.crf.values import display
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.outputs.pdf.render import make_url_fetcher, static_root
 from ecrf.review import sdv
 from ecrf.review.models import Query
 from ecrf.review.signatures import signatures_of
-from ecrf.services.history import subject_audit_query
 from ecrf.services.studies import definition_for
 
 Progress = Callable[[int, str], None]

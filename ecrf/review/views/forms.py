@@ -20,6 +20,9 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import EventInstance, FormInstance, Subject
+from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core.web.messages import error_text, say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import FormDef, ItemDef
@@ -27,16 +30,13 @@ from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
-from ecrf.models.clinical import EventInstance, FormInstance, Subject
 from ecrf.review import locks, queries, sdv, signatures
 from ecrf.review.models import Lock, Query, SdvMark
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS, STUDY, bp
 from ecrf.review.views.blueprint import language as _language
 from ecrf.security.permissions import Allow, register
-from ecrf.services import capture
 from ecrf.services.studies import definition_for
-from ecrf.views.helpers import actor_for, may, subject_or_404
 
 SUBJECT = STUDY + "/subjects/<subject_key>"
 FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"

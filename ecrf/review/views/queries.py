@@ -13,6 +13,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.capture import operations as capture
+from ecrf.capture.models import FormInstance, ItemValue, Subject
+from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core.web.messages import error_text, say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import UnknownOidError
@@ -20,7 +23,6 @@ from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite, User
-from ecrf.models.clinical import FormInstance, ItemValue, Subject
 from ecrf.review import corrections as query_corrections
 from ecrf.review import queries
 from ecrf.review.models import Query
@@ -33,9 +35,8 @@ from ecrf.review.views.blueprint import (
 )
 from ecrf.review.views.blueprint import language as _language
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, capture
+from ecrf.services import access
 from ecrf.services.studies import definition_for
-from ecrf.views.helpers import actor_for, may, subject_or_404
 
 QUERY = STUDY + "/queries/<int:query_id>"
 

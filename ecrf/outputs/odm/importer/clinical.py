@@ -23,15 +23,17 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture import operations as capture
+from ecrf.capture import subjects
+from ecrf.capture.models import FormInstance, ItemValue, Subject
+from ecrf.capture.support import CaptureError, event_instance, local_today
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.models.accounts import Site, Study, StudySite
-from ecrf.models.clinical import FormInstance, ItemValue, Subject
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
-from ecrf.services import audit, capture, subjects
+from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.capture_support import CaptureError, event_instance, local_today
 from ecrf.services.studies import definition_for
 
 Progress = Callable[[int, str], None]

@@ -10,14 +10,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select, update
 
+from ecrf.capture import schedule, subjects
+from ecrf.capture.models import GroupRow, ScheduledVisit, Subject
+from ecrf.capture.schedule_values import StoredValue, typed_value
 from ecrf.domain.expressions import ValueType
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import GroupRow, ScheduledVisit, Subject
-from ecrf.services import schedule, studies, subjects
-from ecrf.services.schedule_values import StoredValue, typed_value
-from tests.services.sample import ACTOR, record, set_value, write_study
-from tests.services.sample import event as record_event
+from ecrf.services import studies
+from tests.capture.sample import ACTOR, record, set_value, write_study
+from tests.capture.sample import event as record_event
 
 D = dt.date
 ENROLLED = D(2025, 1, 6)

@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ecrf.crf import FormDef, StudyDefinition
-from ecrf.crf.validation import Issue, IssueKey, Key, ValidationResult
-from ecrf.crf.values import N_, Message, Raw
-from ecrf.models.clinical import (
+from ecrf.capture.models import (
     CheckAcknowledgement,
     EventInstance,
     FormInstance,
     GroupRow,
     ItemValue,
 )
-from ecrf.services.capture_support import NOT_STARTED
+from ecrf.capture.support import NOT_STARTED
+from ecrf.crf import FormDef, StudyDefinition
+from ecrf.crf.validation import Issue, IssueKey, Key, ValidationResult
+from ecrf.crf.values import N_, Message, Raw
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from ecrf.core.signals import FormChange, form_changing
-from ecrf.crf import FormDef
-from ecrf.crf.values import N_
-from ecrf.domain.schedule import EventKind
-from ecrf.models.clinical import EventInstance, FormInstance, Subject
-from ecrf.services import audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_support import (
+from ecrf.capture.models import EventInstance, FormInstance, Subject
+from ecrf.capture.schedule import local_today, refresh_subject
+from ecrf.capture.support import (
     MAX_REASON,
     NOT_STARTED,
     CaptureError,
@@ -28,7 +23,12 @@ from ecrf.services.capture_support import (
     event_rule,
     record_clinical,
 )
-from ecrf.services.schedule import local_today, refresh_subject
+from ecrf.core.signals import FormChange, form_changing
+from ecrf.crf import FormDef
+from ecrf.crf.values import N_
+from ecrf.domain.schedule import EventKind
+from ecrf.services import audit
+from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 
 

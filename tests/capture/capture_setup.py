@@ -8,11 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from ecrf.capture import subjects
+from ecrf.capture.models import ItemValue, Subject
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import ItemValue, Subject
-from ecrf.services import studies, subjects
+from ecrf.services import studies
 from ecrf.services.audit import Actor
 
 CAPTURE_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "capture_study"

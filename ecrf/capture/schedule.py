@@ -18,11 +18,8 @@ from sqlalchemy import bindparam, case, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ecrf.domain.schedule import ExpectedEvent, compute_schedule
-from ecrf.models.accounts import Site, Study
-from ecrf.models.clinical import ScheduledVisit, Subject
-from ecrf.models.studies import StudyVersion
-from ecrf.services.schedule_data import (
+from ecrf.capture.models import ScheduledVisit, Subject
+from ecrf.capture.schedule_data import (
     SUBJECT_COLUMNS,
     SubjectInfo,
     build_data,
@@ -34,6 +31,9 @@ from ecrf.services.schedule_data import (
     study_first_dates,
     subject_schedule_data,
 )
+from ecrf.domain.schedule import ExpectedEvent, compute_schedule
+from ecrf.models.accounts import Site, Study
+from ecrf.models.studies import StudyVersion
 from ecrf.services.studies import definition_for
 
 __all__ = [

@@ -16,13 +16,13 @@ from typing import NamedTuple
 from sqlalchemy import String, case, exists, func, select, type_coerce
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import SUBJECT_STATUSES, ScheduledVisit, Subject
+from ecrf.capture.schedule import local_today, refresh_subject
 from ecrf.crf import StudyDefinition
 from ecrf.domain.schedule import EventKind
 from ecrf.models.accounts import Site, Study, StudySite, User
-from ecrf.models.clinical import SUBJECT_STATUSES, ScheduledVisit, Subject
 from ecrf.services import access, audit
 from ecrf.services.audit import Actor
-from ecrf.services.schedule import local_today, refresh_subject
 from ecrf.services.studies import latest_version
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

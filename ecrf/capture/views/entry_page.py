@@ -16,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Field
 from wtforms.form import BaseForm
 
+from ecrf.capture.operations import OpenForm, SaveResult, Submission
 from ecrf.core.web.messages import say
 from ecrf.crf import FormDef, GroupDef, ItemDef, ItemType
 from ecrf.crf.fields import REGISTRY, field_name
@@ -32,7 +33,6 @@ from ecrf.domain.expressions.nodes import (
     Or,
     Reference,
 )
-from ecrf.services.capture import OpenForm, SaveResult, Submission
 
 MAX_ROWS_SHOWN = 500
 

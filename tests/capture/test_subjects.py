@@ -7,12 +7,13 @@ import datetime as dt
 import pytest
 from sqlalchemy import event, select, update
 
+from ecrf.capture import schedule, subjects
+from ecrf.capture.models import Subject
+from ecrf.capture.schedule import local_today
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import Subject
-from ecrf.services import schedule, studies, subjects
-from ecrf.services.schedule import local_today
-from tests.services.sample import ACTOR, record, write_study
+from ecrf.services import studies
+from tests.capture.sample import ACTOR, record, write_study
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import dataclasses
 from flask import abort, g
 from flask_login import current_user
 
+from ecrf.capture import subjects
+from ecrf.capture.models import Subject
 from ecrf.extensions import db
-from ecrf.models.clinical import Subject
-from ecrf.services import access, subjects
+from ecrf.services import access
 from ecrf.services.audit import Actor
 from ecrf.web import request_actor
 

@@ -27,17 +27,18 @@ from sqlalchemy import select
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from ecrf.capture import schedule, subjects
+from ecrf.capture.models import SUBJECT_STATUSES, EventInstance
+from ecrf.capture.schedule import local_today
+from ecrf.capture.web import may, subject_or_404
 from ecrf.core.web.transaction import store_derived, transaction
 from ecrf.domain.schedule import EventKind
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
-from ecrf.models.clinical import SUBJECT_STATUSES, EventInstance
 from ecrf.models.studies import StudyVersion
 from ecrf.review.signatures import signatures_of
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, schedule, studies, subjects
-from ecrf.services.schedule import local_today
-from ecrf.views.helpers import may, subject_or_404
+from ecrf.services import access, studies
 from ecrf.web import request_actor
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")

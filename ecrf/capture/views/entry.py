@@ -28,6 +28,12 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.capture import history
+from ecrf.capture import operations as capture
+from ecrf.capture.models import ScheduledVisit, Subject
+from ecrf.capture.schedule import local_today
+from ecrf.capture.views.entry_page import build_page, items_for, posted_rows, read_submission
+from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core.web.messages import say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import UnknownOidError
@@ -36,18 +42,9 @@ from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site
-from ecrf.models.clinical import ScheduledVisit, Subject
 from ecrf.security.permissions import Allow, register
-from ecrf.services import access, capture, history
-from ecrf.services.schedule import local_today
+from ecrf.services import access
 from ecrf.services.studies import definition_for
-from ecrf.views.entry_support import (
-    build_page,
-    items_for,
-    posted_rows,
-    read_submission,
-)
-from ecrf.views.helpers import actor_for, may, subject_or_404
 
 bp = Blueprint("entry", __name__)
 

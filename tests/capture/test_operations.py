@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from ecrf.domain.dates import PartialDate
-from ecrf.extensions import db
-from ecrf.models.clinical import (
+from ecrf.capture import operations as capture
+from ecrf.capture import write as capture_write
+from ecrf.capture.models import (
     CheckAcknowledgement,
     EventInstance,
     FormInstance,
@@ -21,9 +21,10 @@ from ecrf.models.clinical import (
     ItemValue,
     ScheduledVisit,
 )
-from ecrf.services import capture
-from ecrf.services.capture import CaptureError, EventStateError, StaleFormError, Submission
-from tests.services.capture_setup import (
+from ecrf.capture.operations import CaptureError, EventStateError, StaleFormError, Submission
+from ecrf.domain.dates import PartialDate
+from ecrf.extensions import db
+from tests.capture.capture_setup import (
     TODAY,
     actor_for,
     audit_rows,
@@ -439,7 +440,7 @@ def test_a_failing_save_leaves_neither_data_nor_audit_rows(subject, crc, monkeyp
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("ecrf.services.capture_write._schedule_reads", boom)
+    monkeypatch.setattr(capture_write, "_schedule_reads", boom)
     with pytest.raises(RuntimeError):
         capture.save_form(db.session, crc, subject, "SCREEN", 1, "VITALS",
                           Submission(values=vs()), base_version=None, complete=False,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.schedule_values import StoredValue, as_date, typed_value, zone
 from ecrf.crf import StudyDefinition
 from ecrf.domain.expressions import (
     ExpressionError,
@@ -28,8 +30,6 @@ from ecrf.domain.expressions import (
 )
 from ecrf.domain.schedule import EventKind, RecordedOccurrence, SubjectScheduleData
 from ecrf.models.accounts import Site
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.services.schedule_values import StoredValue, as_date, typed_value, zone
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,11 @@ import re
 import pytest
 from sqlalchemy import select
 
+from ecrf.capture import write as capture_write
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
 from ecrf.extensions import db
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue
+from tests.capture.capture_setup import count_audit, count_values, enrol, load_capture_study
 from tests.conftest import sign_in
-from tests.services.capture_setup import count_audit, count_values, enrol, load_capture_study
 
 BASE = "/studies/CAPTURE/subjects/S01-001"
 SCREEN = BASE + "/events/SCREEN/1"
@@ -398,7 +399,7 @@ def test_an_unexpected_error_rolls_everything_back(client, crc, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr("ecrf.services.capture_write._schedule_reads", boom)
+    monkeypatch.setattr(capture_write, "_schedule_reads", boom)
     response = client.post(VITALS, data=vitals())
     assert response.status_code == 500
     assert "Nothing was saved" in page(response)

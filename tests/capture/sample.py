@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ecrf.models.clinical import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.services import audit
 from ecrf.services.audit import Actor
 

@@ -8,6 +8,17 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import CheckAcknowledgement, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.structures import Assessed, Change, SaveResult, Stored, Submission
+from ecrf.capture.support import (
+    MAX_REASON,
+    NOT_STARTED,
+    EventStateError,
+    NotFoundError,
+    build_context,
+    event_instance,
+    event_rule,
+)
 from ecrf.crf import FormDef, ItemType, Severity
 from ecrf.crf.validation import (
     IssueKey,
@@ -18,17 +29,6 @@ from ecrf.crf.validation import (
     validate_form,
 )
 from ecrf.crf.values import N_, Message, is_blank_raw
-from ecrf.models.clinical import CheckAcknowledgement, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.services.capture_model import Assessed, Change, SaveResult, Stored, Submission
-from ecrf.services.capture_support import (
-    MAX_REASON,
-    NOT_STARTED,
-    EventStateError,
-    NotFoundError,
-    build_context,
-    event_instance,
-    event_rule,
-)
 from ecrf.services.studies import definition_for
 
 MAX_ROW = 9999

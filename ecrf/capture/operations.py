@@ -11,9 +11,9 @@ carries the form version it was based on; a stale one raises ``StaleFormError`` 
 what changed meanwhile. Functions take (session, actor, ...), flush, never commit.
 
 This module is the API (the screens and the JSON API both use it); the parts live in
-capture_model (data structures), capture_assess (loading and checking a submission),
-capture_write (writing it with its audit rows), capture_events (events), capture_support
-(errors, audit paths, expression context) and history (reading the audit trail).
+``structures`` (data structures), ``assess`` (loading and checking a submission),
+``write`` (writing it with its audit rows), ``events`` (events), ``support`` (errors,
+audit paths, expression context) and ``history`` (reading the audit trail).
 
 Keys: item values are keyed ``(group OID, row, item OID)`` (row 1 outside repeating
 groups); warnings ``(check id, row)`` (row 0 outside repeating groups), where the id of a
@@ -30,11 +30,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ecrf.core.signals import FormChange, ItemChange, form_changing, form_saved
-from ecrf.crf import FormDef, StudyDefinition
-from ecrf.crf.validation import ValidationResult, validate_form
-from ecrf.crf.values import N_, from_canonical
-from ecrf.models.clinical import (
+from ecrf.capture.assess import MAX_ROW, assess, load_stored  # noqa: F401
+from ecrf.capture.events import (  # noqa: F401  (the capture API, in one place)
+    EventForm,
+    declare_not_done,
+    event_forms,
+    open_event,
+)
+from ecrf.capture.history import audit_csv, item_history, subject_audit  # noqa: F401
+from ecrf.capture.models import (
     CheckAcknowledgement,
     EventInstance,
     FormInstance,
@@ -42,18 +46,8 @@ from ecrf.models.clinical import (
     ItemValue,
     Subject,
 )
-from ecrf.models.studies import StudyVersion
-from ecrf.services import audit
-from ecrf.services.audit import Actor
-from ecrf.services.capture_assess import MAX_ROW, assess, load_stored  # noqa: F401
-from ecrf.services.capture_events import (  # noqa: F401  (the capture API, in one place)
-    EventForm,
-    declare_not_done,
-    event_forms,
-    open_event,
-)
-from ecrf.services.capture_model import OpenForm, SaveResult, Stored, Submission
-from ecrf.services.capture_support import (  # noqa: F401
+from ecrf.capture.structures import OpenForm, SaveResult, Stored, Submission
+from ecrf.capture.support import (  # noqa: F401
     MAX_REASON,
     NOT_STARTED,
     CaptureError,
@@ -67,8 +61,14 @@ from ecrf.services.capture_support import (  # noqa: F401
     event_rule,
     local_today,
 )
-from ecrf.services.capture_write import write_form
-from ecrf.services.history import audit_csv, item_history, subject_audit  # noqa: F401
+from ecrf.capture.write import write_form
+from ecrf.core.signals import FormChange, ItemChange, form_changing, form_saved
+from ecrf.crf import FormDef, StudyDefinition
+from ecrf.crf.validation import ValidationResult, validate_form
+from ecrf.crf.values import N_, from_canonical
+from ecrf.models.studies import StudyVersion
+from ecrf.services import audit
+from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 
 __all__ = [

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import Subject
+from ecrf.capture.support import item_path, row_path
 from ecrf.models.audit import AuditEvent
-from ecrf.models.clinical import Subject
-from ecrf.services.capture_support import item_path, row_path
 
 CSV_COLUMNS = ("seq", "occurred_at_utc", "category", "action", "username", "role", "site",
                "subject", "path", "old_value", "new_value", "reason", "study_version",

@@ -12,22 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from ecrf.capture.models import CheckAcknowledgement, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.schedule import refresh_subject
+from ecrf.capture.schedule_data import needs
+from ecrf.capture.structures import Assessed, Stored
+from ecrf.capture.support import event_path, form_path, item_path, record_clinical, row_path
 from ecrf.crf import FormDef
 from ecrf.crf.validation import ValidationResult
 from ecrf.crf.values import shadows_of
 from ecrf.models.base import utcnow
-from ecrf.models.clinical import CheckAcknowledgement, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.services.audit import Actor
-from ecrf.services.capture_model import Assessed, Stored
-from ecrf.services.capture_support import (
-    event_path,
-    form_path,
-    item_path,
-    record_clinical,
-    row_path,
-)
-from ecrf.services.schedule import refresh_subject
-from ecrf.services.schedule_data import needs
 
 _VALUE_COLUMNS = ("value", "value_number", "value_date", "value_datetime", "grade",
                   "grade_version", "grade_basis", "updated_at", "updated_by_id")

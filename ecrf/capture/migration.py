@@ -21,15 +21,15 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.schedule import refresh_subjects
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.domain.dates import PartialDate, PartialDateError
 from ecrf.models.accounts import Site, Study
-from ecrf.models.clinical import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.models.studies import StudyVersion
 from ecrf.services import audit
 from ecrf.services import studies as study_service
 from ecrf.services.audit import Actor
-from ecrf.services.schedule import refresh_subjects
 
 
 class MigrationError(ValueError):

@@ -1,0 +1,126 @@
+"""`ecrf study migrate` and `ecrf schedule show|refresh`: moving subjects to another study
+version, and the stored visit schedules. Thin wrappers over capture; one transaction per
+command; bad input prints one clear line and exits non-zero."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from ecrf.capture import schedule
+from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
+from ecrf.capture.models import Subject
+from ecrf.core.cli import add_group, cli_actor, fail
+from ecrf.extensions import db
+from ecrf.models.accounts import Study
+from ecrf.services import studies
+
+study_cli = click.Group("study", help="Study definitions: check, load, versions, migration.")
+schedule_cli = click.Group("schedule", help="Subjects' visit schedules.")
+
+
+def _study(oid: str) -> Study:
+    try:
+        return studies.require_study(db.session, oid)
+    except studies.StudyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _subject(study: Study, key: str) -> Subject:
+    subject = db.session.scalar(select(Subject).where(Subject.study_id == study.id,
+                                                      Subject.subject_key == key.strip()))
+    if subject is None:
+        raise click.ClickException(f"no subject {key!r} in {study.oid}")
+    return subject
+
+
+@study_cli.command("migrate")
+@click.argument("oid")
+@click.option("--to", "to_number", type=int, required=True, help="Target version number.")
+@click.option("--subject", "subject_keys", multiple=True,
+              help="Only this subject (repeatable); default: every subject of the study.")
+@click.option("--reason", default="", help="Why the forms move (required unless --dry-run).")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+def study_migrate(oid: str, to_number: int, subject_keys: tuple[str, ...], reason: str,
+                  dry_run: bool):
+    """Move subjects and their forms to version N (audited, per form)."""
+    study = _study(oid)
+    keys = list(subject_keys) or None
+    try:
+        if dry_run:
+            preview = preview_migration(db.session, study, to_number, keys)
+            for line in preview.lines():
+                click.echo(line)
+            db.session.rollback()
+            return
+        result = migrate_forms(db.session, cli_actor(), study, to_number, keys, reason=reason)
+    except MigrationError as exc:
+        fail(exc)
+    db.session.commit()
+    click.echo(f"migrated {len(result.subjects)} subject(s) and {result.forms} form(s) of "
+               f"{study.oid} to {result.to_label}")
+    if result.refused:
+        for form in result.refused:
+            for problem in form.problems:
+                click.echo(f"refused {form.where}: {problem}", err=True)
+        keys = sorted({f.subject_key for f in result.refused})
+        raise click.ClickException(f"{len(keys)} subject(s) not migrated (their data does not "
+                                   f"fit {result.to_label}): {', '.join(keys)}")
+
+
+@schedule_cli.command("show")
+@click.argument("study_oid")
+@click.argument("subject_key")
+@click.option("--on", "on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Compute as of this date (YYYY-MM-DD); default: today at the site.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def schedule_show(study_oid: str, subject_key: str, on: dt.datetime | None, as_json: bool):
+    """The expected events of a subject, computed afresh."""
+    study = _study(study_oid)
+    subject = _subject(study, subject_key)
+    day = on.date() if on else schedule.local_today(subject.site.timezone)
+    events = schedule.expected_events(db.session, subject, day)
+    db.session.rollback()
+    if as_json:
+        click.echo(json.dumps({
+            "study": study.oid, "subject": subject.subject_key, "on": day.isoformat(),
+            "version": subject.study_version.label,
+            "events": [{"event": e.event_oid, "name": e.name, "repeat": e.repeat,
+                        "planned": _iso(e.planned), "window_start": _iso(e.window_start),
+                        "window_end": _iso(e.window_end), "status": e.status.value,
+                        "actual_date": _iso(e.actual_date), "note": e.note} for e in events],
+        }, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{study.oid} {subject.subject_key} ({subject.study_version.label}) "
+               f"on {day.isoformat()}")
+    click.echo(f"{'event':<12} {'#':>3}  {'planned':<10}  {'window':<23}  {'status':<18}  "
+               f"{'actual':<10}  note")
+    for e in events:
+        window = f"{_iso(e.window_start)}..{_iso(e.window_end)}" if e.window_start else "-"
+        click.echo(f"{e.event_oid:<12} {e.repeat:>3}  {_iso(e.planned) or '-':<10}  "
+                   f"{window:<23}  {e.status.value:<18}  {_iso(e.actual_date) or '':<10}  "
+                   f"{e.note}")
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@schedule_cli.command("refresh")
+@click.option("--study", "oid", default=None, help="Only this study (default: every study).")
+def schedule_refresh(oid: str | None):
+    """Recompute schedules older than today (run nightly, e.g. from cron)."""
+    targets = [_study(oid)] if oid else list(db.session.scalars(select(Study).order_by(Study.oid)))
+    for study in targets:
+        count = schedule.refresh_stale(db.session, study)
+        db.session.commit()
+        click.echo(f"{study.oid}: {count} subject schedule(s) recomputed")
+
+
+def register(app: Flask) -> None:
+    add_group(app, study_cli)
+    app.cli.add_command(schedule_cli)
