@@ -36,10 +36,10 @@ def main(repeats: int = 3) -> None:
     from sqlalchemy import func, select
 
     from ecrf import create_app
+    from ecrf.capture.models import ItemValue, Subject
     from ecrf.demo.loader import load_demo
     from ecrf.extensions import db
     from ecrf.models.accounts import Study
-    from ecrf.capture.models import ItemValue, Subject
     from ecrf.outputs.pdf.casebook import casebook_html, casebook_pdf, render_pdf
     from ecrf.services.audit import Actor
 

@@ -39,10 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ecrf import create_app  # noqa: E402
-from ecrf.domain.schedule import compute_schedule  # noqa: E402
-from ecrf.extensions import db  # noqa: E402
-from ecrf.models.accounts import RoleGrant, Site, StudySite, User  # noqa: E402
-from ecrf.models.base import utcnow  # noqa: E402
+from ecrf.accounts.models import RoleGrant, User  # noqa: E402
+from ecrf.accounts.passwords import hash_password  # noqa: E402
+from ecrf.capture import schedule  # noqa: E402
 from ecrf.capture.models import (  # noqa: E402
     EventInstance,
     FormInstance,
@@ -50,10 +49,6 @@ from ecrf.capture.models import (  # noqa: E402
     ScheduledVisit,
     Subject,
 )
-from ecrf.security.passwords import hash_password  # noqa: E402
-from ecrf.capture import schedule  # noqa: E402
-from ecrf.services import studies  # noqa: E402
-from ecrf.services.audit import SYSTEM  # noqa: E402
 from ecrf.capture.schedule_data import (  # noqa: E402
     SUBJECT_COLUMNS,
     build_data,
@@ -62,6 +57,12 @@ from ecrf.capture.schedule_data import (  # noqa: E402
     needs,
     study_first_dates,
 )
+from ecrf.domain.schedule import compute_schedule  # noqa: E402
+from ecrf.extensions import db  # noqa: E402
+from ecrf.models.accounts import Site, StudySite  # noqa: E402
+from ecrf.models.base import utcnow  # noqa: E402
+from ecrf.services import studies  # noqa: E402
+from ecrf.services.audit import SYSTEM  # noqa: E402
 
 PASSWORD = "Bench-password-2026"
 CONFIG = {"TESTING": True, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,

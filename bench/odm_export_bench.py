@@ -43,9 +43,9 @@ def build(url: str, values: int) -> None:
     from flask_migrate import upgrade
 
     from ecrf import create_app
+    from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
     from ecrf.extensions import db
     from ecrf.models.accounts import Site, Study, StudySite
-    from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
     from ecrf.services import studies
     from ecrf.services.audit import Actor
 

@@ -82,10 +82,12 @@ def setup(url: str) -> None:
 
     from flask_migrate import upgrade
 
+    from ecrf.accounts.models import RoleGrant, User
+    from ecrf.accounts.passwords import hash_password
+    from ecrf.capture import operations as capture
+    from ecrf.capture import subjects
     from ecrf.extensions import db
-    from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
-    from ecrf.security.passwords import hash_password
-    from ecrf.capture import operations as capture, subjects
+    from ecrf.models.accounts import Site, Study, StudySite
     from ecrf.services import studies
     from ecrf.services.audit import Actor
 
@@ -131,8 +133,8 @@ def serve(url: str, port_queue) -> None:
     from flask import jsonify, request
     from werkzeug.serving import make_server
 
+    from ecrf.accounts.permissions import PUBLIC, register
     from ecrf.extensions import db
-    from ecrf.security.permissions import PUBLIC, register
 
     app = make_app(url)
     timings: dict[str, list[float]] = {"save": [], "baseline": [], "other": []}
@@ -178,8 +180,8 @@ def _baseline_write(session, key: str, values: dict) -> None:
     """The rows a save writes, with Core only: values, form version, chained audit rows."""
     import datetime as dt
 
-    from ecrf.models.audit import AuditChainHead, AuditEvent
     from ecrf.capture.models import FormInstance, ItemValue, Subject
+    from ecrf.models.audit import AuditChainHead, AuditEvent
     from ecrf.services.audit import _iso, compute_hash
 
     conn = session.connection()

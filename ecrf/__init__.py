@@ -19,18 +19,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     load_config(app, test_config)
     if app.config.get("ARGON2_TIME_COST"):
-        from ecrf.security.passwords import configure_hasher
+        from ecrf.accounts.passwords import configure_hasher
 
         configure_hasher(time_cost=app.config["ARGON2_TIME_COST"],
                          memory_cost=app.config["ARGON2_MEMORY_COST"],
                          parallelism=app.config.get("ARGON2_PARALLELISM", 1))
 
     # Every model registered with the metadata, whichever area is used first.
+    import ecrf.accounts.models  # noqa: F401
     import ecrf.allocation.models  # noqa: F401
     import ecrf.capture.models  # noqa: F401
     import ecrf.jobs.models  # noqa: F401
     import ecrf.models.accounts  # noqa: F401
-    import ecrf.models.api_tokens  # noqa: F401
     import ecrf.models.audit  # noqa: F401
     import ecrf.models.studies  # noqa: F401
     import ecrf.review.models  # noqa: F401
@@ -47,16 +47,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Bootstrap5(app)
 
-    from ecrf import web
+    from ecrf.accounts import web
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
-    web.install(app)
 
-    from ecrf import allocation, api, capture, dashboards, outputs, review, safety
-    from ecrf.views import admin, auth, main, tokens
+    from ecrf import accounts, allocation, api, capture, dashboards, outputs, review, safety
 
-    for blueprint in (auth.bp, main.bp, admin.bp, tokens.bp, api.bp):
-        app.register_blueprint(blueprint)
+    accounts.register(app)
+    app.register_blueprint(api.bp)
     capture.register(app)
 
     # Review's reactions to data capture run before safety's: a missing receiver fails

@@ -20,11 +20,12 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from ecrf import create_app
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.passwords import hash_password
+from ecrf.accounts.roles import Role
 from ecrf.extensions import db
-from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
+from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import Base
-from ecrf.security.passwords import hash_password
-from ecrf.security.roles import Role
 
 PG_URL = os.environ.get("ECRF_TEST_DATABASE_URL", "").strip()
 PASSWORD = "Correct-Horse-42"

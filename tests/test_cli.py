@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ecrf.accounts.models import RoleGrant, User
 from ecrf.extensions import db
-from ecrf.models.accounts import RoleGrant, Site, User
+from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
 
 

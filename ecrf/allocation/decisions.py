@@ -13,13 +13,16 @@ import json
 
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts import users as accounts
+from ecrf.accounts.models import User
+from ecrf.accounts.passwords import verify_password
 from ecrf.allocation.escalation import Board, EscalationServiceError, board, lock_study
 from ecrf.allocation.models import EscalationDecision
 from ecrf.domain.escalation import Action
-from ecrf.models.accounts import Study, User
+from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
-from ecrf.security.passwords import verify_password
-from ecrf.services import access, accounts, audit
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 
 SIGNATURE_MEANING = "approval"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
 from ecrf.allocation.lists import (
     KINDS,
     ListValidationError,
@@ -40,9 +42,8 @@ from ecrf.capture.schedule_data import local_today
 from ecrf.capture.support import item_path
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
-from ecrf.models.accounts import User
 from ecrf.models.base import utcnow
-from ecrf.services import access, audit, studies
+from ecrf.services import audit, studies
 from ecrf.services.audit import Actor
 
 __all__ = [

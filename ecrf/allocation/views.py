@@ -23,15 +23,16 @@ from sqlalchemy import select
 from wtforms import PasswordField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from ecrf.accounts import access
+from ecrf.accounts.permissions import Allow, register
+from ecrf.accounts.web import request_actor
 from ecrf.allocation import decisions, escalation, randomization
 from ecrf.allocation.models import RandomizationList
 from ecrf.capture.models import Subject
 from ecrf.capture.web import subject_or_404
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.security.permissions import Allow, register
-from ecrf.services import access, studies
-from ecrf.web import request_actor
+from ecrf.services import studies
 
 bp = Blueprint("allocation", __name__)
 

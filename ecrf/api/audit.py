@@ -10,14 +10,14 @@ from flask import g, request
 from flask_login import current_user
 from sqlalchemy import Select, select
 
+from ecrf.accounts import access
+from ecrf.accounts.permissions import Allow, register
 from ecrf.api import bp
 from ecrf.api.common import MAX_AUDIT_LIMIT, int_arg, iso, subject_or_404, time_arg
 from ecrf.capture import history
 from ecrf.extensions import db
 from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
-from ecrf.security.permissions import Allow, register
-from ecrf.services import access
 
 register("api.subject_audit", Allow("audit.view"))
 register("api.study_audit", Allow("audit.view"))

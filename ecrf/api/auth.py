@@ -1,5 +1,5 @@
 """Bearer tokens for /api/ paths, plugged into Flask-Login so that ``current_user`` and the
-permission gate in ``ecrf/web.py`` work unchanged.
+permission gate (``ecrf.accounts.web``) work unchanged.
 
 Flask-Login asks the session loader first and the request loader only when it finds no
 user. On /api/ paths a request that carries an ``Authorization`` header is decided by its
@@ -15,11 +15,11 @@ from flask import Flask, Request, current_app, g, request, session
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ecrf.accounts import tokens as api_tokens
 from ecrf.api import bp
 from ecrf.api.errors import ApiProblem
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db, login_manager
-from ecrf.services import api_tokens
 
 API_PREFIX = "/api/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -12,8 +12,8 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from ecrf.accounts.permissions import ROUTES, Allow
 from ecrf.api import bp
-from ecrf.security.permissions import ROUTES, Allow
 
 
 class ApiProblem(Exception):

@@ -12,6 +12,7 @@ import json
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
+from ecrf.accounts.permissions import Allow, register
 from ecrf.api import bp
 from ecrf.api.common import iso, json_body, subject_or_404
 from ecrf.api.errors import ApiProblem
@@ -26,7 +27,6 @@ from ecrf.crf.validation import Issue
 from ecrf.crf.values import result_kind
 from ecrf.extensions import db
 from ecrf.review.locks import DataLockedError
-from ecrf.security.permissions import Allow, register
 
 register("api.form", Allow("subjects.view"))
 register("api.form_save", Allow("data.enter"))

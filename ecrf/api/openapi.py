@@ -6,8 +6,8 @@ app really has (paths, methods, path parameters) and validates responses against
 
 from __future__ import annotations
 
+from ecrf.accounts.permissions import PUBLIC, register
 from ecrf.api import bp
-from ecrf.security.permissions import PUBLIC, register
 
 register("api.openapi", PUBLIC)
 

@@ -9,6 +9,8 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ecrf.accounts import access
+from ecrf.accounts.permissions import SIGNED_IN, Allow, register
 from ecrf.api import bp
 from ecrf.api.common import (
     MAX_PER_PAGE,
@@ -27,8 +29,7 @@ from ecrf.crf import UnknownOidError
 from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
 from ecrf.models.studies import StudyVersion
-from ecrf.security.permissions import SIGNED_IN, Allow, register
-from ecrf.services import access, studies
+from ecrf.services import studies
 
 register("api.studies", SIGNED_IN)
 register("api.study", Allow("study.view"))

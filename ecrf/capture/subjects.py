@@ -16,12 +16,14 @@ from typing import NamedTuple
 from sqlalchemy import String, case, exists, func, select, type_coerce
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
 from ecrf.capture.models import SUBJECT_STATUSES, ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today, refresh_subject
 from ecrf.crf import StudyDefinition
 from ecrf.domain.schedule import EventKind
-from ecrf.models.accounts import Site, Study, StudySite, User
-from ecrf.services import access, audit
+from ecrf.models.accounts import Site, Study, StudySite
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.studies import latest_version
 

@@ -8,12 +8,12 @@ import dataclasses
 from flask import abort, g
 from flask_login import current_user
 
+from ecrf.accounts import access
+from ecrf.accounts.web import request_actor
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
 from ecrf.extensions import db
-from ecrf.services import access
 from ecrf.services.audit import Actor
-from ecrf.web import request_actor
 
 
 def subject_or_404(subject_key: str, action: str = "subjects.view") -> Subject:

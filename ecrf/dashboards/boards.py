@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
+from ecrf.accounts.roles import Role
 from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
 from ecrf.core.panels import Panel, panels_for
 from ecrf.dashboards.study_boards import (  # the study-wide boards, served from here too
@@ -24,12 +27,10 @@ from ecrf.dashboards.study_boards import (  # the study-wide boards, served from
     enrolment_series,
     sponsor,
 )
-from ecrf.models.accounts import Site, Study, User
+from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.models import Query, Signature
-from ecrf.security.roles import Role
-from ecrf.services import access
 
 __all__ = [
     "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts.models import User
 from ecrf.capture import subjects
 from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.models.accounts import Site, Study, StudySite, User
+from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import utcnow
 from ecrf.models.studies import StudyVersion
 from ecrf.review import queries, sdv

@@ -15,14 +15,14 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ecrf.accounts.permissions import Allow, register
+from ecrf.accounts.roles import ROLE_LABELS, Role
 from ecrf.capture import schedule
 from ecrf.capture.views.subjects import SUBJECT_LABELS, VISIT_LABELS
 from ecrf.core.web.transaction import store_derived
 from ecrf.dashboards import boards as dashboards
 from ecrf.extensions import db
 from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS
-from ecrf.security.permissions import Allow, register
-from ecrf.security.roles import ROLE_LABELS, Role
 
 bp = Blueprint("dashboards", __name__)
 

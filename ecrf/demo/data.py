@@ -23,6 +23,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.roles import Role
 from ecrf.capture import operations as capture
 from ecrf.capture import schedule
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
@@ -33,8 +35,7 @@ from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
 from ecrf.demo.studies import SUBJECTS, TRIALS
 from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
-from ecrf.models.accounts import RoleGrant, Site, Study, User
-from ecrf.security.roles import Role
+from ecrf.models.accounts import Site, Study
 from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 

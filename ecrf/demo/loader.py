@@ -8,11 +8,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import users as accounts
+from ecrf.accounts.passwords import policy_from_config
+from ecrf.accounts.roles import Role
 from ecrf.capture.models import Subject
 from ecrf.models.accounts import Study
-from ecrf.security.passwords import policy_from_config
-from ecrf.security.roles import Role
-from ecrf.services import accounts, sites
+from ecrf.services import sites
 from ecrf.services.audit import Actor
 
 DEMO_PASSWORD = "Ecrf-demo-2026"

@@ -21,11 +21,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts.models import RoleGrant, User
 from ecrf.capture import operations as capture
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.core.signals import FormChange, ItemChange
-from ecrf.models.accounts import RoleGrant, Study, User
+from ecrf.models.accounts import Study
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import operations as safety
 from ecrf.safety.models import AeGradePrompt

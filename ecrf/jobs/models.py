@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.models.accounts import Study, User
+from ecrf.accounts.models import User
+from ecrf.models.accounts import Study
 from ecrf.models.base import Base, UTCDateTime, utcnow
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")

@@ -36,9 +36,10 @@ from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ecrf.accounts.models import User
 from ecrf.crf import StudyDefinitionError
 from ecrf.jobs.models import Job
-from ecrf.models.accounts import Study, User
+from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
 from ecrf.models.studies import StudyVersion
 from ecrf.services import audit

@@ -14,7 +14,8 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.studies import StudyVersion
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, validate_odm
 from ecrf.outputs.odm.metadata import VersionRef, write_metadata

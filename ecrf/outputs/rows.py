@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
 from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.audit import AuditEvent
 from ecrf.models.studies import StudyVersion
 from ecrf.review.models import Signature
-from ecrf.services import access
 from ecrf.services.studies import definition_for
 
 BATCH = 5000

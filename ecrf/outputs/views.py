@@ -22,13 +22,13 @@ from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField
 from wtforms.fields.choices import SelectChoice
 
+from ecrf.accounts.permissions import Allow, register
+from ecrf.accounts.web import request_actor
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.security.permissions import Allow, register
 from ecrf.services import studies
-from ecrf.web import request_actor
 
 bp = Blueprint("exports", __name__)
 

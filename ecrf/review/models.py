@@ -12,8 +12,9 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ecrf.accounts.models import User
 from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.models.accounts import Site, User
+from ecrf.models.accounts import Site
 from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
 
 QUERY_STATUSES = ("open", "answered", "closed")

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.permissions import ACTIONS
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, Subject
 from ecrf.capture.support import (
     NotFoundError,
@@ -30,13 +33,12 @@ from ecrf.capture.support import (
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
-from ecrf.models.accounts import RoleGrant, Study, User
+from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
 from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
-from ecrf.security.permissions import ACTIONS
-from ecrf.services import access, audit
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 

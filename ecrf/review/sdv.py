@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
 from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.support import form_path, item_path
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
-from ecrf.models.accounts import Site, Study, User
+from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.models.studies import StudyVersion
 from ecrf.review import locks
@@ -35,7 +37,7 @@ from ecrf.review.support import (
     live_values,
     record_review,
 )
-from ecrf.services import access, audit
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 

@@ -23,10 +23,14 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from ecrf.accounts import access
+from ecrf.accounts import users as accounts
+from ecrf.accounts.models import User
+from ecrf.accounts.passwords import verify_password
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.support import event_path, form_path
 from ecrf.crf.values import N_, Message
-from ecrf.models.accounts import Site, Study, User
+from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.review.models import Query, Signature
 from ecrf.review.support import (
@@ -37,8 +41,7 @@ from ecrf.review.support import (
     record_review,
     subject_path,
 )
-from ecrf.security.passwords import verify_password
-from ecrf.services import access, accounts, audit
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 

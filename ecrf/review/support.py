@@ -9,12 +9,14 @@ from collections.abc import Iterable
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
 from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.crf import StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message
-from ecrf.models.accounts import Study, User
-from ecrf.services import access, audit
+from ecrf.models.accounts import Study
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
 from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
 from ecrf.capture.schedule import subject_schedule_data
 from ecrf.capture.support import MAX_REASON, record_clinical
 from ecrf.core.panels import Panel, add_panel
 from ecrf.domain.adverse_events import ClockStatus, Finding, check_consistency
-from ecrf.models.accounts import Site, Study, User
+from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.safety.dlt import (  # noqa: F401  (the safety API, in one place)
     DltError,
@@ -40,7 +42,7 @@ from ecrf.safety.sae import (  # noqa: F401
     sync_reports,
 )
 from ecrf.safety.support import AeLog, AeRow, Definitions, ae_log, load_ae_rows, to_adverse_event
-from ecrf.services import access, audit
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 from ecrf.services.studies import definition_for
 

@@ -14,6 +14,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.accounts import access
+from ecrf.accounts.permissions import Allow, register
 from ecrf.capture.models import Subject
 from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core.web.transaction import transaction
@@ -25,8 +27,6 @@ from ecrf.safety import operations as safety
 from ecrf.safety.grading import load_lab_values
 from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
 from ecrf.safety.support import ae_log
-from ecrf.security.permissions import Allow, register
-from ecrf.services import access
 from ecrf.services.studies import definition_for
 
 bp = Blueprint("safety", __name__)

@@ -8,13 +8,13 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts.models import User
 from ecrf.allocation import decisions as escalation_decisions
 from ecrf.allocation import escalation
 from ecrf.allocation.models import EscalationDecision
 from ecrf.capture.models import Subject
 from ecrf.domain.escalation import Action
 from ecrf.extensions import db
-from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
 from ecrf.services.audit import Actor
 from tests.allocation.test_randomization import ACTOR, add_subject, load, record, site_today

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts.models import User as UserModel
 from ecrf.allocation.models import Allocation, EscalationDecision, RandomizationSlot
 from ecrf.capture.models import Subject
 from ecrf.extensions import db
-from ecrf.models.accounts import User as UserModel
 from ecrf.models.audit import AuditEvent
 from ecrf.services import audit
 from tests.allocation.test_escalation import cohort

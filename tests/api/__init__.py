@@ -6,11 +6,11 @@ import datetime as dt
 
 from sqlalchemy import select
 
+from ecrf.accounts import tokens as api_tokens
 from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.services import api_tokens
 from ecrf.services.audit import Actor
 from tests.capture.capture_setup import enrol, load_capture_study
 

@@ -380,8 +380,9 @@ def test_a_browser_session_cookie_cannot_write(client, crc):
 def test_with_csrf_on_tokens_write_and_cookies_still_cannot(app_factory):
     app = app_factory(WTF_CSRF_ENABLED=True)
     with app.app_context():
-        from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
-        from ecrf.security.passwords import hash_password
+        from ecrf.accounts.models import RoleGrant, User
+        from ecrf.accounts.passwords import hash_password
+        from ecrf.models.accounts import Site, Study, StudySite
         from ecrf.services import studies
         from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, enrol
         from tests.conftest import PASSWORD

@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from werkzeug.routing import IntegerConverter
 
-from ecrf.security.permissions import ROUTES, Public
+from ecrf.accounts.permissions import ROUTES, Public
 from tests.api import (
     API,
     STUDY,

@@ -11,11 +11,12 @@ import re
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts import tokens as api_tokens
+from ecrf.accounts import users as accounts
+from ecrf.accounts.models import ApiToken
 from ecrf.extensions import db
-from ecrf.models.api_tokens import ApiToken
 from ecrf.models.audit import AuditEvent
 from ecrf.models.base import utcnow
-from ecrf.services import accounts, api_tokens
 from tests.api import ADMIN, API, audit_rows, bearer, token_for
 from tests.conftest import sign_in
 
@@ -73,8 +74,8 @@ def test_the_maximum_lifetime_is_configurable(app_factory):
     app = app_factory(API_TOKEN_MAX_DAYS=10)
     with app.app_context():
         client = app.test_client()
-        from ecrf.models.accounts import User
-        from ecrf.security.passwords import hash_password
+        from ecrf.accounts.models import User
+        from ecrf.accounts.passwords import hash_password
         from tests.conftest import PASSWORD
         db.session.add(User(username="bob", full_name="Bob", password_hash=hash_password(
             PASSWORD), must_change_password=False, active=True, failed_logins=0))

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.passwords import hash_password
+from ecrf.accounts.roles import Role
 from ecrf.extensions import db
-from ecrf.models.accounts import RoleGrant, Site, Study, StudySite, User
-from ecrf.security.passwords import hash_password
-from ecrf.security.roles import Role
+from ecrf.models.accounts import Site, Study, StudySite
 from tests.conftest import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
+from ecrf.accounts.models import User
 from ecrf.extensions import db
-from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import PASSWORD

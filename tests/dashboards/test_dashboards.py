@@ -9,8 +9,9 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
+from ecrf.accounts.models import RoleGrant
 from ecrf.extensions import db
-from ecrf.models.accounts import RoleGrant, Study
+from ecrf.models.accounts import Study
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.signatures import SignTarget
 from ecrf.services import studies

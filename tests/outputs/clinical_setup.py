@@ -12,12 +12,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ecrf.accounts.models import User
 from ecrf.capture import operations as capture
 from ecrf.capture import subjects
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import event_instance
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study, User
+from ecrf.models.accounts import Site, Study
 from ecrf.review import queries, sdv, signatures
 from ecrf.services import studies
 from ecrf.services.audit import Actor

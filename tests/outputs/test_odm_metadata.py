@@ -10,8 +10,8 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
+from ecrf.accounts.models import RoleGrant
 from ecrf.extensions import db
-from ecrf.models.accounts import RoleGrant
 from ecrf.models.audit import AuditEvent
 from ecrf.outputs.exports import admin_info, export_odm_metadata, validate_odm
 from ecrf.outputs.odm.common import odm_schema, reference_errors

@@ -9,8 +9,8 @@ import json
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts.models import User
 from ecrf.extensions import db
-from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
 from ecrf.review import queries
 from ecrf.review.corrections import Correction, CorrectionRefused, answer_with_correction

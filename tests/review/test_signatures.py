@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts.models import User
 from ecrf.capture import operations as capture
 from ecrf.capture.support import event_instance
 from ecrf.extensions import db
-from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
 from ecrf.review import queries, signatures
 from ecrf.review.models import Signature

@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts.models import User
 from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
-from ecrf.models.accounts import User
 from ecrf.models.audit import AuditEvent
 from ecrf.review import queries
 from ecrf.review.models import Lock, Query, Signature

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from werkzeug.routing import Rule
 
-from ecrf.security.permissions import ACTIONS, ROUTES, Allow, Public, SignedIn
-from ecrf.security.roles import Role
+from ecrf.accounts.permissions import ACTIONS, ROUTES, Allow, Public, SignedIn
+from ecrf.accounts.roles import Role
 
 ALL_ROLES = list(Role)
 
@@ -95,7 +95,7 @@ def test_anonymous_users_are_sent_to_login_everywhere_but_public_routes(app, cli
 
 
 def test_site_roles_require_a_site_and_study_roles_refuse_one():
-    from ecrf.security.roles import RoleError, check_scope
+    from ecrf.accounts.roles import RoleError, check_scope
 
     with pytest.raises(RoleError, match="per site"):
         check_scope(Role.INVESTIGATOR, study=object(), site=None)

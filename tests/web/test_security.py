@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecrf.security import permissions
+from ecrf.accounts import permissions
 from tests.conftest import PASSWORD
 
 

@@ -28,6 +28,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.accounts import access
+from ecrf.accounts.permissions import Allow, register
 from ecrf.capture import history
 from ecrf.capture import operations as capture
 from ecrf.capture.models import ScheduledVisit, Subject
@@ -42,8 +44,6 @@ from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
 from ecrf.models.accounts import Site
-from ecrf.security.permissions import Allow, register
-from ecrf.services import access
 from ecrf.services.studies import definition_for
 
 bp = Blueprint("entry", __name__)

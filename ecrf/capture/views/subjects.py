@@ -27,6 +27,9 @@ from sqlalchemy import select
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from ecrf.accounts import access
+from ecrf.accounts.permissions import Allow, register
+from ecrf.accounts.web import request_actor
 from ecrf.capture import schedule, subjects
 from ecrf.capture.models import SUBJECT_STATUSES, EventInstance
 from ecrf.capture.schedule import local_today
@@ -37,9 +40,7 @@ from ecrf.extensions import db
 from ecrf.models.accounts import Site, StudySite
 from ecrf.models.studies import StudyVersion
 from ecrf.review.signatures import signatures_of
-from ecrf.security.permissions import Allow, register
-from ecrf.services import access, studies
-from ecrf.web import request_actor
+from ecrf.services import studies
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
 

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecrf.accounts.models import User
 from ecrf.capture.models import Subject
-from ecrf.models.accounts import Site, Study, User
+from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
 from ecrf.models.studies import StudyVersion
 from ecrf.outputs.exports import ExportError, admin_info, version_content, version_ref

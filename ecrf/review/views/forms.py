@@ -20,6 +20,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.accounts.permissions import Allow, register
 from ecrf.capture import operations as capture
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.web import actor_for, may, subject_or_404
@@ -35,7 +36,6 @@ from ecrf.review.models import Lock, Query, SdvMark
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS, STUDY, bp
 from ecrf.review.views.blueprint import language as _language
-from ecrf.security.permissions import Allow, register
 from ecrf.services.studies import definition_for
 
 SUBJECT = STUDY + "/subjects/<subject_key>"

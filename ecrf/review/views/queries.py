@@ -13,6 +13,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from ecrf.accounts import access
+from ecrf.accounts.models import User
+from ecrf.accounts.permissions import Allow, register
 from ecrf.capture import operations as capture
 from ecrf.capture.models import FormInstance, ItemValue, Subject
 from ecrf.capture.web import actor_for, may, subject_or_404
@@ -22,7 +25,7 @@ from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, StudySite, User
+from ecrf.models.accounts import Site, StudySite
 from ecrf.review import corrections as query_corrections
 from ecrf.review import queries
 from ecrf.review.models import Query
@@ -34,8 +37,6 @@ from ecrf.review.views.blueprint import (
     bp,
 )
 from ecrf.review.views.blueprint import language as _language
-from ecrf.security.permissions import Allow, register
-from ecrf.services import access
 from ecrf.services.studies import definition_for
 
 QUERY = STUDY + "/queries/<int:query_id>"

@@ -21,6 +21,7 @@ from flask_babel import gettext as _
 from flask_login import logout_user
 from sqlalchemy import select
 
+from ecrf.accounts.permissions import Allow, register
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.web import actor_for, subject_or_404
 from ecrf.core.web.messages import error_text, say
@@ -30,7 +31,6 @@ from ecrf.review import signatures
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import bp
 from ecrf.review.views.forms import SUBJECT, review_url
-from ecrf.security.permissions import Allow, register
 
 register("review.sign", Allow("data.sign"))
 

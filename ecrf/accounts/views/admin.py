@@ -10,14 +10,17 @@ from sqlalchemy import select
 from wtforms import EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
+from ecrf.accounts import sessions
+from ecrf.accounts import users as accounts
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.passwords import policy_from_config
+from ecrf.accounts.roles import Role, RoleError
+from ecrf.accounts.web import request_actor
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.models.accounts import RoleGrant, Study, User
+from ecrf.models.accounts import Study
 from ecrf.models.audit import AuditEvent
-from ecrf.security.passwords import policy_from_config
-from ecrf.security.roles import Role, RoleError
-from ecrf.services import accounts, sessions, sites
-from ecrf.web import request_actor
+from ecrf.services import sites
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

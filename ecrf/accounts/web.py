@@ -27,10 +27,12 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
+from ecrf.accounts import access, sessions
+from ecrf.accounts import users as accounts
+from ecrf.accounts.models import User
+from ecrf.accounts.permissions import ROUTES, Allow, Public, SignedIn
 from ecrf.extensions import db, login_manager
-from ecrf.models.accounts import Study, User
-from ecrf.security.permissions import ROUTES, Allow, Public, SignedIn
-from ecrf.services import access, accounts, sessions
+from ecrf.models.accounts import Study
 from ecrf.services.audit import Actor
 
 # Endpoints a user who must change their password may still reach.

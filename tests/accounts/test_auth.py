@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
+from ecrf.accounts.models import User, UserSession
 from ecrf.extensions import db
-from ecrf.models.accounts import User, UserSession
 from ecrf.models.audit import AuditEvent
 from tests.conftest import PASSWORD, sign_in
 
@@ -137,7 +137,7 @@ def test_expired_password_must_be_changed(client, make_user):
 def test_password_age_limit_can_be_disabled(app_factory):
     app = app_factory(PASSWORD_MAX_AGE_DAYS=0)
     with app.app_context():
-        from ecrf.security.passwords import hash_password
+        from ecrf.accounts.passwords import hash_password
 
         db.session.add(User(username="ivy", full_name="Ivy", password_hash=hash_password(PASSWORD),
                             must_change_password=False, active=True, failed_logins=0,

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from ecrf.models.accounts import User
-from ecrf.models.api_tokens import ApiToken
+from ecrf.accounts.models import ApiToken, User
+from ecrf.accounts.users import password_expired
 from ecrf.models.base import utcnow
 from ecrf.services import audit
-from ecrf.services.accounts import password_expired
 from ecrf.services.audit import Actor
 
 __all__ = [

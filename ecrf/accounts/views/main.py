@@ -15,9 +15,9 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select, text
 
+from ecrf.accounts import access
 from ecrf.extensions import db
 from ecrf.models.accounts import Study
-from ecrf.services import access
 
 bp = Blueprint("main", __name__)
 

@@ -10,12 +10,12 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
+from ecrf.accounts import tokens as api_tokens
+from ecrf.accounts.permissions import SIGNED_IN, register
+from ecrf.accounts.web import request_actor
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
-from ecrf.security.permissions import SIGNED_IN, register
-from ecrf.services import api_tokens
-from ecrf.web import request_actor
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 

@@ -9,7 +9,7 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ecrf.models.accounts import User, UserSession
+from ecrf.accounts.models import User, UserSession
 from ecrf.models.base import utcnow
 from ecrf.services import audit
 from ecrf.services.audit import Actor

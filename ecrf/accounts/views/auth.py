@@ -22,12 +22,13 @@ from sqlalchemy import select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from ecrf.accounts import sessions
+from ecrf.accounts import users as accounts
+from ecrf.accounts.models import UserSession
+from ecrf.accounts.passwords import policy_from_config
+from ecrf.accounts.web import request_actor
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.models.accounts import UserSession
-from ecrf.security.passwords import policy_from_config
-from ecrf.services import accounts, sessions
-from ecrf.web import request_actor
 
 bp = Blueprint("auth", __name__)
 

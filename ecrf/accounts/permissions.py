@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecrf.security.roles import Role
+from ecrf.accounts.roles import Role
 
 A, DM, INV, CRC, MON, SV = (
     Role.ADMIN,

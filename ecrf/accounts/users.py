@@ -9,16 +9,13 @@ import secrets
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ecrf.models.accounts import RoleGrant, Site, Study, User
+from ecrf.accounts import sessions
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.passwords import PasswordPolicy, hash_password, needs_rehash, verify_password
+from ecrf.accounts.roles import Role, check_scope
+from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
-from ecrf.security.passwords import (
-    PasswordPolicy,
-    hash_password,
-    needs_rehash,
-    verify_password,
-)
-from ecrf.security.roles import Role, check_scope
-from ecrf.services import audit, sessions
+from ecrf.services import audit
 from ecrf.services.audit import Actor
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from ecrf.models.accounts import RoleGrant, Study, StudySite, User
-from ecrf.security.permissions import ACTIONS
-from ecrf.security.roles import Role
+from ecrf.accounts.models import RoleGrant, User
+from ecrf.accounts.permissions import ACTIONS
+from ecrf.accounts.roles import Role
+from ecrf.models.accounts import Study, StudySite
 
 
 def active_grants(user: User) -> list[RoleGrant]:

@@ -1,1 +1,0 @@
-"""Roles, permissions, password hashing and HTTP hardening."""

@@ -1,1 +1,0 @@
-"""Blueprints: thin views that parse input, call a service, commit, and render."""
