@@ -39,9 +39,9 @@ def main(repeats: int = 3) -> None:
     from ecrf.capture.models import ItemValue, Subject
     from ecrf.demo.loader import load_demo
     from ecrf.extensions import db
-    from ecrf.models.accounts import Study
     from ecrf.outputs.pdf.casebook import casebook_html, casebook_pdf, render_pdf
     from ecrf.services.audit import Actor
+    from ecrf.studies.models import Study
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # matplotlib's SVG styles
     folder = Path(tempfile.mkdtemp(prefix="ecrf-casebook-bench-"))

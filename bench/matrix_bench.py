@@ -59,10 +59,10 @@ from ecrf.capture.schedule_data import (  # noqa: E402
 )
 from ecrf.domain.schedule import compute_schedule  # noqa: E402
 from ecrf.extensions import db  # noqa: E402
-from ecrf.models.accounts import Site, StudySite  # noqa: E402
 from ecrf.models.base import utcnow  # noqa: E402
-from ecrf.services import studies  # noqa: E402
 from ecrf.services.audit import SYSTEM  # noqa: E402
+from ecrf.studies import store as studies  # noqa: E402
+from ecrf.studies.models import Site, StudySite  # noqa: E402
 
 PASSWORD = "Bench-password-2026"
 CONFIG = {"TESTING": True, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,

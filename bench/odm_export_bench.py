@@ -45,9 +45,9 @@ def build(url: str, values: int) -> None:
     from ecrf import create_app
     from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
     from ecrf.extensions import db
-    from ecrf.models.accounts import Site, Study, StudySite
-    from ecrf.services import studies
     from ecrf.services.audit import Actor
+    from ecrf.studies import store as studies
+    from ecrf.studies.models import Site, Study, StudySite
 
     app = create_app(_config(url))
     with app.app_context():
@@ -110,7 +110,7 @@ def export(url: str, target: str, queue) -> None:
     from ecrf.extensions import db
     from ecrf.outputs.odm.clinical import export_odm_clinical
     from ecrf.outputs.rows import make_scope
-    from ecrf.services import studies
+    from ecrf.studies import store as studies
 
     app = create_app(_config(url))
     with app.app_context():

@@ -87,9 +87,9 @@ def setup(url: str) -> None:
     from ecrf.capture import operations as capture
     from ecrf.capture import subjects
     from ecrf.extensions import db
-    from ecrf.models.accounts import Site, Study, StudySite
-    from ecrf.services import studies
     from ecrf.services.audit import Actor
+    from ecrf.studies import store as studies
+    from ecrf.studies.models import Site, Study, StudySite
 
     app = make_app(url)
     with app.app_context():

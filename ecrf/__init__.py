@@ -30,11 +30,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     import ecrf.allocation.models  # noqa: F401
     import ecrf.capture.models  # noqa: F401
     import ecrf.jobs.models  # noqa: F401
-    import ecrf.models.accounts  # noqa: F401
     import ecrf.models.audit  # noqa: F401
-    import ecrf.models.studies  # noqa: F401
     import ecrf.review.models  # noqa: F401
     import ecrf.safety.models  # noqa: F401
+    import ecrf.studies.models  # noqa: F401
     from ecrf.extensions import babel, csrf, db, login_manager, migrate
 
     db.init_app(app)
@@ -51,8 +50,21 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
 
-    from ecrf import accounts, allocation, api, capture, dashboards, outputs, review, safety
+    from ecrf import (
+        accounts,
+        allocation,
+        api,
+        capture,
+        dashboards,
+        demo,
+        jobs,
+        outputs,
+        review,
+        safety,
+        studies,
+    )
 
+    studies.register(app)
     accounts.register(app)
     app.register_blueprint(api.bp)
     capture.register(app)
@@ -63,7 +75,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     safety.register(app)
     allocation.register(app)
     dashboards.register(app)
+    jobs.register(app)
     outputs.register(app)
+    demo.register(app)
 
     from ecrf.cli import register_commands
 

@@ -13,57 +13,8 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from ecrf.core.cli import cli_actor, fail
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
-from ecrf.services import sites
-
-
-def _study(oid: str | None) -> Study | None:
-    if not oid:
-        return None
-    study = db.session.scalar(select(Study).where(Study.oid == oid.strip().upper()))
-    if study is None:
-        raise click.ClickException(f"no study with OID {oid!r} (load it with `ecrf study load`)")
-    return study
-
-
-def _site(code: str | None):
-    if not code:
-        return None
-    try:
-        return sites.require_site(db.session, code)
-    except sites.SiteError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-sites_cli = click.Group("sites", help="Manage sites.")
-
-
-@sites_cli.command("create")
-@click.argument("code")
-@click.argument("name")
-@click.option("--timezone", "tz", default="UTC", show_default=True, help="IANA time zone.")
-@click.option("--country", default=None, help="ISO 3166 two-letter code.")
-@click.option("--study", "studies", multiple=True, help="Add the site to this study (repeatable).")
-def sites_create(code: str, name: str, tz: str, country: str | None, studies: tuple[str, ...]):
-    """Create a site."""
-    try:
-        site = sites.create_site(db.session, cli_actor(), code=code, name=name, timezone=tz,
-                                 country=country)
-        for oid in studies:
-            sites.add_site_to_study(db.session, cli_actor(), _study(oid), site)
-    except sites.SiteError as exc:
-        fail(exc)
-    db.session.commit()
-    click.echo(f"created site {site.code}")
-
-
-@sites_cli.command("list")
-def sites_list():
-    """List sites with their time zones."""
-    for site in sites.list_sites(db.session):
-        click.echo(f"{site.code:<10} {site.name:<40} {site.timezone:<20} {site.country or ''}")
+from ecrf.studies.cli import command_study
 
 
 def _create_app():
@@ -103,7 +54,7 @@ def audit_export(study: str, subject: str | None, output: str):
     from ecrf.capture import history
     from ecrf.capture.models import Subject
 
-    found = _study(study)
+    found = command_study(study)
     if subject is not None and db.session.scalar(select(Subject.id).where(
             Subject.study_id == found.id, Subject.subject_key == subject)) is None:
         raise click.ClickException(f"no subject {subject!r} in {found.oid}")
@@ -119,12 +70,4 @@ def audit_export(study: str, subject: str | None, output: str):
 
 
 def register_commands(app: Flask) -> None:
-    # Each area keeps its commands next to its services; imported here, not at the top,
-    # because those modules import this one for cli_actor and its helpers.
-    from ecrf import cli_studies, demo, jobs
-
-    app.cli.add_command(sites_cli)
-    demo.register(app)
-    jobs.register(app)
     app.cli.add_command(audit_cli)
-    cli_studies.register(app)

@@ -24,8 +24,8 @@ from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import hash_password
 from ecrf.accounts.roles import Role
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import Base
+from ecrf.studies.models import Site, Study, StudySite
 
 PG_URL = os.environ.get("ECRF_TEST_DATABASE_URL", "").strip()
 PASSWORD = "Correct-Horse-42"

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.extensions import db
-from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
+from ecrf.studies.models import Site
 
 
 def run(runner, *args, input=None):

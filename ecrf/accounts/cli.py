@@ -21,30 +21,21 @@ from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import RoleError, parse_role
 from ecrf.core.cli import cli_actor, fail
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
-from ecrf.services import sites
-
-users_cli = click.Group("users", help="Manage user accounts and their roles.")
-tokens_cli = click.Group("tokens", help="API tokens: create, list, revoke.")
+from ecrf.studies.cli import command_site, command_study
+from ecrf.studies.models import Site, Study
 
 
 def _study(oid: str | None) -> Study | None:
-    if not oid:
-        return None
-    study = db.session.scalar(select(Study).where(Study.oid == oid.strip().upper()))
-    if study is None:
-        raise click.ClickException(f"no study with OID {oid!r} (load it with `ecrf study load`)")
-    return study
+    return command_study(oid) if oid else None
 
 
-def _site(code: str | None):
-    if not code:
-        return None
-    try:
-        return sites.require_site(db.session, code)
-    except sites.SiteError as exc:
-        raise click.ClickException(str(exc)) from None
+def _site(code: str | None) -> Site | None:
+    return command_site(code) if code else None
+
+
+users_cli = click.Group("users", help="Manage user accounts and their roles.")
+tokens_cli = click.Group("tokens", help="API tokens: create, list, revoke.")
 
 
 def _max_days() -> int:

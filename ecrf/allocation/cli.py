@@ -9,24 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from ecrf.allocation import escalation, randomization
 from ecrf.core.cli import cli_actor, fail
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.cli import command_study
 
 randomization_cli = click.Group("randomization", help="Randomization lists (concealed).")
 escalation_cli = click.Group("escalation", help="Dose escalation.")
 KIND = click.Choice(randomization.KINDS)
-
-
-def _study(oid: str) -> Study:
-    study = db.session.scalar(select(Study).where(Study.oid == oid.strip().upper()))
-    if study is None:
-        raise click.ClickException(f"no study with OID {oid!r} (load it with `ecrf study load`)")
-    return study
 
 
 def _block_sizes(text: str | None) -> tuple[int, ...] | None:
@@ -54,7 +46,7 @@ def generate(study: str, seed: str, per_stratum: int, kind: str, name: str | Non
              block_sizes: str | None, replace: bool):
     """Generate a stratified permuted-block list from the study definition."""
     try:
-        rlist = randomization.generate(db.session, cli_actor(), _study(study), seed=seed,
+        rlist = randomization.generate(db.session, cli_actor(), command_study(study), seed=seed,
                                        per_stratum=per_stratum, kind=kind, name=name,
                                        block_sizes=_block_sizes(block_sizes), replace=replace)
     except randomization.RandomizationServiceError as exc:
@@ -79,7 +71,7 @@ def import_(study: str, file: Path, kind: str, name: str | None, replace: bool):
     except (UnicodeDecodeError, OSError) as exc:
         raise click.ClickException(f"{file}: cannot be read as UTF-8 text ({exc})") from None
     try:
-        rlist = randomization.import_csv(db.session, cli_actor(), _study(study), text, kind=kind,
+        rlist = randomization.import_csv(db.session, cli_actor(), command_study(study), text, kind=kind,
                                          name=name or file.name, replace=replace)
     except randomization.ListValidationError as exc:
         db.session.rollback()
@@ -112,7 +104,7 @@ def _show_balance(rlist) -> None:
 @click.option("--slots", "show_slots", is_flag=True, help="Print every slot as well.")
 def show(study: str, kind: str | None, show_slots: bool):
     """Lists of a study with their balance per stratum (data manager view)."""
-    lists = randomization.lists_of(db.session, _study(study), kind)
+    lists = randomization.lists_of(db.session, command_study(study), kind)
     if not lists:
         click.echo("no randomization list")
     for rlist in lists:
@@ -133,7 +125,7 @@ def show(study: str, kind: str | None, show_slots: bool):
 def status(study: str):
     """Print the escalation board and the current proposal."""
     try:
-        board = escalation.board(db.session, _study(study))
+        board = escalation.board(db.session, command_study(study))
     except (escalation.EscalationServiceError,
             randomization.RandomizationServiceError) as exc:
         raise click.ClickException(str(exc)) from None

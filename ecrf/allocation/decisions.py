@@ -20,10 +20,10 @@ from ecrf.accounts.passwords import verify_password
 from ecrf.allocation.escalation import Board, EscalationServiceError, board, lock_study
 from ecrf.allocation.models import EscalationDecision
 from ecrf.domain.escalation import Action
-from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
 from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies.models import Study
 
 SIGNATURE_MEANING = "approval"
 DECISIONS = ("escalate", "stay", "de-escalate", "declare_mtd", "stop")

@@ -45,9 +45,9 @@ from ecrf.crf import (
 )
 from ecrf.domain import escalation as engine
 from ecrf.domain.escalation import Action, LevelState, Proposal
-from ecrf.models.accounts import Study
 from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies.models import Study
 
 ItemKey = tuple[str, str]
 _PROPOSED = {

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
-from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
-from ecrf.services import audit, studies
+from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study
 
 KINDS = ("production", "test")
 ListValidationError = engine.ListValidationError

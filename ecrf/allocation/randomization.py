@@ -43,8 +43,9 @@ from ecrf.capture.support import item_path
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
 from ecrf.models.base import utcnow
-from ecrf.services import audit, studies
+from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
 
 __all__ = [
     "CLOSED_STATUSES", "KINDS", "Check", "ListValidationError", "NotRandomizable",

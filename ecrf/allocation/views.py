@@ -32,7 +32,7 @@ from ecrf.capture.models import Subject
 from ecrf.capture.web import subject_or_404
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.services import studies
+from ecrf.studies import store as studies
 
 bp = Blueprint("allocation", __name__)
 

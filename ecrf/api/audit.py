@@ -16,8 +16,8 @@ from ecrf.api import bp
 from ecrf.api.common import MAX_AUDIT_LIMIT, int_arg, iso, subject_or_404, time_arg
 from ecrf.capture import history
 from ecrf.extensions import db
-from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
+from ecrf.studies.models import Site
 
 register("api.subject_audit", Allow("audit.view"))
 register("api.study_audit", Allow("audit.view"))

@@ -15,7 +15,7 @@ from ecrf.api.errors import ApiProblem
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
 from ecrf.extensions import db
-from ecrf.models.studies import StudyVersion
+from ecrf.studies.models import StudyVersion
 
 MAX_PER_PAGE = 500
 MAX_AUDIT_LIMIT = 5000

@@ -27,9 +27,8 @@ from ecrf.capture.schedule import local_today
 from ecrf.core.web.transaction import store_derived
 from ecrf.crf import UnknownOidError
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, StudySite
-from ecrf.models.studies import StudyVersion
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, StudySite, StudyVersion
 
 register("api.studies", SIGNED_IN)
 register("api.study", Allow("study.view"))

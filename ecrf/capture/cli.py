@@ -1,5 +1,6 @@
-"""`ecrf study migrate` and `ecrf schedule show|refresh`: moving subjects to another study
-version, and the stored visit schedules. Thin wrappers over capture; one transaction per
+"""`ecrf study versions|migrate` and `ecrf schedule show|refresh`: the study versions with
+the subjects that follow each, moving subjects to another version, and the stored visit
+schedules. Thin wrappers over capture; one transaction per
 command; bad input prints one clear line and exits non-zero."""
 
 from __future__ import annotations
@@ -9,25 +10,19 @@ import json
 
 import click
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ecrf.capture import schedule
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
 from ecrf.capture.models import Subject
 from ecrf.core.cli import add_group, cli_actor, fail
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.cli import command_study
+from ecrf.studies.models import Study
 
 study_cli = click.Group("study", help="Study definitions: check, load, versions, migration.")
 schedule_cli = click.Group("schedule", help="Subjects' visit schedules.")
-
-
-def _study(oid: str) -> Study:
-    try:
-        return studies.require_study(db.session, oid)
-    except studies.StudyError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _subject(study: Study, key: str) -> Subject:
@@ -36,6 +31,24 @@ def _subject(study: Study, key: str) -> Subject:
     if subject is None:
         raise click.ClickException(f"no subject {key!r} in {study.oid}")
     return subject
+
+
+@study_cli.command("versions")
+@click.argument("oid")
+def study_versions(oid: str):
+    """List the stored versions of a study and how many subjects follow each."""
+    study = command_study(oid)
+    counts = {version_id: count for version_id, count in db.session.execute(
+        select(Subject.study_version_id, func.count()).where(Subject.study_id == study.id)
+        .group_by(Subject.study_version_id))}
+    rows = studies.versions(db.session, study)
+    if not rows:
+        click.echo(f"{study.oid}: no version loaded")
+        return
+    for v in rows:
+        when = v.loaded_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        click.echo(f"v{v.number:<4} {v.protocol_version or '-':<10} {when}  {v.loaded_by:<20} "
+                   f"sha256 {v.content_hash[:16]}  subjects {counts.get(v.id, 0)}")
 
 
 @study_cli.command("migrate")
@@ -48,7 +61,7 @@ def _subject(study: Study, key: str) -> Subject:
 def study_migrate(oid: str, to_number: int, subject_keys: tuple[str, ...], reason: str,
                   dry_run: bool):
     """Move subjects and their forms to version N (audited, per form)."""
-    study = _study(oid)
+    study = command_study(oid)
     keys = list(subject_keys) or None
     try:
         if dry_run:
@@ -80,7 +93,7 @@ def study_migrate(oid: str, to_number: int, subject_keys: tuple[str, ...], reaso
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def schedule_show(study_oid: str, subject_key: str, on: dt.datetime | None, as_json: bool):
     """The expected events of a subject, computed afresh."""
-    study = _study(study_oid)
+    study = command_study(study_oid)
     subject = _subject(study, subject_key)
     day = on.date() if on else schedule.local_today(subject.site.timezone)
     events = schedule.expected_events(db.session, subject, day)
@@ -114,7 +127,7 @@ def _iso(value: dt.date | None) -> str | None:
 @click.option("--study", "oid", default=None, help="Only this study (default: every study).")
 def schedule_refresh(oid: str | None):
     """Recompute schedules older than today (run nightly, e.g. from cron)."""
-    targets = [_study(oid)] if oid else list(db.session.scalars(select(Study).order_by(Study.oid)))
+    targets = [command_study(oid)] if oid else list(db.session.scalars(select(Study).order_by(Study.oid)))
     for study in targets:
         count = schedule.refresh_stale(db.session, study)
         db.session.commit()

@@ -29,7 +29,7 @@ from ecrf.crf.values import N_
 from ecrf.domain.schedule import EventKind
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 
 
 def open_event(session: Session, actor: Actor, subject: Subject, event_oid: str, repeat: int,

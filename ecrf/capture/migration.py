@@ -25,11 +25,10 @@ from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
 from ecrf.capture.schedule import refresh_subjects
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.domain.dates import PartialDate, PartialDateError
-from ecrf.models.accounts import Site, Study
-from ecrf.models.studies import StudyVersion
 from ecrf.services import audit
-from ecrf.services import studies as study_service
 from ecrf.services.audit import Actor
+from ecrf.studies import store as study_service
+from ecrf.studies.models import Site, Study, StudyVersion
 
 
 class MigrationError(ValueError):

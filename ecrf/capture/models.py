@@ -23,9 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.models.accounts import Site, Study
 from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
-from ecrf.models.studies import StudyVersion
+from ecrf.studies.models import Site, Study, StudyVersion
 
 SUBJECT_STATUSES = ("screening", "on_study", "screen_failed", "completed", "withdrawn",
                     "lost_to_follow_up", "died")

@@ -66,10 +66,10 @@ from ecrf.core.signals import FormChange, ItemChange, form_changing, form_saved
 from ecrf.crf import FormDef, StudyDefinition
 from ecrf.crf.validation import ValidationResult, validate_form
 from ecrf.crf.values import N_, from_canonical
-from ecrf.models.studies import StudyVersion
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import StudyVersion
+from ecrf.studies.store import definition_for
 
 __all__ = [
     "CaptureError", "EventForm", "EventStateError", "NotFoundError", "OpenForm", "SaveResult",

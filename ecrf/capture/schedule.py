@@ -32,9 +32,8 @@ from ecrf.capture.schedule_data import (
     subject_schedule_data,
 )
 from ecrf.domain.schedule import ExpectedEvent, compute_schedule
-from ecrf.models.accounts import Site, Study
-from ecrf.models.studies import StudyVersion
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study, StudyVersion
+from ecrf.studies.store import definition_for
 
 __all__ = [
     "expected_events",

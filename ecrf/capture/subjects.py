@@ -22,10 +22,10 @@ from ecrf.capture.models import SUBJECT_STATUSES, ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today, refresh_subject
 from ecrf.crf import StudyDefinition
 from ecrf.domain.schedule import EventKind
-from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import latest_version
+from ecrf.studies.models import Site, Study, StudySite
+from ecrf.studies.store import latest_version
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VISIT_STATUSES = ("overdue", "due", "missed", "upcoming", "done_out_of_window", "done",

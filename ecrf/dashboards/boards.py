@@ -27,10 +27,10 @@ from ecrf.dashboards.study_boards import (  # the study-wide boards, served from
     enrolment_series,
     sponsor,
 )
-from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.models import Query, Signature
+from ecrf.studies.models import Site, Study
 
 __all__ = [
     "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",

@@ -15,12 +15,11 @@ from sqlalchemy.orm import Session
 from ecrf.accounts.models import User
 from ecrf.capture import subjects
 from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import utcnow
-from ecrf.models.studies import StudyVersion
 from ecrf.review import queries, sdv
 from ecrf.review.models import Lock, Query, Signature
-from ecrf.services.studies import definition_for, latest_version
+from ecrf.studies.models import Site, Study, StudySite, StudyVersion
+from ecrf.studies.store import definition_for, latest_version
 
 __all__ = ["DataManagerBoard", "MissingForm", "QueryMetrics", "Readiness", "SponsorBoard",
            "data_manager", "enrolment_series", "sponsor"]

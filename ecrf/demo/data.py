@@ -35,9 +35,9 @@ from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
 from ecrf.demo.studies import SUBJECTS, TRIALS
 from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
-from ecrf.models.accounts import Site, Study
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study
+from ecrf.studies.store import definition_for
 
 log = logging.getLogger(__name__)
 

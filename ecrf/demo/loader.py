@@ -12,9 +12,9 @@ from ecrf.accounts import users as accounts
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import Role
 from ecrf.capture.models import Subject
-from ecrf.models.accounts import Study
-from ecrf.services import sites
 from ecrf.services.audit import Actor
+from ecrf.studies import sites
+from ecrf.studies.models import Study
 
 DEMO_PASSWORD = "Ecrf-demo-2026"
 # Signs the demo's dose-escalation decisions (a data manager of the study).

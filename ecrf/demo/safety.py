@@ -26,13 +26,13 @@ from ecrf.capture import operations as capture
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.core.signals import FormChange, ItemChange
-from ecrf.models.accounts import Study
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import operations as safety
 from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.support import ae_log, load_ae_rows
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Study
+from ecrf.studies.store import definition_for
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from ecrf.capture import subjects
 from ecrf.capture.models import Subject
 from ecrf.capture.schedule import local_today
 from ecrf.crf import StudyDefinitionError
-from ecrf.models.accounts import Site, Study
-from ecrf.services import studies
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, Study
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from ecrf.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.models.accounts import Study
+from ecrf.studies.models import Study
 
 jobs_cli = click.Group("jobs", help="Background jobs (exports, PDFs).")
 

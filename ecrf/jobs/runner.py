@@ -39,11 +39,10 @@ from sqlalchemy.orm import Session
 from ecrf.accounts.models import User
 from ecrf.crf import StudyDefinitionError
 from ecrf.jobs.models import Job
-from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
-from ecrf.models.studies import StudyVersion
 from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies.models import Study, StudyVersion
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from ecrf.extensions import db
 
 def _study_and_version(oid: str, number: int | None):
     from ecrf.outputs.jobs import resolve_version
-    from ecrf.services import studies
+    from ecrf.studies import store as studies
 
     try:
         study = studies.require_study(db.session, oid)
@@ -113,7 +113,7 @@ def import_odm_metadata(odm_file: str, output: str, study_oid: str | None, force
 
 def _scope(study_oid: str, site: str | None = None, subject: str | None = None):
     from ecrf.outputs.rows import ScopeError, make_scope
-    from ecrf.services import studies
+    from ecrf.studies import store as studies
 
     try:
         study = studies.require_study(db.session, study_oid)
@@ -132,7 +132,7 @@ def export_casebook(study: str, subject: str, output: str):
     from ecrf.capture.models import Subject
     from ecrf.outputs.exports import record_export
     from ecrf.outputs.pdf.casebook import CasebookError, casebook_pdf
-    from ecrf.services.studies import latest_version
+    from ecrf.studies.store import latest_version
 
     scope = _scope(study, subject=subject)
     actor = cli_actor()
@@ -165,7 +165,7 @@ def export_odm_command(study: str, site: str | None, subject: str | None, transa
     """CDISC ODM 1.3.2 metadata and clinical data of STUDY, with audit records."""
     from ecrf.outputs.exports import ExportError, record_export
     from ecrf.outputs.jobs import write_data_export
-    from ecrf.services.studies import latest_version
+    from ecrf.studies.store import latest_version
 
     scope = _scope(study, site, subject)
     target = Path(output)
@@ -205,7 +205,7 @@ def _flat_command(fmt: str, help_text: str):
         from ecrf.outputs.datasets.stats import export_stats
         from ecrf.outputs.exports import ExportError, record_export
         from ecrf.outputs.rows import definitions_newest_first
-        from ecrf.services.studies import latest_version
+        from ecrf.studies.store import latest_version
 
         scope = _scope(study, site)
         folder = Path(output)
@@ -247,7 +247,7 @@ _flat_command("sdtm", "SDTM-shaped AE and LB datasets (CSV and XPT).")
 def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None):
     """Import ODM clinical data into STUDY through data capture (validated, audited)."""
     from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
-    from ecrf.services import studies
+    from ecrf.studies import store as studies
 
     try:
         study = studies.require_study(db.session, study_oid)

@@ -15,10 +15,9 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from ecrf.jobs.runner import JobContext, JobError, JobResult, job_kind
-from ecrf.models.accounts import Study
-from ecrf.models.studies import StudyVersion
 from ecrf.outputs.exports import ExportError, version_content, version_ref
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study, StudyVersion
 
 
 def resolve_version(session: Session, study: Study, number: int | None) -> StudyVersion:
@@ -107,7 +106,7 @@ def export_sites(session: Session, study: Study) -> list[tuple[str, str]]:
     """(code, name) of the study's sites, for choosing what a job covers."""
     from sqlalchemy import select
 
-    from ecrf.models.accounts import Site, StudySite
+    from ecrf.studies.models import Site, StudySite
 
     return [tuple(r) for r in session.execute(
         select(Site.code, Site.name).join(StudySite, StudySite.site_id == Site.id)

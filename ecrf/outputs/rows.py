@@ -24,11 +24,10 @@ from sqlalchemy.orm import Session
 from ecrf.accounts import access
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
-from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.audit import AuditEvent
-from ecrf.models.studies import StudyVersion
 from ecrf.review.models import Signature
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study, StudySite, StudyVersion
+from ecrf.studies.store import definition_for
 
 BATCH = 5000
 ITEM_ACTIONS = ("item.entered", "item.changed", "item.cleared")

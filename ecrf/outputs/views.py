@@ -28,7 +28,7 @@ from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.services import studies
+from ecrf.studies import store as studies
 
 bp = Blueprint("exports", __name__)
 

@@ -12,19 +12,11 @@ from flask import Flask
 
 from ecrf.core.cli import add_group, cli_actor
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.review import locks, queries
 from ecrf.review.support import ReviewError
-from ecrf.services import studies
+from ecrf.studies.cli import command_study
 
 queries_cli = click.Group("queries", help="Data queries: list them.")
-
-
-def _study(oid: str) -> Study:
-    try:
-        return studies.require_study(db.session, oid)
-    except studies.StudyError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _transition(name: str, help_text: str) -> click.Command:
@@ -32,7 +24,7 @@ def _transition(name: str, help_text: str) -> click.Command:
     @click.argument("oid")
     @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
     def command(oid: str, reason: str) -> None:
-        study = _study(oid)
+        study = command_study(oid)
         before = study.status
         try:
             locks.change_study_status(db.session, cli_actor(), study, name, reason)
@@ -60,7 +52,7 @@ TRANSITIONS = {
 @click.option("--site", default=None, help="Only this site's subjects.")
 def queries_list(study_oid: str, status: str, site: str | None) -> None:
     """List a study's queries, newest first (tab-separated)."""
-    study = _study(study_oid)
+    study = command_study(study_oid)
     rows = queries.list_queries(db.session, None, study, site=site.upper() if site else None,
                                 status=None if status == "all" else status, limit=100000)
     click.echo("id\tsubject\tsite\tstatus\torigin\tage_days\tpath\tquestion")

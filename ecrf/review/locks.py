@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import EventStateError, form_path
 from ecrf.crf.values import N_, Message
-from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.models.base import utcnow
 from ecrf.review.models import Lock
 from ecrf.review.support import (
@@ -30,6 +29,7 @@ from ecrf.review.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies.models import Site, Study, StudySite
 
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.accounts.models import User
 from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.models.accounts import Site
 from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
+from ecrf.studies.models import Site
 
 QUERY_STATUSES = ("open", "answered", "closed")
 QUERY_ORIGINS = ("manual", "automatic")

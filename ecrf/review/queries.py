@@ -33,14 +33,14 @@ from ecrf.capture.support import (
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
-from ecrf.models.accounts import Study
 from ecrf.models.base import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
 from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Study
+from ecrf.studies.store import definition_for
 
 __all__ = [
     "QUERY_STATUSES", "QueryError", "QueryRow", "QueryTarget", "acknowledge", "add_message",

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, aliased
 from ecrf.accounts import access
 from ecrf.accounts.models import User
 from ecrf.capture.models import Subject
-from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
+from ecrf.studies.models import Site, Study
 
 __all__ = ["QueryRow", "list_queries", "queries_for_forms", "query_counts"]
 

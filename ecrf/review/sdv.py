@@ -24,9 +24,7 @@ from ecrf.capture.support import form_path, item_path
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
-from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
-from ecrf.models.studies import StudyVersion
 from ecrf.review import locks
 from ecrf.review.models import SdvMark
 from ecrf.review.support import (
@@ -39,7 +37,8 @@ from ecrf.review.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study, StudyVersion
+from ecrf.studies.store import definition_for
 
 __all__ = [
     "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",

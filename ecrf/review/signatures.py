@@ -30,7 +30,6 @@ from ecrf.accounts.passwords import verify_password
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.support import event_path, form_path
 from ecrf.crf.values import N_, Message
-from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.review.models import Query, Signature
 from ecrf.review.support import (
@@ -43,7 +42,8 @@ from ecrf.review.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study
+from ecrf.studies.store import definition_for
 
 __all__ = [
     "MEANINGS", "SignatureError", "SignatureRefused", "SignTarget", "awaiting_signature",

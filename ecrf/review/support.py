@@ -15,10 +15,10 @@ from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.crf import StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message
-from ecrf.models.accounts import Study
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Study
+from ecrf.studies.store import definition_for
 
 REVIEW = "review"
 MAX_TEXT = 4000

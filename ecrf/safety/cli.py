@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from ecrf.domain.ctcae import GradingError, grade_lab
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.safety import endpoints
+from ecrf.studies.models import Study
 
 ctcae_cli = click.Group("ctcae", help="CTCAE v5.0 laboratory grading.")
 

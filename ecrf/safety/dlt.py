@@ -43,7 +43,7 @@ from ecrf.safety.support import (
 )
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 
 CLOSED = ("screen_failed", "completed", "withdrawn", "lost_to_follow_up", "died")
 DECISIONS = ("confirmed", "rejected")

@@ -49,8 +49,8 @@ from ecrf.domain.hematology import (
     compute_endpoints,
 )
 from ecrf.domain.hematology_summary import SummaryRow, summarize, summary_csv
-from ecrf.models.accounts import Site, Study
-from ecrf.services.studies import definition_for, latest_version
+from ecrf.studies.models import Site, Study
+from ecrf.studies.store import definition_for, latest_version
 
 UNASSIGNED = "Not assigned"
 # An ongoing anti-infective course counts every day up to here (past any horizon).

@@ -37,7 +37,7 @@ from ecrf.safety.operations import prompt_path, sync_reports
 from ecrf.safety.support import AeLog, ae_log, ae_row_path, load_ae_rows, to_adverse_event
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 
 
 def register() -> None:

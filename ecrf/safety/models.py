@@ -22,8 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.capture.models import FormInstance, Subject
-from ecrf.models.accounts import Study
 from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
+from ecrf.studies.models import Study
 
 
 class SaeReport(Audited, Base):

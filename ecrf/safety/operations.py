@@ -21,7 +21,6 @@ from ecrf.capture.schedule import subject_schedule_data
 from ecrf.capture.support import MAX_REASON, record_clinical
 from ecrf.core.panels import Panel, add_panel
 from ecrf.domain.adverse_events import ClockStatus, Finding, check_consistency
-from ecrf.models.accounts import Site, Study
 from ecrf.models.base import utcnow
 from ecrf.safety.dlt import (  # noqa: F401  (the safety API, in one place)
     DltError,
@@ -44,7 +43,8 @@ from ecrf.safety.sae import (  # noqa: F401
 from ecrf.safety.support import AeLog, AeRow, Definitions, ae_log, load_ae_rows, to_adverse_event
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study
+from ecrf.studies.store import definition_for
 
 # --- AE prompts -------------------------------------------------------------------------------
 

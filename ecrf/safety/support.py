@@ -34,8 +34,8 @@ from ecrf.domain.adverse_events import (
 )
 from ecrf.domain.dates import PartialDate, PartialDateError
 from ecrf.domain.schedule import EventKind
-from ecrf.models.studies import StudyVersion
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import StudyVersion
+from ecrf.studies.store import definition_for
 
 # adverse_events.criteria names -> the domain's seriousness criteria.
 CRITERIA = {

@@ -27,7 +27,7 @@ from ecrf.safety import operations as safety
 from ecrf.safety.grading import load_lab_values
 from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
 from ecrf.safety.support import ae_log
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 
 bp = Blueprint("safety", __name__)
 

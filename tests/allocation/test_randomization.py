@@ -20,10 +20,11 @@ from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.schedule_data import local_today
 from ecrf.domain import randomization as engine
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.services import audit, studies
+from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, Study
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ACTOR = Actor(user_id=None, username="tester", role="data_manager")

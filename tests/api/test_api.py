@@ -382,8 +382,8 @@ def test_with_csrf_on_tokens_write_and_cookies_still_cannot(app_factory):
     with app.app_context():
         from ecrf.accounts.models import RoleGrant, User
         from ecrf.accounts.passwords import hash_password
-        from ecrf.models.accounts import Site, Study, StudySite
-        from ecrf.services import studies
+        from ecrf.studies import store as studies
+        from ecrf.studies.models import Site, Study, StudySite
         from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, enrol
         from tests.conftest import PASSWORD
 

@@ -22,7 +22,7 @@ from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import hash_password
 from ecrf.accounts.roles import Role
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study, StudySite
+from ecrf.studies.models import Site, Study, StudySite
 from tests.conftest import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,7 +14,7 @@ from ecrf.capture.models import ItemValue
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
 from ecrf.review.models import Query
-from ecrf.services import studies
+from ecrf.studies import store as studies
 from tests.browser.conftest import ARTIFACTS
 from tests.capture.capture_setup import LOADER, actor_for
 from tests.conftest import PASSWORD

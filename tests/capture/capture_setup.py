@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from ecrf.capture import subjects
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.services import studies
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, Study
 
 CAPTURE_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "capture_study"
 LOADER = Actor(user_id=None, username="loader", role="data_manager")

@@ -16,7 +16,7 @@ from ecrf.capture.schedule_values import StoredValue, typed_value
 from ecrf.domain.expressions import ValueType
 from ecrf.extensions import db
 from ecrf.models.base import utcnow
-from ecrf.services import studies
+from ecrf.studies import store as studies
 from tests.capture.sample import ACTOR, record, set_value, write_study
 from tests.capture.sample import event as record_event
 

@@ -12,7 +12,7 @@ from ecrf.capture.models import Subject
 from ecrf.capture.schedule import local_today
 from ecrf.extensions import db
 from ecrf.models.audit import AuditEvent
-from ecrf.services import studies
+from ecrf.studies import store as studies
 from tests.capture.sample import ACTOR, record, write_study
 
 

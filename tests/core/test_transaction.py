@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from ecrf.core.web.transaction import store_derived, transaction
 from ecrf.extensions import db
-from ecrf.models.accounts import Site
+from ecrf.studies.models import Site
 
 
 class Refused(Exception):

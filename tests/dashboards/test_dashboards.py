@@ -11,10 +11,10 @@ from sqlalchemy import event
 
 from ecrf.accounts.models import RoleGrant
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.signatures import SignTarget
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study
 from tests.capture.capture_setup import LOADER, actor_for
 from tests.conftest import PASSWORD, sign_in
 from tests.review.review_setup import (

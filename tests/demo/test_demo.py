@@ -21,9 +21,9 @@ from ecrf.crf import ItemType, load_study
 from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolve_date
 from ecrf.demo.studies import SUBJECTS
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.models.audit import AuditEvent
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from lxml import etree
 
 from ecrf.extensions import db
-from ecrf.services import studies
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "odm"
 STUDY_FOLDER = FIXTURES / "ecrf_study"

@@ -18,10 +18,10 @@ from ecrf.capture import subjects
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import event_instance
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study
 from ecrf.review import queries, sdv, signatures
-from ecrf.services import studies
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, Study
 from tests.conftest import PASSWORD
 
 STUDY_FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "odm_clinical" / "study"

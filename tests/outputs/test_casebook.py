@@ -174,7 +174,7 @@ def _run_job(app, user, params):
 
 
 def _study():
-    from ecrf.models.accounts import Study
+    from ecrf.studies.models import Study
 
     return db.session.scalar(select(Study).where(Study.oid == "CLINX"))
 

@@ -20,7 +20,7 @@ from ecrf.outputs.datasets.stats import export_stats, xpt_names
 from ecrf.outputs.odm.clinical import export_odm_clinical, odm_value
 from ecrf.outputs.pdf.casebook import casebook_pdf
 from ecrf.outputs.rows import definitions_newest_first, form_layouts, make_scope
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 from tests.outputs import pdf_text
 from tests.outputs.clinical_setup import populate
 from tests.outputs.test_odm_clinical import item_values

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from ecrf.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.models.accounts import Study
 from ecrf.models.audit import AuditEvent
 from ecrf.outputs.datasets.flat import export_csv
 from ecrf.outputs.datasets.formats import Column
 from ecrf.outputs.datasets.stats import export_stats, write_dataset_xpt
 from ecrf.outputs.rows import make_scope
+from ecrf.studies.models import Study
 from tests.outputs.clinical_setup import XSS_TEXT, actor, populate
 
 

@@ -12,14 +12,14 @@ from sqlalchemy import func, select
 
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.models.audit import AuditEvent
 from ecrf.outputs.exports import validate_odm
 from ecrf.outputs.odm.clinical import export_odm_clinical
 from ecrf.outputs.odm.common import reference_errors
 from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
 from ecrf.outputs.rows import make_scope
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study
 from tests.outputs import NS
 from tests.outputs.clinical_setup import LOADER, STUDY_FOLDER, XSS_TEXT, populate
 

@@ -11,7 +11,7 @@ import pytest
 from ecrf.extensions import db
 from ecrf.outputs.datasets.sdtm import AE_COLUMNS, LB_COLUMNS, ae_groups, export_sdtm, sdtm_domains
 from ecrf.outputs.rows import make_scope
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 from tests.outputs.clinical_setup import populate
 
 

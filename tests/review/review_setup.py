@@ -15,9 +15,9 @@ from ecrf.capture import operations as capture
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import event_instance
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
-from ecrf.services import studies
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study
 from tests.capture.capture_setup import LOADER, TODAY, enrol
 
 REVIEW_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "review_study"

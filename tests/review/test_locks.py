@@ -9,12 +9,12 @@ from sqlalchemy import select
 from ecrf.capture.models import ItemValue
 from ecrf.capture.operations import CaptureError, EventStateError
 from ecrf.extensions import db
-from ecrf.models.accounts import Site
 from ecrf.models.audit import AuditEvent
 from ecrf.review import locks
 from ecrf.review.locks import DataLockedError, LockError
 from ecrf.review.models import Lock
 from ecrf.review.support import ReviewPermissionError
+from ecrf.studies.models import Site
 from tests.capture.capture_setup import actor_for
 from tests.review.review_setup import form_of, load_review_study, save, start, subject_at, vitals
 

@@ -15,10 +15,11 @@ from ecrf.capture import subjects
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.services import audit, studies
+from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, Study
 
 SAFETY_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "safety_study"
 LOADER = Actor(user_id=None, username="loader", role="data_manager")

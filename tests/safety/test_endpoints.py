@@ -15,9 +15,9 @@ from sqlalchemy import event, select
 
 from ecrf.domain.hematology import RecoveryStatus
 from ecrf.extensions import db
-from ecrf.models.accounts import Site
 from ecrf.safety import endpoints
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site
 from tests.safety.safety_setup import (
     actor_for,
     counts_row,

@@ -19,7 +19,7 @@ from ecrf.safety import notify
 from ecrf.safety import operations as safety
 from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
 from ecrf.safety.support import ae_log
-from ecrf.services.studies import definition_for
+from ecrf.studies.store import definition_for
 from tests.safety.safety_setup import (
     actor_for,
     ae_row,

@@ -18,9 +18,9 @@ from ecrf.accounts.roles import Role, RoleError
 from ecrf.accounts.web import request_actor
 from ecrf.core.web.transaction import transaction
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
 from ecrf.models.audit import AuditEvent
-from ecrf.services import sites
+from ecrf.studies import sites
+from ecrf.studies.models import Study
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 
 from ecrf.accounts import access
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
+from ecrf.studies.models import Study
 
 bp = Blueprint("main", __name__)
 

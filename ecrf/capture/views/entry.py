@@ -43,8 +43,8 @@ from ecrf.crf.fields import build_form, field_name, initial_data, read_raw
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
-from ecrf.models.accounts import Site
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site
+from ecrf.studies.store import definition_for
 
 bp = Blueprint("entry", __name__)
 

@@ -37,10 +37,9 @@ from ecrf.capture.web import may, subject_or_404
 from ecrf.core.web.transaction import store_derived, transaction
 from ecrf.domain.schedule import EventKind
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, StudySite
-from ecrf.models.studies import StudyVersion
 from ecrf.review.signatures import signatures_of
-from ecrf.services import studies
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, StudySite, StudyVersion
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
 

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.history import _cell
 from ecrf.crf import ItemDef, ItemType, StudyDefinition
-from ecrf.models.studies import StudyVersion
 from ecrf.outputs.odm.common import codelist_oid, item_oid
 from ecrf.outputs.rows import (
     FormLayout,
@@ -35,6 +34,7 @@ from ecrf.outputs.rows import (
     form_records,
     item_rows,
 )
+from ecrf.studies.models import StudyVersion
 
 KEY_COLUMNS = ("subject", "site", "event", "event_repeat", "form_status", "study_version")
 GROUP_KEY = "group_repeat"

@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from ecrf.crf import StudyDefinition
 from ecrf.crf.values import result_kind
 from ecrf.domain.schedule import EventKind
-from ecrf.models.studies import StudyVersion
 from ecrf.outputs.exports import version_ref
 from ecrf.outputs.odm.clinical_header import admin_for, versions_for, write_study
 from ecrf.outputs.odm.common import (
@@ -70,7 +69,8 @@ from ecrf.outputs.rows import (
     signature_rows,
     versions_in_scope,
 )
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import StudyVersion
+from ecrf.studies.store import definition_for
 
 Progress = Callable[[int, str], None]
 ITEM_DATA = q("ItemData")

@@ -11,15 +11,14 @@ from sqlalchemy.orm import Session
 
 from ecrf.accounts.models import User
 from ecrf.capture.models import Subject
-from ecrf.models.accounts import Site, Study
 from ecrf.models.audit import AuditEvent
-from ecrf.models.studies import StudyVersion
 from ecrf.outputs.exports import ExportError, admin_info, version_content, version_ref
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, element, q, sub, unit_oids
 from ecrf.outputs.odm.metadata import MetadataWriter
 from ecrf.outputs.rows import Scope, versions_in_scope
 from ecrf.review.models import Signature
-from ecrf.services.studies import definition_for, latest_version
+from ecrf.studies.models import Site, Study, StudyVersion
+from ecrf.studies.store import definition_for, latest_version
 
 # --- the header: metadata of every version used, and AdminData ------------------------------
 

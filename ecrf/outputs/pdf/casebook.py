@@ -31,12 +31,12 @@ from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
 from ecrf.crf import StudyDefinition, UnknownOidError
 from ecrf.crf.values import display
 from ecrf.models.audit import AuditEvent
-from ecrf.models.studies import StudyVersion
 from ecrf.outputs.pdf.render import make_url_fetcher, static_root
 from ecrf.review import sdv
 from ecrf.review.models import Query
 from ecrf.review.signatures import signatures_of
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import StudyVersion
+from ecrf.studies.store import definition_for
 
 Progress = Callable[[int, str], None]
 UTC_FORMAT = "%Y-%m-%d %H:%M:%S UTC"

@@ -30,13 +30,13 @@ from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, StudySite
 from ecrf.review import locks, queries, sdv, signatures
 from ecrf.review.models import Lock, Query, SdvMark
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS, STUDY, bp
 from ecrf.review.views.blueprint import language as _language
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, StudySite
+from ecrf.studies.store import definition_for
 
 SUBJECT = STUDY + "/subjects/<subject_key>"
 FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"

@@ -25,7 +25,6 @@ from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.extensions import db
-from ecrf.models.accounts import Site, StudySite
 from ecrf.review import corrections as query_corrections
 from ecrf.review import queries
 from ecrf.review.models import Query
@@ -37,7 +36,8 @@ from ecrf.review.views.blueprint import (
     bp,
 )
 from ecrf.review.views.blueprint import language as _language
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, StudySite
+from ecrf.studies.store import definition_for
 
 QUERY = STUDY + "/queries/<int:query_id>"
 

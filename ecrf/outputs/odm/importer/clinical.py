@@ -29,12 +29,12 @@ from ecrf.capture.models import FormInstance, ItemValue, Subject
 from ecrf.capture.support import CaptureError, event_instance, local_today
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
-from ecrf.models.accounts import Site, Study, StudySite
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
 from ecrf.services import audit
 from ecrf.services.audit import Actor
-from ecrf.services.studies import definition_for
+from ecrf.studies.models import Site, Study, StudySite
+from ecrf.studies.store import definition_for
 
 Progress = Callable[[int, str], None]
 
@@ -318,7 +318,7 @@ class ClinicalImporter:
 
 
 def _latest(session: Session, study: Study):
-    from ecrf.services.studies import latest_version
+    from ecrf.studies.store import latest_version
 
     version = latest_version(session, study)
     if version is None:

@@ -15,11 +15,11 @@ from ecrf.capture.migration import MigrationError, migrate_forms, preview_migrat
 from ecrf.capture.models import FormInstance, ScheduledVisit, Subject
 from ecrf.crf import check_study, content_hash, load_study
 from ecrf.extensions import db
-from ecrf.models.accounts import Study, StudySite
 from ecrf.models.audit import AuditEvent
-from ecrf.models.studies import StudyVersion
-from ecrf.services import audit, studies
-from ecrf.services.studies import StudyDefinitionError
+from ecrf.services import audit
+from ecrf.studies import store as studies
+from ecrf.studies.models import Study, StudySite, StudyVersion
+from ecrf.studies.store import StudyDefinitionError
 from tests.capture.sample import ACTOR, record, write_study
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"

@@ -24,10 +24,9 @@ from ecrf.crf import (
     definition_from_content,
     load_study,
 )
-from ecrf.models.accounts import Study
-from ecrf.models.studies import StudyVersion
 from ecrf.services import audit
 from ecrf.services.audit import Actor
+from ecrf.studies.models import Study, StudyVersion
 
 __all__ = [
     "LoadResult",

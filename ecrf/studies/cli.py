@@ -1,44 +1,41 @@
-"""`ecrf study check|load|versions`: study definitions and their stored versions. Thin
-wrappers over the services; one transaction per command; bad input prints one clear line
-and exits non-zero."""
+"""`ecrf study check|load` and `ecrf sites create|list`: study definitions, their stored
+versions, and sites. Thin wrappers over the studies operations; one transaction per
+command; bad input prints one clear line and exits non-zero. Every area's commands find
+the study or the site they name with ``command_study`` and ``command_site``."""
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from pathlib import Path
 
 import click
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecrf.capture.models import Subject
-from ecrf.core.cli import add_group
+from ecrf.core.cli import add_group, cli_actor, fail
 from ecrf.crf import load_study
 from ecrf.extensions import db
-from ecrf.models.accounts import Study
-from ecrf.models.studies import StudyVersion
-from ecrf.services import studies
+from ecrf.studies import sites
+from ecrf.studies import store as studies
+from ecrf.studies.models import Site, Study, StudyVersion
 
 study_cli = click.Group("study", help="Study definitions: check, load, versions, migration.")
 
 
-def _actor():
-    from ecrf.cli import cli_actor  # ecrf.cli imports this module: resolve at call time
-
-    return cli_actor()
-
-
-def _fail(message: str) -> None:
-    db.session.rollback()
-    raise click.ClickException(message)
-
-
-def _study(oid: str) -> Study:
+def command_study(oid: str) -> Study:
+    """The study a command names; if there is none, the command ends saying so."""
     try:
         return studies.require_study(db.session, oid)
     except studies.StudyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def command_site(code: str) -> Site:
+    """The site a command names; if there is none, the command ends saying so."""
+    try:
+        return sites.require_site(db.session, code)
+    except sites.SiteError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -84,10 +81,10 @@ def study_check(path: Path):
 def study_load(path: Path, note: str | None):
     """Store a study folder as a new version (nothing happens if its content is stored)."""
     try:
-        result = studies.load_folder(db.session, _actor(), path, note=note)
+        result = studies.load_folder(db.session, cli_actor(), path, note=note)
     except studies.StudyDefinitionError as exc:
         _print_problems(exc.problems)
-        _fail(f"{path}: {len(exc.problems)} problem(s): not loaded (see `ecrf study check`)")
+        fail(f"{path}: {len(exc.problems)} problem(s): not loaded (see `ecrf study check`)")
     db.session.commit()
     version = result.version
     if result.created:
@@ -97,23 +94,36 @@ def study_load(path: Path, note: str | None):
                    f"(sha256 {version.content_hash})")
 
 
-@study_cli.command("versions")
-@click.argument("oid")
-def study_versions(oid: str):
-    """List the stored versions of a study and how many subjects follow each."""
-    study = _study(oid)
-    counts = {version_id: count for version_id, count in db.session.execute(
-        select(Subject.study_version_id, func.count()).where(Subject.study_id == study.id)
-        .group_by(Subject.study_version_id))}
-    rows = studies.versions(db.session, study)
-    if not rows:
-        click.echo(f"{study.oid}: no version loaded")
-        return
-    for v in rows:
-        when = v.loaded_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        click.echo(f"v{v.number:<4} {v.protocol_version or '-':<10} {when}  {v.loaded_by:<20} "
-                   f"sha256 {v.content_hash[:16]}  subjects {counts.get(v.id, 0)}")
+
+sites_cli = click.Group("sites", help="Manage sites.")
+
+
+@sites_cli.command("create")
+@click.argument("code")
+@click.argument("name")
+@click.option("--timezone", "tz", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--country", default=None, help="ISO 3166 two-letter code.")
+@click.option("--study", "studies", multiple=True, help="Add the site to this study (repeatable).")
+def sites_create(code: str, name: str, tz: str, country: str | None, studies: tuple[str, ...]):
+    """Create a site."""
+    try:
+        site = sites.create_site(db.session, cli_actor(), code=code, name=name, timezone=tz,
+                                 country=country)
+        for oid in studies:
+            sites.add_site_to_study(db.session, cli_actor(), command_study(oid), site)
+    except sites.SiteError as exc:
+        fail(exc)
+    db.session.commit()
+    click.echo(f"created site {site.code}")
+
+
+@sites_cli.command("list")
+def sites_list():
+    """List sites with their time zones."""
+    for site in sites.list_sites(db.session):
+        click.echo(f"{site.code:<10} {site.name:<40} {site.timezone:<20} {site.country or ''}")
 
 
 def register(app: Flask) -> None:
     add_group(app, study_cli)
+    app.cli.add_command(sites_cli)

@@ -1,0 +1,39 @@
+"""Studies and sites: study folders (``forms/``) checked and stored as immutable,
+content-hashed versions whose definitions every area reads, the sites, and which sites
+take part in which study."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.studies.cli import command_site, command_study
+from ecrf.studies.models import Site, Study, StudySite, StudyVersion
+from ecrf.studies.sites import SiteError, add_site_to_study, create_site, get_site, list_sites
+from ecrf.studies.store import (
+    LoadResult,
+    StudyError,
+    check_folder,
+    definition_for,
+    get_study,
+    get_version,
+    latest_version,
+    latest_versions,
+    load_folder,
+    require_study,
+    versions,
+)
+
+__all__ = [
+    "LoadResult", "Site", "SiteError", "Study", "StudyError", "StudySite", "StudyVersion",
+    "add_site_to_study", "check_folder", "command_site", "command_study", "create_site",
+    "definition_for", "get_site", "get_study", "get_version", "latest_version",
+    "latest_versions", "list_sites", "load_folder", "register", "require_study", "versions",
+]
+
+
+def register(app: Flask) -> None:
+    """The ``study`` and ``sites`` commands; called by the app factory first, so that the
+    other areas add their ``study`` commands to this group."""
+    from ecrf.studies import cli
+
+    cli.register(app)
