@@ -37,10 +37,10 @@ def main(repeats: int = 3) -> None:
 
     from ecrf import create_app
     from ecrf.capture.models import ItemValue, Subject
+    from ecrf.core.audit.trail import Actor
+    from ecrf.core.extensions import db
     from ecrf.demo.loader import load_demo
-    from ecrf.extensions import db
     from ecrf.outputs.pdf.casebook import casebook_html, casebook_pdf, render_pdf
-    from ecrf.services.audit import Actor
     from ecrf.studies.models import Study
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # matplotlib's SVG styles

@@ -57,10 +57,10 @@ from ecrf.capture.schedule_data import (  # noqa: E402
     needs,
     study_first_dates,
 )
+from ecrf.core.audit.trail import SYSTEM  # noqa: E402
+from ecrf.core.db import utcnow  # noqa: E402
+from ecrf.core.extensions import db  # noqa: E402
 from ecrf.domain.schedule import compute_schedule  # noqa: E402
-from ecrf.extensions import db  # noqa: E402
-from ecrf.models.base import utcnow  # noqa: E402
-from ecrf.services.audit import SYSTEM  # noqa: E402
 from ecrf.studies import store as studies  # noqa: E402
 from ecrf.studies.models import Site, StudySite  # noqa: E402
 

@@ -44,8 +44,8 @@ def build(url: str, values: int) -> None:
 
     from ecrf import create_app
     from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-    from ecrf.extensions import db
-    from ecrf.services.audit import Actor
+    from ecrf.core.audit.trail import Actor
+    from ecrf.core.extensions import db
     from ecrf.studies import store as studies
     from ecrf.studies.models import Site, Study, StudySite
 
@@ -107,7 +107,7 @@ def build(url: str, values: int) -> None:
 
 def export(url: str, target: str, queue) -> None:
     from ecrf import create_app
-    from ecrf.extensions import db
+    from ecrf.core.extensions import db
     from ecrf.outputs.odm.clinical import export_odm_clinical
     from ecrf.outputs.rows import make_scope
     from ecrf.studies import store as studies

@@ -86,8 +86,8 @@ def setup(url: str) -> None:
     from ecrf.accounts.passwords import hash_password
     from ecrf.capture import operations as capture
     from ecrf.capture import subjects
-    from ecrf.extensions import db
-    from ecrf.services.audit import Actor
+    from ecrf.core.audit.trail import Actor
+    from ecrf.core.extensions import db
     from ecrf.studies import store as studies
     from ecrf.studies.models import Site, Study, StudySite
 
@@ -134,7 +134,7 @@ def serve(url: str, port_queue) -> None:
     from werkzeug.serving import make_server
 
     from ecrf.accounts.permissions import PUBLIC, register
-    from ecrf.extensions import db
+    from ecrf.core.extensions import db
 
     app = make_app(url)
     timings: dict[str, list[float]] = {"save": [], "baseline": [], "other": []}
@@ -181,8 +181,8 @@ def _baseline_write(session, key: str, values: dict) -> None:
     import datetime as dt
 
     from ecrf.capture.models import FormInstance, ItemValue, Subject
-    from ecrf.models.audit import AuditChainHead, AuditEvent
-    from ecrf.services.audit import _iso, compute_hash
+    from ecrf.core.audit.models import AuditChainHead, AuditEvent
+    from ecrf.core.audit.trail import _iso, compute_hash
 
     conn = session.connection()
     subject_id = conn.scalar(sa.select(Subject.id).where(Subject.subject_key == key))

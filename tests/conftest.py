@@ -23,8 +23,8 @@ from ecrf import create_app
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import hash_password
 from ecrf.accounts.roles import Role
-from ecrf.extensions import db
-from ecrf.models.base import Base
+from ecrf.core.db import Base
+from ecrf.core.extensions import db
 from ecrf.studies.models import Site, Study, StudySite
 
 PG_URL = os.environ.get("ECRF_TEST_DATABASE_URL", "").strip()

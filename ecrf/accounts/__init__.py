@@ -42,8 +42,13 @@ def register(app: Flask) -> None:
     pages, and the ``users`` and ``tokens`` commands; called by the app factory."""
     from ecrf.accounts import web
     from ecrf.accounts.cli import tokens_cli, users_cli
+    from ecrf.accounts.passwords import configure_hasher
     from ecrf.accounts.views import admin, auth, main, tokens
 
+    if app.config.get("ARGON2_TIME_COST"):
+        configure_hasher(time_cost=app.config["ARGON2_TIME_COST"],
+                         memory_cost=app.config["ARGON2_MEMORY_COST"],
+                         parallelism=app.config.get("ARGON2_PARALLELISM", 1))
     web.install(app)
     for blueprint in (auth.bp, main.bp, admin.bp, tokens.bp):
         app.register_blueprint(blueprint)

@@ -9,7 +9,7 @@ from flask_login import UserMixin
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.models.base import Base, UTCDateTime, utcnow
+from ecrf.core.db import Base, UTCDateTime, utcnow
 from ecrf.studies.models import Site, Study
 
 

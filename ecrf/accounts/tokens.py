@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, joinedload
 
 from ecrf.accounts.models import ApiToken, User
 from ecrf.accounts.users import password_expired
-from ecrf.models.base import utcnow
-from ecrf.services import audit
-from ecrf.services.audit import Actor
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 
 __all__ = [
     "DEFAULT_MAX_DAYS",

@@ -13,9 +13,9 @@ from ecrf.accounts import sessions
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import PasswordPolicy, hash_password, needs_rehash, verify_password
 from ecrf.accounts.roles import Role, check_scope
-from ecrf.models.base import utcnow
-from ecrf.services import audit
-from ecrf.services.audit import Actor
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.studies.models import Site, Study
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")

@@ -1,71 +1,37 @@
-"""Request plumbing shared by every blueprint: sign-in sessions, the permission gate,
-security headers, error pages, locale and time-zone display."""
+"""In front of every request: the signed-in user from the server-side session, the
+permission gate that decides each route from the one permission table, the actor a view
+records in the audit trail, and what templates ask about the user and the study."""
 
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from flask import (
     Flask,
     abort,
-    current_app,
     flash,
     g,
-    has_request_context,
     redirect,
-    render_template,
     request,
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
-from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
 from ecrf.accounts import access, sessions
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import User
 from ecrf.accounts.permissions import ROUTES, Allow, Public, SignedIn
-from ecrf.extensions import db, login_manager
-from ecrf.services.audit import Actor
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db, login_manager
 from ecrf.studies.models import Study
 
 # Endpoints a user who must change their password may still reach.
 _PASSWORD_CHANGE_EXEMPT = {"auth.change_password", "auth.logout", "static", "bootstrap.static",
                            "main.set_language", "main.health"}
-
-
-class _SessionInterface(SecureCookieSessionInterface):
-    """Mark the session cookie Secure whenever the request itself came over HTTPS."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        if app.config.get("SESSION_COOKIE_SECURE") or app.config.get("FORCE_HTTPS_COOKIES"):
-            return True
-        try:
-            return request.is_secure
-        except RuntimeError:
-            return False
-
-
-def select_locale() -> str | None:
-    if not has_request_context():  # CLI commands and jobs speak the default language
-        return current_app.config["BABEL_DEFAULT_LOCALE"]
-    chosen = session.get("lang")
-    languages = current_app.config["LANGUAGES"]
-    if chosen in languages:
-        return chosen
-    return request.accept_languages.best_match(languages) or "en"
-
-
-def select_timezone() -> str:
-    if not has_request_context():
-        return "UTC"
-    return g.get("display_tz") or "UTC"
 
 
 def request_actor(action: str | None = None, study: Study | None = None) -> Actor:
@@ -115,24 +81,7 @@ def study_features(study: Study | None) -> frozenset[str]:
     return cache[study.id]
 
 
-def format_local(value: dt.datetime | None, tz_name: str | None = None) -> str:
-    """A UTC time shown in a site's zone with the zone named: '2026-03-02 14:05 CET (Europe/Paris)'."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    name = tz_name or g.get("display_tz") or "UTC"
-    local = value.astimezone(ZoneInfo(name))
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({name})"
-
-
 def install(app: Flask) -> None:
-    if app.config.get("PROXY_FIX"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-    app.session_interface = _SessionInterface()
-
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     login_manager.session_protection = None  # the server-side session is the protection
@@ -203,61 +152,6 @@ def install(app: Flask) -> None:
         session["study_oid"] = study.oid
         return None
 
-    @app.after_request
-    def security_headers(response):
-        headers = response.headers
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-            "frame-ancestors 'none'",
-        )
-        headers["X-Frame-Options"] = "DENY"
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "same-origin"
-        headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-        headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        if request.is_secure:
-            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if request.endpoint not in ("static", "bootstrap.static"):
-            # Clinical data must not linger in shared browser caches.
-            headers["Cache-Control"] = "no-store"
-        return response
-
-    @app.errorhandler(CSRFError)
-    def csrf_error(error):
-        return render_template("errors/error.html", code=400,
-                               title=_("The form expired"),
-                               message=_("The page was open too long or was submitted from "
-                                         "elsewhere. Go back, reload the page and submit "
-                                         "again.")), 400
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        if request.path.startswith("/api/"):
-            return {"error": error.name, "message": error.description}, error.code
-        titles = {
-            403: _("You do not have access to this page"),
-            404: _("Page not found"),
-            405: _("This action is not allowed here"),
-            413: _("The upload is too large"),
-        }
-        return render_template("errors/error.html", code=error.code,
-                               title=titles.get(error.code, error.name),
-                               message=error.description if error.code not in (403, 404) else None), error.code
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception):
-        db.session.rollback()
-        app.logger.exception("unexpected error on %s %s", request.method, request.path)
-        if request.path.startswith("/api/"):
-            return {"error": "Internal Server Error",
-                    "message": "The request failed and nothing was saved."}, 500
-        return render_template("errors/error.html", code=500,
-                               title=_("Something went wrong"),
-                               message=_("Nothing was saved. The error has been logged; "
-                                         "please try again or contact your data manager.")), 500
-
     @app.context_processor
     def template_helpers():
         def can(action: str, study: Study | None = None) -> bool:
@@ -268,8 +162,6 @@ def install(app: Flask) -> None:
             studies = access.studies_for(db.session, current_user)
         return {"can": can, "current_study": current_study, "my_studies": studies,
                 "get_locale": get_locale, "study_features": study_features}
-
-    app.jinja_env.filters["localtime"] = format_local
 
 
 def _user_timezone(user: User) -> str:

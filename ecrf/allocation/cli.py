@@ -12,7 +12,7 @@ import click
 
 from ecrf.allocation import escalation, randomization
 from ecrf.core.cli import cli_actor, fail
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.cli import command_study
 

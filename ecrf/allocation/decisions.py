@@ -19,10 +19,10 @@ from ecrf.accounts.models import User
 from ecrf.accounts.passwords import verify_password
 from ecrf.allocation.escalation import Board, EscalationServiceError, board, lock_study
 from ecrf.allocation.models import EscalationDecision
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.domain.escalation import Action
-from ecrf.models.base import utcnow
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Study
 
 SIGNATURE_MEANING = "approval"

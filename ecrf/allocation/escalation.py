@@ -36,6 +36,8 @@ from ecrf.allocation.randomization import (
 )
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import (
     EscalationDef,
     EscalationDesign,
@@ -45,8 +47,6 @@ from ecrf.crf import (
 )
 from ecrf.domain import escalation as engine
 from ecrf.domain.escalation import Action, LevelState, Proposal
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Study
 
 ItemKey = tuple[str, str]

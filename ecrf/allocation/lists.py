@@ -16,11 +16,11 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
-from ecrf.models.base import utcnow
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.capture.models import Subject
-from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
+from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
 from ecrf.studies.models import Study
 
 

@@ -40,11 +40,11 @@ from ecrf.capture import schedule, subjects
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.schedule_data import local_today
 from ecrf.capture.support import item_path
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
-from ecrf.models.base import utcnow
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies import store as studies
 
 __all__ = [

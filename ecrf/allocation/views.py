@@ -30,8 +30,8 @@ from ecrf.allocation import decisions, escalation, randomization
 from ecrf.allocation.models import RandomizationList
 from ecrf.capture.models import Subject
 from ecrf.capture.web import subject_or_404
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db
 from ecrf.studies import store as studies
 
 bp = Blueprint("allocation", __name__)

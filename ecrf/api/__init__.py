@@ -4,23 +4,20 @@ Clients authenticate with ``Authorization: Bearer <token>`` (see ``auth.py``). T
 blueprint is exempt from CSRF because its writes accept bearer tokens only: a browser's
 session cookie may read through the API (same-origin GETs) but never write, so the CSRF
 protection of the screens cannot be side-stepped through it. The routes live in the
-modules imported at the bottom; ``openapi.py`` describes every one of them.
+modules imported below; ``openapi.py`` describes every one of them.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Flask
 
-from ecrf.extensions import csrf
+from ecrf.api import audit, auth, errors, forms, openapi, studies  # noqa: F401  (routes)
+from ecrf.api.blueprint import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)
+__all__ = ["bp", "register"]
 
-from ecrf.api import (  # noqa: E402,F401  (modules that add routes to ``bp``)
-    audit,
-    auth,
-    errors,
-    forms,
-    openapi,
-    studies,
-)
+
+def register(app: Flask) -> None:
+    """The API's routes and its bearer-token sign-in (after the accounts' session loader);
+    called by the app factory."""
+    app.register_blueprint(bp)

@@ -12,11 +12,12 @@ from sqlalchemy import Select, select
 
 from ecrf.accounts import access
 from ecrf.accounts.permissions import Allow, register
-from ecrf.api import bp
+from ecrf.api.blueprint import bp
 from ecrf.api.common import MAX_AUDIT_LIMIT, int_arg, iso, subject_or_404, time_arg
 from ecrf.capture import history
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit import history as audit_history
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.studies.models import Site
 
 register("api.subject_audit", Allow("audit.view"))
@@ -42,7 +43,7 @@ def study_audit(study_oid: str):
     codes = None
     if allowed is not None:
         codes = list(db.session.scalars(select(Site.code).where(Site.id.in_(allowed or {-1}))))
-    stmt = history.study_audit_query(g.study.oid, site_codes=codes,
+    stmt = audit_history.study_audit_query(g.study.oid, site_codes=codes,
                                      subject_key=request.args.get("subject") or None)
     for name, column in (("action", AuditEvent.action), ("user", AuditEvent.username),
                          ("category", AuditEvent.category)):

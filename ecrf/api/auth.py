@@ -16,10 +16,10 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ecrf.accounts import tokens as api_tokens
-from ecrf.api import bp
+from ecrf.api.blueprint import bp
 from ecrf.api.errors import ApiProblem
+from ecrf.core.extensions import db, login_manager
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db, login_manager
 
 API_PREFIX = "/api/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -89,13 +89,3 @@ def _no_session_cookie(response):
     if g.get("api_token") is not None:
         session.modified = False
     return response
-
-
-def unauthorized_message() -> tuple[str, str]:
-    """(WWW-Authenticate error code, message) for a refused request."""
-    problem = g.get("api_auth_problem")
-    if problem is not None:
-        return problem
-    return "", _("Authentication required: send an API token as "
-                 "'Authorization: Bearer <token>' (create one under My account > API "
-                 "tokens).")

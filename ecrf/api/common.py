@@ -14,7 +14,7 @@ from flask_login import current_user
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.studies.models import StudyVersion
 
 MAX_PER_PAGE = 500

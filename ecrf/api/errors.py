@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ecrf.accounts.permissions import ROUTES, Allow
-from ecrf.api import bp
+from ecrf.api.blueprint import bp
 
 
 class ApiProblem(Exception):
@@ -40,8 +40,6 @@ def _problem(problem: ApiProblem):
 
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException):
-    from ecrf.api.auth import unauthorized_message
-
     code = error.code or 500
     message = error.description or ""
     headers = {}
@@ -70,3 +68,13 @@ def _not_found_message() -> str:
     if oid and "study" not in g:
         return _("There is no study %(study)s.", study=oid)
     return _("Not found: check the address (%(path)s).", path=request.path)
+
+
+def unauthorized_message() -> tuple[str, str]:
+    """(WWW-Authenticate error code, message) for a refused request."""
+    problem = g.get("api_auth_problem")
+    if problem is not None:
+        return problem
+    return "", _("Authentication required: send an API token as "
+                 "'Authorization: Bearer <token>' (create one under My account > API "
+                 "tokens).")

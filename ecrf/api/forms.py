@@ -13,19 +13,19 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from ecrf.accounts.permissions import Allow, register
-from ecrf.api import bp
+from ecrf.api.blueprint import bp
 from ecrf.api.common import iso, json_body, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.api.submission import issue_text, key_text, read_save
 from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
 from ecrf.capture.web import actor_for
+from ecrf.core.extensions import db
 from ecrf.core.web.messages import say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Issue
 from ecrf.crf.values import result_kind
-from ecrf.extensions import db
 from ecrf.review.locks import DataLockedError
 
 register("api.form", Allow("subjects.view"))

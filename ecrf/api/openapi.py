@@ -7,7 +7,7 @@ app really has (paths, methods, path parameters) and validates responses against
 from __future__ import annotations
 
 from ecrf.accounts.permissions import PUBLIC, register
-from ecrf.api import bp
+from ecrf.api.blueprint import bp
 
 register("api.openapi", PUBLIC)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from ecrf.accounts import access
 from ecrf.accounts.permissions import SIGNED_IN, Allow, register
-from ecrf.api import bp
+from ecrf.api.blueprint import bp
 from ecrf.api.common import (
     MAX_PER_PAGE,
     int_arg,
@@ -24,9 +24,9 @@ from ecrf.api.errors import ApiProblem
 from ecrf.capture import schedule
 from ecrf.capture.models import SUBJECT_STATUSES, EventInstance, FormInstance, Subject
 from ecrf.capture.schedule import local_today
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import store_derived
 from ecrf.crf import UnknownOidError
-from ecrf.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, StudySite, StudyVersion
 

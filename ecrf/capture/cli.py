@@ -1,7 +1,8 @@
-"""`ecrf study versions|migrate` and `ecrf schedule show|refresh`: the study versions with
-the subjects that follow each, moving subjects to another version, and the stored visit
-schedules. Thin wrappers over capture; one transaction per
-command; bad input prints one clear line and exits non-zero."""
+"""`ecrf study versions|migrate`, `ecrf schedule show|refresh` and `ecrf audit export`: the
+study versions with the subjects that follow each, moving subjects to another version,
+the stored visit schedules, and a study's or a subject's audit trail as CSV. Thin
+wrappers over capture; one transaction per command; bad input prints one clear line and
+exits non-zero."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from sqlalchemy import func, select
 from ecrf.capture import schedule
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
 from ecrf.capture.models import Subject
+from ecrf.core.audit import history as audit_history
 from ecrf.core.cli import add_group, cli_actor, fail
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.cli import command_study
 from ecrf.studies.models import Study
 
 study_cli = click.Group("study", help="Study definitions: check, load, versions, migration.")
 schedule_cli = click.Group("schedule", help="Subjects' visit schedules.")
+audit_cli = click.Group("audit", help="The audit trail.")
 
 
 def _subject(study: Study, key: str) -> Subject:
@@ -134,6 +137,29 @@ def schedule_refresh(oid: str | None):
         click.echo(f"{study.oid}: {count} subject schedule(s) recomputed")
 
 
+@audit_cli.command("export")
+@click.option("--study", required=True, help="Study OID.")
+@click.option("--subject", default=None, help="Only this subject's rows.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="CSV file to write ('-' for standard output).")
+def audit_export(study: str, subject: str | None, output: str):
+    """Write a study's (or one subject's) audit trail as CSV, in chain order."""
+    found = command_study(study)
+    if subject is not None and db.session.scalar(select(Subject.id).where(
+            Subject.study_id == found.id, Subject.subject_key == subject)) is None:
+        raise click.ClickException(f"no subject {subject!r} in {found.oid}")
+    stmt = audit_history.study_audit_query(found.oid, subject_key=subject)
+    count = 0
+    with click.open_file(output, "wb") as out:  # bytes: the CSV's CRLF stays as written
+        for line in audit_history.audit_csv(audit_history.stream_rows(db.session, stmt)):
+            out.write(line.encode("utf-8"))
+            count += 1
+    if output != "-":
+        click.echo(f"wrote {count - 1} audit rows of {found.oid}"
+                   f"{' / ' + subject if subject else ''} to {output}")
+
+
 def register(app: Flask) -> None:
     add_group(app, study_cli)
     app.cli.add_command(schedule_cli)
+    add_group(app, audit_cli)

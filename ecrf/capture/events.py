@@ -23,12 +23,12 @@ from ecrf.capture.support import (
     event_rule,
     record_clinical,
 )
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.core.signals import FormChange, form_changing
 from ecrf.crf import FormDef
 from ecrf.crf.values import N_
 from ecrf.domain.schedule import EventKind
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.store import definition_for
 
 

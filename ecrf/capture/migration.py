@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.schedule import refresh_subjects
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.domain.dates import PartialDate, PartialDateError
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies import store as study_service
 from ecrf.studies.models import Site, Study, StudyVersion
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
+from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
 from ecrf.studies.models import Site, Study, StudyVersion
 
 SUBJECT_STATUSES = ("screening", "on_study", "screen_failed", "completed", "withdrawn",

@@ -37,7 +37,7 @@ from ecrf.capture.events import (  # noqa: F401  (the capture API, in one place)
     event_forms,
     open_event,
 )
-from ecrf.capture.history import audit_csv, item_history, subject_audit  # noqa: F401
+from ecrf.capture.history import item_history, subject_audit  # noqa: F401
 from ecrf.capture.models import (
     CheckAcknowledgement,
     EventInstance,
@@ -62,18 +62,18 @@ from ecrf.capture.support import (  # noqa: F401
     local_today,
 )
 from ecrf.capture.write import write_form
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.core.signals import FormChange, ItemChange, form_changing, form_saved
 from ecrf.crf import FormDef, StudyDefinition
 from ecrf.crf.validation import ValidationResult, validate_form
 from ecrf.crf.values import N_, from_canonical
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import StudyVersion
 from ecrf.studies.store import definition_for
 
 __all__ = [
     "CaptureError", "EventForm", "EventStateError", "NotFoundError", "OpenForm", "SaveResult",
-    "StaleChange", "StaleFormError", "Submission", "audit_csv", "declare_not_done",
+    "StaleChange", "StaleFormError", "Submission", "declare_not_done",
     "event_forms", "form_definition", "form_snapshot", "item_history", "load_form",
     "open_event", "preview_form", "save_form", "subject_audit",
 ]

@@ -20,10 +20,10 @@ from ecrf.accounts import access
 from ecrf.accounts.models import User
 from ecrf.capture.models import SUBJECT_STATUSES, ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today, refresh_subject
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.domain.schedule import EventKind
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study, StudySite
 from ecrf.studies.store import latest_version
 

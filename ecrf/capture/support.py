@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.schedule import local_today, subject_schedule_data
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import FormDef, StudyDefinition, UnknownOidError
 from ecrf.crf.validation import EntryContext, Key
 from ecrf.crf.values import N_, Message, from_canonical
 from ecrf.domain.expressions import compile_cached
 from ecrf.domain.schedule import EventKind, EventRule
-from ecrf.models.audit import AuditEvent
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 
 NOT_STARTED = "not_started"
 CLINICAL = "clinical"

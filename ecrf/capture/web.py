@@ -12,8 +12,8 @@ from ecrf.accounts import access
 from ecrf.accounts.web import request_actor
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
-from ecrf.extensions import db
-from ecrf.services.audit import Actor
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 
 
 def subject_or_404(subject_key: str, action: str = "subjects.view") -> Subject:

@@ -17,11 +17,11 @@ from ecrf.capture.schedule import refresh_subject
 from ecrf.capture.schedule_data import needs
 from ecrf.capture.structures import Assessed, Stored
 from ecrf.capture.support import event_path, form_path, item_path, record_clinical, row_path
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import FormDef
 from ecrf.crf.validation import ValidationResult
 from ecrf.crf.values import shadows_of
-from ecrf.models.base import utcnow
-from ecrf.services.audit import Actor
 
 _VALUE_COLUMNS = ("value", "value_number", "value_date", "value_datetime", "grade",
                   "grade_version", "grade_basis", "updated_at", "updated_by_id")

@@ -1,1 +1,74 @@
-"""The shared kernel every area builds on."""
+"""The shared kernel every area builds on: configuration, the database base and
+extensions, the audit trail, the signals between areas, dashboard panels, the language
+and time zone of a request, web plumbing (headers, errors, one transaction per request),
+what every command shares, and the server-drawn charts."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.core.audit import (
+    GENESIS_HASH,
+    SYSTEM,
+    Actor,
+    AuditChainHead,
+    AuditError,
+    AuditEvent,
+    VerifyResult,
+    audit_csv,
+    bind_actor,
+    compute_hash,
+    current_actor,
+    record,
+    record_export,
+    stream_rows,
+    study_audit_query,
+    verify_chain,
+)
+from ecrf.core.cli import add_group, cli_actor, fail
+from ecrf.core.config import PROJECT_ROOT, load_config
+from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
+from ecrf.core.extensions import babel, csrf, db, login_manager, migrate
+from ecrf.core.i18n import format_local
+from ecrf.core.panels import DashboardPanel, add_panel, panels_for
+from ecrf.core.plots import ChartPanel, Threshold, dose_level_anc_svg, subject_counts_svg
+from ecrf.core.signals import (
+    FormChange,
+    ItemChange,
+    connect,
+    form_changing,
+    form_saved,
+    receivers_of,
+)
+from ecrf.core.web import Transaction, error_text, say, store_derived, transaction
+
+__all__ = [
+    "GENESIS_HASH", "PROJECT_ROOT", "SYSTEM", "Actor", "AuditChainHead", "AuditError",
+    "AuditEvent", "Audited", "Base", "ChartPanel", "DashboardPanel", "FormChange",
+    "ItemChange", "Threshold", "Transaction", "UTCDateTime", "VerifyResult", "add_group",
+    "add_panel", "audit_csv", "babel", "bind_actor", "cli_actor", "compute_hash", "connect",
+    "csrf", "current_actor", "db", "dose_level_anc_svg", "error_text", "fail",
+    "form_changing", "form_saved", "format_local", "load_config", "login_manager",
+    "migrate", "panels_for", "receivers_of", "record", "record_export", "register", "say",
+    "store_derived", "stream_rows", "study_audit_query", "subject_counts_svg",
+    "transaction", "utcnow", "verify_chain",
+]
+
+
+def register(app: Flask) -> None:
+    """The database and the extensions, the request's language and time zone, security
+    headers and error pages, and ``ecrf audit verify``; the app factory calls this first."""
+    from flask_bootstrap import Bootstrap5
+
+    from ecrf.core import i18n, web
+    from ecrf.core.audit.cli import audit_cli
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True,
+                     render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    Bootstrap5(app)
+    i18n.install(app)
+    web.install(app)
+    add_group(app, audit_cli)

@@ -12,8 +12,8 @@ from typing import NoReturn
 import click
 from flask import Flask
 
-from ecrf.extensions import db
-from ecrf.services.audit import Actor
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 
 
 def cli_actor() -> Actor:

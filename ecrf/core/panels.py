@@ -16,19 +16,19 @@ from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
-class Panel:
+class DashboardPanel:
     key: str  # unique: adding a panel twice replaces it
     roles: frozenset[str]  # role values ("investigator", ...) the panel is shown to
     template: str  # rendered with ``panel`` and ``data`` (and the board's context)
     build: Callable[[Session, Any, Any], Any]  # (session, user, study) -> data
 
 
-_PANELS: dict[str, Panel] = {}
+_PANELS: dict[str, DashboardPanel] = {}
 
 
-def add_panel(panel: Panel) -> None:
+def add_panel(panel: DashboardPanel) -> None:
     _PANELS[panel.key] = panel
 
 
-def panels_for(role: str) -> list[Panel]:
+def panels_for(role: str) -> list[DashboardPanel]:
     return [panel for panel in _PANELS.values() if role in panel.roles]

@@ -21,7 +21,7 @@ from blinker import NamedSignal, Signal
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
-    from ecrf.services.audit import Actor
+    from ecrf.core.audit.trail import Actor
 
 
 class _OrderedSet(MutableSet):

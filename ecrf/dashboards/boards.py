@@ -19,7 +19,8 @@ from ecrf.accounts import access
 from ecrf.accounts.models import User
 from ecrf.accounts.roles import Role
 from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.core.panels import Panel, panels_for
+from ecrf.core.db import utcnow
+from ecrf.core.panels import DashboardPanel, panels_for
 from ecrf.dashboards.study_boards import (  # the study-wide boards, served from here too
     DataManagerBoard,
     SponsorBoard,
@@ -27,7 +28,6 @@ from ecrf.dashboards.study_boards import (  # the study-wide boards, served from
     enrolment_series,
     sponsor,
 )
-from ecrf.models.base import utcnow
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.models import Query, Signature
 from ecrf.studies.models import Site, Study
@@ -59,7 +59,7 @@ def held_roles(user: User, study: Study) -> list[Role]:
     return [r for r in DASHBOARD_ROLES if r in held]
 
 
-def panels(session: Session, user: User, study: Study, role: Role) -> list[tuple[Panel, object]]:
+def panels(session: Session, user: User, study: Study, role: Role) -> list[tuple[DashboardPanel, object]]:
     """The panels other areas added for ``role``, each with its data."""
     return [(panel, panel.build(session, user, study)) for panel in panels_for(role.value)]
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ecrf.accounts.models import User
 from ecrf.capture import subjects
 from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.models.base import utcnow
+from ecrf.core.db import utcnow
 from ecrf.review import queries, sdv
 from ecrf.review.models import Lock, Query, Signature
 from ecrf.studies.models import Site, Study, StudySite, StudyVersion

@@ -19,9 +19,9 @@ from ecrf.accounts.permissions import Allow, register
 from ecrf.accounts.roles import ROLE_LABELS, Role
 from ecrf.capture import schedule
 from ecrf.capture.views.subjects import SUBJECT_LABELS, VISIT_LABELS
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import store_derived
 from ecrf.dashboards import boards as dashboards
-from ecrf.extensions import db
 from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS
 
 bp = Blueprint("dashboards", __name__)

@@ -6,8 +6,8 @@ import click
 from flask import current_app
 
 from ecrf.core.cli import cli_actor, fail
+from ecrf.core.extensions import db
 from ecrf.demo.loader import load_demo
-from ecrf.extensions import db
 
 
 @click.command("demo")

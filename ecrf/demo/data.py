@@ -29,13 +29,13 @@ from ecrf.capture import operations as capture
 from ecrf.capture import schedule
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.support import build_context, event_instance
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import ItemType
 from ecrf.crf.validation import validate_form
 from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
 from ecrf.demo.studies import SUBJECTS, TRIALS
 from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study
 from ecrf.studies.store import definition_for
 

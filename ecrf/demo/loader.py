@@ -12,7 +12,7 @@ from ecrf.accounts import users as accounts
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import Role
 from ecrf.capture.models import Subject
-from ecrf.services.audit import Actor
+from ecrf.core.audit.trail import Actor
 from ecrf.studies import sites
 from ecrf.studies.models import Study
 

@@ -25,12 +25,12 @@ from ecrf.accounts.models import RoleGrant, User
 from ecrf.capture import operations as capture
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.capture.schedule import local_today
+from ecrf.core.audit.trail import Actor
 from ecrf.core.signals import FormChange, ItemChange
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import operations as safety
 from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.support import ae_log, load_ae_rows
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Study
 from ecrf.studies.store import definition_for
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
 from ecrf.capture.schedule import local_today
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import StudyDefinitionError
-from ecrf.services.audit import Actor
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, Study
 

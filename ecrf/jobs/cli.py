@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
 from ecrf.studies.models import Study

@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Intege
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.accounts.models import User
-from ecrf.models.base import Base, UTCDateTime, utcnow
+from ecrf.core.db import Base, UTCDateTime, utcnow
 from ecrf.studies.models import Study
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")

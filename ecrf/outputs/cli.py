@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ecrf.core.cli import cli_actor, fail
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 
 
 def _study_and_version(oid: str, number: int | None):

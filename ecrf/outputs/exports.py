@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ecrf.accounts.models import RoleGrant, User
+from ecrf.core.audit.trail import record_export
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, validate_odm
 from ecrf.outputs.odm.metadata import VersionRef, write_metadata
-from ecrf.services.audit import record_export
 from ecrf.studies.models import Site, Study, StudySite, StudyVersion
 
 __all__ = [

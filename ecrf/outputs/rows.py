@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from ecrf.accounts import access
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.core.audit.models import AuditEvent
 from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
-from ecrf.models.audit import AuditEvent
 from ecrf.review.models import Signature
 from ecrf.studies.models import Site, Study, StudySite, StudyVersion
 from ecrf.studies.store import definition_for

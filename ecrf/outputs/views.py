@@ -24,8 +24,8 @@ from wtforms.fields.choices import SelectChoice
 
 from ecrf.accounts.permissions import Allow, register
 from ecrf.accounts.web import request_actor
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
 from ecrf.studies import store as studies

@@ -11,7 +11,7 @@ import click
 from flask import Flask
 
 from ecrf.core.cli import add_group, cli_actor
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.review import locks, queries
 from ecrf.review.support import ReviewError
 from ecrf.studies.cli import command_study

@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture import operations as capture
 from ecrf.capture.models import FormInstance, Subject
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message, Raw
-from ecrf.models.audit import AuditEvent
 from ecrf.review.models import Query, QueryMessage
 from ecrf.review.queries import QueryError, add_message, answer, audit_query, query_path
 from ecrf.review.support import check_allowed, clean_text
-from ecrf.services.audit import Actor
 
 __all__ = ["Correction", "CorrectionRefused", "answer_with_correction", "latest_changes",
            "link_correction", "open_queries_on"]

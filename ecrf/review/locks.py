@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import EventStateError, form_path
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf.values import N_, Message
-from ecrf.models.base import utcnow
 from ecrf.review.models import Lock
 from ecrf.review.support import (
     REVIEW,
@@ -27,8 +29,6 @@ from ecrf.review.support import (
     record_review,
     subject_path,
 )
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study, StudySite
 
 __all__ = [

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.accounts.models import User
 from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.models.base import Audited, Base, UTCDateTime, utcnow
+from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
 from ecrf.studies.models import Site
 
 QUERY_STATUSES = ("open", "answered", "closed")

@@ -30,15 +30,15 @@ from ecrf.capture.support import (
     form_path,
     item_path,
 )
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
-from ecrf.models.base import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
 from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Study
 from ecrf.studies.store import definition_for
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, aliased
 from ecrf.accounts import access
 from ecrf.accounts.models import User
 from ecrf.capture.models import Subject
-from ecrf.models.base import utcnow
+from ecrf.core.db import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.studies.models import Site, Study
 

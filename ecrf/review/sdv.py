@@ -21,10 +21,12 @@ from ecrf.accounts import access
 from ecrf.accounts.models import User
 from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.support import form_path, item_path
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
-from ecrf.models.base import utcnow
 from ecrf.review import locks
 from ecrf.review.models import SdvMark
 from ecrf.review.support import (
@@ -35,8 +37,6 @@ from ecrf.review.support import (
     live_values,
     record_review,
 )
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study, StudyVersion
 from ecrf.studies.store import definition_for
 

@@ -29,8 +29,10 @@ from ecrf.accounts.models import User
 from ecrf.accounts.passwords import verify_password
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.support import event_path, form_path
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf.values import N_, Message
-from ecrf.models.base import utcnow
 from ecrf.review.models import Query, Signature
 from ecrf.review.support import (
     ReviewError,
@@ -40,8 +42,6 @@ from ecrf.review.support import (
     record_review,
     subject_path,
 )
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study
 from ecrf.studies.store import definition_for
 

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 from ecrf.accounts import access
 from ecrf.accounts.models import User
 from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Study
 from ecrf.studies.store import definition_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from ecrf.core.extensions import db
 from ecrf.domain.ctcae import GradingError, grade_lab
-from ecrf.extensions import db
 from ecrf.safety import endpoints
 from ecrf.studies.models import Study
 

@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.support import MAX_REASON, record_clinical
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import DEFAULT_RELATED, Causality
-from ecrf.models.base import utcnow
 from ecrf.safety.models import DltAssessment
 from ecrf.safety.support import (
     AeLog,
@@ -41,8 +43,6 @@ from ecrf.safety.support import (
     load_ae_rows,
     onset_of,
 )
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.store import definition_for
 
 CLOSED = ("screen_failed", "completed", "withdrawn", "lost_to_follow_up", "died")

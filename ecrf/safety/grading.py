@@ -35,15 +35,15 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.support import record_clinical
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.crf import FormDef, ItemDef, ItemType, StudyDefinition, UnknownOidError
 from ecrf.crf.validation import UNDECIDED, evaluate_partial
 from ecrf.crf.values import from_canonical
 from ecrf.domain.ctcae import GradingError, LabGrade, UnitError, convert_unit, grade_lab
 from ecrf.domain.expressions import ExpressionError
-from ecrf.models.base import utcnow
 from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.support import Definitions, ae_log, int_param, load_ae_rows
-from ecrf.services.audit import Actor
 
 BASELINE_TESTS = frozenset({"ALT", "AST", "BILI", "CREAT"})
 DECLINED_COVERS = dt.timedelta(days=7)

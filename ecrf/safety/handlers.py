@@ -19,11 +19,13 @@ from ecrf.capture.models import FormInstance, ItemValue, Subject
 from ecrf.capture.schedule import subject_schedule_data
 from ecrf.capture.support import item_path, record_clinical
 from ecrf.core import signals
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.core.signals import FormChange
 from ecrf.crf import FormDef, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import check_consistency
-from ecrf.models.audit import AuditEvent
-from ecrf.models.base import utcnow
 from ecrf.safety.dlt import refresh_candidates
 from ecrf.safety.grading import (
     BASELINE_TESTS,
@@ -35,8 +37,6 @@ from ecrf.safety.grading import (
 from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.operations import prompt_path, sync_reports
 from ecrf.safety.support import AeLog, ae_log, ae_row_path, load_ae_rows, to_adverse_event
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.store import definition_for
 
 

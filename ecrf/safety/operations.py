@@ -19,9 +19,11 @@ from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
 from ecrf.capture.schedule import subject_schedule_data
 from ecrf.capture.support import MAX_REASON, record_clinical
-from ecrf.core.panels import Panel, add_panel
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
+from ecrf.core.panels import DashboardPanel, add_panel
 from ecrf.domain.adverse_events import ClockStatus, Finding, check_consistency
-from ecrf.models.base import utcnow
 from ecrf.safety.dlt import (  # noqa: F401  (the safety API, in one place)
     DltError,
     DltStatus,
@@ -41,8 +43,6 @@ from ecrf.safety.sae import (  # noqa: F401
     sync_reports,
 )
 from ecrf.safety.support import AeLog, AeRow, Definitions, ae_log, load_ae_rows, to_adverse_event
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study
 from ecrf.studies.store import definition_for
 
@@ -199,7 +199,7 @@ def running_sae_clocks(session: Session, user: User, study: Study) -> list[Repor
             if view.clock.remaining is not None]
 
 
-SAE_CLOCKS_PANEL = Panel("safety.sae_clocks", frozenset({"investigator"}),
+SAE_CLOCKS_PANEL = DashboardPanel("safety.sae_clocks", frozenset({"investigator"}),
                          "safety/_dashboard_sae_clocks.html", running_sae_clocks)
 
 

@@ -25,13 +25,15 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import record_clinical, row_path
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
+from ecrf.core.db import utcnow
 from ecrf.domain.adverse_events import (
     ClockStatus,
     sae_clock_status,
     susar_due,
     susar_followup_due,
 )
-from ecrf.models.base import utcnow
 from ecrf.safety.models import SaeReport
 from ecrf.safety.notify import notify
 from ecrf.safety.support import (
@@ -43,8 +45,6 @@ from ecrf.safety.support import (
     load_ae_rows,
     row_snapshot,
 )
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.store import definition_for
 
 

@@ -18,10 +18,10 @@ from ecrf.accounts import access
 from ecrf.accounts.permissions import Allow, register
 from ecrf.capture.models import Subject
 from ecrf.capture.web import actor_for, may, subject_or_404
+from ecrf.core.db import utcnow
+from ecrf.core.extensions import db
+from ecrf.core.plots import ChartPanel, Threshold, dose_level_anc_svg, subject_counts_svg
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db
-from ecrf.models.base import utcnow
-from ecrf.plots import Panel, Threshold, dose_level_anc_svg, subject_counts_svg
 from ecrf.safety import endpoints
 from ecrf.safety import operations as safety
 from ecrf.safety.grading import load_lab_values
@@ -254,15 +254,15 @@ def subject_plot(study_oid: str, subject_key: str):
     series = endpoints.subject_series(db.session, subject)
     params = endpoints.recovery_parameters(definition)
     panels = [
-        Panel("anc", _("ANC"), "10^9/L", {c.day: c.anc for c in series.counts if c.anc is not None},
+        ChartPanel("anc", _("ANC"), "10^9/L", {c.day: c.anc for c in series.counts if c.anc is not None},
               [Threshold(params.anc_recovery, _("recovery %(v)s", v=params.anc_recovery))],
               log=True),
-        Panel("plt", _("Platelets"), "10^9/L",
+        ChartPanel("plt", _("Platelets"), "10^9/L",
               {c.day: c.plt for c in series.counts if c.plt is not None},
               [Threshold(params.plt_recovery, _("recovery %(v)s", v=params.plt_recovery)),
                Threshold(params.severe_thrombocytopenia,
                          _("severe < %(v)s", v=params.severe_thrombocytopenia))]),
-        Panel("hgb", _("Haemoglobin"), "g/L",
+        ChartPanel("hgb", _("Haemoglobin"), "g/L",
               {c.day: c.hgb for c in series.counts if c.hgb is not None},
               [Threshold(params.severe_anemia, _("severe < %(v)s", v=params.severe_anemia))]),
     ]

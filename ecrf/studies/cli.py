@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecrf.core.cli import add_group, cli_actor, fail
+from ecrf.core.extensions import db
 from ecrf.crf import load_study
-from ecrf.extensions import db
 from ecrf.studies import sites
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, Study, StudyVersion

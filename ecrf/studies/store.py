@@ -16,6 +16,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import (
     Problem,
     StudyDefinition,
@@ -24,8 +26,6 @@ from ecrf.crf import (
     definition_from_content,
     load_study,
 )
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Study, StudyVersion
 
 __all__ = [

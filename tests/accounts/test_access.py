@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ecrf.accounts import access
 from ecrf.accounts.models import RoleGrant
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 
 
 def test_an_admin_grant_covers_every_site_for_the_actions_admins_hold(make_user, make_study):

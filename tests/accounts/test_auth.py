@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.accounts.models import User, UserSession
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from tests.conftest import PASSWORD, sign_in
 
 GENERIC = "Sign-in failed. Check your username and password."

@@ -13,10 +13,10 @@ from ecrf.allocation import decisions as escalation_decisions
 from ecrf.allocation import escalation
 from ecrf.allocation.models import EscalationDecision
 from ecrf.capture.models import Subject
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.domain.escalation import Action
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services.audit import Actor
 from tests.allocation.test_randomization import ACTOR, add_subject, load, record, site_today
 from tests.conftest import PASSWORD
 

@@ -18,11 +18,11 @@ from ecrf.allocation import randomization
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.schedule_data import local_today
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.domain import randomization as engine
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, Study
 

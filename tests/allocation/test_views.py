@@ -12,9 +12,9 @@ from sqlalchemy import select
 from ecrf.accounts.models import User as UserModel
 from ecrf.allocation.models import Allocation, EscalationDecision, RandomizationSlot
 from ecrf.capture.models import Subject
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services import audit
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from tests.allocation.test_escalation import cohort
 from tests.allocation.test_randomization import ACTOR, add_subject, generate, load, make_eligible
 from tests.conftest import PASSWORD, sign_in

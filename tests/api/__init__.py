@@ -9,9 +9,9 @@ from sqlalchemy import select
 from ecrf.accounts import tokens as api_tokens
 from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services.audit import Actor
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from tests.capture.capture_setup import enrol, load_capture_study
 
 API = "/api/v1"

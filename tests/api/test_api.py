@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from ecrf.capture.models import FormInstance, ItemValue
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from tests.api import (
     API,
     STUDY,
@@ -489,7 +489,7 @@ def test_unknown_fields_and_refused_values_are_422_where_they_were_sent(client, 
 
 def test_data_entry_into_an_event_not_done_is_a_conflict(client, crc):
     from ecrf.capture import operations as capture
-    from ecrf.services.audit import Actor
+    from ecrf.core.audit.trail import Actor
 
     found = subject("S01-001")
     capture.declare_not_done(db.session, Actor(None, "crc", "coordinator"), found,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from ecrf.capture import operations as capture
-from ecrf.extensions import db
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.review import locks
-from ecrf.services.audit import Actor
 from tests.api import VITALS_VALUES, bearer, form_url, setup_study, start_event, subject, token_for
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ecrf.capture.models import ItemValue
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from tests.api import VITALS_VALUES, bearer, form_url, setup_study, start_event, token_for
 
 

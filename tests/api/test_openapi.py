@@ -65,8 +65,8 @@ def operations(doc: dict):
 
 
 def test_the_document_is_public_and_costs_no_audit_row(client, doc):
-    from ecrf.extensions import db
-    from ecrf.models.audit import AuditEvent
+    from ecrf.core.audit.models import AuditEvent
+    from ecrf.core.extensions import db
 
     assert isinstance(ROUTES["api.openapi"], Public)
     assert client.get(f"{API}/openapi.json", headers=bearer("nonsense")).status_code == 200

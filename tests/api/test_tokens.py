@@ -14,9 +14,9 @@ from sqlalchemy import select
 from ecrf.accounts import tokens as api_tokens
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import ApiToken
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.models.base import utcnow
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.db import utcnow
+from ecrf.core.extensions import db
 from tests.api import ADMIN, API, audit_rows, bearer, token_for
 from tests.conftest import sign_in
 

@@ -21,7 +21,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import hash_password
 from ecrf.accounts.roles import Role
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.studies.models import Site, Study, StudySite
 from tests.conftest import PASSWORD
 

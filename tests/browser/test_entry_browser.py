@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from ecrf.capture import operations as capture
 from ecrf.capture.models import ItemValue
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, actor_for, enrol
 from tests.conftest import PASSWORD

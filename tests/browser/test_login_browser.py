@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from ecrf.accounts.models import User
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import PASSWORD
 

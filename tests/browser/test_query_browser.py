@@ -11,8 +11,8 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from ecrf.capture.models import ItemValue
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.review.models import Query
 from ecrf.studies import store as studies
 from tests.browser.conftest import ARTIFACTS

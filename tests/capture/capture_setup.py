@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from ecrf.capture import subjects
 from ecrf.capture.models import ItemValue, Subject
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services.audit import Actor
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, Study
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.services import audit
-from ecrf.services.audit import Actor
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 
 ACTOR = Actor(user_id=None, username="tester", role="data_manager")
 

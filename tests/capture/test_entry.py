@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ecrf.capture import write as capture_write
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from tests.capture.capture_setup import count_audit, count_values, enrol, load_capture_study
 from tests.conftest import sign_in
 

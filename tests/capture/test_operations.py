@@ -22,8 +22,9 @@ from ecrf.capture.models import (
     ScheduledVisit,
 )
 from ecrf.capture.operations import CaptureError, EventStateError, StaleFormError, Submission
+from ecrf.core import audit
+from ecrf.core.extensions import db
 from ecrf.domain.dates import PartialDate
-from ecrf.extensions import db
 from tests.capture.capture_setup import (
     TODAY,
     actor_for,
@@ -504,7 +505,7 @@ def test_snapshot_history_and_subject_trail(subject, crc):
     assert everything[0].action == "subject.enrolled"
     future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     assert capture.subject_audit(db.session, subject, since=future) == []
-    lines = list(capture.audit_csv(everything))
+    lines = list(audit.audit_csv(everything))
     parsed = list(csv.reader(io.StringIO("".join(lines))))
     assert parsed[0][:4] == ["seq", "occurred_at_utc", "category", "action"]
     assert len(parsed) == len(everything) + 1
@@ -514,5 +515,5 @@ def test_csv_cells_that_look_like_formulas_stay_text(subject, crc):
     started(crc, subject)
     save(crc, subject, values=vs(NOTES="=HYPERLINK(\"http://x\")"))
     rows = capture.subject_audit(db.session, subject, action="item.entered")
-    text = "".join(capture.audit_csv(rows))
+    text = "".join(audit.audit_csv(rows))
     assert "'=HYPERLINK" in text

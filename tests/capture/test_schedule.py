@@ -13,9 +13,9 @@ from sqlalchemy import event, select, update
 from ecrf.capture import schedule, subjects
 from ecrf.capture.models import GroupRow, ScheduledVisit, Subject
 from ecrf.capture.schedule_values import StoredValue, typed_value
+from ecrf.core.db import utcnow
+from ecrf.core.extensions import db
 from ecrf.domain.expressions import ValueType
-from ecrf.extensions import db
-from ecrf.models.base import utcnow
 from ecrf.studies import store as studies
 from tests.capture.sample import ACTOR, record, set_value, write_study
 from tests.capture.sample import event as record_event

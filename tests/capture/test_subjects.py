@@ -10,8 +10,8 @@ from sqlalchemy import event, select, update
 from ecrf.capture import schedule, subjects
 from ecrf.capture.models import Subject
 from ecrf.capture.schedule import local_today
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from tests.capture.sample import ACTOR, record, write_study
 

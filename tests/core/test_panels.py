@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecrf.core.panels import Panel, add_panel, panels_for
+from ecrf.core.panels import DashboardPanel, add_panel, panels_for
 from ecrf.safety import operations as safety
 
 
@@ -14,7 +14,7 @@ def test_safety_adds_the_sae_clocks_panel_for_investigators_only(app):
 
 def test_adding_a_panel_again_replaces_it(app):
     count = len(panels_for("investigator"))
-    again = Panel(safety.SAE_CLOCKS_PANEL.key, frozenset({"investigator"}),
+    again = DashboardPanel(safety.SAE_CLOCKS_PANEL.key, frozenset({"investigator"}),
                   safety.SAE_CLOCKS_PANEL.template, safety.running_sae_clocks)
     add_panel(again)
     try:

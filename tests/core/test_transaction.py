@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import store_derived, transaction
-from ecrf.extensions import db
 from ecrf.studies.models import Site
 
 

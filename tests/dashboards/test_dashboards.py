@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from ecrf.accounts.models import RoleGrant
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.review import queries, sdv, signatures
 from ecrf.review.signatures import SignTarget
 from ecrf.studies import store as studies

@@ -17,11 +17,11 @@ from ecrf.allocation import escalation
 from ecrf.allocation.models import EscalationDecision
 from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.crf import ItemType, load_study
 from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolve_date
 from ecrf.demo.studies import SUBJECTS
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ecrf.extensions import db
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor, verify_chain
+from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.models.audit import AuditEvent
-from ecrf.services.audit import Actor, verify_chain
 from tests.outputs import STUDY_FOLDER, load_fixture_study, pdf_text
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from ecrf.extensions import db
-from ecrf.services.audit import Actor
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "odm"

@@ -17,9 +17,9 @@ from ecrf.capture import operations as capture
 from ecrf.capture import subjects
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import event_instance
-from ecrf.extensions import db
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.review import queries, sdv, signatures
-from ecrf.services.audit import Actor
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, Study
 from tests.conftest import PASSWORD

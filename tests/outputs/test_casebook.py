@@ -11,10 +11,10 @@ import zipfile
 import pytest
 from sqlalchemy import select
 
-from ecrf.extensions import db
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.models.audit import AuditEvent
 from ecrf.outputs.exports import validate_odm
 from ecrf.outputs.pdf import casebook as casebook_module
 from ecrf.outputs.pdf import render as pdf_render

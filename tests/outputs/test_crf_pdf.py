@@ -9,9 +9,9 @@ import subprocess
 import pytest
 from sqlalchemy import select
 
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.crf import load_study
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
 from ecrf.outputs.odm.metadata import VersionRef
 from ecrf.outputs.pdf import FetchRefused, crf_pdf, make_url_fetcher, write_pdf
 from ecrf.outputs.pdf import render as pdf_render

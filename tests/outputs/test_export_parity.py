@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import and_, select
 
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.core.extensions import db
 from ecrf.crf.values import display, from_canonical
-from ecrf.extensions import db
 from ecrf.outputs.datasets.flat import export_csv
 from ecrf.outputs.datasets.stats import export_stats, xpt_names
 from ecrf.outputs.odm.clinical import export_odm_clinical, odm_value

@@ -12,10 +12,10 @@ import pyreadstat
 import pytest
 from sqlalchemy import select
 
-from ecrf.extensions import db
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.models.audit import AuditEvent
 from ecrf.outputs.datasets.flat import export_csv
 from ecrf.outputs.datasets.formats import Column
 from ecrf.outputs.datasets.stats import export_stats, write_dataset_xpt

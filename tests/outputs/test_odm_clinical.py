@@ -11,8 +11,8 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from ecrf.capture.models import ItemValue, Subject
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.outputs.exports import validate_odm
 from ecrf.outputs.odm.clinical import export_odm_clinical
 from ecrf.outputs.odm.common import reference_errors

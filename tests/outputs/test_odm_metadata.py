@@ -11,11 +11,11 @@ from lxml import etree
 from sqlalchemy import select
 
 from ecrf.accounts.models import RoleGrant
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import verify_chain
+from ecrf.core.extensions import db
 from ecrf.outputs.exports import admin_info, export_odm_metadata, validate_odm
 from ecrf.outputs.odm.common import odm_schema, reference_errors
-from ecrf.services.audit import verify_chain
 from tests.outputs import NS, load_fixture_study
 
 

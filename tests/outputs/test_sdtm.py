@@ -8,7 +8,7 @@ import csv
 import pyreadstat
 import pytest
 
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.outputs.datasets.sdtm import AE_COLUMNS, LB_COLUMNS, ae_groups, export_sdtm, sdtm_domains
 from ecrf.outputs.rows import make_scope
 from ecrf.studies.store import definition_for

@@ -14,8 +14,8 @@ from sqlalchemy import event, select
 from ecrf.capture import operations as capture
 from ecrf.capture.models import FormInstance, Subject
 from ecrf.capture.support import event_instance
-from ecrf.extensions import db
-from ecrf.services.audit import Actor
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
 from tests.capture.capture_setup import LOADER, TODAY, enrol

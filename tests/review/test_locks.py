@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from ecrf.capture.models import ItemValue
 from ecrf.capture.operations import CaptureError, EventStateError
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.review import locks
 from ecrf.review.locks import DataLockedError, LockError
 from ecrf.review.models import Lock

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.accounts.models import User
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.review import queries
 from ecrf.review.corrections import Correction, CorrectionRefused, answer_with_correction
 from ecrf.review.models import Query, QueryMessage

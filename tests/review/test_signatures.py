@@ -9,8 +9,8 @@ from sqlalchemy import select
 from ecrf.accounts.models import User
 from ecrf.capture import operations as capture
 from ecrf.capture.support import event_instance
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.review import queries, signatures
 from ecrf.review.models import Signature
 from ecrf.review.signatures import SignatureError, SignatureRefused, SignTarget

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from ecrf.accounts.models import User
 from ecrf.capture.models import ItemValue
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.review import queries
 from ecrf.review.models import Lock, Query, Signature
 from tests.capture.capture_setup import actor_for

@@ -13,11 +13,11 @@ from sqlalchemy import select
 from ecrf.capture import operations as capture
 from ecrf.capture import subjects
 from ecrf.capture.models import ItemValue, Subject
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import Actor
+from ecrf.core.extensions import db
 from ecrf.core.signals import FormChange, ItemChange
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, Study
 

@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
+from ecrf.core.extensions import db
 from ecrf.domain.hematology import RecoveryStatus
-from ecrf.extensions import db
 from ecrf.safety import endpoints
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from ecrf.capture.models import ItemValue
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.core.signals import FormChange, ItemChange
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import notify
 from ecrf.safety import operations as safety

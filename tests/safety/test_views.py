@@ -11,8 +11,8 @@ import pytest
 from flask import render_template_string
 from sqlalchemy import select
 
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
 from tests.safety.safety_setup import (
     actor_for,

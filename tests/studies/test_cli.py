@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from ecrf.capture import subjects
 from ecrf.capture.models import FormInstance, Subject
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.models import StudySite
 from tests.capture.sample import ACTOR, record, write_study

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from ecrf.capture import subjects
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
 from ecrf.capture.models import FormInstance, ScheduledVisit, Subject
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.crf import check_study, content_hash, load_study
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services import audit
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study, StudySite, StudyVersion
 from ecrf.studies.store import StudyDefinitionError

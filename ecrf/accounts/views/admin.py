@@ -16,9 +16,9 @@ from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import Role, RoleError
 from ecrf.accounts.web import request_actor
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
 from ecrf.studies import sites
 from ecrf.studies.models import Study
 

@@ -16,7 +16,7 @@ from flask_login import current_user
 from sqlalchemy import select, text
 
 from ecrf.accounts import access
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 from ecrf.studies.models import Study
 
 bp = Blueprint("main", __name__)

@@ -13,9 +13,9 @@ from wtforms.validators import DataRequired, InputRequired, Length
 from ecrf.accounts import tokens as api_tokens
 from ecrf.accounts.permissions import SIGNED_IN, register
 from ecrf.accounts.web import request_actor
+from ecrf.core.db import utcnow
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db
-from ecrf.models.base import utcnow
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 

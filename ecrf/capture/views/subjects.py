@@ -34,9 +34,9 @@ from ecrf.capture import schedule, subjects
 from ecrf.capture.models import SUBJECT_STATUSES, EventInstance
 from ecrf.capture.schedule import local_today
 from ecrf.capture.web import may, subject_or_404
+from ecrf.core.extensions import db
 from ecrf.core.web.transaction import store_derived, transaction
 from ecrf.domain.schedule import EventKind
-from ecrf.extensions import db
 from ecrf.review.signatures import signatures_of
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, StudySite, StudyVersion

@@ -1,1 +1,18 @@
-"""Web plumbing every area's views share: one transaction per request, messages."""
+"""Web plumbing every area's views share: security headers and the session cookie, error
+pages, one transaction per request, and messages said in the user's language."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ecrf.core.web.messages import error_text, say
+from ecrf.core.web.transaction import Transaction, store_derived, transaction
+
+__all__ = ["Transaction", "error_text", "install", "say", "store_derived", "transaction"]
+
+
+def install(app: Flask) -> None:
+    from ecrf.core.web import errors, headers
+
+    headers.install(app)
+    errors.install(app)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ecrf.extensions import db
+from ecrf.core.extensions import db
 
 log = logging.getLogger(__name__)
 

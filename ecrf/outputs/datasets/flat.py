@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ecrf.capture.history import _cell
+from ecrf.core.audit.history import _cell
 from ecrf.crf import ItemDef, ItemType, StudyDefinition
 from ecrf.outputs.odm.common import codelist_oid, item_oid
 from ecrf.outputs.rows import (

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ecrf.capture.history import _cell
+from ecrf.core.audit.history import _cell
 from ecrf.crf import FormDef, ItemDef, StudyDefinition
 from ecrf.crf.values import from_canonical
 from ecrf.domain.ctcae import GradingError, convert_unit

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ecrf.accounts.models import User
 from ecrf.capture.models import Subject
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
 from ecrf.outputs.exports import ExportError, admin_info, version_content, version_ref
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, element, q, sub, unit_oids
 from ecrf.outputs.odm.metadata import MetadataWriter

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from ecrf.capture.history import subject_audit_query
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.core.audit.models import AuditEvent
 from ecrf.crf import StudyDefinition, UnknownOidError
 from ecrf.crf.values import display
-from ecrf.models.audit import AuditEvent
 from ecrf.outputs.pdf.render import make_url_fetcher, static_root
 from ecrf.review import sdv
 from ecrf.review.models import Query
@@ -233,7 +233,7 @@ def counts_plot(session: Session, subject: Subject) -> str | None:
     """The subject's blood-count plot as inline SVG markup, when the study has counts.
 
     matplotlib escapes every text it draws, so the markup may be inserted as is."""
-    from ecrf import plots
+    from ecrf.core import plots
     from ecrf.safety import endpoints
 
     definition = definition_for(subject.study_version)
@@ -244,17 +244,17 @@ def counts_plot(session: Session, subject: Subject) -> str | None:
         return None
     params = endpoints.recovery_parameters(definition)
     panels = [
-        plots.Panel("anc", _("ANC"), "10^9/L",
+        plots.ChartPanel("anc", _("ANC"), "10^9/L",
                     {c.day: c.anc for c in series.counts if c.anc is not None},
                     [plots.Threshold(params.anc_recovery,
                                      _("recovery %(v)s", v=params.anc_recovery))], log=True),
-        plots.Panel("plt", _("Platelets"), "10^9/L",
+        plots.ChartPanel("plt", _("Platelets"), "10^9/L",
                     {c.day: c.plt for c in series.counts if c.plt is not None},
                     [plots.Threshold(params.plt_recovery,
                                      _("recovery %(v)s", v=params.plt_recovery)),
                      plots.Threshold(params.severe_thrombocytopenia,
                                      _("severe < %(v)s", v=params.severe_thrombocytopenia))]),
-        plots.Panel("hgb", _("Haemoglobin"), "g/L",
+        plots.ChartPanel("hgb", _("Haemoglobin"), "g/L",
                     {c.day: c.hgb for c in series.counts if c.hgb is not None},
                     [plots.Threshold(params.severe_anemia,
                                      _("severe < %(v)s", v=params.severe_anemia))]),

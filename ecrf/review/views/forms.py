@@ -24,12 +24,12 @@ from ecrf.accounts.permissions import Allow, register
 from ecrf.capture import operations as capture
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.web import actor_for, may, subject_or_404
+from ecrf.core.extensions import db
 from ecrf.core.web.messages import error_text, say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
-from ecrf.extensions import db
 from ecrf.review import locks, queries, sdv, signatures
 from ecrf.review.models import Lock, Query, SdvMark
 from ecrf.review.support import ReviewError

@@ -19,12 +19,12 @@ from ecrf.accounts.permissions import Allow, register
 from ecrf.capture import operations as capture
 from ecrf.capture.models import FormInstance, ItemValue, Subject
 from ecrf.capture.web import actor_for, may, subject_or_404
+from ecrf.core.extensions import db
 from ecrf.core.web.messages import error_text, say
 from ecrf.core.web.transaction import transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
-from ecrf.extensions import db
 from ecrf.review import corrections as query_corrections
 from ecrf.review import queries
 from ecrf.review.models import Query

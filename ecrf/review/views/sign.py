@@ -24,9 +24,9 @@ from sqlalchemy import select
 from ecrf.accounts.permissions import Allow, register
 from ecrf.capture.models import EventInstance, FormInstance, Subject
 from ecrf.capture.web import actor_for, subject_or_404
+from ecrf.core.extensions import db
 from ecrf.core.web.messages import error_text, say
 from ecrf.core.web.transaction import transaction
-from ecrf.extensions import db
 from ecrf.review import signatures
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import bp

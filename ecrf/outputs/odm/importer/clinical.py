@@ -27,12 +27,12 @@ from ecrf.capture import operations as capture
 from ecrf.capture import subjects
 from ecrf.capture.models import FormInstance, ItemValue, Subject
 from ecrf.capture.support import CaptureError, event_instance, local_today
+from ecrf.core.audit import trail as audit
+from ecrf.core.audit.trail import Actor
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
-from ecrf.services import audit
-from ecrf.services.audit import Actor
 from ecrf.studies.models import Site, Study, StudySite
 from ecrf.studies.store import definition_for
 

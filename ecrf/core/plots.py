@@ -43,7 +43,7 @@ class Threshold:
 
 
 @dataclass(frozen=True)
-class Panel:
+class ChartPanel:
     key: str  # anc | plt | hgb
     title: str
     unit: str
@@ -95,7 +95,7 @@ def _plot_series(ax, values: Mapping[int, Number], colour: str, floor: float | N
 
 
 @_drawing
-def subject_counts_svg(panels: Sequence[Panel], *, horizon: int = 42,
+def subject_counts_svg(panels: Sequence[ChartPanel], *, horizon: int = 42,
                        infusion_day: int | None = None,
                        transfusions: Sequence[tuple[int, str]] = (),
                        title: str = "") -> str:

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from ecrf.capture.models import ItemValue
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
-from ecrf.services.audit import GENESIS_HASH, AuditError, compute_hash, verify_chain
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit.trail import GENESIS_HASH, AuditError, compute_hash, verify_chain
+from ecrf.core.extensions import db
 from tests.capture.capture_setup import enrol, load_capture_study
 from tests.conftest import is_postgres, sign_in
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
-from ecrf.plots import Panel, Threshold, dose_level_anc_svg, subject_counts_svg
+from ecrf.core.plots import ChartPanel, Threshold, dose_level_anc_svg, subject_counts_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -24,11 +24,11 @@ def texts(svg: str) -> str:
 def panels():
     anc = {1: Decimal("3.1"), 2: Decimal("0.4"), 3: Decimal("0"), 5: Decimal("0.7")}
     return [
-        Panel("anc", "ANC", "10^9/L", anc, [Threshold(Decimal("0.5"), "recovery 0.5")],
+        ChartPanel("anc", "ANC", "10^9/L", anc, [Threshold(Decimal("0.5"), "recovery 0.5")],
               log=True),
-        Panel("plt", "Platelets", "10^9/L", {1: 150, 2: 18, 3: 9},
+        ChartPanel("plt", "Platelets", "10^9/L", {1: 150, 2: 18, 3: 9},
               [Threshold(Decimal("20"), "recovery 20"), Threshold(Decimal("25"), "severe")]),
-        Panel("hgb", "Haemoglobin", "g/L", {1: 95, 3: 58}, [Threshold(Decimal("60"), "60")]),
+        ChartPanel("hgb", "Haemoglobin", "g/L", {1: 95, 3: 58}, [Threshold(Decimal("60"), "60")]),
     ]
 
 

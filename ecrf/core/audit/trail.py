@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
-from ecrf.models.audit import AuditChainHead, AuditEvent
-from ecrf.models.base import Audited, utcnow
+from ecrf.core.audit.models import AuditChainHead, AuditEvent
+from ecrf.core.db import Audited, utcnow
 
 GENESIS_HASH = "0" * 64
 _CHAIN_KEY = "ecrf_audit_chain"

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from ecrf.extensions import db
-from ecrf.models.base import Base
+from ecrf.core.db import Base
+from ecrf.core.extensions import db
 
 
 def test_models_and_migrations_agree(app):
@@ -28,7 +28,7 @@ def test_audit_chain_head_is_seeded(app):
     "DELETE FROM audit_event",
 ])
 def test_database_refuses_changes_to_the_audit_trail(app, statement):
-    from ecrf.services import audit
+    from ecrf.core.audit import trail as audit
 
     audit.record(db.session, audit.SYSTEM, "test.event", category="security")
     db.session.commit()

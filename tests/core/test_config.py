@@ -6,7 +6,7 @@ import os
 import stat
 
 from ecrf import create_app
-from ecrf.config import _instance_secret
+from ecrf.core.config import _instance_secret
 
 
 def test_environment_overrides_defaults(monkeypatch, tmp_path):
@@ -41,13 +41,13 @@ def test_secret_key_is_generated_once_and_kept(tmp_path):
 
 
 def test_no_hard_coded_secret_in_the_code():
-    from ecrf.config import Defaults
+    from ecrf.core.config import Defaults
 
     assert Defaults.SECRET_KEY == ""
 
 
 def test_security_defaults():
-    from ecrf.config import Defaults
+    from ecrf.core.config import Defaults
 
     assert Defaults.PASSWORD_MIN_LENGTH == 12
     assert Defaults.LOCKOUT_THRESHOLD == 5 and Defaults.LOCKOUT_MINUTES == 15

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ecrf.accounts.models import RoleGrant, User
-from ecrf.extensions import db
-from ecrf.models.audit import AuditEvent
+from ecrf.core.audit.models import AuditEvent
+from ecrf.core.extensions import db
 from ecrf.studies.models import Site
 
 
