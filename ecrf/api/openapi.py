@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ecrf.accounts.permissions import PUBLIC, register
 from ecrf.api.blueprint import bp
+from ecrf.core.config import VERSION
 
 register("api.openapi", PUBLIC)
 
@@ -335,8 +336,6 @@ def _paths() -> dict:
 
 
 def build_document() -> dict:
-    from ecrf import __version__
-
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
                           "description": "Only rows of this form OID.", "schema": STR}
@@ -348,7 +347,7 @@ def build_document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "ecrf API", "version": f"1 ({__version__})",
+            "title": "ecrf API", "version": f"1 ({VERSION})",
             "description": "JSON API of ecrf for integrations (lab feeds, ePRO, scripts). "
                            "Authenticate with a personal API token "
                            "(`Authorization: Bearer <token>`, created under My account > "

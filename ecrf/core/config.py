@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+try:  # the installed distribution's version, written in files and documents ecrf produces
+    VERSION = version("ecrf")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    VERSION = "0+unknown"
 
 
 class Defaults:

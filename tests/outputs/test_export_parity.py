@@ -16,7 +16,8 @@ from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
 from ecrf.core.extensions import db
 from ecrf.crf.values import display, from_canonical
 from ecrf.outputs.datasets.flat import export_csv
-from ecrf.outputs.datasets.stats import export_stats, xpt_names
+from ecrf.outputs.datasets.stats import export_stats
+from ecrf.outputs.datasets.tables import xpt_names
 from ecrf.outputs.odm.clinical import export_odm_clinical, odm_value
 from ecrf.outputs.pdf.casebook import casebook_pdf
 from ecrf.outputs.rows import definitions_newest_first, form_layouts, make_scope

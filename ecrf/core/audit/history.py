@@ -10,18 +10,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import re
 from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.models import AuditEvent
+from ecrf.core.csvcells import csv_cell
 
 CSV_COLUMNS = ("seq", "occurred_at_utc", "category", "action", "username", "role", "site",
                "subject", "path", "old_value", "new_value", "reason", "study_version",
                "ip_address", "details", "row_hash")
-_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?")
 
 
 def study_audit_query(study_oid: str, *, site_codes: Iterable[str] | None = None,
@@ -38,16 +37,6 @@ def study_audit_query(study_oid: str, *, site_codes: Iterable[str] | None = None
 def stream_rows(session: Session, stmt: Select, batch: int = 2000) -> Iterator[AuditEvent]:
     """Rows of ``stmt`` read in batches (server-side cursor where the database has one)."""
     yield from session.scalars(stmt.execution_options(yield_per=batch))
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    # A spreadsheet would run a cell starting like a formula: typed text must stay text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def _when(value: dt.datetime) -> str:
@@ -69,8 +58,9 @@ def audit_csv(rows: Iterable[AuditEvent]) -> Iterator[str]:
     yield line(CSV_COLUMNS)
     for row in rows:
         yield line([
-            row.seq, _when(row.occurred_at), row.category, row.action, _cell(row.username),
-            row.role or "", _cell(row.site_code), _cell(row.subject_key), _cell(row.path),
-            _cell(row.old_value), _cell(row.new_value), _cell(row.reason),
-            _cell(row.study_version), row.ip_address or "", _cell(row.details), row.row_hash,
+            row.seq, _when(row.occurred_at), row.category, row.action,
+            csv_cell(row.username), row.role or "", csv_cell(row.site_code),
+            csv_cell(row.subject_key), csv_cell(row.path), csv_cell(row.old_value),
+            csv_cell(row.new_value), csv_cell(row.reason), csv_cell(row.study_version),
+            row.ip_address or "", csv_cell(row.details), row.row_hash,
         ])

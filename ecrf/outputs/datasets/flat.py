@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ecrf.core.audit.history import _cell
+from ecrf.core.csvcells import csv_cell
 from ecrf.crf import ItemDef, ItemType, StudyDefinition
+from ecrf.outputs.datasets.tables import (
+    dataset_rows,
+    datasets_of,
+    xpt_names,
+)
 from ecrf.outputs.odm.common import codelist_oid, item_oid
 from ecrf.outputs.rows import (
-    FormLayout,
-    FormRecord,
     Scope,
     definitions_newest_first,
     form_layouts,
@@ -36,53 +38,7 @@ from ecrf.outputs.rows import (
 )
 from ecrf.studies.models import StudyVersion
 
-KEY_COLUMNS = ("subject", "site", "event", "event_repeat", "form_status", "study_version")
-GROUP_KEY = "group_repeat"
 Progress = Callable[[int, str], None]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One flat table: a form's main items, or one repeating group of it."""
-
-    name: str  # FORM or FORM__GROUP
-    form: str
-    group: str | None  # the repeating group, None for the main table
-    items: tuple[ItemDef, ...]
-
-    @property
-    def key_columns(self) -> tuple[str, ...]:
-        return KEY_COLUMNS + ((GROUP_KEY,) if self.group else ())
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return self.key_columns + tuple(i.oid for i in self.items)
-
-
-def datasets_of(layout: FormLayout) -> list[Dataset]:
-    found = [Dataset(layout.oid, layout.oid, None, layout.main)]
-    for group, items in layout.repeating:
-        found.append(Dataset(f"{layout.oid}__{group.oid}", layout.oid, group.oid, items))
-    return found
-
-
-def dataset_rows(record: FormRecord, dataset: Dataset, version_label: str
-                 ) -> Iterator[tuple[dict[str, object], dict[str, str | None]]]:
-    """(key columns, canonical values by item OID) of each row of ``dataset``."""
-    keys: dict[str, object] = {
-        "subject": record.subject_key, "site": record.site_code, "event": record.event_oid,
-        "event_repeat": record.repeat, "form_status": record.status,
-        "study_version": version_label,
-    }
-    if dataset.group is None:
-        wanted = {(i.group, i.oid) for i in dataset.items}
-        yield keys, {item: found.value for (group, _row, item), found in record.values.items()
-                     if (group, item) in wanted}
-        return
-    for row in record.rows_of(dataset.group):
-        values = {item: found.value for (group, r, item), found in record.values.items()
-                  if group == dataset.group and r == row}
-        yield {**keys, GROUP_KEY: row}, values
 
 
 def export_csv(session: Session, scope: Scope, folder: Path, *,
@@ -108,7 +64,7 @@ def export_csv(session: Session, scope: Scope, folder: Path, *,
                     for keys, values in dataset_rows(record, d, label):
                         writers[d.name].writerow(
                             [keys[c] for c in d.key_columns]
-                            + [_cell(values.get(i.oid)) for i in d.items])
+                            + [csv_cell(values.get(i.oid)) for i in d.items])
         finally:
             for handle in files.values():
                 handle.close()
@@ -144,8 +100,6 @@ def _type(item: ItemDef) -> str:
 
 def dictionary_rows(versions: list[StudyVersion], definitions: list[StudyDefinition]
                     ) -> Iterator[dict[str, object]]:
-    from ecrf.outputs.datasets.stats import xpt_names
-
     names = xpt_names(form_layouts(definitions))
     newest = definitions[0]
     for layout in form_layouts(definitions):
@@ -194,5 +148,5 @@ def write_dictionary(path: Path, versions: list[StudyVersion],
         writer = csv.DictWriter(handle, DICTIONARY_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for row in dictionary_rows(versions, definitions):
-            writer.writerow({k: _cell(v) if isinstance(v, str) else v for k, v in row.items()})
+            writer.writerow({k: csv_cell(v) if isinstance(v, str) else v for k, v in row.items()})
     return path

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ecrf.core.audit.history import _cell
+from ecrf.core.csvcells import csv_cell
 from ecrf.crf import FormDef, ItemDef, StudyDefinition
 from ecrf.crf.values import from_canonical
 from ecrf.domain.ctcae import GradingError, convert_unit
@@ -201,7 +201,7 @@ def export_sdtm(session: Session, scope: Scope, folder: Path, *,
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(columns)
             for row in rows:
-                writer.writerow([_cell(_text(row.get(c))) for c in columns])
+                writer.writerow([csv_cell(_text(row.get(c))) for c in columns])
         written.append(path)
         xpt = folder / f"{domain.lower()}.xpt"
         write_dataset_xpt(xpt, domain, "Adverse Events" if domain == "AE" else "Laboratory "

@@ -14,15 +14,13 @@ before the first row), so memory follows the largest form, not the study.
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from ecrf.crf import ItemDef
 from ecrf.crf.values import from_canonical, result_kind
-from ecrf.outputs.datasets.flat import GROUP_KEY, KEY_COLUMNS, Dataset, dataset_rows, datasets_of
 from ecrf.outputs.datasets.formats import (
     SAV_TEXT_MAX,
     XPT_TEXT_MAX,
@@ -31,8 +29,16 @@ from ecrf.outputs.datasets.formats import (
     write_sav,
     write_xpt,
 )
+from ecrf.outputs.datasets.tables import (
+    GROUP_KEY,
+    KEY_XPT,
+    Dataset,
+    Names,
+    dataset_rows,
+    datasets_of,
+    xpt_names,
+)
 from ecrf.outputs.rows import (
-    FormLayout,
     Scope,
     definitions_newest_first,
     form_layouts,
@@ -41,47 +47,11 @@ from ecrf.outputs.rows import (
 )
 
 Progress = Callable[[int, str], None]
-KEY_XPT = {"subject": "SUBJECT", "site": "SITE", "event": "EVENT", "event_repeat": "EVENTRPT",
-           "form_status": "FORMSTAT", "study_version": "STUDYVER", GROUP_KEY: "GROUPRPT"}
 KEY_LABELS = {"subject": "Subject", "site": "Site", "event": "Event OID",
               "event_repeat": "Event repeat", "form_status": "Form status",
               "study_version": "Study version", GROUP_KEY: "Row of the repeating group"}
 _KINDS = {"integer": "num", "decimal": "num", "date": "date", "datetime": "datetime",
           "time": "time"}
-
-
-class Names:
-    """Unique SAS names of at most 8 characters."""
-
-    def __init__(self, taken: Iterable[str] = ()) -> None:
-        self.taken = set(taken)
-
-    def __call__(self, wanted: str, index: int | None = None) -> str:
-        base = re.sub(r"[^A-Z0-9_]", "_", wanted.upper())[:8] or "V"
-        if not (base[0].isalpha() or base[0] == "_"):
-            base = ("V" + base)[:8]
-        name, n = base, index or 1
-        if index is not None or name in self.taken:
-            while True:
-                suffix = str(n)
-                name = base[:8 - len(suffix)] + suffix
-                if name not in self.taken:
-                    break
-                n += 1
-        self.taken.add(name)
-        return name
-
-
-def xpt_names(layouts: list[FormLayout]) -> dict[str, tuple[str, dict[str, str]]]:
-    """dataset -> (XPT dataset name, item OID -> XPT variable name), deterministic."""
-    datasets = Names()
-    found = {}
-    for layout in layouts:
-        for d in datasets_of(layout):
-            member = datasets(d.group or d.form)
-            variables = Names(KEY_XPT.values())
-            found[d.name] = (member, {i.oid: variables(i.oid) for i in d.items})
-    return found
 
 
 def _kind(item: ItemDef) -> str:
@@ -159,5 +129,4 @@ def write_dataset_xpt(path: Path, member: str, label: str, columns: list[Column]
               created or dt.datetime.now(dt.UTC))
 
 
-__all__ = ["KEY_COLUMNS", "Names", "build_columns", "export_stats", "write_dataset_xpt",
-           "xpt_names"]
+__all__ = ["build_columns", "export_stats", "write_dataset_xpt"]

@@ -23,6 +23,8 @@ from typing import IO, Any
 
 from lxml import etree
 
+from ecrf.core.config import VERSION
+
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 NSMAP = {None: ODM_NS}
@@ -209,8 +211,6 @@ class FileInfo:
 @contextmanager
 def odm_document(target: str | Path | IO[bytes], info: FileInfo) -> Iterator[Any]:
     """Open an ODM file, yield the incremental writer, and close the root at the end."""
-    from ecrf import __version__
-
     attrib = {
         "FileType": info.file_type,
         "FileOID": info.file_oid,
@@ -218,7 +218,7 @@ def odm_document(target: str | Path | IO[bytes], info: FileInfo) -> Iterator[Any
         "ODMVersion": ODM_VERSION,
         "Originator": ORIGINATOR,
         "SourceSystem": ORIGINATOR,
-        "SourceSystemVersion": info.source_system_version or __version__,
+        "SourceSystemVersion": info.source_system_version or VERSION,
         "Description": info.description,
         "Granularity": info.granularity,
         "AsOfDateTime": odm_datetime(info.as_of) if info.as_of else None,

@@ -4,7 +4,7 @@ ranges, units and conditions (see ``odm.importer``)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lxml import etree
 
@@ -15,6 +15,7 @@ from ecrf.outputs.odm.importer.support import (
     IDENTIFIER,
     NUMERIC,
     RESULT_TYPES,
+    ImporterState,
     Namer,
     decimal_or_none,
     json_alias,
@@ -27,14 +28,11 @@ from ecrf.outputs.odm.importer.support import (
 from ecrf.outputs.odm.importer.vendors import OC_HANDLED, REDCAP_HANDLED, REDCAP_NS, VendorDialects
 from ecrf.outputs.odm.metadata import range_message
 
-if TYPE_CHECKING:
-    from ecrf.outputs.odm.importer import _Importer
-
 _INLINE_ECRF_LIST = re.compile(r"^CL\.[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$")
 
 
 class ItemBuilder(VendorDialects):
-    def __init__(self, importer: _Importer) -> None:
+    def __init__(self, importer: ImporterState) -> None:
         self.imp = importer
         self.notes = importer.notes
         self.t = importer.t

@@ -7,7 +7,9 @@ import json
 import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
+
+from lxml import etree
 
 from ecrf.crf.schema import LANGUAGE_PATTERN
 
@@ -196,3 +198,43 @@ def unwrap_negation(expression: str) -> str | None:
             if depth < 0:
                 return None
     return inner if depth == 0 else None
+
+
+class ImporterState(Protocol):
+    """What the item builder and the vendor dialects read from the importer running them
+    (the importer's XML helpers and what it has gathered so far)."""
+
+    notes: Notes
+    study: etree._Element
+    mdv: etree._Element
+    defs: dict[str, dict[str, etree._Element]]
+    units: dict[str, str | None]
+    ecrf_origin: bool
+    record_id: str | None
+    list_refs: dict[str, int]
+    used_conditions: set[str]
+    group_namer: Namer
+    group_names: dict[tuple[str, str], str]
+
+    def t(self, tag: str) -> str: ...
+
+    def _children(self, el: etree._Element, tag: str) -> list[etree._Element]: ...
+
+    def _label(self, el: etree._Element, tag: str) -> tuple[str | None, dict[str, str]]: ...
+
+    def _first_text(self, el: etree._Element, tag: str) -> str | None: ...
+
+    def _aliases(self, el: etree._Element) -> dict[str, str]: ...
+
+    def _other_aliases(self, el: etree._Element, where: str, used: set[str]) -> None: ...
+
+    def _extensions(self, el: etree._Element, where: str,
+                    handled: frozenset[str] = frozenset()) -> None: ...
+
+    def _expression(self, kind: str, oid: str | None, where: str) -> str | None: ...
+
+    def consume_list(self, oid: str | None) -> None: ...
+
+    def codelist_entries(self, el: etree._Element) -> list[dict[str, Any]] | None: ...
+
+    def named_list(self, raw_oid: str, el: etree._Element) -> str | None: ...

@@ -11,8 +11,7 @@ from lxml import etree
 from ecrf.outputs.odm.importer.support import to_oid
 
 if TYPE_CHECKING:
-    from ecrf.outputs.odm.importer import _Importer
-    from ecrf.outputs.odm.importer.support import Namer, Notes
+    from ecrf.outputs.odm.importer.support import ImporterState, Namer, Notes
 
 REDCAP_NS = "https://projectredcap.org"
 OC_PREFIX = "http://www.openclinica.org/ns/odm_ext"
@@ -26,7 +25,7 @@ OC_HANDLED = frozenset({"ItemDetails", "MultiSelectListRef", "PresentInEventDefi
 class VendorDialects:
     """Mixed into the item builder: what REDCap and OpenClinica files need beyond ODM."""
 
-    imp: _Importer
+    imp: ImporterState
     notes: Notes
     item_namer: Namer
     names: dict[str, str]
