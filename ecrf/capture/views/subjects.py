@@ -37,7 +37,6 @@ from ecrf.capture.web import may, subject_or_404
 from ecrf.core.extensions import db
 from ecrf.core.web.transaction import store_derived, transaction
 from ecrf.domain.schedule import EventKind
-from ecrf.review.signatures import signatures_of
 from ecrf.studies import store as studies
 from ecrf.studies.models import Site, StudySite, StudyVersion
 
@@ -276,7 +275,6 @@ def subject(study_oid: str, subject_key: str):
                  _entry_url(study.oid, found.subject_key, row.event_oid, row.repeat))
                 for row in rows]
     return render_template("studies/subject.html", study=study, subject=found,
-                           signatures=signatures_of(db.session, found),
                            version=version, timeline=timeline, logs=logs,
                            unscheduled=unscheduled, foreign=foreign, today=today,
                            visit_labels=VISIT_LABELS, subject_labels=SUBJECT_LABELS,

@@ -6,12 +6,21 @@ from flask import Blueprint
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
+from ecrf.core.extensions import db
+from ecrf.review.signatures import signatures_of
+
 bp = Blueprint("review", __name__)
 
 STUDY = "/studies/<study_oid>"
 
 QUERY_STATUS_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "closed": _l("Closed")}
 ORIGIN_LABELS = {"manual": _l("Raised by a reviewer"), "automatic": _l("Automatic (edit check)")}
+
+
+@bp.app_template_global()
+def casebook_signatures(subject) -> list:
+    """Every signature of a subject, for ``review/_signatures.html`` on the subject page."""
+    return signatures_of(db.session, subject)
 
 
 def language() -> str:
