@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ecrf.core.audit.models import AuditChainHead, AuditEvent  # noqa: E402
 from ecrf.core.audit.trail import GENESIS_HASH, _iso, compute_hash, verify_chain  # noqa: E402
-from ecrf.core.db import Base  # noqa: E402
+from ecrf.core.base import Base  # noqa: E402
 
 SERVER_URL = os.environ.get("ECRF_BENCH_DATABASE_URL",
                             "postgresql://postgres@127.0.0.1:5432/test")

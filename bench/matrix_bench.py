@@ -58,7 +58,7 @@ from ecrf.capture.schedule_data import (  # noqa: E402
     study_first_dates,
 )
 from ecrf.core.audit.trail import SYSTEM  # noqa: E402
-from ecrf.core.db import utcnow  # noqa: E402
+from ecrf.core.base import utcnow  # noqa: E402
 from ecrf.core.extensions import db  # noqa: E402
 from ecrf.domain.schedule import compute_schedule  # noqa: E402
 from ecrf.studies import store as studies  # noqa: E402

@@ -21,7 +21,7 @@ from ecrf import (
     safety,
     studies,
 )
-from ecrf.core.config import PROJECT_ROOT, load_config
+from ecrf.core import PROJECT_ROOT, load_config
 
 # Review's reactions to data capture run before safety's.
 AREAS = (core, studies, accounts, capture, review, safety, allocation, dashboards, jobs,

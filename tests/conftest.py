@@ -23,7 +23,7 @@ from ecrf import create_app
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import hash_password
 from ecrf.accounts.roles import Role
-from ecrf.core.db import Base
+from ecrf.core.base import Base
 from ecrf.core.extensions import db
 from ecrf.studies.models import Site, Study, StudySite
 

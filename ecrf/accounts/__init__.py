@@ -23,17 +23,28 @@ from ecrf.accounts.passwords import hash_password, policy_from_config, verify_pa
 from ecrf.accounts.permissions import ACTIONS, PUBLIC, ROUTES, SIGNED_IN, Allow, Public, SignedIn
 from ecrf.accounts.permissions import register as register_route
 from ecrf.accounts.roles import ROLE_LABELS, SITE_ROLES, Role, RoleError, parse_role
-from ecrf.accounts.users import AccountError, failed_signature, signing_locked_out
+from ecrf.accounts.tokens import AuthenticationError
+from ecrf.accounts.tokens import authenticate as authenticate_token
+from ecrf.accounts.users import (
+    AccountError,
+    create_user,
+    failed_signature,
+    get_user,
+    grant_role,
+    signing_locked_out,
+)
+from ecrf.accounts.users import describe as describe_grant
 from ecrf.accounts.web import current_study, request_actor, study_features
 
 __all__ = [
-    "ACTIONS", "PUBLIC", "ROLE_LABELS", "ROUTES", "SIGNED_IN", "SITE_ROLES", "AccountError",
-    "Allow", "ApiToken", "Public", "Role", "RoleError", "RoleGrant", "SignedIn", "User",
-    "UserSession", "acting_role", "active_grants", "can", "current_study",
-    "failed_signature", "hash_password", "is_admin", "parse_role", "policy_from_config",
-    "register", "register_route", "request_actor", "roles_in_study", "scope_to_sites",
-    "signing_locked_out", "site_ids_for", "studies_for", "study_features",
-    "study_site_ids", "verify_password",
+    "ACTIONS", "AccountError", "Allow", "ApiToken", "AuthenticationError", "PUBLIC",
+    "Public", "ROLE_LABELS", "ROUTES", "Role", "RoleError", "RoleGrant", "SIGNED_IN",
+    "SITE_ROLES", "SignedIn", "User", "UserSession", "acting_role", "active_grants",
+    "authenticate_token", "can", "create_user", "current_study", "describe_grant",
+    "failed_signature", "get_user", "grant_role", "hash_password", "is_admin",
+    "parse_role", "policy_from_config", "register", "register_route", "request_actor",
+    "roles_in_study", "scope_to_sites", "signing_locked_out", "site_ids_for",
+    "studies_for", "study_features", "study_site_ids", "verify_password",
 ]
 
 

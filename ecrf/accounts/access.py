@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.permissions import ACTIONS
 from ecrf.accounts.roles import Role
-from ecrf.studies.models import Study, StudySite
+from ecrf.studies import Study, StudySite
 
 
 def active_grants(user: User) -> list[RoleGrant]:

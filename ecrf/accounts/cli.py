@@ -19,11 +19,8 @@ from ecrf.accounts import users as accounts
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import RoleError, parse_role
-from ecrf.core.cli import cli_actor, fail
-from ecrf.core.db import utcnow
-from ecrf.core.extensions import db
-from ecrf.studies.cli import command_site, command_study
-from ecrf.studies.models import Site, Study
+from ecrf.core import cli_actor, db, fail, utcnow
+from ecrf.studies import Site, Study, command_site, command_study
 
 
 def _study(oid: str | None) -> Study | None:

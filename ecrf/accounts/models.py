@@ -9,8 +9,8 @@ from flask_login import UserMixin
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.core.db import Base, UTCDateTime, utcnow
-from ecrf.studies.models import Site, Study
+from ecrf.core import Base, UTCDateTime, utcnow
+from ecrf.studies import Site, Study
 
 
 class User(UserMixin, Base):

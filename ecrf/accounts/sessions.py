@@ -10,9 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ecrf.accounts.models import User, UserSession
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 
 # last_seen is written at most this often, so browsing does not write on every request.
 TOUCH_INTERVAL = dt.timedelta(seconds=30)

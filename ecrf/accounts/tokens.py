@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from ecrf.accounts.models import ApiToken, User
 from ecrf.accounts.users import password_expired
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 
 __all__ = [
     "DEFAULT_MAX_DAYS",

@@ -13,10 +13,9 @@ from ecrf.accounts import sessions
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import PasswordPolicy, hash_password, needs_rehash, verify_password
 from ecrf.accounts.roles import Role, check_scope
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
-from ecrf.studies.models import Site, Study
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
+from ecrf.studies import Site, Study
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 

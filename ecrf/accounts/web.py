@@ -25,9 +25,9 @@ from ecrf.accounts import access, sessions
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import User
 from ecrf.accounts.permissions import ROUTES, Allow, Public, SignedIn
-from ecrf.core.audit.trail import Actor
-from ecrf.core.extensions import db, login_manager
-from ecrf.studies.models import Study
+from ecrf.core import db, login_manager
+from ecrf.core.audit import Actor
+from ecrf.studies import Study
 
 # Endpoints a user who must change their password may still reach.
 _PASSWORD_CHANGE_EXEMPT = {"auth.change_password", "auth.logout", "static", "bootstrap.static",
@@ -65,7 +65,7 @@ def study_features(study: Study | None) -> frozenset[str]:
         return frozenset()
     cache = g.setdefault("study_features", {})
     if study.id not in cache:
-        from ecrf.studies.store import definition_for, latest_version
+        from ecrf.studies import definition_for, latest_version
 
         version = latest_version(db.session, study)
         found: set[str] = set()

@@ -13,7 +13,15 @@ from ecrf.allocation.escalation import (
     board,
     current_open_level,
 )
-from ecrf.allocation.lists import KINDS, RandomizationServiceError, generate, import_csv
+from ecrf.allocation.escalation import board as escalation_board
+from ecrf.allocation.lists import (
+    KINDS,
+    RandomizationServiceError,
+    active_list,
+    generate,
+    import_csv,
+)
+from ecrf.allocation.lists import generate as generate_list
 from ecrf.allocation.models import (
     Allocation,
     EscalationDecision,
@@ -30,11 +38,12 @@ from ecrf.allocation.randomization import (
 )
 
 __all__ = [
-    "CLOSED_STATUSES", "DECISIONS", "KINDS", "Allocation", "Board", "EscalationDecision",
-    "EscalationServiceError", "NotRandomizable", "RandomizationList",
-    "RandomizationServiceError", "RandomizationSlot", "SignatureError", "allocations_of",
-    "assign_dose_level", "board", "check_readiness", "current_open_level", "generate",
-    "import_csv", "randomize", "record_decision", "register", "undo_randomization",
+    "Allocation", "Board", "CLOSED_STATUSES", "DECISIONS", "EscalationDecision",
+    "EscalationServiceError", "KINDS", "NotRandomizable", "RandomizationList",
+    "RandomizationServiceError", "RandomizationSlot", "SignatureError", "active_list",
+    "allocations_of", "assign_dose_level", "board", "check_readiness",
+    "current_open_level", "escalation_board", "generate", "generate_list", "import_csv",
+    "randomize", "record_decision", "register", "undo_randomization",
 ]
 
 

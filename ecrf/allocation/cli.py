@@ -10,11 +10,10 @@ from pathlib import Path
 
 import click
 
+from ecrf import studies
 from ecrf.allocation import escalation, randomization
-from ecrf.core.cli import cli_actor, fail
-from ecrf.core.extensions import db
-from ecrf.studies import store as studies
-from ecrf.studies.cli import command_study
+from ecrf.core import cli_actor, db, fail
+from ecrf.studies import command_study
 
 randomization_cli = click.Group("randomization", help="Randomization lists (concealed).")
 escalation_cli = click.Group("escalation", help="Dose escalation.")

@@ -13,17 +13,14 @@ import json
 
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts import users as accounts
-from ecrf.accounts.models import User
-from ecrf.accounts.passwords import verify_password
+from ecrf import accounts
+from ecrf.accounts import User, verify_password
 from ecrf.allocation.escalation import Board, EscalationServiceError, board, lock_study
 from ecrf.allocation.models import EscalationDecision
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.domain.escalation import Action
-from ecrf.studies.models import Study
+from ecrf.studies import Study
 
 SIGNATURE_MEANING = "approval"
 DECISIONS = ("escalate", "stay", "de-escalate", "declare_mtd", "stop")
@@ -91,7 +88,7 @@ def record_decision(session: Session, actor: Actor, study: Study, *, action: str
     if not reason:
         raise EscalationServiceError("a reason is required for an escalation decision")
     user = session.get(User, actor.user_id) if actor.user_id is not None else None
-    if user is None or not access.can(user, "escalation.decide", study):
+    if user is None or not accounts.can(user, "escalation.decide", study):
         raise EscalationServiceError("only a data manager or an investigator of the study "
                                      "can decide on dose escalation")
     now = utcnow()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ecrf import capture
 from ecrf.allocation.models import EscalationDecision
 from ecrf.allocation.randomization import (
     CLOSED_STATUSES,
@@ -34,10 +35,9 @@ from ecrf.allocation.randomization import (
     recorded_values,
     site_today,
 )
-from ecrf.capture import subjects
-from ecrf.capture.models import Subject
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf.capture import Subject
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.crf import (
     EscalationDef,
     EscalationDesign,
@@ -47,7 +47,7 @@ from ecrf.crf import (
 )
 from ecrf.domain import escalation as engine
 from ecrf.domain.escalation import Action, LevelState, Proposal
-from ecrf.studies.models import Study
+from ecrf.studies import Study
 
 ItemKey = tuple[str, str]
 _PROPOSED = {
@@ -347,6 +347,6 @@ def assign_dose_level(session: Session, actor: Actor, subject: Subject, *,
                  details={"label": row.label, "dose": row.dose, "place": len(row.subjects) + 1,
                           "capacity": row.capacity})
     subject.dose_level = row.level
-    subjects.mark_on_study(session, actor, subject, f"assigned dose level {row.level}")
+    capture.mark_on_study(session, actor, subject, f"assigned dose level {row.level}")
     session.flush()
     return row.level

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from ecrf import studies
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
-from ecrf.studies import store as studies
-from ecrf.studies.models import Study
+from ecrf.studies import Study
 
 KINDS = ("production", "test")
 ListValidationError = engine.ListValidationError

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
+from ecrf import accounts, capture, studies
+from ecrf.accounts import User
 from ecrf.allocation.lists import (
     KINDS,
     ListValidationError,
@@ -36,16 +36,11 @@ from ecrf.allocation.lists import (
     lists_of,
 )
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
-from ecrf.capture import schedule, subjects
-from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.capture.schedule_data import local_today
-from ecrf.capture.support import item_path
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.capture import EventInstance, FormInstance, ItemValue, Subject, item_path, local_today
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
-from ecrf.studies import store as studies
 
 __all__ = [
     "CLOSED_STATUSES", "KINDS", "Check", "ListValidationError", "NotRandomizable",
@@ -284,7 +279,7 @@ def randomize(session: Session, actor: Actor, subject: Subject, *, kind: str = "
         allocated_by_id=actor.user_id, allocated_by=actor.username, allocated_role=actor.role)
     session.add(allocation)
     subject.arm = slot.arm
-    subjects.mark_on_study(session, actor, subject, f"randomized to {slot.arm}")
+    capture.mark_on_study(session, actor, subject, f"randomized to {slot.arm}")
     if target is not None:
         _write_date(session, actor, subject, defn, rdef.date_item, today,
                     reason="written by randomization", target=target)
@@ -294,7 +289,7 @@ def randomize(session: Session, actor: Actor, subject: Subject, *, kind: str = "
         # within a stratum, it tells a site nothing about block sizes.
         _write_date(session, actor, subject, defn, rdef.number_item, f"R{allocation.id:06d}",
                     reason="written by randomization")
-    schedule.refresh_subject(session, subject)
+    capture.refresh_subject(session, subject)
     return allocation
 
 
@@ -306,7 +301,7 @@ def undo_randomization(session: Session, actor: Actor, subject: Subject, reason:
     subject's arm and randomization date are cleared so it may be randomized again.
     """
     user = session.get(User, actor.user_id) if actor.user_id is not None else None
-    if user is None or not access.is_admin(user):
+    if user is None or not accounts.is_admin(user):
         raise RandomizationServiceError("only a system administrator can undo a randomization")
     reason = (reason or "").strip()
     if not reason:
@@ -345,7 +340,7 @@ def undo_randomization(session: Session, actor: Actor, subject: Subject, reason:
         _write_date(session, actor, subject, defn, number_item, None,
                     reason=f"randomization undone: {reason}")
     session.flush()
-    schedule.refresh_subject(session, subject)
+    capture.refresh_subject(session, subject)
     return allocation
 
 

@@ -23,16 +23,14 @@ from sqlalchemy import select
 from wtforms import PasswordField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from ecrf.accounts import access
-from ecrf.accounts.permissions import Allow, register
-from ecrf.accounts.web import request_actor
+from ecrf import accounts, studies
+from ecrf.accounts import Allow, request_actor
+from ecrf.accounts import register_route as register
 from ecrf.allocation import decisions, escalation, randomization
 from ecrf.allocation.models import RandomizationList
-from ecrf.capture.models import Subject
-from ecrf.capture.web import subject_or_404
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import transaction
-from ecrf.studies import store as studies
+from ecrf.capture import Subject, subject_or_404
+from ecrf.core import db
+from ecrf.core.web import transaction
 
 bp = Blueprint("allocation", __name__)
 
@@ -165,8 +163,8 @@ def _decision_form(state) -> DecisionForm:
 
 
 def _render_board(state, form, status: int = 200):
-    visible = access.site_ids_for(current_user, "subjects.view", g.study)
-    can_see_keys = access.can(current_user, "subjects.view", g.study)
+    visible = accounts.site_ids_for(current_user, "subjects.view", g.study)
+    can_see_keys = accounts.can(current_user, "subjects.view", g.study)
     return render_template("allocation/escalation.html", board=state, form=form,
                            labels=DECISION_LABELS, visible_sites=visible,
                            can_see_keys=can_see_keys), status

@@ -10,15 +10,14 @@ from flask import g, request
 from flask_login import current_user
 from sqlalchemy import Select, select
 
-from ecrf.accounts import access
-from ecrf.accounts.permissions import Allow, register
+from ecrf import accounts, capture
+from ecrf.accounts import Allow
+from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.common import MAX_AUDIT_LIMIT, int_arg, iso, subject_or_404, time_arg
-from ecrf.capture import history
-from ecrf.core.audit import history as audit_history
-from ecrf.core.audit.models import AuditEvent
-from ecrf.core.extensions import db
-from ecrf.studies.models import Site
+from ecrf.core import audit, db
+from ecrf.core.audit import AuditEvent
+from ecrf.studies import Site
 
 register("api.subject_audit", Allow("audit.view"))
 register("api.study_audit", Allow("audit.view"))
@@ -30,7 +29,7 @@ DEFAULT_LIMIT = 500
 def subject_audit(study_oid: str, subject_key: str):
     subject = subject_or_404(subject_key, "audit.view")
     tz = subject.site.timezone
-    stmt = history.subject_audit_query(
+    stmt = capture.subject_audit_query(
         subject, action=request.args.get("action") or None,
         username=request.args.get("user") or None, form_oid=request.args.get("form") or None,
         since=time_arg("from", tz), until=time_arg("to", tz, end=True))
@@ -39,11 +38,11 @@ def subject_audit(study_oid: str, subject_key: str):
 
 @bp.get("/studies/<study_oid>/audit", endpoint="study_audit")
 def study_audit(study_oid: str):
-    allowed = access.site_ids_for(current_user, "audit.view", g.study)
+    allowed = accounts.site_ids_for(current_user, "audit.view", g.study)
     codes = None
     if allowed is not None:
         codes = list(db.session.scalars(select(Site.code).where(Site.id.in_(allowed or {-1}))))
-    stmt = audit_history.study_audit_query(g.study.oid, site_codes=codes,
+    stmt = audit.study_audit_query(g.study.oid, site_codes=codes,
                                      subject_key=request.args.get("subject") or None)
     for name, column in (("action", AuditEvent.action), ("user", AuditEvent.username),
                          ("category", AuditEvent.category)):

@@ -15,11 +15,11 @@ from flask import Flask, Request, current_app, g, request, session
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from ecrf.accounts import tokens as api_tokens
+from ecrf import accounts
 from ecrf.api.blueprint import bp
 from ecrf.api.errors import ApiProblem
-from ecrf.core.extensions import db, login_manager
-from ecrf.core.web.transaction import transaction
+from ecrf.core import db, login_manager
+from ecrf.core.web import transaction
 
 API_PREFIX = "/api/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,12 +45,12 @@ def load_from_token(req: Request):
         return None
     try:
         # A refused token stays in the audit trail: committed like an accepted one.
-        with transaction(keep=(api_tokens.AuthenticationError,)):
-            token = api_tokens.authenticate(
+        with transaction(keep=(accounts.AuthenticationError,)):
+            token = accounts.authenticate_token(
                 db.session, secret, method=req.method, path=req.path,
                 ip_address=req.remote_addr,
                 password_max_age_days=current_app.config.get("PASSWORD_MAX_AGE_DAYS", 0))
-    except api_tokens.AuthenticationError as exc:
+    except accounts.AuthenticationError as exc:
         g.api_auth_problem = ("invalid_token", str(exc))
         return None
     g.api_token = token

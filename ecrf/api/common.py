@@ -11,11 +11,11 @@ from flask import g, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ecrf import capture
 from ecrf.api.errors import ApiProblem
-from ecrf.capture import subjects
-from ecrf.capture.models import Subject
-from ecrf.core.extensions import db
-from ecrf.studies.models import StudyVersion
+from ecrf.capture import Subject
+from ecrf.core import db
+from ecrf.studies import StudyVersion
 
 MAX_PER_PAGE = 500
 MAX_AUDIT_LIMIT = 5000
@@ -119,7 +119,7 @@ def time_arg(name: str, tz: str, *, end: bool = False) -> dt.datetime | None:
 def subject_or_404(subject_key: str, action: str) -> Subject:
     """The subject, if it is at a site where the user may do ``action`` (else 404: a subject
     of another site is simply not there for this user)."""
-    found = subjects.visible_subject(db.session, current_user, g.study, subject_key, action)
+    found = capture.visible_subject(db.session, current_user, g.study, subject_key, action)
     if found is None:
         raise ApiProblem(404, _("There is no subject %(key)s in %(study)s at your sites.",
                                 key=subject_key, study=g.study.oid))

@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ecrf.accounts.permissions import ROUTES, Allow
+from ecrf.accounts import ROUTES, Allow
 from ecrf.api.blueprint import bp
 
 

@@ -12,21 +12,20 @@ import json
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from ecrf.accounts.permissions import Allow, register
+from ecrf import capture
+from ecrf.accounts import Allow
+from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.common import iso, json_body, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.api.submission import issue_text, key_text, read_save
-from ecrf.capture import operations as capture
-from ecrf.capture.models import Subject
-from ecrf.capture.web import actor_for
-from ecrf.core.extensions import db
-from ecrf.core.web.messages import say
-from ecrf.core.web.transaction import transaction
+from ecrf.capture import Subject, actor_for
+from ecrf.core import db
+from ecrf.core.web import say, transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Issue
 from ecrf.crf.values import result_kind
-from ecrf.review.locks import DataLockedError
+from ecrf.review import DataLockedError
 
 register("api.form", Allow("subjects.view"))
 register("api.form_save", Allow("data.enter"))

@@ -6,9 +6,10 @@ app really has (paths, methods, path parameters) and validates responses against
 
 from __future__ import annotations
 
-from ecrf.accounts.permissions import PUBLIC, register
+from ecrf.accounts import PUBLIC
+from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
-from ecrf.core.config import VERSION
+from ecrf.core import VERSION
 
 register("api.openapi", PUBLIC)
 

@@ -9,8 +9,9 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from ecrf.accounts import access
-from ecrf.accounts.permissions import SIGNED_IN, Allow, register
+from ecrf import accounts, capture, studies
+from ecrf.accounts import SIGNED_IN, Allow
+from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.common import (
     MAX_PER_PAGE,
@@ -21,14 +22,11 @@ from ecrf.api.common import (
     version_json,
 )
 from ecrf.api.errors import ApiProblem
-from ecrf.capture import schedule
-from ecrf.capture.models import SUBJECT_STATUSES, EventInstance, FormInstance, Subject
-from ecrf.capture.schedule import local_today
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import store_derived
+from ecrf.capture import SUBJECT_STATUSES, EventInstance, FormInstance, Subject, local_today
+from ecrf.core import db
+from ecrf.core.web import store_derived
 from ecrf.crf import UnknownOidError
-from ecrf.studies import store as studies
-from ecrf.studies.models import Site, StudySite, StudyVersion
+from ecrf.studies import Site, StudySite, StudyVersion
 
 register("api.studies", SIGNED_IN)
 register("api.study", Allow("study.view"))
@@ -41,11 +39,11 @@ SUBJECT = STUDY + "/subjects/<subject_key>"
 
 @bp.get("/studies", endpoint="studies")
 def studies_list():
-    found = access.studies_for(db.session, current_user)
+    found = accounts.studies_for(db.session, current_user)
     latest = studies.latest_versions(db.session, [s.id for s in found])
     items = []
     for study in found:
-        roles = sorted(r.value for r in access.roles_in_study(current_user, study.id))
+        roles = sorted(r.value for r in accounts.roles_in_study(current_user, study.id))
         items.append({"oid": study.oid, "name": study.name, "status": study.status,
                       "roles": roles, "current_version": version_json(latest.get(study.id)),
                       "url": url_for("api.study", study_oid=study.oid)})
@@ -55,7 +53,7 @@ def studies_list():
 @bp.get(STUDY, endpoint="study")
 def study_detail(study_oid: str):
     study = g.study
-    versions = studies.versions(db.session, study)
+    versions = studies.study_versions(db.session, study)
     current = versions[-1] if versions else None
     definition = studies.definition_for(current) if current else None
     sites = db.session.execute(
@@ -91,8 +89,8 @@ def subjects_list(study_oid: str):
                                 known=", ".join(SUBJECT_STATUSES)))
     base = (select(Subject.id).join(Site, Site.id == Subject.site_id)
             .where(Subject.study_id == study.id))
-    base = access.scope_to_sites(base, Subject.site_id,
-                                 access.site_ids_for(current_user, "subjects.view", study))
+    base = accounts.scope_to_sites(base, Subject.site_id,
+                                 accounts.site_ids_for(current_user, "subjects.view", study))
     if site:
         base = base.where(Site.code == site)
     if status:
@@ -120,8 +118,8 @@ def subject_detail(study_oid: str, subject_key: str):
     today = local_today(subject.site.timezone)
     if subject.schedule_computed_on is None or subject.schedule_computed_on < today:
         # Derived data, stored so the next reader need not recompute.
-        store_derived(lambda: schedule.refresh_subject(db.session, subject, today) or 1)
-    rows = schedule.schedule_rows(db.session, subject, today)
+        store_derived(lambda: capture.refresh_subject(db.session, subject, today) or 1)
+    rows = capture.schedule_rows(db.session, subject, today)
     definition = studies.definition_for(subject.study_version)
     recorded = db.session.scalars(
         select(EventInstance).where(EventInstance.subject_id == subject.id)

@@ -27,7 +27,7 @@ from decimal import Decimal
 from flask_babel import gettext as _
 
 from ecrf.api.common import json_kind
-from ecrf.capture.operations import Submission
+from ecrf.capture import Submission
 from ecrf.crf import FormDef
 from ecrf.crf.validation import IssueKey, Key
 from ecrf.crf.values import Raw

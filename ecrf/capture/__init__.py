@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ecrf.capture.history import subject_audit_query
+from ecrf.capture.labels import SUBJECT_LABELS, VISIT_LABELS
 from ecrf.capture.models import (
     SUBJECT_STATUSES,
     CheckAcknowledgement,
@@ -45,17 +47,38 @@ from ecrf.capture.schedule import (
     schedule_rows,
     subject_schedule_data,
 )
-from ecrf.capture.subjects import EnrolmentError, enrol_subject, visible_subject
+from ecrf.capture.subjects import (
+    EnrolmentError,
+    StudyCounts,
+    enrol_subject,
+    mark_on_study,
+    study_counts,
+    visible_subject,
+)
+from ecrf.capture.support import (
+    MAX_REASON,
+    build_context,
+    event_instance,
+    event_path,
+    event_rule,
+    form_path,
+    item_path,
+    record_clinical,
+    row_path,
+)
 from ecrf.capture.web import actor_for, may, subject_or_404
 
 __all__ = [
-    "SUBJECT_STATUSES", "CaptureError", "CheckAcknowledgement", "EnrolmentError",
-    "EventForm", "EventInstance", "EventStateError", "FormInstance", "GroupRow", "ItemValue",
-    "NotFoundError", "OpenForm", "SaveResult", "ScheduledVisit", "StaleChange",
-    "StaleFormError", "Subject", "Submission", "actor_for", "declare_not_done",
-    "enrol_subject", "event_forms", "expected_events", "form_definition", "form_snapshot",
-    "item_history", "load_form", "local_today", "may", "open_event", "preview_form",
-    "refresh_stale", "refresh_subject", "register", "save_form", "schedule_rows",
+    "CaptureError", "CheckAcknowledgement", "EnrolmentError", "EventForm", "EventInstance",
+    "EventStateError", "FormInstance", "GroupRow", "ItemValue", "MAX_REASON",
+    "NotFoundError", "OpenForm", "SUBJECT_LABELS", "SUBJECT_STATUSES", "SaveResult",
+    "ScheduledVisit", "StaleChange", "StaleFormError", "StudyCounts", "Subject",
+    "Submission", "VISIT_LABELS", "actor_for", "build_context", "declare_not_done",
+    "enrol_subject", "event_forms", "event_instance", "event_path", "event_rule",
+    "expected_events", "form_definition", "form_path", "form_snapshot", "item_history",
+    "item_path", "load_form", "local_today", "mark_on_study", "may", "open_event",
+    "preview_form", "record_clinical", "refresh_stale", "refresh_subject", "register",
+    "row_path", "save_form", "schedule_rows", "study_counts", "subject_audit_query",
     "subject_or_404", "subject_schedule_data", "visible_subject",
 ]
 

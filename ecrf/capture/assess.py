@@ -29,7 +29,7 @@ from ecrf.crf.validation import (
     validate_form,
 )
 from ecrf.crf.values import N_, Message, is_blank_raw
-from ecrf.studies.store import definition_for
+from ecrf.studies import definition_for
 
 MAX_ROW = 9999
 

@@ -13,15 +13,12 @@ import click
 from flask import Flask
 from sqlalchemy import func, select
 
+from ecrf import studies
 from ecrf.capture import schedule
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
 from ecrf.capture.models import Subject
-from ecrf.core.audit import history as audit_history
-from ecrf.core.cli import add_group, cli_actor, fail
-from ecrf.core.extensions import db
-from ecrf.studies import store as studies
-from ecrf.studies.cli import command_study
-from ecrf.studies.models import Study
+from ecrf.core import add_group, audit, cli_actor, db, fail
+from ecrf.studies import Study, command_study
 
 study_cli = click.Group("study", help="Study definitions: check, load, versions, migration.")
 schedule_cli = click.Group("schedule", help="Subjects' visit schedules.")
@@ -44,7 +41,7 @@ def study_versions(oid: str):
     counts = {version_id: count for version_id, count in db.session.execute(
         select(Subject.study_version_id, func.count()).where(Subject.study_id == study.id)
         .group_by(Subject.study_version_id))}
-    rows = studies.versions(db.session, study)
+    rows = studies.study_versions(db.session, study)
     if not rows:
         click.echo(f"{study.oid}: no version loaded")
         return
@@ -148,10 +145,10 @@ def audit_export(study: str, subject: str | None, output: str):
     if subject is not None and db.session.scalar(select(Subject.id).where(
             Subject.study_id == found.id, Subject.subject_key == subject)) is None:
         raise click.ClickException(f"no subject {subject!r} in {found.oid}")
-    stmt = audit_history.study_audit_query(found.oid, subject_key=subject)
+    stmt = audit.study_audit_query(found.oid, subject_key=subject)
     count = 0
     with click.open_file(output, "wb") as out:  # bytes: the CSV's CRLF stays as written
-        for line in audit_history.audit_csv(audit_history.stream_rows(db.session, stmt)):
+        for line in audit.audit_csv(audit.stream_rows(db.session, stmt)):
             out.write(line.encode("utf-8"))
             count += 1
     if output != "-":

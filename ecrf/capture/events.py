@@ -23,13 +23,12 @@ from ecrf.capture.support import (
     event_rule,
     record_clinical,
 )
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.signals import FormChange, form_changing
+from ecrf.core import FormChange, audit, form_changing
+from ecrf.core.audit import Actor
 from ecrf.crf import FormDef
 from ecrf.crf.values import N_
 from ecrf.domain.schedule import EventKind
-from ecrf.studies.store import definition_for
+from ecrf.studies import definition_for
 
 
 def open_event(session: Session, actor: Actor, subject: Subject, event_oid: str, repeat: int,

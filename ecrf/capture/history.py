@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import Subject
 from ecrf.capture.support import item_path, row_path
-from ecrf.core.audit.models import AuditEvent
+from ecrf.core.audit import AuditEvent
 
 
 def item_history(session: Session, subject: Subject, event_oid: str, repeat: int,

@@ -21,14 +21,14 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf import studies
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.schedule import refresh_subjects
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.domain.dates import PartialDate, PartialDateError
-from ecrf.studies import store as study_service
-from ecrf.studies.models import Site, Study, StudyVersion
+from ecrf.studies import Site, Study, StudyVersion
 
 
 class MigrationError(ValueError):
@@ -226,8 +226,8 @@ def _version(session: Session, study: Study, to_version: StudyVersion | int) -> 
             raise MigrationError(f"{to_version.label} is not a version of {study.oid}")
         return to_version
     try:
-        return study_service.get_version(session, study, int(to_version))
-    except study_service.StudyError as exc:
+        return studies.get_version(session, study, int(to_version))
+    except studies.StudyError as exc:
         raise MigrationError(str(exc)) from None
 
 
@@ -249,8 +249,8 @@ def preview_migration(session: Session, study: Study, to_version: StudyVersion |
                       subject_keys: list[str] | None = None) -> MigrationPreview:
     """What moving the subjects (default: all of the study's) to ``to_version`` would do."""
     target = _version(session, study, to_version)
-    new_def = study_service.definition_for(target)
-    by_id = {v.id: v for v in study_service.versions(session, study)}
+    new_def = studies.definition_for(target)
+    by_id = {v.id: v for v in studies.study_versions(session, study)}
     subjects = _subjects(session, study, subject_keys)
     ids = [s.id for s, _ in subjects]
     preview = MigrationPreview(study.oid, target.number, target.label, [])
@@ -281,7 +281,7 @@ def preview_migration(session: Session, study: Study, to_version: StudyVersion |
         key, code = keys[form.subject_id]
         moving.add(key)
         old_version = by_id[form.study_version_id]
-        old_def = study_service.definition_for(old_version)
+        old_def = studies.definition_for(old_version)
         preview.forms.append(_form_change(old_def, new_def, target, form, event_oid, repeat,
                                           key, code, old_version.label,
                                           values.get(form.id, [])))
@@ -353,7 +353,7 @@ def migrate_forms(session: Session, actor: Actor, study: Study, to_version: Stud
     form_ids = [f.form_instance_id for f in preview.forms if f.subject_key not in blocked]
     instances = {f.id: f for f in session.scalars(
         select(FormInstance).where(FormInstance.id.in_(form_ids)))} if form_ids else {}
-    by_id = {v.id: v for v in study_service.versions(session, study)}
+    by_id = {v.id: v for v in studies.study_versions(session, study)}
     for change in preview.forms:
         if change.subject_key in blocked:
             continue

@@ -23,8 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
-from ecrf.studies.models import Site, Study, StudyVersion
+from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.studies import Site, Study, StudyVersion
 
 SUBJECT_STATUSES = ("screening", "on_study", "screen_failed", "completed", "withdrawn",
                     "lost_to_follow_up", "died")

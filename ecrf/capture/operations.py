@@ -62,14 +62,12 @@ from ecrf.capture.support import (  # noqa: F401
     local_today,
 )
 from ecrf.capture.write import write_form
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.signals import FormChange, ItemChange, form_changing, form_saved
+from ecrf.core import FormChange, ItemChange, audit, form_changing, form_saved
+from ecrf.core.audit import Actor
 from ecrf.crf import FormDef, StudyDefinition
 from ecrf.crf.validation import ValidationResult, validate_form
 from ecrf.crf.values import N_, from_canonical
-from ecrf.studies.models import StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.studies import StudyVersion, definition_for
 
 __all__ = [
     "CaptureError", "EventForm", "EventStateError", "NotFoundError", "OpenForm", "SaveResult",

@@ -32,8 +32,7 @@ from ecrf.capture.schedule_data import (
     subject_schedule_data,
 )
 from ecrf.domain.schedule import ExpectedEvent, compute_schedule
-from ecrf.studies.models import Site, Study, StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, Study, StudyVersion, definition_for
 
 __all__ = [
     "expected_events",

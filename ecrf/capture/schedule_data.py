@@ -29,7 +29,7 @@ from ecrf.domain.expressions import (
     evaluate_condition,
 )
 from ecrf.domain.schedule import EventKind, RecordedOccurrence, SubjectScheduleData
-from ecrf.studies.models import Site
+from ecrf.studies import Site
 
 log = logging.getLogger(__name__)
 

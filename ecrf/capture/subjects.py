@@ -16,16 +16,15 @@ from typing import NamedTuple
 from sqlalchemy import String, case, exists, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
+from ecrf import accounts
+from ecrf.accounts import User
 from ecrf.capture.models import SUBJECT_STATUSES, ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today, refresh_subject
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.domain.schedule import EventKind
-from ecrf.studies.models import Site, Study, StudySite
-from ecrf.studies.store import latest_version
+from ecrf.studies import Site, Study, StudySite, latest_version
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VISIT_STATUSES = ("overdue", "due", "missed", "upcoming", "done_out_of_window", "done",
@@ -50,11 +49,11 @@ def _user_of(session: Session, actor: Actor) -> User | None:
 
 def enrol_sites(session: Session, user: User, study: Study) -> list[Site]:
     """Active sites of the study where ``user`` may enrol subjects."""
-    allowed = access.site_ids_for(user, "subjects.enrol", study)
+    allowed = accounts.site_ids_for(user, "subjects.enrol", study)
     stmt = (select(Site).join(StudySite, StudySite.site_id == Site.id)
             .where(StudySite.study_id == study.id, StudySite.active, Site.active)
             .order_by(Site.code))
-    return list(session.scalars(access.scope_to_sites(stmt, Site.id, allowed)))
+    return list(session.scalars(accounts.scope_to_sites(stmt, Site.id, allowed)))
 
 
 def enrol_subject(session: Session, actor: Actor, study: Study, site: Site, subject_key: str,
@@ -78,7 +77,7 @@ def enrol_subject(session: Session, actor: Actor, study: Study, site: Site, subj
         raise EnrolmentError(f"site {site.code} does not take part in {study.name}", "site")
     user = _user_of(session, actor)
     if user is not None:
-        allowed = access.site_ids_for(user, "subjects.enrol", study)
+        allowed = accounts.site_ids_for(user, "subjects.enrol", study)
         if allowed is not None and site.id not in allowed:
             raise EnrolmentError(
                 f"you may not enrol subjects at site {site.code} in {study.name}", "site")
@@ -117,8 +116,8 @@ def visible_subject(session: Session, user: User, study: Study, subject_key: str
     """The subject if it exists at one of the sites where ``user`` may do ``action``."""
     stmt = select(Subject).where(Subject.study_id == study.id,
                                  Subject.subject_key == subject_key)
-    stmt = access.scope_to_sites(stmt, Subject.site_id,
-                                 access.site_ids_for(user, action, study))
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id,
+                                 accounts.site_ids_for(user, action, study))
     return session.scalar(stmt)
 
 
@@ -189,10 +188,10 @@ def subject_matrix(session: Session, user: User, study: Study,
     applicable counts, the earliest pending planned date): a repeating event's cell needs
     no more, and thousands of subjects then cost thousands of rows, not tens of thousands.
     """
-    allowed = access.site_ids_for(user, "subjects.view", study)
+    allowed = accounts.site_ids_for(user, "subjects.view", study)
     base = (select(Subject.id).join(Site, Site.id == Subject.site_id)
             .where(Subject.study_id == study.id))
-    base = access.scope_to_sites(base, Subject.site_id, allowed)
+    base = accounts.scope_to_sites(base, Subject.site_id, allowed)
     if site:
         base = base.where(Site.code == site)
     if status:

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.schedule import local_today, subject_schedule_data
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.models import AuditEvent
-from ecrf.core.audit.trail import Actor
+from ecrf.core import audit
+from ecrf.core.audit import Actor, AuditEvent
 from ecrf.crf import FormDef, StudyDefinition, UnknownOidError
 from ecrf.crf.validation import EntryContext, Key
 from ecrf.crf.values import N_, Message, from_canonical

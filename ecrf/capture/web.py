@@ -8,12 +8,12 @@ import dataclasses
 from flask import abort, g
 from flask_login import current_user
 
-from ecrf.accounts import access
-from ecrf.accounts.web import request_actor
+from ecrf import accounts
+from ecrf.accounts import request_actor
 from ecrf.capture import subjects
 from ecrf.capture.models import Subject
-from ecrf.core.audit.trail import Actor
-from ecrf.core.extensions import db
+from ecrf.core import db
+from ecrf.core.audit import Actor
 
 
 def subject_or_404(subject_key: str, action: str = "subjects.view") -> Subject:
@@ -33,7 +33,7 @@ def actor_for(action: str, subject: Subject | None = None) -> Actor:
 
 def may(action: str, subject: Subject) -> bool:
     """Whether the user may do ``action`` at the subject's site (controls shown or not)."""
-    if not access.can(current_user, action, g.study):
+    if not accounts.can(current_user, action, g.study):
         return False
-    allowed = access.site_ids_for(current_user, action, g.study)
+    allowed = accounts.site_ids_for(current_user, action, g.study)
     return allowed is None or subject.site_id in allowed

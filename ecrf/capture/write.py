@@ -17,8 +17,8 @@ from ecrf.capture.schedule import refresh_subject
 from ecrf.capture.schedule_data import needs
 from ecrf.capture.structures import Assessed, Stored
 from ecrf.capture.support import event_path, form_path, item_path, record_clinical, row_path
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.core import utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import FormDef
 from ecrf.crf.validation import ValidationResult
 from ecrf.crf.values import shadows_of

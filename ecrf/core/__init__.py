@@ -25,9 +25,10 @@ from ecrf.core.audit import (
     study_audit_query,
     verify_chain,
 )
+from ecrf.core.base import Audited, Base, UTCDateTime, utcnow
 from ecrf.core.cli import add_group, cli_actor, fail
-from ecrf.core.config import PROJECT_ROOT, load_config
-from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
+from ecrf.core.config import PROJECT_ROOT, VERSION, load_config
+from ecrf.core.csvcells import csv_cell
 from ecrf.core.extensions import babel, csrf, db, login_manager, migrate
 from ecrf.core.i18n import format_local
 from ecrf.core.panels import DashboardPanel, add_panel, panels_for
@@ -43,15 +44,15 @@ from ecrf.core.signals import (
 from ecrf.core.web import Transaction, error_text, say, store_derived, transaction
 
 __all__ = [
-    "GENESIS_HASH", "PROJECT_ROOT", "SYSTEM", "Actor", "AuditChainHead", "AuditError",
-    "AuditEvent", "Audited", "Base", "ChartPanel", "DashboardPanel", "FormChange",
-    "ItemChange", "Threshold", "Transaction", "UTCDateTime", "VerifyResult", "add_group",
-    "add_panel", "audit_csv", "babel", "bind_actor", "cli_actor", "compute_hash", "connect",
-    "csrf", "current_actor", "db", "dose_level_anc_svg", "error_text", "fail",
-    "form_changing", "form_saved", "format_local", "load_config", "login_manager",
-    "migrate", "panels_for", "receivers_of", "record", "record_export", "register", "say",
-    "store_derived", "stream_rows", "study_audit_query", "subject_counts_svg",
-    "transaction", "utcnow", "verify_chain",
+    "Actor", "AuditChainHead", "AuditError", "AuditEvent", "Audited", "Base", "ChartPanel",
+    "DashboardPanel", "FormChange", "GENESIS_HASH", "ItemChange", "PROJECT_ROOT", "SYSTEM",
+    "Threshold", "Transaction", "UTCDateTime", "VERSION", "VerifyResult", "add_group",
+    "add_panel", "audit_csv", "babel", "bind_actor", "cli_actor", "compute_hash",
+    "connect", "csrf", "csv_cell", "current_actor", "db", "dose_level_anc_svg",
+    "error_text", "fail", "form_changing", "form_saved", "format_local", "load_config",
+    "login_manager", "migrate", "panels_for", "receivers_of", "record", "record_export",
+    "register", "say", "store_derived", "stream_rows", "study_audit_query",
+    "subject_counts_svg", "transaction", "utcnow", "verify_chain",
 ]
 
 

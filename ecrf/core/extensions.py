@@ -6,7 +6,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
-from ecrf.core.db import Base
+from ecrf.core.base import Base
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()

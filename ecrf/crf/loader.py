@@ -18,7 +18,7 @@ from typing import Any
 from .build import build_definition
 from .check import StudyChecker
 from .check_forms import check_forms
-from .check_study import check_study_file
+from .check_study_yaml import check_study_file
 from .definition import StudyDefinition
 from .problems import Problem, StudyDefinitionError, sorted_problems
 from .schema import schema_problems

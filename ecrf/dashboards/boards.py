@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
-from ecrf.accounts.roles import Role
-from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.core.db import utcnow
-from ecrf.core.panels import DashboardPanel, panels_for
+from ecrf import accounts, review
+from ecrf.accounts import Role, User
+from ecrf.capture import EventInstance, FormInstance, ScheduledVisit, Subject
+from ecrf.core import DashboardPanel, panels_for, utcnow
 from ecrf.dashboards.study_boards import (  # the study-wide boards, served from here too
     DataManagerBoard,
     SponsorBoard,
@@ -28,9 +26,8 @@ from ecrf.dashboards.study_boards import (  # the study-wide boards, served from
     enrolment_series,
     sponsor,
 )
-from ecrf.review import queries, sdv, signatures
-from ecrf.review.models import Query, Signature
-from ecrf.studies.models import Site, Study
+from ecrf.review import Query, Signature
+from ecrf.studies import Site, Study
 
 __all__ = [
     "AGE_BUCKETS", "DASHBOARD_ROLES", "DataManagerBoard", "SponsorBoard", "choose_role",
@@ -46,7 +43,7 @@ LIST_LIMIT = 100
 
 
 def choose_role(user: User, study: Study, wanted: str | None = None) -> Role | None:
-    held = access.roles_in_study(user, study.id)
+    held = accounts.roles_in_study(user, study.id)
     if wanted:
         for role in held:
             if role.value == wanted:
@@ -55,7 +52,7 @@ def choose_role(user: User, study: Study, wanted: str | None = None) -> Role | N
 
 
 def held_roles(user: User, study: Study) -> list[Role]:
-    held = access.roles_in_study(user, study.id)
+    held = accounts.roles_in_study(user, study.id)
     return [r for r in DASHBOARD_ROLES if r in held]
 
 
@@ -88,7 +85,7 @@ def _visits(session: Session, study: Study, site_ids: set[int] | None,
             .where(Subject.study_id == study.id, ScheduledVisit.status.in_(statuses))
             .order_by(ScheduledVisit.window_end, ScheduledVisit.planned, Subject.subject_key)
             .limit(LIST_LIMIT))
-    stmt = access.scope_to_sites(stmt, Subject.site_id, site_ids)
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id, site_ids)
     return [VisitRow(*row) for row in session.execute(stmt)]
 
 
@@ -111,7 +108,7 @@ def _forms_in_progress(session: Session, study: Study, site_ids: set[int] | None
             .join(Site, Site.id == Subject.site_id)
             .where(Subject.study_id == study.id, FormInstance.status == "in_progress")
             .order_by(FormInstance.updated_at).limit(LIST_LIMIT))
-    stmt = access.scope_to_sites(stmt, Subject.site_id, site_ids)
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id, site_ids)
     return [FormRow(*row) for row in session.execute(stmt)]
 
 
@@ -123,26 +120,26 @@ class InvestigatorBoard:
     subjects_by_status: Counter
     subject_rows: list[tuple[str, str, str]]  # key, site, status
     overdue: list[VisitRow]
-    open_queries: list[queries.QueryRow]
-    awaiting: list[signatures.AwaitingForm]
+    open_queries: list[review.QueryRow]
+    awaiting: list[review.AwaitingForm]
     to_redo: list[Signature]
 
 
 def investigator(session: Session, user: User, study: Study) -> InvestigatorBoard:
-    site_ids = access.site_ids_for(user, "subjects.view", study)
+    site_ids = accounts.site_ids_for(user, "subjects.view", study)
     counted = select(Subject.status, func.count()).where(Subject.study_id == study.id)
-    counted = access.scope_to_sites(counted, Subject.site_id, site_ids).group_by(Subject.status)
+    counted = accounts.scope_to_sites(counted, Subject.site_id, site_ids).group_by(Subject.status)
     listed = (select(Subject.subject_key, Site.code, Subject.status)
               .join(Site, Site.id == Subject.site_id).where(Subject.study_id == study.id)
               .order_by(Subject.subject_key).limit(LIST_LIMIT))
-    listed = access.scope_to_sites(listed, Subject.site_id, site_ids)
+    listed = accounts.scope_to_sites(listed, Subject.site_id, site_ids)
     return InvestigatorBoard(
         Counter(dict(session.execute(counted).all())),
         [tuple(r) for r in session.execute(listed)],
         _visits(session, study, site_ids, ("overdue",)),
-        queries.list_queries(session, user, study, status="unclosed", limit=LIST_LIMIT),
-        signatures.awaiting_signature(session, user, study, limit=LIST_LIMIT),
-        signatures.to_redo(session, user, study))
+        review.list_queries(session, user, study, status="unclosed", limit=LIST_LIMIT),
+        review.awaiting_signature(session, user, study, limit=LIST_LIMIT),
+        review.signatures_to_redo(session, user, study))
 
 
 # --- coordinator ---------------------------------------------------------------------------------
@@ -152,12 +149,12 @@ def investigator(session: Session, user: User, study: Study) -> InvestigatorBoar
 class CoordinatorBoard:
     visits: list[VisitRow]
     in_progress: list[FormRow]
-    to_answer: list[queries.QueryRow]
+    to_answer: list[review.QueryRow]
 
 
 def coordinator(session: Session, user: User, study: Study) -> CoordinatorBoard:
-    site_ids = access.site_ids_for(user, "data.enter", study)
-    open_rows = queries.list_queries(session, user, study, status="open", limit=LIST_LIMIT)
+    site_ids = accounts.site_ids_for(user, "data.enter", study)
+    open_rows = review.list_queries(session, user, study, status="open", limit=LIST_LIMIT)
     return CoordinatorBoard(
         _visits(session, study, site_ids, ("overdue", "due")),
         _forms_in_progress(session, study, site_ids),
@@ -181,8 +178,8 @@ class SitePreparation:
 
 @dataclass
 class MonitorBoard:
-    progress: sdv.SdvProgress
-    backlog: list[sdv.SubjectSdv]
+    progress: review.SdvProgress
+    backlog: list[review.SubjectSdv]
     ages: dict[str, Counter]  # status -> bucket -> count
     sites: list[SitePreparation]
 
@@ -200,7 +197,7 @@ def _query_ages(session: Session, study: Study, site_ids: set[int] | None,
             .join(Subject, Subject.id == Query.subject_id)
             .where(Query.study_id == study.id, Query.status != "closed")
             .group_by(Query.status, bucket))
-    stmt = access.scope_to_sites(stmt, Subject.site_id, site_ids)
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id, site_ids)
     ages: dict[str, Counter] = {"open": Counter(), "answered": Counter()}
     for status, name, count in session.execute(stmt):
         ages.setdefault(status, Counter())[name] = count
@@ -210,9 +207,9 @@ def _query_ages(session: Session, study: Study, site_ids: set[int] | None,
 def monitor(session: Session, user: User, study: Study, *,
             now: dt.datetime | None = None) -> MonitorBoard:
     now = now or utcnow()
-    site_ids = access.site_ids_for(user, "subjects.view", study)
-    progress = sdv.progress(session, user, study)
-    counts = queries.query_counts(session, study, [s.subject_id for s in progress.subjects],
+    site_ids = accounts.site_ids_for(user, "subjects.view", study)
+    progress = review.sdv_progress(session, user, study)
+    counts = review.query_counts(session, study, [s.subject_id for s in progress.subjects],
                                   now=now)
     sites: dict[str, SitePreparation] = {}
     for entry in progress.subjects:

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts.models import User
-from ecrf.capture import subjects
-from ecrf.capture.models import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.core.db import utcnow
-from ecrf.review import queries, sdv
-from ecrf.review.models import Lock, Query, Signature
-from ecrf.studies.models import Site, Study, StudySite, StudyVersion
-from ecrf.studies.store import definition_for, latest_version
+from ecrf import capture, review
+from ecrf.accounts import User
+from ecrf.capture import EventInstance, FormInstance, ScheduledVisit, Subject
+from ecrf.core import utcnow
+from ecrf.review import Lock, Query, Signature
+from ecrf.studies import Site, Study, StudySite, StudyVersion, definition_for, latest_version
 
 __all__ = ["DataManagerBoard", "MissingForm", "QueryMetrics", "Readiness", "SponsorBoard",
            "data_manager", "enrolment_series", "sponsor"]
@@ -143,8 +141,8 @@ def _readiness(session: Session, user: User, study: Study, now: dt.datetime
             .where(Subject.study_id == study.id)
             .group_by(FormInstance.subject_id, FormInstance.status)):
         statuses[subject_id][status] = count
-    counts = queries.query_counts(session, study, ids, now=now)
-    progress = {s.subject_id: s for s in sdv.progress(session, user, study).subjects}
+    counts = review.query_counts(session, study, ids, now=now)
+    progress = {s.subject_id: s for s in review.sdv_progress(session, user, study).subjects}
     covered = select(Signature.id).where(
         Signature.subject_id == FormInstance.subject_id, Signature.broken_at.is_(None),
         (Signature.form_instance_id == FormInstance.id)
@@ -202,7 +200,7 @@ def data_manager(session: Session, user: User, study: Study, *,
 
 @dataclass
 class SponsorBoard:
-    counts: subjects.StudyCounts
+    counts: capture.StudyCounts
     queries_by_status: Counter
     sdv_verified: int
     sdv_total: int
@@ -250,7 +248,7 @@ def sponsor(session: Session, study: Study) -> SponsorBoard:
         select(FormInstance.status, func.count())
         .join(Subject, Subject.id == FormInstance.subject_id)
         .where(Subject.study_id == study.id).group_by(FormInstance.status)).all()))
-    progress = sdv.site_progress(session, study, None)
-    return SponsorBoard(subjects.study_counts(session, study), queries_by_status,
+    progress = review.sdv_site_progress(session, study, None)
+    return SponsorBoard(capture.study_counts(session, study), queries_by_status,
                         progress.verified, progress.total, forms_by_status,
                         enrolment_series(session, study))

@@ -15,14 +15,14 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from ecrf.accounts.permissions import Allow, register
-from ecrf.accounts.roles import ROLE_LABELS, Role
-from ecrf.capture import schedule
-from ecrf.capture.views.subjects import SUBJECT_LABELS, VISIT_LABELS
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import store_derived
+from ecrf import capture
+from ecrf.accounts import ROLE_LABELS, Allow, Role
+from ecrf.accounts import register_route as register
+from ecrf.capture import SUBJECT_LABELS, VISIT_LABELS
+from ecrf.core import db
+from ecrf.core.web import store_derived
 from ecrf.dashboards import boards as dashboards
-from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS
+from ecrf.review import ORIGIN_LABELS, QUERY_STATUS_LABELS
 
 bp = Blueprint("dashboards", __name__)
 
@@ -41,7 +41,7 @@ def dashboard(study_oid: str):
         abort(403)
     if role in (Role.INVESTIGATOR, Role.COORDINATOR, Role.DATA_MANAGER):
         # Visit statuses depend on today's date.
-        store_derived(lambda: schedule.refresh_stale(db.session, study))
+        store_derived(lambda: capture.refresh_stale(db.session, study))
     if role is Role.INVESTIGATOR:
         board = dashboards.investigator(db.session, current_user, study)
     elif role is Role.COORDINATOR:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 from flask import current_app
 
-from ecrf.core.cli import cli_actor, fail
-from ecrf.core.extensions import db
+from ecrf.core import cli_actor, db, fail
 from ecrf.demo.loader import load_demo
 
 

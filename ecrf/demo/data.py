@@ -23,21 +23,24 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts.models import RoleGrant, User
-from ecrf.accounts.roles import Role
-from ecrf.capture import operations as capture
-from ecrf.capture import schedule
-from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
-from ecrf.capture.support import build_context, event_instance
-from ecrf.core.audit.trail import Actor
+from ecrf import capture
+from ecrf.accounts import Role, RoleGrant, User
+from ecrf.capture import (
+    EventInstance,
+    FormInstance,
+    ItemValue,
+    Subject,
+    build_context,
+    event_instance,
+)
+from ecrf.core.audit import Actor
 from ecrf.crf import ItemType
 from ecrf.crf.validation import validate_form
 from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
 from ecrf.demo.studies import SUBJECTS, TRIALS
 from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
-from ecrf.studies.models import Site, Study
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, Study, definition_for
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ class _Subject:
         self.entrant, self.reviewer, self.number = entrant, reviewer, number
         self.script, self.index = script, index
         self.definition = definition_for(subject.study_version)
-        self.today = schedule.local_today(subject.site.timezone)
+        self.today = capture.local_today(subject.site.timezone)
         # Every visit due by today, up to a cap: a dose-escalation cohort needs its DLT
         # assessments, a randomized subject its treatment visits.
         self.budget = MAX_VISITS
@@ -132,7 +135,7 @@ class _Subject:
     def _next_visit(self):
         started = {(e.event_oid, e.repeat) for e in self.session.scalars(
             select(EventInstance).where(EventInstance.subject_id == self.subject.id))}
-        rows = schedule.schedule_rows(self.session, self.subject, self.today)
+        rows = capture.schedule_rows(self.session, self.subject, self.today)
         for row in rows:
             rule = self.definition.event(row.event_oid)
             if (row.event_oid, row.repeat) in started or row.planned is None:
@@ -157,16 +160,16 @@ class _Subject:
         return bool(rand and rand.date_item and rand.date_item[0] == form_oid)
 
     def _randomize(self, planned: dt.date) -> None:
-        from ecrf.allocation import randomization
+        from ecrf import allocation
 
         if self.definition.randomization is None:
             return
-        if randomization.active_list(self.session, self.subject.study) is None:
+        if allocation.active_list(self.session, self.subject.study) is None:
             return
         try:
-            randomization.randomize(self.session, self.reviewer, self.subject,
+            allocation.randomize(self.session, self.reviewer, self.subject,
                                     today=self.randomization_day(planned))
-        except randomization.NotRandomizable as exc:
+        except allocation.NotRandomizable as exc:
             log.info("demo: %s not randomized: %s", self.subject.subject_key, exc)
             return
         self._complete_written_form()
@@ -243,7 +246,7 @@ class _Subject:
             filled += 1
 
     def _applies(self, condition: str) -> bool:
-        data = schedule.subject_schedule_data(self.session, self.definition, self.subject,
+        data = capture.subject_schedule_data(self.session, self.definition, self.subject,
                                               today=self.today)
         return data.evaluate(condition)
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import users as accounts
-from ecrf.accounts.passwords import policy_from_config
-from ecrf.accounts.roles import Role
-from ecrf.capture.models import Subject
-from ecrf.core.audit.trail import Actor
-from ecrf.studies import sites
-from ecrf.studies.models import Study
+from ecrf import accounts, studies
+from ecrf.accounts import Role, policy_from_config
+from ecrf.capture import Subject
+from ecrf.core.audit import Actor
+from ecrf.studies import Study
 
 DEMO_PASSWORD = "Ecrf-demo-2026"
 # Signs the demo's dose-escalation decisions (a data manager of the study).
@@ -52,17 +50,17 @@ def load_demo(session: Session, actor: Actor, config) -> str:
     from ecrf.demo import safety as demo_safety
     from ecrf.demo import studies as demo_studies
 
-    studies = demo_studies.ensure_studies(session, actor, config)
+    loaded = demo_studies.ensure_studies(session, actor, config)
     site_rows = {}
     for code, name, tz, country in SITES:
-        site = sites.get_site(session, code) or sites.create_site(
+        site = studies.get_site(session, code) or studies.create_site(
             session, actor, code=code, name=name, timezone=tz, country=country)
         site_rows[code] = site
     for oid, codes in STUDY_SITES.items():
         for code in codes:
-            sites.add_site_to_study(session, actor, studies[oid], site_rows[code])
+            studies.add_site_to_study(session, actor, loaded[oid], site_rows[code])
     session.flush()
-    for study in studies.values():
+    for study in loaded.values():
         session.refresh(study)
     policy = policy_from_config(config)
     for username, full_name, grants in USERS:
@@ -72,25 +70,25 @@ def load_demo(session: Session, actor: Actor, config) -> str:
                                            password=DEMO_PASSWORD, temporary=False, policy=policy)
         held = {(g.role, g.study_id, g.site_id) for g in user.active_grants()}
         for role, oid, code in grants:
-            study = studies[oid] if oid else None
+            study = loaded[oid] if oid else None
             site = site_rows[code] if code else None
             key = (role.value, study.id if study else None, site.id if site else None)
             if key not in held:
                 accounts.grant_role(session, actor, user, role, study=study, site=site)
     demo_studies.enrol_subjects(session, actor, config)
-    notes = _allocate(session, actor, studies, before_data=True, config=config)
+    notes = _allocate(session, actor, loaded, before_data=True, config=config)
     demo_data.enter_data(session, actor, config)
-    notes += _allocate(session, actor, studies, before_data=False, config=config)
+    notes += _allocate(session, actor, loaded, before_data=False, config=config)
     # Subjects given a dose level by a cohort decision are filled now; their own DLT
     # assessments may in turn complete the next cohort.
     for _round in range(MAX_COHORT_ROUNDS):
         if not demo_data.enter_data(session, actor, config):
             break
-        notes += _allocate(session, actor, studies, before_data=False, config=config)
+        notes += _allocate(session, actor, loaded, before_data=False, config=config)
     demo_safety.enter_safety_data(session, actor, config)
     lines = ["Demo data ready.", "", f"Demo accounts (password for all: {DEMO_PASSWORD}):"]
     for username, _full_name, grants in USERS:
-        roles = "; ".join(accounts.describe(r, studies[o] if o else None,
+        roles = "; ".join(accounts.describe_grant(r, loaded[o] if o else None,
                                             site_rows[c] if c else None) for r, o, c in grants)
         lines.append(f"  {username:<14} {roles}")
     if notes:
@@ -107,7 +105,7 @@ def _site_actor(session: Session, subject: Subject, prefix: str, role: Role) -> 
 _SITE_USERS = {"TLS": "toulouse", "PAR": "paris", "WUH": "wuhan"}
 
 
-def _allocate(session: Session, actor: Actor, studies: dict[str, Study], *,
+def _allocate(session: Session, actor: Actor, loaded: dict[str, Study], *,
               before_data: bool, config=None) -> list[str]:
     """Randomization list and allocations (DEXAML-03), dose levels (UCMSC-Exo).
 
@@ -117,23 +115,22 @@ def _allocate(session: Session, actor: Actor, studies: dict[str, Study], *,
     reviewed: the data manager signs the decision the 3+3 rule proposes, and the waiting
     subjects get the level it opens (their data is entered next).
     """
-    from ecrf.allocation import lists as randomization_lists
-    from ecrf.allocation import randomization
+    from ecrf import allocation
 
     notes: list[str] = []
-    dex, exo = studies["DEXAML03"], studies["UCMSCEXO"]
+    dex, exo = loaded["DEXAML03"], loaded["UCMSCEXO"]
     if before_data:
-        if randomization_lists.active_list(session, dex) is None:
-            randomization_lists.generate(session, actor, dex, seed="ecrf-demo-2026",
+        if allocation.active_list(session, dex) is None:
+            allocation.generate_list(session, actor, dex, seed="ecrf-demo-2026",
                                          per_stratum=24, name="Demo production list")
         return _assign_levels(session, exo)
     for subject in _subjects(session, dex):
-        if subject.arm or not randomization.check_readiness(session, subject).ok:
+        if subject.arm or not allocation.check_readiness(session, subject).ok:
             continue
         try:
-            randomization.randomize(
+            allocation.randomize(
                 session, _site_actor(session, subject, "crc", Role.COORDINATOR), subject)
-        except randomization.NotRandomizable as exc:
+        except allocation.NotRandomizable as exc:
             notes.append(f"{subject.subject_key}: not randomized ({exc})")
     if _review_cohort(session, exo, config):
         notes += _assign_levels(session, exo)
@@ -146,7 +143,7 @@ def _subjects(session: Session, study: Study) -> list[Subject]:
 
 
 def _waiting(session: Session, study: Study) -> list[Subject]:
-    from ecrf.allocation.randomization import CLOSED_STATUSES
+    from ecrf.allocation import CLOSED_STATUSES
 
     return [s for s in _subjects(session, study)
             if s.dose_level is None and s.status not in CLOSED_STATUSES]
@@ -155,18 +152,18 @@ def _waiting(session: Session, study: Study) -> list[Subject]:
 def _assign_levels(session: Session, study: Study) -> list[str]:
     """The open level to waiting subjects, in enrolment order, while it has places; the
     others wait for the review of the cohort."""
-    from ecrf.allocation import escalation
+    from ecrf import allocation
 
-    state = escalation.board(session, study)
+    state = allocation.escalation_board(session, study)
     if state.current_level is None:
         return []
     row = state.level(state.current_level)
     notes: list[str] = []
     for subject in _waiting(session, study)[:max(0, row.capacity - len(row.subjects))]:
         try:
-            escalation.assign_dose_level(
+            allocation.assign_dose_level(
                 session, _site_actor(session, subject, "inv", Role.INVESTIGATOR), subject)
-        except escalation.EscalationServiceError as exc:
+        except allocation.EscalationServiceError as exc:
             notes.append(f"{subject.subject_key}: no dose level ({exc})")
     return notes
 
@@ -178,12 +175,11 @@ def _review_cohort(session: Session, study: Study, config) -> bool:
     (escalate, stay, de-escalate) are taken: declaring the MTD or stopping is left to the
     person trying the demo.
     """
-    from ecrf.allocation import decisions as escalation_decisions
-    from ecrf.allocation import escalation
+    from ecrf import allocation
 
     if config is None or not _waiting(session, study):
         return False
-    state = escalation.board(session, study)
+    state = allocation.escalation_board(session, study)
     if state.current_level is None or state.proposal is None:
         return False
     row = state.level(state.current_level)
@@ -195,7 +191,7 @@ def _review_cohort(session: Session, study: Study, config) -> bool:
     if user is None:
         return False
     signer = Actor(user_id=user.id, username=user.username, role=Role.DATA_MANAGER.value)
-    escalation_decisions.record_decision(
+    allocation.record_decision(
         session, signer, study, action=decision,
         reason=f"Safety review of the level {row.level} cohort: {state.proposal.reason}",
         password=DEMO_PASSWORD, lockout_threshold=config["LOCKOUT_THRESHOLD"],

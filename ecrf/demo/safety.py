@@ -21,18 +21,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts.models import RoleGrant, User
-from ecrf.capture import operations as capture
-from ecrf.capture.models import ItemValue, Subject
-from ecrf.capture.schedule import local_today
-from ecrf.core.audit.trail import Actor
-from ecrf.core.signals import FormChange, ItemChange
-from ecrf.safety import handlers as safety_hooks
-from ecrf.safety import operations as safety
-from ecrf.safety.models import AeGradePrompt
-from ecrf.safety.support import ae_log, load_ae_rows
-from ecrf.studies.models import Study
-from ecrf.studies.store import definition_for
+from ecrf import capture, safety
+from ecrf.accounts import RoleGrant, User
+from ecrf.capture import ItemValue, Subject, local_today
+from ecrf.core import FormChange, ItemChange
+from ecrf.core.audit import Actor
+from ecrf.safety import AeGradePrompt, ae_log, load_ae_rows
+from ecrf.studies import Study, definition_for
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +133,7 @@ class _Demo:
                      [str(m) for ms in result.errors.values() for m in ms][:3])
             return None
         if result.form_instance is not None:
-            safety_hooks.react(FormChange(
+            safety.react_to_save(FormChange(
                 self.session, actor, self.subject, event, repeat, form, result.form_instance,
                 tuple(ItemChange(g, r, i, None, None) for g, r, i in result.changed),
                 tuple((removed or {}).keys())))

@@ -9,13 +9,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.capture import subjects
-from ecrf.capture.models import Subject
-from ecrf.capture.schedule import local_today
-from ecrf.core.audit.trail import Actor
+from ecrf import capture, studies
+from ecrf.capture import Subject, local_today
+from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinitionError
-from ecrf.studies import store as studies
-from ecrf.studies.models import Site, Study
+from ecrf.studies import Site, Study
 
 log = logging.getLogger(__name__)
 
@@ -80,4 +78,4 @@ def enrol_subjects(session: Session, actor: Actor, config) -> None:
             continue
         site = sites[code]
         enrolled_on = local_today(site.timezone) - dt.timedelta(days=days_ago)
-        subjects.enrol_subject(session, actor, study_rows[oid], site, key, enrolled_on)
+        capture.enrol_subject(session, actor, study_rows[oid], site, key, enrolled_on)

@@ -8,10 +8,10 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from ecrf.core.extensions import db
+from ecrf.core import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.studies.models import Study
+from ecrf.studies import Study
 
 jobs_cli = click.Group("jobs", help="Background jobs (exports, PDFs).")
 

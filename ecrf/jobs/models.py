@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.accounts.models import User
-from ecrf.core.db import Base, UTCDateTime, utcnow
-from ecrf.studies.models import Study
+from ecrf.accounts import User
+from ecrf.core import Base, UTCDateTime, utcnow
+from ecrf.studies import Study
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED_STATUSES = frozenset({"done", "failed", "cancelled"})

@@ -36,13 +36,12 @@ from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ecrf.accounts.models import User
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.accounts import User
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinitionError
 from ecrf.jobs.models import Job
-from ecrf.studies.models import Study, StudyVersion
+from ecrf.studies import Study, StudyVersion
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +328,7 @@ def work(app: Flask, *, once: bool = False, poll: float = 2.0,
          stop: threading.Event | None = None, wake: threading.Event | None = None) -> int:
     """The worker loop: run queued jobs until stopped (or, with ``once``, until the queue
     is empty). Returns how many jobs it ran."""
-    from ecrf.core.extensions import db
+    from ecrf.core import db
 
     stop = stop or threading.Event()
     wake = wake or threading.Event()

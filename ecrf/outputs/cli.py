@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 
-from ecrf.core.cli import cli_actor, fail
-from ecrf.core.extensions import db
+from ecrf.core import cli_actor, db, fail
 
 
 def _study_and_version(oid: str, number: int | None):
+    from ecrf import studies
     from ecrf.outputs.jobs import resolve_version
-    from ecrf.studies import store as studies
 
     try:
         study = studies.require_study(db.session, oid)
@@ -112,8 +111,8 @@ def import_odm_metadata(odm_file: str, output: str, study_oid: str | None, force
 
 
 def _scope(study_oid: str, site: str | None = None, subject: str | None = None):
+    from ecrf import studies
     from ecrf.outputs.rows import ScopeError, make_scope
-    from ecrf.studies import store as studies
 
     try:
         study = studies.require_study(db.session, study_oid)
@@ -129,10 +128,10 @@ def _scope(study_oid: str, site: str | None = None, subject: str | None = None):
               help="PDF file to write.")
 def export_casebook(study: str, subject: str, output: str):
     """The casebook of SUBJECT (PDF/A-3b with its ODM data attached)."""
-    from ecrf.capture.models import Subject
+    from ecrf.capture import Subject
     from ecrf.outputs.exports import record_export
     from ecrf.outputs.pdf.casebook import CasebookError, casebook_pdf
-    from ecrf.studies.store import latest_version
+    from ecrf.studies import latest_version
 
     scope = _scope(study, subject=subject)
     actor = cli_actor()
@@ -165,7 +164,7 @@ def export_odm_command(study: str, site: str | None, subject: str | None, transa
     """CDISC ODM 1.3.2 metadata and clinical data of STUDY, with audit records."""
     from ecrf.outputs.exports import ExportError, record_export
     from ecrf.outputs.jobs import write_data_export
-    from ecrf.studies.store import latest_version
+    from ecrf.studies import latest_version
 
     scope = _scope(study, site, subject)
     target = Path(output)
@@ -205,7 +204,7 @@ def _flat_command(fmt: str, help_text: str):
         from ecrf.outputs.datasets.stats import export_stats
         from ecrf.outputs.exports import ExportError, record_export
         from ecrf.outputs.rows import definitions_newest_first
-        from ecrf.studies.store import latest_version
+        from ecrf.studies import latest_version
 
         scope = _scope(study, site)
         folder = Path(output)
@@ -246,8 +245,8 @@ _flat_command("sdtm", "SDTM-shaped AE and LB datasets (CSV and XPT).")
               help="Site of subjects to enrol (default: each subject's SiteRef).")
 def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None):
     """Import ODM clinical data into STUDY through data capture (validated, audited)."""
+    from ecrf import studies
     from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
-    from ecrf.studies import store as studies
 
     try:
         study = studies.require_study(db.session, study_oid)

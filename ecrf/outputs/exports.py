@@ -14,11 +14,11 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts.models import RoleGrant, User
-from ecrf.core.audit.trail import record_export
+from ecrf.accounts import RoleGrant, User
+from ecrf.core.audit import record_export
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, validate_odm
 from ecrf.outputs.odm.metadata import VersionRef, write_metadata
-from ecrf.studies.models import Site, Study, StudySite, StudyVersion
+from ecrf.studies import Site, Study, StudySite, StudyVersion
 
 __all__ = [
     "ExportError",
@@ -87,7 +87,7 @@ def admin_info(session: Session, study: Study) -> AdminInfo:
 def export_odm_metadata(session: Session, study: Study, version: StudyVersion,
                         target: str | Path | IO[bytes]) -> None:
     """Write the ODM metadata file of ``version`` (Study + AdminData) to ``target``."""
-    from ecrf.studies.store import definition_for
+    from ecrf.studies import definition_for
 
     write_metadata(target, version_content(version), version_ref(study, version),
                    admin=admin_info(session, study), definition=definition_for(version))

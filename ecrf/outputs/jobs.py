@@ -14,10 +14,10 @@ from typing import IO, Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
-from ecrf.jobs.runner import JobContext, JobError, JobResult, job_kind
+from ecrf import studies
+from ecrf.jobs import JobContext, JobError, JobResult, job_kind
 from ecrf.outputs.exports import ExportError, version_content, version_ref
-from ecrf.studies import store as studies
-from ecrf.studies.models import Study, StudyVersion
+from ecrf.studies import Study, StudyVersion
 
 
 def resolve_version(session: Session, study: Study, number: int | None) -> StudyVersion:
@@ -106,7 +106,7 @@ def export_sites(session: Session, study: Study) -> list[tuple[str, str]]:
     """(code, name) of the study's sites, for choosing what a job covers."""
     from sqlalchemy import select
 
-    from ecrf.studies.models import Site, StudySite
+    from ecrf.studies import Site, StudySite
 
     return [tuple(r) for r in session.execute(
         select(Site.code, Site.name).join(StudySite, StudySite.site_id == Site.id)

@@ -21,13 +21,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.core.audit.models import AuditEvent
+from ecrf import accounts
+from ecrf.capture import EventInstance, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.core.audit import AuditEvent
 from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
-from ecrf.review.models import Signature
-from ecrf.studies.models import Site, Study, StudySite, StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.review import Signature
+from ecrf.studies import Site, Study, StudySite, StudyVersion, definition_for
 
 BATCH = 5000
 ITEM_ACTIONS = ("item.entered", "item.changed", "item.cleared")
@@ -51,7 +50,7 @@ class Scope:
     def apply(self, stmt, subject_table=Subject):
         stmt = stmt.where(subject_table.study_id == self.study.id)
         if self.site_ids is not None:
-            stmt = access.scope_to_sites(stmt, subject_table.site_id, set(self.site_ids))
+            stmt = accounts.scope_to_sites(stmt, subject_table.site_id, set(self.site_ids))
         if self.subject_id is not None:
             stmt = stmt.where(subject_table.id == self.subject_id)
         return stmt

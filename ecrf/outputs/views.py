@@ -22,13 +22,12 @@ from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField
 from wtforms.fields.choices import SelectChoice
 
-from ecrf.accounts.permissions import Allow, register
-from ecrf.accounts.web import request_actor
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import transaction
-from ecrf.jobs import runner as jobs
-from ecrf.jobs.models import Job
-from ecrf.studies import store as studies
+from ecrf import jobs, studies
+from ecrf.accounts import Allow, request_actor
+from ecrf.accounts import register_route as register
+from ecrf.core import db
+from ecrf.core.web import transaction
+from ecrf.jobs import Job
 
 bp = Blueprint("exports", __name__)
 
@@ -66,7 +65,7 @@ def _start_worker():
 
 def _crf_form() -> CrfJobForm:
     form = CrfJobForm()
-    versions = studies.versions(db.session, g.study)
+    versions = studies.study_versions(db.session, g.study)
     form.version.choices = [SelectChoice(v.number, v.label) for v in reversed(versions)]
     languages = studies.definition_for(versions[-1]).languages if versions else ("en",)
     form.language.choices = [SelectChoice(code, code) for code in languages]

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS
 from ecrf.review.locks import DataLockedError, LockError
 from ecrf.review.models import Lock, Query, QueryMessage, SdvMark, Signature
 from ecrf.review.query_lists import QueryRow, list_queries, query_counts
 from ecrf.review.sdv import SdvProgress, SubjectSdv
+from ecrf.review.sdv import forms_status as sdv_forms_status
+from ecrf.review.sdv import progress as sdv_progress
+from ecrf.review.sdv import site_progress as sdv_site_progress
 from ecrf.review.signatures import MEANINGS, AwaitingForm, awaiting_signature, signatures_of
+from ecrf.review.signatures import MEANINGS as SIGNATURE_MEANINGS
+from ecrf.review.signatures import to_redo as signatures_to_redo
 from ecrf.review.support import ReviewError
-from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS
 
 __all__ = [
-    "MEANINGS", "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "AwaitingForm", "DataLockedError",
-    "Lock", "LockError", "Query", "QueryMessage", "QueryRow", "ReviewError", "SdvMark",
-    "SdvProgress", "Signature", "SubjectSdv", "awaiting_signature", "list_queries",
-    "query_counts", "register", "signatures_of",
+    "AwaitingForm", "DataLockedError", "Lock", "LockError", "MEANINGS", "ORIGIN_LABELS",
+    "QUERY_STATUS_LABELS", "Query", "QueryMessage", "QueryRow", "ReviewError",
+    "SIGNATURE_MEANINGS", "SdvMark", "SdvProgress", "Signature", "SubjectSdv",
+    "awaiting_signature", "list_queries", "query_counts", "register", "sdv_forms_status",
+    "sdv_progress", "sdv_site_progress", "signatures_of", "signatures_to_redo",
 ]
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from ecrf.core.cli import add_group, cli_actor
-from ecrf.core.extensions import db
+from ecrf.core import add_group, cli_actor, db
 from ecrf.review import locks, queries
 from ecrf.review.support import ReviewError
-from ecrf.studies.cli import command_study
+from ecrf.studies import command_study
 
 queries_cli = click.Group("queries", help="Data queries: list them.")
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.capture import operations as capture
-from ecrf.capture.models import FormInstance, Subject
-from ecrf.core.audit.models import AuditEvent
-from ecrf.core.audit.trail import Actor
+from ecrf import capture
+from ecrf.capture import FormInstance, Subject
+from ecrf.core.audit import Actor, AuditEvent
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message, Raw
 from ecrf.review.models import Query, QueryMessage

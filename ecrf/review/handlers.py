@@ -23,11 +23,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ecrf.capture import operations as capture
-from ecrf.capture.models import FormInstance
-from ecrf.capture.support import item_path
-from ecrf.core import signals
-from ecrf.core.signals import FormChange
+from ecrf import capture, core
+from ecrf.capture import FormInstance, item_path
+from ecrf.core import FormChange
 from ecrf.crf.validation import Key
 from ecrf.review import corrections, locks, queries, sdv, signatures
 from ecrf.review.models import Query, QueryMessage
@@ -37,8 +35,8 @@ AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check no
 
 def register() -> None:
     """Connect review's receivers; the app factory calls this at start-up."""
-    signals.connect(signals.form_changing, refuse_locked)
-    signals.connect(signals.form_saved, reset_sdv, break_signatures, link_corrections,
+    core.connect(core.form_changing, refuse_locked)
+    core.connect(core.form_saved, reset_sdv, break_signatures, link_corrections,
                     sync_automatic_queries)
 
 

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import FormInstance, Subject
-from ecrf.capture.support import EventStateError, form_path
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.capture import EventStateError, FormInstance, Subject, form_path
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf.values import N_, Message
 from ecrf.review.models import Lock
 from ecrf.review.support import (
@@ -29,7 +27,7 @@ from ecrf.review.support import (
     record_review,
     subject_path,
 )
-from ecrf.studies.models import Site, Study, StudySite
+from ecrf.studies import Site, Study, StudySite
 
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",

@@ -12,10 +12,10 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.accounts.models import User
-from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
-from ecrf.studies.models import Site
+from ecrf.accounts import User
+from ecrf.capture import EventInstance, FormInstance, Subject
+from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.studies import Site
 
 QUERY_STATUSES = ("open", "answered", "closed")
 QUERY_ORIGINS = ("manual", "automatic")

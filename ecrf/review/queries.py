@@ -18,29 +18,29 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import RoleGrant, User
-from ecrf.accounts.permissions import ACTIONS
-from ecrf.capture.models import EventInstance, FormInstance, GroupRow, Subject
-from ecrf.capture.support import (
+from ecrf import accounts
+from ecrf.accounts import ACTIONS, RoleGrant, User
+from ecrf.capture import (
+    EventInstance,
+    FormInstance,
+    GroupRow,
     NotFoundError,
+    Subject,
     event_instance,
     event_path,
     event_rule,
     form_path,
     item_path,
 )
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.review.query_lists import QueryRow, list_queries, queries_for_forms, query_counts
 from ecrf.review.support import ReviewError, check_allowed, clean_text, record_review, subject_path
-from ecrf.studies.models import Study
-from ecrf.studies.store import definition_for
+from ecrf.studies import Study, definition_for
 
 __all__ = [
     "QUERY_STATUSES", "QueryError", "QueryRow", "QueryTarget", "acknowledge", "add_message",
@@ -87,8 +87,8 @@ def visible_query(session: Session, user: User, study: Study, query_id: int) -> 
     """The query if its subject is at a site where ``user`` may see subjects."""
     stmt = (select(Query).join(Subject, Subject.id == Query.subject_id)
             .where(Query.id == query_id, Query.study_id == study.id))
-    stmt = access.scope_to_sites(stmt, Subject.site_id,
-                                 access.site_ids_for(user, "subjects.view", study))
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id,
+                                 accounts.site_ids_for(user, "subjects.view", study))
     return session.scalar(stmt)
 
 
@@ -189,8 +189,8 @@ def _check_assignee(session: Session, study: Study, subject: Subject,
                     assignee: User | None) -> None:
     if assignee is None:
         return
-    allowed = access.site_ids_for(assignee, "queries.answer", study)
-    if not assignee.active or not access.can(assignee, "queries.answer", study) or (
+    allowed = accounts.site_ids_for(assignee, "queries.answer", study)
+    if not assignee.active or not accounts.can(assignee, "queries.answer", study) or (
             allowed is not None and subject.site_id not in allowed):
         raise QueryError(N_("%(name)s cannot answer queries at site %(site)s: choose a "
                             "coordinator or an investigator of that site."),

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
-from ecrf.capture.models import Subject
-from ecrf.core.db import utcnow
+from ecrf import accounts
+from ecrf.accounts import User
+from ecrf.capture import Subject
+from ecrf.core import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
-from ecrf.studies.models import Site, Study
+from ecrf.studies import Site, Study
 
 __all__ = ["QueryRow", "list_queries", "queries_for_forms", "query_counts"]
 
@@ -55,8 +55,8 @@ def list_queries(session: Session, user: User | None, study: Study, *, site: str
             .outerjoin(User, User.id == Query.assignee_id)
             .where(Query.study_id == study.id))
     if user is not None:  # None: the operator at the command line sees every site
-        stmt = access.scope_to_sites(stmt, Subject.site_id,
-                                     access.site_ids_for(user, "subjects.view", study))
+        stmt = accounts.scope_to_sites(stmt, Subject.site_id,
+                                     accounts.site_ids_for(user, "subjects.view", study))
     if site:
         stmt = stmt.where(Site.code == site)
     if status in QUERY_STATUSES:

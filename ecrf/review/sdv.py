@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
-from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
-from ecrf.capture.support import form_path, item_path
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf import accounts
+from ecrf.accounts import User
+from ecrf.capture import FormInstance, GroupRow, ItemValue, Subject, form_path, item_path
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
@@ -37,8 +35,7 @@ from ecrf.review.support import (
     live_values,
     record_review,
 )
-from ecrf.studies.models import Site, Study, StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, Study, StudyVersion, definition_for
 
 __all__ = [
     "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",
@@ -300,7 +297,7 @@ def progress(session: Session, user: User, study: Study, *,
              subject_ids: Iterable[int] | None = None) -> SdvProgress:
     """SDV progress per subject and per site over the subjects the user may see; three
     statements whatever the number of subjects."""
-    return site_progress(session, study, access.site_ids_for(user, "subjects.view", study),
+    return site_progress(session, study, accounts.site_ids_for(user, "subjects.view", study),
                          subject_ids=subject_ids)
 
 
@@ -309,7 +306,7 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
     """SDV progress at the given sites (None: every site)."""
     people = (select(Subject.id, Subject.subject_key, Site.code)
               .join(Site, Site.id == Subject.site_id).where(Subject.study_id == study.id))
-    people = access.scope_to_sites(people, Subject.site_id, allowed)
+    people = accounts.scope_to_sites(people, Subject.site_id, allowed)
     if subject_ids is not None:
         people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
     subjects = {sid: SubjectSdv(sid, key, code)
@@ -331,7 +328,7 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
                    GroupRow.removed_at.is_(None))
             .group_by(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
                       ItemValue.form_oid, ItemValue.item_oid))
-    stmt = access.scope_to_sites(stmt, Subject.site_id, allowed)
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id, allowed)
     if subject_ids is not None:
         stmt = stmt.where(ItemValue.subject_id.in_(list(subjects) or [-1]))
     rows = session.execute(stmt).all()

@@ -23,15 +23,11 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from ecrf.accounts import access
-from ecrf.accounts import users as accounts
-from ecrf.accounts.models import User
-from ecrf.accounts.passwords import verify_password
-from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.capture.support import event_path, form_path
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf import accounts
+from ecrf.accounts import User, verify_password
+from ecrf.capture import EventInstance, FormInstance, Subject, event_path, form_path
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf.values import N_, Message
 from ecrf.review.models import Query, Signature
 from ecrf.review.support import (
@@ -42,8 +38,7 @@ from ecrf.review.support import (
     record_review,
     subject_path,
 )
-from ecrf.studies.models import Site, Study
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, Study, definition_for
 
 __all__ = [
     "MEANINGS", "SignatureError", "SignatureRefused", "SignTarget", "awaiting_signature",
@@ -287,8 +282,8 @@ class AwaitingForm:
 def awaiting_signature(session: Session, user: User, study: Study, *,
                        limit: int = 200) -> list[AwaitingForm]:
     """Complete forms at the user's signing sites with no valid signature covering them."""
-    allowed = access.site_ids_for(user, "data.sign", study)
-    if not access.can(user, "data.sign", study):
+    allowed = accounts.site_ids_for(user, "data.sign", study)
+    if not accounts.can(user, "data.sign", study):
         return []
     covered = select(Signature.id).where(
         Signature.subject_id == FormInstance.subject_id, Signature.broken_at.is_(None),
@@ -303,7 +298,7 @@ def awaiting_signature(session: Session, user: User, study: Study, *,
             .where(Subject.study_id == study.id, FormInstance.status == "complete",
                    ~covered.exists())
             .order_by(Site.code, Subject.subject_key, FormInstance.id).limit(limit))
-    stmt = access.scope_to_sites(stmt, Subject.site_id, allowed)
+    stmt = accounts.scope_to_sites(stmt, Subject.site_id, allowed)
     return [AwaitingForm(f, key, code) for f, key, code in session.execute(stmt)]
 
 

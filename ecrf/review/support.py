@@ -9,16 +9,15 @@ from collections.abc import Iterable
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
-from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf import accounts
+from ecrf.accounts import User
+from ecrf.capture import FormInstance, GroupRow, ItemValue, Subject
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_, Message
-from ecrf.studies.models import Study
-from ecrf.studies.store import definition_for
+from ecrf.studies import Study, definition_for
 
 REVIEW = "review"
 MAX_TEXT = 4000
@@ -62,10 +61,10 @@ def check_allowed(session: Session, actor: Actor, action: str, study: Study,
         return None
     user = user_of(session, actor)
     what = ACTION_WORDS.get(action, action)
-    if user is None or not user.active or not access.can(user, action, study):
+    if user is None or not user.active or not accounts.can(user, action, study):
         raise ReviewPermissionError(N_("Your roles in %(study)s do not allow you to %(what)s."),
                                     study=study.oid, what=what)
-    allowed = access.site_ids_for(user, action, study)
+    allowed = accounts.site_ids_for(user, action, study)
     if site_id is not None and allowed is not None and site_id not in allowed:
         raise ReviewPermissionError(N_("You may %(what)s only at your own sites."), what=what)
     return user

@@ -14,6 +14,7 @@ from ecrf.safety.endpoints import (
     subject_series,
 )
 from ecrf.safety.handlers import react
+from ecrf.safety.handlers import react as react_to_save
 from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
 from ecrf.safety.operations import (
     DltError,
@@ -32,14 +33,15 @@ from ecrf.safety.operations import (
     subject_safety,
     submit_report,
 )
+from ecrf.safety.support import ae_log, load_ae_rows
 
 __all__ = [
     "AeGradePrompt", "DltAssessment", "DltError", "EndpointsError", "NotificationLog",
-    "SaeReport", "SafetyError", "accept_prompt", "add_followup", "clock", "create_report",
-    "decide_dlt", "decline_prompt", "dlt_status", "has_counts", "react",
-    "recovery_parameters", "register", "report_term", "running_sae_clocks",
-    "study_endpoints", "study_pending", "study_reports", "subject_safety", "subject_series",
-    "submit_report",
+    "SaeReport", "SafetyError", "accept_prompt", "add_followup", "ae_log", "clock",
+    "create_report", "decide_dlt", "decline_prompt", "dlt_status", "has_counts",
+    "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",
+    "report_term", "running_sae_clocks", "study_endpoints", "study_pending",
+    "study_reports", "subject_safety", "subject_series", "submit_report",
 ]
 
 

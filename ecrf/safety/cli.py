@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from ecrf.core.extensions import db
+from ecrf.core import db
 from ecrf.domain.ctcae import GradingError, grade_lab
 from ecrf.safety import endpoints
-from ecrf.studies.models import Study
+from ecrf.studies import Study
 
 ctcae_cli = click.Group("ctcae", help="CTCAE v5.0 laboratory grading.")
 

@@ -25,11 +25,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import FormInstance, GroupRow, ItemValue, Subject
-from ecrf.capture.support import MAX_REASON, record_clinical
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.capture import MAX_REASON, FormInstance, GroupRow, ItemValue, Subject, record_clinical
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import DEFAULT_RELATED, Causality
 from ecrf.safety.models import DltAssessment
@@ -43,7 +41,7 @@ from ecrf.safety.support import (
     load_ae_rows,
     onset_of,
 )
-from ecrf.studies.store import definition_for
+from ecrf.studies import definition_for
 
 CLOSED = ("screen_failed", "completed", "withdrawn", "lost_to_follow_up", "died")
 DECISIONS = ("confirmed", "rejected")

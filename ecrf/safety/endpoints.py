@@ -35,7 +35,7 @@ from decimal import Decimal
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import GroupRow, ItemValue, Subject
+from ecrf.capture import GroupRow, ItemValue, Subject
 from ecrf.crf import StudyDefinition
 from ecrf.crf.definition import EpisodeSource, ItemKey, RecoveryEndpointsDef
 from ecrf.crf.scope import BUILTIN_ANCHOR
@@ -49,8 +49,7 @@ from ecrf.domain.hematology import (
     compute_endpoints,
 )
 from ecrf.domain.hematology_summary import SummaryRow, summarize, summary_csv
-from ecrf.studies.models import Site, Study
-from ecrf.studies.store import definition_for, latest_version
+from ecrf.studies import Site, Study, definition_for, latest_version
 
 UNASSIGNED = "Not assigned"
 # An ongoing anti-infective course counts every day up to here (past any horizon).

@@ -33,10 +33,9 @@ from decimal import Decimal
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.capture.support import record_clinical
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.capture import EventInstance, FormInstance, GroupRow, ItemValue, Subject, record_clinical
+from ecrf.core import utcnow
+from ecrf.core.audit import Actor
 from ecrf.crf import FormDef, ItemDef, ItemType, StudyDefinition, UnknownOidError
 from ecrf.crf.validation import UNDECIDED, evaluate_partial
 from ecrf.crf.values import from_canonical

@@ -15,15 +15,17 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import FormInstance, ItemValue, Subject
-from ecrf.capture.schedule import subject_schedule_data
-from ecrf.capture.support import item_path, record_clinical
-from ecrf.core import signals
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.models import AuditEvent
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
-from ecrf.core.signals import FormChange
+from ecrf import core
+from ecrf.capture import (
+    FormInstance,
+    ItemValue,
+    Subject,
+    item_path,
+    record_clinical,
+    subject_schedule_data,
+)
+from ecrf.core import FormChange, audit, utcnow
+from ecrf.core.audit import Actor, AuditEvent
 from ecrf.crf import FormDef, StudyDefinition, UnknownOidError
 from ecrf.domain.adverse_events import check_consistency
 from ecrf.safety.dlt import refresh_candidates
@@ -37,12 +39,12 @@ from ecrf.safety.grading import (
 from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.operations import prompt_path, sync_reports
 from ecrf.safety.support import AeLog, ae_log, ae_row_path, load_ae_rows, to_adverse_event
-from ecrf.studies.store import definition_for
+from ecrf.studies import definition_for
 
 
 def register() -> None:
     """Connect safety's receivers; the app factory calls this at start-up."""
-    signals.connect(signals.form_saved, grade_labs, review_adverse_events)
+    core.connect(core.form_saved, grade_labs, review_adverse_events)
 
 
 def react(change: FormChange) -> None:

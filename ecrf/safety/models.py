@@ -21,9 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.capture.models import FormInstance, Subject
-from ecrf.core.db import Audited, Base, UTCDateTime, utcnow
-from ecrf.studies.models import Study
+from ecrf.capture import FormInstance, Subject
+from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.studies import Study
 
 
 class SaeReport(Audited, Base):

@@ -21,7 +21,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
-from ecrf.core.db import utcnow
+from ecrf.core import utcnow
 from ecrf.safety.models import NotificationLog
 
 log = logging.getLogger("ecrf.safety")

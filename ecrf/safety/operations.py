@@ -13,16 +13,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
-from ecrf.capture import operations as capture
-from ecrf.capture.models import Subject
-from ecrf.capture.schedule import subject_schedule_data
-from ecrf.capture.support import MAX_REASON, record_clinical
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
-from ecrf.core.panels import DashboardPanel, add_panel
+from ecrf import accounts, capture
+from ecrf.accounts import User
+from ecrf.capture import MAX_REASON, Subject, record_clinical, subject_schedule_data
+from ecrf.core import DashboardPanel, add_panel, audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.domain.adverse_events import ClockStatus, Finding, check_consistency
 from ecrf.safety.dlt import (  # noqa: F401  (the safety API, in one place)
     DltError,
@@ -43,8 +38,7 @@ from ecrf.safety.sae import (  # noqa: F401
     sync_reports,
 )
 from ecrf.safety.support import AeLog, AeRow, Definitions, ae_log, load_ae_rows, to_adverse_event
-from ecrf.studies.models import Site, Study
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, Study, definition_for
 
 # --- AE prompts -------------------------------------------------------------------------------
 
@@ -194,7 +188,7 @@ def study_reports(session: Session, study: Study, site_ids: set[int] | None,
 
 def running_sae_clocks(session: Session, user: User, study: Study) -> list[ReportView]:
     """SAE reports whose reporting clock still runs, at the user's sites."""
-    site_ids = access.site_ids_for(user, "subjects.view", study)
+    site_ids = accounts.site_ids_for(user, "subjects.view", study)
     return [view for view in study_reports(session, study, site_ids)
             if view.clock.remaining is not None]
 

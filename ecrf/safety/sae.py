@@ -23,11 +23,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import FormInstance, Subject
-from ecrf.capture.support import record_clinical, row_path
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
-from ecrf.core.db import utcnow
+from ecrf.capture import FormInstance, Subject, record_clinical, row_path
+from ecrf.core import audit, utcnow
+from ecrf.core.audit import Actor
 from ecrf.domain.adverse_events import (
     ClockStatus,
     sae_clock_status,
@@ -45,7 +43,7 @@ from ecrf.safety.support import (
     load_ae_rows,
     row_snapshot,
 )
-from ecrf.studies.store import definition_for
+from ecrf.studies import definition_for
 
 
 class SafetyError(ValueError):

@@ -20,8 +20,7 @@ from decimal import Decimal
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.capture.support import row_path
+from ecrf.capture import EventInstance, FormInstance, GroupRow, ItemValue, Subject, row_path
 from ecrf.crf import FormDef, ItemType, StudyDefinition
 from ecrf.crf.definition import AdverseEventsDef
 from ecrf.crf.values import from_canonical
@@ -34,8 +33,7 @@ from ecrf.domain.adverse_events import (
 )
 from ecrf.domain.dates import PartialDate, PartialDateError
 from ecrf.domain.schedule import EventKind
-from ecrf.studies.models import StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.studies import StudyVersion, definition_for
 
 # adverse_events.criteria names -> the domain's seriousness criteria.
 CRITERIA = {

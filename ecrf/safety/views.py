@@ -14,20 +14,18 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
-from ecrf.accounts import access
-from ecrf.accounts.permissions import Allow, register
-from ecrf.capture.models import Subject
-from ecrf.capture.web import actor_for, may, subject_or_404
-from ecrf.core.db import utcnow
-from ecrf.core.extensions import db
-from ecrf.core.plots import ChartPanel, Threshold, dose_level_anc_svg, subject_counts_svg
-from ecrf.core.web.transaction import transaction
+from ecrf import accounts
+from ecrf.accounts import Allow
+from ecrf.accounts import register_route as register
+from ecrf.capture import Subject, actor_for, may, subject_or_404
+from ecrf.core import ChartPanel, Threshold, db, dose_level_anc_svg, subject_counts_svg, utcnow
+from ecrf.core.web import transaction
 from ecrf.safety import endpoints
 from ecrf.safety import operations as safety
 from ecrf.safety.grading import load_lab_values
 from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
 from ecrf.safety.support import ae_log
-from ecrf.studies.store import definition_for
+from ecrf.studies import definition_for
 
 bp = Blueprint("safety", __name__)
 
@@ -51,7 +49,7 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def _site_ids(action: str) -> set[int] | None:
-    return access.site_ids_for(current_user, action, g.study)
+    return accounts.site_ids_for(current_user, action, g.study)
 
 
 def _owned(model, object_id: int, subject: Subject):
@@ -288,7 +286,7 @@ def endpoints_page(study_oid: str):
     problem = str(result) if isinstance(result, Exception) else None
     return render_template("safety/endpoints.html", study=g.study,
                            result=None if problem else result, problem=problem,
-                           can_see_subjects=access.can(current_user, "subjects.view", g.study))
+                           can_see_subjects=accounts.can(current_user, "subjects.view", g.study))
 
 
 @bp.get("/studies/<study_oid>/endpoints.csv")

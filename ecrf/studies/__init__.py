@@ -22,12 +22,14 @@ from ecrf.studies.store import (
     require_study,
     versions,
 )
+from ecrf.studies.store import versions as study_versions
 
 __all__ = [
     "LoadResult", "Site", "SiteError", "Study", "StudyError", "StudySite", "StudyVersion",
     "add_site_to_study", "check_folder", "command_site", "command_study", "create_site",
     "definition_for", "get_site", "get_study", "get_version", "latest_version",
-    "latest_versions", "list_sites", "load_folder", "register", "require_study", "versions",
+    "latest_versions", "list_sites", "load_folder", "register", "require_study",
+    "study_versions", "versions",
 ]
 
 

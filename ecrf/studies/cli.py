@@ -13,8 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecrf.core.cli import add_group, cli_actor, fail
-from ecrf.core.extensions import db
+from ecrf.core import add_group, cli_actor, db, fail
 from ecrf.crf import load_study
 from ecrf.studies import sites
 from ecrf.studies import store as studies

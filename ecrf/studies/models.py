@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.core.db import Base, UTCDateTime, utcnow
+from ecrf.core import Base, UTCDateTime, utcnow
 
 
 class Site(Base):

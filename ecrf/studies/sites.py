@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.studies.models import Site, Study, StudySite
 
 SITE_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")

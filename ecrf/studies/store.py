@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.crf import (
     Problem,
     StudyDefinition,

@@ -15,7 +15,7 @@ from ecrf.accounts import tokens as api_tokens
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import ApiToken
 from ecrf.core.audit.models import AuditEvent
-from ecrf.core.db import utcnow
+from ecrf.core.base import utcnow
 from ecrf.core.extensions import db
 from tests.api import ADMIN, API, audit_rows, bearer, token_for
 from tests.conftest import sign_in

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from ecrf.core.db import Base
+from ecrf.core.base import Base
 from ecrf.core.extensions import db
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import event, select, update
 from ecrf.capture import schedule, subjects
 from ecrf.capture.models import GroupRow, ScheduledVisit, Subject
 from ecrf.capture.schedule_values import StoredValue, typed_value
-from ecrf.core.db import utcnow
+from ecrf.core.base import utcnow
 from ecrf.core.extensions import db
 from ecrf.domain.expressions import ValueType
 from ecrf.studies import store as studies

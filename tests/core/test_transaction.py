@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from ecrf.core.extensions import db
-from ecrf.core.web.transaction import store_derived, transaction
+from ecrf.core.web.unit_of_work import store_derived, transaction
 from ecrf.studies.models import Site
 
 

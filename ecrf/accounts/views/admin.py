@@ -10,17 +10,17 @@ from sqlalchemy import select
 from wtforms import EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
+from ecrf import studies
 from ecrf.accounts import sessions
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import Role, RoleError
 from ecrf.accounts.web import request_actor
-from ecrf.core.audit.models import AuditEvent
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import transaction
-from ecrf.studies import sites
-from ecrf.studies.models import Study
+from ecrf.core import db
+from ecrf.core.audit import AuditEvent
+from ecrf.core.web import transaction
+from ecrf.studies import Study
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -82,9 +82,10 @@ def user_new():
 
 def _grant_form(user: User) -> GrantForm:
     form = GrantForm()
-    studies = db.session.scalars(select(Study).order_by(Study.oid)).all()
-    form.study.choices = [("", _("(none: system role)"))] + [(s.oid, f"{s.oid} — {s.name}") for s in studies]
-    all_sites = sites.list_sites(db.session)
+    study_rows = db.session.scalars(select(Study).order_by(Study.oid)).all()
+    form.study.choices = [("", _("(none: system role)"))] + [(s.oid, f"{s.oid} — {s.name}")
+                                                             for s in study_rows]
+    all_sites = studies.list_sites(db.session)
     form.site.choices = [("", _("(none: whole study)"))] + [(s.code, f"{s.code} — {s.name}") for s in all_sites]
     return form
 
@@ -139,7 +140,7 @@ def user_grant(user_id: int):
     form = _grant_form(user)
     if form.validate_on_submit():
         study = db.session.scalar(select(Study).where(Study.oid == form.study.data)) if form.study.data else None
-        site = sites.get_site(db.session, form.site.data) if form.site.data else None
+        site = studies.get_site(db.session, form.site.data) if form.site.data else None
         try:
             with transaction():
                 accounts.grant_role(db.session, request_actor("users.manage"), user,
@@ -171,7 +172,7 @@ def user_revoke(grant_id: int):
 
 @bp.route("/sites", endpoint="sites")
 def sites_index():
-    return render_template("admin/sites.html", sites=sites.list_sites(db.session))
+    return render_template("admin/sites.html", sites=studies.list_sites(db.session))
 
 
 @bp.route("/sites/new", methods=["GET", "POST"])
@@ -180,11 +181,11 @@ def site_new():
     if form.validate_on_submit():
         try:
             with transaction():
-                site = sites.create_site(db.session, request_actor("sites.manage"),
+                site = studies.create_site(db.session, request_actor("sites.manage"),
                                          code=form.code.data, name=form.name.data,
                                          timezone=form.timezone.data.strip(),
                                          country=form.country.data)
-        except sites.SiteError as exc:
+        except studies.SiteError as exc:
             form.code.errors = [str(exc)]
         else:
             flash(_("Site %(c)s created.", c=site.code), "success")

@@ -27,8 +27,8 @@ from ecrf.accounts import users as accounts
 from ecrf.accounts.models import UserSession
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.web import request_actor
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import transaction
+from ecrf.core import db
+from ecrf.core.web import transaction
 
 bp = Blueprint("auth", __name__)
 

@@ -16,8 +16,8 @@ from flask_login import current_user
 from sqlalchemy import select, text
 
 from ecrf.accounts import access
-from ecrf.core.extensions import db
-from ecrf.studies.models import Study
+from ecrf.core import db
+from ecrf.studies import Study
 
 bp = Blueprint("main", __name__)
 

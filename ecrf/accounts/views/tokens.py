@@ -13,9 +13,8 @@ from wtforms.validators import DataRequired, InputRequired, Length
 from ecrf.accounts import tokens as api_tokens
 from ecrf.accounts.permissions import SIGNED_IN, register
 from ecrf.accounts.web import request_actor
-from ecrf.core.db import utcnow
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import transaction
+from ecrf.core import db, utcnow
+from ecrf.core.web import transaction
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 

@@ -28,24 +28,22 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
-from ecrf.accounts import access
-from ecrf.accounts.permissions import Allow, register
+from ecrf import accounts
+from ecrf.accounts import Allow
+from ecrf.accounts import register_route as register
 from ecrf.capture import history
 from ecrf.capture import operations as capture
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.capture.views.entry_page import build_page, items_for, posted_rows, read_submission
 from ecrf.capture.web import actor_for, may, subject_or_404
-from ecrf.core.audit import history as audit_history
-from ecrf.core.extensions import db
-from ecrf.core.web.messages import say
-from ecrf.core.web.transaction import transaction
+from ecrf.core import audit, db
+from ecrf.core.web import say, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.fields import build_form, field_name, initial_data, read_raw
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
-from ecrf.studies.models import Site
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, definition_for
 
 bp = Blueprint("entry", __name__)
 
@@ -374,7 +372,7 @@ def subject_audit(study_oid: str, subject_key: str):
 
 
 def _csv_response(rows, filename: str) -> Response:
-    response = Response(stream_with_context(audit_history.audit_csv(rows)),
+    response = Response(stream_with_context(audit.audit_csv(rows)),
                         mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
@@ -385,15 +383,15 @@ def subject_audit_csv(study_oid: str, subject_key: str):
     subject = subject_or_404(subject_key, "audit.view")
     stmt = history.subject_audit_query(subject, **_audit_filters(subject))
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in subject.subject_key)
-    return _csv_response(audit_history.stream_rows(db.session, stmt),
+    return _csv_response(audit.stream_rows(db.session, stmt),
                          f"audit-{g.study.oid}-{safe_key}.csv")
 
 
 @bp.get("/studies/<study_oid>/audit.csv")
 def study_audit_csv(study_oid: str):
-    allowed = access.site_ids_for(current_user, "audit.view", g.study)
+    allowed = accounts.site_ids_for(current_user, "audit.view", g.study)
     codes = None
     if allowed is not None:
         codes = list(db.session.scalars(select(Site.code).where(Site.id.in_(allowed or {-1}))))
-    stmt = audit_history.study_audit_query(g.study.oid, site_codes=codes)
-    return _csv_response(audit_history.stream_rows(db.session, stmt), f"audit-{g.study.oid}.csv")
+    stmt = audit.study_audit_query(g.study.oid, site_codes=codes)
+    return _csv_response(audit.stream_rows(db.session, stmt), f"audit-{g.study.oid}.csv")

@@ -17,7 +17,7 @@ from wtforms import Field
 from wtforms.form import BaseForm
 
 from ecrf.capture.operations import OpenForm, SaveResult, Submission
-from ecrf.core.web.messages import say
+from ecrf.core.web import say
 from ecrf.crf import FormDef, GroupDef, ItemDef, ItemType
 from ecrf.crf.fields import REGISTRY, field_name
 from ecrf.crf.validation import Key, ValidationResult, codes_for

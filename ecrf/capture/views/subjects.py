@@ -27,18 +27,18 @@ from sqlalchemy import select
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from ecrf.accounts import access
-from ecrf.accounts.permissions import Allow, register
-from ecrf.accounts.web import request_actor
+from ecrf import accounts, studies
+from ecrf.accounts import Allow, request_actor
+from ecrf.accounts import register_route as register
 from ecrf.capture import schedule, subjects
+from ecrf.capture.labels import SUBJECT_LABELS, VISIT_LABELS
 from ecrf.capture.models import SUBJECT_STATUSES, EventInstance
 from ecrf.capture.schedule import local_today
 from ecrf.capture.web import may, subject_or_404
-from ecrf.core.extensions import db
-from ecrf.core.web.transaction import store_derived, transaction
+from ecrf.core import db
+from ecrf.core.web import store_derived, transaction
 from ecrf.domain.schedule import EventKind
-from ecrf.studies import store as studies
-from ecrf.studies.models import Site, StudySite, StudyVersion
+from ecrf.studies import Site, StudySite, StudyVersion
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
 
@@ -48,26 +48,6 @@ register("studies.enrol", Allow("subjects.enrol"))
 register("studies.subject", Allow("subjects.view"))
 
 PAGE_SIZES = ("25", "50", "100", "250", "500", "all")
-
-VISIT_LABELS = {
-    "upcoming": _l("Upcoming"),
-    "due": _l("Due"),
-    "overdue": _l("Overdue"),
-    "done": _l("Done"),
-    "done_out_of_window": _l("Done out of window"),
-    "missed": _l("Missed"),
-    "not_applicable": _l("Not applicable"),
-}
-SUBJECT_LABELS = {
-    "screening": _l("Screening"),
-    "on_study": _l("On study"),
-    "screen_failed": _l("Screen failed"),
-    "completed": _l("Completed"),
-    "withdrawn": _l("Withdrawn"),
-    "lost_to_follow_up": _l("Lost to follow-up"),
-    "died": _l("Died"),
-}
-
 
 class EnrolForm(FlaskForm):
     site = SelectField(_l("Site"), choices=[])
@@ -106,10 +86,10 @@ def _entry_url(study_oid: str, subject_key: str, event_oid: str, repeat: int) ->
 
 
 def _visible_sites(study, action: str) -> list[Site]:
-    allowed = access.site_ids_for(current_user, action, study)
+    allowed = accounts.site_ids_for(current_user, action, study)
     stmt = (select(Site).join(StudySite, StudySite.site_id == Site.id)
             .where(StudySite.study_id == study.id).order_by(Site.code))
-    return list(db.session.scalars(access.scope_to_sites(stmt, Site.id, allowed)))
+    return list(db.session.scalars(accounts.scope_to_sites(stmt, Site.id, allowed)))
 
 
 # --- study page ------------------------------------------------------------------------------
@@ -118,7 +98,7 @@ def _visible_sites(study, action: str) -> list[Site]:
 @bp.route("/<study_oid>")
 def study(study_oid: str):
     study = g.study
-    version_list = studies.versions(db.session, study)
+    version_list = studies.study_versions(db.session, study)
     latest = version_list[-1] if version_list else None
     definition = studies.definition_for(latest) if latest else None
     counts = subjects.study_counts(db.session, study)

@@ -21,7 +21,7 @@ from ecrf.core.audit.trail import (
 )
 
 __all__ = [
-    "GENESIS_HASH", "SYSTEM", "Actor", "AuditChainHead", "AuditError", "AuditEvent",
+    "Actor", "AuditChainHead", "AuditError", "AuditEvent", "GENESIS_HASH", "SYSTEM",
     "VerifyResult", "audit_csv", "bind_actor", "compute_hash", "current_actor", "record",
     "record_export", "stream_rows", "study_audit_query", "verify_chain",
 ]

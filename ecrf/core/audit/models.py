@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ecrf.core.db import Base, UTCDateTime
+from ecrf.core.base import Base, UTCDateTime
 
 
 class AuditEvent(Base):

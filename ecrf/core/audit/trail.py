@@ -18,7 +18,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.models import AuditChainHead, AuditEvent
-from ecrf.core.db import Audited, utcnow
+from ecrf.core.base import Audited, utcnow
 
 GENESIS_HASH = "0" * 64
 _CHAIN_KEY = "ecrf_audit_chain"

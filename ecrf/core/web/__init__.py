@@ -6,9 +6,11 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.core.web.messages import error_text, say
-from ecrf.core.web.transaction import Transaction, store_derived, transaction
+from ecrf.core.web.unit_of_work import Transaction, store_derived, transaction
 
-__all__ = ["Transaction", "error_text", "install", "say", "store_derived", "transaction"]
+__all__ = [
+    "Transaction", "error_text", "install", "say", "store_derived", "transaction",
+]
 
 
 def install(app: Flask) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ecrf.core.csvcells import csv_cell
+from ecrf.core import csv_cell
 from ecrf.crf import ItemDef, ItemType, StudyDefinition
 from ecrf.outputs.datasets.tables import (
     dataset_rows,
@@ -36,7 +36,7 @@ from ecrf.outputs.rows import (
     form_records,
     item_rows,
 )
-from ecrf.studies.models import StudyVersion
+from ecrf.studies import StudyVersion
 
 Progress = Callable[[int, str], None]
 

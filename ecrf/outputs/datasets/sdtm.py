@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ecrf.core.csvcells import csv_cell
+from ecrf.core import csv_cell
 from ecrf.crf import FormDef, ItemDef, StudyDefinition
 from ecrf.crf.values import from_canonical
 from ecrf.domain.ctcae import GradingError, convert_unit

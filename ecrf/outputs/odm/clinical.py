@@ -69,8 +69,7 @@ from ecrf.outputs.rows import (
     signature_rows,
     versions_in_scope,
 )
-from ecrf.studies.models import StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.studies import StudyVersion, definition_for
 
 Progress = Callable[[int, str], None]
 ITEM_DATA = q("ItemData")
@@ -81,7 +80,7 @@ ANNOTATION_PREFIX = "ecrf:"
 
 def signature_oid(meaning: str) -> str:
     """The SignatureDef of a stored meaning text (11.50): approval, review, responsibility."""
-    from ecrf.review.signatures import MEANINGS
+    from ecrf.review import SIGNATURE_MEANINGS as MEANINGS
 
     for key, text in MEANINGS.items():
         if meaning == text or meaning.lower().startswith(key[:6]):

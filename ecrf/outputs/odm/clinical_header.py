@@ -9,16 +9,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ecrf.accounts.models import User
-from ecrf.capture.models import Subject
-from ecrf.core.audit.models import AuditEvent
+from ecrf.accounts import User
+from ecrf.capture import Subject
+from ecrf.core.audit import AuditEvent
 from ecrf.outputs.exports import ExportError, admin_info, version_content, version_ref
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, element, q, sub, unit_oids
 from ecrf.outputs.odm.metadata import MetadataWriter
 from ecrf.outputs.rows import Scope, versions_in_scope
-from ecrf.review.models import Signature
-from ecrf.studies.models import Site, Study, StudyVersion
-from ecrf.studies.store import definition_for, latest_version
+from ecrf.review import Signature
+from ecrf.studies import Site, Study, StudyVersion, definition_for, latest_version
 
 # --- the header: metadata of every version used, and AdminData ------------------------------
 

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from lxml import etree
 
-from ecrf.core.config import VERSION
+from ecrf.core import VERSION
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 XML_NS = "http://www.w3.org/XML/1998/namespace"

@@ -26,17 +26,21 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from ecrf.capture.history import subject_audit_query
-from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
-from ecrf.core.audit.models import AuditEvent
+from ecrf import review
+from ecrf.capture import (
+    EventInstance,
+    FormInstance,
+    GroupRow,
+    ItemValue,
+    Subject,
+    subject_audit_query,
+)
+from ecrf.core.audit import AuditEvent
 from ecrf.crf import StudyDefinition, UnknownOidError
 from ecrf.crf.values import display
 from ecrf.outputs.pdf.render import make_url_fetcher, static_root
-from ecrf.review import sdv
-from ecrf.review.models import Query
-from ecrf.review.signatures import signatures_of
-from ecrf.studies.models import StudyVersion
-from ecrf.studies.store import definition_for
+from ecrf.review import Query, signatures_of
+from ecrf.studies import StudyVersion, definition_for
 
 Progress = Callable[[int, str], None]
 UTC_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
@@ -105,7 +109,7 @@ class CasebookModel:
         for query in queries:
             if query.form_instance_id is not None:
                 by_form[query.form_instance_id].append(query)
-        sdv_state = sdv.forms_status(session, forms)
+        sdv_state = review.sdv_forms_status(session, forms)
         signatures = signatures_of(session, subject)
         self.casebook_signatures = [s for s in signatures if s.scope == "casebook"]
         events = []
@@ -233,33 +237,32 @@ def counts_plot(session: Session, subject: Subject) -> str | None:
     """The subject's blood-count plot as inline SVG markup, when the study has counts.
 
     matplotlib escapes every text it draws, so the markup may be inserted as is."""
-    from ecrf.core import plots
-    from ecrf.safety import endpoints
+    from ecrf import core, safety
 
     definition = definition_for(subject.study_version)
-    if not endpoints.has_counts(definition):
+    if not safety.has_counts(definition):
         return None
-    series = endpoints.subject_series(session, subject)
+    series = safety.subject_series(session, subject)
     if not series.counts:
         return None
-    params = endpoints.recovery_parameters(definition)
+    params = safety.recovery_parameters(definition)
     panels = [
-        plots.ChartPanel("anc", _("ANC"), "10^9/L",
+        core.ChartPanel("anc", _("ANC"), "10^9/L",
                     {c.day: c.anc for c in series.counts if c.anc is not None},
-                    [plots.Threshold(params.anc_recovery,
+                    [core.Threshold(params.anc_recovery,
                                      _("recovery %(v)s", v=params.anc_recovery))], log=True),
-        plots.ChartPanel("plt", _("Platelets"), "10^9/L",
+        core.ChartPanel("plt", _("Platelets"), "10^9/L",
                     {c.day: c.plt for c in series.counts if c.plt is not None},
-                    [plots.Threshold(params.plt_recovery,
+                    [core.Threshold(params.plt_recovery,
                                      _("recovery %(v)s", v=params.plt_recovery)),
-                     plots.Threshold(params.severe_thrombocytopenia,
+                     core.Threshold(params.severe_thrombocytopenia,
                                      _("severe < %(v)s", v=params.severe_thrombocytopenia))]),
-        plots.ChartPanel("hgb", _("Haemoglobin"), "g/L",
+        core.ChartPanel("hgb", _("Haemoglobin"), "g/L",
                     {c.day: c.hgb for c in series.counts if c.hgb is not None},
-                    [plots.Threshold(params.severe_anemia,
+                    [core.Threshold(params.severe_anemia,
                                      _("severe < %(v)s", v=params.severe_anemia))]),
     ]
-    svg = plots.subject_counts_svg(panels, horizon=params.horizon_day,
+    svg = core.subject_counts_svg(panels, horizon=params.horizon_day,
                                    infusion_day=series.infusion_day,
                                    transfusions=[(t.day, t.product) for t in series.transfusions],
                                    title=subject.subject_key)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from ecrf.core.config import PROJECT_ROOT
+from ecrf.core import PROJECT_ROOT
 
 Progress = Callable[[int, str], None]
 

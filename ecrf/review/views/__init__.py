@@ -3,6 +3,6 @@ and threads (``queries``); form and subject review, SDV progress and locks (``fo
 electronic signatures (``sign``)."""
 
 from ecrf.review.views import forms, queries, sign  # noqa: F401  (routes on the blueprint)
-from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS, bp
+from ecrf.review.views.blueprint import bp
 
-__all__ = ["ORIGIN_LABELS", "QUERY_STATUS_LABELS", "bp"]
+__all__ = ["bp"]

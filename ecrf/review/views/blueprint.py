@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask_babel import get_locale
-from flask_babel import lazy_gettext as _l
 
-from ecrf.core.extensions import db
+from ecrf.core import db
 from ecrf.review.signatures import signatures_of
 
 bp = Blueprint("review", __name__)
 
 STUDY = "/studies/<study_oid>"
 
-QUERY_STATUS_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "closed": _l("Closed")}
-ORIGIN_LABELS = {"manual": _l("Raised by a reviewer"), "automatic": _l("Automatic (edit check)")}
 
 
 @bp.app_template_global()

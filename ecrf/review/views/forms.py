@@ -20,23 +20,22 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
-from ecrf.accounts.permissions import Allow, register
-from ecrf.capture import operations as capture
-from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.capture.web import actor_for, may, subject_or_404
-from ecrf.core.extensions import db
-from ecrf.core.web.messages import error_text, say
-from ecrf.core.web.transaction import transaction
+from ecrf import capture
+from ecrf.accounts import Allow
+from ecrf.accounts import register_route as register
+from ecrf.capture import EventInstance, FormInstance, Subject, actor_for, may, subject_or_404
+from ecrf.core import db
+from ecrf.core.web import error_text, say, transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
 from ecrf.review import locks, queries, sdv, signatures
+from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS
 from ecrf.review.models import Lock, Query, SdvMark
 from ecrf.review.support import ReviewError
-from ecrf.review.views.blueprint import ORIGIN_LABELS, QUERY_STATUS_LABELS, STUDY, bp
+from ecrf.review.views.blueprint import STUDY, bp
 from ecrf.review.views.blueprint import language as _language
-from ecrf.studies.models import Site, StudySite
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, StudySite, definition_for
 
 SUBJECT = STUDY + "/subjects/<subject_key>"
 FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"

@@ -13,31 +13,23 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from ecrf.accounts import access
-from ecrf.accounts.models import User
-from ecrf.accounts.permissions import Allow, register
-from ecrf.capture import operations as capture
-from ecrf.capture.models import FormInstance, ItemValue, Subject
-from ecrf.capture.web import actor_for, may, subject_or_404
-from ecrf.core.extensions import db
-from ecrf.core.web.messages import error_text, say
-from ecrf.core.web.transaction import transaction
+from ecrf import accounts, capture
+from ecrf.accounts import Allow, User
+from ecrf.accounts import register_route as register
+from ecrf.capture import FormInstance, ItemValue, Subject, actor_for, may, subject_or_404
+from ecrf.core import db
+from ecrf.core.web import error_text, say, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
 from ecrf.review import corrections as query_corrections
 from ecrf.review import queries
+from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS
 from ecrf.review.models import Query
 from ecrf.review.support import ReviewError
-from ecrf.review.views.blueprint import (
-    ORIGIN_LABELS,
-    QUERY_STATUS_LABELS,
-    STUDY,
-    bp,
-)
+from ecrf.review.views.blueprint import STUDY, bp
 from ecrf.review.views.blueprint import language as _language
-from ecrf.studies.models import Site, StudySite
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, StudySite, definition_for
 
 QUERY = STUDY + "/queries/<int:query_id>"
 
@@ -66,10 +58,10 @@ def _query_or_404(query_id: int) -> Query:
 @bp.get(STUDY + "/queries", endpoint="queries")
 def queries_list(study_oid: str):
     args = request.args
-    sites = list(db.session.scalars(access.scope_to_sites(
+    sites = list(db.session.scalars(accounts.scope_to_sites(
         select(Site).join(StudySite, StudySite.site_id == Site.id)
         .where(StudySite.study_id == g.study.id).order_by(Site.code), Site.id,
-        access.site_ids_for(current_user, "subjects.view", g.study))))
+        accounts.site_ids_for(current_user, "subjects.view", g.study))))
     codes = {s.code for s in sites}
     site = args.get("site", "").strip().upper()
     status = args.get("status", "unclosed")

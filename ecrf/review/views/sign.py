@@ -21,12 +21,11 @@ from flask_babel import gettext as _
 from flask_login import logout_user
 from sqlalchemy import select
 
-from ecrf.accounts.permissions import Allow, register
-from ecrf.capture.models import EventInstance, FormInstance, Subject
-from ecrf.capture.web import actor_for, subject_or_404
-from ecrf.core.extensions import db
-from ecrf.core.web.messages import error_text, say
-from ecrf.core.web.transaction import transaction
+from ecrf.accounts import Allow
+from ecrf.accounts import register_route as register
+from ecrf.capture import EventInstance, FormInstance, Subject, actor_for, subject_or_404
+from ecrf.core import db
+from ecrf.core.web import error_text, say, transaction
 from ecrf.review import signatures
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import bp

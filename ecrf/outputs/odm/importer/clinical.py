@@ -23,18 +23,15 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture import operations as capture
-from ecrf.capture import subjects
-from ecrf.capture.models import FormInstance, ItemValue, Subject
-from ecrf.capture.support import CaptureError, event_instance, local_today
-from ecrf.core.audit import trail as audit
-from ecrf.core.audit.trail import Actor
+from ecrf import capture
+from ecrf.capture import CaptureError, FormInstance, ItemValue, Subject, event_instance, local_today
+from ecrf.core import audit
+from ecrf.core.audit import Actor
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
-from ecrf.studies.models import Site, Study, StudySite
-from ecrf.studies.store import definition_for
+from ecrf.studies import Site, Study, StudySite, definition_for
 
 Progress = Callable[[int, str], None]
 
@@ -221,9 +218,9 @@ class ClinicalImporter:
                 or local_today(site.timezone)
             try:
                 with self.session.begin_nested():
-                    subject = subjects.enrol_subject(self.session, self.actor, self.study, site,
+                    subject = capture.enrol_subject(self.session, self.actor, self.study, site,
                                                      key, enrolled_on, today=self.today)
-            except subjects.EnrolmentError as exc:
+            except capture.EnrolmentError as exc:
                 outcome.error = str(exc)
                 return outcome
             outcome.enrolled = True
@@ -318,7 +315,7 @@ class ClinicalImporter:
 
 
 def _latest(session: Session, study: Study):
-    from ecrf.studies.store import latest_version
+    from ecrf.studies import latest_version
 
     version = latest_version(session, study)
     if version is None:
