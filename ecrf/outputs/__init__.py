@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ecrf.outputs.exports import ExportError, export_odm_metadata, record_export
+from ecrf.outputs.odm.study import ExportError, export_odm_metadata, record_export
 
 __all__ = ["ExportError", "export_odm_metadata", "record_export", "register"]
 

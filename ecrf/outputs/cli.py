@@ -36,8 +36,8 @@ import_cli = click.Group("import", help="Bring study definitions in from other s
 def export_crf(study: str, number: int | None, annotated: bool, language: str | None,
                output: str):
     """Blank or annotated CRF of STUDY as a PDF."""
-    from ecrf.outputs.exports import ExportError, record_export
     from ecrf.outputs.jobs import write_crf_pdf
+    from ecrf.outputs.odm.study import ExportError, record_export
 
     study_row, version = _study_and_version(study, number)
     actor = cli_actor()
@@ -64,7 +64,7 @@ def export_crf(study: str, number: int | None, annotated: bool, language: str | 
               help="XML file to write.")
 def export_odm_metadata_command(study: str, number: int | None, output: str):
     """CDISC ODM 1.3.2 metadata (Study + AdminData) of STUDY, checked against the XSD."""
-    from ecrf.outputs.exports import export_odm_metadata, record_export, validate_odm
+    from ecrf.outputs.odm.study import export_odm_metadata, record_export, validate_odm
 
     study_row, version = _study_and_version(study, number)
     target = Path(output)
@@ -129,7 +129,7 @@ def _scope(study_oid: str, site: str | None = None, subject: str | None = None):
 def export_casebook(study: str, subject: str, output: str):
     """The casebook of SUBJECT (PDF/A-3b with its ODM data attached)."""
     from ecrf.capture import Subject
-    from ecrf.outputs.exports import record_export
+    from ecrf.outputs.odm.study import record_export
     from ecrf.outputs.pdf.casebook import CasebookError, casebook_pdf
     from ecrf.studies import latest_version
 
@@ -162,8 +162,8 @@ def export_casebook(study: str, subject: str, output: str):
 def export_odm_command(study: str, site: str | None, subject: str | None, transactional: bool,
                        no_validate: bool, output: str):
     """CDISC ODM 1.3.2 metadata and clinical data of STUDY, with audit records."""
-    from ecrf.outputs.exports import ExportError, record_export
     from ecrf.outputs.jobs import write_data_export
+    from ecrf.outputs.odm.study import ExportError, record_export
     from ecrf.studies import latest_version
 
     scope = _scope(study, site, subject)
@@ -202,7 +202,7 @@ def _flat_command(fmt: str, help_text: str):
         from ecrf.outputs.datasets.flat import export_csv, write_dictionary
         from ecrf.outputs.datasets.sdtm import export_sdtm
         from ecrf.outputs.datasets.stats import export_stats
-        from ecrf.outputs.exports import ExportError, record_export
+        from ecrf.outputs.odm.study import ExportError, record_export
         from ecrf.outputs.rows import definitions_newest_first
         from ecrf.studies import latest_version
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ecrf import studies
 from ecrf.jobs import JobContext, JobError, JobResult, job_kind
-from ecrf.outputs.exports import ExportError, version_content, version_ref
+from ecrf.outputs.odm.study import ExportError, version_content, version_ref
 from ecrf.studies import Study, StudyVersion
 
 
@@ -190,8 +190,8 @@ def write_data_export(session: Session, scope: Any, fmt: str, folder: Path, *,
     from ecrf.outputs.datasets.flat import export_csv
     from ecrf.outputs.datasets.sdtm import export_sdtm
     from ecrf.outputs.datasets.stats import export_stats
-    from ecrf.outputs.exports import validate_odm
     from ecrf.outputs.odm.clinical import export_odm_clinical
+    from ecrf.outputs.odm.study import validate_odm
 
     stem = f"{scope.study.oid}_{scope.site_code or 'all'}"
     if fmt in ("odm", "odm_transactional"):

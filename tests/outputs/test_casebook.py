@@ -15,7 +15,7 @@ from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
-from ecrf.outputs.exports import validate_odm
+from ecrf.outputs.odm.study import validate_odm
 from ecrf.outputs.pdf import casebook as casebook_module
 from ecrf.outputs.pdf import render as pdf_render
 from ecrf.outputs.pdf.casebook import CasebookError, casebook_html, casebook_pdf

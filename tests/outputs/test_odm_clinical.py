@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
-from ecrf.outputs.exports import validate_odm
 from ecrf.outputs.odm.clinical import export_odm_clinical
 from ecrf.outputs.odm.common import reference_errors
 from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
+from ecrf.outputs.odm.study import validate_odm
 from ecrf.outputs.rows import make_scope
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study

@@ -11,9 +11,9 @@ from lxml import etree
 
 from ecrf.core.extensions import db
 from ecrf.crf import check_study, load_study
-from ecrf.outputs.exports import export_odm_metadata, validate_odm
 from ecrf.outputs.odm.importer import OdmImportError, import_metadata, write_folder
 from ecrf.outputs.odm.importer.support import FolderWriteError, pick_oid, to_oid, unwrap_negation
+from ecrf.outputs.odm.study import export_odm_metadata, validate_odm
 from tests.outputs import FIXTURES, NS, STUDY_FOLDER, canonical_mdv, load_fixture_study
 
 VENDORS = {

@@ -14,8 +14,8 @@ from ecrf.accounts.models import RoleGrant
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.audit.trail import verify_chain
 from ecrf.core.extensions import db
-from ecrf.outputs.exports import admin_info, export_odm_metadata, validate_odm
 from ecrf.outputs.odm.common import odm_schema, reference_errors
+from ecrf.outputs.odm.study import admin_info, export_odm_metadata, validate_odm
 from tests.outputs import NS, load_fixture_study
 
 

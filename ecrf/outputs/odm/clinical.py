@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from ecrf.crf import StudyDefinition
 from ecrf.crf.values import result_kind
 from ecrf.domain.schedule import EventKind
-from ecrf.outputs.exports import version_ref
 from ecrf.outputs.odm.clinical_header import admin_for, versions_for, write_study
 from ecrf.outputs.odm.common import (
     FileInfo,
@@ -55,6 +54,7 @@ from ecrf.outputs.odm.common import (
     sub,
     write_admin_data,
 )
+from ecrf.outputs.odm.study import version_ref
 from ecrf.outputs.rows import (
     ITEM_ACTIONS,
     ROW_REMOVED,

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from ecrf.accounts import User
 from ecrf.capture import Subject
 from ecrf.core.audit import AuditEvent
-from ecrf.outputs.exports import ExportError, admin_info, version_content, version_ref
 from ecrf.outputs.odm.common import AdminInfo, SiteInfo, UserInfo, element, q, sub, unit_oids
 from ecrf.outputs.odm.metadata import MetadataWriter
+from ecrf.outputs.odm.study import ExportError, admin_info, version_content, version_ref
 from ecrf.outputs.rows import Scope, versions_in_scope
 from ecrf.review import Signature
 from ecrf.studies import Site, Study, StudyVersion, definition_for, latest_version

@@ -366,7 +366,7 @@ def write_casebooks_zip(session: Session, scope: Any, path: Path, *, generated_b
     import io
     import zipfile
 
-    from ecrf.outputs.exports import ExportError
+    from ecrf.outputs.odm.study import ExportError
 
     rows = session.execute(scope.apply(select(Subject.id, Subject.subject_key))
                            .order_by(Subject.subject_key)).all()

@@ -1,8 +1,9 @@
-"""Regulator-ready outputs: CDISC ODM 1.3.2 export and import.
+"""What every ODM file of a study takes from the database: which version, who has a role
+in the study (AdminData users) and its sites; the study's metadata file itself; and the
+refusal every export raises (``ExportError``).
 
-The writers in ``odm.metadata`` are pure (content in, XML out); this module adds what comes
-from the database: which version, who has a role in the study (AdminData users), its sites,
-and the audit row every export leaves (``export.created``).
+The writers in ``metadata`` are pure (content in, XML out); the audit row every export
+leaves (``export.created``) is the audit trail's ``record_export``.
 """
 
 from __future__ import annotations
