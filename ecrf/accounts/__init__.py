@@ -16,7 +16,6 @@ from ecrf.accounts.access import (
     scope_to_sites,
     site_ids_for,
     studies_for,
-    study_site_ids,
 )
 from ecrf.accounts.models import ApiToken, RoleGrant, User, UserSession
 from ecrf.accounts.passwords import hash_password, policy_from_config, verify_password
@@ -44,7 +43,7 @@ __all__ = [
     "failed_signature", "get_user", "grant_role", "hash_password", "is_admin",
     "parse_role", "policy_from_config", "register", "register_route", "request_actor",
     "roles_in_study", "scope_to_sites", "signing_locked_out", "site_ids_for",
-    "studies_for", "study_features", "study_site_ids", "verify_password",
+    "studies_for", "study_features", "verify_password",
 ]
 
 

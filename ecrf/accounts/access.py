@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.permissions import ACTIONS
 from ecrf.accounts.roles import Role
-from ecrf.studies import Study, StudySite
+from ecrf.studies import Study
 
 
 def active_grants(user: User) -> list[RoleGrant]:
@@ -80,11 +80,3 @@ def studies_for(session: Session, user: User) -> list[Study]:
     if not ids:
         return []
     return list(session.scalars(select(Study).where(Study.id.in_(ids)).order_by(Study.oid)))
-
-
-def study_site_ids(session: Session, study: Study) -> list[int]:
-    return list(
-        session.scalars(
-            select(StudySite.site_id).where(StudySite.study_id == study.id, StudySite.active)
-        )
-    )

@@ -114,7 +114,3 @@ def register(endpoint: str, decision: Public | SignedIn | Allow) -> None:
     if endpoint in ROUTES and ROUTES[endpoint] != decision:
         raise ValueError(f"conflicting permission decisions for {endpoint!r}")
     ROUTES[endpoint] = decision
-
-
-def roles_allowed(action: str) -> frozenset[Role]:
-    return ACTIONS[action]

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ecrf.accounts import sessions
@@ -307,10 +307,3 @@ def describe(role: Role, study: Study | None, site: Site | None) -> str:
     if site is not None:
         text += f" at {site.code}"
     return text
-
-
-def count_admins(session: Session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(RoleGrant)
-        .where(RoleGrant.role == Role.ADMIN.value, RoleGrant.revoked_at.is_(None))
-    ) or 0

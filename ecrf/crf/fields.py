@@ -36,13 +36,6 @@ def field_name(key: Key) -> str:
     return f"{group}-{row}-{item}"
 
 
-def parse_field_name(name: str) -> Key | None:
-    parts = name.split("-")
-    if len(parts) != 3 or not parts[1].isdigit():
-        return None
-    return (parts[0], int(parts[1]), parts[2])
-
-
 class PartialDateField(Field):
     """A date known to the year, month or day: three inputs, the user says which parts are
     unknown. Submits ``NAME-y``, ``NAME-m``, ``NAME-d``; ``data`` is ``2024``, ``2024-03``

@@ -107,10 +107,6 @@ class _Ladder:
         i = self.index[state.level] - 1
         return self.states[i] if i >= 0 else None
 
-    def is_lowest(self, state: LevelState) -> bool:
-        return state.level == self.states[0].level
-
-
 # --- 3+3 ------------------------------------------------------------------------------
 
 

@@ -382,7 +382,3 @@ def form_records(rows: Iterable[ItemRow]) -> Iterator[FormRecord]:
             current.values[(row.group_oid, row.row, row.item_oid)] = row
     if current is not None:
         yield current
-
-
-def version_labels(session: Session, study: Study) -> dict[int, StudyVersion]:
-    return {v.id: v for v in all_versions(session, study)}

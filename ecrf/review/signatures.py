@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select
@@ -300,7 +299,3 @@ def awaiting_signature(session: Session, user: User, study: Study, *,
             .order_by(Site.code, Subject.subject_key, FormInstance.id).limit(limit))
     stmt = accounts.scope_to_sites(stmt, Subject.site_id, allowed)
     return [AwaitingForm(f, key, code) for f, key, code in session.execute(stmt)]
-
-
-def valid_ids(signatures: Iterable[Signature]) -> set[int]:
-    return {s.id for s in signatures if s.broken_at is None}

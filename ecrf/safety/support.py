@@ -15,7 +15,6 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
@@ -307,14 +306,6 @@ def typed(definition: StudyDefinition, form_oid: str, item_oid: str, text: str |
     except Exception:  # an item of another version: not readable here
         return None
     return from_canonical(item, text)
-
-
-def as_decimal(value: object) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | Decimal):
-        return Decimal(value)
-    return None
 
 
 def date_items(form: FormDef) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,10 +25,6 @@ def validate_timezone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise SiteError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris") from None
     return name
-
-
-def timezone_choices() -> list[str]:
-    return sorted(available_timezones())
 
 
 def get_site(session: Session, code: str) -> Site | None:

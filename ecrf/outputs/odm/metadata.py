@@ -395,11 +395,3 @@ def write_metadata(target: str | Path | IO[bytes], content: dict[str, Any], vers
     with odm_document(target, info) as xf:
         writer.write(xf)
         write_admin_data(xf, writer.definition.oid, admin)
-
-
-def metadata_bytes(content: dict[str, Any], version: VersionRef, **kwargs: Any) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    write_metadata(buffer, content, version, **kwargs)
-    return buffer.getvalue()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,10 +67,6 @@ def _widget(item: ItemDef) -> dict[str, Any]:
             return {"kind": "boxes", "count": item.length}
         return {"kind": "area" if (item.length or 0) > 200 else "line"}
     return {"kind": kind.value}  # date, partial_date, time, datetime
-
-
-def _expression_text(value: Decimal | str | None) -> str | None:
-    return None if value is None else str(value)
 
 
 class CrfModel:
