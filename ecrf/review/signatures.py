@@ -45,7 +45,7 @@ __all__ = [
     "to_redo",
 ]
 
-log = logging.getLogger("ecrf.signatures")
+log = logging.getLogger(__name__)
 
 # The meanings offered to the signer; the text stored is the one shown (11.50(a)(3)).
 MEANINGS = {

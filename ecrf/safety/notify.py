@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ecrf.core import utcnow
 from ecrf.safety.models import NotificationLog
 
-log = logging.getLogger("ecrf.safety")
+log = logging.getLogger(__name__)
 _OUTBOX = "ecrf_safety_outbox"
 _SETTINGS = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME",
              "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_TIMEOUT")
