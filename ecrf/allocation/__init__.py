@@ -25,6 +25,8 @@ from ecrf.allocation.lists import generate as generate_list
 from ecrf.allocation.models import (
     Allocation,
     EscalationDecision,
+    ListKind,
+    ListSource,
     RandomizationList,
     RandomizationSlot,
 )
@@ -39,11 +41,12 @@ from ecrf.allocation.randomization import (
 
 __all__ = [
     "Allocation", "Board", "CLOSED_STATUSES", "DECISIONS", "EscalationDecision",
-    "EscalationServiceError", "KINDS", "NotRandomizable", "RandomizationList",
-    "RandomizationServiceError", "RandomizationSlot", "SignatureError", "active_list",
-    "allocations_of", "assign_dose_level", "board", "check_readiness",
-    "current_open_level", "escalation_board", "generate", "generate_list", "import_csv",
-    "randomize", "record_decision", "register", "undo_randomization",
+    "EscalationServiceError", "KINDS", "ListKind", "ListSource", "NotRandomizable",
+    "RandomizationList", "RandomizationServiceError", "RandomizationSlot",
+    "SignatureError", "active_list", "allocations_of", "assign_dose_level", "board",
+    "check_readiness", "current_open_level", "escalation_board", "generate",
+    "generate_list", "import_csv", "randomize", "record_decision", "register",
+    "undo_randomization",
 ]
 
 

@@ -17,7 +17,7 @@ from ecrf.studies import command_study
 
 randomization_cli = click.Group("randomization", help="Randomization lists (concealed).")
 escalation_cli = click.Group("escalation", help="Dose escalation.")
-KIND = click.Choice(randomization.KINDS)
+KIND = click.Choice([kind.value for kind in randomization.KINDS])
 
 
 def _block_sizes(text: str | None) -> tuple[int, ...] | None:

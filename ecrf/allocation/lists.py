@@ -16,14 +16,14 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ecrf import studies
-from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
+from ecrf.allocation.models import Allocation, ListKind, RandomizationList, RandomizationSlot
 from ecrf.core import audit, utcnow
 from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
 from ecrf.domain import randomization as engine
 from ecrf.studies import Study
 
-KINDS = ("production", "test")
+KINDS = (ListKind.PRODUCTION, ListKind.TEST)
 ListValidationError = engine.ListValidationError
 
 

@@ -8,10 +8,10 @@ assignment stays visible, as ICH E6 expects of every clinical record.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
-    CheckConstraint,
     Date,
     ForeignKey,
     Integer,
@@ -22,8 +22,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.capture import Subject
-from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.core import Audited, Base, UTCDateTime, one_of, utcnow
 from ecrf.studies import Study
+
+
+class ListKind(StrEnum):
+    """Training instances allocate from test lists, real ones from production lists."""
+
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ListSource(StrEnum):
+    GENERATED = "generated"  # from the study definition with a recorded seed
+    IMPORTED = "imported"  # from a statistician's CSV
 
 
 class RandomizationList(Audited, Base):
@@ -31,8 +43,8 @@ class RandomizationList(Audited, Base):
 
     __tablename__ = "randomization_list"
     __table_args__ = (
-        CheckConstraint("kind IN ('test', 'production')", name="kind"),
-        CheckConstraint("source IN ('generated', 'imported')", name="source"),
+        one_of("kind", ListKind),
+        one_of("source", ListSource),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -36,7 +36,15 @@ from ecrf.allocation.lists import (
     lists_of,
 )
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
-from ecrf.capture import EventInstance, FormInstance, ItemValue, Subject, item_path, local_today
+from ecrf.capture import (
+    EventInstance,
+    FormInstance,
+    ItemValue,
+    Subject,
+    SubjectStatus,
+    item_path,
+    local_today,
+)
 from ecrf.core import audit, utcnow
 from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
@@ -50,7 +58,9 @@ __all__ = [
     "lists_of", "randomize", "recorded_values", "site_today", "undo_randomization",
 ]
 
-CLOSED_STATUSES = ("screen_failed", "completed", "withdrawn", "lost_to_follow_up", "died")
+# A subject who has left the study (or never entered it) is not randomized.
+CLOSED_STATUSES = tuple(s for s in SubjectStatus
+                        if s not in (SubjectStatus.SCREENING, SubjectStatus.ON_STUDY))
 
 
 class NotRandomizable(RandomizationServiceError):

@@ -8,16 +8,18 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.capture.history import subject_audit_query
-from ecrf.capture.labels import SUBJECT_LABELS, VISIT_LABELS
+from ecrf.capture.labels import EVENT_STATE_LABELS, FORM_STATUS_LABELS, SUBJECT_LABELS, VISIT_LABELS
 from ecrf.capture.models import (
     SUBJECT_STATUSES,
     CheckAcknowledgement,
     EventInstance,
     FormInstance,
+    FormStatus,
     GroupRow,
     ItemValue,
     ScheduledVisit,
     Subject,
+    SubjectStatus,
 )
 from ecrf.capture.operations import (
     CaptureError,
@@ -57,6 +59,7 @@ from ecrf.capture.subjects import (
 )
 from ecrf.capture.support import (
     MAX_REASON,
+    NOT_STARTED,
     build_context,
     event_instance,
     event_path,
@@ -69,10 +72,11 @@ from ecrf.capture.support import (
 from ecrf.capture.web import actor_for, may, subject_or_404
 
 __all__ = [
-    "CaptureError", "CheckAcknowledgement", "EnrolmentError", "EventForm", "EventInstance",
-    "EventStateError", "FormInstance", "GroupRow", "ItemValue", "MAX_REASON",
-    "NotFoundError", "OpenForm", "SUBJECT_LABELS", "SUBJECT_STATUSES", "SaveResult",
-    "ScheduledVisit", "StaleChange", "StaleFormError", "StudyCounts", "Subject",
+    "CaptureError", "CheckAcknowledgement", "EVENT_STATE_LABELS", "EnrolmentError",
+    "EventForm", "EventInstance", "EventStateError", "FORM_STATUS_LABELS", "FormInstance",
+    "FormStatus", "GroupRow", "ItemValue", "MAX_REASON", "NOT_STARTED", "NotFoundError",
+    "OpenForm", "SUBJECT_LABELS", "SUBJECT_STATUSES", "SaveResult", "ScheduledVisit",
+    "StaleChange", "StaleFormError", "StudyCounts", "Subject", "SubjectStatus",
     "Submission", "VISIT_LABELS", "actor_for", "build_context", "declare_not_done",
     "enrol_subject", "event_forms", "event_instance", "event_path", "event_rule",
     "expected_events", "form_definition", "form_path", "form_snapshot", "item_history",

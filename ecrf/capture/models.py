@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import (
     CheckConstraint,
@@ -23,22 +24,36 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.core import Audited, Base, UTCDateTime, one_of, utcnow
+from ecrf.domain.schedule import EventState
 from ecrf.studies import Site, Study, StudyVersion
 
-SUBJECT_STATUSES = ("screening", "on_study", "screen_failed", "completed", "withdrawn",
-                    "lost_to_follow_up", "died")
+
+class SubjectStatus(StrEnum):
+    SCREENING = "screening"
+    ON_STUDY = "on_study"
+    SCREEN_FAILED = "screen_failed"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+    LOST_TO_FOLLOW_UP = "lost_to_follow_up"
+    DIED = "died"
+
+
+SUBJECT_STATUSES = tuple(SubjectStatus)
+
+
+class FormStatus(StrEnum):
+    """A form instance exists once saved: in progress, or complete (every check met)."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
 
 
 class Subject(Audited, Base):
     __tablename__ = "subject"
     __table_args__ = (
         UniqueConstraint("study_id", "subject_key"),
-        CheckConstraint(
-            "status IN ('screening', 'on_study', 'screen_failed', 'completed', 'withdrawn', "
-            "'lost_to_follow_up', 'died')",
-            name="status",
-        ),
+        one_of("status", SubjectStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -72,7 +87,7 @@ class EventInstance(Audited, Base):
     __tablename__ = "event_instance"
     __table_args__ = (
         UniqueConstraint("subject_id", "event_oid", "repeat"),
-        CheckConstraint("state IN ('in_progress', 'done', 'not_done')", name="state"),
+        one_of("state", EventState),
         CheckConstraint("repeat >= 1", name="repeat_positive"),
     )
 
@@ -99,7 +114,7 @@ class FormInstance(Audited, Base):
     __tablename__ = "form_instance"
     __table_args__ = (
         UniqueConstraint("event_instance_id", "form_oid"),
-        CheckConstraint("status IN ('in_progress', 'complete')", name="status"),
+        one_of("status", FormStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.capture.models import EventInstance, FormInstance, FormStatus, ItemValue, Subject
 from ecrf.capture.schedule import local_today, subject_schedule_data
 from ecrf.core import audit
 from ecrf.core.audit import Actor, AuditEvent
@@ -23,7 +23,7 @@ from ecrf.domain.schedule import EventKind, EventRule
 NOT_STARTED = "not_started"
 CLINICAL = "clinical"
 MAX_REASON = 2000
-STATUSES = (NOT_STARTED, "in_progress", "complete")
+STATUSES = (NOT_STARTED, *FormStatus)
 
 
 class CaptureError(ValueError):

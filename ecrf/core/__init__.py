@@ -25,7 +25,7 @@ from ecrf.core.audit import (
     study_audit_query,
     verify_chain,
 )
-from ecrf.core.base import Audited, Base, UTCDateTime, utcnow
+from ecrf.core.base import Audited, Base, UTCDateTime, one_of, utcnow
 from ecrf.core.cli import add_group, cli_actor, fail
 from ecrf.core.config import PROJECT_ROOT, VERSION, load_config
 from ecrf.core.csvcells import csv_cell
@@ -50,7 +50,7 @@ __all__ = [
     "add_panel", "audit_csv", "babel", "bind_actor", "cli_actor", "compute_hash",
     "connect", "csrf", "csv_cell", "current_actor", "db", "dose_level_anc_svg",
     "error_text", "fail", "form_changing", "form_saved", "format_local", "load_config",
-    "login_manager", "migrate", "panels_for", "receivers_of", "record", "record_export",
+    "login_manager", "migrate", "one_of", "panels_for", "receivers_of", "record", "record_export",
     "register", "say", "store_derived", "stream_rows", "study_audit_query",
     "subject_counts_svg", "transaction", "utcnow", "verify_chain",
 ]

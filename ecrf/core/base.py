@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import CheckConstraint, DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -47,6 +48,14 @@ def utcnow() -> dt.datetime:
 class Audited:
     """Mixin for models whose changes must be audited: a flush of such a change with no
     actor bound to the session is refused (services/audit.py), and rows are never deleted."""
+
+
+def one_of(column: str, vocabulary: Iterable[str], *, name: str | None = None
+           ) -> CheckConstraint:
+    """``CHECK (column IN (...))`` from a vocabulary (a ``StrEnum``), so that the values a
+    column may hold are written once, where the code names them too."""
+    values = ", ".join(f"'{value}'" for value in vocabulary)
+    return CheckConstraint(f"{column} IN ({values})", name=name or column)
 
 
 class Base(DeclarativeBase):

@@ -69,10 +69,19 @@ from enum import StrEnum
 
 from ecrf.domain.dates import Period, shift
 
-DONE_STATE = "done"
-IN_PROGRESS_STATE = "in_progress"
-NOT_DONE_STATE = "not_done"
-RECORDED_STATES = frozenset({DONE_STATE, IN_PROGRESS_STATE, NOT_DONE_STATE})
+
+class EventState(StrEnum):
+    """What is recorded of an event: started, done, or declared not done."""
+
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    NOT_DONE = "not_done"
+
+
+DONE_STATE = EventState.DONE
+IN_PROGRESS_STATE = EventState.IN_PROGRESS
+NOT_DONE_STATE = EventState.NOT_DONE
+RECORDED_STATES = frozenset(EventState)
 
 
 class ScheduleError(ValueError):

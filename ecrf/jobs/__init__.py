@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ecrf.jobs.models import Job
+from ecrf.jobs.models import Job, JobStatus
 from ecrf.jobs.runner import (
     JobCancelled,
     JobContext,
@@ -29,10 +29,10 @@ from ecrf.jobs.runner import (
 )
 
 __all__ = [
-    "Job", "JobCancelled", "JobContext", "JobError", "JobKind", "JobResult", "enqueue",
-    "ensure_in_process_worker", "exports_dir", "get_job", "job_kind", "jobs_for", "kinds",
-    "nudge", "record_download", "register", "request_cancel", "result_file", "run_job",
-    "work",
+    "Job", "JobCancelled", "JobContext", "JobError", "JobKind", "JobResult", "JobStatus",
+    "enqueue", "ensure_in_process_worker", "exports_dir", "get_job", "job_kind",
+    "jobs_for", "kinds", "nudge", "record_download", "register", "request_cancel",
+    "result_file", "run_job", "work",
 ]
 
 

@@ -7,25 +7,33 @@ process (a thread of the web process, or ``ecrf jobs worker``) can pick it up.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.accounts import User
-from ecrf.core import Base, UTCDateTime, utcnow
+from ecrf.core import Base, UTCDateTime, one_of, utcnow
 from ecrf.studies import Study
 
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
-FINISHED_STATUSES = frozenset({"done", "failed", "cancelled"})
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+JOB_STATUSES = tuple(JobStatus)
+FINISHED_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('queued', 'running', 'done', 'failed', 'cancelled')", name="status"
-        ),
+        one_of("status", JobStatus),
         CheckConstraint("progress >= 0 AND progress <= 100", name="progress"),
         # Workers look for the oldest queued job.
         Index("ix_job_status_id", "status", "id"),

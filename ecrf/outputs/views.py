@@ -27,7 +27,7 @@ from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.core import db
 from ecrf.core.web import transaction
-from ecrf.jobs import Job
+from ecrf.jobs import Job, JobStatus
 
 bp = Blueprint("exports", __name__)
 
@@ -38,14 +38,15 @@ register("exports.job_cancel", Allow("data.export"))
 register("exports.job_download", Allow("data.export"))
 
 STATUS_LABELS = {
-    "queued": _l("Queued"),
-    "running": _l("Running"),
-    "done": _l("Done"),
-    "failed": _l("Failed"),
-    "cancelled": _l("Cancelled"),
+    JobStatus.QUEUED: _l("Queued"),
+    JobStatus.RUNNING: _l("Running"),
+    JobStatus.DONE: _l("Done"),
+    JobStatus.FAILED: _l("Failed"),
+    JobStatus.CANCELLED: _l("Cancelled"),
 }
-STATUS_STYLES = {"queued": "secondary", "running": "primary", "done": "success",
-                 "failed": "danger", "cancelled": "warning"}
+STATUS_STYLES = {JobStatus.QUEUED: "secondary", JobStatus.RUNNING: "primary",
+                 JobStatus.DONE: "success", JobStatus.FAILED: "danger",
+                 JobStatus.CANCELLED: "warning"}
 
 
 class CrfJobForm(FlaskForm):

@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS
+from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS, SIGNATURE_SCOPE_LABELS
 from ecrf.review.locks import DataLockedError, LockError
-from ecrf.review.models import Lock, Query, QueryMessage, SdvMark, Signature
+from ecrf.review.models import (
+    Lock,
+    LockScope,
+    Query,
+    QueryMessage,
+    QueryOrigin,
+    QueryStatus,
+    SdvMark,
+    Signature,
+    SignatureScope,
+)
 from ecrf.review.query_lists import QueryRow, list_queries, query_counts
 from ecrf.review.sdv import SdvProgress, SubjectSdv
 from ecrf.review.sdv import forms_status as sdv_forms_status
@@ -21,11 +31,13 @@ from ecrf.review.signatures import to_redo as signatures_to_redo
 from ecrf.review.support import ReviewError
 
 __all__ = [
-    "AwaitingForm", "DataLockedError", "Lock", "LockError", "MEANINGS", "ORIGIN_LABELS",
-    "QUERY_STATUS_LABELS", "Query", "QueryMessage", "QueryRow", "ReviewError",
-    "SIGNATURE_MEANINGS", "SdvMark", "SdvProgress", "Signature", "SubjectSdv",
-    "awaiting_signature", "list_queries", "query_counts", "register", "sdv_forms_status",
-    "sdv_progress", "sdv_site_progress", "signatures_of", "signatures_to_redo",
+    "AwaitingForm", "DataLockedError", "Lock", "LockError", "LockScope", "MEANINGS",
+    "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "Query", "QueryMessage", "QueryOrigin",
+    "QueryRow", "QueryStatus", "ReviewError", "SIGNATURE_MEANINGS",
+    "SIGNATURE_SCOPE_LABELS", "SdvMark", "SdvProgress", "Signature", "SignatureScope",
+    "SubjectSdv", "awaiting_signature", "list_queries", "query_counts", "register",
+    "sdv_forms_status", "sdv_progress", "sdv_site_progress", "signatures_of",
+    "signatures_to_redo",
 ]
 
 

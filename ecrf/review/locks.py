@@ -27,7 +27,7 @@ from ecrf.review.support import (
     record_review,
     subject_path,
 )
-from ecrf.studies import Site, Study, StudySite
+from ecrf.studies import Site, Study, StudySite, StudyStatus
 
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",
@@ -36,11 +36,11 @@ __all__ = [
 ]
 
 # transition -> (statuses it starts from, status it leads to)
-STUDY_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "freeze": (("active",), "frozen"),
-    "unfreeze": (("frozen",), "active"),
-    "lock": (("active", "frozen"), "locked"),
-    "unlock": (("locked",), "active"),
+STUDY_TRANSITIONS: dict[str, tuple[tuple[StudyStatus, ...], StudyStatus]] = {
+    "freeze": ((StudyStatus.ACTIVE,), StudyStatus.FROZEN),
+    "unfreeze": ((StudyStatus.FROZEN,), StudyStatus.ACTIVE),
+    "lock": ((StudyStatus.ACTIVE, StudyStatus.FROZEN), StudyStatus.LOCKED),
+    "unlock": ((StudyStatus.LOCKED,), StudyStatus.ACTIVE),
 }
 
 

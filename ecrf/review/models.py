@@ -8,19 +8,44 @@ of review stays readable next to the audit trail.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.accounts import User
 from ecrf.capture import EventInstance, FormInstance, Subject
-from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.core import Audited, Base, UTCDateTime, one_of, utcnow
 from ecrf.studies import Site
 
-QUERY_STATUSES = ("open", "answered", "closed")
-QUERY_ORIGINS = ("manual", "automatic")
-SIGNATURE_SCOPES = ("form", "event", "casebook")
-LOCK_SCOPES = ("form", "subject", "site")
+
+class QueryStatus(StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+
+
+class QueryOrigin(StrEnum):
+    MANUAL = "manual"  # raised by a reviewer
+    AUTOMATIC = "automatic"  # raised by a failing warning check
+
+
+class SignatureScope(StrEnum):
+    FORM = "form"
+    EVENT = "event"
+    CASEBOOK = "casebook"
+
+
+class LockScope(StrEnum):
+    FORM = "form"
+    SUBJECT = "subject"
+    SITE = "site"
+
+
+QUERY_STATUSES = tuple(QueryStatus)
+QUERY_ORIGINS = tuple(QueryOrigin)
+SIGNATURE_SCOPES = tuple(SignatureScope)
+LOCK_SCOPES = tuple(LockScope)
 
 
 class Query(Audited, Base):
@@ -33,8 +58,8 @@ class Query(Audited, Base):
 
     __tablename__ = "data_query"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'answered', 'closed')", name="status"),
-        CheckConstraint("origin IN ('manual', 'automatic')", name="origin"),
+        one_of("status", QueryStatus),
+        one_of("origin", QueryOrigin),
         CheckConstraint("origin = 'manual' OR check_oid IS NOT NULL", name="automatic_check"),
         CheckConstraint("item_oid IS NULL OR form_instance_id IS NOT NULL", name="item_form"),
         Index("ix_data_query_study_status", "study_id", "status"),
@@ -146,7 +171,7 @@ class Signature(Audited, Base):
 
     __tablename__ = "signature"
     __table_args__ = (
-        CheckConstraint("scope IN ('form', 'event', 'casebook')", name="scope"),
+        one_of("scope", SignatureScope),
         CheckConstraint("scope != 'form' OR form_instance_id IS NOT NULL", name="form_target"),
         CheckConstraint("scope != 'event' OR event_instance_id IS NOT NULL",
                         name="event_target"),
@@ -186,7 +211,7 @@ class Lock(Audited, Base):
 
     __tablename__ = "data_lock"
     __table_args__ = (
-        CheckConstraint("scope IN ('form', 'subject', 'site')", name="scope"),
+        one_of("scope", LockScope),
         CheckConstraint("scope != 'form' OR form_instance_id IS NOT NULL", name="form_target"),
         CheckConstraint("scope != 'subject' OR subject_id IS NOT NULL", name="subject_target"),
         CheckConstraint("scope != 'site' OR site_id IS NOT NULL", name="site_target"),

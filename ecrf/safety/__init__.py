@@ -15,7 +15,16 @@ from ecrf.safety.endpoints import (
 )
 from ecrf.safety.handlers import react
 from ecrf.safety.handlers import react as react_to_save
-from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
+from ecrf.safety.models import (
+    AeGradePrompt,
+    AssessmentStatus,
+    AwarenessSource,
+    DltAssessment,
+    NotificationChannel,
+    NotificationLog,
+    PromptStatus,
+    SaeReport,
+)
 from ecrf.safety.operations import (
     DltError,
     SafetyError,
@@ -36,7 +45,8 @@ from ecrf.safety.operations import (
 from ecrf.safety.support import ae_log, load_ae_rows
 
 __all__ = [
-    "AeGradePrompt", "DltAssessment", "DltError", "EndpointsError", "NotificationLog",
+    "AeGradePrompt", "AssessmentStatus", "AwarenessSource", "DltAssessment", "DltError",
+    "EndpointsError", "NotificationChannel", "NotificationLog", "PromptStatus",
     "SaeReport", "SafetyError", "accept_prompt", "add_followup", "ae_log", "clock",
     "create_report", "decide_dlt", "decline_prompt", "dlt_status", "has_counts",
     "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",

@@ -8,6 +8,7 @@ deleted, a decision is a status with who, when and why.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -22,8 +23,37 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.capture import FormInstance, Subject
-from ecrf.core import Audited, Base, UTCDateTime, utcnow
+from ecrf.core import Audited, Base, UTCDateTime, one_of, utcnow
 from ecrf.studies import Study
+
+
+class AwarenessSource(StrEnum):
+    """Where an SAE report's awareness time came from."""
+
+    FORM = "form"  # the AE row's awareness date-time
+    ENTRY = "entry"  # the time the row was saved serious
+    MANUAL = "manual"  # entered on the safety page
+
+
+class PromptStatus(StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+class AssessmentStatus(StrEnum):
+    """A DLT candidate and the investigator's decision on it."""
+
+    CANDIDATE = "candidate"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class NotificationChannel(StrEnum):
+    EMAIL = "email"
+    LOG = "log"
 
 
 class SaeReport(Audited, Base):
@@ -34,8 +64,7 @@ class SaeReport(Audited, Base):
     __table_args__ = (
         UniqueConstraint("form_instance_id", "group_oid", "row", "version"),
         CheckConstraint("version >= 1", name="version_positive"),
-        CheckConstraint("awareness_source IN ('form', 'entry', 'manual')",
-                        name="awareness_source"),
+        one_of("awareness_source", AwarenessSource),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -71,8 +100,7 @@ class AeGradePrompt(Audited, Base):
 
     __tablename__ = "ae_grade_prompt"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'accepted', 'declined', 'withdrawn')",
-                        name="status"),
+        one_of("status", PromptStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -107,8 +135,7 @@ class DltAssessment(Audited, Base):
     __tablename__ = "dlt_assessment"
     __table_args__ = (
         UniqueConstraint("form_instance_id", "group_oid", "row"),
-        CheckConstraint("status IN ('candidate', 'confirmed', 'rejected', 'withdrawn')",
-                        name="status"),
+        one_of("status", AssessmentStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -138,7 +165,7 @@ class NotificationLog(Base):
 
     __tablename__ = "notification_log"
     __table_args__ = (
-        CheckConstraint("channel IN ('email', 'log')", name="channel"),
+        one_of("channel", NotificationChannel),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.studies.cli import command_site, command_study
-from ecrf.studies.models import Site, Study, StudySite, StudyVersion
+from ecrf.studies.labels import STUDY_STATUS_LABELS
+from ecrf.studies.models import Site, Study, StudySite, StudyStatus, StudyVersion
 from ecrf.studies.sites import SiteError, add_site_to_study, create_site, get_site, list_sites
 from ecrf.studies.store import (
     LoadResult,
@@ -25,11 +26,11 @@ from ecrf.studies.store import (
 from ecrf.studies.store import versions as study_versions
 
 __all__ = [
-    "LoadResult", "Site", "SiteError", "Study", "StudyError", "StudySite", "StudyVersion",
-    "add_site_to_study", "check_folder", "command_site", "command_study", "create_site",
-    "definition_for", "get_site", "get_study", "get_version", "latest_version",
-    "latest_versions", "list_sites", "load_folder", "register", "require_study",
-    "study_versions", "versions",
+    "LoadResult", "STUDY_STATUS_LABELS", "Site", "SiteError", "Study", "StudyError",
+    "StudySite", "StudyStatus", "StudyVersion", "add_site_to_study", "check_folder",
+    "command_site", "command_study", "create_site", "definition_for", "get_site",
+    "get_study", "get_version", "latest_version", "latest_versions", "list_sites",
+    "load_folder", "register", "require_study", "study_versions", "versions",
 ]
 
 

@@ -4,10 +4,10 @@ versions of a study definition."""
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
-    CheckConstraint,
     ForeignKey,
     Integer,
     String,
@@ -16,7 +16,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecrf.core import Base, UTCDateTime, utcnow
+from ecrf.core import Base, UTCDateTime, one_of, utcnow
+
+
+class StudyStatus(StrEnum):
+    ACTIVE = "active"
+    FROZEN = "frozen"  # no data entry; review goes on
+    LOCKED = "locked"  # read-only
 
 
 class Site(Base):
@@ -37,7 +43,7 @@ class Site(Base):
 class Study(Base):
     __tablename__ = "study"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'frozen', 'locked')", name="status"),
+        one_of("status", StudyStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

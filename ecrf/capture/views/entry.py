@@ -24,7 +24,6 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -33,6 +32,7 @@ from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
 from ecrf.capture import history
 from ecrf.capture import operations as capture
+from ecrf.capture.labels import EVENT_STATE_LABELS, FORM_STATUS_LABELS
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.capture.views.entry_page import build_page, items_for, posted_rows, read_submission
@@ -61,10 +61,6 @@ register("entry.subject_audit", Allow("audit.view"))
 register("entry.subject_audit_csv", Allow("audit.view"))
 register("entry.study_audit_csv", Allow("audit.view"))
 
-STATUS_LABELS = {"not_started": _l("Not started"), "in_progress": _l("In progress"),
-                 "complete": _l("Complete")}
-EVENT_STATES = {"in_progress": _l("Started"), "done": _l("Done"),
-                "not_done": _l("Not done")}
 
 
 def _language() -> str:
@@ -108,7 +104,7 @@ def _render_event(subject: Subject, event_oid: str, repeat: int, *, errors=None,
                for f in forms],
         visit=visit, editable=may("data.enter", subject), errors=errors or {},
         posted=request.form if request.method == "POST" else {},
-        status_labels=STATUS_LABELS, event_states=EVENT_STATES,
+        status_labels=FORM_STATUS_LABELS, event_states=EVENT_STATE_LABELS,
         today=local_today(subject.site.timezone),
     ), status
 
@@ -289,7 +285,7 @@ def _render_form(subject, event_oid, repeat, opened, page, base_version, *, stal
         event_name=subject_definition(subject).event(event_oid).name,
         form_def=opened.form, form_name=opened.form.name_in(language), opened=opened,
         page=page, base_version=base_version, editable=may("data.enter", subject),
-        status_labels=STATUS_LABELS, stale=stale, stale_rows=stale_rows,
+        status_labels=FORM_STATUS_LABELS, stale=stale, stale_rows=stale_rows,
         stale_message=say(stale.message) if stale is not None else None, attempted=attempted,
         event_url=_event_url(subject, event_oid, repeat), version_label=(
             opened.instance.study_version.label if opened.instance

@@ -16,14 +16,21 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
 from ecrf import capture
 from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
-from ecrf.capture import EventInstance, FormInstance, Subject, actor_for, may, subject_or_404
+from ecrf.capture import (
+    FORM_STATUS_LABELS,
+    EventInstance,
+    FormInstance,
+    Subject,
+    actor_for,
+    may,
+    subject_or_404,
+)
 from ecrf.core import db
 from ecrf.core.web import error_text, say, transaction
 from ecrf.crf import FormDef, ItemDef
@@ -35,7 +42,7 @@ from ecrf.review.models import Lock, Query, SdvMark
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import STUDY, bp
 from ecrf.review.views.blueprint import language as _language
-from ecrf.studies import Site, StudySite, definition_for
+from ecrf.studies import STUDY_STATUS_LABELS, Site, StudySite, definition_for
 
 SUBJECT = STUDY + "/subjects/<subject_key>"
 FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"
@@ -51,10 +58,6 @@ register("review.study_status", Allow("data.lock"))
 register("review.site_lock", Allow("data.lock"))
 register("review.unlock", Allow("data.lock"))
 
-FORM_STATUS_LABELS = {"not_started": _l("Not started"), "in_progress": _l("In progress"),
-                      "complete": _l("Complete")}
-SCOPE_LABELS = {"form": _l("Form"), "event": _l("Event"), "casebook": _l("Casebook")}
-STUDY_STATUS_LABELS = {"active": _l("Active"), "frozen": _l("Frozen"), "locked": _l("Locked")}
 
 
 def _key_text(key: Key) -> str:
