@@ -4,8 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Exact versions of every dependency: every install below uses it as pip constraints, so a
+# new machine gets what the suite last passed with. `make lock` refreshes it.
+LOCK := requirements/lock.txt
+# `make lock LOCK_UPGRADE=` keeps the current pins wherever pyproject.toml still allows them.
+LOCK_UPGRADE ?= --upgrade
+UV_COMPILE := pyproject.toml --extra test --python-version 3.11
 
-.PHONY: run test install install-test system-deps lint bench clean-db help
+.PHONY: run test install install-test system-deps lint lock bench clean-db help
 
 # Debian packages the test suite drives: Chromium (browser tests), poppler-utils (PDF
 # checks), and the libraries and fonts WeasyPrint renders with.
@@ -15,6 +21,7 @@ help:
 	@echo "make run    create .venv, install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
 	@echo "make test   install test extras and run the whole suite"
 	@echo "make lint   ruff check"
+	@echo "make lock   refresh $(LOCK) from PyPI after changing dependencies in pyproject.toml"
 	@echo "make bench  run the performance scripts under bench/"
 
 $(BIN)/python:
@@ -22,12 +29,12 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create a virtual environment. On Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	@touch $@
 
 install: $(VENV)/.installed
@@ -53,8 +60,23 @@ system-deps:
 test: install-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The architecture contracts join here as a second step, `$(BIN)/lint-imports`, once
+# .importlinter holds them.
 lint: install-test
 	$(BIN)/ruff check .
+
+# Resolves against PyPI with uv (installed into .venv); pip alone is enough to install.
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile $(UV_COMPILE) --universal $(LOCK_UPGRADE) --no-header --quiet -o $(LOCK)
+	@{ printf '%s\n' \
+	  "# The exact version of every package ecrf and its test extras install, for every Python" \
+	  "# ecrf supports (3.11 and newer) on any platform. make run, make test and CI install" \
+	  "# with it as pip constraints:" \
+	  "#    pip install -c $(LOCK) -e '.[test]'" \
+	  "# Do not edit by hand: refresh it with \`make lock\` (needs PyPI), which runs" \
+	  "#    uv pip compile $(UV_COMPILE) --universal --upgrade -o $(LOCK)"; \
+	  cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 bench: install-test
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
