@@ -7,11 +7,17 @@ PORT ?= 5000
 # Exact versions of every dependency: every install below uses it as pip constraints, so a
 # new machine gets what the suite last passed with. `make lock` refreshes it.
 LOCK := requirements/lock.txt
+# The lowest versions pyproject.toml allows for ecrf's own dependencies (what those need in
+# turn at its newest), resolved for Python 3.11: `make test-lowest` runs the suite and ruff
+# on them in a separate virtual environment, which proves every lower bound.
+LOWEST := requirements/lowest.txt
+VENV_LOWEST ?= .venv-lowest
+PYTHON_LOWEST ?= python3.11
 # `make lock LOCK_UPGRADE=` keeps the current pins wherever pyproject.toml still allows them.
 LOCK_UPGRADE ?= --upgrade
 UV_COMPILE := pyproject.toml --extra test --python-version 3.11
 
-.PHONY: run test install install-test system-deps lint lock bench clean-db help
+.PHONY: run test test-lowest install install-test system-deps lint lock bench clean-db help
 
 # Debian packages the test suite drives: Chromium (browser tests), poppler-utils (PDF
 # checks), and the libraries and fonts WeasyPrint renders with.
@@ -20,8 +26,9 @@ DEB_PACKAGES := chromium poppler-utils fonts-dejavu-core libpango-1.0-0 libpango
 help:
 	@echo "make run    create .venv, install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
 	@echo "make test   install test extras and run the whole suite"
+	@echo "make test-lowest  run the suite and ruff on the lowest versions pyproject.toml allows"
 	@echo "make lint   ruff check"
-	@echo "make lock   refresh $(LOCK) from PyPI after changing dependencies in pyproject.toml"
+	@echo "make lock   refresh $(LOCK) and $(LOWEST) from PyPI after changing pyproject.toml"
 	@echo "make bench  run the performance scripts under bench/"
 
 $(BIN)/python:
@@ -60,6 +67,20 @@ system-deps:
 test: install-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Made from scratch whenever the lowest versions change, so nothing newer lingers in it.
+$(VENV_LOWEST)/.installed-test: pyproject.toml $(LOWEST)
+	@$(PYTHON_LOWEST) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null \
+	  || { echo "make test-lowest needs Python 3.11, the oldest ecrf supports: set PYTHON_LOWEST=/path/to/python3.11"; exit 1; }
+	rm -rf $(VENV_LOWEST)
+	$(PYTHON_LOWEST) -m venv $(VENV_LOWEST)
+	$(VENV_LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_LOWEST)/bin/python -m pip install --quiet -c $(LOWEST) -e '.[test]'
+	@touch $@
+
+test-lowest: $(VENV_LOWEST)/.installed-test system-deps
+	$(VENV_LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV_LOWEST)/bin/ruff check .
+
 # The architecture contracts join here as a second step, `$(BIN)/lint-imports`, once
 # .importlinter holds them.
 lint: install-test
@@ -77,6 +98,14 @@ lock: $(BIN)/python
 	  "# Do not edit by hand: refresh it with \`make lock\` (needs PyPI), which runs" \
 	  "#    uv pip compile $(UV_COMPILE) --universal --upgrade -o $(LOCK)"; \
 	  cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
+	$(BIN)/uv pip compile $(UV_COMPILE) --resolution lowest-direct $(LOCK_UPGRADE) --no-header --quiet -o $(LOWEST)
+	@{ printf '%s\n' \
+	  "# The lowest versions pyproject.toml allows for ecrf's dependencies and test extras (what" \
+	  "# those need in turn at its newest), for Python 3.11. \`make test-lowest\` installs them" \
+	  "# into $(VENV_LOWEST) and runs the whole suite and ruff, which proves the lower bounds." \
+	  "# Do not edit by hand: refresh it with \`make lock\` (needs PyPI), which runs" \
+	  "#    uv pip compile $(UV_COMPILE) --resolution lowest-direct --upgrade -o $(LOWEST)"; \
+	  cat $(LOWEST); } > $(LOWEST).tmp && mv $(LOWEST).tmp $(LOWEST)
 
 bench: install-test
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
