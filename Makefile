@@ -27,7 +27,7 @@ help:
 	@echo "make run    create .venv, install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
 	@echo "make test   install test extras and run the whole suite"
 	@echo "make test-lowest  run the suite and ruff on the lowest versions pyproject.toml allows"
-	@echo "make lint   ruff check"
+	@echo "make lint   ruff check and the architecture contracts (lint-imports)"
 	@echo "make lock   refresh $(LOCK) and $(LOWEST) from PyPI after changing pyproject.toml"
 	@echo "make bench  run the performance scripts under bench/"
 
@@ -81,10 +81,10 @@ test-lowest: $(VENV_LOWEST)/.installed-test system-deps
 	$(VENV_LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
 	$(VENV_LOWEST)/bin/ruff check .
 
-# The architecture contracts join here as a second step, `$(BIN)/lint-imports`, once
-# .importlinter holds them.
+# ruff, then the architecture contracts in .importlinter (layers, no cycles, public surfaces).
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Resolves against PyPI with uv (installed into .venv); pip alone is enough to install.
 lock: $(BIN)/python
