@@ -1,4 +1,4 @@
-"""JSON API v1: same services, permissions and audit as the screens.
+"""JSON API v1: same operations, permissions and audit as the screens.
 
 Clients authenticate with ``Authorization: Bearer <token>`` (see ``auth.py``). The
 blueprint is exempt from CSRF because its writes accept bearer tokens only: a browser's

@@ -47,7 +47,7 @@ def utcnow() -> dt.datetime:
 
 class Audited:
     """Mixin for models whose changes must be audited: a flush of such a change with no
-    actor bound to the session is refused (services/audit.py), and rows are never deleted."""
+    actor bound to the session is refused (``ecrf.core.audit``), and rows are never deleted."""
 
 
 def one_of(column: str, vocabulary: Iterable[str], *, name: str | None = None

@@ -1,4 +1,4 @@
-"""Semantic checks of the study.yaml blocks that tell the safety services where their data
+"""Semantic checks of the study.yaml blocks that tell safety where its data
 is: ``recovery_endpoints`` (daily counts and episode forms), ``adverse_events`` (the AE log)
 and ``dose_escalation.dlt_drug``.
 

@@ -1,4 +1,4 @@
-"""Where the safety services read their data: the ``recovery_endpoints`` and
+"""Where safety reads its data: the ``recovery_endpoints`` and
 ``adverse_events`` blocks of study.yaml, as immutable parts of the ``StudyDefinition``.
 
 Built from checked content only: every OID here exists in the group it is read from and

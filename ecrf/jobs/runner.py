@@ -12,7 +12,7 @@ through its context; each report also checks whether a cancel was requested. A k
 writes its file under ``instance/exports/<job id>/``; the job becomes ``done`` together
 with its audit row (one transaction), or ``failed`` with a message saying why.
 
-``enqueue``, ``request_cancel`` and the queries are services (flush, never commit). The
+``enqueue``, ``request_cancel`` and the queries are operations (flush, never commit). The
 worker functions below them are an outer layer like a CLI command: they own their
 transactions.
 """
@@ -106,7 +106,7 @@ def exports_dir(app: Flask) -> Path:
     return Path(configured) if configured else Path(app.instance_path) / "exports"
 
 
-# --- services -------------------------------------------------------------------------------
+# --- operations -------------------------------------------------------------------------------
 
 def enqueue(session: Session, actor: Actor, kind: str, study: Study,
             params: dict[str, Any] | None = None) -> Job:

@@ -1,6 +1,6 @@
 """`ecrf study freeze|unfreeze|lock|unlock OID --reason` and `ecrf queries list STUDY`.
 
-Thin wrappers over the review services; one transaction per command; bad input prints one
+Thin wrappers over review's operations; one transaction per command; bad input prints one
 clear line and exits non-zero. The operator at the command line acts with the server's
 authority (the audit trail records ``cli:<login name>``).
 """

@@ -1,4 +1,4 @@
-"""What the review services share: errors, permission checks at a subject's site, audit
+"""What review's operations share: errors, permission checks at a subject's site, audit
 rows of review actions, and the live values of forms read in one statement."""
 
 from __future__ import annotations

@@ -22,8 +22,7 @@ from ecrf.core.web import error_text, say, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
 from ecrf.crf.values import display
-from ecrf.review import corrections as query_corrections
-from ecrf.review import queries
+from ecrf.review import corrections, queries
 from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS
 from ecrf.review.models import Query
 from ecrf.review.support import ReviewError
@@ -162,12 +161,12 @@ def query_answer(study_oid: str, query_id: int):
         with transaction():
             if correct and query.item_oid:
                 raw = form.getlist("value") if multiple else form.get("value", "").strip()
-                query_corrections.answer_with_correction(
+                corrections.answer_with_correction(
                     db.session, actor, query, text,
-                    query_corrections.Correction(raw, form.get("reason", "")))
+                    corrections.Correction(raw, form.get("reason", "")))
             else:
                 queries.answer(db.session, actor, query, text)
-    except query_corrections.CorrectionRefused as exc:
+    except corrections.CorrectionRefused as exc:
         return render_query(_query_or_404(query_id), status=422, errors={
             "value": " ".join(say(p) for p in exc.problems) or error_text(exc)})
     except capture.StaleFormError:
