@@ -8,7 +8,12 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.capture.history import subject_audit_query
-from ecrf.capture.labels import EVENT_STATE_LABELS, FORM_STATUS_LABELS, SUBJECT_LABELS, VISIT_LABELS
+from ecrf.capture.labels import (
+    EVENT_STATE_LABELS,
+    FORM_STATUS_LABELS,
+    SUBJECT_LABELS,
+    VISIT_LABELS,
+)
 from ecrf.capture.models import (
     SUBJECT_STATUSES,
     CheckAcknowledgement,

@@ -56,7 +56,8 @@ def held_roles(user: User, study: Study) -> list[Role]:
     return [r for r in DASHBOARD_ROLES if r in held]
 
 
-def panels(session: Session, user: User, study: Study, role: Role) -> list[tuple[DashboardPanel, object]]:
+def panels(session: Session, user: User, study: Study, role: Role
+           ) -> list[tuple[DashboardPanel, object]]:
     """The panels other areas added for ``role``, each with its data."""
     return [(panel, panel.build(session, user, study)) for panel in panels_for(role.value)]
 
