@@ -18,7 +18,7 @@ from ecrf.capture import EventStateError, FormInstance, Subject, form_path
 from ecrf.core import audit, utcnow
 from ecrf.core.audit import Actor
 from ecrf.crf.values import N_, Message
-from ecrf.review.models import Lock
+from ecrf.review.models import Lock, LockScope
 from ecrf.review.support import (
     REVIEW,
     ReviewError,
@@ -31,7 +31,7 @@ from ecrf.studies import Site, Study, StudySite, StudyStatus
 
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",
-    "blocking_lock", "change_study_status", "describe", "ensure_review_allowed",
+    "blocking_lock", "change_study_status", "current_lock", "describe", "ensure_review_allowed",
     "ensure_writable", "lock_form", "lock_site", "lock_subject", "lock_state", "unlock",
 ]
 
@@ -153,6 +153,15 @@ def active_locks(session: Session, study: Study) -> list[Lock]:
                                 .order_by(Lock.locked_at, Lock.id)))
 
 
+def current_lock(session: Session, scope: LockScope, **target: int) -> Lock | None:
+    """The lock in force on one target: ``form_instance_id=``, ``subject_id=``, or
+    ``study_id=`` with ``site_id=``."""
+    stmt = select(Lock).where(Lock.scope == scope, Lock.unlocked_at.is_(None))
+    for column, value in target.items():
+        stmt = stmt.where(getattr(Lock, column) == value)
+    return session.scalar(stmt)
+
+
 # --- changing ---------------------------------------------------------------------------------
 
 
@@ -171,10 +180,7 @@ def lock_form(session: Session, actor: Actor, form_instance: FormInstance,
     audit.bind_actor(session, actor)
     subject = form_instance.event.subject
     check_allowed(session, actor, "data.lock", subject.study, subject.site_id)
-    existing = session.scalar(select(Lock).where(
-        Lock.scope == "form", Lock.form_instance_id == form_instance.id,
-        Lock.unlocked_at.is_(None)))
-    if existing is not None:
+    if current_lock(session, LockScope.FORM, form_instance_id=form_instance.id) is not None:
         raise LockError(N_("This form is already locked."))
     lock = _new_lock(session, actor, subject.study, "form", reason,
                      form_instance_id=form_instance.id)
@@ -189,9 +195,7 @@ def lock_subject(session: Session, actor: Actor, subject: Subject,
                  reason: str | None = None) -> Lock:
     audit.bind_actor(session, actor)
     check_allowed(session, actor, "data.lock", subject.study, subject.site_id)
-    existing = session.scalar(select(Lock).where(
-        Lock.scope == "subject", Lock.subject_id == subject.id, Lock.unlocked_at.is_(None)))
-    if existing is not None:
+    if current_lock(session, LockScope.SUBJECT, subject_id=subject.id) is not None:
         raise LockError(N_("Subject %(subject)s is already locked."), subject=subject.subject_key)
     lock = _new_lock(session, actor, subject.study, "subject", reason, subject_id=subject.id)
     record_review(session, actor, "lock.applied", subject, subject_path(subject), new="locked",
@@ -208,10 +212,7 @@ def lock_site(session: Session, actor: Actor, study: Study, site: Site,
     if taking_part is None:
         raise LockError(N_("Site %(site)s does not take part in %(study)s."), site=site.code,
                         study=study.oid)
-    existing = session.scalar(select(Lock).where(
-        Lock.study_id == study.id, Lock.scope == "site", Lock.site_id == site.id,
-        Lock.unlocked_at.is_(None)))
-    if existing is not None:
+    if current_lock(session, LockScope.SITE, study_id=study.id, site_id=site.id) is not None:
         raise LockError(N_("Site %(site)s is already locked."), site=site.code)
     lock = _new_lock(session, actor, study, "site", reason, site_id=site.id)
     audit.record(session, actor, "lock.applied", category=REVIEW, study_oid=study.oid,

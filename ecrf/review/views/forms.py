@@ -38,7 +38,7 @@ from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
 from ecrf.review import locks, queries, sdv, signatures
 from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS
-from ecrf.review.models import Lock, Query, SdvMark
+from ecrf.review.models import Lock, LockScope, Query, SdvMark
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import STUDY, bp
 from ecrf.review.views.blueprint import language as _language
@@ -211,9 +211,8 @@ def form_lock(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     try:
         with transaction():
             if request.form.get("action") == "unlock":
-                lock = db.session.scalar(select(Lock).where(
-                    Lock.scope == "form", Lock.form_instance_id == instance.id,
-                    Lock.unlocked_at.is_(None)))
+                lock = locks.current_lock(db.session, LockScope.FORM,
+                                          form_instance_id=instance.id)
                 if lock is None:
                     raise ReviewError(_("This form is not locked."))
                 locks.unlock(db.session, actor, lock, reason)
@@ -267,8 +266,7 @@ def _render_subject(subject: Subject, *, errors: dict | None = None, status: int
                 "url": review_url(subject, event.event_oid, event.repeat, form_instance.form_oid),
             })
     lock = locks.lock_state(db.session, subject)
-    subject_lock = db.session.scalar(select(Lock).where(
-        Lock.scope == "subject", Lock.subject_id == subject.id, Lock.unlocked_at.is_(None)))
+    subject_lock = locks.current_lock(db.session, LockScope.SUBJECT, subject_id=subject.id)
     return render_template(
         "review/subject.html", study=g.study, subject=subject, rows=rows, events=events,
         subject_queries=subject_queries, signatures=all_signatures, lock=lock,
@@ -292,9 +290,7 @@ def subject_lock(study_oid: str, subject_key: str):
     try:
         with transaction():
             if request.form.get("action") == "unlock":
-                lock = db.session.scalar(select(Lock).where(
-                    Lock.scope == "subject", Lock.subject_id == found.id,
-                    Lock.unlocked_at.is_(None)))
+                lock = locks.current_lock(db.session, LockScope.SUBJECT, subject_id=found.id)
                 if lock is None:
                     raise ReviewError(_("This subject is not locked."))
                 locks.unlock(db.session, actor, lock, reason)

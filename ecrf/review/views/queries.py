@@ -7,6 +7,7 @@ are looked up through the user's sites, so those of another site are simply not 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -180,40 +181,39 @@ def query_answer(study_oid: str, query_id: int):
                  else _("Your answer and the correction were recorded."))
 
 
+def _act(query: Query, field: str, work: Callable[[], object], message: str):
+    """Run one action on the thread in the request's transaction: go back to the query
+    with ``message``, or show the refusal beside the control ``field``."""
+    try:
+        with transaction():
+            work()
+    except ReviewError as exc:
+        return _refused(query, field, exc)
+    return _done(query, message)
+
+
 @bp.post(QUERY + "/close")
 def query_close(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
-    try:
-        with transaction():
-            queries.close(db.session, actor_for("queries.close", query.subject), query,
-                          request.form.get("text"))
-    except ReviewError as exc:
-        return _refused(query, "close", exc)
-    return _done(query, _("The query is closed."))
+    return _act(query, "close", lambda: queries.close(
+        db.session, actor_for("queries.close", query.subject), query,
+        request.form.get("text")), _("The query is closed."))
 
 
 @bp.post(QUERY + "/reopen")
 def query_reopen(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
-    try:
-        with transaction():
-            queries.reopen(db.session, actor_for("queries.close", query.subject), query,
-                           request.form.get("text", ""))
-    except ReviewError as exc:
-        return _refused(query, "reopen", exc)
-    return _done(query, _("The query is open again."))
+    return _act(query, "reopen", lambda: queries.reopen(
+        db.session, actor_for("queries.close", query.subject), query,
+        request.form.get("text", "")), _("The query is open again."))
 
 
 @bp.post(QUERY + "/comment")
 def query_comment(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
-    try:
-        with transaction():
-            queries.comment(db.session, actor_for("subjects.view", query.subject), query,
-                            request.form.get("text", ""))
-    except ReviewError as exc:
-        return _refused(query, "comment", exc)
-    return _done(query, _("Your note was added."))
+    return _act(query, "comment", lambda: queries.comment(
+        db.session, actor_for("subjects.view", query.subject), query,
+        request.form.get("text", "")), _("Your note was added."))
 
 
 @bp.post(QUERY + "/assign")
@@ -224,13 +224,9 @@ def query_assign(study_oid: str, query_id: int):
     if chosen and assignee is None:
         return render_query(query, errors={"assign": _("Choose a person from the list.")},
                             status=422)
-    try:
-        with transaction():
-            queries.assign(db.session, actor_for("queries.raise", query.subject), query,
-                           assignee)
-    except ReviewError as exc:
-        return _refused(query, "assign", exc)
-    return _done(query, _("The query was assigned."))
+    return _act(query, "assign", lambda: queries.assign(
+        db.session, actor_for("queries.raise", query.subject), query, assignee),
+        _("The query was assigned."))
 
 
 # --- raising ------------------------------------------------------------------------------------
