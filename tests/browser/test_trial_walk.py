@@ -1,0 +1,110 @@
+"""The trial walk: each seed trial walked through the browser, as its people would.
+
+A site coordinator enrols subjects and fills every form of every event they reach (values
+chosen from the study definition, see tests/browser/walk/values.py), the logs (adverse
+events with an SAE, medications, deviations, transplant, death, end of study), rows added,
+edited and removed with reasons; the investigator signs; the monitor queries and verifies;
+the data manager assigns nothing by hand, locks and exports. Each person has their own
+browser context. The walk then checks the subject page (status, schedule), the ODM export
+and the casebook PDF for values typed on the way.
+
+Only setup goes around the pages: the study is loaded from forms/, the people are created
+with their grants, and DEXAML-03 gets its randomization list, as an administrator does
+with the command line. Run one trial at a time:
+
+    pytest tests/browser/test_trial_walk.py -k UCMSCEXO
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from ecrf.accounts.models import RoleGrant
+from ecrf.core import PROJECT_ROOT, Actor, db
+from ecrf.studies import Site, load_folder, require_study
+from tests.browser.conftest import ARTIFACTS
+from tests.browser.walk.flow import Walk
+from tests.browser.walk.stories import STORIES
+
+LOADER = Actor(user_id=None, username="test-loader")
+TRIALS = [
+    pytest.param("UCMSCEXO", "ucmscexo", "WUH", id="UCMSCEXO"),
+    pytest.param("DEXAML03", "dexaml03", "TLS", id="DEXAML03"),
+]
+PEOPLE = {  # walk role -> (username, role, full name, site-bound)
+    "crc": ("crc", "coordinator", "Chloe Coordinator", True),
+    "inv": ("inv", "investigator", "Ines Investigator", True),
+    "mon": ("mon", "monitor", "Marc Monitor", False),
+    "dm": ("dm", "data_manager", "Dana Data-Manager", False),
+}
+
+
+@pytest.fixture
+def live_server_config() -> dict:
+    # Exports run on the web process's job thread, as in a single-server installation.
+    return {"WTF_CSRF_ENABLED": True, "JOBS_IN_PROCESS": True}
+
+
+def _setup(live_server, live_user, oid: str, folder: str, site: str) -> dict[str, str]:
+    with live_server.app.app_context():
+        load_folder(db.session, LOADER, PROJECT_ROOT / "forms" / folder)
+        db.session.commit()
+    users = {}
+    for name, (username, role, full_name, at_site) in PEOPLE.items():
+        if at_site:
+            live_user(username, role=role, study=oid, site=site, full_name=full_name)
+        else:
+            user = live_user(username, full_name=full_name)
+            with live_server.app.app_context():
+                study = require_study(db.session, oid)
+                db.session.add(RoleGrant(user_id=user.id, role=role, study_id=study.id,
+                                         site_id=None))
+                db.session.commit()
+        users[name] = username
+    with live_server.app.app_context():
+        assert db.session.scalar(sa.select(Site).where(Site.code == site)) is not None
+        db.session.remove()
+    return users
+
+
+@pytest.fixture
+def walk_for(browser, live_server, live_user, request):
+    made: list[Walk] = []
+
+    def make(oid: str, folder: str, site: str) -> Walk:
+        walk = Walk(browser, live_server, oid, site, _setup(live_server, live_user, oid,
+                                                              folder, site))
+        made.append(walk)
+        return walk
+
+    yield make
+    report = getattr(request.node, "rep_call", None)
+    for walk in made:
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            for name, role in walk.roles.items():
+                if role.page.is_closed():
+                    continue
+                try:
+                    role.page.screenshot(
+                        path=str(ARTIFACTS / f"walk-{walk.study_oid}-{name}.png"),
+                        full_page=True)
+                except Exception as exc:  # a broken page must not hide the failure
+                    print(f"screenshot of {name} failed: {exc}")
+        walk.close()
+
+
+@pytest.mark.parametrize(("oid", "folder", "site"), TRIALS)
+def test_trial_walk(walk_for, record_property, capsys, oid, folder, site):
+    started = time.perf_counter()
+    walk = walk_for(oid, folder, site)
+    STORIES[oid](walk)
+    elapsed = time.perf_counter() - started
+    record_property("walk_seconds", round(elapsed, 1))
+    record_property("page_timings", walk.timings.summary())
+    with capsys.disabled():
+        print(f"\n{oid} walk: {elapsed:.1f}s; {walk.timings.summary()}")
+    assert walk.problems == [], walk.problems

@@ -1,0 +1,289 @@
+"""The walk's people and the steps every trial shares: enrolment, events, logs, rows added,
+edited and removed, a correction, a query, SDV, a signature, a lock and the outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from playwright.sync_api import Browser, expect
+
+from ecrf.core import PROJECT_ROOT
+from ecrf.crf import load_study
+from tests.browser.walk.pages import (
+    EventPage,
+    Role,
+    SubjectPages,
+    Timings,
+    WalkError,
+    field_name,
+    fill_form,
+)
+from tests.browser.walk.values import FOLDERS, Planned, ValueOracle
+from tests.conftest import PASSWORD
+
+
+class Walk:
+    """One trial's walk: its people (each in their own browser context) and its subjects."""
+
+    def __init__(self, browser: Browser, live_server, study_oid: str, site: str,
+                 users: dict[str, str]) -> None:
+        self.browser, self.live_server = browser, live_server
+        self.study_oid, self.site = study_oid, site
+        self.problems: list[str] = []
+        self.timings = Timings()
+        self.users = users  # role name in the walk -> username
+        self.roles: dict[str, Role] = {}
+        self.oracles: dict[str, ValueOracle] = {}
+
+    def role(self, name: str) -> Role:
+        """The person: "crc" (site coordinator), "inv" (investigator), "mon", "dm"."""
+        if name not in self.roles:
+            self.roles[name] = Role(self.browser, self.live_server.url, self.users[name],
+                                    self.study_oid, self.problems)
+        return self.roles[name]
+
+    def close(self) -> None:
+        for role in self.roles.values():
+            role.close()
+
+    def oracle(self, key: str, index: int = 0) -> ValueOracle:
+        if key not in self.oracles:
+            self.oracles[key] = ValueOracle(self.live_server.app, self.study_oid, key,
+                                            index=index)
+        return self.oracles[key]
+
+    # -- site: enrolment, events and forms -------------------------------------------------
+
+    def enrol(self, key: str, on: dt.date) -> SubjectPages:
+        crc = self.role("crc")
+        page = crc.visit(f"{crc.base}/subjects/new")
+        page.get_by_label("Site").select_option(self.site)
+        page.get_by_label("Screening number").fill(key)
+        page.get_by_label("Enrolment date").fill(on.isoformat())
+        crc.submit(page.get_by_role("button", name="Enrol"))
+        expect(page.get_by_text(f"Subject {key} enrolled at {self.site}.")).to_be_visible()
+        return SubjectPages(crc, key)
+
+    def visit(self, key: str, event_oid: str, repeat: int = 1, *, on: dt.date | None = None,
+              forms: dict[str, dict] | None = None, skip: tuple[str, ...] = (),
+              who: str = "crc") -> EventPage:
+        """Start an event (on its planned day unless told) and fill each of its forms.
+
+        ``forms`` gives a form's overrides (and ``rows``); forms in ``skip`` are left for
+        the caller (written by the system, or filled another way).
+        """
+        role = self.role(who)
+        event = SubjectPages(role, key).open_event(event_oid, repeat)
+        if on is None:
+            planned = event.planned()
+            on = min(planned, self.today()) if planned else self.today()
+        event.start(on)
+        for form_oid in self.event_forms(event_oid):
+            if form_oid in skip:
+                continue
+            spec = dict((forms or {}).get(form_oid, {}))
+            rows = spec.pop("rows", None)
+            fill_form(role, self.oracle(key), event, form_oid, on, overrides=spec, rows=rows,
+                      timings=self.timings)
+            event = SubjectPages(role, key).open_event(event_oid, repeat)
+        return event
+
+    def log(self, key: str, event_oid: str, form_oid: str | None = None, *,
+            overrides: dict | None = None, rows: int | None = None,
+            day: dt.date | None = None, who: str = "crc") -> Planned:
+        """Open a log from the subject page's Logs table and fill its form."""
+        role = self.role(who)
+        pages = SubjectPages(role, key)
+        name = self.event_name(event_oid)
+        event = pages.open_log(name, event_oid)
+        event.start(None)
+        form_oid = form_oid or self.event_forms(event_oid)[0]
+        return fill_form(role, self.oracle(key), event, form_oid, day or self.today(),
+                         overrides=overrides, rows=rows, timings=self.timings)
+
+    def today(self) -> dt.date:
+        return dt.date.today()
+
+    def event_forms(self, event_oid: str) -> list[str]:
+        return list(self._definition().event(event_oid).forms)
+
+    def event_name(self, event_oid: str) -> str:
+        return self._definition().event(event_oid).name
+
+    def _definition(self):
+        if not hasattr(self, "_defn"):
+            folder = PROJECT_ROOT / "forms" / FOLDERS[self.study_oid]
+            self._defn = load_study(folder).definition
+        return self._defn
+
+    # -- rows: added, edited with a reason, removed with a reason --------------------------
+
+    def edit_and_remove_rows(self, key: str, event_oid: str, form_oid: str, group: str,
+                             item_oid: str, new_value: str, *, who: str = "crc") -> None:
+        """On a completed form with two rows or more: change a value of row 1 (with the
+        reason), remove the last row (with the reason), and mark it complete again."""
+        role = self.role(who)
+        event = SubjectPages(role, key).open_event(event_oid, 1)
+        form = event.open_form(form_oid)
+        rows = form.page_rows(group)
+        assert len(rows) >= 2, f"{form_oid}: expected two rows, found {rows}"
+        first, last = rows[0], rows[-1]
+        name = field_name(group, first, item_oid)
+        item_type = self._definition().form(form_oid).item(item_oid).type
+        form.set_value(name, item_type, new_value)
+        # The reason box opens beside a saved value being changed.
+        reason = form.page.locator(f"#reason-{name}")
+        expect(reason).to_be_visible()
+        reason.fill("Transcription error: corrected against the source document.")
+        row = form.page.locator(f"#row-{group}-{last}")
+        row.get_by_label("Remove this row").check()
+        row.get_by_label(re.compile(f"^Reason for removing row {last}")).fill(
+            "Entered twice: duplicate of another row.")
+        form.complete()
+        form = event.open_form(form_oid)
+        assert form.page_rows(group) == rows[:-1]
+        expect(form.page.get_by_text(re.compile(r"1 removed row"))).to_be_visible()
+        assert form.current(name, item_type) == new_value
+
+    def correct(self, key: str, event_oid: str, form_oid: str, group: str, item_oid: str,
+                new_value: str, reason: str, *, repeat: int = 1, who: str = "crc") -> None:
+        """A correction of a completed form's value, with its reason."""
+        role = self.role(who)
+        event = SubjectPages(role, key).open_event(event_oid, repeat)
+        form = event.open_form(form_oid)
+        name = field_name(group, 1, item_oid)
+        item_type = self._definition().form(form_oid).item(item_oid).type
+        form.set_value(name, item_type, new_value)
+        label = self._definition().form(form_oid).item(item_oid).label
+        box = form.page.get_by_label(re.compile(
+            rf"^Reason for changing {re.escape(label)}"))
+        expect(box).to_be_visible()
+        box.fill(reason)
+        form.complete()
+
+    # -- review: query, SDV, signature, lock -----------------------------------------------
+
+    def review_form_url(self, key: str, event_oid: str, form_oid: str, repeat: int = 1) -> str:
+        return (f"/studies/{self.study_oid}/subjects/{key}/events/{event_oid}/{repeat}/forms/"
+                f"{form_oid}/review")
+
+    def query_round(self, key: str, event_oid: str, form_oid: str, item_oid: str,
+                    question: str, answer: str) -> None:
+        """The monitor raises a query on an item, the site answers it, the monitor closes it."""
+        item_label = self._definition().form(form_oid).item(item_oid).label
+        mon = self.role("mon")
+        page = mon.visit(self.review_form_url(key, event_oid, form_oid))
+        mon.submit(page.get_by_role("link", name=f"Raise a query on {item_label}",
+                                    exact=True).first)
+        page.get_by_label("Question for the site").fill(question)
+        mon.submit(page.get_by_role("button", name="Raise the query"))
+        expect(page.get_by_text(re.compile(r"Query #\d+ was raised."))).to_be_visible()
+
+        crc = self.role("crc")
+        page = crc.visit(f"/studies/{self.study_oid}/subjects/{key}/review")
+        queries = page.locator("section[aria-labelledby='queries-title']")
+        crc.submit(queries.get_by_role("link").first)
+        expect(page.get_by_text(question)).to_be_visible()
+        page.get_by_label("Your answer").fill(answer)
+        crc.submit(page.get_by_role("button", name="Send the answer"))
+        expect(page.get_by_text(answer)).to_be_visible()
+        query_url = page.url
+
+        page = mon.visit(query_url)
+        page.get_by_label("Closing note (optional)").fill("Answer accepted.")
+        mon.submit(page.get_by_role("button", name="Close the query"))
+        expect(page.locator(".query-thread")).to_contain_text("Answer accepted.")
+
+    def sdv(self, key: str, event_oid: str, form_oid: str, repeat: int = 1) -> None:
+        """The monitor verifies a whole form against the source."""
+        mon = self.role("mon")
+        page = mon.visit(self.review_form_url(key, event_oid, form_oid, repeat))
+        mon.submit(page.get_by_role("button", name="Verify the whole form"))
+        expect(page.locator("#sdv")).to_contain_text("Form verified by")
+
+    def sign_casebook(self, key: str) -> None:
+        """The investigator signs the subject's casebook, re-entering the password."""
+        inv = self.role("inv")
+        page = inv.visit(f"/studies/{self.study_oid}/subjects/{key}/review")
+        inv.submit(page.get_by_role("link", name="Sign the casebook"))
+        problems = page.locator("#sign-problems")
+        if problems.count():
+            raise WalkError(f"the casebook cannot be signed: {problems.inner_text()}")
+        user_id = page.get_by_label("User id")
+        if user_id.count():
+            user_id.fill(inv.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        inv.submit(page.get_by_role("button", name="Sign", exact=True))
+        expect(page.locator("body")).to_contain_text(re.compile("[Ss]igned"))
+
+    def lock_subject(self, key: str) -> None:
+        dm = self.role("dm")
+        page = dm.visit(f"/studies/{self.study_oid}/subjects/{key}/review")
+        page.get_by_label("Reason for locking (optional)").fill("Casebook clean and signed.")
+        dm.submit(page.get_by_role("button", name="Lock the subject"))
+        expect(page.locator("#lock-state")).to_be_visible()
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def export(self, kind: str) -> bytes:
+        """The data manager's export from the exports page: "odm" or "casebooks"."""
+        dm = self.role("dm")
+        page = dm.visit(f"/studies/{self.study_oid}/jobs")
+        started = time.perf_counter()
+        if kind == "casebooks":
+            section = page.locator("section[aria-labelledby='new-casebooks']")
+            dm.submit(section.get_by_role("button", name="Create the casebooks"))
+        else:
+            section = page.locator("section[aria-labelledby='new-data-export']")
+            section.locator(f"input[name=format][value={kind}]").check()
+            dm.submit(section.get_by_role("button", name="Export the data"))
+        first = page.locator("#jobs tbody tr").first
+        download = first.get_by_role("link", name="Download")
+        failed = first.get_by_text("Failed:")
+        expect(download.or_(failed)).to_be_visible(timeout=120_000)
+        if failed.count():
+            raise WalkError(f"{kind} export failed: {first.inner_text()}")
+        with page.expect_download() as info:
+            download.click()
+        self.timings.add(f"export {kind}", time.perf_counter() - started)
+        path = info.value.path()
+        return Path(path).read_bytes()
+
+
+def odm_text(blob: bytes) -> str:
+    """The ODM XML of an export (a zip holding it, or the XML itself)."""
+    if blob[:2] == b"PK":
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            return "\n".join(archive.read(n).decode("utf-8") for n in archive.namelist()
+                             if n.endswith(".xml"))
+    return blob.decode("utf-8")
+
+
+def casebook_text(blob: bytes, key: str) -> str:
+    """The text of a subject's casebook PDF out of the casebooks zip."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        names = [n for n in archive.namelist() if key in n and n.endswith(".pdf")]
+        assert names, f"no casebook of {key} in {archive.namelist()}"
+        pdf = archive.read(names[0])
+    return pdf_text(pdf)
+
+
+def pdf_text(pdf: bytes) -> str:
+    if shutil.which("pdftotext"):
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "casebook.pdf"
+            source.write_bytes(pdf)
+            return subprocess.run(["pdftotext", "-layout", str(source), "-"], check=True,
+                                  capture_output=True, text=True).stdout
+    from pypdf import PdfReader  # optional: only where poppler-utils is missing
+
+    return "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf)).pages)
+

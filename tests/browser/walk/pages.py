@@ -1,0 +1,359 @@
+"""Page objects of the trial walk: a signed-in role, the subject and event pages, and a
+generic form filler driven by the study definition.
+
+Everything here acts as a user would: it reads what the page shows and clicks what the
+page offers (roles and labels first; the stable field ids of the entry form, named
+GROUP-ROW-ITEM, where one label repeats across rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from ecrf.crf import ItemType
+from tests.browser.conftest import VIEWPORT
+from tests.browser.walk.values import Planned, ValueOracle
+from tests.conftest import PASSWORD
+
+ACK = "Confirmed against the source document."
+PLANNED = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+class WalkError(AssertionError):
+    pass
+
+
+@dataclass
+class Timings:
+    """Page timings the walk reports (seconds), by label."""
+
+    seen: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, label: str, seconds: float) -> None:
+        self.seen.setdefault(label, []).append(seconds)
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {max(v):.2f}s" + (f" (x{len(v)})" if len(v) > 1 else "")
+                         for k, v in self.seen.items())
+
+
+class Role:
+    """One person, signed in in their own browser context (cookies are not shared)."""
+
+    def __init__(self, browser: Browser, base_url: str, username: str, study_oid: str,
+                 problems: list[str]) -> None:
+        self.username, self.study_oid = username, study_oid
+        self.context = browser.new_context(viewport=VIEWPORT, base_url=base_url,
+                                           accept_downloads=True)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(15_000)
+        self.page.on("pageerror", lambda exc: problems.append(f"{username}: {exc}"))
+        self.sign_in()
+
+    @property
+    def base(self) -> str:
+        return f"/studies/{self.study_oid}"
+
+    def sign_in(self) -> None:
+        page = self.page
+        page.goto("/login")
+        page.get_by_label("Username").fill(self.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        with page.expect_navigation():
+            page.get_by_label("Password").press("Enter")
+        assert urlsplit(page.url).path == "/", f"{self.username} could not sign in: {page.url}"
+
+    def visit(self, path: str) -> Page:
+        response = self.page.goto(path)
+        assert response is not None and response.status == 200, (
+            path, response and response.status)
+        return self.page
+
+    def submit(self, button: Locator) -> None:
+        """Click a submit button and wait for the page it leads to."""
+        with self.page.expect_navigation():
+            button.click()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+# --- subject and events ----------------------------------------------------------------------
+
+
+class SubjectPages:
+    """A subject's pages, for one role."""
+
+    def __init__(self, role: Role, key: str) -> None:
+        self.role, self.key = role, key
+
+    @property
+    def page(self) -> Page:
+        return self.role.page
+
+    @property
+    def url(self) -> str:
+        return f"{self.role.base}/subjects/{self.key}"
+
+    def open(self) -> Page:
+        self.role.visit(self.url)
+        expect(self.page.get_by_role("heading", level=1)).to_contain_text(self.key)
+        return self.page
+
+    def schedule_row(self, event_name: str, occurrence: int = 1) -> Locator:
+        table = self.page.locator("table.schedule-table")
+        return table.locator("tbody tr").filter(
+            has=self.page.get_by_role("rowheader", name=event_name, exact=True)).filter(
+            has=self.page.locator("td:nth-child(2)", has_text=re.compile(rf"^{occurrence}$")))
+
+    def status(self) -> str:
+        dl = self.page.locator("dl").first
+        return dl.locator("dt:has-text('Status') + dd").inner_text().strip()
+
+    def event_url(self, event_oid: str, repeat: int = 1) -> str:
+        return f"{self.url}/events/{event_oid}/{repeat}"
+
+    def open_event(self, event_oid: str, repeat: int = 1) -> EventPage:
+        self.role.visit(self.event_url(event_oid, repeat))
+        return EventPage(self.role, self.key, event_oid, repeat)
+
+    def open_log(self, name: str, event_oid: str) -> EventPage:
+        """A log from the subject page's Logs table (AE, CM, DV, death, end of study...)."""
+        self.open()
+        logs = self.page.locator("section[aria-labelledby='logs-title']")
+        self.role.submit(logs.get_by_role("link", name=name, exact=True))
+        return EventPage(self.role, self.key, event_oid, 1)
+
+
+class EventPage:
+    def __init__(self, role: Role, key: str, event_oid: str, repeat: int) -> None:
+        self.role, self.key, self.event_oid, self.repeat = role, key, event_oid, repeat
+
+    @property
+    def page(self) -> Page:
+        return self.role.page
+
+    @property
+    def url(self) -> str:
+        return f"{self.role.base}/subjects/{self.key}/events/{self.event_oid}/{self.repeat}"
+
+    def planned(self) -> dt.date | None:
+        dd = self.page.locator("dt:has-text('Planned') + dd")
+        if not dd.count():
+            return None
+        return dt.date.fromisoformat(PLANNED.search(dd.inner_text())[1])
+
+    def started(self) -> bool:
+        return self.page.get_by_role("heading", name="Forms", exact=True).count() > 0
+
+    def start(self, on: dt.date | None) -> None:
+        """Start the event on ``on`` (a log may have no date)."""
+        if self.started():
+            return
+        section = self.page.locator("section[aria-labelledby='start-title']")
+        section.get_by_label(re.compile("^Date it took place")).fill(
+            on.isoformat() if on else "")
+        self.role.submit(section.get_by_role("button", name="Start", exact=True))
+        expect(self.page.get_by_text("The event is started: enter its forms.")).to_be_visible()
+
+    def form_names(self) -> list[str]:
+        return [t.strip() for t in self.page.locator(
+            "table.entry-forms tbody th[scope=row]").all_inner_texts()]
+
+    def form_status(self, name: str) -> str:
+        row = self.page.locator("table.entry-forms tbody tr").filter(
+            has=self.page.get_by_role("rowheader", name=name, exact=True))
+        return row.locator(".form-status").inner_text().strip()
+
+    def open_form(self, form_oid: str) -> FormPage:
+        self.role.visit(f"{self.url}/forms/{form_oid}")
+        return FormPage(self.role, self)
+
+
+# --- the form filler -------------------------------------------------------------------------
+
+
+def field_name(group: str, row: int, item: str) -> str:
+    return f"{group}-{row}-{item}"
+
+
+class FormPage:
+    """The data-entry page of one form."""
+
+    def __init__(self, role: Role, event: EventPage) -> None:
+        self.role, self.event = role, event
+
+    @property
+    def page(self) -> Page:
+        return self.role.page
+
+    def wrap(self, name: str) -> Locator:
+        return self.page.locator(f"#wrap-{name}")
+
+    def shown(self, name: str) -> bool:
+        wrap = self.wrap(name)
+        return wrap.count() > 0 and wrap.is_visible()
+
+    def page_rows(self, group: str) -> list[int]:
+        ids = self.page.locator(f"fieldset.entry-row[id^='row-{group}-']").evaluate_all(
+            "els => els.map(e => e.id)")
+        return [int(i.rsplit("-", 1)[1]) for i in ids]
+
+    def add_row(self, group: str) -> int:
+        """Click "Add a row" under a repeating group; the new row's number."""
+        before = self.page_rows(group)
+        section = self.page.locator(f"section[aria-labelledby='g-{group}']")
+        self.role.submit(section.get_by_role("button", name="Add a row"))
+        after = self.page_rows(group)
+        added = [r for r in after if r not in before]
+        if not added:
+            raise WalkError(f"'Add a row' added no row to {group}")
+        new = added[-1]
+        # The new row is there to be filled: its first field is shown and enabled.
+        first = self.page.locator(f"#row-{group}-{new} .entry-field").first
+        expect(first).to_be_visible()
+        return new
+
+    def ensure_rows(self, group: str, count: int) -> list[int]:
+        rows = self.page_rows(group)
+        while len(rows) < count:
+            self.add_row(group)
+            rows = self.page_rows(group)
+        return rows[:count]
+
+    # -- typing values ---------------------------------------------------------------------
+
+    def set_value(self, name: str, item_type: ItemType, value: Any) -> None:
+        page = self.page
+        if item_type is ItemType.PARTIAL_DATE:
+            parts = (str(value).split("-") + ["UK", "UK"])[:3]
+            page.locator(f"#{name}-y").fill(parts[0])
+            page.locator(f"#{name}-m").select_option(parts[1])
+            page.locator(f"#{name}-d").select_option(parts[2] if parts[1] != "UK" else "UK")
+            return
+        if item_type is ItemType.MULTIPLE_CHOICE:
+            for box in page.locator(f"input[type=checkbox][name='{name}']").all():
+                box.set_checked(box.get_attribute("value") in value)
+            return
+        if item_type in (ItemType.SINGLE_CHOICE, ItemType.YES_NO):
+            select = page.locator(f"select#{name}")
+            if select.count():
+                select.select_option(str(value))
+            else:
+                page.locator(f"input[type=radio][name='{name}'][value='{value}']").check()
+            return
+        box = page.locator(f"#{name}")
+        if item_type is ItemType.DATETIME:
+            value = str(value)[:16]
+        box.fill(str(value))
+
+    def current(self, name: str, item_type: ItemType) -> Any:
+        page = self.page
+        if item_type is ItemType.PARTIAL_DATE:
+            y = page.locator(f"#{name}-y").input_value()
+            m = page.locator(f"#{name}-m").input_value()
+            d = page.locator(f"#{name}-d").input_value()
+            return "-".join(p for p in (y, m, d) if p and p != "UK")
+        if item_type is ItemType.MULTIPLE_CHOICE:
+            return [b.get_attribute("value") for b in page.locator(
+                f"input[type=checkbox][name='{name}']:checked").all()]
+        if item_type in (ItemType.SINGLE_CHOICE, ItemType.YES_NO):
+            select = page.locator(f"select#{name}")
+            if select.count():
+                return select.input_value()
+            checked = page.locator(f"input[type=radio][name='{name}']:checked")
+            return checked.get_attribute("value") if checked.count() else ""
+        value = page.locator(f"#{name}").input_value()
+        return value
+
+    def fill(self, planned: Planned, *, skip_groups: tuple[str, ...] = ()) -> list[str]:
+        """Type every planned value whose question is shown; returns the fields left out.
+
+        Repeating groups get their rows first ("Add a row"). Questions shown only after an
+        answer elsewhere are shown by the page as the answers are typed (or by "Update" for
+        those the server decides); the loop types them on the next pass.
+        """
+        form = planned.form
+        row_map: dict[str, dict[int, int]] = {}
+        for group in form.groups:
+            if group.repeating and group.oid not in skip_groups:
+                wanted = planned.rows.get(group.oid, ())
+                if wanted:
+                    on_page = self.ensure_rows(group.oid, len(wanted))
+                    row_map[group.oid] = dict(zip(wanted, on_page, strict=True))
+        pending = []
+        for (group_oid, row, item_oid), value in planned.values.items():
+            if group_oid in skip_groups:
+                continue
+            page_row = row_map.get(group_oid, {}).get(row, row)
+            pending.append((field_name(group_oid, page_row, item_oid),
+                            form.item(item_oid).type, value))
+        for attempt in range(3):
+            left = []
+            for name, item_type, value in pending:
+                if not self.shown(name):
+                    left.append((name, item_type, value))
+                    continue
+                if self.current(name, item_type) != value:
+                    self.set_value(name, item_type, value)
+            if not left or len(left) == len(pending) and attempt:
+                pending = left
+                break
+            pending = left
+            # Some conditions read other forms: the server shows those questions.
+            self.role.submit(self.page.get_by_role(
+                "button", name="Update (recalculate, show or hide questions)"))
+        return [name for name, _type, _value in pending]
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def complete(self, *, acknowledge: str = ACK) -> None:
+        """Save and mark complete; acknowledge the warnings the page asks to confirm."""
+        for _attempt in range(3):
+            self.role.submit(self.page.get_by_role("button", name="Save and mark complete"))
+            if self.page.get_by_text("Saved. The form is complete.").count():
+                return
+            self.raise_errors()
+            acks = self.page.get_by_label("Confirm the value: justification")
+            if not acks.count():
+                break
+            for box in acks.all():
+                if not box.input_value():
+                    box.fill(acknowledge)
+        self.raise_errors()
+        raise WalkError(f"{self.page.url}: not complete: "
+                        f"{self.page.locator('main').inner_text()[:1500]}")
+
+    def save(self) -> None:
+        self.role.submit(self.page.get_by_role("button", name="Save", exact=True).last)
+        self.raise_errors()
+
+    def raise_errors(self) -> None:
+        for selector in ("#error-summary", "#blockers", "#stale"):
+            box = self.page.locator(selector)
+            if box.count():
+                issues = self.page.locator("#checks-title + ul").all_inner_texts()
+                raise WalkError(f"{self.page.url}: {box.inner_text()}\n{issues}")
+
+
+def fill_form(role: Role, oracle: ValueOracle, event: EventPage, form_oid: str,
+              day: dt.date | None, *, overrides: dict | None = None,
+              rows: int | None = None, timings: Timings | None = None) -> Planned:
+    """Open a form of a started event, type valid values for it and mark it complete."""
+    form = event.open_form(form_oid)
+    planned = oracle.plan(event.event_oid, event.repeat, form_oid, day, overrides=overrides,
+                          rows=rows)
+    started = time.perf_counter()
+    left = form.fill(planned)
+    assert not left, f"{form_oid}: questions never shown: {left}"
+    form.complete()
+    if timings is not None:
+        timings.add(f"fill {form_oid}", time.perf_counter() - started)
+    return planned

@@ -1,0 +1,226 @@
+"""The two seed trials' walks: what happens to their subjects, step by step.
+
+UCMSC-Exo: WUH-101 is enrolled 420 days ago, so the whole year after the infusion lies in
+the past and every visit can be entered on its planned day: screening, a dose level from
+the escalation, consolidation chemotherapy, the infusion, day 1-42 monitoring (the counts
+pasted into the grid), the DLT assessment, the day-28 visit and the 3, 6 and 12-month
+follow-ups; an AE and an SAE, medications, a deviation; death after the 12-month visit and
+the end of study.
+
+DEXAML-03: randomization writes today's date, so each subject is screened in the four
+weeks before today and treated from today. TLS-101 takes the intensive branch (induction,
+response, a consolidation cycle), receives a transplant and dies; TLS-102 takes the
+azacitidine branch (cycle 1, cycle 2, response after cycle 3) and withdraws consent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+from playwright.sync_api import expect
+
+from tests.browser.walk.flow import Walk, casebook_text, odm_text
+from tests.browser.walk.pages import SubjectPages, WalkError
+
+AE_TERM = "Oral mucositis"
+SAE_TERM = "Febrile neutropenia"
+SAE_ROW = {
+    "AESER": {"rows": ["N", "Y"]},
+    "AESDTH": {"rows": [None, "N"]},
+    "AESLIFE": {"rows": [None, "N"]},
+    "AESHOSP": {"rows": [None, "Y"]},
+    "AESDISAB": {"rows": [None, "N"]},
+    "AESCONG": {"rows": [None, "N"]},
+    "AESMIE": {"rows": [None, "N"]},
+}
+
+
+def _days(start: dt.date, n: int) -> dt.date:
+    return start + dt.timedelta(days=n)
+
+
+# --- UCMSC-Exo ---------------------------------------------------------------------------
+
+
+def counts_block(day1: dt.date, days: int = 42) -> tuple[list[list[str]], str]:
+    """Daily counts after consolidation: aplasia from day 8, recovery by day 28.
+
+    Columns as the grid shows them: date, WBC, ANC, Hb, platelets, Tmax, red cells
+    transfused (Y/N), units, platelets transfused (Y/N), units.
+    """
+    rows = []
+    for n in range(days):
+        nadir = 7 <= n <= 24
+        wbc = "0.40" if nadir else f"{3.5 + (n % 5) * 0.1:.2f}"
+        anc = "0.10" if nadir else f"{1.6 + (n % 4) * 0.1:.2f}"
+        hgb = str(78 if nadir else 95 + n % 9)
+        plt = str(18 if nadir else 120 + 3 * n)
+        rows.append([_days(day1, n).isoformat(), wbc, anc, hgb, plt, "36.8",
+                     "N", "", "N", ""])
+    rows[12][1:3] = ["0.37", "0.08"]  # a value the export and the casebook must show
+    return rows, "\n".join("\t".join(r) for r in rows)
+
+
+def walk_ucmscexo(walk: Walk) -> None:
+    key = "WUH-101"
+    today = walk.today()
+    enrolled = today - dt.timedelta(days=420)
+    subject = walk.enrol(key, enrolled)
+
+    # Screening, then the dose level the escalation board proposes.
+    walk.visit(key, "SCREEN", on=enrolled, skip=("DOSELVL",), forms={
+        "MH": {"rows": 2, "MHOTHER": "Y",
+               "MHTERM": {"rows": ["Hypertension", "Appendicectomy"]},
+               "MHSTDTC": {"rows": ["2015-06", "1998"]},
+               "MHONGO": {"rows": ["Y", "N"]}, "MHENDTC": {"rows": [None, "1998"]}},
+    })
+    walk.edit_and_remove_rows(key, "SCREEN", "MH", "MH_LINE", "MHTERM", "Arterial hypertension")
+    board = walk.role("dm").visit(f"/studies/{walk.study_oid}/escalation")
+    expect(board.locator("#proposal")).to_be_visible()
+    crc = walk.role("crc")
+    subject.open()
+    crc.submit(crc.page.get_by_role("link", name="Assign dose level"))
+    crc.submit(crc.page.get_by_role("button", name="Assign the open dose level"))
+    expect(crc.page.locator("#result")).to_contain_text("1")
+    walk.visit(key, "SCREEN", on=enrolled, skip=tuple(
+        f for f in walk.event_forms("SCREEN") if f != "DOSELVL"))
+
+    walk.visit(key, "CHEMO_D1", on=_days(enrolled, 3))
+    day1 = _days(enrolled, 3)
+    walk.visit(key, "INFUSION", on=_days(day1, 6))
+
+    # Day 1 to day 42: counts pasted into the grid, one episode of each kind.
+    hemobs = walk.visit(key, "HEMOBS", on=_days(day1, 41), skip=("COUNTS",), forms={
+        "FN": {"rows": 1, "FNANY": "Y", "FNSTDT": _days(day1, 12).isoformat(),
+               "FNANC": "0.08", "FNTEMP": "38.9", "FNONGO": "N",
+               "FNENDT": _days(day1, 15).isoformat()},
+        "INFECT": {"rows": 1, "INFANY": "Y", "INFSTDT": _days(day1, 13).isoformat(),
+                   "INFONGO": "N", "INFENDT": _days(day1, 20).isoformat()},
+        "BLEED": {"rows": 1, "BLANY": "Y", "BLSTDT": _days(day1, 14).isoformat(),
+                  "BLGRADE": "1", "BLONGO": "N", "BLENDT": _days(day1, 15).isoformat()},
+        "ANTIINF": {"rows": 2, "AIANY": "Y",
+                    "AISTDT": {"rows": [_days(day1, 12).isoformat(),
+                                        _days(day1, 13).isoformat()]},
+                    "AITRT": {"rows": ["Meropenem", "Vancomycin"]}, "AIONGO": "N",
+                    "AIENDT": {"rows": [_days(day1, 19).isoformat(),
+                                        _days(day1, 18).isoformat()]}},
+    })
+    fill_counts_grid(walk, key, hemobs.event_oid, day1)
+
+    walk.visit(key, "DLT_EVAL", on=_days(day1, 6 + 14))
+    walk.visit(key, "D28", on=_days(day1, 6 + 28))
+    for event_oid in ("FU_M3", "FU_M6", "FU_M12"):
+        walk.visit(key, event_oid)
+
+    # Logs: an AE and an SAE, medications (a row edited and one removed), a deviation.
+    ae_day = _days(day1, 12)
+    walk.log(key, "AE_LOG", rows=2, day=ae_day, overrides={
+        "AETERM": {"rows": [AE_TERM, SAE_TERM]},
+        "AESTDTC": ae_day.isoformat(), "AEONGO": "N",
+        "AEENDTC": {"rows": [_days(ae_day, 6).isoformat(), _days(ae_day, 3).isoformat()]},
+        "AETOXGR": {"rows": ["2", "3"]}, **SAE_ROW,
+        "AESAWDTC": {"rows": [None, f"{ae_day.isoformat()}T08:00"]},
+        "AESRPDTC": {"rows": [None, f"{ae_day.isoformat()}T16:00"]},
+        "AERELEXO": "unlikely", "AERELCHM": "probable", "AEEXPECT": {"rows": [None, "EXPECTED"]},
+        "AEOUT": "RECOVERED/RESOLVED", "AEACN": "NOT APPLICABLE",
+    })
+    walk.log(key, "CM_LOG", rows=2, day=day1)
+    walk.edit_and_remove_rows(key, "CM_LOG", "CM", "CM_LINE", "CMDOSE", "16.00")
+    walk.log(key, "DV_LOG", rows=1, day=_days(day1, 30))
+
+    check_sae_clock(walk, key, SAE_TERM)
+
+    # Review: a correction, a query answered and closed, SDV.
+    walk.correct(key, "SCREEN", "VS", "VS_MAIN", "WEIGHT", "71.5",
+                 "Weight re-read from the nursing chart.")
+    walk.query_round(key, "INFUSION", "INF", "LOTNO",
+                     "Please confirm the lot number against the pharmacy log.",
+                     "Lot number checked against the pharmacy dispensing log.")
+    walk.sdv(key, "INFUSION", "INF")
+
+    # Death after the 12-month visit, then the end of study.
+    death = today - dt.timedelta(days=20)
+    walk.log(key, "DEATH_LOG", day=death, overrides={
+        "DTHDT": death.isoformat(), "DTHCAUSE": "PROGRESSION", "DTHAE": "N"})
+    walk.log(key, "EOS_LOG", day=death, overrides={
+        "EOSDT": death.isoformat(), "EOSREAS": "DEATH", "INFUSED": "Y"})
+
+    walk.sign_casebook(key)
+    walk.lock_subject(key)
+    check_outputs(walk, key, [AE_TERM, "0.37", day1.isoformat()])
+    check_subject(walk, key, status="Died", events=["Follow-up, month 12"])
+
+
+def fill_counts_grid(walk: Walk, key: str, event_oid: str, day1: dt.date) -> None:
+    """Paste 42 days of counts into the grid's first cell, then save and complete."""
+    crc = walk.role("crc")
+    event = SubjectPages(crc, key).open_event(event_oid)
+    started = time.perf_counter()
+    form = event.open_form("COUNTS")
+    walk.timings.add("counts grid load", time.perf_counter() - started)
+    rows, block = counts_block(day1)
+    grid = form.page.locator("[data-grid]")
+    if not grid.count():
+        raise WalkError("COUNTS has no grid to paste into (branch grid)")
+    first = grid.locator("input, select").first
+    first.focus()
+    first.evaluate(
+        """(cell, text) => {
+             const data = new DataTransfer();
+             data.setData('text/plain', text);
+             cell.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data,
+                                                             bubbles: true, cancelable: true}));
+           }""", block)
+    last_date = grid.locator(f"input[value='{rows[-1][0]}']")
+    expect(last_date.or_(grid.get_by_text(rows[-1][0]))).to_have_count(1)
+    planned = walk.oracle(key).plan(event_oid, 1, "COUNTS", _days(day1, 41), rows=0)
+    form.fill(planned, skip_groups=("CNT_DAY",))
+    started = time.perf_counter()
+    form.complete()
+    walk.timings.add("counts grid save", time.perf_counter() - started)
+
+
+# --- DEXAML-03 ---------------------------------------------------------------------------
+
+
+def walk_dexaml03(walk: Walk) -> None:
+    raise WalkError("not written yet")
+
+
+# --- checks shared by both trials -------------------------------------------------------
+
+
+def check_sae_clock(walk: Walk, key: str, term: str) -> None:
+    """The SAE's 24-hour clock: on the subject's safety page (its AE row) and subject page."""
+    inv = walk.role("inv")
+    page = inv.visit(f"/studies/{walk.study_oid}/subjects/{key}/safety")
+    row = page.locator("#ae-rows tbody tr").filter(has_text=term)
+    expect(row).to_contain_text(re.compile(r"aware .* due "))
+    clocks = SubjectPages(inv, key).open().locator(".sae-clocks")
+    expect(clocks).to_contain_text("SAE reporting (24 hours from awareness)")
+    expect(clocks).to_contain_text(term)
+
+
+def check_subject(walk: Walk, key: str, *, status: str, events: list[str]) -> None:
+    pages = SubjectPages(walk.role("mon"), key)
+    page = pages.open()
+    schedule = page.locator("table.schedule-table")
+    for name in events:
+        expect(schedule.get_by_role("rowheader", name=name, exact=True).first).to_be_visible()
+    assert pages.status() == status, f"{key}: status {pages.status()!r}, expected {status!r}"
+
+
+def check_outputs(walk: Walk, key: str, values: list[str]) -> None:
+    odm = odm_text(walk.export("odm"))
+    assert key in odm
+    for value in values:
+        assert value in odm, f"{value!r} is not in the ODM export"
+    text = casebook_text(walk.export("casebooks"), key)
+    flat = re.sub(r"\s+", " ", text)
+    for value in values:
+        assert value in flat, f"{value!r} is not in the casebook of {key}"
+
+
+STORIES = {"UCMSCEXO": walk_ucmscexo, "DEXAML03": walk_dexaml03}
