@@ -23,13 +23,17 @@ import pytest
 import sqlalchemy as sa
 
 from ecrf.accounts.models import RoleGrant
+from ecrf.allocation import generate_list
 from ecrf.core import PROJECT_ROOT, Actor, db
+from ecrf.crf import load_study
 from ecrf.studies import Site, load_folder, require_study
 from tests.browser.conftest import ARTIFACTS
+from tests.browser.walk.clock import WALK_CONFIG, ServerClock
 from tests.browser.walk.flow import Walk
 from tests.browser.walk.stories import STORIES
 
 LOADER = Actor(user_id=None, username="test-loader")
+RANDOMIZATION_SEED = "walk-8"  # TLS-101 (intensive, relapse) gets DEX, TLS-102 CTRL
 TRIALS = [
     pytest.param("UCMSCEXO", "ucmscexo", "WUH", id="UCMSCEXO"),
     pytest.param("DEXAML03", "dexaml03", "TLS", id="DEXAML03"),
@@ -44,11 +48,13 @@ PEOPLE = {  # walk role -> (username, role, full name, site-bound)
 
 @pytest.fixture
 def live_server_config() -> dict:
-    # Exports run on the web process's job thread, as in a single-server installation.
-    return {"WTF_CSRF_ENABLED": True, "JOBS_IN_PROCESS": True}
+    # Exports run on the web process's job thread, as in a single-server installation;
+    # sessions and passwords outlive the months the walk's clock moves on.
+    return {"WTF_CSRF_ENABLED": True, "JOBS_IN_PROCESS": True, **WALK_CONFIG}
 
 
-def _setup(live_server, live_user, oid: str, folder: str, site: str) -> dict[str, str]:
+def _setup(live_server, live_user, oid: str, folder: str, site: str
+           ) -> tuple[dict[str, str], str]:
     with live_server.app.app_context():
         load_folder(db.session, LOADER, PROJECT_ROOT / "forms" / folder)
         db.session.commit()
@@ -65,18 +71,24 @@ def _setup(live_server, live_user, oid: str, folder: str, site: str) -> dict[str
                 db.session.commit()
         users[name] = username
     with live_server.app.app_context():
-        assert db.session.scalar(sa.select(Site).where(Site.code == site)) is not None
+        study = require_study(db.session, oid)
+        if load_study(PROJECT_ROOT / "forms" / folder).definition.randomization is not None:
+            # The production list, as the data manager generates it with `ecrf` commands.
+            generate_list(db.session, LOADER, study, seed=RANDOMIZATION_SEED, per_stratum=12,
+                          name="Walk production list")
+            db.session.commit()
+        timezone = db.session.scalar(sa.select(Site.timezone).where(Site.code == site))
         db.session.remove()
-    return users
+    return users, timezone
 
 
 @pytest.fixture
-def walk_for(browser, live_server, live_user, request):
+def walk_for(browser, live_server, live_user, monkeypatch, request):
     made: list[Walk] = []
 
     def make(oid: str, folder: str, site: str) -> Walk:
-        walk = Walk(browser, live_server, oid, site, _setup(live_server, live_user, oid,
-                                                              folder, site))
+        users, timezone = _setup(live_server, live_user, oid, folder, site)
+        walk = Walk(browser, live_server, oid, site, users, ServerClock(monkeypatch, timezone))
         made.append(walk)
         return walk
 

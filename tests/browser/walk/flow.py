@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, expect
 
 from ecrf.core import PROJECT_ROOT
 from ecrf.crf import load_study
+from tests.browser.walk.clock import ServerClock
 from tests.browser.walk.pages import (
     EventPage,
     Role,
@@ -34,8 +35,8 @@ class Walk:
     """One trial's walk: its people (each in their own browser context) and its subjects."""
 
     def __init__(self, browser: Browser, live_server, study_oid: str, site: str,
-                 users: dict[str, str]) -> None:
-        self.browser, self.live_server = browser, live_server
+                 users: dict[str, str], clock: ServerClock) -> None:
+        self.browser, self.live_server, self.clock = browser, live_server, clock
         self.study_oid, self.site = study_oid, site
         self.problems: list[str] = []
         self.timings = Timings()
@@ -73,26 +74,29 @@ class Walk:
         return SubjectPages(crc, key)
 
     def visit(self, key: str, event_oid: str, repeat: int = 1, *, on: dt.date | None = None,
-              forms: dict[str, dict] | None = None, skip: tuple[str, ...] = (),
-              who: str = "crc") -> EventPage:
+              lag: int = 0, forms: dict[str, dict] | None = None,
+              skip: tuple[str, ...] = (), who: str = "crc") -> EventPage:
         """Start an event (on its planned day unless told) and fill each of its forms.
 
-        ``forms`` gives a form's overrides (and ``rows``); forms in ``skip`` are left for
-        the caller (written by the system, or filled another way).
+        ``forms`` gives a form's overrides (and ``rows``, and ``keep``: leave the values
+        already there); forms in ``skip`` are left for the caller (filled another way).
         """
         role = self.role(who)
         event = SubjectPages(role, key).open_event(event_oid, repeat)
         if on is None:
-            planned = event.planned()
-            on = min(planned, self.today()) if planned else self.today()
+            on = event.planned() or self.today()
+        # The site enters the visit's data up to ``lag`` days after it.
+        self.advance(on + dt.timedelta(days=lag))
+        on = min(on, self.today())
         event.start(on)
         for form_oid in self.event_forms(event_oid):
             if form_oid in skip:
                 continue
             spec = dict((forms or {}).get(form_oid, {}))
             rows = spec.pop("rows", None)
+            keep = bool(spec.pop("keep", False))
             fill_form(role, self.oracle(key), event, form_oid, on, overrides=spec, rows=rows,
-                      timings=self.timings)
+                      timings=self.timings, keep=keep)
             event = SubjectPages(role, key).open_event(event_oid, repeat)
         return event
 
@@ -101,6 +105,8 @@ class Walk:
             day: dt.date | None = None, who: str = "crc") -> Planned:
         """Open a log from the subject page's Logs table and fill its form."""
         role = self.role(who)
+        if day is not None:
+            self.advance(day)
         pages = SubjectPages(role, key)
         name = self.event_name(event_oid)
         event = pages.open_log(name, event_oid)
@@ -110,7 +116,24 @@ class Walk:
                          overrides=overrides, rows=rows, timings=self.timings)
 
     def today(self) -> dt.date:
-        return dt.date.today()
+        """The server's today at the site (the walk's clock)."""
+        return self.clock.today()
+
+    def advance(self, day: dt.date) -> None:
+        """Let time pass until ``day`` (never backwards, never beyond the real today)."""
+        if day > self.today():
+            self.clock.travel(min(day, self.clock.real_today()))
+
+    def randomize(self, key: str) -> str:
+        """The coordinator randomizes from the subject page; returns the arm shown."""
+        crc = self.role("crc")
+        SubjectPages(crc, key).open()
+        crc.submit(crc.page.get_by_role("link", name="Randomize", exact=True))
+        expect(crc.page.locator("#checks")).not_to_contain_text("not met")
+        crc.submit(crc.page.get_by_role("button", name="Randomize", exact=True))
+        result = crc.page.locator("#result")
+        expect(result).to_contain_text("Allocated arm:")
+        return result.locator("strong").inner_text().strip()
 
     def event_forms(self, event_oid: str) -> list[str]:
         return list(self._definition().event(event_oid).forms)

@@ -201,6 +201,10 @@ class FormPage:
         wrap = self.wrap(name)
         return wrap.count() > 0 and wrap.is_visible()
 
+    def writable(self, name: str) -> bool:
+        """A question the user may type into (a value the system writes has no input)."""
+        return self.wrap(name).locator("input:not([type=hidden]), select, textarea").count() > 0
+
     def page_rows(self, group: str) -> list[int]:
         ids = self.page.locator(f"fieldset.entry-row[id^='row-{group}-']").evaluate_all(
             "els => els.map(e => e.id)")
@@ -273,12 +277,14 @@ class FormPage:
         value = page.locator(f"#{name}").input_value()
         return value
 
-    def fill(self, planned: Planned, *, skip_groups: tuple[str, ...] = ()) -> list[str]:
+    def fill(self, planned: Planned, *, skip_groups: tuple[str, ...] = (),
+             keep: bool = False) -> list[str]:
         """Type every planned value whose question is shown; returns the fields left out.
 
         Repeating groups get their rows first ("Add a row"). Questions shown only after an
         answer elsewhere are shown by the page as the answers are typed (or by "Update" for
-        those the server decides); the loop types them on the next pass.
+        those the server decides); the loop types them on the next pass. Values the system
+        wrote (no input) are left alone, and with ``keep`` so is any value already there.
         """
         form = planned.form
         row_map: dict[str, dict[int, int]] = {}
@@ -301,7 +307,12 @@ class FormPage:
                 if not self.shown(name):
                     left.append((name, item_type, value))
                     continue
-                if self.current(name, item_type) != value:
+                if not self.writable(name):
+                    continue
+                now = self.current(name, item_type)
+                if keep and now not in ("", []):
+                    continue
+                if now != value:
                     self.set_value(name, item_type, value)
             if not left or len(left) == len(pending) and attempt:
                 pending = left
@@ -320,13 +331,12 @@ class FormPage:
             self.role.submit(self.page.get_by_role("button", name="Save and mark complete"))
             if self.page.get_by_text("Saved. The form is complete.").count():
                 return
-            self.raise_errors()
-            acks = self.page.get_by_label("Confirm the value: justification")
-            if not acks.count():
+            empty = [box for box in self.page.get_by_label(
+                "Confirm the value: justification").all() if not box.input_value()]
+            if not empty or self.page.locator("#error-summary").count():
                 break
-            for box in acks.all():
-                if not box.input_value():
-                    box.fill(acknowledge)
+            for box in empty:
+                box.fill(acknowledge)
         self.raise_errors()
         raise WalkError(f"{self.page.url}: not complete: "
                         f"{self.page.locator('main').inner_text()[:1500]}")
@@ -345,13 +355,14 @@ class FormPage:
 
 def fill_form(role: Role, oracle: ValueOracle, event: EventPage, form_oid: str,
               day: dt.date | None, *, overrides: dict | None = None,
-              rows: int | None = None, timings: Timings | None = None) -> Planned:
+              rows: int | None = None, timings: Timings | None = None,
+              keep: bool = False) -> Planned:
     """Open a form of a started event, type valid values for it and mark it complete."""
     form = event.open_form(form_oid)
     planned = oracle.plan(event.event_oid, event.repeat, form_oid, day, overrides=overrides,
                           rows=rows)
     started = time.perf_counter()
-    left = form.fill(planned)
+    left = form.fill(planned, keep=keep)
     assert not left, f"{form_oid}: questions never shown: {left}"
     form.complete()
     if timings is not None:

@@ -186,7 +186,110 @@ def fill_counts_grid(walk: Walk, key: str, event_oid: str, day1: dt.date) -> Non
 
 
 def walk_dexaml03(walk: Walk) -> None:
-    raise WalkError("not written yet")
+    real = walk.clock.real_today()
+    arms = {}
+
+    # TLS-101, intensive salvage: enrolled 400 days ago.
+    key = "TLS-101"
+    walk.clock.travel(real - dt.timedelta(days=400))
+    enrolled = walk.today()
+    walk.enrol(key, enrolled)
+    walk.advance(_days(enrolled, 3))
+    walk.visit(key, "SCREEN", on=enrolled, skip=("RAND",), forms={
+        "MH": {"rows": 2, "MHOTHER": "Y",
+               "MHTERM": {"rows": ["Type 2 diabetes", "Cholecystectomy"]},
+               "MHSTDTC": {"rows": ["2012", "2009-05"]},
+               "MHONGO": {"rows": ["Y", "N"]}, "MHENDTC": {"rows": [None, "2009-05"]}},
+    })
+    walk.edit_and_remove_rows(key, "SCREEN", "MH", "MH_LINE", "MHTERM",
+                              "Type 2 diabetes mellitus")
+    arms[key] = walk.randomize(key)
+    # The randomization form: what the system wrote is checked, not typed over.
+    walk.visit(key, "SCREEN", on=enrolled, forms={"RAND": {"keep": True}},
+               skip=tuple(f for f in walk.event_forms("SCREEN") if f != "RAND"))
+    walk.visit(key, "INDUCT", lag=7)
+    walk.visit(key, "RESP_IND", lag=3)
+    walk.visit(key, "CONS", 1, lag=5)
+    dexamethasone(walk, key, arms[key])
+    ae_day = _days(enrolled, 12)
+    walk.log(key, "AE_LOG", rows=2, overrides={
+        "AETERM": {"rows": [AE_TERM, SAE_TERM]},
+        "AESTDTC": ae_day.isoformat(), "AEONGO": "N",
+        "AEENDTC": {"rows": [_days(ae_day, 6).isoformat(), _days(ae_day, 4).isoformat()]},
+        "AETOXGR": {"rows": ["2", "3"]}, **SAE_ROW,
+        "AESAWDTC": {"rows": [None, f"{ae_day.isoformat()}T09:00"]},
+        "AESRPDTC": {"rows": [None, f"{ae_day.isoformat()}T17:30"]},
+        "AEEXPECT": {"rows": [None, "EXPECTED"]}, "AEOUT": "RECOVERED/RESOLVED",
+    })
+    check_sae_clock(walk, key, SAE_TERM)
+    walk.log(key, "CM_LOG", rows=2)
+    walk.edit_and_remove_rows(key, "CM_LOG", "CM", "CM_LINE", "CMDOSE", "16.00")
+    walk.log(key, "DV_LOG", rows=1)
+    hsct = real - dt.timedelta(days=300)
+    walk.log(key, "HSCT_LOG", day=_days(hsct, 5), overrides={
+        "HSCTDT": hsct.isoformat(), "HSCTDIS": "CR", "ENGRAFT": "Y",
+        "ENGDT": _days(hsct, 18).isoformat()})
+    walk.log(key, "EOT_LOG", day=_days(hsct, 6), overrides={
+        "EOTDT": _days(hsct, -1).isoformat(), "EOTREAS": "HSCT", "NCYCLES": "2",
+        "BESTRESP": "CR"})
+    walk.visit(key, "FU_Y12", 1)
+    death = real - dt.timedelta(days=180)
+    walk.log(key, "DEATH_LOG", day=death, overrides={
+        "DTHDT": death.isoformat(), "DTHCAUSE": "INFECTION", "DTHAE": "N"})
+    walk.log(key, "EOS_LOG", day=death, overrides={
+        "EOSDT": death.isoformat(), "EOSREAS": "DEATH"})
+
+    # TLS-102, azacitidine: enrolled 150 days ago, withdraws after the cycle 3 response.
+    key2 = "TLS-102"
+    walk.advance(real - dt.timedelta(days=150))
+    enrolled2 = walk.today()
+    walk.enrol(key2, enrolled2)
+    walk.oracle(key2, index=1)
+    walk.advance(_days(enrolled2, 3))
+    walk.visit(key2, "SCREEN", on=enrolled2, skip=("RAND",))
+    arms[key2] = walk.randomize(key2)
+    walk.visit(key2, "SCREEN", on=enrolled2, forms={"RAND": {"keep": True}},
+               skip=tuple(f for f in walk.event_forms("SCREEN") if f != "RAND"))
+    walk.visit(key2, "AZA_C1", lag=8)
+    walk.visit(key2, "AZA_CYC", 1, lag=7)
+    walk.visit(key2, "AZA_CYC", 2, lag=7)
+    walk.visit(key2, "RESP_AZA", lag=2)
+    dexamethasone(walk, key2, arms[key2])
+    assert "DEX" in arms.values(), f"no subject in the dexamethasone arm: {arms}"
+    withdrawn = real - dt.timedelta(days=30)
+    walk.log(key2, "EOS_LOG", day=withdrawn, overrides={
+        "EOSDT": withdrawn.isoformat(), "EOSREAS": "WITHDRAWAL",
+        "WDDT": withdrawn.isoformat(), "LKADT": withdrawn.isoformat()})
+
+    # Today: review, signature, lock, outputs.
+    walk.clock.back_to_now()
+    walk.correct(key, "SCREEN", "VS", "VS_MAIN", "WEIGHT", "79.5",
+                 "Weight re-read from the nursing chart.")
+    walk.query_round(key, "INDUCT", "IND", "CYCSTDT",
+                     "Please confirm day 1 of induction against the chemotherapy chart.",
+                     "Day 1 confirmed on the chemotherapy administration chart.")
+    walk.sdv(key, "INDUCT", "IND")
+    for subject in (key, key2):
+        walk.sign_casebook(subject)
+        walk.lock_subject(subject)
+    check_outputs(walk, key, [AE_TERM, "Type 2 diabetes mellitus", hsct.isoformat()])
+    check_subject(walk, key, status="Died", events=[
+        "Response after induction", "Consolidation cycle (amsacrine-cytarabine)",
+        "Follow-up, years 1-2 (every 3 months)"])
+    check_subject(walk, key2, status="Withdrawn", events=[
+        "Azacitidine cycle 2 onwards", "Response after azacitidine cycle 3"])
+
+
+def dexamethasone(walk: Walk, key: str, arm: str) -> None:
+    """The dexamethasone log, open to the DEX arm only."""
+    pages = SubjectPages(walk.role("crc"), key)
+    pages.open()
+    logs = pages.page.locator("section[aria-labelledby='logs-title']")
+    name = walk.event_name("DEXTRT")
+    if arm != "DEX":
+        expect(logs.get_by_role("link", name=name, exact=True)).to_have_count(0)
+        return
+    walk.log(key, "DEXTRT")
 
 
 # --- checks shared by both trials -------------------------------------------------------
