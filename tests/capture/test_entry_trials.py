@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from html import unescape
 
 import pytest
 from sqlalchemy import select
@@ -242,3 +243,51 @@ def test_a_fresh_form_opens_without_errors(client, make_study, login_as):
                                       "CONSENT_MAIN-1-CONSDT": future})
     assert response.status_code == 302
     assert "The consent date is in the future." in html_of(client.get(url))
+
+
+def test_the_browser_gets_conditions_on_numbers_and_blanks(client, make_study, login_as):
+    subject = enrolled(make_study, login_as, "DEXAML03")
+    url, _form = started(client, subject, "IND")
+    last_day = unescape(wrapper(html_of(client.get(url)), "IND_AMSA-1-AMSAENDT"))
+    assert ('{"op":"cmp","cmp":">","a":{"f":"IND_AMSA-1-AMSADAYS","k":"int","min":"0",'
+            '"max":"7"},"b":{"v":"0","num":true}}') in last_day
+    # The server agrees: a number shows the question, a number it refuses does not.
+    data = {"action": "refresh", "base_version": ""}
+    html = html_of(client.post(url, data={**data, "IND_AMSA-1-AMSADAYS": "3"}))
+    assert "hidden" not in wrapper(html, "IND_AMSA-1-AMSAENDT")
+    html = html_of(client.post(url, data={**data, "IND_AMSA-1-AMSADAYS": "9"}))
+    assert "hidden" in wrapper(html, "IND_AMSA-1-AMSAENDT")
+
+    url, _form = started(client, subject, "HEMATO")
+    html = html_of(client.get(url)).replace("&#34;", '"')
+    assert '"op":"not","args":[{"op":"blank","a":{"f":"' in html
+
+
+@pytest.mark.parametrize("scope", ["subject", "study_frozen", "study_locked"])
+def test_a_locked_subject_or_study_opens_read_only_with_its_banner(client, make_study,
+                                                                   login_as, scope):
+    from ecrf.review import locks
+
+    subject = enrolled(make_study, login_as, "DEXAML03")
+    url, _form = started(client, subject, "CONSENT")
+    if scope == "subject":
+        locks.lock_subject(db.session, LOADER, subject, "monitoring visit")
+        title, reason = "This subject is locked", "monitoring visit"
+    else:
+        transition = "freeze" if scope == "study_frozen" else "lock"
+        locks.change_study_status(db.session, LOADER, subject.study, transition, "interim")
+        title = "The study is frozen" if scope == "study_frozen" else "The study is locked"
+        reason = "interim"
+    db.session.commit()
+    html = html_of(client.get(url))
+    banner = re.search(r'<div class="alert[^"]*" role="status" id="lock-banner">(.*?)</div>',
+                       html, re.S).group(1)
+    assert title in banner and "test-loader" in banner and reason in banner
+    assert dt.date.today().isoformat() in banner or \
+        (dt.date.today() - dt.timedelta(days=1)).isoformat() in banner
+    assert 'value="save"' not in html and 'value="complete"' not in html
+    assert "Add a row" not in html and "entry.js" not in html
+    response = client.post(url, data={"action": "save", "base_version": "",
+                                      "CONSENT_MAIN-1-CONSVER": "v2"})
+    assert response.status_code == 423
+    assert 'value="v2"' in html_of(response) and title in html_of(response)
