@@ -161,10 +161,10 @@ def fill_counts_grid(walk: Walk, key: str, event_oid: str, day1: dt.date) -> Non
     form = event.open_form("COUNTS")
     walk.timings.add("counts grid load", time.perf_counter() - started)
     rows, block = counts_block(day1)
-    grid = form.page.locator("[data-grid]")
+    grid = form.page.locator("table.entry-grid")
     if not grid.count():
         raise WalkError("COUNTS has no grid to paste into (branch grid)")
-    first = grid.locator("input, select").first
+    first = grid.locator("tbody tr").first.locator(".g-in").first
     first.focus()
     first.evaluate(
         """(cell, text) => {
@@ -173,8 +173,10 @@ def fill_counts_grid(walk: Walk, key: str, event_oid: str, day1: dt.date) -> Non
              cell.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data,
                                                              bubbles: true, cancelable: true}));
            }""", block)
-    last_date = grid.locator(f"input[value='{rows[-1][0]}']")
-    expect(last_date.or_(grid.get_by_text(rows[-1][0]))).to_have_count(1)
+    lines = grid.locator("tbody tr")
+    expect(lines).to_have_count(len(rows))
+    expect(lines.nth(len(rows) - 1).locator(".g-in").first).to_have_value(rows[-1][0])
+    expect(lines.nth(12).locator(".g-in").nth(2)).to_have_value(rows[12][2])
     planned = walk.oracle(key).plan(event_oid, 1, "COUNTS", _days(day1, 41), rows=0)
     form.fill(planned, skip_groups=("CNT_DAY",))
     started = time.perf_counter()
