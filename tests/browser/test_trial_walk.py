@@ -83,7 +83,7 @@ def _setup(live_server, live_user, oid: str, folder: str, site: str
 
 
 @pytest.fixture
-def walk_for(browser, live_server, live_user, monkeypatch, request):
+def walk_for(browser, live_server, live_user, monkeypatch, record_property, request):
     made: list[Walk] = []
 
     def make(oid: str, folder: str, site: str) -> Walk:
@@ -92,8 +92,18 @@ def walk_for(browser, live_server, live_user, monkeypatch, request):
         made.append(walk)
         return walk
 
+    started = time.perf_counter()
     yield make
+    # How long the walk took and how fast its pages were, passed or failed.
+    elapsed = time.perf_counter() - started
     report = getattr(request.node, "rep_call", None)
+    for walk in made:
+        summary = walk.timings.summary()
+        record_property("walk_seconds", round(elapsed, 1))
+        record_property("page_timings", summary)
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n{walk.study_oid} walk: {elapsed:.1f}s; {summary}")
     for walk in made:
         if report is not None and report.failed:
             ARTIFACTS.mkdir(exist_ok=True)
@@ -110,13 +120,7 @@ def walk_for(browser, live_server, live_user, monkeypatch, request):
 
 
 @pytest.mark.parametrize(("oid", "folder", "site"), TRIALS)
-def test_trial_walk(walk_for, record_property, capsys, oid, folder, site):
-    started = time.perf_counter()
+def test_trial_walk(walk_for, oid, folder, site):
     walk = walk_for(oid, folder, site)
     STORIES[oid](walk)
-    elapsed = time.perf_counter() - started
-    record_property("walk_seconds", round(elapsed, 1))
-    record_property("page_timings", walk.timings.summary())
-    with capsys.disabled():
-        print(f"\n{oid} walk: {elapsed:.1f}s; {walk.timings.summary()}")
     assert walk.problems == [], walk.problems
