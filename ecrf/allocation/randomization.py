@@ -354,6 +354,8 @@ def undo_randomization(session: Session, actor: Actor, subject: Subject, reason:
                     reason=f"randomization undone: {reason}")
     session.flush()
     capture.refresh_subject(session, subject)
+    capture.recompute_status(session, actor, subject, changed={("subject", "arm")},
+                             why=f"randomization undone: {reason}")
     return allocation
 
 
