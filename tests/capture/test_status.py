@@ -31,7 +31,7 @@ def day(n: int) -> str:
 
 @pytest.fixture
 def trial(app, make_study):
-    study = make_study("DEXAML03", sites=("S01",))
+    study = make_study("DEXAML03", sites=("S01", "S02"))
     studies.load_folder(db.session, ACTOR, FORMS / "dexaml03")
     db.session.commit()
     return study
@@ -213,3 +213,18 @@ def test_sponsor_counts_show_the_died(trial, client, login_as):
     labels = [c.split("<", 1)[0] for c in header.split("<th scope=\"col\">")[2:11]]
     cells = header.split("<td>")[1:10]
     assert cells[labels.index("Died")].startswith("1<")
+
+
+def test_coordinator_board_lists_tasks_of_their_sites_only(trial, client, login_as):
+    subject = enrol(trial)
+    save(subject, "HSCT_LOG", "HSCT", {"HSCTDT": day(3)})
+    login_as("coordinator", "S02", study="DEXAML03", username="crc2")
+    board = html.unescape(client.get("/studies/DEXAML03/dashboard?role=coordinator")
+                          .get_data(as_text=True))
+    assert "Nothing is waiting to be entered." in board and "S01-001" not in board
+    client.post("/logout")
+    login_as("coordinator", "S01", study="DEXAML03", username="crc1")
+    board = html.unescape(client.get("/studies/DEXAML03/dashboard?role=coordinator")
+                          .get_data(as_text=True))
+    line = board.split("S01-001 · Enter End of treatment", 1)[1].split("</li>", 1)[0]
+    assert "overdue" not in line  # 3 days after the transplant: due, not overdue
