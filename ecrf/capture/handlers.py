@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask, current_app, url_for
 from flask_babel import get_locale
 
-from ecrf import accounts
+from ecrf import accounts, studies
 from ecrf.capture import status
 from ecrf.capture.models import Subject
 from ecrf.capture.status import SubjectTask
@@ -31,8 +31,22 @@ def _view(task: SubjectTask, study_oid: str) -> dict:
 
 
 def subject_tasks(subject: Subject) -> list[dict]:
-    """The open tasks of a subject, for ``studies/_tasks.html`` on the subject page."""
-    return [_view(t, subject.study.oid) for t in status.subject_tasks(db.session, subject)]
+    """The open tasks of a subject, for ``studies/_tasks.html`` on the subject page, each
+    with the events its form's dates will plan (in the user's language)."""
+    from ecrf.capture.views.subjects import _event_names
+
+    tasks = status.subject_tasks(db.session, subject)
+    if not tasks:
+        return []
+    definition = studies.definition_for(subject.study_version)
+    names = _event_names(subject.study_version)
+    views = []
+    for task in tasks:
+        view = _view(task, subject.study.oid)
+        view["then"] = [names.get(oid, oid)
+                        for oid in status.anchored_on(definition, task.task.rule.form)]
+        views.append(view)
+    return views
 
 
 def site_tasks(session, user, study) -> list[dict]:

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 SUBJECT_FIELDS = {"arm", "dose_level", "site"}
 
-__all__ = ["SubjectTask", "on_form_saved", "recompute_status", "recompute_study",
+__all__ = ["SubjectTask", "anchored_on", "on_form_saved", "recompute_status", "recompute_study",
            "status_reads", "study_tasks", "subject_tasks"]
 
 
@@ -267,6 +267,13 @@ class SubjectTask:
 
 
 _CLOSED = (SubjectStatus.SCREENING, SubjectStatus.SCREEN_FAILED)
+
+
+def anchored_on(definition: StudyDefinition, form_oid: str) -> tuple[str, ...]:
+    """Planned events whose anchor is a date of ``form_oid``: what entering the form will
+    put on the schedule (follow-up after End of treatment)."""
+    names = {name for name, (form, _item) in definition.anchors.items() if form == form_oid}
+    return tuple(rule.oid for rule in definition.events if rule.anchor in names)
 
 
 def _complete_forms(session: Session, subject_ids: list[int], definition: StudyDefinition

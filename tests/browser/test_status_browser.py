@@ -48,6 +48,7 @@ def test_investigator_sees_status_and_the_end_of_treatment_task(page, live_serve
     tasks = page.get_by_role("region", name="To do")
     expect(tasks.get_by_role("link", name="Enter End of treatment")).to_be_visible()
     expect(tasks.get_by_text("Overdue")).to_be_visible()
+    expect(tasks.get_by_text("Its date will plan: Follow-up, years 1-2")).to_be_visible()
     page.screenshot(path=f"{SHOTS}/subject-task.png", full_page=True)
 
     visit(page, "/studies/DEXAML03/dashboard?role=investigator")

@@ -196,6 +196,8 @@ def test_pages_show_the_status_and_the_task(trial, client, login_as):
         as_text=True))
     assert "Enter End of treatment" in page and "Overdue" in page
     assert "/events/EOT_LOG/1/forms/EOT" in page
+    assert ("Its date will plan: Follow-up, years 1-2 (every 3 months), Follow-up, after "
+            "year 2 (every 6 months).") in page
     board = html.unescape(client.get("/studies/DEXAML03/dashboard?role=investigator")
                           .get_data(as_text=True))
     assert "S01-001 · Enter End of treatment" in board
