@@ -55,6 +55,7 @@ from ecrf.capture.schedule import (
     schedule_rows,
     subject_schedule_data,
 )
+from ecrf.capture.status import recompute_status, recompute_study, study_tasks, subject_tasks
 from ecrf.capture.subjects import (
     EnrolmentError,
     StudyCounts,
@@ -87,18 +88,20 @@ __all__ = [
     "enrol_subject", "entry_lock", "event_forms", "event_instance", "event_path", "event_rule",
     "expected_events", "form_definition", "form_path", "form_snapshot", "item_history",
     "item_path", "load_form", "local_today", "mark_on_study", "may", "open_event",
-    "preview_form", "record_clinical", "refresh_stale", "refresh_subject", "register",
-    "row_path", "save_form", "schedule_rows", "study_counts", "subject_audit_query",
-    "subject_or_404", "subject_schedule_data", "visible_subject",
+    "preview_form", "recompute_status", "recompute_study", "record_clinical",
+    "refresh_stale", "refresh_subject", "register", "row_path", "save_form",
+    "schedule_rows", "study_counts", "study_tasks", "subject_audit_query",
+    "subject_or_404", "subject_schedule_data", "subject_tasks", "visible_subject",
 ]
 
 
 def register(app: Flask) -> None:
     """The subject pages (blueprint ``studies``), data entry (``entry``) and the capture
     commands; called by the app factory."""
-    from ecrf.capture import cli
+    from ecrf.capture import cli, handlers
     from ecrf.capture.views import entry, subjects
 
     app.register_blueprint(subjects.bp)
     app.register_blueprint(entry.bp)
     cli.register(app)
+    handlers.register(app)
