@@ -278,7 +278,7 @@ def walk_dexaml03(walk: Walk) -> None:
     check_subject(walk, key, status="Died", events=[
         "Response after induction", "Consolidation cycle (amsacrine-cytarabine)",
         "Follow-up, years 1-2 (every 3 months)"])
-    check_subject(walk, key2, status="Withdrawn", events=[
+    check_subject(walk, key2, status="Withdrawn from study", events=[
         "Azacitidine cycle 2 onwards", "Response after azacitidine cycle 3"])
 
 
