@@ -59,11 +59,15 @@
   }
 
   var conditional = [];
-  form.querySelectorAll("[data-show-if]").forEach(function (wrap) {
-    try {
-      conditional.push({ wrap: wrap, tree: JSON.parse(wrap.getAttribute("data-show-if")) });
-    } catch (e) { /* leave it as the server rendered it */ }
-  });
+  function scan() {  // again when lines are added in the page ("entry:rows", static/grid.js)
+    conditional = [];
+    form.querySelectorAll("[data-show-if]").forEach(function (wrap) {
+      try {
+        conditional.push({ wrap: wrap, tree: JSON.parse(wrap.getAttribute("data-show-if")) });
+      } catch (e) { /* leave it as the server rendered it */ }
+    });
+  }
+  scan();
 
   function applyShowIf() {
     // Conditions may chain (A shown if B, B shown if C): settle in a few passes.
@@ -91,6 +95,7 @@
 
   form.addEventListener("change", function (event) { applyShowIf(); openReason(event); });
   form.addEventListener("input", openReason);
+  form.addEventListener("entry:rows", scan);
   applyShowIf();
 
   var summary = document.getElementById("error-summary") || document.getElementById("stale");

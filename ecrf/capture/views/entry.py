@@ -35,6 +35,7 @@ from ecrf.capture import operations as capture
 from ecrf.capture.labels import EVENT_STATE_LABELS, FORM_STATUS_LABELS
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
+from ecrf.capture.views import entry_grid
 from ecrf.capture.views.entry_page import build_page, items_for, posted_rows, read_submission
 from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core import audit, db
@@ -167,10 +168,12 @@ def form(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid
     except capture.EventStateError as exc:
         flash(say(exc.message), "warning")
         return redirect(_event_url(subject, event_oid, repeat))
-    items = items_for(opened.form, opened.rows)
+    opened, rows, planned = entry_grid.offer_planned(db.session, subject, opened, event_oid,
+                                                     repeat)
+    items = items_for(opened.form, rows)
     wtform = build_form(items, opened.definition.codelists, _language())
-    wtform.process(data=initial_data(items, opened.values))
-    page = build_page(opened, wtform, opened.rows, language=_language(),
+    wtform.process(data=initial_data(items, {**opened.values, **planned}))
+    page = build_page(opened, wtform, rows, language=_language(),
                       validation=opened.validation, history_url=_history_link(
                           subject, event_oid, repeat, form_oid))
     return _render_form(subject, event_oid, repeat, opened, page, opened.version)
@@ -194,18 +197,23 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
         if group in rows:
             rows[group] = rows[group] + (_next_row(subject, event_oid, repeat, form_oid,
                                                    group, rows[group]),)
+    rows, formdata = entry_grid.extend(db.session, subject, event_oid, repeat, definition,
+                                       form_def, action, rows, request.form)
     items = items_for(form_def, rows)
     wtform = build_form(items, definition.codelists, _language())
-    wtform.process(formdata=request.form)
+    wtform.process(formdata=formdata)
     raw, problems = read_raw(wtform, items)
-    submission = read_submission(form_def, request.form, raw, rows)
+    submission = read_submission(form_def, formdata, raw, rows)
     result = None
     code = 200
     if action in ("save", "complete") and not problems:
         try:
             with transaction() as unit:
                 result = capture.save_form(db.session, actor_for("data.enter", subject),
-                                           subject, event_oid, repeat, form_oid, submission,
+                                           subject, event_oid, repeat, form_oid,
+                                           entry_grid.unplanned(db.session, subject, event_oid,
+                                                                repeat, definition, form_def,
+                                                                submission),
                                            base_version=base_version,
                                            complete=action == "complete")
                 if result.saved:
@@ -236,7 +244,7 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
         return redirect(_event_url(subject, event_oid, repeat))
     page = build_page(opened, wtform, rows, language=_language(),
                       validation=preview.validation, result=result or preview,
-                      posted=request.form, problems=problems,
+                      posted=formdata, problems=problems,
                       show_reason_errors=result is not None,
                       history_url=_history_link(subject, event_oid, repeat, form_oid))
     if result is None and action in ("save", "complete") and problems:
