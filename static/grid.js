@@ -56,6 +56,57 @@
     event.preventDefault();  // no implicit submit on Enter, no select change on arrows
   });
 
+  // --- reasons for change and the history of a saved cell -------------------------------------
+
+  function columnLabel(el) {
+    var table = el.closest("table");
+    var index = cellsOf(el.closest("tr")).indexOf(el.closest("td, th"));
+    var th = cellsOf(table.tHead.rows[0])[index];
+    var label = th && th.querySelector(".grid-label");
+    return label ? label.firstChild.textContent.trim() : "";
+  }
+
+  // A saved cell being changed gets its reason box (the server asks for it on save).
+  function askReason(event) {
+    var el = event.target;
+    if (!isCell(el)) { return; }
+    var wrap = el.closest("[data-saved]");
+    if (!wrap || wrap.querySelector(".reason-box")) { return; }
+    var table = el.closest("table");
+    var box = document.createElement("div");
+    box.className = "reason-box grid-reason";
+    box.id = el.name + "-reasonbox";
+    var input = document.createElement("input");
+    input.type = "text";
+    input.className = "g-reason";
+    input.name = input.id = "reason-" + el.name;
+    input.maxLength = 2000;
+    input.autocomplete = "off";
+    input.placeholder = table.getAttribute("data-msg-reason-short") || "";
+    input.setAttribute("aria-label", (table.getAttribute("data-msg-reason") || "")
+      .replace("{label}", columnLabel(el)).replace("{value}", wrap.getAttribute("data-saved")));
+    box.appendChild(input);
+    wrap.appendChild(box);
+  }
+  form.addEventListener("input", askReason);
+  form.addEventListener("change", askReason);
+
+  // One "History of ..." link under the grid follows the focused saved cell.
+  form.addEventListener("focusin", function (event) {
+    var el = event.target;
+    if (!isCell(el) || !el.closest("[data-saved]")) { return; }
+    var table = el.closest("table");
+    var group = table.getAttribute("data-group");
+    var link = document.getElementById("grid-history-" + group);
+    var parts = el.name.split("-");
+    if (!link || parts.length !== 3) { return; }
+    link.href = table.getAttribute("data-history") + "?group=" + encodeURIComponent(group) +
+      "&row=" + parts[1] + "&item=" + encodeURIComponent(parts[2]);
+    link.textContent = (table.getAttribute("data-msg-history") || "")
+      .replace("{label}", columnLabel(el)).replace("{n}", parts[1]);
+    link.hidden = false;
+  });
+
   // --- adding lines --------------------------------------------------------------------------
 
   var RENAMED = ["id", "name", "for", "aria-labelledby", "aria-describedby", "data-show-if",
@@ -91,8 +142,8 @@
     line.querySelectorAll(".reason-box, .grid-msg, .grid-badge, .grid-history, .grid-saved-only," +
                           " [id$='-note']").forEach(function (el) { el.remove(); });
     line.querySelectorAll("[data-saved]").forEach(function (el) { el.removeAttribute("data-saved"); });
-    line.querySelectorAll(".grid-has-error, .grid-has-note").forEach(function (el) {
-      el.classList.remove("grid-has-error", "grid-has-note");
+    line.querySelectorAll(".grid-has-error, .grid-has-note, .grid-has-missing").forEach(function (el) {
+      el.classList.remove("grid-has-error", "grid-has-note", "grid-has-missing");
     });
     line.querySelectorAll(".g-in, output").forEach(function (el) {
       ["aria-invalid", "aria-describedby", "title"].forEach(function (a) { el.removeAttribute(a); });
