@@ -100,7 +100,7 @@ def test_paste_42_days_save_once_fix_the_error_in_its_cell(page, live_server, li
     expect(page.locator(f"#{G}-{BAD_DAY}-ANC-error")).to_be_visible()
     expect(page.locator(f"#error-summary a[href='#wrap-{G}-{BAD_DAY}-ANC']")).to_be_visible()
     expect(page.locator(f"#{G}-41-PLT")).to_have_value("143")
-    page.locator(f"#{G}-{BAD_DAY}-ANC").scroll_into_view_if_needed()
+    page.locator(f"#{G}-{BAD_DAY}-ANC-error").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "3-error-in-cell.png"))
     with live_server.app.app_context():
         assert db.session.scalar(select(func.count()).select_from(GroupRow)
@@ -136,10 +136,17 @@ def test_paste_42_days_save_once_fix_the_error_in_its_cell(page, live_server, li
     page.keyboard.press("Home")
     page.keyboard.press("ArrowLeft")
     expect(page.locator(f"#{G}-1-WBC")).to_be_focused()
+    history = page.locator(f"#grid-history-{G}")
+    expect(history).to_have_text("History of White blood cells, line 1")
+    assert history.get_attribute("href").endswith("?group=CNT_DAY&row=1&item=WBC")
 
     # Pasting past the last line adds dated lines, whose questions show and hide as usual.
     page.evaluate(PASTE, [f"{G}-42-WBC", "2.1\t1.2\t90\t60\t37.0\n2.2\t1.3\t91\t61\t37.1\n"])
     expect(rows).to_have_count(43)
+    # line 42 was saved: each changed cell now asks for its reason
+    expect(page.locator(f"#reason-{G}-42-WBC")).to_be_visible()
+    expect(page.locator(f"#reason-{G}-42-WBC")).to_have_attribute(
+        "aria-label", "Reason for changing White blood cells (saved value: 5.20 10^9/L)")
     expect(page.locator(f"#{G}-43-WBC")).to_have_value("2.2")
     expect(page.locator(f"#{G}-43-LBDT")).to_have_value(
         (day1_of() + dt.timedelta(days=42)).isoformat())

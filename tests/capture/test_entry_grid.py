@@ -203,6 +203,9 @@ def test_add_lines_and_the_planned_days_without_javascript(client, crc):
     text = html(response)
     assert f'name="rows-{G}" value="{",".join(str(d) for d in range(1, 14))}"' in text
     assert 'value=""' in cell(text, f"{G}-13-LBDT")
+    for item in ("LBDT", "WBC", "RBCTX"):  # new lines are open for entry
+        assert "disabled" not in cell(text, f"{G}-13-{item}")
+        assert " hidden" not in cell(text, f"{G}-13-{item}")
     response = client.post(COUNTS, data=post(days, base="1", action="plan:CNT_DAY"))
     assert response.status_code == 200
     text = html(response)
