@@ -10,9 +10,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from ecrf.capture import operations as capture
 from ecrf.capture.models import GroupRow, ItemValue
 from ecrf.core.extensions import db
-from tests.capture.grid_setup import COUNTS_PATH, counts_subject, day1_of, load_ucmsc
+from tests.capture.grid_setup import COUNTS_PATH, LOADER, counts_subject, day1_of, load_ucmsc
 
 KEY = "WUH-001"
 COUNTS = COUNTS_PATH.format(key=KEY)
@@ -213,3 +214,28 @@ def test_add_lines_and_the_planned_days_without_javascript(client, crc):
     assert f'value="{day(11)}"' in cell(text, f"{G}-11-LBDT")
     assert ">42</output>" in cell(text, f"{G}-42-STUDYDY")
     assert live_rows() == list(range(1, 11))  # nothing saved by adding lines
+
+
+def test_the_grid_speaks_the_users_language(client, crc):
+    text = html(client.get(COUNTS, headers={"Accept-Language": "zh"}))
+    assert '<span class="grid-label">白细胞' in text
+    assert '<span class="grid-label">当日输注红细胞' in text
+    assert '<caption class="visually-hidden">每日记录</caption>' in text
+    assert '<option value="Y">是</option>' in cell(text, f"{G}-1-RBCTX")
+
+
+def test_a_monitor_reads_the_grid_without_inputs(client, subject, login_as):
+    values = {(G, d, item): v for d in (1, 2) for item, v in counts(d).items()}
+    result = capture.save_form(db.session, LOADER, subject, "HEMOBS", 1, "COUNTS",
+                               capture.Submission(values=values, rows={G: [1, 2]}),
+                               base_version=None, complete=False)
+    assert result.saved
+    db.session.commit()
+    login_as("monitor", study="UCMSCEXO", username="mon1")
+    text = html(client.get(COUNTS))
+    grid = text[text.index('<table class="table table-sm table-bordered entry-grid'):
+                text.index("</table>", text.index("entry-grid"))]
+    assert "<input" not in grid and "<select" not in grid and "<details" not in grid
+    assert f'>{counts(2)["PLT"]}</output>' in cell(text, f"{G}-2-PLT")
+    assert "No (N)</output>" in cell(text, f"{G}-2-RBCTX")
+    assert 'value="plan:CNT_DAY"' not in text
