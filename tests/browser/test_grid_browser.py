@@ -108,7 +108,10 @@ def test_paste_42_days_save_once_fix_the_error_in_its_cell(page, live_server, li
         db.session.remove()
 
     bad.fill("1.50")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     second_save, saved = save(page)
+    assert len(posts) == 1 and urlsplit(posts[0]).path == COUNTS  # 42 days, one request
     expect(page.get_by_text("Saved as in progress", exact=False).first).to_be_visible()
     expect(page.locator(f"#{G}-{BAD_DAY}-ANC")).to_have_value("1.50")
     with live_server.app.app_context():
