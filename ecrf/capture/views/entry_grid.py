@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -160,7 +159,3 @@ def unplanned(session: Session, subject: Subject, event_oid: str, repeat: int,
 
 def _text(raw: object) -> str:
     return raw.strip() if isinstance(raw, str) else ""
-
-
-def grid_groups(form: FormDef) -> Mapping[str, GroupDef]:
-    return {g.oid: g for g in form.groups if g.repeating and g.is_grid}
