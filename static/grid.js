@@ -85,11 +85,30 @@
     input.placeholder = table.getAttribute("data-msg-reason-short") || "";
     input.setAttribute("aria-label", (table.getAttribute("data-msg-reason") || "")
       .replace("{label}", columnLabel(el)).replace("{value}", wrap.getAttribute("data-saved")));
+    var given = el.closest("tr").querySelector(".grid-reason .g-reason:not([data-copied])");
+    if (given && given.value) {
+      input.value = given.value;
+      input.setAttribute("data-copied", "");
+    }
     box.appendChild(input);
     wrap.appendChild(box);
   }
   form.addEventListener("input", askReason);
   form.addEventListener("change", askReason);
+
+  // One reason usually explains every change of a line: typing it in one box fills the
+  // line's other reason boxes that are empty (or were filled this way), as a proposal.
+  form.addEventListener("input", function (event) {
+    var el = event.target;
+    if (!el.classList.contains("g-reason") || !el.closest(".entry-grid")) { return; }
+    el.removeAttribute("data-copied");
+    el.closest("tr").querySelectorAll(".grid-reason .g-reason").forEach(function (other) {
+      if (other !== el && (other.value === "" || other.hasAttribute("data-copied"))) {
+        other.value = el.value;
+        other.setAttribute("data-copied", "");
+      }
+    });
+  });
 
   // One "History of ..." link under the grid follows the focused saved cell.
   form.addEventListener("focusin", function (event) {

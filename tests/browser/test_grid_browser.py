@@ -150,6 +150,8 @@ def test_paste_42_days_save_once_fix_the_error_in_its_cell(page, live_server, li
     expect(page.locator(f"#reason-{G}-42-WBC")).to_be_visible()
     expect(page.locator(f"#reason-{G}-42-WBC")).to_have_attribute(
         "aria-label", "Reason for changing White blood cells (saved value: 5.20 10^9/L)")
+    page.locator(f"#reason-{G}-42-WBC").fill("Day 43 pasted one line too high")
+    expect(page.locator(f"#reason-{G}-42-TMAX")).to_have_value("Day 43 pasted one line too high")
     expect(page.locator(f"#{G}-43-WBC")).to_have_value("2.2")
     expect(page.locator(f"#{G}-43-LBDT")).to_have_value(
         (day1_of() + dt.timedelta(days=42)).isoformat())
@@ -159,6 +161,18 @@ def test_paste_42_days_save_once_fix_the_error_in_its_cell(page, live_server, li
     expect(page.locator(f"#{G}-43-RBCU")).to_be_enabled()
     page.locator(f"#{G}-43-RBCU").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "4-line-added.png"))
+
+    # One reason, given once, goes with every changed cell of line 42; line 43 is new.
+    save(page)
+    expect(page.get_by_text("Saved as in progress", exact=False).first).to_be_visible()
+    with live_server.app.app_context():
+        values = {(r, i): v for r, i, v in db.session.execute(
+            select(ItemValue.row, ItemValue.item_oid, ItemValue.value)
+            .where(ItemValue.group_oid == G, ItemValue.row >= 42))}
+        db.session.remove()
+    assert values[(42, "WBC")] == "2.1" and values[(42, "TMAX")] == "37.0"
+    assert values[(43, "PLT")] == "61" and values[(43, "RBCTX")] == "Y"
+    expect(page.locator(f"#grid-{G} tbody tr")).to_have_count(43)
     assert problems == []
 
     print(f"\nCOUNTS grid in Chromium: open {opened['load']:.0f} ms (server response "
