@@ -56,7 +56,9 @@ PASTE = """([name, text]) => {
 NAVIGATION = """() => {
   const n = performance.getEntriesByType("navigation")[0];
   return {response: n.responseEnd - n.requestStart, ready: n.domContentLoadedEventEnd,
-          load: n.loadEventEnd, bytes: n.transferSize};
+          load: n.loadEventEnd, bytes: n.transferSize,
+          height: document.documentElement.scrollHeight,
+          inputs: document.querySelectorAll("input, select, textarea").length};
 }"""
 
 
@@ -176,6 +178,8 @@ def test_paste_42_days_save_once_fix_the_error_in_its_cell(page, live_server, li
     assert problems == []
 
     print(f"\nCOUNTS grid in Chromium: open {opened['load']:.0f} ms (server response "
-          f"{opened['response']:.0f} ms, {opened['bytes']} bytes); save with an error "
+          f"{opened['response']:.0f} ms, {opened['bytes']} bytes, page {opened['height']} px "
+          f"high, {opened['inputs']} inputs); 42 days saved: page {saved['height']} px, "
+          f"{saved['inputs']} inputs; save with an error "
           f"{first_save:.0f} ms (response {refused['response']:.0f} ms); save of 42 days "
           f"{second_save:.0f} ms click to loaded page (POST + redirect + GET)")
