@@ -37,7 +37,7 @@ class FormValues:
         self.keys: list[tuple[Key, ItemDef]] = [
             ((g.oid, r, i.oid), i) for g in form.groups
             for r in (rows[g.oid] if g.repeating else (1,)) for i in g.items
-            if i.type is not ItemType.CALCULATED]
+            if i.type is not ItemType.CALCULATED and not i.system]
         self.choice = {key: 0 for key, _ in self.keys}
         # The trial's script first: the generic values are only its fallbacks.
         dates = owner.dates(day, repeat)
