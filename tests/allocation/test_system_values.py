@@ -217,3 +217,44 @@ def test_the_randomization_page_shows_used_and_recorded_strata(client, make_user
     page = client.get("/studies/DEXAML03/subjects/TLS-001/randomize").get_data(as_text=True)
     assert "Stratification factors" in page and "Used at randomization" in page
     assert "Recorded now" in page and "First relapse" in page
+
+
+# --- UCMSC-Exo: the dose level is the escalation's ------------------------------------------
+
+DOSE_URL = "/studies/UCMSCEXO/subjects/WUH-001/events/SCREEN/1/forms/DOSELVL"
+
+
+@pytest.fixture
+def assigned(app, make_site, make_study):
+    """WUH-001 given dose level 2 by the escalation, its screening event started."""
+    make_site("WUH", timezone="Asia/Shanghai")
+    study = studies.load_folder(db.session, ACTOR, PROJECT_ROOT / "forms" / "ucmscexo").study
+    db.session.commit()
+    make_study("UCMSCEXO", sites=("WUH",))
+    subject = add_subject(study, "WUH-001", site="WUH")
+    record(subject, "SCREEN", "ELIG", {"ELIGIBLE": "Y"})
+    subject.dose_level = 2
+    db.session.commit()
+    return subject
+
+
+def test_the_dose_level_form_shows_the_assigned_level_and_fills_it_in(client, make_user,
+                                                                      assigned):
+    login_at = make_user(role="coordinator", study="UCMSCEXO", site="WUH")
+    assert sign_in(client, login_at.username).status_code == 302
+    page = client.get(DOSE_URL).get_data(as_text=True)
+    assert "set by the system" in page and "Dose level 2" in page
+    assert 'name="DOSELVL_MAIN-1-DOSELVL"' not in page
+    day = site_today("WUH").isoformat()
+    other = {"action": "save", "base_version": "", "DOSELVL_MAIN-1-DLASGDT": day,
+             "DOSELVL_MAIN-1-COHORT": "2", "DOSELVL_MAIN-1-SRCCONF": "Y"}
+    response = client.post(DOSE_URL, data={**other, "DOSELVL_MAIN-1-DOSELVL": "3"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Assigned dose level is set by the system (dose-level assignment) and cannot be " \
+           "changed here; it stays 2." in page
+    assert stored(assigned, "DOSELVL", "DOSELVL") is None
+    assert client.post(DOSE_URL, data=other).status_code == 302
+    db.session.expire_all()
+    assert stored(assigned, "DOSELVL", "DOSELVL") == "2"
+    assert stored(assigned, "DOSELVL", "COHORT") == "2"
