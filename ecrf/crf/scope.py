@@ -117,9 +117,6 @@ class Scope:
         if len(parts) == 3 and parts[:2] == ("subject", "stratum"):
             # The level the subject was randomized in (blank before randomization): unlike
             # the stratification item, it does not move if that item is corrected later.
-            if form is not None:
-                raise UnresolvedReference(name, f"'{name}' is known to the schedule only "
-                                                f"(event conditions, until, study end)")
             if parts[2] not in self.strata and not self.lenient:
                 known = ", ".join(sorted(self.strata)) or "none declared"
                 raise UnresolvedReference(name, f"unknown stratum '{parts[2]}' in '{name}' "

@@ -209,6 +209,10 @@ def test_a_data_manager_corrects_a_stratum_and_the_allocation_and_branch_stay(
     assert "Intensive chemotherapy (amsacrine-cytarabine) (INTENSIVE)" in query.messages[0].text
     page = client.get(STRATA_URL).get_data(as_text=True)
     assert "mis-stratified" in page and "Azacitidine" in page
+    # The randomization form shows the stratum used, not the corrected factor.
+    page = client.get(FORM_URL.format(form="RAND")).get_data(as_text=True)
+    strsalv = page[page.index('id="wrap-RAND_MAIN-1-STRSALV"'):][:800]
+    assert "INTENSIVE" in strsalv and "AZA" not in strsalv
 
 
 def test_the_randomization_page_shows_used_and_recorded_strata(client, make_user,

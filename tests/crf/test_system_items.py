@@ -50,8 +50,8 @@ def _broken(tmp_path, folder: str, file: str, old: str, new: str) -> list[str]:
      "system: randomization needs a randomization block in study.yaml"),
     ("dexaml03", "study.yaml", "condition: 'subject.stratum.salvage = \"AZA\"'",
      "condition: 'subject.stratum.salvge = \"AZA\"'", "unknown stratum 'salvge'"),
-    ("dexaml03", "crfs/RAND.yaml", "expression: 'SALVAGE.SALVTYPE'",
-     "expression: 'subject.stratum.salvage'", "is known to the schedule only"),
+    ("dexaml03", "crfs/RAND.yaml", "subject.stratum.disease_status",
+     "subject.stratum.status", "unknown stratum 'status'"),
 ])
 def test_the_checker_explains_a_wrong_system_item_or_stratum(tmp_path, folder, file, old, new,
                                                             expected):
