@@ -67,10 +67,12 @@ def apply_system_values(subject: Subject, stored: Stored, raw: dict[Key, Raw]
         posted = raw.get(key)
         if not is_blank_raw(posted) and str(posted).strip() != (value or ""):
             item = stored.form.item(key[2])
+            choices = stored.definition.choices_of(stored.form.oid, item.oid)
+            shown = choices.label_of(value) if choices and value in choices.codes else value
             errors[key] = Message(N_(
                 "%(label)s is set by the system (%(source)s) and cannot be changed here; "
                 "it stays %(value)s."), {"label": item.label, "source": SOURCE_LABELS[source],
-                                        "value": value or "blank"})
+                                        "value": shown or "blank"})
         if value is None:
             raw.pop(key, None)
         else:

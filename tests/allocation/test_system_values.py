@@ -256,7 +256,7 @@ def test_the_dose_level_form_shows_the_assigned_level_and_fills_it_in(client, ma
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "Assigned dose level is set by the system (dose-level assignment) and cannot be " \
-           "changed here; it stays 2." in page
+           "changed here; it stays Dose level 2." in page
     assert stored(assigned, "DOSELVL", "DOSELVL") is None
     assert client.post(DOSE_URL, data=other).status_code == 302
     db.session.expire_all()
