@@ -178,6 +178,8 @@ def test_a_data_manager_corrects_a_stratum_and_the_allocation_and_branch_stay(
     assert branch(randomized)["AZA_C1"] == "not_applicable"
     assert branch(randomized)["INDUCT"] != "not_applicable"
     login(client, make_user, "data_manager")
+    subject_page = client.get("/studies/DEXAML03/subjects/TLS-001").get_data(as_text=True)
+    assert f'href="{STRATA_URL}"' in subject_page
     page = client.get(STRATA_URL).get_data(as_text=True)
     assert "Used at randomization" in page and "Intensive chemotherapy" in page
     response = client.post(STRATA_URL, data={"stratum": "salvage", "value": "AZA",
