@@ -29,7 +29,7 @@ from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.allocation import decisions, escalation, randomization, strata
 from ecrf.allocation.models import RandomizationList
-from ecrf.capture import Subject, subject_or_404
+from ecrf.capture import CaptureError, Subject, subject_or_404
 from ecrf.core import db
 from ecrf.core.web import say, transaction
 
@@ -251,6 +251,8 @@ def strata_page(study_oid: str, subject_key: str):
                                        request.form.get("reason", ""))
         except strata.StratumCorrectionError as exc:
             errors[name] = [say(m) for m in exc.messages]
+        except CaptureError as exc:  # locked or frozen data, a concurrent save
+            errors[name] = [say(exc.message)]
         else:
             flash(_("The stratification factor was corrected. The allocation and the "
                     "schedule keep the stratum used at randomization; a query documents "

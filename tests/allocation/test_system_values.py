@@ -264,3 +264,16 @@ def test_the_dose_level_form_shows_the_assigned_level_and_fills_it_in(client, ma
     db.session.expire_all()
     assert stored(assigned, "DOSELVL", "DOSELVL") == "2"
     assert stored(assigned, "DOSELVL", "COHORT") == "2"
+
+
+def test_a_correction_on_frozen_data_is_refused_with_the_reason(client, make_user,
+                                                                 randomized):
+    randomized.study.status = "frozen"
+    db.session.commit()
+    login(client, make_user, "data_manager")
+    response = client.post(STRATA_URL, data={"stratum": "salvage", "value": "AZA",
+                                              "reason": "source shows azacitidine"})
+    assert response.status_code == 422
+    assert "frozen" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert stored(randomized, "SALVAGE", "SALVTYPE") == "INTENSIVE"
