@@ -121,6 +121,10 @@ def correct_stratum(session: Session, actor: Actor, subject: Subject, name: str,
         raise StratumCorrectionError([Message(N_("%(label)s is not recorded."),
                                               {"label": defn.item(*key).label})])
     event, stored = found
+    if stored.value == value:
+        raise StratumCorrectionError([Message(N_("%(label)s is already recorded as %(level)s."),
+                                              {"label": defn.item(*key).label,
+                                               "level": choices.label_of(value)})])
     opened = capture.load_form(session, subject, event.event_oid, event.repeat, key[0])
     cell = (stored.group_oid, stored.row, stored.item_oid)
     result = capture.save_form(

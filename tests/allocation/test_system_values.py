@@ -185,6 +185,10 @@ def test_a_data_manager_corrects_a_stratum_and_the_allocation_and_branch_stay(
     response = client.post(STRATA_URL, data={"stratum": "salvage", "value": "AZA",
                                               "reason": ""})
     assert response.status_code == 422 and "Give the reason" in response.get_data(as_text=True)
+    response = client.post(STRATA_URL, data={"stratum": "salvage", "value": "INTENSIVE",
+                                              "reason": "checked"})
+    assert response.status_code == 422 and "is already recorded as Intensive chemotherapy" \
+        in response.get_data(as_text=True)
     response = client.post(STRATA_URL, data={"stratum": "salvage", "value": "AZA",
                                               "reason": "source shows azacitidine"})
     assert response.status_code == 302
