@@ -18,6 +18,7 @@ from ecrf.core import PROJECT_ROOT
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.outputs.odm.clinical import export_odm_clinical
+from ecrf.outputs.odm.importer.clinical import import_odm_clinical
 from ecrf.outputs.rows import make_scope
 from ecrf.review.models import Query
 from ecrf.studies import store as studies
@@ -147,6 +148,21 @@ def test_exports_carry_the_system_number(client, make_user, randomized):
     assert f'ItemOID="RAND.RANDNO" Value="{number}"' in data or \
         f'Value="{number}"' in data
     assert "R999999" not in data
+
+
+def test_an_imported_file_never_overwrites_the_system_number(randomized, tmp_path):
+    number = stored(randomized, "RAND", "RANDNO")
+    buffer = io.BytesIO()
+    export_odm_clinical(db.session, make_scope(db.session, randomized.study), buffer)
+    text = buffer.getvalue().decode().replace(f'Value="{number}"', 'Value="R999999"')
+    assert "R999999" in text
+    path = tmp_path / "edited.xml"
+    path.write_text(text, encoding="utf-8")
+    report = import_odm_clinical(db.session, ACTOR, randomized.study, path)
+    db.session.commit()
+    assert report.refused_forms == 0
+    db.session.expire_all()
+    assert stored(randomized, "RAND", "RANDNO") == number
 
 
 # --- stratification factors after randomization ---------------------------------------------

@@ -57,3 +57,4 @@ def test_the_checker_explains_a_wrong_system_item_or_stratum(tmp_path, folder, f
                                                             expected):
     problems = _broken(tmp_path, folder, file, old, new)
     assert any(expected in p for p in problems), problems
+
