@@ -5,7 +5,7 @@ stratification item corrected afterwards. Subjects already randomized take the s
 of their allocation in force.
 
 Revision ID: 0003_sysval
-Revises: 0002
+Revises: 0003_status
 Create Date: 2026-12-06
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_sysval"
-down_revision = "0002"
+down_revision = "0003_status"
 branch_labels = None
 depends_on = None
 
