@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ecrf import create_app
 from ecrf.allocation import strata as allocation_strata
+from ecrf.capture import status as capture_status
 from ecrf.core import signals
 from ecrf.core.signals import FormChange
 from ecrf.review import handlers as review_handlers
@@ -14,7 +15,7 @@ from ecrf.safety import handlers as safety_handlers
 def test_the_app_connects_locks_sdv_signatures_queries_grading_and_safety(app):
     assert signals.receivers_of(signals.form_changing) == [review_handlers.refuse_locked]
     saved = signals.receivers_of(signals.form_saved)
-    assert saved == [review_handlers.reset_sdv, review_handlers.break_signatures,
+    assert saved == [capture_status.on_form_saved, review_handlers.reset_sdv, review_handlers.break_signatures,
                      review_handlers.link_corrections, review_handlers.sync_automatic_queries,
                      review_strata.query_misstratification, safety_handlers.grade_labs,
                      safety_handlers.review_adverse_events,
