@@ -50,6 +50,8 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "randomization.manage": frozenset({DM}),
     "escalation.decide": frozenset({DM, INV}),
     "randomization.undo": frozenset({A}),  # a correction, with a reason; never a deletion
+    # a stratification factor of a randomized subject: the allocation keeps its stratum
+    "strata.correct": frozenset({DM}),
     # outputs
     "data.export": frozenset({DM}),
 }

@@ -51,9 +51,11 @@ __all__ = [
 
 
 def register(app: Flask) -> None:
+    from ecrf.allocation import handlers
     from ecrf.allocation.cli import escalation_cli, randomization_cli
     from ecrf.allocation.views import bp
 
     app.register_blueprint(bp)
     app.cli.add_command(randomization_cli)
     app.cli.add_command(escalation_cli)
+    handlers.register()

@@ -292,6 +292,7 @@ def randomize(session: Session, actor: Actor, subject: Subject, *, kind: str = "
         allocated_by_id=actor.user_id, allocated_by=actor.username, allocated_role=actor.role)
     session.add(allocation)
     subject.arm = slot.arm
+    subject.strata = allocation.strata  # the schedule follows the stratum used here
     capture.mark_on_study(session, actor, subject, f"randomized to {slot.arm}")
     if target is not None:
         _write_date(session, actor, subject, defn, rdef.date_item, today,
@@ -345,6 +346,7 @@ def undo_randomization(session: Session, actor: Actor, subject: Subject, reason:
     allocation.undo_reason = reason
     allocation.live_subject_id = None
     subject.arm = None
+    subject.strata = None
     if target is not None:
         _write_date(session, actor, subject, defn, date_item, None,
                     reason=f"randomization undone: {reason}", target=target)

@@ -15,6 +15,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, logout_user
@@ -26,11 +27,11 @@ from wtforms.validators import DataRequired, Length
 from ecrf import accounts, studies
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
-from ecrf.allocation import decisions, escalation, randomization
+from ecrf.allocation import decisions, escalation, randomization, strata
 from ecrf.allocation.models import RandomizationList
-from ecrf.capture import Subject, subject_or_404
+from ecrf.capture import CaptureError, Subject, subject_or_404
 from ecrf.core import db
-from ecrf.core.web import transaction
+from ecrf.core.web import say, transaction
 
 bp = Blueprint("allocation", __name__)
 
@@ -41,6 +42,7 @@ register("allocation.list_detail", Allow("randomization.manage"))
 register("allocation.escalation", Allow("study.view"))
 register("allocation.decide", Allow("escalation.decide"))
 register("allocation.dose_level", Allow("subjects.enrol"))
+register("allocation.strata", Allow("strata.correct"))
 
 DECISION_LABELS = {
     "escalate": _l("Escalate to the next level"),
@@ -78,9 +80,11 @@ def _subject_page(subject: Subject, template: str, **context):
     history = randomization.allocations_of(db.session, subject)
     readiness = randomization.check_readiness(db.session, subject)
     frozen = {a.id: json.loads(a.strata) for a in history}
+    language = str(get_locale() or "en").split("_")[0]
     return render_template(template, subject=subject, history=history, readiness=readiness,
                            frozen=frozen, arms=_arm_names(subject), kind=list_kind(),
-                           **context)
+                           strata=strata.strata_rows(db.session, subject, language)
+                           if subject.arm else [], **context)
 
 
 @bp.route("/studies/<study_oid>/subjects/<subject_key>/randomize", methods=["GET", "POST"])
@@ -228,3 +232,32 @@ def dose_level(study_oid: str, subject_key: str):
     state = _board_or_404()
     return render_template("allocation/dose_level.html", subject=subject, board=state,
                            error=error), 409 if error else 200
+
+
+@bp.route("/studies/<study_oid>/subjects/<subject_key>/randomization/strata",
+          methods=["GET", "POST"], endpoint="strata")
+def strata_page(study_oid: str, subject_key: str):
+    """The strata used at randomization beside those recorded now; the data manager
+    corrects a stratification factor here (the allocation and the schedule stay)."""
+    subject = subject_or_404(subject_key, "strata.correct")
+    errors: dict[str, list[str]] = {}
+    posted = request.form if request.method == "POST" else {}
+    if request.method == "POST":
+        name = request.form.get("stratum", "")
+        try:
+            with transaction():
+                strata.correct_stratum(db.session, request_actor("strata.correct", g.study),
+                                       subject, name, request.form.get("value", ""),
+                                       request.form.get("reason", ""))
+        except strata.StratumCorrectionError as exc:
+            errors[name] = [say(m) for m in exc.messages]
+        except CaptureError as exc:  # locked or frozen data, a concurrent save
+            errors[name] = [say(exc.message)]
+        else:
+            flash(_("The stratification factor was corrected. The allocation and the "
+                    "schedule keep the stratum used at randomization; a query documents "
+                    "the mis-stratification."), "success")
+            return redirect(url_for(".strata", study_oid=study_oid,
+                                    subject_key=subject_key))
+    return _subject_page(subject, "allocation/strata.html", errors=errors,
+                         posted=posted), 422 if errors else 200

@@ -19,6 +19,8 @@ from ecrf.capture.support import (
     event_instance,
     event_rule,
 )
+from ecrf.capture.system_values import apply_system_values, strata_refusals
+from ecrf.core import audit
 from ecrf.crf import FormDef, ItemType, Severity
 from ecrf.crf.validation import (
     IssueKey,
@@ -105,6 +107,7 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
         kept = {k for k, iv in stored.values.items()
                 if k not in raw and iv.value is not None and k[2] not in calculated}
         raw.update({k: stored.values[k].value for k in kept})
+    refused = apply_system_values(subject, stored, raw)
     context = build_context(session, stored.definition, form, subject, stored.event, today)
     validation = validate_form(form, raw, context, rows=rows)
     hidden = {k for k in kept if k not in validation.visible}
@@ -123,6 +126,10 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
         result.errors.setdefault(key, []).extend(messages)
     result.form_errors.extend(validation.form_errors)
     changes = _changes(form, stored, validation, submission, result, shown_only)
+    refused.update(strata_refusals(subject, stored, changes, audit.current_actor(session)))
+    for key, message in refused.items():
+        result.errors.setdefault(key, []).append(message)
+    changes = [c for c in changes if c.key not in refused]
     result.changed = [c.key for c in changes]
     result.missing = list(validation.missing)
     result.check_errors = validation.failing_errors

@@ -54,6 +54,8 @@ class Subject(Audited, Base):
     enrolled_on: Mapped[dt.date] = mapped_column(Date)
     arm: Mapped[str | None] = mapped_column(String(32))
     dose_level: Mapped[int | None] = mapped_column(Integer)
+    # The strata used at randomization, JSON {name: level}; the schedule follows them.
+    strata: Mapped[str | None] = mapped_column(Text)
     # The study version the subject's schedule follows (moved by an explicit migration).
     study_version_id: Mapped[int] = mapped_column(ForeignKey("study_version.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

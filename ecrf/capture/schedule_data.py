@@ -11,6 +11,7 @@ Loads take a fixed number of statements whatever the number of subjects.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -94,10 +95,12 @@ class SubjectInfo:
     arm: str | None
     dose_level: int | None
     enrolled_on: dt.date
+    strata: str | None = None  # JSON {name: level} used at randomization
 
 
 SUBJECT_COLUMNS = (Subject.id, Subject.study_id, Subject.study_version_id, Site.code,
-                   Site.timezone, Subject.arm, Subject.dose_level, Subject.enrolled_on)
+                   Site.timezone, Subject.arm, Subject.dose_level, Subject.enrolled_on,
+                   Subject.strata)
 
 
 def info_from_row(row) -> SubjectInfo:
@@ -107,7 +110,8 @@ def info_from_row(row) -> SubjectInfo:
 def info_of(subject: Subject) -> SubjectInfo:
     site = subject.site
     return SubjectInfo(subject.id, subject.study_id, subject.study_version_id, site.code,
-                       site.timezone, subject.arm, subject.dose_level, subject.enrolled_on)
+                       site.timezone, subject.arm, subject.dose_level, subject.enrolled_on,
+                       subject.strata)
 
 
 def infos_of(session: Session, subjects: list[Subject]) -> list[SubjectInfo]:
@@ -116,7 +120,8 @@ def infos_of(session: Session, subjects: list[Subject]) -> list[SubjectInfo]:
     site_ids = {s.site_id for s in subjects}
     sites = {site.id: site for site in session.scalars(select(Site).where(Site.id.in_(site_ids)))}
     return [SubjectInfo(s.id, s.study_id, s.study_version_id, sites[s.site_id].code,
-                        sites[s.site_id].timezone, s.arm, s.dose_level, s.enrolled_on)
+                        sites[s.site_id].timezone, s.arm, s.dose_level, s.enrolled_on,
+                        s.strata)
             for s in subjects]
 
 
@@ -282,6 +287,14 @@ def _occurrences(definition: StudyDefinition, recorded: list) -> list[RecordedOc
     return result
 
 
+def _strata(text: str | None) -> dict[str, str]:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
 def build_data(definition: StudyDefinition, info: SubjectInfo, rows: list[StoredValue],
                recorded: list, first: Mapping[str, dt.date], today: dt.date,
                params: Mapping[str, object] | None = None) -> SubjectScheduleData:
@@ -294,6 +307,7 @@ def build_data(definition: StudyDefinition, info: SubjectInfo, rows: list[Stored
         "dose_level": str(info.dose_level) if info.dose_level is not None else None,
         "site": info.site_code,
     }
+    strata = _strata(info.strata)
 
     def resolve(parts: tuple[str, ...]) -> object:
         if len(parts) == 2:
@@ -307,6 +321,8 @@ def build_data(definition: StudyDefinition, info: SubjectInfo, rows: list[Stored
             return latest.get(parts)
         if len(parts) == 3 and parts[0] == "study" and parts[1] == "first":
             return first.get(parts[2])
+        if len(parts) == 3 and parts[0] == "subject" and parts[1] == "stratum":
+            return strata.get(parts[2])
         return None
 
     def condition(source: str) -> bool:

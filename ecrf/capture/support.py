@@ -173,6 +173,16 @@ def _needs(definition: StudyDefinition, form_oid: str) -> _Needs:
     return needs
 
 
+def strata_fields(text: str | None) -> dict[str, str]:
+    """The strata used at randomization as ``subject.stratum.NAME`` reads them."""
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return {f"stratum.{k}": str(v) for k, v in found.items()} if isinstance(found, dict) \
+        else {}
+
+
 def build_context(session: Session, definition: StudyDefinition, form: FormDef,
                   subject: Subject, event: EventInstance, today: dt.date | None = None
                   ) -> EntryContext:
@@ -198,7 +208,7 @@ def build_context(session: Session, definition: StudyDefinition, form: FormDef,
         other_forms=other, anchors=anchors, params=definition.parameter_values(),
         subject={"arm": subject.arm, "site": site.code,
                  "dose_level": str(subject.dose_level) if subject.dose_level is not None
-                 else None},
+                 else None, **strata_fields(subject.strata)},
     )
 
 

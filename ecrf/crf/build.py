@@ -113,6 +113,7 @@ def _item(form: str, group: dict[str, Any], spec: dict[str, Any]) -> ItemDef:
         expression=spec.get("expression"), result_type=spec.get("result_type"),
         help=spec.get("help"), help_labels=dict(spec.get("help_labels", {})),
         sdtm=spec.get("sdtm"), critical=bool(spec.get("critical", False)),
+        system=spec.get("system"),
         lab=LabSpec(lab["test"], lab.get("unit") or spec["unit"], _lab_value(lab.get("lln")),
                     _lab_value(lab.get("uln"))) if lab else None,
     )

@@ -197,7 +197,10 @@ class StudyChecker:
                                     info.group, info.repeating)
                        for oid, info in items.items()}
                 for form, items in self.items.items()}
-        self.scope = Scope(refs, self.anchor_names, self.params, lenient=self.study is None)
+        strata = [text(as_dict(s).get("name")) for s in
+                  as_list(as_dict(self.study_data.get("randomization")).get("strata"))]
+        self.scope = Scope(refs, self.anchor_names, self.params, lenient=self.study is None,
+                           strata=[s for s in strata if s])
 
     def _index_codelists(self, doc: Document, path: PathParts) -> None:
         for oid, entries in as_dict(as_dict(doc.data).get(path[-1])).items():

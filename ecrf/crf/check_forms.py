@@ -150,6 +150,30 @@ def _item(c: StudyChecker, info: ItemInfo) -> None:
                      expected=ValueType.BOOLEAN, what=key)
     if isinstance(item.get("lab"), dict):
         _lab(c, info, item["lab"], group)
+    if isinstance(item.get("system"), str):
+        _system(c, info, item["system"])
+
+
+# What each system source writes, and the study block it needs.
+_SYSTEM_TYPES = {
+    "randomization": (("text", "integer", "date", "datetime"), "randomization"),
+    "dose_level": (("single_choice", "text", "integer"), "dose_escalation"),
+    "enrolment": (("date",), None),
+}
+
+
+def _system(c: StudyChecker, info: ItemInfo, source: str) -> None:
+    if source not in _SYSTEM_TYPES:
+        return  # the schema reports it
+    path = (*info.path, "system")
+    types, block = _SYSTEM_TYPES[source]
+    if info.type is not None and info.type not in types:
+        c.report(info.doc, path, f"system: {source} writes a {' or '.join(types)} item, "
+                                 f"not {info.type}")
+    if info.repeating:
+        c.report(info.doc, path, f"system: {source} cannot be in repeating group {info.group}")
+    if block is not None and c.study is not None and block not in c.study_data:
+        c.report(info.doc, path, f"system: {source} needs a {block} block in study.yaml")
 
 
 def _choices(c: StudyChecker, info: ItemInfo) -> None:

@@ -155,6 +155,7 @@ class ItemDef:
     sdtm: str | None = None
     critical: bool = False
     lab: LabSpec | None = None
+    system: str | None = None  # written by the system: randomization | dose_level | enrolment
 
     @property
     def value_type(self) -> ValueType:
@@ -421,6 +422,30 @@ class StudyDefinition:
         for form in self.forms.values():
             yield from form.items
 
+    # --- values the system writes ----------------------------------------------------------
+
+    @cached_property
+    def system_items(self) -> Mapping[ItemKey, str]:
+        """Items written by the system, never typed in: (form, item) -> source.
+
+        ``randomization.number_item`` and ``date_item`` are the randomization's without
+        saying so; any other item says ``system:`` (``dose_level``, ``enrolment``, ...).
+        """
+        found: dict[ItemKey, str] = {(i.form, i.oid): i.system
+                                     for i in self.iter_items() if i.system}
+        rand = self.randomization
+        if rand is not None:
+            for key in (rand.number_item, rand.date_item):
+                if key is not None:
+                    found.setdefault(key, "randomization")
+        return found
+
+    @cached_property
+    def strata_items(self) -> Mapping[ItemKey, str]:
+        """Stratification items of the randomization: (form, item) -> stratum name."""
+        rand = self.randomization
+        return {(s.form, s.item): s.name for s in rand.strata} if rand else {}
+
     # --- expression context --------------------------------------------------------------
 
     @cached_property
@@ -433,7 +458,8 @@ class StudyDefinition:
             for form in self.forms.values()
         }
         params = {name: p.value_type for name, p in self.parameters.items()}
-        return Scope(items, self.anchors, params)
+        strata = [s.name for s in self.randomization.strata] if self.randomization else []
+        return Scope(items, self.anchors, params, strata=strata)
 
     def form_type_of(self, form_oid: str, group_oid: str | None = None
                      ) -> Callable[[tuple[str, ...]], ValueType | None]:

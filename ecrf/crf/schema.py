@@ -28,6 +28,9 @@ GROUP_REF_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}[.][A-Z][A-Z0-9_]{0,31}$"
 SDTM_PATTERN = r"^[A-Z]{2}\.[A-Z0-9]{1,8}$"
 DOMAIN_PATTERN = r"^[A-Z]{2}$"
 
+# Who writes an item declared ``system:``: the randomization service (its number and date),
+# the dose-escalation assignment (the subject's level), enrolment (the enrolment date).
+SYSTEM_SOURCES = ("randomization", "dose_level", "enrolment")
 ITEM_TYPES = ("text", "integer", "decimal", "date", "partial_date", "time", "datetime",
               "single_choice", "multiple_choice", "yes_no", "calculated")
 RESULT_TYPES = ("text", "integer", "decimal", "date", "datetime", "time", "boolean")
@@ -259,6 +262,7 @@ _ITEM = _obj(
     help=_TEXT, help_labels=_LABELS,
     sdtm={"type": "string", "pattern": SDTM_PATTERN},
     critical={"type": "boolean"},
+    system={"enum": list(SYSTEM_SOURCES)},
     lab=_obj(
         ["test"],
         test={"enum": list(LAB_TESTS)},

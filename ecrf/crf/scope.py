@@ -98,8 +98,11 @@ class Scope:
     """
 
     def __init__(self, items: Mapping[str, Mapping[str, ItemRef]], anchors: Collection[str],
-                 params: Mapping[str, ValueType], *, lenient: bool = False) -> None:
+                 params: Mapping[str, ValueType], *, lenient: bool = False,
+                 strata: Collection[str] = ()) -> None:
         self.items = items
+        # Randomization strata: subject.stratum.NAME is the level used at randomization.
+        self.strata = frozenset(strata)
         self.anchors = frozenset(anchors) | {BUILTIN_ANCHOR}
         self.params = params
         # When study.yaml could not be read, anchors and parameters are unknown rather than
@@ -111,6 +114,14 @@ class Scope:
         name = ".".join(parts)
         if len(parts) == 2 and parts[0] in ("subject", "anchor", "param"):
             return self._namespaced(parts[0], parts[1], name)
+        if len(parts) == 3 and parts[:2] == ("subject", "stratum"):
+            # The level the subject was randomized in (blank before randomization): unlike
+            # the stratification item, it does not move if that item is corrected later.
+            if parts[2] not in self.strata and not self.lenient:
+                known = ", ".join(sorted(self.strata)) or "none declared"
+                raise UnresolvedReference(name, f"unknown stratum '{parts[2]}' in '{name}' "
+                                                f"(randomization strata: {known})")
+            return ValueType.TEXT
         if len(parts) == 3 and parts[:2] == ("study", "first"):
             # The earliest value of an anchor across all subjects of the study, e.g. the
             # first randomization, from which a protocol counts its end of study.

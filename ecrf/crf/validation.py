@@ -193,6 +193,8 @@ class _Engine:
         ctx, effective, where, form_oid = self.ctx, self.effective, self.where, self.form.oid
 
         def resolve(parts: tuple[str, ...]) -> object:
+            if len(parts) == 3 and parts[:2] == ("subject", "stratum"):
+                return ctx.subject.get(f"stratum.{parts[2]}")
             if len(parts) == 2:
                 space, name = parts
                 if space == "subject":

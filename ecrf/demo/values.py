@@ -37,7 +37,7 @@ class FormValues:
         self.keys: list[tuple[Key, ItemDef]] = [
             ((g.oid, r, i.oid), i) for g in form.groups
             for r in (rows[g.oid] if g.repeating else (1,)) for i in g.items
-            if i.type is not ItemType.CALCULATED]
+            if i.type is not ItemType.CALCULATED and not i.system]
         self.choice = {key: 0 for key, _ in self.keys}
         # The trial's script first: the generic values are only its fallbacks.
         dates = owner.dates(day, repeat)
@@ -76,8 +76,8 @@ class FormValues:
                 if self._next(values, key):
                     changed = True
             for key in result.missing:
-                if key not in values:
-                    item = self.form.item(key[2])
+                item = self.form.item(key[2])
+                if key not in values and not item.system:  # the system fills its own
                     values[key] = self.candidates(key, item)[0]
                     changed = True
             failing = result.failing_errors
@@ -109,7 +109,7 @@ class FormValues:
     def _repair(self, values: dict, keys, context, failing: int) -> bool:
         for key in keys:
             item = self.form.item(key[2])
-            if item.type is ItemType.CALCULATED:
+            if item.type is ItemType.CALCULATED or item.system:
                 continue
             for option in self.candidates(key, item):
                 trial = dict(values)

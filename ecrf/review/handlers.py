@@ -27,7 +27,7 @@ from ecrf import capture, core
 from ecrf.capture import FormInstance, item_path
 from ecrf.core import FormChange
 from ecrf.crf.validation import Key
-from ecrf.review import corrections, locks, queries, sdv, signatures
+from ecrf.review import corrections, locks, queries, sdv, signatures, strata
 from ecrf.review.models import Query, QueryMessage
 
 AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check now passes."
@@ -38,7 +38,7 @@ def register() -> None:
     core.connect(core.form_changing, refuse_locked)
     capture.add_lock_reader(locks.entry_lock)
     core.connect(core.form_saved, reset_sdv, break_signatures, link_corrections,
-                    sync_automatic_queries)
+                    sync_automatic_queries, strata.query_misstratification)
 
 
 def refuse_locked(change: FormChange) -> None:

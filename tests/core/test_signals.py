@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from ecrf import create_app
+from ecrf.allocation import strata as allocation_strata
+from ecrf.capture import status as capture_status
 from ecrf.core import signals
 from ecrf.core.signals import FormChange
 from ecrf.review import handlers as review_handlers
+from ecrf.review import strata as review_strata
 from ecrf.safety import handlers as safety_handlers
 
 
 def test_the_app_connects_locks_sdv_signatures_queries_grading_and_safety(app):
     assert signals.receivers_of(signals.form_changing) == [review_handlers.refuse_locked]
     saved = signals.receivers_of(signals.form_saved)
-    assert saved == [review_handlers.reset_sdv, review_handlers.break_signatures,
+    assert saved == [capture_status.on_form_saved, review_handlers.reset_sdv, review_handlers.break_signatures,
                      review_handlers.link_corrections, review_handlers.sync_automatic_queries,
-                     safety_handlers.grade_labs, safety_handlers.review_adverse_events]
+                     review_strata.query_misstratification, safety_handlers.grade_labs,
+                     safety_handlers.review_adverse_events,
+                     allocation_strata.record_misstratification]
 
 
 def test_a_second_app_connects_nothing_twice(app):

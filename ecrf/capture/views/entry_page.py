@@ -18,6 +18,7 @@ from wtforms import Field
 from wtforms.form import BaseForm
 
 from ecrf.capture.operations import OpenForm, SaveResult, Submission
+from ecrf.capture.system_values import system_source, system_value
 from ecrf.core.web import say
 from ecrf.crf import FormDef, GroupDef, ItemDef, ItemType
 from ecrf.crf.fields import REGISTRY, field_name
@@ -266,8 +267,14 @@ def _field(opened: OpenForm, form: BaseForm, group: GroupDef, row: int, item: It
     bound = form[name] if name in form else None
     reason = posted.get(f"reason-{name}", "").strip() if posted else ""
     current = validation.canonical.get(key)
+    widget = REGISTRY[item.type].widget
+    source = system_source(opened.definition, opened.form, item)
+    if source is not None:
+        # Written by the system, shown as it stands (never an input, so never posted).
+        widget = "system"
+        current = system_value(source, opened.event.subject, saved) if row == 1 else None
     return FieldView(
-        key=key, name=name, item=item, widget=REGISTRY[item.type].widget, field=bound,
+        key=key, name=name, item=item, widget=widget, field=bound,
         label=item.label_in(language),
         help=item.help_labels.get(language or "", item.help) if item.help else None,
         unit=item.unit, required=key in validation.required or item.required,
