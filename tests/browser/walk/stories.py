@@ -89,7 +89,8 @@ def walk_ucmscexo(walk: Walk) -> None:
 
     walk.visit(key, "CHEMO_D1", on=_days(enrolled, 3))
     day1 = _days(enrolled, 3)
-    walk.visit(key, "INFUSION", on=_days(day1, 6))
+    # The protocol dose of level 1; the level itself is written by the system.
+    walk.visit(key, "INFUSION", on=_days(day1, 6), forms={"INF": {"DOSEKG": "1.00"}})
 
     # Day 1 to day 42: counts pasted into the grid, one episode of each kind.
     hemobs = walk.visit(key, "HEMOBS", on=_days(day1, 41), skip=("COUNTS",), forms={
