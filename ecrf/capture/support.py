@@ -199,6 +199,7 @@ def build_context(session: Session, definition: StudyDefinition, form: FormDef,
         subject={"arm": subject.arm, "site": site.code,
                  "dose_level": str(subject.dose_level) if subject.dose_level is not None
                  else None},
+        forms=definition.forms,
     )
 
 

@@ -245,4 +245,5 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         dose_escalation=_escalation(study.get("dose_escalation")),
         recovery_endpoints=_recovery(study.get("recovery_endpoints")),
         adverse_events=_adverse_events(study.get("adverse_events")),
+        event_labels={e["oid"]: dict(e.get("labels", {})) for e in study["events"]},
     )

@@ -316,6 +316,7 @@ class StudyDefinition:
     dose_escalation: EscalationDef | None = None
     recovery_endpoints: RecoveryEndpointsDef | None = None
     adverse_events: AdverseEventsDef | None = None
+    event_labels: Mapping[str, Labels] = field(default_factory=dict)  # event OID -> labels
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -330,6 +331,9 @@ class StudyDefinition:
             if rule.oid == oid:
                 return rule
         raise UnknownOidError("event", oid)
+
+    def event_name_in(self, oid: str, language: str | None = None) -> str:
+        return _translated(self.event(oid).name, self.event_labels.get(oid, {}), language)
 
     @property
     def events(self) -> tuple[EventRule, ...]:
