@@ -115,3 +115,5 @@ def test_casebook_names_the_subject_status_and_form_status(app, world):
     assert re.search(r"Subject status\s+Screening", text)
     assert "screening" not in text.split("Subject status", 1)[1][:40]
     assert '<span class="status status-complete">Complete</span>' in html
+    # Items by label; the OIDs stay in the audit trail, not beside every value.
+    assert '<th class="c-item">Weight</th>' in html
