@@ -41,6 +41,7 @@ def register(app: Flask) -> None:
 
     cli.register(app)
     app.add_template_global(naming_of, "naming_of")
+    app.add_template_global(STUDY_STATUS_LABELS, "study_status_labels")
 
 
 def naming_of(version: StudyVersion | Study | None):
