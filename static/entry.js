@@ -26,17 +26,57 @@
 
   function isBlank(v) { return Array.isArray(v) ? v.length === 0 : v === ""; }
 
+  // Numbers as the server reads them (ecrf/crf/values.py): a comma may be the decimal
+  // mark; a value it would refuse (not a number, outside the hard range) counts as blank.
+  var INTEGER = /^[+-]?[0-9]+$/;
+  var DECIMAL = /^[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)$/;
+  var ISO_DATE = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
+
+  function toNumber(text) { return Number(String(text).replace(",", ".")); }
+
+  function fieldValue(o) {
+    var v = valueOf(o.f);
+    if (isBlank(v)) { return null; }
+    if (o.k === "int" || o.k === "dec") {
+      if (!(o.k === "int" ? INTEGER : DECIMAL).test(v)) { return null; }
+      var n = toNumber(v);
+      if (o.min !== undefined && n < toNumber(o.min)) { return null; }
+      if (o.max !== undefined && n > toNumber(o.max)) { return null; }
+      return n;
+    }
+    if (o.k === "date") { return ISO_DATE.test(v) ? v : null; }
+    return v;
+  }
+
+  function operand(o) {
+    if (o.f !== undefined) { return fieldValue(o); }
+    return o.num ? toNumber(o.v) : o.v;
+  }
+
+  function compare(operator, a, b) {
+    switch (operator) {
+      case "=": return a === b;
+      case "!=": return a !== b;
+      case "<": return a < b;
+      case "<=": return a <= b;
+      case ">": return a > b;
+      case ">=": return a >= b;
+    }
+    return null;
+  }
+
   // Three-valued, as on the server: a blank answer makes a comparison unknown (null), and
   // an unknown condition hides the question.
   function evaluate(node) {
-    var v, i, r, unknown;
+    var v, w, i, r, unknown;
     switch (node.op) {
-      case "eq": v = valueOf(node.field); return isBlank(v) ? null : v === node.value;
-      case "ne": v = valueOf(node.field); return isBlank(v) ? null : v !== node.value;
-      case "in": v = valueOf(node.field); return isBlank(v) ? null : node.values.indexOf(v) >= 0;
-      case "nin": v = valueOf(node.field); return isBlank(v) ? null : node.values.indexOf(v) < 0;
-      case "blank": return isBlank(valueOf(node.field));
-      case "has": v = valueOf(node.field); return isBlank(v) ? null : v.indexOf(node.value) >= 0;
+      case "cmp":
+        v = operand(node.a); w = operand(node.b);
+        return v === null || w === null ? null : compare(node.cmp, v, w);
+      case "in": v = fieldValue(node.a); return v === null ? null : node.values.indexOf(v) >= 0;
+      case "nin": v = fieldValue(node.a); return v === null ? null : node.values.indexOf(v) < 0;
+      case "blank": return isBlank(valueOf(node.a.f));
+      case "has": v = fieldValue(node.a); return v === null ? null : v.indexOf(node.value) >= 0;
       case "not": r = evaluate(node.args[0]); return r === null ? null : !r;
       case "and":
         unknown = false;
@@ -89,9 +129,16 @@
     if (box && box.hidden) { box.hidden = false; }
   }
 
+  // As the user types (input), not only when a field is left (change).
   form.addEventListener("change", function (event) { applyShowIf(); openReason(event); });
-  form.addEventListener("input", openReason);
+  form.addEventListener("input", function (event) { applyShowIf(); openReason(event); });
   applyShowIf();
+
+  // After "Add a row" the new row's first question has the focus.
+  var added = form.getAttribute("data-focus");
+  var target = added ? document.getElementById(added) : null;
+  var first = target ? target.querySelector("input:not([type=hidden]), select, textarea") : null;
+  if (first && !document.getElementById("error-summary")) { first.focus(); }
 
   var summary = document.getElementById("error-summary") || document.getElementById("stale");
   if (summary) { summary.focus(); }

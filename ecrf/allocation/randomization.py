@@ -58,9 +58,12 @@ __all__ = [
     "lists_of", "randomize", "recorded_values", "site_today", "undo_randomization",
 ]
 
-# A subject who has left the study (or never entered it) is not randomized.
+# A subject who has left the study (or never entered it) is not randomized. Off
+# treatment in follow-up is still in the study (a DLT window runs on after the infusion).
 CLOSED_STATUSES = tuple(s for s in SubjectStatus
-                        if s not in (SubjectStatus.SCREENING, SubjectStatus.ON_STUDY))
+                        if s not in (SubjectStatus.SCREENING, SubjectStatus.ON_STUDY,
+                                     SubjectStatus.IN_FOLLOW_UP,
+                                     SubjectStatus.WITHDRAWN_FROM_TREATMENT))
 
 
 class NotRandomizable(RandomizationServiceError):
@@ -351,6 +354,8 @@ def undo_randomization(session: Session, actor: Actor, subject: Subject, reason:
                     reason=f"randomization undone: {reason}")
     session.flush()
     capture.refresh_subject(session, subject)
+    capture.recompute_status(session, actor, subject, changed={("subject", "arm")},
+                             why=f"randomization undone: {reason}")
     return allocation
 
 

@@ -14,6 +14,7 @@ from ecrf.capture.labels import (
     SUBJECT_LABELS,
     VISIT_LABELS,
 )
+from ecrf.capture.locking import EntryLock, add_lock_reader, entry_lock
 from ecrf.capture.models import (
     SUBJECT_STATUSES,
     CheckAcknowledgement,
@@ -54,6 +55,7 @@ from ecrf.capture.schedule import (
     schedule_rows,
     subject_schedule_data,
 )
+from ecrf.capture.status import recompute_status, recompute_study, study_tasks, subject_tasks
 from ecrf.capture.subjects import (
     EnrolmentError,
     StudyCounts,
@@ -77,27 +79,29 @@ from ecrf.capture.support import (
 from ecrf.capture.web import actor_for, may, subject_or_404
 
 __all__ = [
-    "CaptureError", "CheckAcknowledgement", "EVENT_STATE_LABELS", "EnrolmentError",
+    "CaptureError", "CheckAcknowledgement", "EVENT_STATE_LABELS", "EnrolmentError", "EntryLock",
     "EventForm", "EventInstance", "EventStateError", "FORM_STATUS_LABELS", "FormInstance",
     "FormStatus", "GroupRow", "ItemValue", "MAX_REASON", "NOT_STARTED", "NotFoundError",
     "OpenForm", "SUBJECT_LABELS", "SUBJECT_STATUSES", "SaveResult", "ScheduledVisit",
     "StaleChange", "StaleFormError", "StudyCounts", "Subject", "SubjectStatus",
-    "Submission", "VISIT_LABELS", "actor_for", "build_context", "declare_not_done",
-    "enrol_subject", "event_forms", "event_instance", "event_path", "event_rule",
+    "Submission", "VISIT_LABELS", "actor_for", "add_lock_reader", "build_context", "declare_not_done",
+    "enrol_subject", "entry_lock", "event_forms", "event_instance", "event_path", "event_rule",
     "expected_events", "form_definition", "form_path", "form_snapshot", "item_history",
     "item_path", "load_form", "local_today", "mark_on_study", "may", "open_event",
-    "preview_form", "record_clinical", "refresh_stale", "refresh_subject", "register",
-    "row_path", "save_form", "schedule_rows", "study_counts", "subject_audit_query",
-    "subject_or_404", "subject_schedule_data", "visible_subject",
+    "preview_form", "recompute_status", "recompute_study", "record_clinical",
+    "refresh_stale", "refresh_subject", "register", "row_path", "save_form",
+    "schedule_rows", "study_counts", "study_tasks", "subject_audit_query",
+    "subject_or_404", "subject_schedule_data", "subject_tasks", "visible_subject",
 ]
 
 
 def register(app: Flask) -> None:
     """The subject pages (blueprint ``studies``), data entry (``entry``) and the capture
     commands; called by the app factory."""
-    from ecrf.capture import cli
+    from ecrf.capture import cli, handlers
     from ecrf.capture.views import entry, subjects
 
     app.register_blueprint(subjects.bp)
     app.register_blueprint(entry.bp)
     cli.register(app)
+    handlers.register(app)

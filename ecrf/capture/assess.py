@@ -83,14 +83,20 @@ def _may_warn(form: FormDef) -> bool:
 
 
 def assess(session: Session, subject: Subject, stored: Stored, submission: Submission,
-           today: dt.date | None) -> Assessed:
+           today: dt.date | None, *, display: bool = False) -> Assessed:
     """Validate a submission against the stored form: what a save would write, and why it
-    could not (errors, missing reasons) or could not complete (blockers)."""
+    could not (errors, missing reasons) or could not complete (blockers).
+
+    ``display``: for showing the page again rather than saving. Rows added on the page and
+    still blank, and saved rows about to be removed, are not rows a save writes, but the
+    page shows them: they are validated too (so each row's questions are shown or hidden
+    on its own answers), without the issues or required items of rows nobody filled in.
+    """
     instance, form = stored.instance, stored.form
     result = SaveResult(saved=False, status=instance.status if instance else NOT_STARTED,
                         version=instance.version if instance else None,
                         form_instance=instance, form_def=form)
-    rows, removals = _rows(form, stored, submission, result)
+    rows, removals, shown_only = _rows(form, stored, submission, result, display=display)
     raw = dict(submission.values)
     kept = set()
     if submission.partial:
@@ -107,11 +113,16 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
         # cleared, not refused.
         validation = validate_form(form, {k: v for k, v in raw.items() if k not in hidden},
                                    context, rows=rows)
+    if shown_only:
+        # Rows on the page that a save would not write: nothing to require or check there.
+        validation.issues = [i for i in validation.issues
+                             if i.group is None or (i.group, i.row) not in shown_only]
+        validation.missing = [k for k in validation.missing if k[:2] not in shown_only]
     result.validation = validation
     for key, messages in validation.errors.items():
         result.errors.setdefault(key, []).extend(messages)
     result.form_errors.extend(validation.form_errors)
-    changes = _changes(form, stored, validation, submission, result)
+    changes = _changes(form, stored, validation, submission, result, shown_only)
     result.changed = [c.key for c in changes]
     result.missing = list(validation.missing)
     result.check_errors = validation.failing_errors
@@ -129,9 +140,12 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
     return Assessed(result, validation, changes, removals, acks)
 
 
-def _rows(form: FormDef, stored: Stored, submission: Submission, result: SaveResult
-          ) -> tuple[dict[str, tuple[int, ...]], dict[tuple[str, int], str]]:
-    """Live rows after this submission, and the saved rows it removes (with reasons)."""
+def _rows(form: FormDef, stored: Stored, submission: Submission, result: SaveResult, *,
+          display: bool = False
+          ) -> tuple[dict[str, tuple[int, ...]], dict[tuple[str, int], str],
+                     set[tuple[str, int]]]:
+    """Live rows after this submission, the saved rows it removes (with reasons), and (for
+    ``display``) the rows kept only to be shown: blank added rows and rows being removed."""
     live = stored.live_rows()
     repeating = {g.oid for g in form.groups if g.repeating}
     known_groups = {g.oid for g in form.groups}
@@ -165,6 +179,7 @@ def _rows(form: FormDef, stored: Stored, submission: Submission, result: SaveRes
             continue
         removals[(group, row)] = reason
     rows: dict[str, tuple[int, ...]] = {}
+    shown_only: set[tuple[str, int]] = set()
     for group in repeating:
         wanted = live[group] | named[group]
         for row in sorted(wanted - live[group]):
@@ -180,16 +195,26 @@ def _rows(form: FormDef, stored: Stored, submission: Submission, result: SaveRes
                 wanted.discard(row)
             elif all(is_blank_raw(submission.values.get((group, row, i.oid)))
                      for i in form.group(group).items):
-                wanted.discard(row)  # an added row left empty is not a row
-        rows[group] = tuple(sorted(wanted - {r for g, r in removals if g == group}))
-    return rows, removals
+                # An added row left empty is not a row: a save drops it, the page keeps it.
+                if display:
+                    shown_only.add((group, row))
+                else:
+                    wanted.discard(row)
+        leaving = {r for g, r in removals if g == group}
+        if display:
+            shown_only |= {(group, r) for r in leaving}
+        else:
+            wanted -= leaving
+        rows[group] = tuple(sorted(wanted))
+    return rows, removals, shown_only
 
 
 def _changes(form: FormDef, stored: Stored, validation: ValidationResult,
-             submission: Submission, result: SaveResult) -> list[Change]:
+             submission: Submission, result: SaveResult,
+             shown_only: set[tuple[str, int]]) -> list[Change]:
     changes = []
     for key in keys_of(form, validation.rows):
-        if key in validation.errors:
+        if key in validation.errors or key[:2] in shown_only:
             continue
         new = validation.canonical.get(key)
         record = stored.values.get(key)

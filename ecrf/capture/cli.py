@@ -1,4 +1,4 @@
-"""`ecrf study versions|migrate`, `ecrf schedule show|refresh` and `ecrf audit export`: the
+"""`ecrf study versions|migrate|recompute-status`, `ecrf schedule show|refresh` and `ecrf audit export`: the
 study versions with the subjects that follow each, moving subjects to another version,
 the stored visit schedules, and a study's or a subject's audit trail as CSV. Thin
 wrappers over capture; one transaction per command; bad input prints one clear line and
@@ -17,6 +17,7 @@ from ecrf import studies
 from ecrf.capture import schedule
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
 from ecrf.capture.models import Subject
+from ecrf.capture.status import recompute_study
 from ecrf.core import add_group, audit, cli_actor, db, fail
 from ecrf.studies import Study, command_study
 
@@ -132,6 +133,20 @@ def schedule_refresh(oid: str | None):
         count = schedule.refresh_stale(db.session, study)
         db.session.commit()
         click.echo(f"{study.oid}: {count} subject schedule(s) recomputed")
+
+
+@study_cli.command("recompute-status")
+@click.argument("oid")
+def study_recompute_status(oid: str):
+    """Recompute every subject's status from its data and the study's status rules
+    (each change audited; a status may go down here, as the data says)."""
+    study = command_study(oid)
+    moved = recompute_study(db.session, cli_actor(), study)
+    db.session.commit()
+    if not moved:
+        click.echo(f"{study.oid}: every subject's status already follows its data")
+    for name, count in sorted(moved.items()):
+        click.echo(f"{study.oid}: {count} subject(s) now {name}")
 
 
 @audit_cli.command("export")

@@ -22,8 +22,10 @@ SUBJECT_LABELS = {
     SubjectStatus.SCREENING: _l("Screening"),
     SubjectStatus.ON_STUDY: _l("On study"),
     SubjectStatus.SCREEN_FAILED: _l("Screen failed"),
+    SubjectStatus.IN_FOLLOW_UP: _l("In follow-up"),
+    SubjectStatus.WITHDRAWN_FROM_TREATMENT: _l("Withdrawn from treatment"),
     SubjectStatus.COMPLETED: _l("Completed"),
-    SubjectStatus.WITHDRAWN: _l("Withdrawn"),
+    SubjectStatus.WITHDRAWN: _l("Withdrawn from study"),
     SubjectStatus.LOST_TO_FOLLOW_UP: _l("Lost to follow-up"),
     SubjectStatus.DIED: _l("Died"),
 }

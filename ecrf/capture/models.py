@@ -26,18 +26,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.core import Audited, Base, UTCDateTime, one_of, utcnow
 from ecrf.domain.schedule import EventState
+from ecrf.domain.subject_status import SubjectStatus
 from ecrf.studies import Site, Study, StudyVersion
-
-
-class SubjectStatus(StrEnum):
-    SCREENING = "screening"
-    ON_STUDY = "on_study"
-    SCREEN_FAILED = "screen_failed"
-    COMPLETED = "completed"
-    WITHDRAWN = "withdrawn"
-    LOST_TO_FOLLOW_UP = "lost_to_follow_up"
-    DIED = "died"
-
 
 SUBJECT_STATUSES = tuple(SubjectStatus)
 

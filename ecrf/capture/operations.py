@@ -183,7 +183,7 @@ def preview_form(session: Session, subject: Subject, event_oid: str, repeat: int
     """What saving would find, without writing: for re-displaying a form being edited
     (show_if, calculated values, added rows) and for reporting errors."""
     stored = load_stored(session, subject, event_oid, repeat, form_oid, lock=False)
-    assessed = assess(session, subject, stored, submission, today)
+    assessed = assess(session, subject, stored, submission, today, display=True)
     return _open(stored, assessed.result.validation), assessed.result
 
 

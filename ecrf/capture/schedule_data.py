@@ -62,6 +62,7 @@ def needs(definition: StudyDefinition) -> Needs:
     if cached is not None and cached[0] is definition:
         return cached[1]
     sources = [definition.study_end] if definition.study_end else []
+    sources += [condition for _, condition in definition.schedule.stop.conditions]
     for rule in definition.events:
         if rule.condition:
             sources.append(rule.condition)

@@ -20,6 +20,7 @@ from ecrf import accounts
 from ecrf.accounts import User
 from ecrf.capture.models import SUBJECT_STATUSES, ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today, refresh_subject
+from ecrf.capture.status import recompute_status
 from ecrf.core import audit
 from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
@@ -307,7 +308,11 @@ __all__ = [
 
 
 def mark_on_study(session: Session, actor: Actor, subject: Subject, why: str) -> None:
-    """A screened subject who is randomized or assigned a dose is on study (audited)."""
+    """A screened subject who is randomized or assigned a dose is on study (audited). A
+    study that declares status rules derives the status from them instead."""
+    if recompute_status(session, actor, subject, why=why,
+                        changed={("subject", "arm"), ("subject", "dose_level")}) is not None:
+        return
     if subject.status != "screening":
         return
     audit.record(session, actor, "subject.status_changed", category="clinical",

@@ -18,6 +18,7 @@ from ecrf.domain.schedule import (
     StopRule,
     Window,
 )
+from ecrf.domain.subject_status import StatusRule, SubjectStatus, TaskRule, TaskTrigger
 
 from .definition import (
     EPISODE_KINDS,
@@ -211,6 +212,19 @@ def _adverse_events(spec: dict[str, Any] | None) -> AdverseEventsDef | None:
                         "susar_drugs": tuple(fields.get("susar_drugs", ()))})
 
 
+def _status_rules(specs: list[dict[str, Any]] | None) -> tuple[StatusRule, ...]:
+    return tuple(StatusRule(SubjectStatus(s["status"]), s["when"]) for s in specs or ())
+
+
+def _tasks(specs: list[dict[str, Any]] | None) -> tuple[TaskRule, ...]:
+    return tuple(
+        TaskRule(oid=s["oid"], name=s["name"], event=s["event"], form=s["form"],
+                 due_after=Period.parse(s["due_after"]),
+                 triggers=tuple(TaskTrigger(t["from"], t.get("when")) for t in s["triggers"]),
+                 labels=dict(s.get("labels", {})))
+        for s in specs or ())
+
+
 def build_definition(content: dict[str, Any]) -> StudyDefinition:
     study = content["study"]
     identity = study["study"]
@@ -225,7 +239,10 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         oid=identity["oid"], name=identity["name"],
         schedule=ScheduleDefinition(
             tuple(_event(e) for e in study["events"]),
-            StopRule(tuple(stop.get("anchors", ()))),
+            StopRule(tuple(a if isinstance(a, str) else a["anchor"]
+                           for a in stop.get("anchors", ())),
+                     tuple((a["anchor"], a["when"]) for a in stop.get("anchors", ())
+                           if isinstance(a, dict))),
         ),
         forms={oid: _form(data) for oid, data in sorted(content["crfs"].items())},
         codelists=codelists,
@@ -245,5 +262,7 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         dose_escalation=_escalation(study.get("dose_escalation")),
         recovery_endpoints=_recovery(study.get("recovery_endpoints")),
         adverse_events=_adverse_events(study.get("adverse_events")),
+        status_rules=_status_rules(study.get("status")),
+        tasks=_tasks(study.get("tasks")),
         event_labels={e["oid"]: dict(e.get("labels", {})) for e in study["events"]},
     )

@@ -10,6 +10,7 @@ from ecrf.domain.expressions import ValueType
 
 from .check import DATE_TYPES, StudyChecker, as_dict, as_list, dicts, text
 from .check_sources import check_adverse_events, check_dlt_drug, check_recovery_endpoints
+from .check_status import check_status_and_tasks
 from .yaml_lines import Document
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -26,10 +27,16 @@ def check_study_file(c: StudyChecker) -> None:
     _anchors(c, doc, as_dict(data.get("anchors")))
     stop = as_dict(data.get("stop"))
     for index, name in enumerate(as_list(stop.get("anchors"))):
-        c.anchor_exists(doc, ("stop", "anchors", index), name)
+        if isinstance(name, dict):
+            c.anchor_exists(doc, ("stop", "anchors", index, "anchor"), name.get("anchor"))
+            c.expression(doc, ("stop", "anchors", index, "when"), name.get("when"),
+                         expected=ValueType.BOOLEAN, what="a stop condition")
+        else:
+            c.anchor_exists(doc, ("stop", "anchors", index), name)
     c.expression(doc, ("stop", "study_end"), stop.get("study_end"),
                  expected=ValueType.DATE, what="study_end")
     _events(c, doc, data.get("events"))
+    check_status_and_tasks(c, doc, data)
     if isinstance(data.get("randomization"), dict):
         _randomization(c, doc, data["randomization"], data.get("arms"))
     if isinstance(data.get("dose_escalation"), dict):

@@ -16,6 +16,7 @@ from functools import cached_property
 from ecrf.domain.dates import Period
 from ecrf.domain.expressions import ValueType
 from ecrf.domain.schedule import EventRule, ScheduleDefinition
+from ecrf.domain.subject_status import StatusRule, TaskRule
 
 from .problems import UnknownOidError
 from .scope import PARAMETER_VALUE_TYPES, ItemRef, Scope, value_type_of_item
@@ -316,6 +317,9 @@ class StudyDefinition:
     dose_escalation: EscalationDef | None = None
     recovery_endpoints: RecoveryEndpointsDef | None = None
     adverse_events: AdverseEventsDef | None = None
+    # Subject status rules in precedence order, and the entries the data asks for.
+    status_rules: tuple[StatusRule, ...] = ()
+    tasks: tuple[TaskRule, ...] = ()
     event_labels: Mapping[str, Labels] = field(default_factory=dict)  # event OID -> labels
 
     # --- lookups -------------------------------------------------------------------------

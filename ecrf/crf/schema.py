@@ -14,6 +14,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from ecrf.domain.subject_status import SubjectStatus
+
 from .problems import PathParts, Problem, format_path
 from .yaml_lines import Document
 
@@ -187,7 +189,18 @@ STUDY_SCHEMA: dict[str, Any] = {
             "propertyNames": {"pattern": NAME_PATTERN},
             "additionalProperties": _REF["item_ref"],
         },
-        stop=_obj([], anchors=_array(_REF["name"]), study_end=_REF["expression"]),
+        stop=_obj([], anchors=_array({"anyOf": [
+            _REF["name"], _obj(["anchor", "when"], anchor=_REF["name"], when=_REF["expression"]),
+        ]}), study_end=_REF["expression"]),
+        status=_array(_obj(["status", "when"], status={"enum": list(SubjectStatus)},
+                           when=_REF["expression"], description=_TEXT)),
+        tasks=_array(_obj(
+            ["oid", "name", "event", "form", "due_after", "triggers"],
+            oid=_REF["oid"], name=_TEXT, labels=_LABELS, description=_TEXT,
+            event=_REF["oid"], form=_REF["oid"], due_after=_REF["period"],
+            triggers=_array(_obj(["from"], when=_REF["expression"],
+                                 **{"from": _REF["expression"]})),
+        )),
         events=_array(_EVENT),
         randomization=_obj(
             ["block_sizes"],

@@ -13,6 +13,9 @@ Rules applied here:
   (the checker guarantees show_if conditions have no cycles).
 - Hard ranges, text length, types and choices are field errors: the value is not accepted.
 - Soft ranges and warning checks are issues to acknowledge; error checks block completion.
+- Checks fire on values, not on blanks: a check whose answer is unknown (null, because a
+  value it compares is blank) passes, as one left undecided by a partial date does. A
+  blank that matters is a required item, asked for when the form is marked complete.
 - Partial dates are never imputed: an expression touching an incomplete partial date is
   evaluated at both ends of its possible range and only an answer every reading agrees
   on is used ("2024-03" >= "2024-03-15" is undecided, so a check on it does not fire).
@@ -358,8 +361,8 @@ class _Engine:
             value = False
             message = Message(N_("%(message)s (the check could not be evaluated: %(problem)s)"),
                               {"message": check.message, "problem": str(exc)})
-        if value is True or value is UNDECIDED:
-            return
+        if value is True or value is None or value is UNDECIDED:
+            return  # checks fire on values: a check left unknown by a blank passes
         self.result.issues.append(Issue(check.oid, row, check.severity, message, keys,
                                         group.oid if group else None))
 

@@ -185,9 +185,13 @@ class EventRule:
 @dataclass(frozen=True)
 class StopRule:
     anchors: tuple[str, ...] = ()
+    # (anchor, condition): the anchor stops the schedule only when its condition holds
+    # (a consent withdrawal that still allows survival follow-up does not stop it).
+    conditions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchors", tuple(self.anchors))
+        object.__setattr__(self, "conditions", tuple(self.conditions))
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,10 @@ def compute_schedule(
     definition: ScheduleDefinition, subject: SubjectScheduleData, on: date
 ) -> list[ExpectedEvent]:
     recorded = _group_recorded(definition, subject.occurrences)
-    subject_stop = _earliest_stop(definition.stop.anchors, subject.anchors, subject.study_end)
+    conditions = dict(definition.stop.conditions)
+    names = [name for name in definition.stop.anchors
+             if name not in conditions or subject.evaluate(conditions[name])]
+    subject_stop = _earliest_stop(names, subject.anchors, subject.study_end)
     keyed: list[tuple[date, int, int, ExpectedEvent]] = []
     for index, rule in enumerate(definition.events):
         if rule.kind is EventKind.LOG:

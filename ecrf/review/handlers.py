@@ -36,6 +36,7 @@ AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check no
 def register() -> None:
     """Connect review's receivers; the app factory calls this at start-up."""
     core.connect(core.form_changing, refuse_locked)
+    capture.add_lock_reader(locks.entry_lock)
     core.connect(core.form_saved, reset_sdv, break_signatures, link_corrections,
                     sync_automatic_queries)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture import EventStateError, FormInstance, Subject, form_path
-from ecrf.core import audit, utcnow
+from ecrf.capture import EntryLock, EventStateError, FormInstance, Subject, form_path
+from ecrf.core import AuditEvent, audit, utcnow
 from ecrf.core.audit import Actor
 from ecrf.crf.values import N_, Message
 from ecrf.review.models import Lock, LockScope
@@ -32,7 +32,7 @@ from ecrf.studies import Site, Study, StudySite, StudyStatus
 __all__ = [
     "DataLockedError", "LockError", "STUDY_TRANSITIONS", "LockState", "active_locks",
     "blocking_lock", "change_study_status", "current_lock", "describe", "ensure_review_allowed",
-    "ensure_writable", "lock_form", "lock_site", "lock_subject", "lock_state", "unlock",
+    "ensure_writable", "entry_lock", "lock_form", "lock_site", "lock_subject", "lock_state", "unlock",
 ]
 
 # transition -> (statuses it starts from, status it leads to)
@@ -145,6 +145,34 @@ def lock_state(session: Session, subject: Subject, form_instance_id: int | None 
                ) -> LockState:
     """Whether a subject's form may change, and why not (for screens that show it)."""
     return LockState(subject.study.status, blocking_lock(session, subject, form_instance_id))
+
+
+def entry_lock(session: Session, subject: Subject, form_instance: FormInstance | None
+               ) -> EntryLock | None:
+    """The lock the entry screen shows (capture's lock reader): who locked, when, why."""
+    study = subject.study
+    if study.status in ("frozen", "locked"):
+        changed = session.scalar(
+            select(AuditEvent).where(AuditEvent.study_oid == study.oid,
+                                     AuditEvent.action == f"study.{study.status}",
+                                     AuditEvent.path == study.oid)
+            .order_by(AuditEvent.seq.desc()).limit(1))
+        who = changed.username if changed is not None else None
+        when = changed.occurred_at if changed is not None else None
+        reason = changed.reason if changed is not None else None
+        params = {"study": study.oid, "who": who or "-", "reason": reason or "-",
+                  "when": when.strftime("%Y-%m-%d %H:%M UTC") if when else "-"}
+        template = (N_("Study %(study)s is frozen (by %(who)s, %(when)s; reason: %(reason)s): "
+                       "no data can be entered or changed; queries are still answered.")
+                    if study.status == "frozen" else
+                    N_("Study %(study)s is locked (by %(who)s, %(when)s; reason: %(reason)s): "
+                       "its data is read-only."))
+        return EntryLock(f"study_{study.status}", Message(template, params), who, when, reason)
+    lock = blocking_lock(session, subject, form_instance.id if form_instance else None)
+    if lock is None:
+        return None
+    return EntryLock(str(lock.scope), describe(lock), lock.locked_by, lock.locked_at,
+                     lock.reason)
 
 
 def active_locks(session: Session, study: Study) -> list[Lock]:

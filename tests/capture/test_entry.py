@@ -134,7 +134,8 @@ def test_the_form_renders_every_field_type_accessibly(client, crc):
     assert "<output" in html and "calculated" in html  # BMI, AGE
     pregnant = wrapper(html, "VS-1-PREGNANT")
     assert "hidden" in pregnant and "data-show-if" in pregnant
-    assert "&#34;op&#34;:&#34;eq&#34;" in pregnant or '"op":"eq"' in pregnant.replace("&#34;", '"')
+    assert '"cmp":"=","a":{"f":"VS-1-SEX","k":"text"},"b":{"v":"F"}' in pregnant.replace(
+        "&#34;", '"')
     assert "Save and mark complete" in html and "entry.js" in html
 
 

@@ -55,7 +55,7 @@ def test_demo_is_coherent_idempotent_and_audited(runner):
     failed = _form(failures[0], "ELIG")
     assert failed.values[("ELIG_DEC", 1, "ELIGIBLE")] == "N"
     assert failed.values[("ELIG_DEC", 1, "INELREAS")]
-    assert failures[0].status == "screening"  # no service sets screen_failed yet
+    assert failures[0].status == "screen_failed"  # from the data (study.yaml status:)
     assert {s.arm for s in dex} - {None} == {"DEX", "CTRL"}
     strata = set()
     for subject in dex:

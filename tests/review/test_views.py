@@ -278,13 +278,20 @@ def test_locked_form_refuses_changes_on_the_entry_screen(app, world):
     assert response.status_code == 302
     assert "is locked" in page(crc.get(VITALS + "/review"))
     form_page = page(crc.get(VITALS))
-    assert 'name="base_version"' in form_page
+    # The entry screen is read-only, says who locked it and when, and offers no Save.
+    assert 'id="lock-banner"' in form_page and "This form is locked" in form_page
+    assert "Form VITALS of S01-001 at SCREEN[1] is locked (by dm1" in form_page
+    assert 'value="save"' not in form_page and 'name="base_version"' not in form_page
+    # A save posted from a page opened before the lock keeps what was typed, disabled.
     response = crc.post(VITALS, data={
         "base_version": "1", "action": "save", "VS-1-VSDT": "2025-05-02",
-        "VS-1-WEIGHT": "90.0", "VS-1-SYSBP": "120", "reason-VS-1-WEIGHT": "typo"},
-        follow_redirects=True)
+        "VS-1-WEIGHT": "90.0", "VS-1-SYSBP": "120", "reason-VS-1-WEIGHT": "typo"})
+    assert response.status_code == 423
     text = response.get_data(as_text=True)
     assert "Form VITALS of S01-001 at SCREEN[1] is locked" in text, text[:3000]
+    assert 'value="90.0"' in text and 'value="typo"' in text
+    assert "<fieldset disabled>" in text and 'value="save"' not in text.split(
+        "<fieldset disabled>")[1]
     assert stored_weight(world["subject"]) == "72.5"
 
     response = dm.post(VITALS + "/review/lock", data={"action": "unlock", "reason": ""})

@@ -24,6 +24,7 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -33,9 +34,16 @@ from ecrf.accounts import register_route as register
 from ecrf.capture import history
 from ecrf.capture import operations as capture
 from ecrf.capture.labels import EVENT_STATE_LABELS, FORM_STATUS_LABELS
+from ecrf.capture.locking import entry_lock
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
-from ecrf.capture.views.entry_page import build_page, items_for, posted_rows, read_submission
+from ecrf.capture.views.entry_page import (
+    build_page,
+    completion_blockers,
+    items_for,
+    posted_rows,
+    read_submission,
+)
 from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core import audit, db
 from ecrf.core.web import say, transaction
@@ -170,10 +178,13 @@ def form(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid
     items = items_for(opened.form, opened.rows)
     wtform = build_form(items, opened.definition.codelists, _language())
     wtform.process(data=initial_data(items, opened.values))
+    lock = entry_lock(db.session, subject, opened.instance)
+    # A form never saved opens clean: nothing is wrong with a form nobody has filled in.
     page = build_page(opened, wtform, opened.rows, language=_language(),
-                      validation=opened.validation, history_url=_history_link(
+                      validation=opened.validation, quiet=opened.instance is None,
+                      can_add=lock is None, history_url=_history_link(
                           subject, event_oid, repeat, form_oid))
-    return _render_form(subject, event_oid, repeat, opened, page, opened.version)
+    return _render_form(subject, event_oid, repeat, opened, page, opened.version, lock=lock)
 
 
 @bp.post(FORM)
@@ -188,7 +199,7 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     rows = posted_rows(form_def, request.form)
     base = request.form.get("base_version", "").strip()
     base_version = int(base) if base.isdigit() else None
-    stale = None
+    stale = refused = None
     if action.startswith("add:"):
         group = action[4:]
         if group in rows:
@@ -211,7 +222,7 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
                 if result.saved:
                     # Everything the response needs is read before the commit expires it.
                     target = _form_url(subject, event_oid, repeat, form_oid)
-                    message = _saved_message(result)
+                    message = _saved_message(form_def, result)
                     category = "success" if result.status == "complete" else "info"
                 else:
                     unit.discard()
@@ -219,8 +230,9 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
             stale, code = exc, 409
             base_version = exc.current_version
         except capture.EventStateError as exc:
-            flash(say(exc.message), "warning")
-            return redirect(_event_url(subject, event_oid, repeat))
+            # Locked meanwhile (or the event closed): nothing was saved. A lock is shown
+            # below with everything the user typed; anything else goes back to the event.
+            refused, result = exc, None
         else:
             if result.saved:
                 flash(message, category)
@@ -234,15 +246,30 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     except capture.EventStateError as exc:
         flash(say(exc.message), "warning")
         return redirect(_event_url(subject, event_oid, repeat))
+    lock = entry_lock(db.session, subject, opened.instance)
+    if lock is not None:
+        code = 423
+    elif refused is not None:
+        flash(say(refused.message), "warning")
+        return redirect(_event_url(subject, event_oid, repeat))
+    # An added row dropped before it was saved leaves the page.
+    rows = {g: tuple(n for n in numbers if n in opened.rows.get(g, ()))
+            for g, numbers in rows.items()}
     page = build_page(opened, wtform, rows, language=_language(),
-                      validation=preview.validation, result=result or preview,
+                      validation=preview.validation,
+                      result=None if lock is not None else result or preview,
                       posted=request.form, problems=problems,
                       show_reason_errors=result is not None,
+                      show_missing=action == "complete" and result is not None,
+                      can_add=lock is None,
                       history_url=_history_link(subject, event_oid, repeat, form_oid))
     if result is None and action in ("save", "complete") and problems:
         page.form_errors.insert(0, _("Some entries could not be read; nothing was saved."))
+    if action.startswith("add:") and rows.get(action[4:]):
+        page.focus = f"row-{action[4:]}-{rows[action[4:]][-1]}"
     response = _render_form(subject, event_oid, repeat, opened, page, base_version,
-                            stale=stale, attempted=result is not None)
+                            stale=stale, attempted=result is not None, lock=lock,
+                            kept=lock is not None)
     return response, code
 
 
@@ -251,12 +278,12 @@ def _next_row(subject, event_oid, repeat, form_oid, group, shown) -> int:
     return max(opened.next_row(group), max(shown, default=0) + 1)
 
 
-def _saved_message(result) -> str:
+def _saved_message(form_def, result) -> str:
     if result.status == "complete":
         return _("Saved. The form is complete.")
-    if result.blockers:
-        return _("Saved as in progress. Not complete yet: %(why)s",
-                 why=" ".join(say(m) for m in result.blockers))
+    blockers = completion_blockers(form_def, result, _language())
+    if blockers:
+        return _("Saved as in progress. Not complete yet: %(why)s", why=" ".join(blockers))
     return _("Saved as in progress.")
 
 
@@ -272,10 +299,20 @@ def _history_link(subject, event_oid, repeat, form_oid):
     return link
 
 
+LOCK_TITLES = {
+    "form": _l("This form is locked"), "subject": _l("This subject is locked"),
+    "site": _l("This site is locked"), "study_frozen": _l("The study is frozen"),
+    "study_locked": _l("The study is locked"),
+}
+
+
 def _render_form(subject, event_oid, repeat, opened, page, base_version, *, stale=None,
-                 attempted=False):
+                 attempted=False, lock=None, kept=False):
+    """``lock``: the form is read-only, with a banner; ``kept``: the lock arrived while the
+    user was typing, so the page shows their entries (disabled) instead of the values."""
     language = _language()
     definition = opened.definition
+    editable = may("data.enter", subject)
     stale_rows = []
     if stale is not None:
         tz = subject.site.timezone
@@ -284,7 +321,10 @@ def _render_form(subject, event_oid, repeat, opened, page, base_version, *, stal
         "entry/form.html", study=g.study, subject=subject, event_oid=event_oid, repeat=repeat,
         event_name=subject_definition(subject).event(event_oid).name,
         form_def=opened.form, form_name=opened.form.name_in(language), opened=opened,
-        page=page, base_version=base_version, editable=may("data.enter", subject),
+        page=page, base_version=base_version, editable=editable,
+        writable=editable and lock is None, inputs=editable and (lock is None or kept),
+        lock=lock, lock_title=LOCK_TITLES.get(lock.scope, "") if lock else "",
+        lock_message=say(lock.message) if lock else "", kept=kept,
         status_labels=FORM_STATUS_LABELS, stale=stale, stale_rows=stale_rows,
         stale_message=say(stale.message) if stale is not None else None, attempted=attempted,
         event_url=_event_url(subject, event_oid, repeat), version_label=(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from flask_babel import gettext
 from werkzeug.datastructures import MultiDict
@@ -29,6 +30,7 @@ from ecrf.domain.expressions.nodes import (
     Comparison,
     Literal,
     Membership,
+    Negate,
     Not,
     Or,
     Reference,
@@ -134,6 +136,7 @@ class EntryPage:
     blockers: list[str]
     form_errors: list[str]
     rows: dict[str, str]  # hidden inputs: group -> "1,2,3"
+    focus: str | None = None  # the id of the element to focus (a row just added)
 
 
 def items_for(form: FormDef, rows: Mapping[str, tuple[int, ...]]) -> dict[Key, ItemDef]:
@@ -181,7 +184,11 @@ def build_page(opened: OpenForm, form: BaseForm, rows: Mapping[str, tuple[int, .
                result: SaveResult | None = None, posted: MultiDict | None = None,
                problems: Mapping[Key, list[str]] | None = None, show_reason_errors: bool = True,
                history_url: Callable[[Key], str] | None = None,
-               can_add: bool = True) -> EntryPage:
+               can_add: bool = True, show_missing: bool = False,
+               quiet: bool = False) -> EntryPage:
+    """The page of a form. Blank required items are named only when the user asked to
+    mark the form complete (``show_missing``); ``quiet`` (a form never saved, opened for
+    the first time) shows no checks at all."""
     definition, form_def = opened.definition, opened.form
     codelists = definition.codelists
     errors: dict[Key, list[str]] = {}
@@ -194,11 +201,11 @@ def build_page(opened: OpenForm, form: BaseForm, rows: Mapping[str, tuple[int, .
     for key, messages in (problems or {}).items():
         errors.setdefault(key, []).extend(str(m) for m in messages)
     notes: dict[Key, list[str]] = {}
-    issues = _issues(opened, validation, result, posted, language)
-    for issue, view in zip(validation.issues, issues, strict=True):
+    issues = [] if quiet else _issues(opened, validation, result, posted, language)
+    for issue, view in zip(validation.issues if not quiet else (), issues, strict=True):
         for key in issue.keys:
             notes.setdefault(key, []).append(view.message)
-    for key in (result.missing if result is not None else ()):
+    for key in (result.missing if result is not None and show_missing else ()):
         notes.setdefault(key, []).append(gettext("Required to mark the form complete."))
     for key, grade in validation.grades.items():
         if grade.gradable and grade.grade:
@@ -227,13 +234,13 @@ def build_page(opened: OpenForm, form: BaseForm, rows: Mapping[str, tuple[int, .
         limit = group.max_rows
         groups.append(GroupView(group.oid, group.label, group.repeating, row_views, removed,
                                 can_add and (limit is None or len(live) < limit)))
-    blockers = _blockers(form_def, result, language) if result is not None else []
+    blockers = completion_blockers(form_def, result, language) if result is not None else []
     form_errors = [say(m) for m in result.form_errors] if result is not None else []
     hidden_rows = {g: ",".join(str(r) for r in rows.get(g, ())) for g in rows}
     return EntryPage(groups, issues, blockers, form_errors, hidden_rows)
 
 
-def _blockers(form: FormDef, result: SaveResult, language: str | None) -> list[str]:
+def completion_blockers(form: FormDef, result: SaveResult, language: str | None) -> list[str]:
     """Why the form is not complete, naming the items (the service's list says how many)."""
     found = []
     if result.missing:
@@ -312,12 +319,21 @@ def _issues(opened: OpenForm, validation: ValidationResult, result: SaveResult |
 
 def show_if_json(item: ItemDef, group: GroupDef, row: int, form: FormDef) -> str | None:
     """The condition as a small JSON tree the browser can evaluate, or None when it is not
-    simple enough (the server then decides, on save or "Update")."""
+    simple enough (the server then decides, on save or "Update").
+
+    Operands are ``{"f": field name, "k": kind}`` (kind: text, codes, int, dec or date;
+    numbers may carry their hard range, outside which the server refuses the value, so the
+    browser too reads it as blank) or ``{"v": literal}``; numbers travel as text so that
+    decimals stay exact enough to compare.
+    """
     if not item.show_if:
         return None
     where = {i.oid: g for g in form.groups for i in g.items}
+    kinds = {ItemType.INTEGER: "int", ItemType.DECIMAL: "dec", ItemType.DATE: "date",
+             ItemType.TEXT: "text", ItemType.SINGLE_CHOICE: "text", ItemType.YES_NO: "text",
+             ItemType.MULTIPLE_CHOICE: "codes"}
 
-    def ref(node) -> str | None:
+    def ref(node) -> dict | None:
         if not isinstance(node, Reference):
             return None
         parts = node.parts
@@ -327,12 +343,50 @@ def show_if_json(item: ItemDef, group: GroupDef, row: int, form: FormDef) -> str
             return None
         owner = where[parts[0]]
         target = form.item(parts[0])
-        if target.type in (ItemType.CALCULATED, ItemType.PARTIAL_DATE) or target.is_numeric:
+        kind = kinds.get(target.type)
+        if kind is None:
             return None
-        return field_name((owner.oid, row if owner.repeating else 1, parts[0]))
+        found: dict = {"f": field_name((owner.oid, row if owner.repeating else 1, parts[0])),
+                       "k": kind}
+        if kind in ("int", "dec") and target.range is not None:
+            if target.range.min is not None:
+                found["min"] = str(target.range.min)
+            if target.range.max is not None:
+                found["max"] = str(target.range.max)
+        return found
+
+    def literal(node) -> dict | None:
+        if isinstance(node, Negate) and isinstance(node.operand, Literal):
+            inner = literal(node.operand)
+            return {"v": f"-{inner['v']}", "num": True} if inner and inner.get("num") else None
+        if isinstance(node, Call) and node.name == "date" and len(node.arguments) == 1:
+            inner = literal(node.arguments[0])
+            return {"v": inner["v"], "date": True} if inner and not inner.get("num") else None
+        if not isinstance(node, Literal) or isinstance(node.value, bool):
+            return None
+        if isinstance(node.value, str):
+            return {"v": node.value}
+        if isinstance(node.value, int | Decimal):
+            return {"v": str(node.value), "num": True}
+        return None
 
     def text(node) -> str | None:
-        return node.value if isinstance(node, Literal) and isinstance(node.value, str) else None
+        found = literal(node)
+        return found["v"] if found and not found.get("num") and not found.get("date") else None
+
+    def operand(node) -> dict | None:
+        return ref(node) or literal(node)
+
+    def fits(field: dict, value: dict) -> bool:
+        """Whether the literal has the field's type (else the server decides)."""
+        if "f" in value:
+            numeric = {"int", "dec"}
+            return field["k"] == value["k"] or {field["k"], value["k"]} <= numeric
+        if field["k"] in ("int", "dec"):
+            return bool(value.get("num"))
+        if field["k"] == "date":
+            return bool(value.get("date"))
+        return field["k"] == "text" and not value.get("num") and not value.get("date")
 
     def convert(node):
         if isinstance(node, And | Or):
@@ -342,25 +396,37 @@ def show_if_json(item: ItemDef, group: GroupDef, row: int, form: FormDef) -> str
         if isinstance(node, Not):
             inner = convert(node.operand)
             return None if inner is None else {"op": "not", "args": [inner]}
-        if isinstance(node, Comparison) and node.operator in ("=", "!="):
-            name, value = ref(node.left), text(node.right)
-            if name is None or value is None:
+        if isinstance(node, Comparison):
+            left, right = operand(node.left), operand(node.right)
+            if left is None or right is None:
                 return None
-            return {"op": "eq" if node.operator == "=" else "ne", "field": name, "value": value}
+            if "f" not in left:
+                left, right = right, left
+                operator = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.operator,
+                                                                             node.operator)
+            else:
+                operator = node.operator
+            if "f" not in left or left["k"] == "codes" or not fits(left, right):
+                return None
+            if left["k"] == "text" and operator not in ("=", "!="):
+                return None
+            return {"op": "cmp", "cmp": operator, "a": left, "b": right}
         if isinstance(node, Membership):
-            name = ref(node.operand)
+            field = ref(node.operand)
             values = [text(o) for o in node.options]
-            if name is None or None in values:
+            if field is None or field["k"] != "text" or None in values:
                 return None
-            return {"op": "nin" if node.negated else "in", "field": name, "values": values}
+            return {"op": "nin" if node.negated else "in", "a": field, "values": values}
         if isinstance(node, Call) and node.name in ("is_blank", "contains"):
-            name = ref(node.arguments[0]) if node.arguments else None
-            if name is None:
+            field = ref(node.arguments[0]) if node.arguments else None
+            if field is None:
                 return None
             if node.name == "is_blank" and len(node.arguments) == 1:
-                return {"op": "blank", "field": name}
+                return {"op": "blank", "a": field}
             value = text(node.arguments[1]) if len(node.arguments) == 2 else None
-            return None if value is None else {"op": "has", "field": name, "value": value}
+            if value is None or field["k"] != "codes":
+                return None
+            return {"op": "has", "a": field, "value": value}
         return None
 
     tree = convert(compile_cached(item.show_if).root)
