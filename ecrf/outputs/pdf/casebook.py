@@ -170,7 +170,7 @@ class CasebookModel:
                                     (group.oid, row, item.oid))
                          for item in group.items]
                 sections.append({
-                    "label": group.label or group.oid, "row": row if group.repeating else None,
+                    "label": group.label or form.name, "row": row if group.repeating else None,
                     "removed": gone and {"at": utc(gone.removed_at),
                                          "reason": gone.removal_reason},
                     "lines": lines,
