@@ -74,7 +74,7 @@ def test_demo_is_coherent_idempotent_and_audited(runner):
     # UCMSC-Exo: level 1 (0/3 DLT), a signed escalation, level 2 with one DLT.
     exo = db.session.scalar(select(Study).where(Study.oid == "UCMSCEXO"))
     levels = [s.dose_level for s in _subjects("UCMSCEXO")]
-    assert levels == [1, 1, 1, 2, 2, 2]
+    assert levels == [1, 1, 1, 2, 2, 2, None]  # WUH-007: the screen failure
     decisions = db.session.scalars(select(EscalationDecision).where(
         EscalationDecision.study_id == exo.id)).all()
     assert [(d.level, d.action, d.next_level, d.decided_by) for d in decisions] == [
