@@ -99,11 +99,15 @@
   }
 
   var conditional = [];
-  form.querySelectorAll("[data-show-if]").forEach(function (wrap) {
-    try {
-      conditional.push({ wrap: wrap, tree: JSON.parse(wrap.getAttribute("data-show-if")) });
-    } catch (e) { /* leave it as the server rendered it */ }
-  });
+  function scan() {  // again when lines are added in the page ("entry:rows", static/grid.js)
+    conditional = [];
+    form.querySelectorAll("[data-show-if]").forEach(function (wrap) {
+      try {
+        conditional.push({ wrap: wrap, tree: JSON.parse(wrap.getAttribute("data-show-if")) });
+      } catch (e) { /* leave it as the server rendered it */ }
+    });
+  }
+  scan();
 
   function applyShowIf() {
     // Conditions may chain (A shown if B, B shown if C): settle in a few passes.
@@ -132,6 +136,7 @@
   // As the user types (input), not only when a field is left (change).
   form.addEventListener("change", function (event) { applyShowIf(); openReason(event); });
   form.addEventListener("input", function (event) { applyShowIf(); openReason(event); });
+  form.addEventListener("entry:rows", scan);
   applyShowIf();
 
   // After "Add a row" the new row's first question has the focus.

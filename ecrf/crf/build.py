@@ -35,6 +35,7 @@ from .definition import (
     EscalationDesign,
     FormDef,
     GroupDef,
+    GroupLayout,
     ItemDef,
     ItemKey,
     ItemType,
@@ -42,6 +43,7 @@ from .definition import (
     Parameter,
     ParameterType,
     ParameterValue,
+    PlannedDays,
     RandomizationDef,
     Range,
     RecoveryEndpointsDef,
@@ -125,6 +127,8 @@ def _form(data: dict[str, Any]) -> FormDef:
             label=g.get("label"), labels=dict(g.get("labels", {})),
             repeating=bool(g.get("repeating", False)),
             min_rows=g.get("min_rows"), max_rows=g.get("max_rows"),
+            layout=GroupLayout(g.get("layout", "stack")), row_label=g.get("row_label"),
+            planned_days=PlannedDays(**g["planned_days"]) if "planned_days" in g else None,
         )
         for g in data["groups"]
     )

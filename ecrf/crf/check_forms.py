@@ -67,6 +67,54 @@ def _group(c: StudyChecker, doc: Document, path: tuple, group: dict[str, Any]) -
     low, high = group.get("min_rows"), group.get("max_rows")
     if isinstance(low, int) and isinstance(high, int) and low > high:
         c.report(doc, (*path, "min_rows"), f"min_rows {low} is greater than max_rows {high}")
+    _grid(c, doc, path, group)
+
+
+# A grid cell holds one input: no widget made of several inputs or a list of boxes.
+GRID_UNFIT_TYPES = {"multiple_choice": "a multiple_choice item (a list of boxes)",
+                    "partial_date": "a partial_date item (three inputs)"}
+
+
+def _grid(c: StudyChecker, doc: Document, path: tuple, group: dict[str, Any]) -> None:
+    grid = group.get("layout") == "grid"
+    for key in ("row_label", "planned_days"):
+        if key in group and not grid:
+            c.report(doc, (*path, key), f"{key} only applies to a grid (add layout: grid)")
+    if not grid:
+        return
+    if group.get("repeating") is not True:
+        c.report(doc, (*path, "layout"), "a grid shows the rows of a repeating group: add "
+                                         "repeating: true, or leave layout out")
+    items = {text(i.get("oid")): (index, i) for index, i in dicts(group.get("items"))}
+    for oid, (index, item) in items.items():
+        unfit = GRID_UNFIT_TYPES.get(text(item.get("type")) or "")
+        if unfit is not None:
+            c.report(doc, (*path, "items", index, "type"),
+                     f"{oid} is {unfit}; a grid cell holds a single value")
+    label = group.get("row_label")
+    if isinstance(label, str) and label not in items:
+        c.report(doc, (*path, "row_label"), f"row_label {label} is not an item of this group")
+    plan = as_dict(group.get("planned_days"))
+    if not plan:
+        return
+    date_item = plan.get("date")
+    if isinstance(date_item, str):
+        if date_item not in items:
+            c.report(doc, (*path, "planned_days", "date"),
+                     f"{date_item} is not an item of this group")
+        elif items[date_item][1].get("type") != "date":
+            c.report(doc, (*path, "planned_days", "date"),
+                     f"{date_item} must be a date item to hold the planned day's date")
+    c.anchor_exists(doc, (*path, "planned_days", "anchor"), plan.get("anchor"))
+    first, last, most = plan.get("first"), plan.get("last"), group.get("max_rows")
+    if isinstance(first, int) and isinstance(last, int):
+        if first > last:
+            c.report(doc, (*path, "planned_days", "first"),
+                     f"first day {first} is after last day {last}")
+        elif isinstance(most, int) and last - first + 1 > most:
+            c.report(doc, (*path, "planned_days", "last"),
+                     f"days {first} to {last} are {last - first + 1} rows, more than "
+                     f"max_rows {most}")
 
 
 def _item(c: StudyChecker, info: ItemInfo) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
@@ -58,6 +58,11 @@ class ParameterType(StrEnum):
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+
+
+class GroupLayout(StrEnum):
+    STACK = "stack"  # one block of fields per row
+    GRID = "grid"  # one table: a line per row, a column per item
 
 
 class EscalationDesign(StrEnum):
@@ -167,6 +172,21 @@ class ItemDef:
 
 
 @dataclass(frozen=True)
+class PlannedDays:
+    """Rows planned one per study day: the row of day ``d`` (``first`` to ``last``) has
+    ``date`` = the anchor's date + (d - 1) days (day 1 is the anchor's day)."""
+
+    date: str  # a date item of the group
+    anchor: str
+    first: int
+    last: int
+
+    def dates(self, day1: date) -> dict[int, date]:
+        """Study day -> its date, for an anchor on ``day1``."""
+        return {d: day1 + timedelta(days=d - 1) for d in range(self.first, self.last + 1)}
+
+
+@dataclass(frozen=True)
 class GroupDef:
     oid: str
     items: tuple[ItemDef, ...]
@@ -175,6 +195,16 @@ class GroupDef:
     repeating: bool = False
     min_rows: int | None = None
     max_rows: int | None = None
+    layout: GroupLayout = GroupLayout.STACK
+    row_label: str | None = None  # grid: the item that names each line (a date, a day)
+    planned_days: PlannedDays | None = None  # grid: lines offered one per study day
+
+    @property
+    def is_grid(self) -> bool:
+        return self.layout is GroupLayout.GRID
+
+    def label_in(self, language: str | None = None) -> str | None:
+        return _translated(self.label, self.labels, language) if self.label else None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ PARAMETER_TYPES = ("integer", "decimal", "text", "date", "boolean")
 EVENT_KINDS = ("scheduled", "repeating", "unscheduled", "log")
 LAB_TESTS = ("NEUT", "PLAT", "WBC", "LYM", "HGB", "ALT", "AST", "BILI", "CREAT")
 DESIGNS = ("3+3", "boin")
+GROUP_LAYOUTS = ("stack", "grid")
 
 _PATTERN_NAMES = {
     OID_PATTERN: "an OID (upper-case letters, digits and _, starting with a letter, "
@@ -285,6 +286,14 @@ CRF_SCHEMA: dict[str, Any] = {
             repeating={"type": "boolean"},
             min_rows={"type": "integer", "minimum": 0},
             max_rows={"type": "integer", "minimum": 1},
+            layout={"enum": list(GROUP_LAYOUTS)},
+            row_label=_REF["oid"],
+            planned_days=_obj(
+                ["date", "anchor", "first", "last"],
+                date=_REF["oid"], anchor=_REF["name"],
+                first={"type": "integer", "minimum": 1},
+                last={"type": "integer", "minimum": 1},
+            ),
             items=_array(_ITEM),
         )),
         checks=_array(_obj(

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from ecrf.domain.ctcae import LabGrade, grade_lab
 from ecrf.domain.expressions import ExpressionError, compile_cached
@@ -375,8 +376,13 @@ class _Engine:
             owner = self.where.get(name) if len(parts) == 1 or parts[0] == self.form.oid else None
             if owner is not None:
                 keys.append((owner.oid, row if owner.repeating else 1, name))
-        order = {k: i for i, k in enumerate(self.keys)}
+        order = self.key_order
         return tuple(sorted(set(keys), key=lambda k: order.get(k, 0)))
+
+    @cached_property
+    def key_order(self) -> dict[Key, int]:
+        """Display position of every key (built once: checks run once per row)."""
+        return {k: i for i, k in enumerate(self.keys)}
 
 
 def _bounds_problem(item: ItemDef, value) -> Message | None:

@@ -11,6 +11,7 @@ from ecrf.crf import check_study, definition_from_content, load_study
 from .conftest import line_of
 
 S, CL = "study.yaml", "codelists.yaml"
+GRID = ("max_rows: 60\n    items:", "max_rows: 60\n    layout: grid\n    items:")
 
 # (id, file, [(old, new), ...], marker on the expected line, message fragment)
 # The expected line is the line of the mutated file that contains the marker.
@@ -147,6 +148,39 @@ CASES = [
     ("rows-not-repeating", "crfs/RAND.yaml",
      [("  - oid: RAND_MAIN", "  - oid: RAND_MAIN\n    max_rows: 3")], "max_rows",
      "max_rows only applies to a repeating group"),
+    # grids
+    ("grid-not-repeating", "crfs/RAND.yaml",
+     [("  - oid: RAND_MAIN", "  - oid: RAND_MAIN\n    layout: grid")], "layout: grid",
+     "a grid shows the rows of a repeating group"),
+    ("grid-layout-enum", "crfs/HEMATO.yaml", [("max_rows: 60", "max_rows: 60\n    layout: table")],
+     "layout: table", "'table' is not one of: stack, grid"),
+    ("grid-partial-date-cell", "crfs/HEMATO.yaml",
+     [GRID, ("label: Date of sample\n        type: date",
+             "label: Date of sample\n        type: partial_date")],
+     "type: partial_date", "LBDT is a partial_date item (three inputs); a grid cell holds a "
+                           "single value"),
+    ("row-label-without-grid", "crfs/HEMATO.yaml",
+     [("max_rows: 60", "max_rows: 60\n    row_label: LBDT")], "row_label",
+     "row_label only applies to a grid (add layout: grid)"),
+    ("row-label-unknown", "crfs/HEMATO.yaml",
+     [GRID, ("layout: grid", "layout: grid\n    row_label: LBDTX")], "row_label",
+     "row_label LBDTX is not an item of this group"),
+    ("planned-days-anchor", "crfs/HEMATO.yaml",
+     [GRID, ("layout: grid", "layout: grid\n    planned_days: {date: LBDT, anchor: c1d9, "
+                             "first: 1, last: 28}")], "planned_days",
+     "unknown anchor 'c1d9'"),
+    ("planned-days-not-a-date", "crfs/HEMATO.yaml",
+     [GRID, ("layout: grid", "layout: grid\n    planned_days: {date: NEUT, anchor: c1d1, "
+                             "first: 1, last: 28}")], "planned_days",
+     "NEUT must be a date item to hold the planned day's date"),
+    ("planned-days-order", "crfs/HEMATO.yaml",
+     [GRID, ("layout: grid", "layout: grid\n    planned_days: {date: LBDT, anchor: c1d1, "
+                             "first: 9, last: 2}")], "planned_days",
+     "first day 9 is after last day 2"),
+    ("planned-days-too-many", "crfs/HEMATO.yaml",
+     [GRID, ("layout: grid", "layout: grid\n    planned_days: {date: LBDT, anchor: c1d1, "
+                             "first: 1, last: 61}")], "planned_days",
+     "days 1 to 61 are 61 rows, more than max_rows 60"),
     # anchors and schedule
     ("anchor-partial-date", S, [("consent: CONSENT.CONSDT", "consent: DEMOG.BRTHDT")],
      "consent: DEMOG", "partial dates cannot be an anchor"),

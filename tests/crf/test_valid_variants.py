@@ -46,6 +46,10 @@ VARIANTS = [
      [("result_type: integer\n        unit: years", "result_type: decimal\n        unit: years")]),
     ("arm-condition", "study.yaml",
      [("subject.site != \"X\"", "subject.arm in (\"DEX\", \"CTRL\")")]),
+    ("grid-with-planned-days", "crfs/HEMATO.yaml",
+     [("max_rows: 60\n    items:", "max_rows: 60\n    layout: grid\n    row_label: LBDT\n"
+                                   "    planned_days: {date: LBDT, anchor: c1d1, first: 1, "
+                                   "last: 28}\n    items:")]),
     ("undeclared-en-label", "crfs/RESP.yaml",
      [("label: Date of progression", "label: Date of progression\n        labels: {en: PD date}")]),
 ]
@@ -89,3 +93,17 @@ def test_symmetric_window_is_both_sides(study_copy):
     rule = load_study(folder).definition.event("FU")
     assert rule.window == Window(Period(2, "w"), Period(2, "w"))
     assert rule.offset == Period(3, "m")
+
+
+def test_grid_group_is_built_with_its_row_label_and_planned_days(study_copy):
+    import datetime as dt
+
+    folder = study_copy()
+    _apply(folder, "crfs/HEMATO.yaml", [VARIANTS[[v[0] for v in VARIANTS].index(
+        "grid-with-planned-days")][2][0]])
+    group = load_study(folder).definition.form("HEMATO").group("HEMATO_DAY")
+    assert group.is_grid and group.row_label == "LBDT"
+    assert group.planned_days.dates(dt.date(2025, 1, 30)) == {
+        d: dt.date(2025, 1, 29) + dt.timedelta(days=d) for d in range(1, 29)}
+    plain = load_study(study_copy("minimal")).definition
+    assert not any(g.is_grid or g.planned_days for f in plain.forms.values() for g in f.groups)

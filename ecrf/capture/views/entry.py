@@ -37,6 +37,7 @@ from ecrf.capture.labels import EVENT_STATE_LABELS, FORM_STATUS_LABELS
 from ecrf.capture.locking import entry_lock
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
+from ecrf.capture.views import entry_grid
 from ecrf.capture.views.entry_page import (
     build_page,
     completion_blockers,
@@ -175,12 +176,14 @@ def form(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid
     except capture.EventStateError as exc:
         flash(say(exc.message), "warning")
         return redirect(_event_url(subject, event_oid, repeat))
-    items = items_for(opened.form, opened.rows)
+    opened, rows, planned = entry_grid.offer_planned(db.session, subject, opened, event_oid,
+                                                     repeat)
+    items = items_for(opened.form, rows)
     wtform = build_form(items, opened.definition.codelists, _language())
-    wtform.process(data=initial_data(items, opened.values))
+    wtform.process(data=initial_data(items, {**opened.values, **planned}))
     lock = entry_lock(db.session, subject, opened.instance)
     # A form never saved opens clean: nothing is wrong with a form nobody has filled in.
-    page = build_page(opened, wtform, opened.rows, language=_language(),
+    page = build_page(opened, wtform, rows, language=_language(),
                       validation=opened.validation, quiet=opened.instance is None,
                       can_add=lock is None, history_url=_history_link(
                           subject, event_oid, repeat, form_oid))
@@ -205,18 +208,23 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
         if group in rows:
             rows[group] = rows[group] + (_next_row(subject, event_oid, repeat, form_oid,
                                                    group, rows[group]),)
+    rows, formdata = entry_grid.extend(db.session, subject, event_oid, repeat, definition,
+                                       form_def, action, rows, request.form)
     items = items_for(form_def, rows)
     wtform = build_form(items, definition.codelists, _language())
-    wtform.process(formdata=request.form)
+    wtform.process(formdata=formdata)
     raw, problems = read_raw(wtform, items)
-    submission = read_submission(form_def, request.form, raw, rows)
+    submission = read_submission(form_def, formdata, raw, rows)
     result = None
     code = 200
     if action in ("save", "complete") and not problems:
         try:
             with transaction() as unit:
                 result = capture.save_form(db.session, actor_for("data.enter", subject),
-                                           subject, event_oid, repeat, form_oid, submission,
+                                           subject, event_oid, repeat, form_oid,
+                                           entry_grid.unplanned(db.session, subject, event_oid,
+                                                                repeat, definition, form_def,
+                                                                submission),
                                            base_version=base_version,
                                            complete=action == "complete")
                 if result.saved:
@@ -258,7 +266,7 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     page = build_page(opened, wtform, rows, language=_language(),
                       validation=preview.validation,
                       result=None if lock is not None else result or preview,
-                      posted=request.form, problems=problems,
+                      posted=formdata, problems=problems,
                       show_reason_errors=result is not None,
                       show_missing=action == "complete" and result is not None,
                       can_add=lock is None,
