@@ -24,6 +24,7 @@ from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolv
 from ecrf.demo.studies import SUBJECTS
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
+from tests.demo.coherence import check_demo_coherence
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
 
@@ -40,6 +41,7 @@ def _form(subject: Subject, form_oid: str):
 def test_demo_is_coherent_idempotent_and_audited(runner):
     first = runner.invoke(args=["demo"])
     assert first.exit_code == 0, first.output
+    check_demo_coherence()
 
     # Both trials are loaded, with every demo subject enrolled.
     for oid in ("DEXAML03", "UCMSCEXO"):
