@@ -97,7 +97,7 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
     instance, form = stored.instance, stored.form
     result = SaveResult(saved=False, status=instance.status if instance else NOT_STARTED,
                         version=instance.version if instance else None,
-                        form_instance=instance)
+                        form_instance=instance, form_def=form)
     rows, removals, shown_only = _rows(form, stored, submission, result, display=display)
     raw = dict(submission.values)
     kept = set()

@@ -15,6 +15,7 @@ from ecrf.capture.models import (
 )
 from ecrf.capture.support import NOT_STARTED
 from ecrf.crf import FormDef, StudyDefinition
+from ecrf.crf.naming import ItemName, Name, Names
 from ecrf.crf.validation import Issue, IssueKey, Key, ValidationResult
 from ecrf.crf.values import N_, Message, Raw
 
@@ -57,16 +58,30 @@ class SaveResult:
     completion_problems: list[Message] = field(default_factory=list)
     form_instance: FormInstance | None = None
     validation: ValidationResult | None = None
+    form_def: FormDef | None = None  # to name the items in messages
+
+    def _missing_names(self) -> Names:
+        """The blank items by label, with the row in a repeating group."""
+        rows = self.validation.rows if self.validation is not None else {}
+        names = []
+        for group, row, item in self.missing:
+            repeating = len(rows.get(group, (1,))) > 1 or row > 1
+            if self.form_def is None:
+                names.append(Name(f"{group}[{row}].{item}"))
+                continue
+            found = self.form_def.item(item)
+            names.append(ItemName(Name(found.label, found.labels, item),
+                                  row=row if repeating else None))
+        return Names(tuple(names))
 
     @property
     def blockers(self) -> list[Message]:
         """Why the form is not (or cannot be marked) complete."""
         found = [Message(N_("%(n)s required item(s) are blank: %(items)s."), {
-            "n": len(self.missing),
-            "items": ", ".join(f"{g}[{r}].{i}" for g, r, i in self.missing)})
+            "n": len(self.missing), "items": self._missing_names()})
         ] if self.missing else []
         found += [i.message for i in self.check_errors]
-        found += [Message(N_("Warning not acknowledged: %(message)s"), {"message": str(i.message)})
+        found += [Message(N_("Warning not acknowledged: %(message)s"), {"message": i.message})
                   for i in self.unacknowledged]
         return found + list(self.completion_problems)
 

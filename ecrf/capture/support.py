@@ -209,6 +209,7 @@ def build_context(session: Session, definition: StudyDefinition, form: FormDef,
         subject={"arm": subject.arm, "site": site.code,
                  "dose_level": str(subject.dose_level) if subject.dose_level is not None
                  else None, **strata_fields(subject.strata)},
+        forms=definition.forms,
     )
 
 

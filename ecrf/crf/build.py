@@ -269,4 +269,5 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         adverse_events=_adverse_events(study.get("adverse_events")),
         status_rules=_status_rules(study.get("status")),
         tasks=_tasks(study.get("tasks")),
+        event_labels={e["oid"]: dict(e.get("labels", {})) for e in study["events"]},
     )

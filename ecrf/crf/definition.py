@@ -351,6 +351,7 @@ class StudyDefinition:
     # Subject status rules in precedence order, and the entries the data asks for.
     status_rules: tuple[StatusRule, ...] = ()
     tasks: tuple[TaskRule, ...] = ()
+    event_labels: Mapping[str, Labels] = field(default_factory=dict)  # event OID -> labels
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -365,6 +366,9 @@ class StudyDefinition:
             if rule.oid == oid:
                 return rule
         raise UnknownOidError("event", oid)
+
+    def event_name_in(self, oid: str, language: str | None = None) -> str:
+        return _translated(self.event(oid).name, self.event_labels.get(oid, {}), language)
 
     @property
     def events(self) -> tuple[EventRule, ...]:

@@ -34,6 +34,7 @@ from ecrf.domain.ctcae import LabGrade, grade_lab
 from ecrf.domain.expressions import ExpressionError, compile_cached
 
 from .definition import NY, CheckDef, CodeList, FormDef, GroupDef, ItemDef, ItemType, Severity
+from .naming import ConditionText, Name
 from .partials import UNDECIDED, evaluate_partial
 from .values import (
     N_,
@@ -64,6 +65,7 @@ class EntryContext:
     subject: Mapping[str, object] = field(default_factory=dict)
     anchors: Mapping[str, dt.date] = field(default_factory=dict)
     params: Mapping[str, object] = field(default_factory=dict)
+    forms: Mapping[str, FormDef] = field(default_factory=dict)  # to name FORM.ITEM references
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,11 @@ def validate_form(form: FormDef, raw: Mapping[Key, Raw], context: EntryContext, 
                 {"group": group.label or group.oid, "n": group.max_rows,
                  "extra": count - group.max_rows}))
     return result
+
+
+def _name(item: ItemDef) -> Name:
+    """An item in a message: its label, said in the reader's language."""
+    return Name(item.label, item.labels, item.oid)
 
 
 def completion_problems(form: FormDef, result: ValidationResult) -> list[Message]:
@@ -295,11 +302,12 @@ class _Engine:
                 entered = given.strip() if isinstance(given, str) else given
                 if not is_blank_raw(given) and entered != computed:
                     result.error(key, Message(N_("%(label)s is calculated; it cannot be entered."),
-                                              {"label": item.label}))
+                                              {"label": _name(item)}))
             elif not shown and not is_blank_raw(given):
                 result.error(key, Message(
                     N_("%(label)s is not asked here: it only applies when %(condition)s. "
-                       "Clear it."), {"label": item.label, "condition": item.show_if}))
+                       "Clear it."), {"label": _name(item), "condition": ConditionText(
+                           item.show_if or "", self.form, codelists, self.ctx.forms)}))
             result.typed[key] = value
             result.canonical[key] = to_canonical(item, value, codes)
             if not shown or key in result.errors:
@@ -389,7 +397,7 @@ def _bounds_problem(item: ItemDef, value) -> Message | None:
 def _range_message(item: ItemDef, value: object, bounds, *, soft: bool) -> Message:
     unit = f" {item.unit}" if item.unit else ""
     params = {"value": f"{value}{unit}", "min": f"{bounds.min}{unit}",
-              "max": f"{bounds.max}{unit}", "label": item.label}
+              "max": f"{bounds.max}{unit}", "label": _name(item)}
     if bounds.min is not None and bounds.max is not None:
         template = (N_("%(label)s %(value)s is outside the expected range %(min)s to %(max)s; "
                        "check it and confirm.") if soft else

@@ -39,12 +39,24 @@ class Message:
     template: str
     params: Mapping[str, object] = field(default_factory=dict)
 
-    def render(self, gettext=None) -> str:
+    def render(self, gettext=None, reader=None) -> str:
+        """``reader`` (an ``ecrf.crf.naming.Reader``): parameters that name study parts
+        (items, forms, conditions) are said in its language, with OIDs if it asks."""
+        if reader is not None and gettext is None:
+            gettext = reader.gettext
         template = gettext(self.template) if gettext else self.template
-        return template % dict(self.params) if self.params else template
+        if not self.params:
+            return template
+        params = {k: v.text_in(reader) if reader is not None and hasattr(v, "text_in") else v
+                  for k, v in self.params.items()}
+        return template % params
 
     def __str__(self) -> str:
         return self.render()
+
+    def text_in(self, reader) -> str:
+        """A message as the parameter of another, said for the same reader."""
+        return self.render(reader=reader)
 
 
 class InvalidValue(ValueError):

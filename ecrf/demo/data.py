@@ -37,7 +37,7 @@ from ecrf.core.audit import Actor
 from ecrf.crf import ItemType
 from ecrf.crf.validation import validate_form
 from ecrf.demo.scripts import Dates, DemoScript, FormScript, load_script
-from ecrf.demo.studies import SUBJECTS, TRIALS
+from ecrf.demo.studies import SCREEN_FAILURES, SUBJECTS, TRIALS
 from ecrf.demo.values import FormValues
 from ecrf.domain.schedule import EventKind
 from ecrf.studies import Site, Study, definition_for
@@ -48,6 +48,7 @@ ACK = "Confirmed against the source document."
 CORRECTIONS = ("Transcription error corrected against the source document.",
                "Value re-checked with the laboratory report.")
 MAX_VISITS = 8
+ELIGIBILITY_FORM = "ELIG"  # where both trials record the eligibility decision
 
 
 def enter_data(session: Session, actor: Actor, config) -> int:
@@ -67,12 +68,14 @@ def enter_data(session: Session, actor: Actor, config) -> int:
         if subject is None or subject.id in started:
             continue
         definition = definition_for(subject.study_version)
-        if definition.dose_escalation is not None and subject.dose_level is None:
+        failed = (oid, key) in SCREEN_FAILURES
+        if definition.dose_escalation is not None and subject.dose_level is None \
+                and not failed:
             continue
         index = [k for o, k in keys if o == oid].index(key)
         _Subject(session, subject, _staff(session, subject, Role.COORDINATOR) or actor,
                  _staff(session, subject, Role.INVESTIGATOR) or actor, number,
-                 scripts.get(oid, definition), index).fill()
+                 scripts.get(oid, definition), index, screen_failure=failed).fill()
         filled += 1
     return filled
 
@@ -104,7 +107,8 @@ def _staff(session: Session, subject: Subject, role: Role) -> Actor | None:
 
 class _Subject:
     def __init__(self, session: Session, subject: Subject, entrant: Actor, reviewer: Actor,
-                 number: int, script: DemoScript | None = None, index: int = 0):
+                 number: int, script: DemoScript | None = None, index: int = 0, *,
+                 screen_failure: bool = False):
         self.session, self.subject = session, subject
         self.entrant, self.reviewer, self.number = entrant, reviewer, number
         self.script, self.index = script, index
@@ -113,6 +117,11 @@ class _Subject:
         # Every visit due by today, up to a cap: a dose-escalation cohort needs its DLT
         # assessments, a randomized subject its treatment visits.
         self.budget = MAX_VISITS
+        # A screen failure stops at the eligibility decision: screening only, and none of
+        # its forms after the eligibility form (a dose level, a randomization).
+        self.screen_failure = screen_failure
+        if screen_failure:
+            self.budget = 1
         self.birth = dt.date(1948 + number * 3 % 30, 1 + number * 5 % 12, 1 + number * 7 % 27)
 
     def fill(self) -> None:
@@ -123,12 +132,12 @@ class _Subject:
                 break
             last = events + 1 == self.budget
             self._visit(visit.event_oid, visit.repeat, visit.planned, draft=last and
-                        self.number % 3 == 2)
+                        self.number % 3 == 2 and not self.screen_failure)
             events += 1
             if events == 1:
                 self._randomize(visit.planned)
         if events:
-            self._logs(generic=self.number % 3 != 1)
+            self._logs(generic=self.number % 3 != 1 and not self.screen_failure)
         if events and self.number % 2 == 0:
             self._correct()
 
@@ -150,6 +159,8 @@ class _Subject:
         capture.open_event(self.session, self.entrant, self.subject, event_oid, repeat, day,
                            today=self.today)
         forms = [f for f in self.definition.event(event_oid).forms if not self._skipped(f)]
+        if self.screen_failure and ELIGIBILITY_FORM in forms:
+            forms = forms[:forms.index(ELIGIBILITY_FORM) + 1]
         for index, form_oid in enumerate(forms):
             half = draft and index == len(forms) - 1
             self._form(event_oid, repeat, form_oid, day, complete=not half, half=half)
@@ -235,8 +246,12 @@ class _Subject:
                 continue
             if rule.condition and not self._applies(rule.condition):
                 continue
-            if any(f.oid in anchored for f in forms) or not all(
-                    any(g.repeating for g in f.groups) for f in forms):
+            # Generic lines go to repeating logs only; a log the script tells for this
+            # subject (an end of treatment, a death, an end of study) is always entered.
+            if not own.intersection(rule.forms) and (any(f.oid in anchored for f in forms)
+                                                     or not all(any(g.repeating for g in
+                                                                    f.groups)
+                                                                for f in forms)):
                 continue
             capture.open_event(self.session, self.entrant, self.subject, rule.oid, 1, None,
                                today=self.today)

@@ -144,9 +144,11 @@ def _subjects(session: Session, study: Study) -> list[Subject]:
 
 def _waiting(session: Session, study: Study) -> list[Subject]:
     from ecrf.allocation import CLOSED_STATUSES
+    from ecrf.demo.studies import SCREEN_FAILURES
 
     return [s for s in _subjects(session, study)
-            if s.dose_level is None and s.status not in CLOSED_STATUSES]
+            if s.dose_level is None and s.status not in CLOSED_STATUSES
+            and (study.oid, s.subject_key) not in SCREEN_FAILURES]
 
 
 def _assign_levels(session: Session, study: Study) -> list[str]:

@@ -35,6 +35,10 @@ ACK = "Confirmed against the source document."
 REASON = "Corrected against the daily blood count sheet (source document)."
 DECLINE = ("Expected myelosuppression of consolidation chemotherapy: cytopenias are "
            "recorded as haematological endpoints in the blood count form, not as AEs.")
+DECLINE_SALVAGE = ("Expected myelosuppression of the salvage treatment in relapsed AML; "
+                   "no clinical consequence beyond the expected nadir.")
+# The most recent subject of each trial keeps its prompts open, to be decided in the demo.
+KEEP_OPEN = {"WUH-006", "PAR-003"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,10 +335,10 @@ class _Demo:
             values.update({(log_.group, first + offset, k): v for k, v in event.items()})
         self.save(log_.event_oid, log_.form_oid, values)
 
-    def decide_prompts(self) -> None:
+    def decide_prompts(self, reason: str = DECLINE) -> None:
         """The investigator declines the expected cytopenias, links the anaemia to its AE
         and leaves the most recent subject's prompts open for the demo."""
-        if self.subject.subject_key == "WUH-006":
+        if self.subject.subject_key in KEEP_OPEN:
             return
         prompts = self.session.scalars(select(AeGradePrompt).where(
             AeGradePrompt.subject_id == self.subject.id, AeGradePrompt.status == "open")
@@ -348,7 +352,7 @@ class _Demo:
                 safety.accept_prompt(self.session, self.reviewer, prompt, link_row=match.row,
                                      today=self.today)
             else:
-                safety.decline_prompt(self.session, self.reviewer, prompt, DECLINE)
+                safety.decline_prompt(self.session, self.reviewer, prompt, reason)
 
     # --- DEXAML-03 ----------------------------------------------------------------------------
 
@@ -370,6 +374,7 @@ class _Demo:
                       AETOXGR="3", AERELCYT="probable", AEACNSAL="NOT APPLICABLE",
                       **({"AERELDEX": "unlikely", "AEACNDEX": "NOT APPLICABLE"} if dex else {}))
         self.add_aes(log_, [self.complete_ae(first), self.complete_ae(second)])
+        self.decide_prompts(DECLINE_SALVAGE)
 
 
 def _anc(n: int, p: Profile, last: float) -> float:

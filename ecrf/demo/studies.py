@@ -36,7 +36,12 @@ SUBJECTS = [
     ("UCMSCEXO", "WUH", "WUH-004", 187),
     ("UCMSCEXO", "WUH", "WUH-005", 122),
     ("UCMSCEXO", "WUH", "WUH-006", 45),
+    ("UCMSCEXO", "WUH", "WUH-007", 9),
 ]
+
+# Screened and found not eligible (their demo.yaml scripts the decision): no dose level, no
+# randomization, nothing entered after the eligibility form.
+SCREEN_FAILURES = {("DEXAML03", "TLS-005"), ("UCMSCEXO", "WUH-007")}
 
 
 def ensure_studies(session: Session, actor: Actor, config) -> dict[str, Study]:

@@ -27,6 +27,7 @@ from ecrf.accounts import User, verify_password
 from ecrf.capture import EventInstance, FormInstance, Subject, event_path, form_path
 from ecrf.core import audit, utcnow
 from ecrf.core.audit import Actor
+from ecrf.crf.naming import Names, Naming
 from ecrf.crf.values import N_, Message
 from ecrf.review.models import Query, Signature
 from ecrf.review.support import (
@@ -136,16 +137,17 @@ def problems(session: Session, target: SignTarget) -> list[Message]:
         found.append(Message(N_("there is no data to sign.")))
     definition = definition_for(subject.study_version)
     if boolean_parameter(definition, "signature_requires_complete", True):
-        incomplete = [f"{f.event.event_oid}[{f.event.repeat}]/{f.form_oid}" for f in forms
-                      if f.status != "complete"]
+        names = Naming(definition)
+        incomplete = [names.form_place(f.event.event_oid, f.event.repeat, f.form_oid)
+                      for f in forms if f.status != "complete"]
         if target.scope == "event":
             rule = definition.event(target.event.event_oid)
             started = {f.form_oid for f in forms}
-            incomplete += [f"{target.event.event_oid}[{target.event.repeat}]/{oid}"
+            incomplete += [names.form_place(target.event.event_oid, target.event.repeat, oid)
                            for oid in rule.forms if oid not in started]
         if incomplete:
             found.append(Message(N_("not complete: %(forms)s."),
-                                 {"forms": ", ".join(incomplete)}))
+                                 {"forms": Names(tuple(incomplete))}))
     if boolean_parameter(definition, "signature_blocks_open_queries", True):
         stmt = select(Query.id).where(Query.subject_id == subject.id, Query.status == "open")
         if target.scope == "form":

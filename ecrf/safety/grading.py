@@ -15,7 +15,9 @@ Grading rules beyond ``ecrf.domain.ctcae``:
 * The sampling day is, in order: the row's ``LB.LBDTC`` item, the nearest date item before
   the value in its group, a ``LB.LBDTC`` item elsewhere in the form, the event's date.
 
-AE prompts: at most one open prompt per subject and term; further qualifying values while
+AE prompts: AEs are collected from the day after enrolment; a value sampled on or before
+the enrolment day (screening) is a baseline condition, recorded as medical history, and
+raises no prompt. At most one open prompt per subject and term; further qualifying values while
 it is open raise it to the worst grade and widen its dates. Once decided, a value is
 covered (no new prompt) by an accepted prompt while its AE row is ongoing or resolves on or
 after the value's day with a grade at least as high, and by a declined prompt for values
@@ -262,6 +264,7 @@ def update_prompts(session: Session, actor: Actor, subject: Subject,
     qualifying = sorted(
         (lv for lv in all_values
          if lv.iv.grade is not None and lv.iv.grade >= threshold and lv.test in term_of
+         and not _at_baseline(lv, subject)
          and (lv.iv.id in ids or term_of[lv.test] in withdrawn_terms)),
         key=lambda lv: (lv.day or dt.date.max, lv.iv.id))
     created: list[AeGradePrompt] = []
@@ -304,6 +307,11 @@ def update_prompts(session: Session, actor: Actor, subject: Subject,
                         version_label=label, new=_summary(prompt),
                         reason="further values at or above the prompt threshold")
     return created + widened
+
+
+def _at_baseline(lv: LabValue, subject: Subject) -> bool:
+    """Sampled before AE collection starts: on or before the enrolment day."""
+    return lv.day is not None and lv.day <= subject.enrolled_on
 
 
 def _summary(prompt: AeGradePrompt) -> str:

@@ -98,8 +98,9 @@ def _notify_report(session: Session, subject: Subject, report: SaeReport, what: 
                    row: AeRow | None) -> None:
     term = (row.term if row else None) or report_term(report)
     due = clock(report).due_at
-    lines = [f"Study: {subject.study.oid}", f"Subject: {subject.subject_key} "
-             f"(site {subject.site.code})", f"Adverse event: {term}",
+    lines = [f"Study: {subject.study.name} ({subject.study.oid})",
+             f"Subject: {subject.subject_key} (site {subject.site.code}, {subject.site.name})",
+             f"Adverse event: {term}",
              f"Report version: {report.version}",
              f"Awareness: {report.awareness_at:%Y-%m-%d %H:%M} UTC",
              f"Report due to the sponsor by: {due:%Y-%m-%d %H:%M} UTC"]

@@ -93,6 +93,10 @@ def remaining_text(delta: dt.timedelta | None) -> str:
 CLOCK_LABELS = {"due": _l("Due"), "overdue": _l("Overdue"),
                 "submitted_in_time": _l("Submitted in time"),
                 "submitted_late": _l("Submitted late")}
+PROMPT_LABELS = {"open": _l("Open"), "accepted": _l("Accepted: recorded as an AE"),
+                 "declined": _l("Declined"), "withdrawn": _l("Withdrawn")}
+DLT_LABELS = {"candidate": _l("Candidate"), "confirmed": _l("Confirmed DLT"),
+              "rejected": _l("Not a DLT"), "withdrawn": _l("Withdrawn")}
 
 
 @bp.app_template_global()
@@ -138,6 +142,7 @@ def _render_subject(subject: Subject, *, errors: dict | None = None, status: int
         errors=errors or {}, form=request.form, has_counts=endpoints.has_counts(definition),
         can_enter=may("data.enter", subject), can_assess=may("safety.assess", subject),
         clock=safety.clock, labels=CLOCK_LABELS, remaining=remaining_text,
+        prompt_labels=PROMPT_LABELS, dlt_labels=DLT_LABELS,
         log=ae_log(definition)), status
 
 

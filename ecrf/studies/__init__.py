@@ -30,7 +30,7 @@ __all__ = [
     "StudySite", "StudyStatus", "StudyVersion", "add_site_to_study", "check_folder",
     "command_site", "command_study", "create_site", "definition_for", "get_site",
     "get_study", "get_version", "latest_version", "latest_versions", "list_sites",
-    "load_folder", "register", "require_study", "study_versions", "versions",
+    "load_folder", "naming_of", "register", "require_study", "study_versions", "versions",
 ]
 
 
@@ -40,3 +40,17 @@ def register(app: Flask) -> None:
     from ecrf.studies import cli
 
     cli.register(app)
+    app.add_template_global(naming_of, "naming_of")
+    app.add_template_global(STUDY_STATUS_LABELS, "study_status_labels")
+
+
+def naming_of(version: StudyVersion | Study | None):
+    """Events, forms and items of a stored version (or a study's latest) named for the
+    current user, labels in their language and OIDs only if they asked:
+    ``naming_of(form.study_version).form(oid)``."""
+    from ecrf.core import db
+    from ecrf.core.web import naming
+
+    if isinstance(version, Study):
+        version = latest_version(db.session, version)
+    return naming(definition_for(version) if version is not None else None)

@@ -117,7 +117,7 @@ def test_investigator_board(app, world):
                   "My subjects", "SAE reporting clocks"):
         assert panel in text
     assert "S01-001" in text and "S02-001" not in text, "site-scoped"
-    assert "DEMOG</a>" in text  # complete and unsigned: awaits the signature
+    assert "Demography</a>" in text  # complete and unsigned: awaits the signature
     assert "Check S01-001" in text
 
 
@@ -128,7 +128,7 @@ def test_coordinator_board_lists_todays_work(app, world):
     save(world["crc"], subject)  # in progress
     text = text_of(client_for(app, "crc1").get(BASE + "/dashboard"))
     assert "Visits due or overdue" in text and "Forms in progress" in text
-    assert "S01-002 · SCREEN · VITALS" in text
+    assert "S01-002 · Screening · Vital signs" in text
     assert "Queries to answer" in text and "Check S01-001" in text
 
 
@@ -147,7 +147,7 @@ def test_data_manager_board_metrics_readiness_and_missing_forms(app, world):
     start(world["crc"], subject)
     text = text_of(client_for(app, "dm1").get(BASE + "/dashboard"))
     assert "Query metrics" in text and "Lock readiness" in text
-    assert "Missing forms" in text and "S01-002 · SCREEN</a> · DEMOG" in text
+    assert "Missing forms" in text and "S01-002 · Screening</a> · Demography" in text
     assert "Dose escalation board" not in text
     assert "unclosed query(ies)" in text and "item(s) to verify" in text
 

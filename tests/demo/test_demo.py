@@ -24,6 +24,7 @@ from ecrf.demo.scripts import BLANK, Dates, DemoScriptError, load_script, resolv
 from ecrf.demo.studies import SUBJECTS
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
+from tests.demo.coherence import check_demo_coherence
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
 
@@ -40,6 +41,7 @@ def _form(subject: Subject, form_oid: str):
 def test_demo_is_coherent_idempotent_and_audited(runner):
     first = runner.invoke(args=["demo"])
     assert first.exit_code == 0, first.output
+    check_demo_coherence()
 
     # Both trials are loaded, with every demo subject enrolled.
     for oid in ("DEXAML03", "UCMSCEXO"):
@@ -74,7 +76,7 @@ def test_demo_is_coherent_idempotent_and_audited(runner):
     # UCMSC-Exo: level 1 (0/3 DLT), a signed escalation, level 2 with one DLT.
     exo = db.session.scalar(select(Study).where(Study.oid == "UCMSCEXO"))
     levels = [s.dose_level for s in _subjects("UCMSCEXO")]
-    assert levels == [1, 1, 1, 2, 2, 2]
+    assert levels == [1, 1, 1, 2, 2, 2, None]  # WUH-007: the screen failure
     decisions = db.session.scalars(select(EscalationDecision).where(
         EscalationDecision.study_id == exo.id)).all()
     assert [(d.level, d.action, d.next_level, d.decided_by) for d in decisions] == [

@@ -64,7 +64,7 @@ def test_every_event_form_value_grade_query_sdv_and_signature(cast, book):
     # The removed AE row is shown struck out with its reason.
     assert "Adverse event — row 3 removed" in text and "duplicate of line 1" in text
     # Query thread, SDV mark, valid and broken signatures with their manifestation.
-    assert "Query #1 · answered" in text and "Confirmed against the source" in text
+    assert "Query #1 · Answered" in text and "Confirmed against the source" in text
     assert "Verified mon1" in text and "SDV 1 of 1" in text
     assert "VALID SIGNATURE Dr Ines Martin (inv1)" in text
     assert "Approved: I have reviewed this data and confirm it is accurate" in text

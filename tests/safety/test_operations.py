@@ -21,6 +21,7 @@ from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, Sa
 from ecrf.safety.support import ae_log
 from ecrf.studies.store import definition_for
 from tests.safety.safety_setup import (
+    ENROLLED,
     actor_for,
     ae_row,
     audit_actions,
@@ -150,6 +151,16 @@ def test_prompt_at_the_threshold_and_not_below(inv, subject):
     assert prompt.first_date == day(2) and prompt.value == "79"
     created = audit_actions(subject, "ae_prompt.created")
     assert len(created) == 1 and "graded 3" in created[0].reason
+
+
+def test_a_baseline_value_raises_no_prompt(inv, subject):
+    # Screening on the enrolment day: a cytopenia there is medical history, not an AE.
+    lab(inv, subject, ENROLLED, NEUT="0.30")
+    assert stored(subject, "LAB", "NEUT").grade == 4
+    assert prompts(subject) == []
+    lab(inv, subject, ENROLLED + dt.timedelta(days=20), event="UNSCHED", NEUT="0.30")
+    [prompt] = prompts(subject)
+    assert prompt.first_date == ENROLLED + dt.timedelta(days=20)
 
 
 def test_an_open_prompt_takes_the_worst_value_of_its_episode(inv, subject):

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ecrf.core.web.messages import error_text, say
+from ecrf.core.web.messages import error_text, naming, reader, say, show_oids
 from ecrf.core.web.unit_of_work import Transaction, store_derived, transaction
 
 __all__ = [
-    "Transaction", "error_text", "install", "say", "store_derived", "transaction",
+    "Transaction", "error_text", "install", "naming", "reader", "say", "show_oids",
+    "store_derived", "transaction",
 ]
 
 
 def install(app: Flask) -> None:
-    from ecrf.core.web import errors, headers
+    from ecrf.core.web import errors, headers, messages
 
     headers.install(app)
     errors.install(app)
+    messages.install(app)

@@ -28,6 +28,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from ecrf import review
 from ecrf.capture import (
+    EVENT_STATE_LABELS,
+    FORM_STATUS_LABELS,
+    SUBJECT_LABELS,
     EventInstance,
     FormInstance,
     GroupRow,
@@ -167,7 +170,7 @@ class CasebookModel:
                                     (group.oid, row, item.oid))
                          for item in group.items]
                 sections.append({
-                    "label": group.label or group.oid, "row": row if group.repeating else None,
+                    "label": group.label or form.name, "row": row if group.repeating else None,
                     "removed": gone and {"at": utc(gone.removed_at),
                                          "reason": gone.removal_reason},
                     "lines": lines,
@@ -285,7 +288,9 @@ def casebook_html(session: Session, subject: Subject, *, generated_by: str,
             casebook_signatures=model.casebook_signatures, other_queries=model.other_queries,
             audit=model.audit(), plot=Markup(plot) if plot else None,
             generated_at=utc(generated_at), generated_by=generated_by, language="en",
-            utc=utc,
+            utc=utc, subject_labels=SUBJECT_LABELS, form_status_labels=FORM_STATUS_LABELS,
+            event_state_labels=EVENT_STATE_LABELS,
+            query_labels=review.QUERY_STATUS_LABELS,
         )
 
 

@@ -140,7 +140,7 @@ def _render_form(subject: Subject, event_oid: str, repeat: int, form_oid: str, *
     lock = locks.lock_state(db.session, subject, instance.id if instance else None)
     return render_template(
         "review/form.html", study=g.study, subject=subject, event_oid=event_oid,
-        repeat=repeat, form_oid=form_oid, event_name=definition.event(event_oid).name,
+        repeat=repeat, form_oid=form_oid, event_name=definition.event_name_in(event_oid, _language()),
         form_name=opened.form.name_in(_language()), instance=instance,
         sections=_item_rows(opened.form, opened, state, by_item), sdv_state=state,
         form_queries=[q for q in found if not q.item_oid], lock=lock,
@@ -250,7 +250,7 @@ def _render_subject(subject: Subject, *, errors: dict | None = None, status: int
         forms_by_event[form_instance.event_instance_id].append(form_instance)
     for event in events:
         try:
-            name = definition.event(event.event_oid).name
+            name = definition.event_name_in(event.event_oid, language)
         except Exception:  # an event of an older version
             name = event.event_oid
         for form_instance in forms_by_event.get(event.id, []):

@@ -29,7 +29,7 @@ from ecrf.review.models import Query
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import STUDY, bp
 from ecrf.review.views.blueprint import language as _language
-from ecrf.studies import Site, StudySite, definition_for
+from ecrf.studies import Site, StudySite, definition_for, naming_of
 
 QUERY = STUDY + "/queries/<int:query_id>"
 
@@ -126,7 +126,7 @@ def render_query(query: Query, *, errors: dict | None = None, status: int = 200)
         if may("queries.raise", subject) else []
     return render_template(
         "review/query.html", study=g.study, subject=subject, query=query,
-        path=queries.query_path(query, subject), item=_item_info(query),
+        path=_place(subject, query), item=_item_info(query),
         status_labels=QUERY_STATUS_LABELS, origin_labels=ORIGIN_LABELS,
         can_answer=may("queries.answer", subject), can_close=may("queries.close", subject),
         can_assign=may("queries.raise", subject), can_correct=may("data.enter", subject),
@@ -245,14 +245,15 @@ def _target_from(values) -> queries.QueryTarget:
 
 
 def _describe_target(subject: Subject, target: queries.QueryTarget) -> str:
-    parts = [subject.subject_key]
-    if target.event_oid:
-        parts.append(f"{target.event_oid}[{target.repeat or 1}]")
-    if target.form_oid:
-        parts.append(target.form_oid)
-    if target.item_oid:
-        parts.append(f"{target.group_oid or ''}[{target.row or 1}].{target.item_oid}")
-    return " / ".join(parts)
+    return _place(subject, target)
+
+
+def _place(subject: Subject, target) -> str:
+    """Where a query points, by labels: "TLS-001 · Induction · Haematology · Platelets"."""
+    names = naming_of(subject.study_version)
+    place = names.place(target.event_oid, target.repeat or 1, target.form_oid,
+                        target.item_oid, target.row) if target.event_oid else ""
+    return " · ".join(p for p in (subject.subject_key, place) if p)
 
 
 @bp.route(STUDY + "/queries/new", methods=["GET", "POST"])

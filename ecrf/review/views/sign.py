@@ -30,6 +30,7 @@ from ecrf.review import signatures
 from ecrf.review.support import ReviewError
 from ecrf.review.views.blueprint import bp
 from ecrf.review.views.forms import SUBJECT, review_url
+from ecrf.studies import naming_of
 
 register("review.sign", Allow("data.sign"))
 
@@ -71,14 +72,17 @@ def _target_url(target: signatures.SignTarget) -> str:
 
 
 def _target_label(target: signatures.SignTarget) -> str:
+    names = naming_of(target.subject.study_version)
     if target.scope == "form":
         event = target.form.event
-        return _("Form %(form)s at %(event)s [%(repeat)s] of %(subject)s",
-                 form=target.form.form_oid, event=event.event_oid, repeat=event.repeat,
+        return _("Form %(form)s at %(event)s of %(subject)s",
+                 form=names.form(target.form.form_oid), event=names.event(event.event_oid,
+                                                                          event.repeat),
                  subject=target.subject.subject_key)
     if target.scope == "event":
-        return _("Event %(event)s [%(repeat)s] of %(subject)s", event=target.event.event_oid,
-                 repeat=target.event.repeat, subject=target.subject.subject_key)
+        return _("Event %(event)s of %(subject)s",
+                 event=names.event(target.event.event_oid, target.event.repeat),
+                 subject=target.subject.subject_key)
     return _("The whole casebook of %(subject)s", subject=target.subject.subject_key)
 
 
