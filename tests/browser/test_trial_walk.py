@@ -3,10 +3,10 @@
 A site coordinator enrols subjects and fills every form of every event they reach (values
 chosen from the study definition, see tests/browser/walk/values.py), the logs (adverse
 events with an SAE, medications, deviations, transplant, death, end of study), rows added,
-edited and removed with reasons; the investigator signs; the monitor queries and verifies;
-the data manager assigns nothing by hand, locks and exports. Each person has their own
-browser context. The walk then checks the subject page (status, schedule), the ODM export
-and the casebook PDF for values typed on the way.
+edited and removed with reasons, a correction with its reason; the investigator signs; the
+monitor queries and verifies; the data manager reads the escalation board, locks and
+exports. Each person has their own browser context. The walk then checks the subject page
+(status, schedule), the ODM export and the casebook PDF for values typed on the way.
 
 Only setup goes around the pages: the study is loaded from forms/, the people are created
 with their grants, and DEXAML-03 gets its randomization list, as an administrator does

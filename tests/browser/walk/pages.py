@@ -204,14 +204,6 @@ class FormPage:
     def wrap(self, name: str) -> Locator:
         return self.page.locator(f"#wrap-{name}")
 
-    def shown(self, name: str) -> bool:
-        wrap = self.wrap(name)
-        return wrap.count() > 0 and wrap.is_visible()
-
-    def writable(self, name: str) -> bool:
-        """A question the user may type into (a value the system writes has no input)."""
-        return self.wrap(name).locator("input:not([type=hidden]), select, textarea").count() > 0
-
     def page_rows(self, group: str) -> list[int]:
         ids = self.page.locator(f"fieldset.entry-row[id^='row-{group}-']").evaluate_all(
             "els => els.map(e => e.id)")
@@ -365,7 +357,8 @@ class FormPage:
                 raise WalkError(f"{self.page.url}: {box.inner_text()}\n{issues}")
 
 
-# For each field name: is its question shown, can it be typed into, what does it hold.
+# For each field name: is its question shown, can it be typed into (a value the system
+# writes has no input), what does it hold.
 SNAPSHOT = """names => names.map(name => {
   const wrap = document.getElementById('wrap-' + name);
   if (!wrap) { return {shown: false, writable: false}; }

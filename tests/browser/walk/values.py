@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from ecrf.capture import Subject, build_context, event_instance, local_today
 from ecrf.core import PROJECT_ROOT, db
-from ecrf.crf import FormDef, ItemType
+from ecrf.crf import FormDef
 from ecrf.crf.validation import Key
 from ecrf.demo.scripts import Dates, FormScript, load_script
 from ecrf.demo.values import FormValues
@@ -35,12 +35,6 @@ class Planned:
     form: FormDef
     values: dict[Key, Any]
     rows: dict[str, tuple[int, ...]] = field(default_factory=dict)
-
-    def value(self, item_oid: str, row: int = 1) -> Any:
-        for (_group, r, oid), value in self.values.items():
-            if oid == item_oid and r == row:
-                return value
-        return None
 
 
 class _Owner:
@@ -107,6 +101,3 @@ class ValueOracle:
             return FormScript()
         return self._script.form(self.subject_key, self.index, event_oid, form_oid)
 
-
-def is_date_type(item_type: ItemType) -> bool:
-    return item_type in (ItemType.DATE, ItemType.PARTIAL_DATE, ItemType.DATETIME)
