@@ -230,3 +230,15 @@ def test_coordinator_board_lists_tasks_of_their_sites_only(trial, client, login_
                           .get_data(as_text=True))
     line = board.split("S01-001 · Enter End of treatment", 1)[1].split("</li>", 1)[0]
     assert "overdue" not in line  # 3 days after the transplant: due, not overdue
+
+
+def test_pages_name_the_arm(trial, client, login_as):
+    subject = enrol(trial)
+    subject.arm = "DEX"
+    db.session.commit()
+    login_as("investigator", "S01", study="DEXAML03")
+    page = html.unescape(client.get("/studies/DEXAML03/subjects/S01-001").get_data(
+        as_text=True))
+    assert re.search(r"Arm</dt><dd[^>]*>Salvage therapy \+ dexamethasone \(DEX\)</dd>", page)
+    matrix = html.unescape(client.get("/studies/DEXAML03/subjects").get_data(as_text=True))
+    assert '<abbr title="Salvage therapy + dexamethasone">DEX</abbr>' in matrix
