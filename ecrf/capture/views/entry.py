@@ -106,8 +106,11 @@ def _render_event(subject: Subject, event_oid: str, repeat: int, *, errors=None,
         ScheduledVisit.subject_id == subject.id, ScheduledVisit.event_oid == event_oid,
         ScheduledVisit.repeat == repeat))
     language = _language()
+    lock = entry_lock(db.session, subject, None)  # a subject, site or study lock
     return render_template(
-        "entry/event.html", study=g.study, subject=subject, rule=rule, repeat=repeat,
+        "entry/event.html", lock=lock,
+        lock_title=LOCK_TITLES.get(lock.scope, "") if lock else "",
+        lock_message=say(lock.message) if lock else "", study=g.study, subject=subject, rule=rule, repeat=repeat,
         event_name=naming(definition).event_name(event_oid).text_in(reader()),
         event_place=naming(definition).event(event_oid, repeat), instance=instance,
         forms=[(f, f.form.name_in(language), _form_url(subject, event_oid, repeat, f.form.oid))
