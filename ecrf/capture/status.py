@@ -32,6 +32,7 @@ from ecrf.capture.schedule_data import (
     local_today,
 )
 from ecrf.capture.schedule_values import StoredValue
+from ecrf.capture.support import strata_fields
 from ecrf.core import FormChange, audit
 from ecrf.core.audit import Actor
 from ecrf.crf import StudyDefinition
@@ -116,9 +117,11 @@ class _Evaluator:
         self.params = definition.parameter_values()
         self.fields = {"arm": info.arm, "site": info.site_code,
                        "dose_level": str(info.dose_level) if info.dose_level is not None
-                       else None}
+                       else None, **strata_fields(info.strata)}
 
     def resolve(self, parts: tuple[str, ...]) -> object:
+        if len(parts) == 3 and parts[:2] == ("subject", "stratum"):
+            return self.fields.get(f"stratum.{parts[2]}")  # subject.stratum.NAME
         if len(parts) != 2:
             return None
         head, name = parts

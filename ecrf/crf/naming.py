@@ -220,6 +220,17 @@ class Naming:
                                        with_form=False))
         return " · ".join(parts)
 
+    def arm(self, code: str | None) -> str:
+        """An arm by its name in the reader's language ("Salvage therapy alone"), its code
+        beside it when OIDs are shown."""
+        if not code:
+            return ""
+        try:
+            arm = self.definition.arm(code) if self.definition else None
+        except UnknownOidError:
+            arm = None
+        return self._say(Name(arm.name, arm.labels, code)) if arm else code
+
     def code(self, codelist: CodeList | None, code: str) -> str:
         if codelist is None:
             return code

@@ -291,3 +291,9 @@ def test_a_locked_subject_or_study_opens_read_only_with_its_banner(client, make_
                                       "CONSENT_MAIN-1-CONSVER": "v2"})
     assert response.status_code == 423
     assert 'value="v2"' in html_of(response) and title in html_of(response)
+    # The event page says it too, and offers viewing only.
+    event_url = url.rsplit("/forms/", 1)[0]
+    page = html_of(client.get(event_url))
+    assert title in page and 'id="lock-banner"' in page
+    assert 'name="not_done_reason"' not in page and 'name="actual_date"' not in page
+    assert re.search(r">\s*View<span", page) and not re.search(r">\s*Enter<span", page)

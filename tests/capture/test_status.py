@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
 from pathlib import Path
 
@@ -230,3 +231,34 @@ def test_coordinator_board_lists_tasks_of_their_sites_only(trial, client, login_
                           .get_data(as_text=True))
     line = board.split("S01-001 · Enter End of treatment", 1)[1].split("</li>", 1)[0]
     assert "overdue" not in line  # 3 days after the transplant: due, not overdue
+
+
+def test_pages_name_the_arm(trial, client, login_as):
+    subject = enrol(trial)
+    subject.arm = "DEX"
+    db.session.commit()
+    login_as("investigator", "S01", study="DEXAML03")
+    page = html.unescape(client.get("/studies/DEXAML03/subjects/S01-001").get_data(
+        as_text=True))
+    assert re.search(r"Arm</dt><dd[^>]*>Salvage therapy \+ dexamethasone \(DEX\)</dd>", page)
+    matrix = html.unescape(client.get("/studies/DEXAML03/subjects").get_data(as_text=True))
+    assert '<abbr title="Salvage therapy + dexamethasone">DEX</abbr>' in matrix
+
+
+@pytest.mark.parametrize(("stratum", "asked"), [("INTENSIVE", True), ("AZA", False)])
+def test_eot_task_after_consolidation_3_follows_the_stratum_used(trial, stratum, asked):
+    """The task reads the salvage stratum used at randomization, as the schedule does: a
+    stratification factor corrected afterwards changes neither the branch nor the task."""
+    subject = enrol(trial)
+    subject.strata = json.dumps({"salvage": stratum, "disease_status": "RELAPSE"})
+    db.session.commit()
+    capture.open_event(db.session, ACTOR, subject, "CONS", 1, TODAY - dt.timedelta(days=60),
+                       today=TODAY)
+    capture.save_form(db.session, ACTOR, subject, "CONS", 1, "CONS", Submission(values={
+        ("CONS_CYCLE", 1, "CYCNUM"): "3", ("CONS_CYCLE", 1, "CYCSTDT"): day(60)}),
+        base_version=None, complete=False, today=TODAY)
+    db.session.commit()
+    tasks = capture.subject_tasks(db.session, subject, TODAY)
+    assert [t.task.rule.form for t in tasks] == (["EOT"] if asked else [])
+    if asked:
+        assert tasks[0].task.since.isoformat() == day(32)  # 28 days after cycle 3's day 1

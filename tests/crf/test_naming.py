@@ -62,3 +62,11 @@ def test_a_message_names_items_in_the_readers_language(dexa):
     assert french.startswith("Traitement de rattrapage prévu")
     assert "SALVTYPE" not in french
     assert "[SALVTYPE]" in message.render(reader=Reader(show_oids=True))
+
+
+def test_arms_by_name(dexa):
+    assert Naming(dexa).arm("CTRL") == "Salvage therapy alone"
+    assert Naming(dexa, FR).arm("CTRL") == "Traitement de rattrapage seul"
+    assert Naming(dexa, Reader(show_oids=True)).arm("DEX") == \
+        "Salvage therapy + dexamethasone [DEX]"
+    assert Naming(dexa).arm("NOPE") == "NOPE" and Naming(dexa).arm(None) == ""

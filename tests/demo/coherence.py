@@ -97,3 +97,15 @@ def check_demo_coherence() -> None:
     failed = db.session.scalar(select(Subject).where(Subject.subject_key == "WUH-007"))
     assert failed.dose_level is None
     assert not [f for f, _e, s, _o in rows if s.id == failed.id and f.form_oid == "DOSELVL"]
+
+    # Every status a subject can have (study.yaml status:) is shown by some demo subject.
+    statuses = {(oid, s.subject_key): s.status for _f, _e, s, oid in rows}
+    assert {k: v for k, v in statuses.items() if v not in ("on_study", "in_follow_up")} == {
+        ("DEXAML03", "TLS-005"): "screen_failed", ("UCMSCEXO", "WUH-007"): "screen_failed",
+        ("DEXAML03", "TLS-001"): "died", ("UCMSCEXO", "WUH-001"): "died",
+        ("DEXAML03", "PAR-001"): "withdrawn", ("UCMSCEXO", "WUH-003"): "withdrawn",
+        ("DEXAML03", "TLS-002"): "withdrawn_from_treatment",
+        ("DEXAML03", "PAR-002"): "lost_to_follow_up",
+        ("UCMSCEXO", "WUH-002"): "completed",
+    }
+    assert {v for v in statuses.values()} >= {"on_study", "in_follow_up"}

@@ -47,7 +47,7 @@ from ecrf.capture.views.entry_page import (
 )
 from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core import audit, db
-from ecrf.core.web import say, transaction
+from ecrf.core.web import naming, reader, say, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.fields import build_form, field_name, initial_data, read_raw
 from ecrf.crf.validation import codes_for
@@ -106,9 +106,13 @@ def _render_event(subject: Subject, event_oid: str, repeat: int, *, errors=None,
         ScheduledVisit.subject_id == subject.id, ScheduledVisit.event_oid == event_oid,
         ScheduledVisit.repeat == repeat))
     language = _language()
+    lock = entry_lock(db.session, subject, None)  # a subject, site or study lock
     return render_template(
-        "entry/event.html", study=g.study, subject=subject, rule=rule, repeat=repeat,
-        event_name=rule.name, instance=instance,
+        "entry/event.html", lock=lock,
+        lock_title=LOCK_TITLES.get(lock.scope, "") if lock else "",
+        lock_message=say(lock.message) if lock else "", study=g.study, subject=subject, rule=rule, repeat=repeat,
+        event_name=naming(definition).event_name(event_oid).text_in(reader()),
+        event_place=naming(definition).event(event_oid, repeat), instance=instance,
         forms=[(f, f.form.name_in(language), _form_url(subject, event_oid, repeat, f.form.oid))
                for f in forms],
         visit=visit, editable=may("data.enter", subject), errors=errors or {},
@@ -327,7 +331,7 @@ def _render_form(subject, event_oid, repeat, opened, page, base_version, *, stal
         stale_rows = [(c, _local(c.occurred_at, tz)) for c in stale.changes]
     return render_template(
         "entry/form.html", study=g.study, subject=subject, event_oid=event_oid, repeat=repeat,
-        event_name=subject_definition(subject).event(event_oid).name,
+        event_place=naming(definition).event(event_oid, repeat),
         form_def=opened.form, form_name=opened.form.name_in(language), opened=opened,
         page=page, base_version=base_version, editable=editable,
         writable=editable and lock is None, inputs=editable and (lock is None or kept),

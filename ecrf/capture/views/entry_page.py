@@ -233,7 +233,7 @@ def build_page(opened: OpenForm, form: BaseForm, rows: Mapping[str, tuple[int, .
                    for (oid, number), record in sorted(opened.removed.items())
                    if oid == group.oid]
         limit = group.max_rows
-        groups.append(GroupView(group.oid, group.label, group.repeating, row_views, removed,
+        groups.append(GroupView(group.oid, group.label_in(language), group.repeating, row_views, removed,
                                 can_add and (limit is None or len(live) < limit)))
     blockers = completion_blockers(form_def, result, language) if result is not None else []
     form_errors = [say(m) for m in result.form_errors] if result is not None else []

@@ -144,7 +144,9 @@ def matrix(study_oid: str):
                "status": status if status in SUBJECT_STATUSES else "",
                "visit": visit if visit in VISIT_LABELS else "", "per_page": per_page_arg}
     headers = [(names.get(c.oid, c.name), c.repeating) for c in result.columns]
-    body = _matrix_body(result, labels)
+    arms = {a.code: studies.naming_of(version).arm(a.code)
+            for a in (definition.arms if definition else ())}
+    body = _matrix_body(result, labels, arms)
     link_args = {k: v for k, v in filters.items() if v}
     return render_template("studies/matrix.html", study=study, matrix=result, body=body,
                            headers=headers, sites=site_choices, filters=filters,
@@ -153,7 +155,8 @@ def matrix(study_oid: str):
                            visit_labels=VISIT_LABELS, has_version=version is not None)
 
 
-def _matrix_body(result: subjects.Matrix, labels: dict[str, str]) -> Markup:
+def _matrix_body(result: subjects.Matrix, labels: dict[str, str],
+                 arms: dict[str, str] | None = None) -> Markup:
     """The table body, built here rather than cell by cell in Jinja: thousands of rows
     times a dozen events would otherwise cost a template call and an escape per cell.
     Every value that comes from data is escaped; statuses come from a fixed vocabulary."""
@@ -176,9 +179,12 @@ def _matrix_body(result: subjects.Matrix, labels: dict[str, str]) -> Markup:
             cells.append(f'<td class="status-{cell.status}"{title}>{text}</td>')
         url = escape(base.replace("__KEY__", quote(row.key, safe="")))
         status = subject_labels.get(row.status) or escape(row.status)
+        arm = escape(row.arm or "")
+        if row.arm and (arms or {}).get(row.arm):  # the code fits the column; the name is its title
+            arm = f'<abbr title="{escape(arms[row.arm])}">{arm}</abbr>'
         lines.append(f'<tr><th scope="row"><a href="{url}">{escape(row.key)}</a></th>'
                      f"<td>{escape(row.site)}</td><td>{status}</td>"
-                     f"<td>{escape(row.arm or '')}</td>{''.join(cells)}</tr>")
+                     f"<td>{arm}</td>{''.join(cells)}</tr>")
     return Markup("\n".join(lines))
 
 
