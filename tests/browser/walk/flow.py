@@ -43,6 +43,7 @@ class Walk:
         self.users = users  # role name in the walk -> username
         self.roles: dict[str, Role] = {}
         self.oracles: dict[str, ValueOracle] = {}
+        self.filled: set[str] = set()  # forms marked complete through their page
 
     def role(self, name: str) -> Role:
         """The person: "crc" (site coordinator), "inv" (investigator), "mon", "dm"."""
@@ -97,6 +98,7 @@ class Walk:
             keep = bool(spec.pop("keep", False))
             fill_form(role, self.oracle(key), event, form_oid, on, overrides=spec, rows=rows,
                       timings=self.timings, keep=keep)
+            self.filled.add(form_oid)
             event = SubjectPages(role, key).open_event(event_oid, repeat)
         return event
 
@@ -112,8 +114,14 @@ class Walk:
         event = pages.open_log(name, event_oid)
         event.start(None)
         form_oid = form_oid or self.event_forms(event_oid)[0]
-        return fill_form(role, self.oracle(key), event, form_oid, day or self.today(),
-                         overrides=overrides, rows=rows, timings=self.timings)
+        planned = fill_form(role, self.oracle(key), event, form_oid, day or self.today(),
+                            overrides=overrides, rows=rows, timings=self.timings)
+        self.filled.add(form_oid)
+        return planned
+
+    def assert_every_form_filled(self) -> None:
+        missing = sorted(set(self._definition().forms) - self.filled)
+        assert not missing, f"forms of {self.study_oid} the walk never completed: {missing}"
 
     def today(self) -> dt.date:
         """The server's today at the site (the walk's clock)."""

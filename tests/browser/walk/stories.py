@@ -109,6 +109,8 @@ def walk_ucmscexo(walk: Walk) -> None:
                                         _days(day1, 18).isoformat()]}},
     })
     fill_counts_grid(walk, key, hemobs.event_oid, day1)
+    walk.edit_and_remove_rows(key, "HEMOBS", "ANTIINF", "ANTIINF_LINE", "AITRT",
+                              "Meropenem 1 g every 8 hours")
 
     walk.visit(key, "DLT_EVAL", on=_days(day1, 6 + 14))
     walk.visit(key, "D28", on=_days(day1, 6 + 28))
@@ -150,6 +152,7 @@ def walk_ucmscexo(walk: Walk) -> None:
 
     walk.sign_casebook(key)
     walk.lock_subject(key)
+    walk.assert_every_form_filled()
     check_outputs(walk, key, [AE_TERM, "0.37", day1.isoformat()])
     check_subject(walk, key, status="Died", events=["Follow-up, month 12"])
 
@@ -183,6 +186,7 @@ def fill_counts_grid(walk: Walk, key: str, event_oid: str, day1: dt.date) -> Non
     started = time.perf_counter()
     form.complete()
     walk.timings.add("counts grid save", time.perf_counter() - started)
+    walk.filled.add("COUNTS")
 
 
 # --- DEXAML-03 ---------------------------------------------------------------------------
@@ -275,6 +279,7 @@ def walk_dexaml03(walk: Walk) -> None:
     for subject in (key, key2):
         walk.sign_casebook(subject)
         walk.lock_subject(subject)
+    walk.assert_every_form_filled()
     check_outputs(walk, key, [AE_TERM, "Type 2 diabetes mellitus", hsct.isoformat()])
     check_subject(walk, key, status="Died", events=[
         "Response after induction", "Consolidation cycle (amsacrine-cytarabine)",
