@@ -231,6 +231,31 @@ class Naming:
             arm = None
         return self._say(Name(arm.name, arm.labels, code)) if arm else code
 
+    def condition(self, source: str | None) -> str:
+        """A schedule or status condition (any form's items, the strata used at
+        randomization) as a phrase in the reader's language; its source beside it for a
+        reader who shows OIDs, or instead of it when it is too complex to say."""
+        if not source:
+            return ""
+        d = self.definition
+        if d is None:
+            return source
+        strata = {s.name: (s.form, s.item) for s in (d.randomization.strata
+                                                       if d.randomization else ())}
+        text = describe_condition(source, None, d.codelists, d.forms, self.reader, strata)
+        if self.reader.show_oids and text != source:
+            text = f"{text} [{source}]"
+        return text
+
+    def anchor(self, name: str) -> str:
+        """An anchor by the form that dates it ("End of treatment", "Death"); other names
+        (the enrolment, the study end) as they are."""
+        d = self.definition
+        if d is None or name not in d.anchors:
+            return name.replace("_", " ")
+        text = self.form(d.anchors[name][0])
+        return f"{text} [{name}]" if self.reader.show_oids else text
+
     def code(self, codelist: CodeList | None, code: str) -> str:
         if codelist is None:
             return code
@@ -256,20 +281,24 @@ class _Complex(Exception):
 
 def describe_condition(source: str, form: FormDef | None, codelists: Mapping[str, CodeList],
                        forms: Mapping[str, FormDef] | None = None,
-                       reader: Reader = PLAIN) -> str:
+                       reader: Reader = PLAIN,
+                       strata: Mapping[str, tuple[str, str]] | None = None) -> str:
     """A condition as a phrase with the items' labels and the codes' labels ("Salvage
-    therapy type is Azacitidine"); the source itself when it is too complex to say."""
+    therapy type is Azacitidine"); the source itself when it is too complex to say.
+    ``strata`` maps a stratum name to its (form, item), for ``subject.stratum.NAME``."""
     try:
         root = compile_cached(source).root
-        return _Phrase(form, codelists, forms or {}, reader).say(root)
+        return _Phrase(form, codelists, forms or {}, reader, strata or {}).say(root)
     except (ExpressionError, _Complex):
         return source
 
 
 class _Phrase:
     def __init__(self, form: FormDef | None, codelists: Mapping[str, CodeList],
-                 forms: Mapping[str, FormDef], reader: Reader):
+                 forms: Mapping[str, FormDef], reader: Reader,
+                 strata: Mapping[str, tuple[str, str]] | None = None):
         self.form, self.codelists, self.forms, self.reader = form, codelists, forms, reader
+        self.strata = strata or {}
 
     def say(self, node: Node) -> str:
         r = self.reader
@@ -298,9 +327,18 @@ class _Phrase:
             return r.say(template, a=self.operand(node.operand), b=", ".join(options))
         raise _Complex
 
+    def _stratum(self, node: Node) -> tuple[str, str] | None:
+        if isinstance(node, Reference) and len(node.parts) == 3 \
+                and node.parts[:2] == ("subject", "stratum"):
+            return self.strata.get(node.parts[2])
+        return None
+
     def _item(self, node: Node):
         if not isinstance(node, Reference):
             return None
+        stratum = self._stratum(node)
+        if stratum is not None:
+            node = Reference(stratum, node.position)
         try:
             if len(node.parts) == 1 and self.form is not None:
                 return self.form.item(node.parts[0])
@@ -315,7 +353,10 @@ class _Phrase:
             found = self._item(node)
             if found is None:
                 raise _Complex
-            return Name(found.label, found.labels, found.oid).text_in(self.reader)
+            name = Name(found.label, found.labels, found.oid).text_in(self.reader)
+            if self._stratum(node) is not None:  # the value used at randomization
+                return self.reader.say(N_("%(item)s at randomization"), item=name)
+            return name
         if isinstance(node, Literal):
             if isinstance(node.value, str):
                 return self._code(item, node.value)

@@ -4,9 +4,8 @@ later corrects a saved value with a reason, and finds the change in the item's h
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import urlsplit
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from ecrf.capture import operations as capture
@@ -14,19 +13,10 @@ from ecrf.capture.models import ItemValue
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.studies import store as studies
+from tests.browser.session import sign_in
 from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, actor_for, enrol
-from tests.conftest import PASSWORD
 
 VITALS = "/studies/CAPTURE/subjects/S01-001/events/SCREEN/1/forms/VITALS"
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_label("Password").press("Enter")
-    assert urlsplit(page.url).path == "/"
 
 
 def test_enter_fix_an_error_correct_with_a_reason_and_read_the_history(page, live_server,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
@@ -26,7 +25,7 @@ from ecrf.capture import (
 from ecrf.core import PROJECT_ROOT, Actor, db
 from ecrf.review import locks
 from ecrf.studies import definition_for, get_site, load_folder, require_study
-from tests.conftest import PASSWORD
+from tests.browser.session import sign_in
 
 LOADER = Actor(user_id=None, username="dm-loader")
 SHOTS = Path("/tmp/shots-entry")
@@ -36,15 +35,6 @@ BASE = "/studies/DEXAML03/subjects/TLS-101/events"
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_label("Password").press("Enter")
-    assert urlsplit(page.url).path == "/"
 
 
 def trial_with_event(live_server, live_user, *forms: str) -> dict[str, str]:

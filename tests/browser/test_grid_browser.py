@@ -15,23 +15,14 @@ from sqlalchemy import func, select
 
 from ecrf.capture.models import GroupRow, ItemValue
 from ecrf.core.extensions import db
+from tests.browser.session import sign_in
 from tests.capture.grid_setup import COUNTS_PATH, counts_subject, day1_of, load_ucmsc
-from tests.conftest import PASSWORD
 
 KEY = "WUH-101"
 COUNTS = COUNTS_PATH.format(key=KEY)
 SHOTS = Path("/tmp/shots-grid")
 G = "CNT_DAY"
 BAD_DAY = 20
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_label("Password").press("Enter")
-    assert urlsplit(page.url).path == "/"
 
 
 def block() -> str:

@@ -15,7 +15,7 @@ from ecrf.capture import subjects
 from ecrf.core.extensions import db
 from ecrf.studies import Site
 from ecrf.studies import store as studies
-from tests.browser.test_entry_browser import sign_in
+from tests.browser.session import sign_in
 from tests.capture.capture_setup import CAPTURE_STUDY, LOADER, actor_for
 
 WHITE = "rgb(255, 255, 255)"

@@ -16,20 +16,11 @@ from ecrf.core.extensions import db
 from ecrf.review.models import Query
 from ecrf.studies import store as studies
 from tests.browser.conftest import ARTIFACTS
+from tests.browser.session import sign_in
 from tests.capture.capture_setup import LOADER, actor_for
-from tests.conftest import PASSWORD
 from tests.review.review_setup import REVIEW_STUDY, demog, save, start, subject_at
 
 REVIEW = "/studies/REVIEW/subjects/S01-001/events/SCREEN/1/forms/VITALS/review"
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_label("Password").press("Enter")
-    assert urlsplit(page.url).path == "/"
 
 
 def sign_out(page: Page) -> None:

@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from ecrf.allocation import randomization
 from ecrf.core import PROJECT_ROOT, db
 from ecrf.studies import load_folder, require_study
 from tests.allocation.test_randomization import ACTOR, add_subject, record, site_today
-from tests.conftest import PASSWORD
+from tests.browser.session import sign_in
 
 SHOTS = Path("/tmp/shots-sysval")
 BASE = "/studies/DEXAML03/subjects/TLS-001"
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_label("Password").press("Enter")
-    assert urlsplit(page.url).path == "/"
 
 
 def test_the_coordinator_sees_the_randomization_number_set_by_the_system(

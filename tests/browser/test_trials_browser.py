@@ -14,22 +14,13 @@ from playwright.sync_api import Page, expect
 from ecrf.capture import enrol_subject
 from ecrf.core import PROJECT_ROOT, Actor, db
 from ecrf.studies import get_site, load_folder, require_study
-from tests.conftest import PASSWORD
+from tests.browser.session import sign_in
 
 LOADER = Actor(user_id=None, username="test-loader")
 TRIALS = [
     pytest.param("DEXAML03", "dexaml03", "TLS", "DEXAML-03", id="DEXAML03"),
     pytest.param("UCMSCEXO", "ucmscexo", "WUH", "UCMSC-Exo", id="UCMSCEXO"),
 ]
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_label("Password").press("Enter")
-    assert urlsplit(page.url).path == "/"
 
 
 def visit(page: Page, path: str) -> None:

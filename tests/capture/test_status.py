@@ -262,3 +262,23 @@ def test_eot_task_after_consolidation_3_follows_the_stratum_used(trial, stratum,
     assert [t.task.rule.form for t in tasks] == (["EOT"] if asked else [])
     if asked:
         assert tasks[0].task.since.isoformat() == day(32)  # 28 days after cycle 3's day 1
+
+
+def test_schedule_notes_say_conditions_and_stops_by_their_labels(trial, app):
+    from ecrf.capture.views.subjects import _note
+    from ecrf.crf.naming import Naming
+
+    definition = studies.definition_for(studies.latest_version(db.session, trial))
+    names = Naming(definition)
+    condition = definition.event("INDUCT").condition
+    assert _note(f"condition not met: {condition}", definition, "INDUCT", names) == (
+        "condition not met: Planned salvage therapy (stratification factor) at "
+        "randomization is Intensive chemotherapy (amsacrine-cytarabine)")
+    assert _note("not done before eot on 2026-04-20 (window opened 2026-03-23)", definition,
+                 "AZA_CYC", names) == \
+        "not done before End of treatment on 2026-04-20 (window opened 2026-03-23)"
+    assert _note("done 2026-01-02; after lost to follow up on 2025-12-01", definition,
+                 "FU_Y12", names) == "done 2026-01-02; after End of study on 2025-12-01"
+    assert _note("window closes 2026-12-12", definition, "NOPE", names) == \
+        "window closes 2026-12-12"
+    assert _note(None, definition, "INDUCT", names) == ""

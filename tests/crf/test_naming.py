@@ -70,3 +70,19 @@ def test_arms_by_name(dexa):
     assert Naming(dexa, Reader(show_oids=True)).arm("DEX") == \
         "Salvage therapy + dexamethasone [DEX]"
     assert Naming(dexa).arm("NOPE") == "NOPE" and Naming(dexa).arm(None) == ""
+
+
+def test_schedule_conditions_name_the_stratum_used_and_anchors(dexa):
+    names = Naming(dexa)
+    assert names.condition('subject.stratum.salvage = "INTENSIVE"') == \
+        "Planned salvage therapy (stratification factor) at randomization is " \
+        "Intensive chemotherapy (amsacrine-cytarabine)"
+    both = names.condition('subject.stratum.salvage = "INTENSIVE" and RESP.RSCAT in ("CR", "CRi")')
+    assert both.startswith("Planned salvage therapy (stratification factor) at randomization")
+    assert "Complete remission" in both
+    shown = Naming(dexa, Reader(show_oids=True)).condition('subject.stratum.salvage = "AZA"')
+    assert shown.endswith('[subject.stratum.salvage = "AZA"]')
+    assert names.condition("count(FOO) > 1") == "count(FOO) > 1"  # too complex: the source
+    assert names.anchor("eot") == "End of treatment"
+    assert Naming(dexa, FR).anchor("death") == "Décès"
+    assert names.anchor("enrolment") == "enrolment"

@@ -37,6 +37,7 @@ from ecrf.capture.schedule import local_today
 from ecrf.capture.web import may, subject_or_404
 from ecrf.core import db
 from ecrf.core.web import store_derived, transaction
+from ecrf.crf import UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.studies import Site, StudySite, StudyVersion
 
@@ -188,6 +189,26 @@ def _matrix_body(result: subjects.Matrix, labels: dict[str, str],
     return Markup("\n".join(lines))
 
 
+def _note(note: str | None, definition, event_oid: str, naming) -> str:
+    """The schedule's note with the condition and the stop anchor said by their labels
+    ("condition not met: Planned salvage therapy at randomization is Azacitidine")."""
+    if not note:
+        return ""
+    try:
+        rule = definition.event(event_oid)
+    except UnknownOidError:
+        return note
+    if rule.condition:
+        note = note.replace(f"condition not met: {rule.condition}",
+                            _("condition not met: %(condition)s",
+                              condition=naming.condition(rule.condition)))
+    for name in (*definition.anchors, "enrolment"):
+        spoken = name.replace("_", " ")
+        for word in ("before", "after"):
+            note = note.replace(f"{word} {spoken} on ", f"{word} {naming.anchor(name)} on ")
+    return note
+
+
 # --- enrolment -------------------------------------------------------------------------------
 
 
@@ -257,8 +278,10 @@ def subject(study_oid: str, subject_key: str):
                                 _entry_url(study.oid, found.subject_key, rule.oid, following)))
     known = {rule.oid for rule in definition.events}
     foreign = [i for i in recorded if i.event_oid not in known]
+    naming = studies.naming_of(version)
     timeline = [(row, names.get(row.event_oid, row.event_oid),
-                 _entry_url(study.oid, found.subject_key, row.event_oid, row.repeat))
+                 _entry_url(study.oid, found.subject_key, row.event_oid, row.repeat),
+                 _note(row.note, definition, row.event_oid, naming))
                 for row in rows]
     return render_template("studies/subject.html", study=study, subject=found,
                            version=version, timeline=timeline, logs=logs,
