@@ -13,14 +13,13 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from ecrf.crf import ItemType
 from tests.browser.conftest import VIEWPORT
+from tests.browser.session import sign_in
 from tests.browser.walk.values import Planned, ValueOracle
-from tests.conftest import PASSWORD
 
 ACK = "Confirmed against the source document."
 PLANNED = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -69,13 +68,7 @@ class Role:
         return f"/studies/{self.study_oid}"
 
     def sign_in(self) -> None:
-        page = self.page
-        page.goto("/login")
-        page.get_by_label("Username").fill(self.username)
-        page.get_by_label("Password").fill(PASSWORD)
-        with page.expect_navigation():
-            page.get_by_label("Password").press("Enter")
-        assert urlsplit(page.url).path == "/", f"{self.username} could not sign in: {page.url}"
+        sign_in(self.page, self.username)
 
     def visit(self, path: str) -> Page:
         response = self.page.goto(path)
