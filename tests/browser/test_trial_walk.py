@@ -2,8 +2,9 @@
 
 A site coordinator enrols subjects and fills every form of every event they reach (values
 chosen from the study definition, see tests/browser/walk/values.py), the logs (adverse
-events with an SAE, medications, deviations, transplant, death, end of study), rows added,
-edited and removed with reasons, a correction with its reason; the investigator signs; the
+events with an SAE, medications, deviations, transplant, death, end of study), in every
+repeating group rows added, edited and removed with reasons (the counts grid's through its
+line menu), a correction with its reason; the investigator signs; the
 monitor queries and verifies; the data manager reads the escalation board, locks and
 exports. Each person has their own browser context. The walk then checks the subject page
 (status, schedule), the ODM export and the casebook PDF for values typed on the way.

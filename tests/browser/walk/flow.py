@@ -44,6 +44,7 @@ class Walk:
         self.roles: dict[str, Role] = {}
         self.oracles: dict[str, ValueOracle] = {}
         self.filled: set[str] = set()  # forms marked complete through their page
+        self.rows_walked: set[str] = set()  # repeating groups: a row edited, one removed
 
     def role(self, name: str) -> Role:
         """The person: "crc" (site coordinator), "inv" (investigator), "mon", "dm"."""
@@ -161,6 +162,7 @@ class Walk:
                              item_oid: str, new_value: str, *, who: str = "crc") -> None:
         """On a completed form with two rows or more: change a value of row 1 (with the
         reason), remove the last row (with the reason), and mark it complete again."""
+        started = time.perf_counter()
         role = self.role(who)
         event = SubjectPages(role, key).open_event(event_oid, 1)
         form = event.open_form(form_oid)
@@ -183,6 +185,60 @@ class Walk:
         assert form.page_rows(group) == rows[:-1]
         expect(form.page.get_by_text(re.compile(r"1 removed row"))).to_be_visible()
         assert form.current(name, item_type) == new_value
+        self._rows_done(group, started)
+
+    def edit_and_remove_grid_line(self, key: str, event_oid: str, form_oid: str, group: str,
+                                  item_oid: str, new_value: str, *, line: int = 1,
+                                  who: str = "crc") -> None:
+        """The same on a grid (a table, a line per row), with the keyboard and the mouse:
+        retype a saved cell of ``line`` and give the reason in the box that opens beside
+        it, then remove the last line through its "⋯" menu, with the reason."""
+        started = time.perf_counter()
+        role = self.role(who)
+        event = SubjectPages(role, key).open_event(event_oid, 1)
+        form = event.open_form(form_oid)
+        page = form.page
+        before = _grid_lines(page, group)
+        assert len(before) >= 2, f"{form_oid}: expected two lines, found {before}"
+        last = before[-1]
+        name = field_name(group, line, item_oid)
+        page.locator(f"#{name}").click()
+        page.keyboard.press("ControlOrMeta+a")
+        page.keyboard.type(new_value)
+        reason = page.locator(f"#reason-{name}")
+        expect(reason).to_be_visible()
+        reason.click()
+        page.keyboard.type("Transcription error: corrected against the source document.")
+        row = page.locator(f"#row-{group}-{last}")
+        row.locator("details.grid-remove summary").click()
+        row.get_by_label("Remove this line").check()
+        row.get_by_label(f"Reason for removing row {last}", exact=True).click()
+        page.keyboard.type("Entered twice: duplicate of another line.")
+        form.complete()
+        form = event.open_form(form_oid)
+        assert _grid_lines(form.page, group) == before[:-1]
+        expect(form.page.get_by_text(re.compile(r"1 removed row"))).to_be_visible()
+        expect(form.page.locator(f"#{name}")).to_have_value(new_value)
+        self._rows_done(group, started)
+
+    def _rows_done(self, group: str, started: float) -> None:
+        self.rows_walked.add(group)
+        self.timings.add(f"rows {group}", time.perf_counter() - started)
+
+    def repeating_groups(self) -> set[str]:
+        """Every repeating group of the study definition."""
+        return {g.oid for f in self._definition().forms.values() for g in f.groups
+                if g.repeating}
+
+    def assert_every_repeating_group_walked(self, not_walked: dict[str, str]) -> None:
+        """Each repeating group had a row edited and one removed, or is listed with the
+        reason it could not be (``not_walked``: group -> why)."""
+        groups = self.repeating_groups()
+        missing = sorted(groups - self.rows_walked - set(not_walked))
+        assert not missing, (f"repeating groups of {self.study_oid} the walk never edited "
+                             f"nor removed a row of: {missing}")
+        stale = sorted(set(not_walked) & self.rows_walked | set(not_walked) - groups)
+        assert not stale, f"listed as not walked, yet walked or not in the study: {stale}"
 
     def correct(self, key: str, event_oid: str, form_oid: str, group: str, item_oid: str,
                 new_value: str, reason: str, *, repeat: int = 1, who: str = "crc") -> None:
@@ -287,6 +343,11 @@ class Walk:
         self.timings.add(f"export {kind}", time.perf_counter() - started)
         path = info.value.path()
         return Path(path).read_bytes()
+
+
+def _grid_lines(page, group: str) -> list[int]:
+    return [int(r) for r in page.locator(f"#grid-{group} tbody tr").evaluate_all(
+        "trs => trs.map(tr => tr.dataset.row)")]
 
 
 def odm_text(blob: bytes) -> str:

@@ -40,14 +40,19 @@ class Timings:
 
     def summary(self) -> str:
         """The counts grid and exports, then the slowest form fills and their total."""
-        shown = [k for k in self.seen if not k.startswith("fill ")]
+        shown = [k for k in self.seen if not k.startswith(("fill ", "rows "))]
         fills = sorted((k for k in self.seen if k.startswith("fill ")),
                        key=lambda k: -max(self.seen[k]))
         total = sum(sum(self.seen[k]) for k in fills)
         parts = [f"{k} {max(self.seen[k]):.2f}s" for k in shown]
         parts += [f"{k} {max(self.seen[k]):.1f}s" for k in fills[:4]]
         count = sum(len(self.seen[k]) for k in fills)
-        return ", ".join(parts + [f"{count} forms filled in {total:.0f}s"])
+        rows = [k for k in self.seen if k.startswith("rows ")]
+        parts.append(f"{count} forms filled in {total:.0f}s")
+        if rows:  # a row edited and one removed in each repeating group
+            spent = sum(sum(self.seen[k]) for k in rows)
+            parts.append(f"rows edited and removed in {len(rows)} groups in {spent:.0f}s")
+        return ", ".join(parts)
 
 
 class Role:

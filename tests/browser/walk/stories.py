@@ -26,19 +26,67 @@ from tests.browser.walk.pages import SubjectPages, WalkError
 
 AE_TERM = "Oral mucositis"
 SAE_TERM = "Febrile neutropenia"
+# The AE log's rows: the AE, the SAE, and an AE entered twice (removed, with the reason).
 SAE_ROW = {
-    "AESER": {"rows": ["N", "Y"]},
-    "AESDTH": {"rows": [None, "N"]},
-    "AESLIFE": {"rows": [None, "N"]},
-    "AESHOSP": {"rows": [None, "Y"]},
-    "AESDISAB": {"rows": [None, "N"]},
-    "AESCONG": {"rows": [None, "N"]},
-    "AESMIE": {"rows": [None, "N"]},
+    "AESER": {"rows": ["N", "Y", "N"]},
+    "AESDTH": {"rows": [None, "N", None]},
+    "AESLIFE": {"rows": [None, "N", None]},
+    "AESHOSP": {"rows": [None, "Y", None]},
+    "AESDISAB": {"rows": [None, "N", None]},
+    "AESCONG": {"rows": [None, "N", None]},
+    "AESMIE": {"rows": [None, "N", None]},
+}
+
+# Every repeating group of each study: a row added, a saved value changed (with the reason)
+# and the last row removed (with the reason), in one visit of the form and one save:
+# (event, form, group, item, new value). A group of the study missing here fails the walk
+# unless NOT_WALKED says why.
+ROW_EDITS = {
+    "UCMSCEXO": [
+        ("SCREEN", "MH", "MH_LINE", "MHTERM", "Arterial hypertension"),
+        ("HEMOBS", "COUNTS", "CNT_DAY", "HGB", "101"),
+        ("HEMOBS", "FN", "FN_LINE", "FNTEMP", "39.1"),
+        ("HEMOBS", "INFECT", "INFECT_LINE", "INFSITE", "LUNG"),
+        ("HEMOBS", "BLEED", "BLEED_LINE", "BLGRADE", "2"),
+        ("HEMOBS", "ANTIINF", "ANTIINF_LINE", "AITRT", "Meropenem 1 g every 8 hours"),
+        ("AE_LOG", "AE", "AE_LINE", "AETOXGR", "1"),
+        ("CM_LOG", "CM", "CM_LINE", "CMDOSE", "16.00"),
+        ("DV_LOG", "DV", "DV_LINE", "DVTERM", "Visit performed outside its window"),
+    ],
+    "DEXAML03": [
+        ("SCREEN", "MH", "MH_LINE", "MHTERM", "Type 2 diabetes mellitus"),
+        ("DEXTRT", "DEXADM", "DEX_LINE", "DEXDOSE", "12.0"),
+        ("AE_LOG", "AE", "AE_LINE", "AETOXGR", "1"),
+        ("CM_LOG", "CM", "CM_LINE", "CMDOSE", "16.00"),
+        ("DV_LOG", "DV", "DV_LINE", "DVTERM", "Response assessment outside its window"),
+    ],
+}
+NOT_WALKED = {  # group -> why the walk cannot have a row of it
+    "UCMSCEXO": {
+        "DLT_LINE": "WUH-101 has no dose-limiting toxicity (dose level 1, no AE related to "
+                    "UCMSC-Exo): the DLT assessment is completed with no row",
+    },
+    "DEXAML03": {},
 }
 
 
 def _days(start: dt.date, n: int) -> dt.date:
     return start + dt.timedelta(days=n)
+
+
+def edit_rows(walk: Walk, key: str, *forms: str) -> None:
+    """The rows of these forms (each completed with two rows or more): one edited, the last
+    removed, as ROW_EDITS says."""
+    done = set()
+    for event_oid, form_oid, group, item_oid, value in ROW_EDITS[walk.study_oid]:
+        if form_oid not in forms:
+            continue
+        if walk._definition().form(form_oid).group(group).is_grid:
+            walk.edit_and_remove_grid_line(key, event_oid, form_oid, group, item_oid, value)
+        else:
+            walk.edit_and_remove_rows(key, event_oid, form_oid, group, item_oid, value)
+        done.add(form_oid)
+    assert done == set(forms), f"not in ROW_EDITS: {set(forms) - done}"
 
 
 # --- UCMSC-Exo ---------------------------------------------------------------------------
@@ -76,7 +124,7 @@ def walk_ucmscexo(walk: Walk) -> None:
                "MHSTDTC": {"rows": ["2015-06", "1998"]},
                "MHONGO": {"rows": ["Y", "N"]}, "MHENDTC": {"rows": [None, "1998"]}},
     })
-    walk.edit_and_remove_rows(key, "SCREEN", "MH", "MH_LINE", "MHTERM", "Arterial hypertension")
+    edit_rows(walk, key, "MH")
     board = walk.role("dm").visit(f"/studies/{walk.study_oid}/escalation")
     expect(board.locator("#proposal")).to_be_visible()
     crc = walk.role("crc")
@@ -94,12 +142,13 @@ def walk_ucmscexo(walk: Walk) -> None:
 
     # Day 1 to day 42: counts pasted into the grid, one episode of each kind.
     hemobs = walk.visit(key, "HEMOBS", on=_days(day1, 41), skip=("COUNTS",), forms={
-        "FN": {"rows": 1, "FNANY": "Y", "FNSTDT": _days(day1, 12).isoformat(),
+        "FN": {"rows": 2, "FNANY": "Y", "FNSTDT": _days(day1, 12).isoformat(),
                "FNANC": "0.08", "FNTEMP": "38.9", "FNONGO": "N",
                "FNENDT": _days(day1, 15).isoformat()},
-        "INFECT": {"rows": 1, "INFANY": "Y", "INFSTDT": _days(day1, 13).isoformat(),
+        "INFECT": {"rows": 2, "INFANY": "Y", "INFSTDT": _days(day1, 13).isoformat(),
+                   "INFSITE": "BLOOD",
                    "INFONGO": "N", "INFENDT": _days(day1, 20).isoformat()},
-        "BLEED": {"rows": 1, "BLANY": "Y", "BLSTDT": _days(day1, 14).isoformat(),
+        "BLEED": {"rows": 2, "BLANY": "Y", "BLSTDT": _days(day1, 14).isoformat(),
                   "BLGRADE": "1", "BLONGO": "N", "BLENDT": _days(day1, 15).isoformat()},
         "ANTIINF": {"rows": 2, "AIANY": "Y",
                     "AISTDT": {"rows": [_days(day1, 12).isoformat(),
@@ -109,29 +158,30 @@ def walk_ucmscexo(walk: Walk) -> None:
                                         _days(day1, 18).isoformat()]}},
     })
     fill_counts_grid(walk, key, hemobs.event_oid, day1)
-    walk.edit_and_remove_rows(key, "HEMOBS", "ANTIINF", "ANTIINF_LINE", "AITRT",
-                              "Meropenem 1 g every 8 hours")
+    edit_rows(walk, key, "COUNTS", "FN", "INFECT", "BLEED", "ANTIINF")
 
     walk.visit(key, "DLT_EVAL", on=_days(day1, 6 + 14))
     walk.visit(key, "D28", on=_days(day1, 6 + 28))
     for event_oid in ("FU_M3", "FU_M6", "FU_M12"):
         walk.visit(key, event_oid)
 
-    # Logs: an AE and an SAE, medications (a row edited and one removed), a deviation.
+    # Logs: an AE and an SAE, medications, a deviation (a row of each edited, one removed).
     ae_day = _days(day1, 12)
-    walk.log(key, "AE_LOG", rows=2, day=ae_day, overrides={
-        "AETERM": {"rows": [AE_TERM, SAE_TERM]},
+    walk.log(key, "AE_LOG", rows=3, day=ae_day, overrides={
+        "AETERM": {"rows": [AE_TERM, SAE_TERM, AE_TERM]},
         "AESTDTC": ae_day.isoformat(), "AEONGO": "N",
-        "AEENDTC": {"rows": [_days(ae_day, 6).isoformat(), _days(ae_day, 3).isoformat()]},
-        "AETOXGR": {"rows": ["2", "3"]}, **SAE_ROW,
-        "AESAWDTC": {"rows": [None, f"{ae_day.isoformat()}T08:00"]},
-        "AESRPDTC": {"rows": [None, f"{ae_day.isoformat()}T16:00"]},
-        "AERELEXO": "unlikely", "AERELCHM": "probable", "AEEXPECT": {"rows": [None, "EXPECTED"]},
+        "AEENDTC": {"rows": [_days(ae_day, 6).isoformat(), _days(ae_day, 3).isoformat(),
+                             _days(ae_day, 6).isoformat()]},
+        "AETOXGR": {"rows": ["2", "3", "2"]}, **SAE_ROW,
+        "AESAWDTC": {"rows": [None, f"{ae_day.isoformat()}T08:00", None]},
+        "AESRPDTC": {"rows": [None, f"{ae_day.isoformat()}T16:00", None]},
+        "AERELEXO": "unlikely", "AERELCHM": "probable",
+        "AEEXPECT": {"rows": [None, "EXPECTED", None]},
         "AEOUT": "RECOVERED/RESOLVED", "AEACN": "NOT APPLICABLE",
     })
     walk.log(key, "CM_LOG", rows=2, day=day1)
-    walk.edit_and_remove_rows(key, "CM_LOG", "CM", "CM_LINE", "CMDOSE", "16.00")
-    walk.log(key, "DV_LOG", rows=1, day=_days(day1, 30))
+    walk.log(key, "DV_LOG", rows=2, day=_days(day1, 30))
+    edit_rows(walk, key, "AE", "CM", "DV")
 
     check_sae_clock(walk, key, SAE_TERM)
 
@@ -153,6 +203,7 @@ def walk_ucmscexo(walk: Walk) -> None:
     walk.sign_casebook(key)
     walk.lock_subject(key)
     walk.assert_every_form_filled()
+    walk.assert_every_repeating_group_walked(NOT_WALKED[walk.study_oid])
     check_outputs(walk, key, [AE_TERM, "0.37", day1.isoformat()])
     check_subject(walk, key, status="Died", events=["Follow-up, month 12"])
 
@@ -208,8 +259,7 @@ def walk_dexaml03(walk: Walk) -> None:
                "MHSTDTC": {"rows": ["2012", "2009-05"]},
                "MHONGO": {"rows": ["Y", "N"]}, "MHENDTC": {"rows": [None, "2009-05"]}},
     })
-    walk.edit_and_remove_rows(key, "SCREEN", "MH", "MH_LINE", "MHTERM",
-                              "Type 2 diabetes mellitus")
+    edit_rows(walk, key, "MH")
     arms[key] = walk.randomize(key)
     # The randomization form: what the system wrote is checked, not typed over.
     walk.visit(key, "SCREEN", on=enrolled, forms={"RAND": {"keep": True}},
@@ -219,19 +269,20 @@ def walk_dexaml03(walk: Walk) -> None:
     walk.visit(key, "CONS", 1, lag=5)
     dexamethasone(walk, key, arms[key])
     ae_day = _days(enrolled, 12)
-    walk.log(key, "AE_LOG", rows=2, overrides={
-        "AETERM": {"rows": [AE_TERM, SAE_TERM]},
+    walk.log(key, "AE_LOG", rows=3, overrides={
+        "AETERM": {"rows": [AE_TERM, SAE_TERM, AE_TERM]},
         "AESTDTC": ae_day.isoformat(), "AEONGO": "N",
-        "AEENDTC": {"rows": [_days(ae_day, 6).isoformat(), _days(ae_day, 4).isoformat()]},
-        "AETOXGR": {"rows": ["2", "3"]}, **SAE_ROW,
-        "AESAWDTC": {"rows": [None, f"{ae_day.isoformat()}T09:00"]},
-        "AESRPDTC": {"rows": [None, f"{ae_day.isoformat()}T17:30"]},
-        "AEEXPECT": {"rows": [None, "EXPECTED"]}, "AEOUT": "RECOVERED/RESOLVED",
+        "AEENDTC": {"rows": [_days(ae_day, 6).isoformat(), _days(ae_day, 4).isoformat(),
+                             _days(ae_day, 6).isoformat()]},
+        "AETOXGR": {"rows": ["2", "3", "2"]}, **SAE_ROW,
+        "AESAWDTC": {"rows": [None, f"{ae_day.isoformat()}T09:00", None]},
+        "AESRPDTC": {"rows": [None, f"{ae_day.isoformat()}T17:30", None]},
+        "AEEXPECT": {"rows": [None, "EXPECTED", None]}, "AEOUT": "RECOVERED/RESOLVED",
     })
     check_sae_clock(walk, key, SAE_TERM)
     walk.log(key, "CM_LOG", rows=2)
-    walk.edit_and_remove_rows(key, "CM_LOG", "CM", "CM_LINE", "CMDOSE", "16.00")
-    walk.log(key, "DV_LOG", rows=1)
+    walk.log(key, "DV_LOG", rows=2)
+    edit_rows(walk, key, "AE", "CM", "DV")
     hsct = real - dt.timedelta(days=300)
     walk.log(key, "HSCT_LOG", day=_days(hsct, 5), overrides={
         "HSCTDT": hsct.isoformat(), "HSCTDIS": "CR", "ENGRAFT": "Y",
@@ -280,6 +331,7 @@ def walk_dexaml03(walk: Walk) -> None:
         walk.sign_casebook(subject)
         walk.lock_subject(subject)
     walk.assert_every_form_filled()
+    walk.assert_every_repeating_group_walked(NOT_WALKED[walk.study_oid])
     check_outputs(walk, key, [AE_TERM, "Type 2 diabetes mellitus", hsct.isoformat()])
     check_subject(walk, key, status="Died", events=[
         "Response after induction", "Consolidation cycle (amsacrine-cytarabine)",
@@ -302,7 +354,8 @@ def dexamethasone(walk: Walk, key: str, arm: str) -> None:
     if not is_dex(arm):
         expect(logs.get_by_role("link", name=name, exact=True)).to_have_count(0)
         return
-    walk.log(key, "DEXTRT")
+    walk.log(key, "DEXTRT", rows=2)
+    edit_rows(walk, key, "DEXADM")
 
 
 # --- checks shared by both trials -------------------------------------------------------
