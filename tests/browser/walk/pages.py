@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from ecrf.crf import ItemType
 from tests.browser.conftest import VIEWPORT
@@ -27,6 +28,17 @@ PLANNED = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 class WalkError(AssertionError):
     pass
+
+
+def choose(radio: Locator) -> None:
+    """Tick a radio button with the mouse; when a question appearing above moves it under
+    the pointer (the click then lands elsewhere), choose it from the keyboard instead."""
+    try:
+        radio.check(timeout=5000)
+    except PlaywrightError:
+        radio.focus()
+        radio.page.keyboard.press("Space")
+    expect(radio).to_be_checked()
 
 
 @dataclass
@@ -248,7 +260,7 @@ class FormPage:
             if select.count():
                 select.select_option(str(value))
             else:
-                page.locator(f"input[type=radio][name='{name}'][value='{value}']").check()
+                choose(page.locator(f"input[type=radio][name='{name}'][value='{value}']"))
             return
         box = page.locator(f"#{name}")
         if item_type is ItemType.DATETIME:
