@@ -297,3 +297,23 @@ def test_a_locked_subject_or_study_opens_read_only_with_its_banner(client, make_
     assert title in page and 'id="lock-banner"' in page
     assert 'name="not_done_reason"' not in page and 'name="actual_date"' not in page
     assert re.search(r">\s*View<span", page) and not re.search(r">\s*Enter<span", page)
+
+
+@pytest.mark.parametrize("number", ["²", "٣", "9" * 5000, "-1", " 1 2", "\x00"])
+def test_hostile_numbers_in_an_entry_post_are_not_numbers(client, make_study, login_as,
+                                                          number):
+    """Row numbers, versions and counts are ASCII digits of a sane length, or ignored: a
+    superscript digit or a 5,000-digit row never reaches int() and a 500."""
+    subject = enrolled(make_study, login_as, "DEXAML03")
+    definition = definition_for(subject.study_version)
+    event = definition.events_with_form("AE")[0]
+    url = form_url(subject, event.oid, "AE")
+    client.post(url.rsplit("/forms/", 1)[0] + "/start", data={"actual_date": ""})
+    response = client.post(url, data={
+        "action": "add:AE_LINE", "base_version": number, "rows-AE_LINE": f"1,{number}",
+        f"reason-AE_LINE-{number}-AETERM": "why", f"ack-X-{number}": "ok",
+        f"remove-AE_LINE-{number}": "1", "AE_LINE-1-AETERM": "Nausea"})
+    assert response.status_code == 200
+    assert 'value="Nausea"' in html_of(response)
+    history = client.get(url + f"/history?group=AE_LINE&item=AETERM&row={number}")
+    assert history.status_code == 404

@@ -42,6 +42,7 @@ from ecrf.capture.views.entry_page import (
     build_page,
     completion_blockers,
     items_for,
+    posted_number,
     posted_rows,
     read_submission,
 )
@@ -205,7 +206,7 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
     action = request.form.get("action", "save")
     rows = posted_rows(form_def, request.form)
     base = request.form.get("base_version", "").strip()
-    base_version = int(base) if base.isdigit() else None
+    base_version = posted_number(base)
     stale = refused = None
     if action.startswith("add:"):
         group = action[4:]
@@ -362,8 +363,8 @@ def _local(moment: dt.datetime, tz: str) -> str:
 def item_history(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
     subject = subject_or_404(subject_key)
     group, item_oid = request.args.get("group", ""), request.args.get("item", "")
-    row = request.args.get("row", "1")
-    if not row.isdigit():
+    row = posted_number(request.args.get("row", "1"))
+    if row is None:
         abort(404)
     try:
         definition, form_def = capture.form_definition(db.session, subject, event_oid, repeat,
@@ -374,7 +375,7 @@ def item_history(study_oid: str, subject_key: str, event_oid: str, repeat: int, 
     except (capture.NotFoundError, UnknownOidError):
         abort(404)
     rows = capture.item_history(db.session, subject, event_oid, repeat, form_oid, group,
-                                int(row), item_oid)
+                                row, item_oid)
     codes = codes_for(item, definition.codelists)
     language = _language()
     shown = [(r, display(item, r.old_value, codes, language) if r.action.startswith("item.")
@@ -382,10 +383,10 @@ def item_history(study_oid: str, subject_key: str, event_oid: str, repeat: int, 
               if r.action.startswith("item.") else r.new_value) for r in rows]
     return render_template(
         "entry/history.html", study=g.study, subject=subject, item=item,
-        label=item.label_in(language), group=group, row=int(row), rows=shown,
+        label=item.label_in(language), group=group, row=row, rows=shown,
         form_name=form_def.name_in(language), event_oid=event_oid, repeat=repeat,
         form_url=_form_url(subject, event_oid, repeat, form_oid)
-        + f"#wrap-{field_name((group, int(row), item_oid))}",
+        + f"#wrap-{field_name((group, row, item_oid))}",
     )
 
 

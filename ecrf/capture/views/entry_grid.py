@@ -27,6 +27,7 @@ from ecrf.capture.models import EventInstance, FormInstance, GroupRow, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.capture.schedule_data import subject_schedule_data
 from ecrf.capture.structures import OpenForm, Submission
+from ecrf.capture.views.entry_page import posted_number
 from ecrf.crf import FormDef, GroupDef, StudyDefinition
 from ecrf.crf.fields import field_name
 
@@ -115,7 +116,7 @@ def extend(session: Session, subject: Subject, event_oid: str, repeat: int,
             session, definition, subject, group).items()) if when.isoformat() not in have]
     elif kind == "lines":
         count = data.get(f"lines-{group_oid}", "").strip()
-        new_dates = [None] * min(int(count) if count.isdigit() else 1, MAX_LINES_AT_ONCE)
+        new_dates = [None] * min(posted_number(count) or 1, MAX_LINES_AT_ONCE)
     added = []
     number = max(used, default=0)
     for when in new_dates[:max(room, 0)]:

@@ -145,6 +145,16 @@ def items_for(form: FormDef, rows: Mapping[str, tuple[int, ...]]) -> dict[Key, I
             for r in (rows.get(g.oid, ()) if g.repeating else (1,)) for i in g.items}
 
 
+def posted_number(text: str | None, digits: int = 9) -> int | None:
+    """A whole number a page posted (a row, a version, a count), or None: ASCII digits
+    only, and not so long that reading it costs anything (``"²"`` and a 5,000-digit row
+    number are simply not numbers)."""
+    text = (text or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= digits:
+        return int(text)
+    return None
+
+
 def posted_rows(form: FormDef, data: MultiDict) -> dict[str, tuple[int, ...]]:
     """Rows the page held, from its ``rows-GROUP`` inputs ("1,2,5")."""
     rows = {}
@@ -153,8 +163,8 @@ def posted_rows(form: FormDef, data: MultiDict) -> dict[str, tuple[int, ...]]:
             continue
         numbers = set()
         for part in data.get(f"rows-{group.oid}", "").split(","):
-            if part.strip().isdigit():
-                numbers.add(int(part))
+            if (number := posted_number(part)) is not None:
+                numbers.add(number)
         rows[group.oid] = tuple(sorted(numbers))[:MAX_ROWS_SHOWN]
     return rows
 
@@ -166,16 +176,16 @@ def read_submission(form: FormDef, data: MultiDict, raw: dict, rows: Mapping[str
         value = value.strip()
         if name.startswith("reason-") and value:
             parts = name[len("reason-"):].split("-")
-            if len(parts) == 3 and parts[1].isdigit():
-                reasons[(parts[0], int(parts[1]), parts[2])] = value
+            if len(parts) == 3 and (number := posted_number(parts[1])) is not None:
+                reasons[(parts[0], number, parts[2])] = value
         elif name.startswith("ack-") and value:
             check, _, row = name[len("ack-"):].rpartition("-")
-            if row.isdigit():
-                acks[(check, int(row))] = value
+            if (number := posted_number(row)) is not None:
+                acks[(check, number)] = value
         elif name.startswith("remove-"):
             group, _, row = name[len("remove-"):].rpartition("-")
-            if row.isdigit():
-                removed[(group, int(row))] = data.get(f"remove_reason-{group}-{row}", "").strip()
+            if (number := posted_number(row)) is not None:
+                removed[(group, number)] = data.get(f"remove_reason-{group}-{row}", "").strip()
     return Submission(values=raw, reasons=reasons, acknowledgements=acks, removed_rows=removed,
                       rows={g: list(r) for g, r in rows.items()})
 
