@@ -22,6 +22,7 @@ from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import hash_password
 from ecrf.accounts.roles import Role
 from ecrf.core.extensions import db
+from ecrf.jobs.runner import stop_in_process_worker
 from ecrf.studies.models import Site, Study, StudySite
 from tests.conftest import PASSWORD
 
@@ -60,6 +61,9 @@ class LiveServer:
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.server.server_close()
+        # A job worker the app started (JOBS_IN_PROCESS) must not outlive the test: on
+        # PostgreSQL it would still poll the run's database while the next test resets it.
+        stop_in_process_worker(self.app)
 
 
 @pytest.fixture
