@@ -24,7 +24,7 @@ from ecrf import (
 from ecrf.core import PROJECT_ROOT, load_config
 
 # Review's reactions to data capture run before safety's.
-AREAS = (core, studies, accounts, capture, review, safety, allocation, dashboards, jobs,
+AREAS = (core, studies, accounts, capture, jobs, review, safety, allocation, dashboards,
          outputs, api, demo)
 
 

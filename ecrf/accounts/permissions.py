@@ -45,6 +45,8 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # safety: the investigator's clinical judgements (declining an AE for a graded lab,
     # confirming or rejecting a DLT, submitting an SAE report to the sponsor)
     "safety.assess": frozenset({INV}),
+    # SAE notifications that could not be delivered: see them, send them again now
+    "safety.notifications": frozenset({DM}),
     # allocation
     "subjects.randomize": frozenset({INV, CRC}),
     "randomization.manage": frozenset({DM}),

@@ -44,6 +44,11 @@ class Defaults:
     BABEL_DEFAULT_TIMEZONE = "UTC"
     LANGUAGES = ["en", "fr", "zh"]
 
+    # SAE notifications: attempts per notification, and the wait after the first failed
+    # one in seconds (then 4x, 16x... capped at 6 hours).
+    NOTIFY_MAX_ATTEMPTS = 5
+    NOTIFY_BACKOFF_SECONDS = 60
+
     FORMS_DIR = str(PROJECT_ROOT / "forms")
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024
 

@@ -1,6 +1,7 @@
 """Background jobs: study-wide work that runs outside the request, with progress that
-survives reloads. What a job does is a kind that another area registers
-(``@job_kind``); this package queues, claims, runs, cancels and lists them."""
+survives reloads, and deliveries tried again with backoff when they fail. What a job does
+is a kind that another area registers (``@job_kind``); this package queues, claims, runs,
+retries, cancels and lists them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from ecrf.jobs.runner import (
     JobError,
     JobKind,
     JobResult,
+    backoff_delay,
     enqueue,
+    enqueue_task,
     ensure_in_process_worker,
     exports_dir,
     get_job,
@@ -24,15 +27,16 @@ from ecrf.jobs.runner import (
     record_download,
     request_cancel,
     result_file,
+    retry_now,
     run_job,
     work,
 )
 
 __all__ = [
     "Job", "JobCancelled", "JobContext", "JobError", "JobKind", "JobResult", "JobStatus",
-    "enqueue", "ensure_in_process_worker", "exports_dir", "get_job", "job_kind",
-    "jobs_for", "kinds", "nudge", "record_download", "register", "request_cancel",
-    "result_file", "run_job", "work",
+    "backoff_delay", "enqueue", "enqueue_task", "ensure_in_process_worker", "exports_dir",
+    "get_job", "job_kind", "jobs_for", "kinds", "nudge", "record_download", "register",
+    "request_cancel", "result_file", "retry_now", "run_job", "work",
 ]
 
 

@@ -1,7 +1,10 @@
-"""Background jobs: study-wide work (CRF PDFs, exports) that runs outside the request.
+"""Background jobs: study-wide work (CRF PDFs, exports) and deliveries (SAE
+notifications) that run outside the request.
 
 The row is the whole state of a job, so a progress bar survives reloads and any worker
-process (a thread of the web process, or ``ecrf jobs worker``) can pick it up.
+process (a thread of the web process, or ``ecrf jobs worker``) can pick it up. A job may
+be tried up to ``max_attempts`` times (1 for exports and PDFs); between attempts it waits
+queued, and no worker claims it before ``run_after``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Job(Base):
     __table_args__ = (
         one_of("status", JobStatus),
         CheckConstraint("progress >= 0 AND progress <= 100", name="progress"),
+        CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
         # Workers look for the oldest queued job.
         Index("ix_job_status_id", "status", "id"),
     )
@@ -58,6 +62,11 @@ class Job(Base):
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     worker: Mapped[str | None] = mapped_column(String(120))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Attempts started so far (a claim starts one), how many are allowed, and the earliest
+    # time a worker may claim the job again after a failed attempt.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    run_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     study: Mapped[Study | None] = relationship()
     user: Mapped[User | None] = relationship()
@@ -65,6 +74,11 @@ class Job(Base):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def retrying(self) -> bool:
+        """Queued again after a failed attempt, waiting for ``run_after``."""
+        return self.status == JobStatus.QUEUED and self.attempts > 0
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.status} {self.progress}%>"

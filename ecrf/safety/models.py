@@ -161,7 +161,8 @@ class DltAssessment(Audited, Base):
 
 
 class NotificationLog(Base):
-    """A safety notification: e-mailed when SMTP is configured, otherwise only logged."""
+    """A safety notification: e-mailed when SMTP is configured, otherwise only logged;
+    delivered by a job (``job_id``), which writes ``sent_at`` or the last ``error``."""
 
     __tablename__ = "notification_log"
     __table_args__ = (
@@ -178,6 +179,8 @@ class NotificationLog(Base):
     logged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    # The job that delivers it (attempts, next attempt); none for rows older than the queue.
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"), index=True)
 
     study: Mapped[Study | None] = relationship()
 

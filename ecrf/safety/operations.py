@@ -26,6 +26,7 @@ from ecrf.safety.dlt import (  # noqa: F401  (the safety API, in one place)
     dlt_status,
 )
 from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
+from ecrf.safety.notify import NotificationView, notification_problems, report_notifications
 from ecrf.safety.sae import (  # noqa: F401
     SafetyError,
     add_followup,
@@ -128,6 +129,8 @@ class SubjectSafety:
     rows: list[RowSafety] = field(default_factory=list)
     prompts: list[AeGradePrompt] = field(default_factory=list)
     dlt: DltStatus | None = None
+    # SAE report id -> its notifications with their delivery state
+    notifications: dict[int, list[NotificationView]] = field(default_factory=dict)
 
 
 def subject_safety(session: Session, subject: Subject,
@@ -153,6 +156,8 @@ def subject_safety(session: Session, subject: Subject,
         findings = check_consistency(to_adverse_event(row, log), consent_date=consent)
         result.rows.append(RowSafety(row, findings, reports.get(row.key, []),
                                      dlts.get(row.key)))
+    result.notifications = report_notifications(
+        session, [r.id for versions in reports.values() for r in versions])
     return result
 
 
@@ -197,9 +202,16 @@ SAE_CLOCKS_PANEL = DashboardPanel("safety.sae_clocks", frozenset({"investigator"
                          "safety/_dashboard_sae_clocks.html", running_sae_clocks)
 
 
+NOTIFICATIONS_PANEL = DashboardPanel(
+    "safety.notifications", frozenset({"data_manager"}),
+    "safety/_dashboard_notifications.html",
+    lambda session, user, study: notification_problems(session, study))
+
+
 def register() -> None:
     """Add safety's panels to the dashboards; the app factory calls this at start-up."""
     add_panel(SAE_CLOCKS_PANEL)
+    add_panel(NOTIFICATIONS_PANEL)
 
 
 def study_pending(session: Session, study: Study, site_ids: set[int] | None

@@ -94,8 +94,10 @@ def _susar_fields(subject: Subject, report: SaeReport, row: AeRow | None, log: A
     return True, fatal, susar_due(aware, False)
 
 
-def _notify_report(session: Session, subject: Subject, report: SaeReport, what: str,
-                   row: AeRow | None) -> None:
+def _notify_report(session: Session, actor: Actor, subject: Subject, report: SaeReport,
+                   what: str, row: AeRow | None) -> None:
+    """Tell the safety desk (queued, in this transaction). The clock above is computed
+    from the report alone: a notification that cannot leave changes nothing in it."""
     term = (row.term if row else None) or report_term(report)
     due = clock(report).due_at
     lines = [f"Study: {subject.study.name} ({subject.study.oid})",
@@ -109,7 +111,7 @@ def _notify_report(session: Session, subject: Subject, report: SaeReport, what: 
     if report.susar:
         lines.append(f"SUSAR: expedited report due by {report.susar_due} "
                      f"({'fatal or life-threatening' if report.susar_fatal else 'other'})")
-    notify(session, study_id=subject.study_id, sae_report_id=report.id,
+    notify(session, study_id=subject.study_id, sae_report_id=report.id, actor=actor,
            subject=f"[{subject.study.oid}] {what}: {subject.subject_key} {term}"[:300],
            body="\n".join(lines))
 
@@ -149,7 +151,7 @@ def sync_reports(session: Session, actor: Actor, subject: Subject, log: AeLog,
                                 f"({report.awareness_source})",
                             reason="AE row saved as serious",
                             details={"susar": report.susar, "susar_due": report.susar_due})
-            _notify_report(session, subject, report, "New SAE", row)
+            _notify_report(session, actor, subject, report, "New SAE", row)
             touched.append(report)
             versions = [report]
         initial, latest = versions[0], versions[-1]
@@ -169,7 +171,7 @@ def sync_reports(session: Session, actor: Actor, subject: Subject, log: AeLog,
                             version_label=label, new=reported,
                             reason=f"reported to the sponsor "
                                    f"({log.form_oid}.{log.spec.sponsor_report})")
-            _notify_report(session, subject, initial, "SAE submitted", row)
+            _notify_report(session, actor, subject, initial, "SAE submitted", row)
             touched.append(initial)
         for report in {initial, latest}:
             found = _susar_fields(subject, report, row, log,
@@ -182,7 +184,7 @@ def sync_reports(session: Session, actor: Actor, subject: Subject, log: AeLog,
                                 reason="seriousness, causality or expectedness changed")
                 report.susar, report.susar_fatal, report.susar_due = found
                 if found[0] and not current[0]:
-                    _notify_report(session, subject, report, "SUSAR", row)
+                    _notify_report(session, actor, subject, report, "SUSAR", row)
                 touched.append(report)
         if latest.submitted_at is None and row.key in keys:
             latest.content = json.dumps(row_snapshot(row))
@@ -235,7 +237,7 @@ def create_report(session: Session, actor: Actor, subject: Subject, row_number: 
                     version_label=subject.study_version.label,
                     new=f"awareness {report.awareness_at:%Y-%m-%d %H:%M} UTC (manual)",
                     reason="opened from the safety page")
-    _notify_report(session, subject, report, "New SAE", row)
+    _notify_report(session, actor, subject, report, "New SAE", row)
     return report
 
 
@@ -256,7 +258,7 @@ def submit_report(session: Session, actor: Actor, report: SaeReport,
     record_clinical(session, actor, subject, "sae.submitted", _path(session, subject, report),
                     version_label=subject.study_version.label, new=now,
                     reason=f"submitted to the sponsor ({state.replace('_', ' ')})")
-    _notify_report(session, subject, report, "SAE submitted", row)
+    _notify_report(session, actor, subject, report, "SAE submitted", row)
     session.flush()
     return report
 
@@ -300,7 +302,7 @@ def add_followup(session: Session, actor: Actor, report: SaeReport,
                     new=f"version {followup.version}, new information "
                         f"{followup.awareness_at:%Y-%m-%d %H:%M} UTC",
                     reason="follow-up report")
-    _notify_report(session, subject, followup, "SAE follow-up", row)
+    _notify_report(session, actor, subject, followup, "SAE follow-up", row)
     return followup
 
 

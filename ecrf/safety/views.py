@@ -15,15 +15,15 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ecrf import accounts
-from ecrf.accounts import Allow
+from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.capture import Subject, actor_for, may, subject_or_404
 from ecrf.core import ChartPanel, Threshold, db, dose_level_anc_svg, subject_counts_svg, utcnow
 from ecrf.core.web import transaction
-from ecrf.safety import endpoints
+from ecrf.safety import endpoints, notify
 from ecrf.safety import operations as safety
 from ecrf.safety.grading import load_lab_values
-from ecrf.safety.models import AeGradePrompt, DltAssessment, SaeReport
+from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
 from ecrf.safety.support import ae_log
 from ecrf.studies import definition_for
 
@@ -40,6 +40,7 @@ register("safety.sae_create", Allow("data.enter"))
 register("safety.sae_submit", Allow("safety.assess"))
 register("safety.sae_followup", Allow("safety.assess"))
 register("safety.dlt_decide", Allow("safety.assess"))
+register("safety.notification_retry", Allow("safety.notifications"))
 register("safety.endpoints", Allow("aggregate.view"))
 register("safety.endpoints_csv", Allow("aggregate.view"))
 register("safety.endpoints_plot", Allow("aggregate.view"))
@@ -95,6 +96,8 @@ CLOCK_LABELS = {"due": _l("Due"), "overdue": _l("Overdue"),
                 "submitted_late": _l("Submitted late")}
 PROMPT_LABELS = {"open": _l("Open"), "accepted": _l("Accepted: recorded as an AE"),
                  "declined": _l("Declined"), "withdrawn": _l("Withdrawn")}
+DELIVERY_LABELS = {"pending": _l("queued"), "retrying": _l("retrying"),
+                   "failed": _l("failed"), "sent": _l("sent"), "logged": _l("logged (no SMTP)")}
 DLT_LABELS = {"candidate": _l("Candidate"), "confirmed": _l("Confirmed DLT"),
               "rejected": _l("Not a DLT"), "withdrawn": _l("Withdrawn")}
 
@@ -142,7 +145,7 @@ def _render_subject(subject: Subject, *, errors: dict | None = None, status: int
         errors=errors or {}, form=request.form, has_counts=endpoints.has_counts(definition),
         can_enter=may("data.enter", subject), can_assess=may("safety.assess", subject),
         clock=safety.clock, labels=CLOCK_LABELS, remaining=remaining_text,
-        prompt_labels=PROMPT_LABELS, dlt_labels=DLT_LABELS,
+        prompt_labels=PROMPT_LABELS, dlt_labels=DLT_LABELS, delivery_labels=DELIVERY_LABELS,
         log=ae_log(definition)), status
 
 
@@ -240,6 +243,26 @@ def dlt_decide(study_oid: str, subject_key: str, assessment_id: int):
                                   request.form.get("decision", ""),
                                   request.form.get("reason", "")),
         lambda _r: _("DLT decision recorded."))
+
+
+@bp.post("/studies/<study_oid>/safety/notifications/<int:entry_id>/retry")
+def notification_retry(study_oid: str, entry_id: int):
+    """Send a failed or waiting SAE notification again now (from the data manager's
+    dashboard); audited."""
+    entry = db.session.get(NotificationLog, entry_id)
+    if entry is None or entry.study_id != g.study.id:
+        abort(404)
+    try:
+        with transaction():
+            job = notify.retry(db.session, request_actor("safety.notifications", g.study),
+                               entry)
+    except notify.NotificationError as exc:
+        flash(str(exc), "warning")
+    else:
+        flash(_("Notification %(id)s queued again (job %(job)s): it is sent in the "
+                "background.", id=entry_id, job=job.id), "success")
+    return redirect(url_for("dashboards.dashboard", study_oid=g.study.oid,
+                            role="data_manager") + "#sae-notifications")
 
 
 def _svg(text: str) -> Response:

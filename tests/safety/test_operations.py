@@ -14,6 +14,8 @@ from ecrf.capture.models import ItemValue
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.core.signals import FormChange, ItemChange
+from ecrf.jobs import Job
+from ecrf.jobs import runner as jobs
 from ecrf.safety import handlers as safety_hooks
 from ecrf.safety import notify
 from ecrf.safety import operations as safety
@@ -390,10 +392,13 @@ def test_notifications_are_logged_without_smtp(inv, subject, app):
     assert (entry.channel, entry.recipients, entry.sae_report_id) == (
         "log", "pv@example.org", report.id)
     assert "New SAE" in entry.subject and "Pneumonia" in entry.subject
-    assert entry.sent_at is None
+    assert entry.sent_at is None and entry.job_id is not None  # queued, not yet written
+    jobs.work(app, once=True)
+    db.session.refresh(entry)
+    assert entry.sent_at is not None and entry.error is None
 
 
-def test_notifications_are_mailed_after_commit(inv, subject, app, monkeypatch):
+def test_notifications_are_mailed_by_the_job_worker(inv, subject, app, monkeypatch):
     sent = []
 
     class FakeSMTP:
@@ -413,6 +418,8 @@ def test_notifications_are_mailed_after_commit(inv, subject, app, monkeypatch):
     app.config.update(SAE_NOTIFY="pv@example.org, safety@example.org",
                       MAIL_SERVER="smtp.example.org", MAIL_PORT=2525)
     sae(inv, subject)
+    assert sent == []  # the save never talks to SMTP
+    jobs.work(app, once=True)
     assert sent[0] == ("connect", "smtp.example.org", 2525)
     assert sent[1][1] == "pv@example.org, safety@example.org"
     entry = db.session.scalar(select(NotificationLog))
@@ -426,9 +433,12 @@ def test_a_rolled_back_save_sends_nothing(inv, subject, app, monkeypatch):
     app.config.update(SAE_NOTIFY=["pv@example.org"], MAIL_SERVER="smtp.example.org")
     save(inv, subject, "AE", ae_row(1, AETERM="Sepsis", AESTDTC="2025-06-10", AETOXGR="4",
                                     AESER="Y", AESLIFE="Y"), commit=False)
+    assert db.session.scalar(select(func.count()).select_from(Job)) >= 1
     db.session.rollback()
+    assert jobs.work(app, once=True) == 0
     assert sent == []
     assert db.session.scalar(select(func.count()).select_from(NotificationLog)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 0
 
 
 # --- DLT ----------------------------------------------------------------------------------------
