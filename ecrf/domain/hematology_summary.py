@@ -126,6 +126,17 @@ class SummaryRow:
     #: Subjects of the group not evaluable for this endpoint (left out of ``n``).
     not_evaluable: int = 0
 
+    def median_text(self) -> str:
+        """A time row's Kaplan-Meier median with its interval: ``12 (95 % CI 10-NR)``;
+        ``not reached``; ``8 (95 % CI not estimable)`` when the estimate falls to 0 at the
+        median (the pointwise interval, and so the median's lower bound, is undefined)."""
+        median = "not reached" if self.median is None else _cell(self.median)
+        if self.median_low is not None:
+            return f"{median} (95 % CI {_cell(self.median_low)}-{_or_nr(self.median_high)})"
+        if self.median is not None:
+            return f"{median} (95 % CI not estimable)"
+        return median
+
     def text(self) -> str:
         """The row in words: ``3/4 (75.0 %; 95 % CI 19.4-99.4)`` for an incidence,
         ``n 4 at risk, 3 events, 1 censored; KM median 12 (95 % CI 10-NR); range 10-15``
@@ -141,13 +152,14 @@ class SummaryRow:
         if self.kind == EndpointKind.TIME:
             if self.n == 0:
                 return f"n 0 at risk{suffix}"
-            median = ("not reached" if self.median is None else _cell(self.median))
-            interval = (f" (95 % CI {_or_nr(self.median_low)}-{_or_nr(self.median_high)})"
-                        if self.events else "")
-            return (f"n {self.n} at risk, {self.events} events, {self.censored} censored; "
-                    f"KM median {median}{interval}{span}{suffix}")
+            return (f"n {self.n} at risk, {self.events} event{_s(self.events)}, "
+                    f"{self.censored} censored; KM median {self.median_text()}{span}{suffix}")
         median = "" if self.median is None else f"; median {_cell(self.median)}"
         return f"{self.events}/{self.n} with the event{median}{span}{suffix}"
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def _or_nr(value: Decimal | None) -> str:

@@ -373,6 +373,20 @@ def test_kaplan_meier_median(days_, median, low, high, span):
     assert (row.minimum, row.maximum) == span
 
 
+@pytest.mark.parametrize(
+    ("median", "low", "high", "text"),
+    [(D("12"), D("10"), None, "12 (95 % CI 10-NR)"),
+     (D("12"), D("10"), D("15"), "12 (95 % CI 10-15)"),
+     (None, D("20"), None, "not reached (95 % CI 20-NR)"),
+     (None, None, None, "not reached"),
+     (D("8"), None, None, "8 (95 % CI not estimable)")],
+)
+def test_median_text(median, low, high, text):
+    row = SummaryRow("L", "t", 1, 1, None, median, None, None, censored=0, kind="time",
+                     median_low=low, median_high=high)
+    assert row.median_text() == text
+
+
 def test_time_row_text():
     row = SummaryRow("L", "time_to_neutrophil_recovery", 4, 3, None, D("12"), D("10"), D("15"),
                      censored=1, kind="time", median_low=D("10"), median_high=None)

@@ -70,7 +70,9 @@ def test_endpoints_command_prints_denominators_rules_and_subject_rows(app, runne
     # 1/1 severe anaemia: exact interval 0.025 ** 1 = 2.5 % to 100 %
     assert "severe_anemia" in result.output
     assert "1/1 (100.0 %; 95 % CI 2.5-100.0)" in result.output
-    assert "n 1 at risk, 1 events, 0 censored; KM median 15" in result.output
+    # one subject recovering on day 15: S(15) = 0, where the log-log interval is undefined
+    assert ("n 1 at risk, 1 event, 0 censored; KM median 15 (95 % CI not estimable); "
+            "range 15-15") in result.output
     assert "infection" in result.output and "0/0; 1 not evaluable" in result.output
     target = tmp_path / "subjects.csv"
     result = runner.invoke(args=["endpoints", "SAFETY", "--subjects-csv", str(target)])
