@@ -15,6 +15,7 @@ from typing import Any
 
 from ecrf.domain.adverse_events import Causality, Outcome
 from ecrf.domain.expressions import ValueType
+from ecrf.domain.hematology import RECOVERY_RUNS
 
 from .check import ItemInfo, StudyChecker, as_dict, as_list, dicts, text
 from .problems import PathParts
@@ -132,6 +133,28 @@ def check_recovery_endpoints(c: StudyChecker, doc: Document, spec: dict[str, Any
             _member(c, doc, (*at, role), episode.get(role), where, kind)
         if where is not None and "any_episode" in episode:
             _any_episode(c, doc, (*at, "any_episode"), episode["any_episode"], where)
+
+
+# Recovery parameters with a fixed type or set of values (the others are plain numbers).
+_RECOVERY_PARAMETER_TYPES = {"recovery_run": "text", "transfusion_free_whole_run": "boolean"}
+
+
+def check_recovery_parameters(c: StudyChecker, doc: Document, parameters: dict[str, Any]
+                              ) -> None:
+    """``recovery_run`` is text, measurements or calendar_days; ``transfusion_free_whole_run``
+    a boolean."""
+    for name, kind in _RECOVERY_PARAMETER_TYPES.items():
+        spec = parameters.get(name)
+        if not isinstance(spec, dict):
+            continue
+        path = ("parameters", name)
+        if spec.get("type") != kind:
+            c.report(doc, (*path, "type"), f"{name} must be a {kind} parameter")
+            continue
+        default = spec.get("default")
+        if name == "recovery_run" and default is not None and default not in RECOVERY_RUNS:
+            c.report(doc, (*path, "default"),
+                     f"recovery_run must be one of {', '.join(RECOVERY_RUNS)}, not {default!r}")
 
 
 def _any_episode(c: StudyChecker, doc: Document, path: PathParts, value: Any,

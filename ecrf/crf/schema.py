@@ -124,7 +124,7 @@ _EVENT = _obj(
 
 # Items of a recovery_endpoints or adverse_events group are named by their bare OID.
 _EPISODE = _obj(["group", "start"], group=_REF["group_ref"], start=_REF["oid"],
-                end=_REF["oid"], ongoing=_REF["oid"])
+                end=_REF["oid"], ongoing=_REF["oid"], any_episode=_REF["oid"])
 
 _RECOVERY_ENDPOINTS = _obj(
     ["day1_anchor", "counts"],
@@ -138,9 +138,7 @@ _RECOVERY_ENDPOINTS = _obj(
     ),
     episodes=_obj(
         [],
-        febrile_neutropenia={**_EPISODE, "properties": {**_EPISODE["properties"],
-                                                        "any_episode": _REF["oid"]}},
-        infection=_EPISODE, bleeding=_EPISODE, anti_infective=_EPISODE,
+        febrile_neutropenia=_EPISODE, infection=_EPISODE, bleeding=_EPISODE, anti_infective=_EPISODE,
     ),
 )
 

@@ -7,28 +7,47 @@ The observation window is days 1..``horizon_day`` inclusive; anything outside it
 
 Conventions that the endpoints depend on:
 
-* "N consecutive days" means N consecutive *calendar* days, each with a measurement at or
-  above the threshold. A day without a measurement breaks the run, because the protocol
-  counts days, not samples: an unmeasured day cannot be shown to be recovered.
+* "N consecutive" means, by default (``recovery_run="measurements"``), N consecutive
+  *measurements* of that count: the count's measurement days in day order, N in a row, all
+  at or above the threshold. A day without a measurement of that count (no record, or a
+  record without that value) neither breaks nor extends the run, so a subject counted every
+  2-4 days after discharge recovers on the first of N such measurements. The recovery day
+  is the first day of the run. With ``recovery_run="calendar_days"`` the N days must be
+  consecutive calendar days, each measured at or above the threshold, and an unmeasured day
+  breaks the run (the rule of protocols that count days, not samples).
 * Recovery is the first qualifying run that starts after the nadir day. A later fall below
   the threshold does not undo it; it is reported as a secondary drop.
 * A count that never falls below the recovery threshold has nothing to recover from:
   its status is ``NOT_APPLICABLE``, neither recovered nor censored.
-* A recovery run not completed by the horizon is censored, even if it would complete later.
-* Transfusion look-back: a run starting on day d qualifies only if no transfusion of the
-  relevant product was given on days d-L .. d-1 (L = look-back). A transfusion on day d
-  itself is not in the look-back: the count of day d is taken to be drawn before it.
-  With ``transfusion_free_whole_run`` every day of the run needs its own clean look-back.
-  Transfusions before day 1 are not counted as events but do sit in the look-back.
+* A recovery run not completed by the horizon is censored, even if it would complete later:
+  all N measurements (or days) of the run must lie in the window.
+* Transfusion look-back: a run qualifies only if no transfusion of the relevant product was
+  given on days d-L .. d-1 (L = look-back) for d = the first day of the run; with
+  ``transfusion_free_whole_run`` for every measurement day d of the run. A transfusion on
+  day d itself is not in day d's look-back: the count of day d is taken to be drawn before
+  it. It is in the look-back of every later measurement of the run up to day d+L, so under
+  the whole-run rule a transfusion on a run day, or on an unmeasured day between two
+  measurements of the run, disqualifies the run whenever a later measurement of the run is
+  at most L days after it. Transfusions before day 1 are not counted as events but do sit
+  in the look-back.
 * Severe thrombocytopenia and severe anemia end with the same kind of run (consecutive
-  days at or above the recovery level after the nadir, transfusion-free look-back); the
-  time to recovery is the first day of that run minus the first day below the threshold.
+  measurements at or above the recovery level after the nadir, transfusion-free
+  look-back); the time to recovery is the first day of that run minus the first day below
+  the threshold.
+* Every endpoint has a rule text built from the parameters (``endpoint_rules``) and each
+  subject carries the days that show it (``SubjectEndpoints.evidence``: the days of the
+  recovery run, the days below a severe threshold, the transfusion days).
+* Data that decides evaluability is reported with the endpoints: whether any blood count
+  record lies in the window (transfusions are recorded on the count records), and whether
+  infection, bleeding and anti-infective data were reported at all (the caller passes None
+  for "not reported": unknown is not no). ``ecrf.domain.hematology_summary`` applies one
+  evaluability rule per endpoint on these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
@@ -121,6 +140,16 @@ class Episode:
             raise EpisodeError(self.start_day, self.end_day)
 
 
+class RecoveryRun(StrEnum):
+    """What "N consecutive" counts in a recovery run (see the module docstring)."""
+
+    MEASUREMENTS = "measurements"
+    CALENDAR_DAYS = "calendar_days"
+
+
+RECOVERY_RUNS: tuple[str, ...] = tuple(r.value for r in RecoveryRun)
+
+
 @dataclass(frozen=True)
 class RecoveryParameters:
     """Study parameters; defaults from the UCMSC-Exo protocol and CTCAE v5.0.
@@ -144,11 +173,20 @@ class RecoveryParameters:
     hgb_consecutive: int = 3
     red_cell_transfusion_lookback_days: int = 7
     transfusion_free_whole_run: bool = False
+    #: "measurements" (default): N consecutive measurements of the count; "calendar_days":
+    #: N consecutive calendar days, an unmeasured day breaking the run.
+    recovery_run: RecoveryRun = RecoveryRun.MEASUREMENTS
     fn_anc: Decimal = Decimal("1.0")
     fn_temp_single: Decimal = Decimal("38.3")
     fn_temp_single_inclusive: bool = False
 
     def __post_init__(self) -> None:
+        if self.recovery_run not in RECOVERY_RUNS:
+            raise RecoveryParameterError("recovery_run", self.recovery_run)
+        object.__setattr__(self, "recovery_run", RecoveryRun(self.recovery_run))
+        if not isinstance(self.transfusion_free_whole_run, bool):
+            raise RecoveryParameterError("transfusion_free_whole_run",
+                                         self.transfusion_free_whole_run)
         for name in ("horizon_day", "anc_consecutive", "plt_consecutive", "hgb_consecutive"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -179,6 +217,11 @@ class RecoveryStatus(StrEnum):
 class SubjectEndpoints:
     """Per-subject recovery endpoints over days 1..horizon (see the module docstring)."""
 
+    #: Last day of the window (``RecoveryParameters.horizon_day``); censored times end here.
+    horizon_day: int
+    #: At least one blood count record (with or without values) in the window.
+    count_rows: bool
+
     #: Lowest ANC in the window (10^9/L); None without any ANC value.
     anc_nadir: Decimal | None
     #: Day of ``anc_nadir``; the earliest such day on ties.
@@ -194,8 +237,8 @@ class SubjectEndpoints:
 
     #: Recovered, censored, not applicable (never < threshold) or not evaluable (no ANC).
     neutrophil_recovery_status: RecoveryStatus
-    #: First day of the first run of ``anc_consecutive`` days with ANC >= ``anc_recovery``
-    #: after the nadir; None unless recovered.
+    #: First day of the first run of ``anc_consecutive`` measurements (or calendar days)
+    #: with ANC >= ``anc_recovery`` after the nadir; None unless recovered.
     neutrophil_recovery_day: int | None
     #: ``neutrophil_recovery_status`` is RECOVERED.
     neutrophil_recovered: bool
@@ -206,8 +249,9 @@ class SubjectEndpoints:
 
     #: As ``neutrophil_recovery_status``, for platelets.
     platelet_recovery_status: RecoveryStatus
-    #: First day of the first run of ``plt_consecutive`` days with PLT >= ``plt_recovery``
-    #: after the nadir, with no platelet transfusion in the look-back before the run.
+    #: First day of the first run of ``plt_consecutive`` measurements (or calendar days)
+    #: with PLT >= ``plt_recovery`` after the nadir, with no platelet transfusion in the
+    #: look-back before the run (before each of its days with ``transfusion_free_whole_run``).
     platelet_recovery_day: int | None
     #: ``platelet_recovery_status`` is RECOVERED.
     platelet_recovered: bool
@@ -271,20 +315,35 @@ class SubjectEndpoints:
     red_cell_transfusions: int
     #: At least one transfusion of either product within the window.
     any_transfusion: bool
+    #: Transfusion data exists: a count record (transfusions are recorded on them) or a
+    #: transfusion in the window.
+    transfusions_evaluable: bool
+
+    #: Infection data was reported (the caller passed a list, possibly empty, not None).
+    infection_evaluable: bool
+    #: Bleeding data was reported.
+    bleeding_evaluable: bool
+    #: Anti-infective data was reported.
+    anti_infective_evaluable: bool
 
     #: At least one day of anti-infective therapy within the window.
     anti_infective_used: bool
     #: Distinct days in the window with anti-infective therapy.
     anti_infective_days: int
 
+    #: The days behind each endpoint, by endpoint name (``endpoint_rules`` keys): the
+    #: measurement days of the recovery run, the days below a severe threshold, the
+    #: transfusion days. Endpoints without an event have no entry.
+    evidence: Mapping[str, tuple[int, ...]]
+
 
 def compute_endpoints(
     counts: Iterable[CountRecord],
     transfusions: Iterable[Transfusion] = (),
-    infections: Iterable[Episode] = (),
-    bleedings: Iterable[Episode] = (),
+    infections: Iterable[Episode] | None = (),
+    bleedings: Iterable[Episode] | None = (),
     fn_episodes: Iterable[Episode] | None = None,
-    anti_infective_days: Iterable[int] = (),
+    anti_infective_days: Iterable[int] | None = (),
     params: RecoveryParameters = RecoveryParameters(),  # noqa: B008 - frozen, so sharing is safe
 ) -> SubjectEndpoints:
     """Compute one subject's endpoints.
@@ -293,7 +352,9 @@ def compute_endpoints(
     ANC < ``fn_anc`` and tmax is above ``fn_temp_single``; consecutive FN days form one
     episode). Only the single-temperature criterion can be derived from a daily maximum;
     fever sustained over an hour must be reported as episodes. ``anti_infective_days`` are
-    the study days on which an anti-infective agent was given.
+    the study days on which an anti-infective agent was given. ``infections``,
+    ``bleedings`` and ``anti_infective_days`` None mean "not reported": the endpoint is not
+    evaluable for this subject (an empty sequence means reported, none).
 
     Raises ``DuplicateCountDayError`` when two count records share a day, even outside the
     window: a duplicate means the caller merged data wrongly, wherever it falls.
@@ -322,19 +383,13 @@ def compute_endpoints(
     plt_nadir, plt_nadir_day = _nadir(plt)
     hgb_nadir, hgb_nadir_day = _nadir(hgb)
 
-    whole_run = params.transfusion_free_whole_run
-    neutrophil = _recovery(anc, anc_nadir_day, _Run(params.anc_recovery, params.anc_consecutive))
-    platelet = _recovery(plt, plt_nadir_day, _Run(
-        params.plt_recovery, params.plt_consecutive, plt_transfusion_days,
-        params.plt_transfusion_lookback_days, whole_run))
-    severe_plt = _severe(plt, plt_nadir_day, params.severe_thrombocytopenia, _Run(
-        _default(params.severe_thrombocytopenia_recovery, params.severe_thrombocytopenia),
-        params.plt_consecutive, plt_transfusion_days, params.plt_transfusion_lookback_days,
-        whole_run))
-    severe_hgb = _severe(hgb, hgb_nadir_day, params.severe_anemia, _Run(
-        _default(params.severe_anemia_recovery, params.severe_anemia),
-        params.hgb_consecutive, rbc_transfusion_days, params.red_cell_transfusion_lookback_days,
-        whole_run))
+    rules = _rules(params)
+    neutrophil = _recovery(anc, anc_nadir_day, rules.neutrophil)
+    platelet = _recovery(plt, plt_nadir_day, rules.platelet.using(plt_transfusion_days))
+    severe_plt = _severe(plt, plt_nadir_day, params.severe_thrombocytopenia,
+                         rules.severe_platelet.using(plt_transfusion_days))
+    severe_hgb = _severe(hgb, hgb_nadir_day, params.severe_anemia,
+                         rules.severe_hemoglobin.using(rbc_transfusion_days))
 
     if fn_episodes is None:
         fn_derived = True
@@ -344,14 +399,28 @@ def compute_endpoints(
         fn_derived = False
         fn_evaluable = True
         fn_list = _clip_episodes(fn_episodes, horizon)
-    infection_list = _clip_episodes(infections, horizon)
-    bleeding_list = _clip_episodes(bleedings, horizon)
+    infection_list = _clip_episodes(infections or (), horizon)
+    bleeding_list = _clip_episodes(bleedings or (), horizon)
 
-    plt_count = sum(1 for t in window_transfusions if t.product == "platelets")
-    rbc_count = sum(1 for t in window_transfusions if t.product == "red_cells")
-    anti_days = {d for d in anti_infective_days if 1 <= d <= horizon}
+    plt_days = sorted(t.day for t in window_transfusions if t.product == "platelets")
+    rbc_days = sorted(t.day for t in window_transfusions if t.product == "red_cells")
+    plt_count, rbc_count = len(plt_days), len(rbc_days)
+    anti_days = {d for d in (anti_infective_days or ()) if 1 <= d <= horizon}
+    evidence = {
+        "time_to_neutrophil_recovery": neutrophil.run,
+        "time_to_platelet_recovery": platelet.run,
+        "severe_thrombocytopenia": severe_plt.below,
+        "time_to_severe_thrombocytopenia_recovery": severe_plt.run,
+        "severe_anemia": severe_hgb.below,
+        "time_to_severe_anemia_recovery": severe_hgb.run,
+        "platelet_transfusion": tuple(plt_days),
+        "red_cell_transfusion": tuple(rbc_days),
+        "any_transfusion": tuple(sorted(set(plt_days) | set(rbc_days))),
+    }
 
     return SubjectEndpoints(
+        horizon_day=horizon,
+        count_rows=bool(in_window),
         anc_nadir=anc_nadir,
         anc_nadir_day=anc_nadir_day,
         plt_nadir=plt_nadir,
@@ -392,48 +461,183 @@ def compute_endpoints(
         platelet_transfusions=plt_count,
         red_cell_transfusions=rbc_count,
         any_transfusion=(plt_count + rbc_count) > 0,
+        transfusions_evaluable=bool(in_window) or bool(window_transfusions),
+        infection_evaluable=infections is not None,
+        bleeding_evaluable=bleedings is not None,
+        anti_infective_evaluable=anti_infective_days is not None,
         anti_infective_used=bool(anti_days),
         anti_infective_days=len(anti_days),
+        evidence={name: days for name, days in evidence.items() if days},
     )
 
 
 @dataclass(frozen=True)
 class _Run:
-    """A recovery rule: ``length`` consecutive days at or above ``threshold``, with no
-    transfusion on the ``lookback`` days before the first day (or before every day)."""
+    """A recovery rule: ``length`` consecutive measurements (or calendar days) at or above
+    ``threshold``, with no transfusion on the ``lookback`` days before the first day (or
+    before every day of the run)."""
 
+    count: str
     threshold: Decimal
     length: int
-    transfusion_days: frozenset[int] = frozenset()
+    calendar_days: bool = False
+    product: str = ""
     lookback: int = 0
     whole_run: bool = False
+    transfusion_days: frozenset[int] = frozenset()
+
+    def using(self, transfusion_days: frozenset[int]) -> _Run:
+        return replace(self, transfusion_days=transfusion_days)
+
+    def text(self) -> str:
+        """``PLT >= 20 on 3 consecutive measurements with no platelet transfusion in the 7
+        days before any of them``."""
+        unit = "days" if self.calendar_days else "measurements"
+        if self.length == 1:
+            unit = unit[:-1]
+            text = f"{self.count} >= {_number(self.threshold)} on 1 {unit}"
+        else:
+            text = f"{self.count} >= {_number(self.threshold)} on {self.length} consecutive {unit}"
+        if self.lookback and self.product:
+            which = "any of them" if self.whole_run and self.length > 1 else (
+                "it" if self.length == 1 else "the first of them")
+            days = "day" if self.lookback == 1 else f"{self.lookback} days"
+            text += f" with no {self.product} transfusion in the {days} before {which}"
+        return text
 
     def _transfused_before(self, day: int) -> bool:
         return any(day - self.lookback <= t <= day - 1 for t in self.transfusion_days)
 
-    def first_start(self, series: Mapping[int, Decimal], after_day: int) -> int | None:
-        for start in sorted(d for d in series if d > after_day):
-            run = range(start, start + self.length)
+    def first_run(self, series: Mapping[int, Decimal], after_day: int
+                  ) -> tuple[int, ...] | None:
+        """The days of the first qualifying run starting after ``after_day``."""
+        measured = sorted(d for d in series if d > after_day)
+        for index, start in enumerate(measured):
+            if self.calendar_days:
+                run = tuple(range(start, start + self.length))
+            else:
+                run = tuple(measured[index:index + self.length])
+                if len(run) < self.length:
+                    return None  # the horizon comes before the run is complete
             if any(day not in series or series[day] < self.threshold for day in run):
                 continue
             checked = run if self.whole_run else (start,)
             if self.lookback and any(self._transfused_before(d) for d in checked):
                 continue
-            return start
+            return run
         return None
+
+
+@dataclass(frozen=True)
+class _Rules:
+    neutrophil: _Run
+    platelet: _Run
+    severe_platelet: _Run
+    severe_hemoglobin: _Run
+
+
+def _rules(params: RecoveryParameters) -> _Rules:
+    calendar = params.recovery_run is RecoveryRun.CALENDAR_DAYS
+    whole = params.transfusion_free_whole_run
+    return _Rules(
+        neutrophil=_Run("ANC", params.anc_recovery, params.anc_consecutive, calendar),
+        platelet=_Run("PLT", params.plt_recovery, params.plt_consecutive, calendar,
+                      "platelet", params.plt_transfusion_lookback_days, whole),
+        severe_platelet=_Run(
+            "PLT", _default(params.severe_thrombocytopenia_recovery,
+                            params.severe_thrombocytopenia),
+            params.plt_consecutive, calendar, "platelet", params.plt_transfusion_lookback_days,
+            whole),
+        severe_hemoglobin=_Run(
+            "HGB", _default(params.severe_anemia_recovery, params.severe_anemia),
+            params.hgb_consecutive, calendar, "red-cell",
+            params.red_cell_transfusion_lookback_days, whole),
+    )
+
+
+def _number(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def endpoint_rules(params: RecoveryParameters = RecoveryParameters()  # noqa: B008 - frozen
+                   ) -> dict[str, str]:
+    """The rule of every endpoint in words, from the parameters, by endpoint name (the
+    names of ``hematology_summary.ENDPOINTS`` and the three nadirs)."""
+    rules = _rules(params)
+    h = params.horizon_day
+    window = f"days 1-{h}"
+    fn_op = ">=" if params.fn_temp_single_inclusive else ">"
+    fn = (f"ANC < {_number(params.fn_anc)} with a temperature {fn_op} "
+          f"{_number(params.fn_temp_single)} C on the same day (from the daily counts), or "
+          f"reported febrile neutropenia episodes, {window}")
+    sev_plt = f"PLT < {_number(params.severe_thrombocytopenia)}"
+    sev_hgb = f"HGB < {_number(params.severe_anemia)} g/L"
+    return {
+        "anc_nadir": f"lowest ANC on {window}",
+        "plt_nadir": f"lowest PLT on {window}",
+        "hgb_nadir": f"lowest HGB on {window}",
+        "febrile_neutropenia": fn,
+        "febrile_neutropenia_duration": f"days with febrile neutropenia ({fn})",
+        "infection": f"an infection episode on {window}",
+        "infection_duration": f"days with an infection episode, {window}",
+        "bleeding": f"a bleeding episode on {window}",
+        "bleeding_duration": f"days with a bleeding episode, {window}",
+        "any_transfusion": f"a platelet or red-cell transfusion on {window}",
+        "platelet_transfusion": f"a platelet transfusion on {window}",
+        "red_cell_transfusion": f"a red-cell transfusion on {window}",
+        "anti_infective_use": f"anti-infective therapy on any of {window}",
+        "time_to_neutrophil_recovery": f"{rules.neutrophil.text()}, after the nadir; "
+                                       f"censored at day {h}",
+        "time_to_platelet_recovery": f"{rules.platelet.text()}, after the nadir; "
+                                     f"censored at day {h}",
+        "severe_thrombocytopenia": f"{sev_plt} on any measurement, {window}",
+        "time_to_severe_thrombocytopenia_recovery": (
+            f"from the first day with {sev_plt} to the first of {rules.severe_platelet.text()}, "
+            f"after the nadir; censored at day {h}"),
+        "severe_anemia": f"{sev_hgb} on any measurement, {window}",
+        "time_to_severe_anemia_recovery": (
+            f"from the first day with {sev_hgb} to the first of "
+            f"{rules.severe_hemoglobin.text()}, after the nadir; censored at day {h}"),
+    }
+
+
+def recovery_rule(params: RecoveryParameters, endpoint: str) -> str | None:
+    """The run rule alone (``ANC >= 0.5 on 3 consecutive measurements``) of a recovery
+    endpoint; None for other endpoints."""
+    rules = _rules(params)
+    run = {"time_to_neutrophil_recovery": rules.neutrophil,
+           "time_to_platelet_recovery": rules.platelet,
+           "time_to_severe_thrombocytopenia_recovery": rules.severe_platelet,
+           "time_to_severe_anemia_recovery": rules.severe_hemoglobin}.get(endpoint)
+    return run.text() if run is not None else None
 
 
 @dataclass(frozen=True)
 class _Recovery:
     status: RecoveryStatus
-    day: int | None
+    run: tuple[int, ...] = ()
+
+    @property
+    def day(self) -> int | None:
+        return self.run[0] if self.run else None
 
 
 @dataclass(frozen=True)
 class _Severe:
-    days: int
-    first_day: int | None
-    recovery_day: int | None
+    below: tuple[int, ...]
+    run: tuple[int, ...]
+
+    @property
+    def days(self) -> int:
+        return len(self.below)
+
+    @property
+    def first_day(self) -> int | None:
+        return self.below[0] if self.below else None
+
+    @property
+    def recovery_day(self) -> int | None:
+        return self.run[0] if self.run else None
 
     @property
     def time_to_recovery(self) -> int | None:
@@ -456,21 +660,21 @@ def _nadir(series: Mapping[int, Decimal]) -> tuple[Decimal | None, int | None]:
 
 def _recovery(series: Mapping[int, Decimal], nadir_day: int | None, rule: _Run) -> _Recovery:
     if nadir_day is None:
-        return _Recovery(RecoveryStatus.NOT_EVALUABLE, None)
+        return _Recovery(RecoveryStatus.NOT_EVALUABLE)
     if series[nadir_day] >= rule.threshold:
-        return _Recovery(RecoveryStatus.NOT_APPLICABLE, None)
-    day = rule.first_start(series, nadir_day)
-    if day is None:
-        return _Recovery(RecoveryStatus.CENSORED, None)
-    return _Recovery(RecoveryStatus.RECOVERED, day)
+        return _Recovery(RecoveryStatus.NOT_APPLICABLE)
+    run = rule.first_run(series, nadir_day)
+    if run is None:
+        return _Recovery(RecoveryStatus.CENSORED)
+    return _Recovery(RecoveryStatus.RECOVERED, run)
 
 
 def _severe(series: Mapping[int, Decimal], nadir_day: int | None, threshold: Decimal,
             rule: _Run) -> _Severe:
-    below = sorted(d for d, v in series.items() if v < threshold)
+    below = tuple(sorted(d for d, v in series.items() if v < threshold))
     if not below or nadir_day is None:
-        return _Severe(0, None, None)
-    return _Severe(len(below), below[0], rule.first_start(series, nadir_day))
+        return _Severe((), ())
+    return _Severe(below, rule.first_run(series, nadir_day) or ())
 
 
 def _drops_after(series: Mapping[int, Decimal], day: int | None, threshold: Decimal) -> bool:

@@ -8,6 +8,8 @@ from flask import Flask
 
 from ecrf.safety.endpoints import (
     EndpointsError,
+    StudyEndpoints,
+    SubjectEndpointRow,
     has_counts,
     recovery_parameters,
     study_endpoints,
@@ -47,7 +49,7 @@ from ecrf.safety.support import ae_log, load_ae_rows
 __all__ = [
     "AeGradePrompt", "AssessmentStatus", "AwarenessSource", "DltAssessment", "DltError",
     "EndpointsError", "NotificationChannel", "NotificationLog", "PromptStatus",
-    "SaeReport", "SafetyError", "accept_prompt", "add_followup", "ae_log", "clock",
+    "SaeReport", "SafetyError", "StudyEndpoints", "SubjectEndpointRow", "accept_prompt", "add_followup", "ae_log", "clock",
     "create_report", "decide_dlt", "decline_prompt", "dlt_status", "has_counts",
     "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",
     "report_term", "running_sae_clocks", "study_endpoints", "study_pending",

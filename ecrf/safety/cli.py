@@ -42,12 +42,30 @@ def ctcae_grade(test: str, value: str, unit: str, lln: str | None, uln: str | No
                           ensure_ascii=False))
 
 
+def _write(path: str, text: str, rows: int) -> None:
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    click.echo(f"wrote {rows} rows to {path}")
+
+
 @click.command("endpoints")
 @click.argument("study")
 @click.option("--csv", "csv_path", default=None,
               help="Write the per-dose-level summary as CSV to this file ('-' for stdout).")
-def endpoints_command(study: str, csv_path: str | None):
-    """Hematologic recovery endpoints of STUDY, per dose level, computed now."""
+@click.option("--subjects-csv", "subjects_path", default=None,
+              help="Write one row per subject and endpoint as CSV to this file ('-' for "
+                   "stdout).")
+def endpoints_command(study: str, csv_path: str | None, subjects_path: str | None):
+    """Hematologic recovery endpoints of STUDY, per dose level, computed now.
+
+    Incidences print events/n evaluable with the exact 95 % interval; times the subjects
+    at risk, events, censored (at the horizon) and the Kaplan-Meier median with its 95 %
+    interval (NR: not reached) and the range of observed times."""
     row = db.session.scalar(select(Study).where(Study.oid == study.strip().upper()))
     if row is None:
         raise click.ClickException(f"no study with OID {study!r} (load it with "
@@ -56,24 +74,22 @@ def endpoints_command(study: str, csv_path: str | None):
         result = endpoints.study_endpoints(db.session, row, None)
     except endpoints.EndpointsError as exc:
         raise click.ClickException(str(exc)) from None
-    if csv_path == "-":
-        click.echo(result.csv(), nl=False)
-        return
+    if csv_path == "-" and subjects_path == "-":
+        raise click.UsageError("only one of --csv and --subjects-csv can write to stdout")
     if csv_path:
-        try:
-            Path(csv_path).write_text(result.csv(), encoding="utf-8", newline="")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {csv_path}: {exc.strerror}") from None
-        click.echo(f"wrote {len(result.summary)} rows to {csv_path}")
+        _write(csv_path, result.csv(), len(result.summary))
+    if subjects_path:
+        subject_rows = result.subject_rows()
+        _write(subjects_path, result.subjects_csv(), len(subject_rows))
+    if csv_path or subjects_path:
         return
     computed = len(result.subjects) - len(result.excluded)
     click.echo(f"{row.name}: {computed} subject(s) with endpoints, "
                f"{len(result.excluded)} without")
     for item in result.excluded:
         click.echo(f"  {item.series.subject_key}: {item.series.problem}")
+    click.echo("Rules:")
+    for name, rule in result.rules.items():
+        click.echo(f"  {name}: {rule}")
     for summary in result.summary:
-        shown = (f"{summary.events}/{summary.n} ({summary.percent}%)"
-                 if summary.kind == "incidence" else
-                 f"{summary.events}/{summary.n}, median {summary.median} "
-                 f"[{summary.minimum}-{summary.maximum}]")
-        click.echo(f"  {summary.group:<16} {summary.endpoint:<42} {shown}")
+        click.echo(f"  {summary.group:<16} {summary.endpoint:<42} {summary.text()}")

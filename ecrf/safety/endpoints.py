@@ -15,14 +15,22 @@ anti-infective course counts). The infusion day marked on the charts is the dose
 escalation's ``dlt_anchor``. A study without the block has no recovery endpoints.
 
 Febrile neutropenia is taken from the recorded episodes once the block's ``any_episode``
-question is answered (without that question: once an episode is recorded), otherwise
-derived from the daily ANC and maximum temperature. Parameters (``horizon_day``,
-``anc_recovery``, ``anc_recovery_days``, ``plt_recovery``, ``plt_recovery_days``,
-``plt_transfusion_lookback_days``, ``severe_thrombocytopenia_plt``, ``severe_anemia_hgb``,
-``fn_criteria``, ``fn_anc_max``, ``fn_temp_single``; optionally ``hgb_recovery_days``,
-``rbc_transfusion_lookback_days``, ``transfusion_free_whole_run``) come from the study's
-latest version, with the engine's defaults for those it lacks. Subjects are grouped by
-dose level (by arm in a study without escalation).
+question is answered or an episode is recorded, otherwise derived from the daily ANC and
+maximum temperature. Parameters (``horizon_day``, ``anc_recovery``, ``anc_recovery_days``,
+``plt_recovery``, ``plt_recovery_days``, ``plt_transfusion_lookback_days``,
+``severe_thrombocytopenia_plt``, ``severe_anemia_hgb``, ``fn_criteria``, ``fn_anc_max``,
+``fn_temp_single``; optionally ``hgb_recovery_days``, ``rbc_transfusion_lookback_days``,
+``transfusion_free_whole_run``, ``recovery_run``) come from the study's latest version, with
+the engine's defaults for those it lacks. Subjects are grouped by dose level (by arm in a
+study without escalation).
+
+Evaluability of the episode endpoints (infection, bleeding, anti-infective use): a subject's
+episodes are "reported" when the episode form's ``any_episode`` question is answered or an
+episode is recorded; for a form without that question, also when the subject has a blood
+count record in days 1..horizon (followed up, so no episode row means none). Otherwise, and
+for a kind of episode the study does not record at all, the endpoint is not evaluable for
+the subject: unknown is not no. Transfusions are recorded on the count rows, so the
+transfusion endpoints need a count record in the window (the engine's rule).
 """
 
 from __future__ import annotations
@@ -47,8 +55,19 @@ from ecrf.domain.hematology import (
     SubjectEndpoints,
     Transfusion,
     compute_endpoints,
+    endpoint_rules,
+    recovery_rule,
 )
-from ecrf.domain.hematology_summary import SummaryRow, summarize, summary_csv
+from ecrf.domain.hematology_summary import (
+    ENDPOINT_NAMES,
+    SUBJECT_ENDPOINT_NAMES,
+    SubjectStatus,
+    SummaryRow,
+    rows_csv,
+    subject_values,
+    summarize,
+    summary_csv,
+)
 from ecrf.studies import Site, Study, definition_for, latest_version
 
 UNASSIGNED = "Not assigned"
@@ -83,6 +102,15 @@ def recovery_parameters(definition: StudyDefinition) -> RecoveryParameters:
         return int(value)
 
     idsa = str(values.get("fn_criteria") or "CTCAE").strip().upper() == "IDSA"
+    try:
+        return _parameters(values, base, get, idsa)
+    except (HematologyError, ValueError, ArithmeticError) as exc:
+        raise EndpointsError(f"invalid recovery parameter in the study definition: {exc}"
+                             ) from None
+
+
+def _parameters(values, base: RecoveryParameters, get, idsa: bool) -> RecoveryParameters:
+    run = values.get("recovery_run")
     return RecoveryParameters(
         horizon_day=get("horizon_day", base.horizon_day),
         anc_recovery=get("anc_recovery", base.anc_recovery),
@@ -102,6 +130,7 @@ def recovery_parameters(definition: StudyDefinition) -> RecoveryParameters:
         fn_anc=get("fn_anc_max", Decimal("0.5") if idsa else base.fn_anc),
         fn_temp_single=get("fn_temp_single", base.fn_temp_single),
         fn_temp_single_inclusive=idsa,
+        recovery_run=base.recovery_run if run is None else str(run).strip(),
     )
 
 
@@ -122,6 +151,10 @@ class SubjectSeries:
     infections: list[Episode] = field(default_factory=list)
     bleedings: list[Episode] = field(default_factory=list)
     anti_infective_days: set[int] = field(default_factory=set)
+    #: Episode kinds reported for this subject (``any_episode`` answered or an episode
+    #: recorded) and kinds whose form has no ``any_episode`` question.
+    reported: set[str] = field(default_factory=set)
+    unasked: set[str] = field(default_factory=set)
     problem: str | None = None
 
     def day(self, on: dt.date) -> int:
@@ -133,6 +166,33 @@ class SubjectSeries:
 class SubjectResult:
     series: SubjectSeries
     endpoints: SubjectEndpoints | None
+
+
+@dataclass(frozen=True)
+class SubjectEndpointRow:
+    """One subject's value of one endpoint; every field a str, int, bool or None.
+
+    ``status``: event, no_event, censored, not_applicable, not_evaluable or observed (a
+    nadir). ``value``: the recovery day or time of an event, the censoring time (time
+    endpoints), the days (durations), yes/no (incidences) or the nadir. ``day``: the study
+    day behind it. ``rule``: the endpoint's rule with, for an event, the days that show it.
+    ``reason``: why the subject is not evaluable (None when evaluable).
+    """
+
+    subject_key: str
+    site_code: str
+    group: str
+    endpoint: str
+    status: str
+    value: str | None
+    day: int | None
+    rule: str
+    evaluable: bool
+    reason: str | None
+
+
+SUBJECT_CSV_COLUMNS = ("subject_key", "site_code", "group", "endpoint", "status", "value",
+                       "day", "rule", "evaluable", "reason")
 
 
 @dataclass
@@ -148,8 +208,39 @@ class StudyEndpoints:
     def excluded(self) -> list[SubjectResult]:
         return [s for s in self.subjects if s.endpoints is None]
 
+    @property
+    def rules(self) -> dict[str, str]:
+        """Every endpoint's rule in words, from the study's parameters."""
+        return endpoint_rules(self.params)
+
     def csv(self) -> str:
         return summary_csv(self.summary)
+
+    def subject_rows(self) -> list[SubjectEndpointRow]:
+        """One row per subject and endpoint (``SUBJECT_ENDPOINT_NAMES`` order), subjects in
+        key order; a subject without endpoints (day 1 not recorded, inconsistent counts) is
+        not evaluable for every endpoint, with the reason."""
+        rules = self.rules
+        runs = {name: text for name in ENDPOINT_NAMES
+                if (text := recovery_rule(self.params, name)) is not None}
+        rows: list[SubjectEndpointRow] = []
+        for result in self.subjects:
+            series = result.series
+            head = (series.subject_key, series.site_code, series.group)
+            if result.endpoints is None:
+                reason = series.problem or "no endpoints"
+                rows.extend(SubjectEndpointRow(*head, name, SubjectStatus.NOT_EVALUABLE.value,
+                                               None, None, rules[name], False, reason)
+                            for name in SUBJECT_ENDPOINT_NAMES)
+                continue
+            rows.extend(SubjectEndpointRow(*head, v.endpoint, v.status, v.value, v.day, v.rule,
+                                           v.evaluable, v.reason)
+                        for v in subject_values(result.endpoints, rules, runs))
+        return rows
+
+    def subjects_csv(self) -> str:
+        """``subject_rows`` as CSV (``SUBJECT_CSV_COLUMNS``; evaluable as yes/no)."""
+        return rows_csv(SUBJECT_CSV_COLUMNS, self.subject_rows())
 
 
 def has_counts(definition: StudyDefinition) -> bool:
@@ -285,10 +376,12 @@ def _build(series: SubjectSeries, sources: _Sources, rows: dict) -> None:
     for course in found["anti_infective"]:
         last = course.end_day if course.end_day is not None else _OPEN_END
         series.anti_infective_days |= set(range(course.start_day, last + 1))
-    fn = sources.episodes.get("febrile_neutropenia")
-    reported = fn is not None and (
-        "febrile_neutropenia" in answered if fn.any_episode else bool(found["febrile_neutropenia"]))
-    series.fn = found["febrile_neutropenia"] if reported else None
+    for kind, source in sources.episodes.items():
+        if kind in answered or found[kind]:
+            series.reported.add(kind)
+        if not source.any_episode:
+            series.unasked.add(kind)
+    series.fn = found["febrile_neutropenia"] if "febrile_neutropenia" in series.reported else None
 
 
 def _episode(series: SubjectSeries, source: EpisodeSource, values: dict) -> Episode | None:
@@ -325,13 +418,23 @@ def _count_row(series: SubjectSeries, spec: RecoveryEndpointsDef, values: dict) 
             series.transfusions.append(Transfusion(number, product))
 
 
+def _reported(series: SubjectSeries, kind: str, counted: bool) -> bool:
+    return kind in series.reported or (kind in series.unasked and counted)
+
+
 def compute(series: SubjectSeries, params: RecoveryParameters) -> SubjectEndpoints | None:
     if series.problem is not None and series.day1 is None:
         return None
+    counted = any(1 <= c.day <= params.horizon_day for c in series.counts)
     try:
-        return compute_endpoints(series.counts, series.transfusions, series.infections,
-                                 series.bleedings, series.fn, sorted(series.anti_infective_days),
-                                 params)
+        return compute_endpoints(
+            series.counts, series.transfusions,
+            series.infections if _reported(series, "infection", counted) else None,
+            series.bleedings if _reported(series, "bleeding", counted) else None,
+            series.fn,
+            sorted(series.anti_infective_days)
+            if _reported(series, "anti_infective", counted) else None,
+            params)
     except HematologyError as exc:
         series.problem = str(exc)
         return None

@@ -43,6 +43,8 @@ register("safety.dlt_decide", Allow("safety.assess"))
 register("safety.notification_retry", Allow("safety.notifications"))
 register("safety.endpoints", Allow("aggregate.view"))
 register("safety.endpoints_csv", Allow("aggregate.view"))
+# One row per subject: per-subject data, like the per-subject table of the endpoints page.
+register("safety.endpoints_subjects_csv", Allow("subjects.view"))
 register("safety.endpoints_plot", Allow("aggregate.view"))
 
 # An SVG chart is a document of its own: its inline styles are matplotlib's, nothing runs.
@@ -277,8 +279,11 @@ def subject_plot(study_oid: str, subject_key: str):
     definition = definition_for(subject.study_version)
     if not endpoints.has_counts(definition):
         abort(404)
+    try:
+        params = endpoints.recovery_parameters(definition)
+    except endpoints.EndpointsError as exc:
+        abort(404, description=str(exc))
     series = endpoints.subject_series(db.session, subject)
-    params = endpoints.recovery_parameters(definition)
     panels = [
         ChartPanel("anc", _("ANC"), "10^9/L", {c.day: c.anc for c in series.counts if c.anc is not None},
               [Threshold(params.anc_recovery, _("recovery %(v)s", v=params.anc_recovery))],
@@ -301,9 +306,9 @@ def subject_plot(study_oid: str, subject_key: str):
 # --- recovery endpoints ---------------------------------------------------------------------
 
 
-def _study_endpoints():
+def _study_endpoints(action: str = "aggregate.view"):
     try:
-        return endpoints.study_endpoints(db.session, g.study, _site_ids("aggregate.view"))
+        return endpoints.study_endpoints(db.session, g.study, _site_ids(action))
     except endpoints.EndpointsError as exc:
         return exc
 
@@ -324,6 +329,15 @@ def endpoints_csv(study_oid: str):
         abort(404, description=str(result))
     return Response(result.csv(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{g.study.oid}-endpoints.csv"'})
+
+
+@bp.get("/studies/<study_oid>/endpoints/subjects.csv")
+def endpoints_subjects_csv(study_oid: str):
+    result = _study_endpoints("subjects.view")
+    if isinstance(result, Exception):
+        abort(404, description=str(result))
+    return Response(result.subjects_csv(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{g.study.oid}-endpoints-subjects.csv"'})
 
 
 @bp.get("/studies/<study_oid>/endpoints/anc-<int:index>.svg")

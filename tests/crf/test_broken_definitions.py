@@ -417,6 +417,18 @@ SOURCE_CASES = [
      "any_episode: FNONGO", "FNONGO is in repeating group FN.FN_LINE"),
     ("episode-any-unknown", [("any_episode: FNANY", "any_episode: FNALL")],
      "any_episode: FNALL", "unknown item 'FNALL' in form FN"),
+    ("recovery-run-value", [("  fn_criteria:\n", "  recovery_run:\n    type: text\n"
+                                               "    default: calendar\n  fn_criteria:\n")],
+     "default: calendar",
+     "recovery_run must be one of measurements, calendar_days, not 'calendar'"),
+    ("recovery-run-type", [("  fn_criteria:\n", "  recovery_run:\n    type: integer\n"
+                                              "    default: 3\n  fn_criteria:\n")],
+     "type: integer\n    default: 3\n  fn_criteria", "recovery_run must be a text parameter"),
+    ("whole-run-type", [("  fn_criteria:\n", "  transfusion_free_whole_run:\n"
+                                            "    type: text\n    default: 'yes'\n"
+                                            "  fn_criteria:\n")],
+     "type: text\n    default: 'yes'",
+     "transfusion_free_whole_run must be a boolean parameter"),
     # adverse_events
     ("ae-unknown-group", [("group: AE.AE_LINE", "group: AE.AE_LINES")], "AE.AE_LINES",
      "unknown group 'AE.AE_LINES' (groups of AE: AE_LINE)"),

@@ -33,6 +33,7 @@ from ecrf.domain.hematology_summary import (
 
 D = Decimal
 IDSA = RecoveryParameters(fn_anc=D("0.5"), fn_temp_single_inclusive=True)
+CALENDAR = RecoveryParameters(recovery_run="calendar_days")
 
 
 def anc_series(values: dict[int, str]) -> list[CountRecord]:
@@ -113,11 +114,10 @@ def test_no_counts_at_all():
         ({10: "0.0", 15: "0.5", 16: "0.5", 17: "0.5"}, RecoveryStatus.RECOVERED, 15),
         ({10: "0.0", 15: "0.49", 16: "0.5", 17: "0.5", 18: "0.5"}, RecoveryStatus.RECOVERED, 16),
         ({10: "0.0", 15: "0.49", 16: "0.49", 17: "0.49"}, RecoveryStatus.CENSORED, None),
-        # a missing day breaks the run: 15, 16, (17 missing), 18, 19, 20
+        # a missing day neither breaks nor extends the run: 15, 16, (17 missing), 18
         ({10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6", 19: "0.6", 20: "0.6"},
-         RecoveryStatus.RECOVERED, 18),
-        # a day with a record but no ANC value also breaks the run
-        ({10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6"}, RecoveryStatus.CENSORED, None),
+         RecoveryStatus.RECOVERED, 15),
+        ({10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6"}, RecoveryStatus.RECOVERED, 15),
         # only two consecutive days
         ({10: "0.0", 15: "0.6", 16: "0.6", 17: "0.4", 18: "0.6", 19: "0.6"},
          RecoveryStatus.CENSORED, None),
@@ -139,10 +139,29 @@ def test_neutrophil_recovery(values, status, day):
     assert result.neutrophil_censored is (status is RecoveryStatus.CENSORED)
 
 
-def test_missing_anc_value_on_a_record_breaks_the_run():
+@pytest.mark.parametrize(
+    ("values", "status", "day"),
+    [
+        # calendar days: a missing day breaks the run: 15, 16, (17 missing), 18, 19, 20
+        ({10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6", 19: "0.6", 20: "0.6"},
+         RecoveryStatus.RECOVERED, 18),
+        ({10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6"}, RecoveryStatus.CENSORED, None),
+        (typical_course(), RecoveryStatus.RECOVERED, 20),
+        ({10: "0.0", 40: "0.6", 41: "0.6", 42: "0.6"}, RecoveryStatus.RECOVERED, 40),
+        ({10: "0.0", 41: "0.6", 42: "0.6", 43: "0.6"}, RecoveryStatus.CENSORED, None),
+    ],
+)
+def test_neutrophil_recovery_on_calendar_days(values, status, day):
+    result = compute_endpoints(anc_series(values), params=CALENDAR)
+    assert result.neutrophil_recovery_status is status
+    assert result.neutrophil_recovery_day == day
+
+
+@pytest.mark.parametrize(("params", "day"), [(RecoveryParameters(), 15), (CALENDAR, 18)])
+def test_a_record_without_an_anc_value_is_no_anc_measurement(params, day):
     counts = anc_series({10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6", 19: "0.6", 20: "0.6"})
     counts.append(CountRecord(17, None, D("30"), None))
-    assert compute_endpoints(counts).neutrophil_recovery_day == 18
+    assert compute_endpoints(counts, params=params).neutrophil_recovery_day == day
 
 
 def test_recovery_then_relapse_below_threshold_keeps_recovery():
@@ -171,10 +190,16 @@ def test_secondary_drop_beyond_horizon_ignored():
     assert not compute_endpoints(anc_series(values)).anc_secondary_drop
 
 
-@pytest.mark.parametrize(("consecutive", "day"), [(1, 15), (2, 15), (3, 18), (4, None)])
-def test_consecutive_days_is_a_parameter(consecutive, day):
+@pytest.mark.parametrize(
+    ("run", "consecutive", "day"),
+    [("calendar_days", 1, 15), ("calendar_days", 2, 15), ("calendar_days", 3, 18),
+     ("calendar_days", 4, None),
+     ("measurements", 1, 15), ("measurements", 3, 15), ("measurements", 5, 15),
+     ("measurements", 6, None)],
+)
+def test_consecutive_days_is_a_parameter(run, consecutive, day):
     values = {10: "0.0", 15: "0.6", 16: "0.6", 18: "0.6", 19: "0.6", 20: "0.6"}
-    params = RecoveryParameters(anc_consecutive=consecutive)
+    params = RecoveryParameters(anc_consecutive=consecutive, recovery_run=run)
     assert compute_endpoints(anc_series(values), params=params).neutrophil_recovery_day == day
 
 
@@ -599,7 +624,8 @@ def test_summary_time_to_recovery_odd_and_even_groups():
     assert (dl1.median, dl1.minimum, dl1.maximum) == (D("19"), D("18"), D("21"))
     dl2 = rows_by_endpoint(rows, "DL2")["time_to_neutrophil_recovery"]
     assert (dl2.n, dl2.events, dl2.censored) == (5, 4, 1)
-    assert (dl2.median, dl2.minimum, dl2.maximum) == (D("18.5"), D("15"), D("22"))
+    # Kaplan-Meier over 15, 17, 20, 22 and 42 censored: S = .8, .6, .4 at day 20
+    assert (dl2.median, dl2.minimum, dl2.maximum) == (D("20"), D("15"), D("22"))
     assert dl2.percent is None and dl2.kind is EndpointKind.TIME
     dl3 = rows_by_endpoint(rows, "DL3")["time_to_neutrophil_recovery"]
     assert (dl3.n, dl3.events, dl3.censored, dl3.median) == (0, 0, 0, None)
@@ -640,7 +666,8 @@ def test_summary_excludes_subjects_without_counts_from_count_endpoints():
     assert rows["severe_thrombocytopenia"].n == 1
     assert rows["severe_anemia"].n == 1
     assert rows["febrile_neutropenia"].n == 1
-    assert rows["infection"].n == 2
+    assert rows["infection"].n == 2  # infections reported (an empty list) for both
+    assert (rows["any_transfusion"].n, rows["any_transfusion"].not_evaluable) == (1, 1)
 
 
 def test_summary_group_order_and_total():
@@ -675,14 +702,17 @@ def test_summary_csv():
     rows = summarize(subjects, {"01": "DL1", "02": "DL1"}, include_total=False)
     text = summary_csv(rows)
     lines = text.split("\r\n")
-    assert lines[0] == "group,endpoint,kind,n,events,percent,censored,median,minimum,maximum"
+    assert lines[0] == ("group,endpoint,kind,n,not_evaluable,events,percent,ci_low,ci_high,"
+                        "censored,median,median_low,median_high,minimum,maximum")
     assert lines[-1] == ""
     assert len(lines) == 1 + len(ENDPOINT_NAMES) + 1
-    assert "DL1,time_to_neutrophil_recovery,time,2,2,,0,19.5,18,21" in lines
-    assert "DL1,infection,incidence,2,0,0.0,,,," in lines
+    # Kaplan-Meier: S(18) = 1/2, so the median is 18; its upper bound is not reached
+    assert "DL1,time_to_neutrophil_recovery,time,2,0,2,,,,0,18,18,,18,21" in lines
+    # 0/2: exact upper bound 1 - 0.025 ** (1/2) = 84.19 %, rounded up
+    assert "DL1,infection,incidence,2,0,0,0.0,0.0,84.2,,,,,," in lines
 
 
 def test_summary_csv_quotes_labels_and_never_uses_exponents():
     row = SummaryRow("DL 1, high", "x", 1, 1, D("100.0"), D("2E+1"), D("20"), D("20"))
     line = summary_csv([row]).split("\r\n")[1]
-    assert line == '"DL 1, high",x,incidence,1,1,100.0,,20,20,20'
+    assert line == '"DL 1, high",x,incidence,1,0,1,100.0,,,,20,,,20,20'

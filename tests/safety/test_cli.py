@@ -53,4 +53,39 @@ def test_endpoints_command(app, runner, make_study, tmp_path):
     target = tmp_path / "summary.csv"
     result = runner.invoke(args=["endpoints", "SAFETY", "--csv", str(target)])
     assert result.exit_code == 0
-    assert target.read_text().startswith("group,endpoint,kind,n,events")
+    assert target.read_text().startswith("group,endpoint,kind,n,not_evaluable,events")
+
+
+def test_endpoints_command_prints_denominators_rules_and_subject_rows(app, runner, make_study,
+                                                                     make_user, tmp_path):
+    from tests.safety.test_endpoints import actor_for, subject_a
+
+    study = load_safety_study(make_study)
+    inv = actor_for(make_user("inv1", role="investigator", study="SAFETY", site="S01"))
+    subject_a(inv, study)
+    result = runner.invoke(args=["endpoints", "SAFETY"])
+    assert result.exit_code == 0, result.output
+    assert "time_to_neutrophil_recovery: ANC >= 0.5 on 3 consecutive measurements" in (
+        result.output)
+    # 1/1 severe anaemia: exact interval 0.025 ** 1 = 2.5 % to 100 %
+    assert "severe_anemia" in result.output
+    assert "1/1 (100.0 %; 95 % CI 2.5-100.0)" in result.output
+    # one subject recovering on day 15: S(15) = 0, where the log-log interval is undefined
+    assert ("n 1 at risk, 1 event, 0 censored; KM median 15 (95 % CI not estimable); "
+            "range 15-15") in result.output
+    assert "infection" in result.output and "0/0; 1 not evaluable" in result.output
+    target = tmp_path / "subjects.csv"
+    result = runner.invoke(args=["endpoints", "SAFETY", "--subjects-csv", str(target)])
+    assert result.exit_code == 0 and f"to {target}" in result.output
+    text = target.read_text()
+    assert text.startswith("subject_key,site_code,group,endpoint,status,value,day,rule,")
+    assert ("S01-A,S01,Dose level 1,time_to_neutrophil_recovery,event,15,15,"
+            "\"ANC >= 0.5 on 3 consecutive measurements, first day 15 (days 15, 17, 18)\","
+            "yes,") in text
+    result = runner.invoke(args=["endpoints", "SAFETY", "--subjects-csv", "-"])
+    assert result.exit_code == 0 and result.output.startswith("subject_key,")
+    result = runner.invoke(args=["endpoints", "SAFETY", "--subjects-csv", "-", "--csv", "-"])
+    assert result.exit_code != 0 and "only one of" in result.output
+    result = runner.invoke(args=["endpoints", "SAFETY", "--subjects-csv",
+                                 str(tmp_path / "missing" / "x.csv")])
+    assert result.exit_code != 0 and "cannot write" in result.output

@@ -70,7 +70,7 @@ def renamed(values: dict, names: dict | None) -> dict:
     return {(names.get(g, g), r, names.get(i, i)): v for (g, r, i), v in values.items()}
 
 
-# Subject A: nadir on day 8, ANC not measured on day 16 (the gap breaks the run), a platelet
+# Subject A: nadir on day 8, ANC not measured on day 16 (a gap in the measurements), a platelet
 # transfusion on day 9 (7-day look-back), severe anaemia on day 10 with a red-cell
 # transfusion, fever with neutropenia on day 7.
 A_ANC = {1: "3.00", 2: "2.50", 3: "1.50", 4: "0.80", 5: "0.30", 6: "0.10", 7: "0.05",
@@ -110,9 +110,11 @@ def test_recovery_with_a_gap_and_the_transfusion_look_back(inv, study):
     _, by_key = results(study)
     e = by_key["S01-A"].endpoints
     assert (e.anc_nadir, e.anc_nadir_day) == (Decimal("0.00"), 8)
-    # Day 15 >= 0.5 but day 16 has no count: the first complete run starts on day 17.
+    # Day 15 >= 0.5, day 16 has no count, days 17 and 18 >= 0.5: the run of measurements
+    # 15, 17, 18 starts on day 15 (on calendar days it would start on day 17).
     assert e.neutrophil_recovery_status is RecoveryStatus.RECOVERED
-    assert e.neutrophil_recovery_day == 17
+    assert e.neutrophil_recovery_day == 15
+    assert e.evidence["time_to_neutrophil_recovery"] == (15, 17, 18)
     # PLT >= 20 from day 12, but days 12-16 have the day-9 transfusion in their look-back.
     assert e.platelet_recovery_day == 17
     assert e.platelet_transfusions == 1 and e.red_cell_transfusions == 1
@@ -173,17 +175,24 @@ def test_summary_per_dose_level_and_csv(inv, study):
     assert found.groups == ["Dose level 1", "Dose level 2"]
     rows = {(r.group, r.endpoint): r for r in found.summary}
     one = rows[("Dose level 1", "time_to_neutrophil_recovery")]
-    assert (one.n, one.events, one.censored, one.median) == (1, 1, 0, Decimal(17))
+    assert (one.n, one.events, one.censored, one.median) == (1, 1, 0, Decimal(15))
     two = rows[("Dose level 2", "time_to_neutrophil_recovery")]
     assert (two.n, two.events, two.censored, two.median) == (1, 0, 1, None)
     total = rows[("All", "febrile_neutropenia")]
     assert (total.n, total.events, total.percent) == (2, 1, Decimal("50.0"))
     table = list(csv.reader(io.StringIO(found.csv())))
-    assert table[0] == ["group", "endpoint", "kind", "n", "events", "percent", "censored",
-                        "median", "minimum", "maximum"]
-    assert ["Dose level 1", "time_to_neutrophil_recovery", "time", "1", "1", "", "0", "17",
-            "17", "17"] in table
-    assert ["All", "severe_anemia", "incidence", "2", "1", "50.0", "", "", "", ""] in table
+    assert table[0] == ["group", "endpoint", "kind", "n", "not_evaluable", "events", "percent",
+                        "ci_low", "ci_high", "censored", "median", "median_low",
+                        "median_high", "minimum", "maximum"]
+    # one subject recovering on day 15: S(15) = 0, no interval for the median
+    assert ["Dose level 1", "time_to_neutrophil_recovery", "time", "1", "0", "1", "", "", "",
+            "0", "15", "", "", "15", "15"] in table
+    # 1/2: exact interval 1 - sqrt(0.975) = 1.26 % to sqrt(0.975) = 98.74 %, rounded outwards
+    assert ["All", "severe_anemia", "incidence", "2", "0", "1", "50.0", "1.2", "98.8", "", "",
+            "", "", "", ""] in table
+    # the safety study records no infection form: unknown, not "no infection"
+    assert ["All", "infection", "incidence", "0", "2", "0", "", "", "", "", "", "", "", "",
+            ""] in table
     assert found.csv().endswith("\r\n")
 
 
@@ -249,7 +258,7 @@ def test_the_endpoints_follow_the_declared_oids(app, make_study, make_user, tmp_
            names=NAMES)
     _, by_key = results(study)
     e = by_key["S01-A"].endpoints
-    assert (e.neutrophil_recovery_day, e.platelet_recovery_day) == (17, 17)
+    assert (e.neutrophil_recovery_day, e.platelet_recovery_day) == (15, 17)
     assert (e.platelet_transfusions, e.red_cell_transfusions) == (1, 1)
     assert (e.severe_anemia_first_day, e.severe_anemia_recovery_day) == (10, 18)
     assert e.fn_derived and e.febrile_neutropenia
@@ -281,7 +290,7 @@ def test_day_one_may_be_the_enrolment(app, make_study, make_user, tmp_path):
     series(inv, subject, A_ANC, A_PLT, A_HGB)
     _, by_key = results(study)
     assert by_key["S01-A"].series.day1 == D1
-    assert by_key["S01-A"].endpoints.neutrophil_recovery_day == 17
+    assert by_key["S01-A"].endpoints.neutrophil_recovery_day == 15
 
 
 def test_without_an_any_episode_question_recorded_episodes_are_reported(
@@ -297,3 +306,101 @@ def test_without_an_any_episode_question_recorded_episodes_are_reported(
     assert not by_key["S01-A"].endpoints.fn_derived
     assert by_key["S01-A"].endpoints.fn_duration_days == 2
     assert by_key[other.subject_key].endpoints.fn_derived
+
+
+def test_recovery_run_calendar_days_is_a_study_parameter(app, make_study, make_user, tmp_path):
+    study = variant(make_study, tmp_path, edits=(
+        ("  fn_criteria:\n", "  recovery_run:\n    type: text\n    default: calendar_days\n"
+                             "  fn_criteria:\n"),))
+    inv = actor_for(make_user("inv1", role="investigator", study="SAFETY", site="S01"))
+    subject_a(inv, study)
+    found, by_key = results(study)
+    assert found.params.recovery_run == "calendar_days"
+    assert by_key["S01-A"].endpoints.neutrophil_recovery_day == 17  # day 16 breaks the run
+    assert found.rules["time_to_neutrophil_recovery"].startswith(
+        "ANC >= 0.5 on 3 consecutive days")
+
+
+class _Definition:
+    def __init__(self, **values):
+        self.values = values
+
+    def parameter_values(self):
+        return self.values
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"recovery_run": "weekly"}, "recovery_run='weekly'"),
+    ({"anc_recovery_days": 0}, "anc_consecutive=0"),
+    ({"anc_recovery": "abc"}, "invalid recovery parameter"),
+])
+def test_an_invalid_recovery_parameter_is_a_clear_error(values, message):
+    with pytest.raises(endpoints.EndpointsError, match=message):
+        endpoints.recovery_parameters(_Definition(**values))
+
+
+def test_whole_run_and_calendar_parameters_are_read():
+    params = endpoints.recovery_parameters(_Definition(recovery_run=" calendar_days ",
+                                                       transfusion_free_whole_run=True))
+    assert params.recovery_run == "calendar_days" and params.transfusion_free_whole_run
+
+
+def test_a_subject_without_counts_is_not_evaluable_for_every_count_endpoint(inv, study):
+    subject_b(inv, study)
+    empty = enrol(study, "S01-E", level=2)
+    start(inv, empty)  # day 1 recorded, no blood count in days 1-42
+    found, _ = results(study)
+    rows = {r.endpoint: r for r in found.summary if r.group == "Dose level 2"}
+    for name in ("febrile_neutropenia", "any_transfusion", "platelet_transfusion",
+                 "red_cell_transfusion", "severe_thrombocytopenia", "severe_anemia",
+                 "time_to_neutrophil_recovery"):
+        assert (rows[name].n, rows[name].not_evaluable) == (1, 1), name
+    assert rows["febrile_neutropenia"].text() == "0/1 (0.0 %; 95 % CI 0.0-97.5); 1 not evaluable"
+    subject_rows = [r for r in found.subject_rows() if r.subject_key == "S01-E"]
+    transfusion = next(r for r in subject_rows if r.endpoint == "platelet_transfusion")
+    assert (transfusion.status, transfusion.evaluable, transfusion.value) == (
+        "not_evaluable", False, None)
+    assert transfusion.reason.startswith("no blood count record on days 1-42")
+
+
+def test_episode_forms_without_a_question_need_a_count_record():
+    from ecrf.domain.hematology import CountRecord, RecoveryParameters
+
+    params = RecoveryParameters()
+    bare = endpoints.SubjectSeries(1, "X", "S01", "L1", day1=D1, unasked={"infection"})
+    e = endpoints.compute(bare, params)
+    assert not e.infection_evaluable and not e.bleeding_evaluable  # bleeding: no form
+    bare.counts.append(CountRecord(3, Decimal("1.0"), None, None))
+    e = endpoints.compute(bare, params)
+    assert e.infection_evaluable and not e.infection
+    assert not e.bleeding_evaluable
+    asked = endpoints.SubjectSeries(2, "Y", "S01", "L1", day1=D1,
+                                    counts=[CountRecord(3, Decimal("1.0"), None, None)])
+    assert not endpoints.compute(asked, params).infection_evaluable  # question unanswered
+    asked.reported.add("infection")
+    assert endpoints.compute(asked, params).infection_evaluable
+
+
+def test_subject_rows_and_their_csv(inv, study):
+    subject_a(inv, study)
+    enrol(study, "S01-C", level=1)  # no day 1
+    found, _ = results(study)
+    rows = found.subject_rows()
+    by = {(r.subject_key, r.endpoint): r for r in rows}
+    anc = by[("S01-A", "time_to_neutrophil_recovery")]
+    assert anc == endpoints.SubjectEndpointRow(
+        "S01-A", "S01", "Dose level 1", "time_to_neutrophil_recovery", "event", "15", 15,
+        "ANC >= 0.5 on 3 consecutive measurements, first day 15 (days 15, 17, 18)", True, None)
+    plt = by[("S01-A", "time_to_platelet_recovery")]
+    assert plt.rule == ("PLT >= 20 on 3 consecutive measurements with no platelet transfusion "
+                        "in the 7 days before the first of them, first day 17 (days 17, 18, 19)")
+    missing = by[("S01-C", "anc_nadir")]
+    assert (missing.status, missing.evaluable, missing.reason) == (
+        "not_evaluable", False, "day 1 (anchor chemo_d1) is not recorded")
+    assert all(type(getattr(r, f)) in (str, int, bool, type(None))
+               for r in rows for f in endpoints.SUBJECT_CSV_COLUMNS)
+    table = list(csv.reader(io.StringIO(found.subjects_csv())))
+    assert table[0] == list(endpoints.SUBJECT_CSV_COLUMNS)
+    assert ["S01-A", "S01", "Dose level 1", "anc_nadir", "observed", "0.00", "8",
+            "lowest ANC on days 1-42", "yes", ""] in table
+    assert len(table) == 1 + len(rows)

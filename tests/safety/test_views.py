@@ -186,7 +186,10 @@ def test_endpoints_page_csv_and_chart_for_the_sponsor(client, login_as, data):
     csv = client.get("/studies/SAFETY/endpoints.csv")
     assert csv.mimetype == "text/csv"
     assert 'filename="SAFETY-endpoints.csv"' in csv.headers["Content-Disposition"]
-    assert csv.get_data(as_text=True).startswith("group,endpoint,kind,n,events")
+    assert csv.get_data(as_text=True).startswith("group,endpoint,kind,n,not_evaluable,events")
+    assert "ANC &gt;= 0.5 on 3 consecutive measurements, after the nadir" in html
+    assert "subjects-csv" not in html  # per-subject rows need subjects.view
+    assert client.get("/studies/SAFETY/endpoints/subjects.csv").status_code == 403
     chart = client.get("/studies/SAFETY/endpoints/anc-0.svg")
     assert chart.mimetype == "image/svg+xml" and b"median-anc" in chart.get_data()
     assert client.get("/studies/SAFETY/endpoints/anc-5.svg").status_code == 404
@@ -197,6 +200,21 @@ def test_endpoints_page_lists_subjects_for_site_staff(client, login_as, data):
     login_as("investigator", "S01", study="SAFETY")
     html = page(client.get("/studies/SAFETY/endpoints"))
     assert "S01-001" in html and "Per subject" in html
+    assert 'id="subjects-csv"' in html
+    response = client.get("/studies/SAFETY/endpoints/subjects.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert 'filename="SAFETY-endpoints-subjects.csv"' in response.headers["Content-Disposition"]
+    text = response.get_data(as_text=True)
+    assert text.startswith("subject_key,site_code,group,endpoint,status,value,day,rule,"
+                           "evaluable,reason\r\n")
+    assert "\r\nS01-001,S01," in text
+
+
+def test_subjects_csv_is_scoped_to_the_users_sites(client, login_as, data):
+    login_as("investigator", "S02", study="SAFETY")
+    response = client.get("/studies/SAFETY/endpoints/subjects.csv")
+    assert response.status_code == 200
+    assert "S01-001" not in response.get_data(as_text=True)
 
 
 def test_a_study_without_counts_says_so(client, login_as, make_study):
@@ -205,6 +223,7 @@ def test_a_study_without_counts_says_so(client, login_as, make_study):
     response = client.get("/studies/TRIAL1/endpoints")
     assert response.status_code == 200 and "no loaded study definition" in page(response)
     assert client.get("/studies/TRIAL1/endpoints.csv").status_code == 404
+    assert client.get("/studies/TRIAL1/endpoints/subjects.csv").status_code == 404
 
 
 def test_includes_for_other_pages(app, data):

@@ -248,7 +248,10 @@ def counts_plot(session: Session, subject: Subject) -> str | None:
     series = safety.subject_series(session, subject)
     if not series.counts:
         return None
-    params = safety.recovery_parameters(definition)
+    try:
+        params = safety.recovery_parameters(definition)
+    except safety.EndpointsError:
+        return None
     panels = [
         core.ChartPanel("anc", _("ANC"), "10^9/L",
                     {c.day: c.anc for c in series.counts if c.anc is not None},
