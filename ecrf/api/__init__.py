@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ecrf.api import audit, auth, errors, forms, openapi, studies  # noqa: F401  (routes)
+from ecrf.api import (  # noqa: F401  (routes)
+    audit,
+    auth,
+    endpoints,
+    errors,
+    forms,
+    openapi,
+    studies,
+)
 from ecrf.api.blueprint import bp
 
 __all__ = ["bp", "register"]

@@ -188,6 +188,56 @@ def _schemas() -> dict:
         "AuditRow": audit_row,
         "AuditPage": _obj({"items": _array(_ref("AuditRow")), "limit": INT, "after": INT,
                            "next_after": _nullable(INT)}),
+        **_endpoint_schemas(),
+    }
+
+
+DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
+           "description": "An exact decimal number as text."}
+
+
+def _endpoint_schemas() -> dict:
+    summary_row = _obj({
+        "group": STR, "endpoint": STR,
+        "kind": {"type": "string", "enum": ["incidence", "time", "duration"]},
+        "n": {**INT, "minimum": 0, "description": "Evaluable subjects (at risk, for times)."},
+        "events": {**INT, "minimum": 0},
+        "not_evaluable": {**INT, "minimum": 0,
+                          "description": "Subjects of the group left out of n: without "
+                                         "the data the endpoint needs."},
+        "percent": _nullable(DECIMAL), "ci_low": _nullable(DECIMAL),
+        "ci_high": _nullable(DECIMAL),
+        "censored": _nullable({**INT, "minimum": 0}),
+        "median": _nullable(DECIMAL), "median_low": _nullable(DECIMAL),
+        "median_high": _nullable(DECIMAL), "minimum": _nullable(DECIMAL),
+        "maximum": _nullable(DECIMAL), "text": STR,
+    }, description="Incidence: events of n with the exact (Clopper-Pearson) 95 % interval "
+                   "in percent. Time: Kaplan-Meier median with its 95 % interval (null: "
+                   "not reached), censored at the horizon. Duration: median over the "
+                   "subjects with the event.")
+    value = _obj({
+        "endpoint": STR,
+        "status": {"type": "string", "enum": ["event", "no_event", "censored",
+                                              "not_applicable", "not_evaluable",
+                                              "observed"]},
+        "value": _nullable(STR), "day": _nullable(INT), "rule": STR, "evaluable": BOOL,
+        "reason": _nullable(STR)})
+    subject = _obj({"subject_key": STR, "site_code": STR, "group": STR,
+                    "endpoints": _array(_ref("SubjectEndpointValue"))})
+    return {
+        "EndpointSummary": _obj({
+            "study": STR, "groups": STR_LIST,
+            "parameters": {"type": "object", "description": "The study's parameters "
+                           "the endpoints were computed with."},
+            "rules": {"type": "object", "additionalProperties": STR,
+                      "description": "Endpoint name -> its rule in words."},
+            "summary": _array(_ref("EndpointSummaryRow")), "subjects_url": URL}),
+        "EndpointSummaryRow": summary_row,
+        "SubjectEndpointValue": value,
+        "SubjectEndpoints": subject,
+        "SubjectEndpointsPage": _obj({"items": _array(_ref("SubjectEndpoints")),
+                                      "page": INT, "per_page": INT, "total": INT,
+                                      "pages": INT}),
     }
 
 
@@ -328,6 +378,22 @@ def _paths() -> dict:
             "AuditPage", ["study_oid", "subject_key", *AUDIT_FILTERS, "form"],
             errors=("BadRequest", *read_errors), description="Needs `audit.view` at the "
             "subject's site. Filters as on the screen: action, user, form, from, to.")},
+        STUDY + "/endpoints": {"get": _op(
+            "getEndpoints", "The study's endpoints per group (dose level or arm) and over "
+            "all subjects, computed now.", "endpoints", "EndpointSummary", ["study_oid"],
+            description="Needs `aggregate.view`; covers the subjects of your sites. 404 when "
+            "the study declares no recovery endpoints.")},
+        STUDY + "/endpoints/subjects": {"get": _op(
+            "listEndpointSubjects", "Every subject's endpoint values, a page of subjects at "
+            "a time.", "endpoints", "SubjectEndpointsPage",
+            ["study_oid", "page", "per_page", "endpoint"],
+            errors=("BadRequest", *read_errors),
+            description="Needs `subjects.view`; only subjects of the sites where you hold "
+            "it. One entry per endpoint: status, value, day, rule and evaluability.")},
+        SUBJECT + "/endpoints": {"get": _op(
+            "getSubjectEndpoints", "One subject's endpoint values.", "endpoints",
+            "SubjectEndpoints", ["study_oid", "subject_key"],
+            description="Needs `subjects.view` at the subject's site.")},
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
             "audit", "AuditPage", ["study_oid", "subject", "category", *AUDIT_FILTERS],
@@ -342,6 +408,9 @@ def build_document() -> dict:
                           "description": "Only rows of this form OID.", "schema": STR}
     parameters["subject"] = {"name": "subject", "in": "query", "required": False,
                              "description": "Only rows of this subject key.", "schema": STR}
+    parameters["endpoint"] = {"name": "endpoint", "in": "query", "required": False,
+                              "description": "Only this endpoint (e.g. "
+                                             "time_to_neutrophil_recovery).", "schema": STR}
     parameters["category"] = {"name": "category", "in": "query", "required": False,
                               "description": "Only rows of this category (clinical, data, "
                                              "metadata, security...).", "schema": STR}
@@ -360,7 +429,8 @@ def build_document() -> dict:
         },
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": name} for name in ("studies", "subjects", "forms", "audit", "meta")],
+        "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints", "audit",
+                                                  "meta")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {

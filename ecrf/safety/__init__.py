@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.safety.endpoints import (
+    SUBJECT_ENDPOINT_NAMES,
     EndpointsError,
     StudyEndpoints,
     SubjectEndpointRow,
@@ -49,7 +50,8 @@ from ecrf.safety.support import ae_log, load_ae_rows
 __all__ = [
     "AeGradePrompt", "AssessmentStatus", "AwarenessSource", "DltAssessment", "DltError",
     "EndpointsError", "NotificationChannel", "NotificationLog", "PromptStatus",
-    "SaeReport", "SafetyError", "StudyEndpoints", "SubjectEndpointRow", "accept_prompt", "add_followup", "ae_log", "clock",
+    "SUBJECT_ENDPOINT_NAMES", "SaeReport", "SafetyError", "StudyEndpoints",
+    "SubjectEndpointRow", "accept_prompt", "add_followup", "ae_log", "clock",
     "create_report", "decide_dlt", "decline_prompt", "dlt_status", "has_counts",
     "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",
     "report_term", "running_sae_clocks", "study_endpoints", "study_pending",
