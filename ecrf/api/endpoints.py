@@ -39,11 +39,12 @@ def _text(value: object) -> object:
     return value
 
 
-def _computed(action: str, site_ids: set[int] | None = None) -> safety.StudyEndpoints:
-    if site_ids is None:
-        site_ids = accounts.site_ids_for(current_user, action, g.study)
+def _computed(action: str, subject=None) -> safety.StudyEndpoints:
+    site_ids = accounts.site_ids_for(current_user, action, g.study) if subject is None \
+        else {subject.site_id}
     try:
-        return safety.study_endpoints(db.session, g.study, site_ids)
+        return safety.study_endpoints(db.session, g.study, site_ids,
+                                      subject_id=subject.id if subject is not None else None)
     except safety.EndpointsError as exc:
         raise ApiProblem(404, str(exc)) from None
 
@@ -105,7 +106,7 @@ def endpoint_subjects(study_oid: str):
 @bp.get(STUDY + "/subjects/<subject_key>/endpoints", endpoint="subject_endpoints")
 def subject_endpoints(study_oid: str, subject_key: str):
     subject = subject_or_404(subject_key, "subjects.view")
-    result = _computed("subjects.view", {subject.site_id})
+    result = _computed("subjects.view", subject)
     rows = _by_subject(result.subject_rows()).get(subject.subject_key)
     if not rows:
         raise ApiProblem(404, _("%(key)s has no endpoint values.", key=subject.subject_key))

@@ -440,9 +440,10 @@ def compute(series: SubjectSeries, params: RecoveryParameters) -> SubjectEndpoin
         return None
 
 
-def study_endpoints(session: Session, study: Study, site_ids: set[int] | None
-                    ) -> StudyEndpoints:
-    """Per-subject endpoints and the per-group summary, computed now from stored data."""
+def study_endpoints(session: Session, study: Study, site_ids: set[int] | None, *,
+                    subject_id: int | None = None) -> StudyEndpoints:
+    """Per-subject endpoints and the per-group summary, computed now from stored data
+    (of one subject only with ``subject_id``: its values, and a summary of it alone)."""
     version = latest_version(session, study)
     if version is None:
         raise EndpointsError(f"{study.name} has no loaded study definition")
@@ -452,7 +453,7 @@ def study_endpoints(session: Session, study: Study, site_ids: set[int] | None
                              f"declares no recovery_endpoints block (see forms/README.md)")
     params = recovery_parameters(definition)
     results = []
-    for series in study_series(session, study, site_ids, definition):
+    for series in study_series(session, study, site_ids, definition, subject_id=subject_id):
         results.append(SubjectResult(series, compute(series, params)))
     computed = {r.series.subject_key: r.endpoints for r in results if r.endpoints is not None}
     _, order = _group_labels(definition)

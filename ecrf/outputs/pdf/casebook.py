@@ -275,6 +275,24 @@ def counts_plot(session: Session, subject: Subject) -> str | None:
     return _SVG_PROLOGUE.sub("", svg, count=1)
 
 
+def subject_endpoints(session: Session, subject: Subject) -> list[dict]:
+    """The subject's endpoint values (one row per endpoint, as the endpoint table and the
+    API give them), when the study declares endpoints."""
+    from ecrf import safety
+
+    definition = definition_for(subject.study_version)
+    if not safety.has_counts(definition):
+        return []
+    try:
+        result = safety.study_endpoints(session, subject.study, None, subject_id=subject.id)
+    except (safety.EndpointsError, ValueError):
+        return []
+    return [{"endpoint": row.endpoint.replace("_", " ").capitalize(),
+             "status": row.status.replace("_", " "), "value": row.value, "day": row.day,
+             "rule": row.rule, "reason": row.reason}
+            for row in result.subject_rows() if row.subject_key == subject.subject_key]
+
+
 def casebook_html(session: Session, subject: Subject, *, generated_by: str,
                   generated_at: dt.datetime | None = None) -> str:
     """The casebook's HTML (what the PDF is laid out from)."""
@@ -290,6 +308,7 @@ def casebook_html(session: Session, subject: Subject, *, generated_by: str,
             definition=model.definition, events=events, versions=model.versions(forms),
             casebook_signatures=model.casebook_signatures, other_queries=model.other_queries,
             audit=model.audit(), plot=Markup(plot) if plot else None,
+            endpoints=subject_endpoints(session, subject),
             generated_at=utc(generated_at), generated_by=generated_by, language="en",
             utc=utc, subject_labels=SUBJECT_LABELS, form_status_labels=FORM_STATUS_LABELS,
             event_state_labels=EVENT_STATE_LABELS,
