@@ -132,7 +132,7 @@ def _schemas() -> dict:
                          "window": _obj({"start": _nullable(DATE), "end": _nullable(DATE)}),
                          "status": {"type": "string", "enum": [
                              "upcoming", "due", "overdue", "done", "done_out_of_window",
-                             "missed", "not_applicable"]},
+                             "missed", "not_expected", "not_applicable"]},
                          "actual_date": _nullable(DATE), "note": _nullable(STR)})
     form_link = _obj({"form_oid": STR, "status": STR, "version": INT,
                       "updated_at": DATETIME, "url": URL})

@@ -19,7 +19,11 @@ from ecrf.capture.support import (
     event_instance,
     event_rule,
 )
-from ecrf.capture.system_values import apply_system_values, strata_refusals
+from ecrf.capture.system_values import (
+    allocation_refusals,
+    apply_system_values,
+    strata_refusals,
+)
 from ecrf.core import audit
 from ecrf.crf import FormDef, ItemType, Severity
 from ecrf.crf.validation import (
@@ -108,6 +112,8 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
                 if k not in raw and iv.value is not None and k[2] not in calculated}
         raw.update({k: stored.values[k].value for k in kept})
     refused = apply_system_values(subject, stored, raw)
+    # A randomization date for a subject never randomized: this message, not the system one.
+    refused.update(allocation_refusals(subject, stored, submission.values))
     context = build_context(session, stored.definition, form, subject, stored.event, today)
     validation = validate_form(form, raw, context, rows=rows)
     hidden = {k for k in kept if k not in validation.visible}

@@ -16,6 +16,7 @@ VISIT_LABELS = {
     EventStatus.DONE: _l("Done"),
     EventStatus.DONE_OUT_OF_WINDOW: _l("Done out of window"),
     EventStatus.MISSED: _l("Missed"),
+    EventStatus.NOT_EXPECTED: _l("Not expected"),
     EventStatus.NOT_APPLICABLE: _l("Not applicable"),
 }
 SUBJECT_LABELS = {

@@ -29,11 +29,12 @@ from ecrf.studies import Site, Study, StudySite, latest_version
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VISIT_STATUSES = ("overdue", "due", "missed", "upcoming", "done_out_of_window", "done",
-                  "not_applicable")
+                  "not_expected", "not_applicable")
 # A repeating event's cell shows the first of these found among its occurrences.
-_WORST_FIRST = {status: rank for rank, status in enumerate(
-    ("overdue", "due", "missed", "upcoming", "done_out_of_window", "done", "not_applicable"))}
+_WORST_FIRST = {status: rank for rank, status in enumerate(VISIT_STATUSES)}
 _DONE = ("done", "done_out_of_window")
+# Occurrences the subject was never expected to have: left out of a cell's count.
+_UNEXPECTED = ("not_expected", "not_applicable")
 
 
 class EnrolmentError(ValueError):
@@ -222,7 +223,7 @@ def subject_matrix(session: Session, user: User, study: Study,
         pending_planned = case((ScheduledVisit.status.in_(_PENDING), ScheduledVisit.planned))
         stmt = (select(ScheduledVisit.subject_id, ScheduledVisit.event_oid, func.min(_RANK),
                        func.sum(case((ScheduledVisit.status.in_(_DONE), 1), else_=0)),
-                       func.sum(case((ScheduledVisit.status != "not_applicable", 1), else_=0)),
+                       func.sum(case((ScheduledVisit.status.in_(_UNEXPECTED), 0), else_=1)),
                        # As text: no date parsing per row on SQLite.
                        type_coerce(func.min(pending_planned), String),
                        type_coerce(func.min(ScheduledVisit.planned), String))

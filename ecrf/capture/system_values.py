@@ -8,6 +8,13 @@ item, the other entries of the submission staying on the page. The randomization
 writes its items itself (``ecrf.allocation``), not through a form save, so nothing here
 stands in its way.
 
+An item holding the randomization date (``StudyDefinition.allocation_items``: the anchor
+named ``randomization`` and the randomization's date item) takes a new value only for a
+subject with an allocation in force (an arm): the earliest such date in the study is
+``study.first.randomization``, from which a study may compute every subject's end of
+follow-up, so one date typed or imported for a subject never randomized would move it for
+all. Clearing is always allowed; an undone randomization clears the date itself.
+
 A stratification item of a randomized subject (``StudyDefinition.strata_items``) may only
 be corrected by a role granted ``strata.correct`` (the data manager); the allocation keeps
 the stratum it was made in, and the areas that follow ``form_saved`` record the
@@ -78,6 +85,29 @@ def apply_system_values(subject: Subject, stored: Stored, raw: dict[Key, Raw]
         else:
             raw[key] = value
     return errors
+
+
+def allocation_refusals(subject: Subject, stored: Stored, posted: Mapping[Key, Raw]
+                        ) -> dict[Key, Message]:
+    """Posted randomization dates (``StudyDefinition.allocation_items``) of a subject with
+    no allocation in force; a value equal to the stored one is not a new entry."""
+    if subject.arm:
+        return {}
+    items = stored.definition.allocation_items
+    refused: dict[Key, Message] = {}
+    for key, value in posted.items():
+        if (stored.form.oid, key[2]) not in items or is_blank_raw(value):
+            continue
+        record = stored.values.get(key)
+        if record is not None and record.value == str(value).strip():
+            continue
+        item = stored.form.item(key[2])
+        refused[key] = Message(N_(
+            "%(label)s cannot be recorded: subject %(subject)s has no randomization in force. "
+            "Only a randomized subject has a randomization date: the earliest one in the "
+            "study sets dates for every subject, such as the end of follow-up."),
+            {"label": item.label, "subject": subject.subject_key})
+    return refused
 
 
 def may_correct_strata(actor: Actor | None) -> bool:

@@ -445,6 +445,25 @@ class StudyDefinition:
         return found
 
     @cached_property
+    def allocation_items(self) -> frozenset[ItemKey]:
+        """Items holding the date a subject was randomized: the item of the anchor named
+        ``randomization``, the randomization's ``date_item`` and any anchor the
+        randomization writes (none in a study without arms).
+
+        Only a subject with an allocation in force may hold a value there: the earliest
+        value in the study is ``study.first.randomization``, which can set dates of every
+        subject (DEXAML-03 ends follow-up 60 months after it).
+        """
+        if not self.arms:
+            return frozenset()
+        keys = {key for name, key in self.anchors.items()
+                if name == "randomization" or self.system_items.get(key) == "randomization"}
+        rand = self.randomization
+        if rand is not None and rand.date_item is not None:
+            keys.add(rand.date_item)
+        return frozenset(keys)
+
+    @cached_property
     def strata_items(self) -> Mapping[ItemKey, str]:
         """Stratification items of the randomization: (form, item) -> stratum name."""
         rand = self.randomization

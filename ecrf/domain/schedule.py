@@ -34,26 +34,32 @@ Status of a recorded occurrence
     done, actual date in the window (or no date)  -> done
     done, actual date outside the window          -> done_out_of_window
     not_done (declared not done)                  -> missed (not_applicable when the
-                                                     condition is false or after a stop)
+                                                     condition is false, not_expected when
+                                                     planned after a stop)
     in_progress                                   -> due while the window has not closed,
                                                      then overdue; it stays open for data
                                                      entry even after a stop.
 
 Status of an expected occurrence with no record
     condition false           -> not_applicable (only occurrence 1 of a repeat is listed)
-    window opens after stop   -> not_applicable ("after death on 2025-03-02")
-    stop reached by ``on``    -> missed (its window opened on or before the stop)
-    (the window opening, not the planned date, is compared with the stop: a visit that
-    could have been done before death was missed, even if planned a few days after it;
-    before ``on`` reaches the stop date, the statuses below still apply)
+    planned after the stop    -> not_expected ("planned after death on 2025-03-02")
+    stop reached by ``on``    -> missed (planned on or before the stop, so its window
+                                 had opened by then, and never done)
+    (the planned date, not the window opening, is compared with the stop, and strictly:
+    a visit planned the day after death is not expected, even if its window opened a few
+    days before; one planned on the day of death was missed. Before ``on`` reaches the
+    stop date, the statuses below still apply)
     on < window start         -> upcoming
     within the window         -> due
     after the window end      -> overdue
 
+``not_expected`` differs from ``not_applicable``: the event applies to the subject, but the
+subject's participation ended before it was planned. Neither is ever missed, due or overdue.
+
 Stops: the subject's stop date is the earliest of the recorded ``StopRule.anchors`` and
 ``study_end``; an event's ``stop_at`` anchors add to it for that event only. A count-limited
-repeat lists its occurrences after the stop as not_applicable; an open-ended repeat is not
-generated past the stop at all.
+repeat lists its occurrences planned after the stop as not_expected; an open-ended repeat
+is not generated past the stop at all (no occurrence planned after it).
 
 Definitions are validated when built: impossible rules raise ``ScheduleError`` naming the
 value. Recorded occurrences of an unknown event, a repeat number given twice, or a repeat
@@ -102,6 +108,7 @@ class EventStatus(StrEnum):
     DONE = "done"
     DONE_OUT_OF_WINDOW = "done_out_of_window"
     MISSED = "missed"
+    NOT_EXPECTED = "not_expected"
     NOT_APPLICABLE = "not_applicable"
 
 
@@ -341,12 +348,13 @@ def _planned_rows(rule: EventRule, subject: SubjectScheduleData, on: date,
     rows = []
     for k, planned in _occurrences(rule, anchor_date, subject, on, stop, applicable, recorded):
         start, end = _window(rule, planned)
+        after_stop = stop if stop is not None and planned > stop.on else None
         occ = recorded.get(k)
         if occ is None:
-            status, note = _expected_status(rule, applicable, stop, on, start, end)
+            status, note = _expected_status(rule, applicable, stop, after_stop, on, start, end)
             actual = None
         else:
-            status, note = _recorded_status(rule, applicable, stop, on, start, end, occ)
+            status, note = _recorded_status(rule, applicable, after_stop, on, start, end, occ)
             actual = occ.actual_date
         rows.append(ExpectedEvent(rule.oid, rule.name, k, planned, start, end, status, actual,
                                   note))
@@ -380,7 +388,7 @@ def _occurrences(rule: EventRule, anchor_date: date, subject: SubjectScheduleDat
             if repeat.count is not None and k > repeat.count:
                 return
             start = _window(rule, planned)[0]
-            if repeat.count is None and stop is not None and start > stop.on:
+            if repeat.count is None and stop is not None and planned > stop.on:
                 return
             if repeat.until is not None and applicable:
                 if until_reached is None:
@@ -405,13 +413,13 @@ def _window(rule: EventRule, planned: date) -> tuple[date, date]:
             shift(planned, months=after.months, days=after.days))
 
 
-def _expected_status(
-    rule: EventRule, applicable: bool, stop: _Stop | None, on: date, start: date, end: date
-) -> tuple[EventStatus, str]:
+def _expected_status(rule: EventRule, applicable: bool, stop: _Stop | None,
+                     after_stop: _Stop | None, on: date, start: date, end: date,
+                     ) -> tuple[EventStatus, str]:
     if not applicable:
         return EventStatus.NOT_APPLICABLE, f"condition not met: {rule.condition}"
-    if stop is not None and start > stop.on:
-        return EventStatus.NOT_APPLICABLE, f"after {stop}"
+    if after_stop is not None:
+        return EventStatus.NOT_EXPECTED, f"planned after {after_stop}"
     if stop is not None and on >= stop.on:
         return EventStatus.MISSED, f"not done before {stop} (window opened {start})"
     if on < start:
@@ -421,7 +429,7 @@ def _expected_status(
     return EventStatus.OVERDUE, f"window closed {end}"
 
 
-def _recorded_status(rule: EventRule, applicable: bool, stop: _Stop | None, on: date,
+def _recorded_status(rule: EventRule, applicable: bool, after_stop: _Stop | None, on: date,
                      start: date, end: date, occ: RecordedOccurrence,
                      ) -> tuple[EventStatus, str]:
     actual = occ.actual_date
@@ -443,14 +451,15 @@ def _recorded_status(rule: EventRule, applicable: bool, stop: _Stop | None, on: 
             status, note = EventStatus.OVERDUE, f"in progress; window closed {end}"
     else:
         status, note = EventStatus.MISSED, "declared not done"
-    after_stop = stop is not None and start > stop.on
-    if occ.state == NOT_DONE_STATE and (not applicable or after_stop):
+    if occ.state == NOT_DONE_STATE and not applicable:
         # Declaring not done what was never expected is not a missed visit.
         status = EventStatus.NOT_APPLICABLE
+    elif occ.state == NOT_DONE_STATE and after_stop is not None:
+        status = EventStatus.NOT_EXPECTED
     if not applicable:
         note += f"; condition not met: {rule.condition}"
-    elif after_stop:
-        note += f"; after {stop}"
+    elif after_stop is not None:
+        note += f"; planned after {after_stop}"
     repeat = rule.repeat
     if repeat is not None and repeat.count is not None and occ.repeat > repeat.count:
         note += f"; beyond the {repeat.count} planned occurrences"

@@ -121,8 +121,8 @@ def test_death_stops_follow_up(enrol):
            state="in_progress")
     schedule.refresh_subject(db.session, subject, D(2025, 6, 1))
     follow_up = [v for (oid, _), v in visits(subject).items() if oid == "FU"]
-    assert follow_up and {v.status for v in follow_up} == {"not_applicable"}
-    assert "after death on 2025-03-15" in follow_up[0].note
+    assert follow_up and {v.status for v in follow_up} == {"not_expected"}
+    assert "planned after death on 2025-03-15" in follow_up[0].note
 
 
 def test_study_end_parameter_stops_follow_up(app, tmp_path, make_study, make_site):
@@ -134,7 +134,7 @@ def test_study_end_parameter_stops_follow_up(app, tmp_path, make_study, make_sit
     record(db.session, subject, "EOT_LOG", "EOT", {"EOTDT": D(2025, 1, 31)}, state="in_progress")
     schedule.refresh_subject(db.session, subject, D(2025, 6, 1))
     fu = visits(subject)[("FU", 1)]
-    assert fu.status == "not_applicable" and "after study end on 2025-03-01" in fu.note
+    assert fu.status == "not_expected" and "planned after study end on 2025-03-01" in fu.note
 
 
 def test_study_first_anchor_gives_a_study_wide_end(enrol, monkeypatch):
@@ -154,8 +154,8 @@ def test_study_first_anchor_gives_a_study_wide_end(enrol, monkeypatch):
     rows = visits(later)
     assert rows[("FU", 1)].planned == D(2024, 6, 20)
     assert rows[("FU", 1)].status == "missed"  # window opened before the end, never done
-    assert rows[("FU", 2)].status == "not_applicable"
-    assert "after study end on 2024-07-10" in rows[("FU", 2)].note
+    assert rows[("FU", 2)].status == "not_expected"
+    assert "planned after study end on 2024-07-10" in rows[("FU", 2)].note
 
 
 def test_values_in_a_removed_row_are_ignored(enrol):

@@ -134,14 +134,16 @@ def test_withdrawal_from_treatment_keeps_survival_follow_up(trial):
     save(subject, "EOT_LOG", "EOT", {"EOTDT": day(100), "EOTREAS": "PATIENT"})
     rows = capture.expected_events(db.session, subject, TODAY)
     follow_up = [r for r in rows if r.event_oid == "FU_Y12"]
-    assert follow_up and all(r.status != "not_applicable" for r in follow_up)
+    assert follow_up and all(r.status not in ("not_applicable", "not_expected")
+                             for r in follow_up)
     # Consent withdrawn for visits but not for survival status: follow-up goes on.
     save(subject, "EOS_LOG", "EOS", {"EOSDT": day(1), "EOSREAS": "WITHDRAWAL",
                                       "WDDT": day(2), "WDSCOPE": "SURVIVAL",
                                       "LKADT": day(2)})
     assert subject.status == "withdrawn"
     rows = capture.expected_events(db.session, subject, TODAY + dt.timedelta(days=200))
-    assert all(r.status != "not_applicable" for r in rows if r.event_oid == "FU_Y12")
+    assert all(r.status not in ("not_applicable", "not_expected")
+               for r in rows if r.event_oid == "FU_Y12")
 
 
 def test_consent_withdrawn_for_all_follow_up_stops_it(trial):
@@ -151,7 +153,7 @@ def test_consent_withdrawn_for_all_follow_up_stops_it(trial):
                                       "WDDT": day(2), "WDSCOPE": "FOLLOWUP",
                                       "LKADT": day(2)})
     rows = capture.expected_events(db.session, subject, TODAY + dt.timedelta(days=200))
-    assert any(r.status == "not_applicable" for r in rows if r.event_oid == "FU_Y12")
+    assert any(r.status == "not_expected" for r in rows if r.event_oid == "FU_Y12")
 
 
 def test_eot_task_after_a_transplant_until_eot_is_complete(trial):

@@ -1,7 +1,8 @@
 """After `ecrf demo`, every demo subject is consistent with its own study's checks: a
 form marked complete passes them, the UCMSC-Exo infusion is complete wherever later visits
 are, baseline (screening) lab values raise no AE prompt, and each trial shows a screen
-failure, an end of treatment, a withdrawal and a death through its data."""
+failure, an end of treatment, a withdrawal and a death through its data; no visit planned
+after a death is missed, due or overdue."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from collections import defaultdict
 from sqlalchemy import select
 
 from ecrf.capture import operations as capture
-from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
+from ecrf.capture.models import (
+    EventInstance,
+    FormInstance,
+    ItemValue,
+    ScheduledVisit,
+    Subject,
+)
 from ecrf.core.extensions import db
 from ecrf.crf.validation import completion_problems
 from ecrf.safety.models import AeGradePrompt
@@ -109,3 +116,19 @@ def check_demo_coherence() -> None:
         ("UCMSCEXO", "WUH-002"): "completed",
     }
     assert {v for v in statuses.values()} >= {"on_study", "in_follow_up"}
+
+    # A dead subject's visits planned after the death are not expected, never missed.
+    for oid, key in (("DEXAML03", "TLS-001"), ("UCMSCEXO", "WUH-001")):
+        death_form = next(f for f, _e, s, o in rows
+                          if o == oid and s.subject_key == key and f.form_oid == "DEATH")
+        died = _value(death_form, "DTHDT")
+        assert died, f"{key}: no death date"
+        visits = db.session.scalars(select(ScheduledVisit).where(
+            ScheduledVisit.subject_id == death_form.subject_id)).all()
+        after = [v for v in visits if v.planned and v.planned.isoformat() > died]
+        assert after, f"{key}: no visit planned after the death"
+        wrong = [(v.event_oid, v.repeat, v.status) for v in after
+                 if v.status in ("missed", "due", "overdue", "upcoming")]
+        assert not wrong, f"{key}: visits planned after death on {died}: {wrong}"
+        assert {v.status for v in after} <= {"not_expected", "done", "done_out_of_window",
+                                              "not_applicable"}

@@ -427,12 +427,13 @@ def test_early_death_stops_follow_up():
     assert [(r.event_oid, r.repeat, r.status, r.note) for r in rows] == [
         ("FU_EARLY", 1, S.DONE, "done 2024-12-02"),
         ("FU_EARLY", 2, S.MISSED, "not done before death on 2025-05-20 (window opened 2025-02-14)"),
-        ("FU_EARLY", 3, S.MISSED, "not done before death on 2025-05-20 (window opened 2025-05-17)"),
-        ("FU_EARLY", 4, S.NOT_APPLICABLE, "after death on 2025-05-20"),
-        ("FU_EARLY", 5, S.NOT_APPLICABLE, "after death on 2025-05-20"),
-        ("FU_EARLY", 6, S.NOT_APPLICABLE, "after death on 2025-05-20"),
-        ("FU_EARLY", 7, S.NOT_APPLICABLE, "after death on 2025-05-20"),
-        ("FU_EARLY", 8, S.NOT_APPLICABLE, "after death on 2025-05-20"),
+        # planned after death: its window had opened, but it was never due
+        ("FU_EARLY", 3, S.NOT_EXPECTED, "planned after death on 2025-05-20"),
+        ("FU_EARLY", 4, S.NOT_EXPECTED, "planned after death on 2025-05-20"),
+        ("FU_EARLY", 5, S.NOT_EXPECTED, "planned after death on 2025-05-20"),
+        ("FU_EARLY", 6, S.NOT_EXPECTED, "planned after death on 2025-05-20"),
+        ("FU_EARLY", 7, S.NOT_EXPECTED, "planned after death on 2025-05-20"),
+        ("FU_EARLY", 8, S.NOT_EXPECTED, "planned after death on 2025-05-20"),
     ]
     assert rows_of(rows, "FU_LATE") == []  # open-ended: never generated past the stop
 
@@ -440,13 +441,15 @@ def test_early_death_stops_follow_up():
 @pytest.mark.parametrize(
     ("death", "status"),
     [
-        (D(2025, 5, 16), S.NOT_APPLICABLE),  # the day before FU#3's window opened
-        (D(2025, 5, 17), S.MISSED),          # the day it opened
-        (D(2025, 5, 31), S.MISSED),          # its planned date
-        (D(2025, 6, 14), S.MISSED),          # the last day of the window
+        (D(2025, 5, 16), S.NOT_EXPECTED),  # the day before FU#3's window opened
+        (D(2025, 5, 17), S.NOT_EXPECTED),  # the day it opened
+        (D(2025, 5, 30), S.NOT_EXPECTED),  # the day before its planned date
+        (D(2025, 5, 31), S.MISSED),        # its planned date
+        (D(2025, 6, 1), S.MISSED),         # the day after
+        (D(2025, 6, 14), S.MISSED),        # the last day of the window
     ],
 )
-def test_death_around_a_window_opening(death, status):
+def test_death_around_a_planned_date(death, status):
     rows = schedule(FOLLOW_UP, subject({"eot": EOT, "death": death}), D(2025, 7, 1))
     assert one(rows, "FU_EARLY", 3).status is status
 
@@ -454,23 +457,24 @@ def test_death_around_a_window_opening(death, status):
 @pytest.mark.parametrize(
     ("on", "status"),
     [
-        (D(2025, 5, 18), S.DUE),     # as of a day before death, the visit was simply due
-        (D(2025, 5, 19), S.DUE),
-        (D(2025, 5, 20), S.MISSED),  # from the stop on, it can no longer happen
+        (D(2025, 5, 18), S.DUE),     # as of days before death, the visit was simply due
+        (D(2025, 6, 4), S.DUE),
+        (D(2025, 6, 5), S.MISSED),   # from the stop on, it can no longer happen
         (D(2025, 9, 1), S.MISSED),
     ],
 )
 def test_stop_takes_effect_on_its_date(on, status):
-    rows = schedule(FOLLOW_UP, subject({"eot": EOT, "death": D(2025, 5, 20)}), on)
+    # FU#3 planned 2025-05-31 (window 2025-05-17 to 2025-06-14); death on 2025-06-05.
+    rows = schedule(FOLLOW_UP, subject({"eot": EOT, "death": D(2025, 6, 5)}), on)
     assert one(rows, "FU_EARLY", 3).status is status
-    assert one(rows, "FU_EARLY", 4).status is S.NOT_APPLICABLE
+    assert one(rows, "FU_EARLY", 4).status is S.NOT_EXPECTED
 
 
 @pytest.mark.parametrize(
     ("state", "actual", "status"),
     [
         ("done", D(2025, 9, 1), S.DONE),
-        ("not_done", None, S.NOT_APPLICABLE),
+        ("not_done", None, S.NOT_EXPECTED),
         ("in_progress", D(2025, 9, 1), S.OVERDUE),
     ],
 )
@@ -478,7 +482,7 @@ def test_recorded_occurrence_after_stop_keeps_its_data(state, actual, status):
     subj = subject({"eot": EOT, "death": D(2025, 5, 20)}, [rec("FU_EARLY", 4, actual, state)])
     row = one(schedule(FOLLOW_UP, subj, D(2026, 1, 1)), "FU_EARLY", 4)
     assert row.status is status
-    assert row.note.endswith("; after death on 2025-05-20")
+    assert row.note.endswith("; planned after death on 2025-05-20")
 
 
 @pytest.mark.parametrize(
@@ -500,13 +504,13 @@ def test_earliest_subject_stop_anchor_applies(anchors, label):
     if label is None:
         assert row.status is S.OVERDUE
     else:
-        assert (row.status, row.note) == (S.NOT_APPLICABLE, f"after {label}")
+        assert (row.status, row.note) == (S.NOT_EXPECTED, f"planned after {label}")
 
 
 def test_stop_on_the_same_day_as_study_end_is_named_after_the_anchor():
     subj = subject({"eot": EOT, "death": D(2025, 5, 20)}, study_end=D(2025, 5, 20))
     rows = schedule(FOLLOW_UP, subj, D(2026, 1, 1))
-    assert one(rows, "FU_EARLY", 4).note == "after death on 2025-05-20"
+    assert one(rows, "FU_EARLY", 4).note == "planned after death on 2025-05-20"
 
 
 def test_per_event_stop_at_only_stops_that_event():
@@ -522,7 +526,7 @@ def test_per_event_stop_at_only_stops_that_event():
         (1, S.MISSED), (2, S.MISSED), (3, S.MISSED)]
     assert one(rows, "AZA", 3).note == (
         "not done before progression on 2024-03-01 (window opened 2024-02-26)")
-    assert [r.status for r in rows_of(rows, "EVAL")] == [S.NOT_APPLICABLE] * 2
+    assert [r.status for r in rows_of(rows, "EVAL")] == [S.NOT_EXPECTED] * 2
     assert [r.status for r in rows_of(rows, "HEMATO")] == [S.OVERDUE] * 6
 
 
@@ -537,12 +541,12 @@ def test_study_end_caps_open_ended_follow_up():
     assert rows[-1].note == "not done before study end on 2028-03-15 (window opened 2028-01-29)"
 
 
-def test_study_end_in_the_future_marks_later_count_limited_visits_not_applicable():
+def test_study_end_in_the_future_marks_later_count_limited_visits_not_expected():
     subj = subject({"eot": EOT}, study_end=D(2025, 4, 1))
     rows = rows_of(schedule(FOLLOW_UP, subj, D(2025, 3, 1)), "FU_EARLY")
     assert [(r.repeat, r.status) for r in rows] == [(1, S.OVERDUE), (2, S.DUE),
-                                                   (3, S.NOT_APPLICABLE)]
-    assert rows[2].note == "after study end on 2025-04-01"
+                                                   (3, S.NOT_EXPECTED)]
+    assert rows[2].note == "planned after study end on 2025-04-01"
 
 
 def test_study_end_before_window_opening_of_open_ended_repeat_lists_nothing():

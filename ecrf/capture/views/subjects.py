@@ -34,6 +34,7 @@ from ecrf.capture import schedule, subjects
 from ecrf.capture.labels import SUBJECT_LABELS, VISIT_LABELS
 from ecrf.capture.models import SUBJECT_STATUSES, EventInstance
 from ecrf.capture.schedule import local_today
+from ecrf.capture.study_dates import study_dates
 from ecrf.capture.web import may, subject_or_404
 from ecrf.core import db
 from ecrf.core.web import store_derived, transaction
@@ -106,10 +107,19 @@ def study(study_oid: str):
     site_rows = db.session.execute(
         select(Site, StudySite.active).join(StudySite, StudySite.site_id == Site.id)
         .where(StudySite.study_id == study.id).order_by(Site.code)).all()
+    dates = None
+    if definition is not None:
+        timezones = [site.timezone for site, _active in site_rows]
+        today = local_today(timezones[0] if len(set(timezones)) == 1 else None)
+        dates = study_dates(db.session, definition, study.id, today)
+    # A subject key is shown only to those who may see that site's subjects.
+    visible = accounts.site_ids_for(current_user, "subjects.view", study)
     return render_template("studies/study.html", study=study, versions=version_list,
                            latest=latest, definition=definition, counts=counts,
                            sites=site_rows, subject_labels=SUBJECT_LABELS,
-                           visit_labels=VISIT_LABELS)
+                           visit_labels=VISIT_LABELS, dates=dates,
+                           names=studies.naming_of(latest),
+                           may_see_site=lambda site_id: visible is None or site_id in visible)
 
 
 # --- subject matrix --------------------------------------------------------------------------

@@ -10,7 +10,10 @@ from the study are enrolled at the file's site (SiteRef) or at the site given.
 Snapshot files give each item's value; transactional files give its changes, applied in
 order (a Remove clears the value, an ItemGroupData Remove removes the row). Calculated
 items are recalculated and system-written items (``StudyDefinition.system_items``) left to
-the system, never imported. The file is read one SubjectData at a time.
+the system, never imported, except a randomization date
+(``StudyDefinition.allocation_items``): it goes to data capture, which refuses it, with its
+form, unless the subject has a randomization in force and the same date. The file is read
+one SubjectData at a time.
 """
 
 from __future__ import annotations
@@ -176,9 +179,12 @@ def _read_subject(el: etree._Element, definition: StudyDefinition) -> list[_Form
                 data.values.pop(key)
             elif item.type is ItemType.CALCULATED:
                 data.values.pop(key)  # recalculated by data capture
-            elif (data.form, item.oid) in definition.system_items:
+            elif ((data.form, item.oid) in definition.system_items
+                  and (data.form, item.oid) not in definition.allocation_items):
                 # Written by this instance's system (its randomization, the assigned dose
                 # level), never taken from a file: data capture would refuse another value.
+                # A randomization date is passed on, so that a date of a subject not
+                # randomized here is refused rather than silently dropped.
                 data.values.pop(key)
     return list(forms.values())
 
