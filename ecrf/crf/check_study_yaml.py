@@ -9,7 +9,12 @@ from typing import Any
 from ecrf.domain.expressions import ValueType
 
 from .check import DATE_TYPES, StudyChecker, as_dict, as_list, dicts, text
-from .check_sources import check_adverse_events, check_dlt_drug, check_recovery_endpoints
+from .check_sources import (
+    check_adverse_events,
+    check_dlt_drug,
+    check_recovery_endpoints,
+    check_survival,
+)
 from .check_status import check_status_and_tasks
 from .yaml_lines import Document
 
@@ -46,6 +51,8 @@ def check_study_file(c: StudyChecker) -> None:
         check_recovery_endpoints(c, doc, data["recovery_endpoints"])
     if isinstance(data.get("adverse_events"), dict):
         check_adverse_events(c, doc, data["adverse_events"])
+    if isinstance(data.get("survival"), dict):
+        check_survival(c, doc, data["survival"])
 
 
 def _a(word: str) -> str:
