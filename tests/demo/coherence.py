@@ -90,7 +90,7 @@ def check_demo_coherence() -> None:
         assert keys(oid, end_of_treatment), f"{oid}: no end of treatment"
     assert keys("DEXAML03", "ELIG", "ELIGIBLE", "N") == ["TLS-005"]
     assert keys("UCMSCEXO", "ELIG", "ELIGIBLE", "N") == ["WUH-007"]
-    assert keys("DEXAML03", "DEATH") == ["TLS-001"] and keys("UCMSCEXO", "DEATH") == ["WUH-001"]
+    assert keys("DEXAML03", "DEATH") == ["TLS-001", "TLS-004"] and keys("UCMSCEXO", "DEATH") == ["WUH-001"]
     assert keys("DEXAML03", "EOS", "EOSREAS", "WITHDRAWAL") == ["PAR-001"]
     assert keys("UCMSCEXO", "EOS", "EOSREAS", "WITHDRAWAL") == ["WUH-003"]
     # A screen failure gets no dose level and nothing after its eligibility form.
@@ -103,6 +103,7 @@ def check_demo_coherence() -> None:
     assert {k: v for k, v in statuses.items() if v not in ("on_study", "in_follow_up")} == {
         ("DEXAML03", "TLS-005"): "screen_failed", ("UCMSCEXO", "WUH-007"): "screen_failed",
         ("DEXAML03", "TLS-001"): "died", ("UCMSCEXO", "WUH-001"): "died",
+        ("DEXAML03", "TLS-004"): "died",
         ("DEXAML03", "PAR-001"): "withdrawn", ("UCMSCEXO", "WUH-003"): "withdrawn",
         ("DEXAML03", "TLS-002"): "withdrawn_from_treatment",
         ("DEXAML03", "PAR-002"): "lost_to_follow_up",
