@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from ecrf import accounts
 from ecrf.capture import GroupRow, ItemValue, Subject
-from ecrf.core import csv_cell, utcnow
+from ecrf.core import DashboardPanel, SurvivalCurve, add_panel, csv_cell, kaplan_meier_svg, utcnow
 from ecrf.crf import StudyDefinition
 from ecrf.crf.definition import ItemKey, SurvivalDef
 from ecrf.crf.scope import BUILTIN_ANCHOR
@@ -59,6 +60,7 @@ class GroupSurvival:
     """One arm's (or the pooled) Kaplan-Meier estimate, in months."""
 
     label: str
+    code: str | None  # the arm code; None for the pooled estimate
     km: KaplanMeier
     landmarks: tuple[tuple[int, float | None], ...]  # (month, S(month) or None: not reached)
 
@@ -98,7 +100,7 @@ class StudySurvival:
         for group in self.groups:
             km = group.km
             rows.append({
-                "group": group.label, "n": km.n, "events": km.events, "censored": km.censored,
+                "group": group.label, "arm": group.code or "", "n": km.n, "events": km.events, "censored": km.censored,
                 "median_months": _round(km.median), "median_ci_low": _round(km.median_low),
                 "median_ci_high": _round(km.median_high),
                 **{f"survival_{m}m": _round(v, 3) for m, v in group.landmarks}})
@@ -129,6 +131,21 @@ class StudySurvival:
             writer.writerow([csv_cell(row[c]) for c in columns])
         return out.getvalue()
 
+    def curves(self) -> list[SurvivalCurve]:
+        times = self.at_risk_times()
+        return [SurvivalCurve(g.label, g.km.steps, g.km.censor_times,
+                              [g.km.at_risk(t) for t in times], pooled=g.code is None,
+                              short=g.code or "All")
+                for g in self.groups]
+
+    def plot_svg(self, *, x_label: str = "Months from randomisation",
+                 y_label: str = "Survival probability",
+                 at_risk_title: str = "Number at risk", title: str = "") -> str:
+        """The Kaplan-Meier plot by arm and pooled, with the numbers at risk (SVG)."""
+        return kaplan_meier_svg(self.curves(), at_risk_times=self.at_risk_times(),
+                                x_label=x_label, y_label=y_label,
+                                at_risk_title=at_risk_title, title=title)
+
     def as_json(self) -> dict:
         return {"study": self.study.oid, "endpoint": self.spec.name,
                 "computed_at": self.computed_at.isoformat(timespec="seconds"),
@@ -147,6 +164,12 @@ def _iso(day: dt.date | None) -> str:
 
 def has_survival(definition: StudyDefinition) -> bool:
     return getattr(definition, "survival", None) is not None
+
+
+def has_survival_study(session: Session, study: Study) -> bool:
+    """Whether the study's latest definition declares a survival endpoint."""
+    version = latest_version(session, study)
+    return version is not None and has_survival(definition_for(version))
 
 
 def _date(value: object) -> dt.date | None:
@@ -236,18 +259,38 @@ def study_survival(session: Session, study: Study, site_ids: set[int] | None, *,
         row = SubjectSurvival(key, code, arm, group or UNASSIGNED, origin, time)
         (included if time.included else excluded).append(row)
     groups: list[GroupSurvival] = []
-    labels = [a.name for a in definition.arms] + [UNASSIGNED]
     if spec.by == "arm":
-        present = {s.group for s in included}
-        for label in [lb for lb in labels if lb in present] + sorted(present - set(labels)):
-            groups.append(_estimate(label, [s for s in included if s.group == label], spec))
-    groups.append(_estimate(POOLED, included, spec))
+        present = {s.arm or "" for s in included}
+        codes = [a.code for a in definition.arms]
+        for code in [c for c in codes if c in present] + sorted(present - set(codes)):
+            members = [s for s in included if (s.arm or "") == code]
+            groups.append(_estimate(members[0].group, code or "NA", members, spec))
+    groups.append(_estimate(POOLED, None, included, spec))
     return StudySurvival(study, definition, spec, cutoff, now or utcnow(), included,
                          excluded, groups)
 
 
-def _estimate(label: str, subjects: list[SubjectSurvival], spec: SurvivalDef
-              ) -> GroupSurvival:
+def _estimate(label: str, code: str | None, subjects: list[SubjectSurvival],
+              spec: SurvivalDef) -> GroupSurvival:
     km = kaplan_meier([months(s.time.days or 0) for s in subjects],
                       [s.time.event for s in subjects])
-    return GroupSurvival(label, km, tuple((m, _landmark(km, m)) for m in spec.landmarks))
+    return GroupSurvival(label, code, km, tuple((m, _landmark(km, m)) for m in spec.landmarks))
+
+
+def dashboard_survival(session: Session, user, study: Study) -> StudySurvival | None:
+    """The dashboard panel's data: the estimates at the user's sites, or None for a study
+    without a survival endpoint (the panel then shows nothing)."""
+    try:
+        return study_survival(session, study,
+                              accounts.site_ids_for(user, "survival.view", study))
+    except SurvivalError:
+        return None
+
+
+SURVIVAL_PANEL = DashboardPanel("safety.survival", frozenset({"data_manager", "sponsor_viewer"}),
+                                "safety/_dashboard_survival.html", dashboard_survival)
+
+
+def register() -> None:
+    """Add the survival panel to the data manager's and sponsor's dashboards."""
+    add_panel(SURVIVAL_PANEL)
