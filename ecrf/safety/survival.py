@@ -116,7 +116,8 @@ class StudySurvival:
                 "days": "" if t.days is None else t.days,
                 "months": "" if t.months is None else f"{t.months:.2f}",
                 "status": ("event" if t.event else "censored") if t.included else "excluded",
-                "reason": s.reason_label if t.included else t.excluded_because,
+                "reason": (self.spec.event.replace("_", " ") if t.event else s.reason_label)
+                if t.included else t.excluded_because,
                 "problems": "; ".join(t.problems)})
         return rows
 
