@@ -277,3 +277,12 @@ def test_the_command_refuses_clearly(app, runner, make_study):
     load_safety_study(make_study)
     refused = runner.invoke(args=["survival", "SAFETY"])
     assert refused.exit_code != 0 and "no survival endpoint" in refused.output
+
+
+def test_no_subject_randomised_yet(study, client, login_as):
+    result = survival.study_survival(db.session, study, None)
+    assert result.subjects == [] and [g.km.n for g in result.groups] == [0]
+    login_as("data_manager", study="SURV", username="dm1")
+    assert client.get("/studies/SURV/dashboard").status_code == 200
+    assert client.get("/studies/SURV/survival.svg").status_code == 200
+    assert client.get("/studies/SURV/report.pdf").status_code == 200
