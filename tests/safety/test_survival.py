@@ -195,6 +195,7 @@ def test_the_data_manager_sees_the_plot(cohort, client, login_as):
     html = page.get_data(as_text=True)
     assert 'id="survival-panel"' in html and "/studies/SURV/survival.svg" in html
     assert "/studies/SURV/report.pdf" in html and 'id="survival-at-risk"' in html
+    assert "S01-B3: death date 2025-01-15 is before the origin" in html  # to check
     svg = client.get("/studies/SURV/survival.svg")
     assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
     text = svg.get_data(as_text=True)
@@ -206,7 +207,8 @@ def test_the_sponsor_sees_aggregates_only(cohort, client, login_as):
     login_as("sponsor_viewer", study="SURV", username="sponsor1")
     html = client.get("/studies/SURV/dashboard").get_data(as_text=True)
     assert 'id="survival-panel"' in html
-    assert "S01-A1" not in html  # aggregates only
+    assert "S01-A1" not in html and "S01-B3" not in html  # aggregates only
+    assert 'id="survival-problems"' not in html
     assert client.get("/studies/SURV/survival.svg").status_code == 200
 
 
