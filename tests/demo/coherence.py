@@ -13,6 +13,7 @@ from ecrf.capture import operations as capture
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.core.extensions import db
 from ecrf.crf.validation import completion_problems
+from ecrf.safety import study_survival
 from ecrf.safety.models import AeGradePrompt
 from ecrf.studies.models import Study
 
@@ -110,3 +111,21 @@ def check_demo_coherence() -> None:
         ("UCMSCEXO", "WUH-002"): "completed",
     }
     assert {v for v in statuses.values()} >= {"on_study", "in_follow_up"}
+
+    # Overall survival (DEXAML-03's primary endpoint) has deaths in the control arm and
+    # subjects in follow-up censored at their last follow-up contact.
+    dex = db.session.scalar(select(Study).where(Study.oid == "DEXAML03"))
+    found = study_survival(db.session, dex, None)
+    pooled = found.groups[-1]
+    assert (pooled.code, pooled.km.n, pooled.km.events) == (None, 7, 2)
+    assert [g.code for g in found.groups[:-1]] == ["DEX", "CTRL"]
+    assert sum(g.km.events for g in found.groups[:-1]) == 2
+    times = {s.subject_key: s.time for s in found.subjects}
+    assert times["TLS-001"].event and times["TLS-004"].event
+    assert (times["PAR-002"].reason, times["PAR-001"].reason) == ("lost_to_follow_up",
+                                                                  "withdrawal")
+    contacts = [_value(f, "LKADT") for f, _e, s, oid in rows
+                if oid == "DEXAML03" and f.form_oid == "FU" and s.subject_key == "TLS-003"]
+    assert len(contacts) >= 2 and times["TLS-003"].reason == "alive"
+    assert times["TLS-003"].end.isoformat() == max(contacts)
+    assert found.problems == []
