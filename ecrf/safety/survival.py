@@ -152,6 +152,10 @@ class StudySurvival:
                 "computed_at": self.computed_at.isoformat(timespec="seconds"),
                 "cutoff": _iso(self.cutoff) or None, "unit": "months",
                 "days_per_month": 30.4375, "summary": self.summary(),
+                "at_risk": {"months": self.at_risk_times(),
+                            "groups": {g.code or "All": [g.km.at_risk(t)
+                                                         for t in self.at_risk_times()]
+                                       for g in self.groups}},
                 "subjects": self.subject_rows()}
 
 

@@ -183,6 +183,9 @@ def test_csv_and_json(cohort):
     data = result.as_json()
     assert data["unit"] == "months" and data["cutoff"] is None
     assert [row["events"] for row in data["summary"]] == [1, 1, 2]
+    assert data["at_risk"] == {"months": [0, 1, 2, 3],
+                               "groups": {"A": [3, 3, 1, 0], "B": [3, 1, 1, 0],
+                                          "All": [6, 4, 2, 0]}}
 
 
 # --- pages and the study report ---------------------------------------------------------------
