@@ -32,6 +32,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "subjects.view": frozenset({DM, INV, CRC, MON}),  # identifying, per-subject data
     "aggregate.view": frozenset({DM, INV, CRC, MON, SV}),
     "audit.view": frozenset({DM, INV, MON}),
+    # study-wide endpoint results (overall survival, the study report): the data manager
+    # and the sponsor; the sponsor sees aggregates only (no subject listing)
+    "survival.view": frozenset({DM, SV}),
     # data capture
     "subjects.enrol": frozenset({INV, CRC}),
     "data.enter": frozenset({INV, CRC}),

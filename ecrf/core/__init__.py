@@ -32,7 +32,14 @@ from ecrf.core.csvcells import csv_cell
 from ecrf.core.extensions import babel, csrf, db, login_manager, migrate
 from ecrf.core.i18n import format_local
 from ecrf.core.panels import DashboardPanel, add_panel, panels_for
-from ecrf.core.plots import ChartPanel, Threshold, dose_level_anc_svg, subject_counts_svg
+from ecrf.core.plots import (
+    ChartPanel,
+    SurvivalCurve,
+    Threshold,
+    dose_level_anc_svg,
+    kaplan_meier_svg,
+    subject_counts_svg,
+)
 from ecrf.core.signals import (
     FormChange,
     ItemChange,
@@ -46,10 +53,10 @@ from ecrf.core.web import Transaction, error_text, say, store_derived, transacti
 __all__ = [
     "Actor", "AuditChainHead", "AuditError", "AuditEvent", "Audited", "Base", "ChartPanel",
     "DashboardPanel", "FormChange", "GENESIS_HASH", "ItemChange", "PROJECT_ROOT", "SYSTEM",
-    "Threshold", "Transaction", "UTCDateTime", "VERSION", "VerifyResult", "add_group",
+    "SurvivalCurve", "Threshold", "Transaction", "UTCDateTime", "VERSION", "VerifyResult", "add_group",
     "add_panel", "audit_csv", "babel", "bind_actor", "cli_actor", "compute_hash",
     "connect", "csrf", "csv_cell", "current_actor", "db", "dose_level_anc_svg",
-    "error_text", "fail", "form_changing", "form_saved", "format_local", "load_config",
+    "error_text", "fail", "form_changing", "form_saved", "format_local", "kaplan_meier_svg", "load_config",
     "login_manager", "migrate", "one_of", "panels_for", "receivers_of", "record", "record_export",
     "register", "say", "store_derived", "stream_rows", "study_audit_query",
     "subject_counts_svg", "transaction", "utcnow", "verify_chain",

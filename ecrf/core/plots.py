@@ -185,3 +185,95 @@ def dose_level_anc_svg(curves: Mapping[str, Mapping[int, Number]], *, horizon: i
         ax.set_title(_text(title))
     fig.tight_layout()
     return _svg(fig)
+
+
+# --- Kaplan-Meier -------------------------------------------------------------------------------
+
+CURVE_COLOURS = ("#1f5fa8", "#a8431f", "#2b7a3d", "#6a3d9a", "#b8860b", "#17becf")
+
+
+@dataclass(frozen=True)
+class SurvivalCurve:
+    """One Kaplan-Meier curve: its steps (time, survival just after), the censored times
+    (tick marks) and the numbers at risk at each of the plot's ``at_risk_times``."""
+
+    label: str
+    steps: Sequence[tuple[float, float]]
+    censor_times: Sequence[float]
+    at_risk: Sequence[int]
+    pooled: bool = False
+    short: str = ""  # the row label of the numbers-at-risk table (the arm code)
+
+
+def _survival_at(steps: Sequence[tuple[float, float]], time: float) -> float:
+    value = 1.0
+    for at, survival in steps:
+        if at > time:
+            break
+        value = survival
+    return value
+
+
+@_drawing
+def kaplan_meier_svg(curves: Sequence[SurvivalCurve], *, at_risk_times: Sequence[float],
+                     x_label: str = "Months from randomisation",
+                     y_label: str = "Survival probability", at_risk_title: str = "Number at risk",
+                     title: str = "") -> str:
+    """Step curves (each group, the pooled one dashed in black) with censoring ticks, and
+    the numbers at risk per curve in a table under the time axis, aligned with it."""
+    rows = max(len(curves), 1)
+    fig = Figure(figsize=(7.5, 3.4 + 0.22 * rows + 0.6))
+    grid = fig.add_gridspec(2, 1, height_ratios=[3.4, 0.22 * rows + 0.3], hspace=0.42)
+    ax = fig.add_subplot(grid[0])
+    table = fig.add_subplot(grid[1], sharex=ax)
+    end = max([*at_risk_times, 1.0])
+    colours = iter(CURVE_COLOURS)
+    styles = []
+    for index, curve in enumerate(curves):
+        colour = "#000000" if curve.pooled else next(colours, "#555555")
+        styles.append(colour)
+        last = max([0.0, *(t for t, _ in curve.steps), *curve.censor_times])
+        xs = [0.0] + [float(t) for t, _ in curve.steps] + [last]
+        ys = [1.0] + [float(s) for _, s in curve.steps]
+        ys.append(ys[-1])
+        name = f"{curve.short}: {curve.label}" if curve.short and not curve.pooled \
+            else curve.label
+        line, = ax.step(xs, ys, where="post", color=colour,
+                        linewidth=1.1 if curve.pooled else 1.6,
+                        linestyle="--" if curve.pooled else "-", label=_text(name),
+                        zorder=2 if curve.pooled else 3)
+        line.set_gid(f"km-curve-{index}")
+        if curve.censor_times:
+            ticks = ax.scatter([float(t) for t in curve.censor_times],
+                               [_survival_at(curve.steps, t) for t in curve.censor_times],
+                               marker="|", s=40 if curve.pooled else 70,
+                               linewidths=0.9 if curve.pooled else 1.4, color=colour,
+                               zorder=2 if curve.pooled else 4)
+            ticks.set_gid(f"km-censored-{index}")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlim(-0.02 * end, end * 1.02)
+    ax.set_xticks(list(at_risk_times))
+    ax.set_ylabel(_text(y_label))
+    ax.set_xlabel(_text(x_label))
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    if curves:
+        ax.legend(loc="lower left", fontsize=7, frameon=False)
+    if title:
+        ax.set_title(_text(title))
+    # The numbers at risk: one row per curve, under its time on the axis above.
+    table.set_ylim(rows - 0.5, -0.7)
+    table.set_yticks(range(len(curves)))
+    table.set_yticklabels([_text(c.short or c.label) for c in curves], fontsize=7)
+    for tick, colour in zip(table.get_yticklabels(), styles, strict=True):
+        tick.set_color(colour)
+    table.tick_params(axis="both", length=0, labelbottom=False)
+    for side in ("top", "right", "bottom", "left"):
+        table.spines[side].set_visible(False)
+    table.set_title(_text(at_risk_title), fontsize=8, loc="left")
+    for row, curve in enumerate(curves):
+        for time, count in zip(at_risk_times, curve.at_risk, strict=False):
+            cell = table.text(float(time), row, str(count), ha="center", va="center",
+                              fontsize=7, color=styles[row])
+            cell.set_gid(f"at-risk-{row}-{_number_id(time)}")
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.93 if title else 0.97, bottom=0.04)
+    return _svg(fig)

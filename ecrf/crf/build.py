@@ -50,6 +50,7 @@ from .definition import (
     Severity,
     StratumDef,
     StudyDefinition,
+    SurvivalDef,
 )
 
 _ZERO = Period(0, "d")
@@ -191,6 +192,17 @@ def _escalation(spec: dict[str, Any] | None) -> EscalationDef | None:
     )
 
 
+def _survival(spec: dict[str, Any] | None) -> SurvivalDef | None:
+    if spec is None:
+        return None
+    return SurvivalDef(
+        name=spec.get("name", "Overall survival"), origin=spec["origin"], event=spec["event"],
+        last_known_alive=tuple(_key(ref) for ref in spec.get("last_known_alive", ())),
+        censor_at=tuple(spec.get("censor_at", ())), cutoff=spec.get("cutoff"),
+        by=spec.get("by", "arm"), landmarks=tuple(spec.get("landmarks", (12, 24))),
+        at_risk_every=int(spec.get("at_risk_every", 6)))
+
+
 def _recovery(spec: dict[str, Any] | None) -> RecoveryEndpointsDef | None:
     if spec is None:
         return None
@@ -267,6 +279,7 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         dose_escalation=_escalation(study.get("dose_escalation")),
         recovery_endpoints=_recovery(study.get("recovery_endpoints")),
         adverse_events=_adverse_events(study.get("adverse_events")),
+        survival=_survival(study.get("survival")),
         status_rules=_status_rules(study.get("status")),
         tasks=_tasks(study.get("tasks")),
         event_labels={e["oid"]: dict(e.get("labels", {})) for e in study["events"]},

@@ -226,3 +226,38 @@ def check_dlt_drug(c: StudyChecker, doc: Document, escalation: dict[str, Any],
     if drug not in causality:
         c.report(doc, path, f"unknown drug '{drug}' (drugs of adverse_events.causality: "
                             f"{', '.join(causality) or 'none'})")
+
+
+# --- survival -----------------------------------------------------------------------------------
+
+
+def check_survival(c: StudyChecker, doc: Document, spec: dict[str, Any]) -> None:
+    """Anchors that exist, date items known alive, a date parameter as cut-off."""
+    path = ("survival",)
+    for role in ("origin", "event"):
+        c.anchor_exists(doc, (*path, role), spec.get(role))
+    if isinstance(spec.get("origin"), str) and spec.get("origin") == spec.get("event"):
+        c.report(doc, (*path, "event"), "the event anchor must differ from the origin")
+    for index, name in enumerate(as_list(spec.get("censor_at"))):
+        c.anchor_exists(doc, (*path, "censor_at", index), name)
+        if isinstance(name, str) and name in (spec.get("origin"), spec.get("event")):
+            c.report(doc, (*path, "censor_at", index),
+                     f"'{name}' is the origin or the event; a censoring anchor is another "
+                     "date that ends follow-up without the event")
+    for index, ref in enumerate(as_list(spec.get("last_known_alive"))):
+        info = c.item_ref(doc, (*path, "last_known_alive", index), ref)
+        if info is not None and info.type not in ("date", "datetime"):
+            c.report(doc, (*path, "last_known_alive", index),
+                     f"{ref} must be a date or datetime item (a date the subject was known "
+                     f"alive), not {info.type}")
+    cutoff = spec.get("cutoff")
+    if isinstance(cutoff, str):
+        kind = as_dict(as_dict(c.study_data.get("parameters")).get(cutoff)).get("type")
+        if kind is None:
+            c.report(doc, (*path, "cutoff"), f"unknown parameter '{cutoff}' (the cut-off is "
+                                             "a date parameter of this study)")
+        elif kind != "date":
+            c.report(doc, (*path, "cutoff"), f"parameter '{cutoff}' must be of type date, "
+                                             f"not {kind}")
+    if spec.get("by") == "arm" and not as_list(c.study_data.get("arms")):
+        c.report(doc, (*path, "by"), "by: arm needs the study's arms")

@@ -14,6 +14,7 @@ from .check_sources import (
     check_dlt_drug,
     check_recovery_endpoints,
     check_recovery_parameters,
+    check_survival,
 )
 from .check_status import check_status_and_tasks
 from .yaml_lines import Document
@@ -52,6 +53,8 @@ def check_study_file(c: StudyChecker) -> None:
         check_recovery_parameters(c, doc, as_dict(data.get("parameters")))
     if isinstance(data.get("adverse_events"), dict):
         check_adverse_events(c, doc, data["adverse_events"])
+    if isinstance(data.get("survival"), dict):
+        check_survival(c, doc, data["survival"])
 
 
 def _a(word: str) -> str:

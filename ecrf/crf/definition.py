@@ -27,6 +27,7 @@ from .sources import (  # noqa: F401  (part of the definition API)
     CountsSource,
     EpisodeSource,
     RecoveryEndpointsDef,
+    SurvivalDef,
 )
 
 ItemKey = tuple[str, str]  # (form OID, item OID)
@@ -348,6 +349,7 @@ class StudyDefinition:
     dose_escalation: EscalationDef | None = None
     recovery_endpoints: RecoveryEndpointsDef | None = None
     adverse_events: AdverseEventsDef | None = None
+    survival: SurvivalDef | None = None
     # Subject status rules in precedence order, and the entries the data asks for.
     status_rules: tuple[StatusRule, ...] = ()
     tasks: tuple[TaskRule, ...] = ()

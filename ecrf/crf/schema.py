@@ -17,6 +17,7 @@ from jsonschema.exceptions import ValidationError
 from ecrf.domain.subject_status import SubjectStatus
 
 from .problems import PathParts, Problem, format_path
+from .sources import SURVIVAL_BY
 from .yaml_lines import Document
 
 OID_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}$"
@@ -158,6 +159,17 @@ _ADVERSE_EVENTS = _obj(
     sponsor_causality=_REF["oid"], death_date=_REF["oid"],
 )
 
+_SURVIVAL = _obj(
+    ["origin", "event", "last_known_alive"],
+    name=_TEXT, origin=_REF["name"], event=_REF["name"],
+    last_known_alive={**_array(_REF["item_ref"]), "uniqueItems": True},
+    censor_at={**_array(_REF["name"]), "uniqueItems": True},
+    cutoff=_REF["name"],
+    by={"enum": list(SURVIVAL_BY)},
+    landmarks={**_array({"type": "integer", "minimum": 1}), "uniqueItems": True},
+    at_risk_every={"type": "integer", "minimum": 1},
+)
+
 STUDY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$defs": _DEFS,
@@ -232,6 +244,7 @@ STUDY_SCHEMA: dict[str, Any] = {
         ),
         recovery_endpoints=_RECOVERY_ENDPOINTS,
         adverse_events=_ADVERSE_EVENTS,
+        survival=_SURVIVAL,
     ),
 }
 

@@ -105,3 +105,25 @@ class AdverseEventsDef:
                   self.sponsor_causality, self.death_date)
         found = [*single, *self.criteria.values(), *self.causality.values()]
         return tuple(dict.fromkeys(i for i in found if i))
+
+
+SURVIVAL_BY = ("arm",)
+
+
+@dataclass(frozen=True)
+class SurvivalDef:
+    """A time-to-event endpoint (``survival``), overall survival in DEXAML-03: time from
+    the ``origin`` anchor to the ``event`` anchor, or censored at the last date the subject
+    was known free of the event. Anchors are names of ``anchors`` (or ``enrolment``); the
+    ``last_known_alive`` items are (form, item) pairs of date items; ``cutoff`` names a
+    date parameter (administrative censoring at the data cut-off)."""
+
+    name: str
+    origin: str
+    event: str
+    last_known_alive: tuple[tuple[str, str], ...] = ()
+    censor_at: tuple[str, ...] = ()  # anchors that end follow-up without the event
+    cutoff: str | None = None  # a date parameter; None: every recorded date counts
+    by: str | None = "arm"  # the comparison groups (arms); None: pooled only
+    landmarks: tuple[int, ...] = (12, 24)  # months at which survival is reported
+    at_risk_every: int = 6  # months between the numbers-at-risk columns

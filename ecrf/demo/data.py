@@ -48,6 +48,9 @@ ACK = "Confirmed against the source document."
 CORRECTIONS = ("Transcription error corrected against the source document.",
                "Value re-checked with the laboratory report.")
 MAX_VISITS = 8
+# Visits planned from a date a log gives (follow-up from the end of treatment), entered
+# once the logs are: at most this many per subject.
+MAX_FOLLOW_UP_VISITS = 4
 ELIGIBILITY_FORM = "ELIG"  # where both trials record the eligibility decision
 
 
@@ -138,16 +141,34 @@ class _Subject:
                 self._randomize(visit.planned)
         if events:
             self._logs(generic=self.number % 3 != 1 and not self.screen_failure)
+            if not self.screen_failure:
+                self._follow_up()
         if events and self.number % 2 == 0:
             self._correct()
 
-    def _next_visit(self):
+    def _follow_up(self) -> None:
+        """The visits due from a date the logs just gave (DEXAML-03's follow-up contacts
+        from the end of treatment): the walk above came before the logs, so it could not
+        see them. Other visits keep the walk's cap."""
+        log_forms = {form for rule in self.definition.events if rule.kind is EventKind.LOG
+                     for form in rule.forms}
+        anchors = {name for name, (form, _item) in self.definition.anchors.items()
+                   if form in log_forms}
+        for _ in range(MAX_FOLLOW_UP_VISITS if anchors else 0):
+            visit = self._next_visit(anchors)
+            if visit is None:
+                break
+            self._visit(visit.event_oid, visit.repeat, visit.planned, draft=False)
+
+    def _next_visit(self, anchors: set[str] | None = None):
         started = {(e.event_oid, e.repeat) for e in self.session.scalars(
             select(EventInstance).where(EventInstance.subject_id == self.subject.id))}
         rows = capture.schedule_rows(self.session, self.subject, self.today)
         for row in rows:
             rule = self.definition.event(row.event_oid)
             if (row.event_oid, row.repeat) in started or row.planned is None:
+                continue
+            if anchors is not None and rule.anchor not in anchors:
                 continue
             if rule.kind in (EventKind.SCHEDULED, EventKind.REPEATING) \
                     and row.status in ("due", "overdue") and row.planned <= self.today:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -22,10 +23,10 @@ from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField
 from wtforms.fields.choices import SelectChoice
 
-from ecrf import jobs, studies
+from ecrf import accounts, jobs, safety, studies
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
-from ecrf.core import db
+from ecrf.core import db, record_export
 from ecrf.core.web import transaction
 from ecrf.jobs import Job, JobStatus
 
@@ -207,3 +208,32 @@ def create_casebooks(study_oid: str):
 def create_data_export(study_oid: str):
     return _queue("clinical_data", {"format": request.form.get("format"),
                                     "site": request.form.get("site") or None})
+
+
+# --- the study report ----------------------------------------------------------------------
+
+register("exports.study_report", Allow("survival.view"))
+
+
+@bp.get("/studies/<study_oid>/report.pdf")
+def study_report(study_oid: str):
+    """The study report PDF (overall survival), computed now; the per-subject listing only
+    for a reader who may see subjects."""
+    from ecrf.outputs.pdf.report import study_report_pdf
+
+    study = g.study
+    if not safety.has_survival_study(db.session, study):
+        return render_template("errors/error.html", code=404, title=_("No study report"),
+                               message=_("%(study)s declares no survival endpoint: there is "
+                                         "no study report.", study=study.name)), 404
+    with_subjects = accounts.can(current_user, "subjects.view", study)
+    site_ids = accounts.site_ids_for(current_user, "survival.view", study)
+    data = study_report_pdf(db.session, study, site_ids, with_subjects=with_subjects,
+                            generated_by=current_user.username)
+    name = f"{study.oid}-study-report.pdf"
+    with transaction():
+        record_export(db.session, request_actor("survival.view", study), study, None,
+                      "study_report", file_name=name,
+                      details={"subject_listing": with_subjects})
+    return Response(data, mimetype="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})

@@ -46,28 +46,38 @@ from ecrf.safety.operations import (
     submit_report,
 )
 from ecrf.safety.support import ae_log, load_ae_rows
+from ecrf.safety.survival import (
+    StudySurvival,
+    SurvivalError,
+    has_survival,
+    has_survival_study,
+    study_survival,
+)
 
 __all__ = [
     "AeGradePrompt", "AssessmentStatus", "AwarenessSource", "DltAssessment", "DltError",
     "EndpointsError", "NotificationChannel", "NotificationLog", "PromptStatus",
     "SUBJECT_ENDPOINT_NAMES", "SaeReport", "SafetyError", "StudyEndpoints",
-    "SubjectEndpointRow", "accept_prompt", "add_followup", "ae_log", "clock",
-    "create_report", "decide_dlt", "decline_prompt", "dlt_status", "has_counts",
+    "StudySurvival", "SubjectEndpointRow", "SurvivalError", "accept_prompt",
+    "add_followup", "ae_log", "clock", "create_report", "decide_dlt", "decline_prompt",
+    "dlt_status", "has_counts", "has_survival", "has_survival_study",
     "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",
     "report_term", "running_sae_clocks", "study_endpoints", "study_pending",
-    "study_reports", "subject_safety", "subject_series", "submit_report",
+    "study_reports", "study_survival", "subject_safety", "subject_series", "submit_report",
 ]
 
 
 def register(app: Flask) -> None:
     """The safety pages and commands, its reactions to data capture and its dashboard
     panel; called by the app factory."""
-    from ecrf.safety import handlers, operations
-    from ecrf.safety.cli import ctcae_cli, endpoints_command
+    from ecrf.safety import handlers, operations, survival
+    from ecrf.safety.cli import ctcae_cli, endpoints_command, survival_command
     from ecrf.safety.views import bp
 
     app.register_blueprint(bp)
     handlers.register()
     operations.register()
+    survival.register()
     app.cli.add_command(ctcae_cli)
     app.cli.add_command(endpoints_command)
+    app.cli.add_command(survival_command)

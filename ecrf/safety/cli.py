@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from ecrf.core import db
 from ecrf.domain.ctcae import GradingError, grade_lab
-from ecrf.safety import endpoints
+from ecrf.safety import endpoints, survival
 from ecrf.studies import Study
 
 ctcae_cli = click.Group("ctcae", help="CTCAE v5.0 laboratory grading.")
@@ -93,3 +93,53 @@ def endpoints_command(study: str, csv_path: str | None, subjects_path: str | Non
         click.echo(f"  {name}: {rule}")
     for summary in result.summary:
         click.echo(f"  {summary.group:<16} {summary.endpoint:<42} {summary.text()}")
+
+
+@click.command("survival")
+@click.argument("study")
+@click.option("--csv", "csv_path", default=None,
+              help="Write the per-subject table as CSV to this file ('-' for stdout).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the per-arm summary and the per-subject table as JSON.")
+def survival_command(study: str, csv_path: str | None, as_json: bool):
+    """Overall survival of STUDY (its survival block): per-subject times and the
+    Kaplan-Meier summary per arm and pooled, computed now."""
+    row = db.session.scalar(select(Study).where(Study.oid == study.strip().upper()))
+    if row is None:
+        raise click.ClickException(f"no study with OID {study!r} (load it with "
+                                   f"`ecrf study load`)")
+    try:
+        result = survival.study_survival(db.session, row, None)
+    except survival.SurvivalError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        return
+    if csv_path == "-":
+        click.echo(result.csv(), nl=False)
+        return
+    if csv_path:
+        try:
+            Path(csv_path).write_text(result.csv(), encoding="utf-8", newline="")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {csv_path}: {exc.strerror}") from None
+        click.echo(f"wrote {len(result.subjects) + len(result.excluded)} subjects to {csv_path}")
+        return
+
+    def months(value: float | None) -> str:
+        return "NR" if value is None else f"{value:.1f}"
+
+    cut = f", cut-off {result.cutoff}" if result.cutoff else ""
+    click.echo(f"{row.name}: {result.spec.name}, {len(result.subjects)} subject(s) in the "
+               f"analysis{cut} (months)")
+    for group in result.groups:
+        km = group.km
+        marks = ", ".join(f"{m} mo {'NR' if v is None else f'{100 * v:.1f}%'}"
+                          for m, v in group.landmarks)
+        click.echo(f"  {group.label:<34} n={km.n:<3} deaths={km.events:<3} "
+                   f"censored={km.censored:<3} median {months(km.median)} "
+                   f"(95% CI {months(km.median_low)}-{months(km.median_high)}); {marks}")
+    for item in result.excluded:
+        click.echo(f"  left out: {item.subject_key}: {item.time.excluded_because}")
+    for key, problem in result.problems:
+        click.echo(f"  data problem: {key}: {problem}")

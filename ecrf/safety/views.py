@@ -20,7 +20,7 @@ from ecrf.accounts import register_route as register
 from ecrf.capture import Subject, actor_for, may, subject_or_404
 from ecrf.core import ChartPanel, Threshold, db, dose_level_anc_svg, subject_counts_svg, utcnow
 from ecrf.core.web import transaction
-from ecrf.safety import endpoints, notify
+from ecrf.safety import endpoints, notify, survival
 from ecrf.safety import operations as safety
 from ecrf.safety.grading import load_lab_values
 from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
@@ -46,6 +46,7 @@ register("safety.endpoints_csv", Allow("aggregate.view"))
 # One row per subject: per-subject data, like the per-subject table of the endpoints page.
 register("safety.endpoints_subjects_csv", Allow("subjects.view"))
 register("safety.endpoints_plot", Allow("aggregate.view"))
+register("safety.survival_plot", Allow("survival.view"))
 
 # An SVG chart is a document of its own: its inline styles are matplotlib's, nothing runs.
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -354,3 +355,20 @@ def endpoints_plot(study_oid: str, index: int):
         curves, horizon=params.horizon_day,
         threshold=Threshold(params.anc_recovery, _("recovery %(v)s", v=params.anc_recovery)),
         title=f"{g.study.name} · {group}"))
+
+
+# --- overall survival -----------------------------------------------------------------------
+
+
+@bp.get("/studies/<study_oid>/survival.svg")
+def survival_plot(study_oid: str):
+    """The Kaplan-Meier plot by arm and pooled, with the numbers at risk (computed now)."""
+    try:
+        result = survival.study_survival(db.session, g.study, _site_ids("survival.view"))
+    except survival.SurvivalError as exc:
+        abort(404, description=str(exc))
+    return _svg(result.plot_svg(
+        x_label=_("Months from %(origin)s", origin=result.spec.origin.replace("_", " ")),
+        y_label=_("Survival probability"),
+        at_risk_title=_("Number at risk"),
+        title=f"{g.study.name} · {result.spec.name}"))

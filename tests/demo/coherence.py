@@ -20,6 +20,7 @@ from ecrf.capture.models import (
 )
 from ecrf.core.extensions import db
 from ecrf.crf.validation import completion_problems
+from ecrf.safety import study_survival
 from ecrf.safety.models import AeGradePrompt
 from ecrf.studies.models import Study
 
@@ -97,7 +98,7 @@ def check_demo_coherence() -> None:
         assert keys(oid, end_of_treatment), f"{oid}: no end of treatment"
     assert keys("DEXAML03", "ELIG", "ELIGIBLE", "N") == ["TLS-005"]
     assert keys("UCMSCEXO", "ELIG", "ELIGIBLE", "N") == ["WUH-007"]
-    assert keys("DEXAML03", "DEATH") == ["TLS-001"] and keys("UCMSCEXO", "DEATH") == ["WUH-001"]
+    assert keys("DEXAML03", "DEATH") == ["TLS-001", "TLS-004"] and keys("UCMSCEXO", "DEATH") == ["WUH-001"]
     assert keys("DEXAML03", "EOS", "EOSREAS", "WITHDRAWAL") == ["PAR-001"]
     assert keys("UCMSCEXO", "EOS", "EOSREAS", "WITHDRAWAL") == ["WUH-003"]
     # A screen failure gets no dose level and nothing after its eligibility form.
@@ -110,6 +111,7 @@ def check_demo_coherence() -> None:
     assert {k: v for k, v in statuses.items() if v not in ("on_study", "in_follow_up")} == {
         ("DEXAML03", "TLS-005"): "screen_failed", ("UCMSCEXO", "WUH-007"): "screen_failed",
         ("DEXAML03", "TLS-001"): "died", ("UCMSCEXO", "WUH-001"): "died",
+        ("DEXAML03", "TLS-004"): "died",
         ("DEXAML03", "PAR-001"): "withdrawn", ("UCMSCEXO", "WUH-003"): "withdrawn",
         ("DEXAML03", "TLS-002"): "withdrawn_from_treatment",
         ("DEXAML03", "PAR-002"): "lost_to_follow_up",
@@ -132,3 +134,21 @@ def check_demo_coherence() -> None:
         assert not wrong, f"{key}: visits planned after death on {died}: {wrong}"
         assert {v.status for v in after} <= {"not_expected", "done", "done_out_of_window",
                                               "not_applicable"}
+
+    # Overall survival (DEXAML-03's primary endpoint) has deaths in the control arm and
+    # subjects in follow-up censored at their last follow-up contact.
+    dex = db.session.scalar(select(Study).where(Study.oid == "DEXAML03"))
+    found = study_survival(db.session, dex, None)
+    pooled = found.groups[-1]
+    assert (pooled.code, pooled.km.n, pooled.km.events) == (None, 7, 2)
+    assert [g.code for g in found.groups[:-1]] == ["DEX", "CTRL"]
+    assert sum(g.km.events for g in found.groups[:-1]) == 2
+    times = {s.subject_key: s.time for s in found.subjects}
+    assert times["TLS-001"].event and times["TLS-004"].event
+    assert (times["PAR-002"].reason, times["PAR-001"].reason) == ("lost_to_follow_up",
+                                                                  "withdrawal")
+    contacts = [_value(f, "LKADT") for f, _e, s, oid in rows
+                if oid == "DEXAML03" and f.form_oid == "FU" and s.subject_key == "TLS-003"]
+    assert len(contacts) >= 2 and times["TLS-003"].reason == "alive"
+    assert times["TLS-003"].end.isoformat() == max(contacts)
+    assert found.problems == []

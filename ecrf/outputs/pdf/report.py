@@ -1,0 +1,55 @@
+"""The study report PDF: overall survival (the survival table per arm, the Kaplan-Meier
+plot with the numbers at risk and, for a reader allowed to see subjects, the per-subject
+listing), and the recovery endpoints' summary when the study declares them.
+
+Small and computed on demand (a fraction of a second to lay out for a trial's subjects):
+downloaded directly, not through a job. Everything comes from ``ecrf.safety`` at the
+moment of the request; the title page says when ("data as of").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from flask import current_app
+from flask_babel import force_locale
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from ecrf import safety
+from ecrf.outputs.pdf.render import write_pdf
+from ecrf.studies import Study
+
+_SVG_PROLOGUE = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?", re.S)
+
+
+def study_report_html(session: Session, study: Study, site_ids: set[int] | None, *,
+                      with_subjects: bool, generated_by: str,
+                      generated_at: dt.datetime | None = None) -> str:
+    """The report's HTML; raises ``safety.SurvivalError`` for a study without survival."""
+    result = safety.study_survival(session, study, site_ids, now=generated_at)
+    recovery = None
+    if safety.has_counts(result.definition):
+        try:
+            recovery = safety.study_endpoints(session, study, site_ids)
+        except safety.EndpointsError:
+            recovery = None
+    origin = result.spec.origin.replace("_", " ")
+    with force_locale("en"):
+        svg = result.plot_svg(x_label=f"Months from {origin}")
+        return current_app.jinja_env.get_template("pdf/study_report.html").render(
+            study=study, definition=result.definition, result=result,
+            plot=Markup(_SVG_PROLOGUE.sub("", svg, count=1)), recovery=recovery,
+            with_subjects=with_subjects, generated_by=generated_by,
+            generated_at=result.computed_at.strftime("%Y-%m-%d %H:%M UTC"), language="en",
+            at_risk_times=result.at_risk_times())
+
+
+def study_report_pdf(session: Session, study: Study, site_ids: set[int] | None, *,
+                     with_subjects: bool, generated_by: str) -> bytes:
+    html = study_report_html(session, study, site_ids, with_subjects=with_subjects,
+                             generated_by=generated_by)
+    found = write_pdf(html)
+    assert found is not None
+    return found
