@@ -1,8 +1,10 @@
 """Study endpoints through the API: the per-level summaries and the per-subject values the
-endpoint pages show, computed now from the stored data by the same services.
+endpoint pages show, and overall survival as the dashboards show it, computed now from
+the stored data by the same services.
 
-Summaries need ``aggregate.view`` and cover the subjects of the user's sites; per-subject
-values need ``subjects.view`` and list only subjects of the sites where the user holds it.
+Summaries need ``aggregate.view`` (``survival.view`` for survival) and cover the subjects
+of the user's sites; per-subject values need ``subjects.view`` and list only subjects of
+the sites where the user holds it.
 Numbers that are not counts are exact decimal strings ("33.3"), as everywhere in the API.
 """
 
@@ -25,6 +27,8 @@ from ecrf.core import db
 register("api.endpoints", Allow("aggregate.view"))
 register("api.endpoint_subjects", Allow("subjects.view"))
 register("api.subject_endpoints", Allow("subjects.view"))
+register("api.survival", Allow("survival.view"))
+register("api.survival_subjects", Allow("subjects.view"))
 
 STUDY = "/studies/<study_oid>"
 
@@ -111,3 +115,39 @@ def subject_endpoints(study_oid: str, subject_key: str):
     if not rows:
         raise ApiProblem(404, _("%(key)s has no endpoint values.", key=subject.subject_key))
     return _subject_json(subject.subject_key, rows)
+
+
+# --- overall survival -------------------------------------------------------------------
+
+
+def _survival(action: str, subject=None) -> safety.StudySurvival:
+    site_ids = accounts.site_ids_for(current_user, action, g.study) if subject is None \
+        else {subject.site_id}
+    try:
+        return safety.study_survival(db.session, g.study, site_ids)
+    except safety.SurvivalError as exc:
+        raise ApiProblem(404, str(exc)) from None
+
+
+def _blank_to_none(row: dict) -> dict:
+    return {key: (None if value == "" else value) for key, value in row.items()}
+
+
+@bp.get(STUDY + "/survival", endpoint="survival")
+def study_survival(study_oid: str):
+    result = _survival("survival.view")
+    found = result.as_json()
+    found.pop("subjects")  # aggregates only: a sponsor viewer never sees a subject here
+    found["summary"] = [_blank_to_none(row) for row in found["summary"]]
+    found["rule"] = result.rule
+    found["subjects_url"] = url_for("api.survival_subjects", study_oid=g.study.oid)
+    return found
+
+
+@bp.get(STUDY + "/survival/subjects", endpoint="survival_subjects")
+def survival_subjects(study_oid: str):
+    page = int_arg("page", 1, maximum=10**6)
+    per_page = int_arg("per_page", 100, maximum=MAX_PER_PAGE)
+    rows = [_blank_to_none(row) for row in _survival("subjects.view").subject_rows()]
+    chosen = rows[(page - 1) * per_page:page * per_page]
+    return page_of(chosen, page=page, per_page=per_page, total=len(rows))

@@ -238,7 +238,35 @@ def _endpoint_schemas() -> dict:
         "SubjectEndpointsPage": _obj({"items": _array(_ref("SubjectEndpoints")),
                                       "page": INT, "per_page": INT, "total": INT,
                                       "pages": INT}),
+        "Survival": _obj({
+            "study": STR, "endpoint": STR, "rule": STR, "computed_at": DATETIME,
+            "cutoff": _nullable(DATE), "unit": {"type": "string", "enum": ["months"]},
+            "days_per_month": {"type": "number"},
+            "summary": _array(_obj({
+                "group": STR, "arm": _nullable(STR), "n": INT, "events": INT,
+                "censored": INT,
+                "median_months": NUM_OR_NULL, "median_ci_low": NUM_OR_NULL,
+                "median_ci_high": NUM_OR_NULL,
+            }, required=["group", "arm", "n", "events", "censored", "median_months",
+                         "median_ci_low", "median_ci_high"],
+                extra=True, description="One row per arm, then all subjects (arm null). "
+                "Medians in months (null: not reached); `survival_<m>m` the Kaplan-Meier "
+                "estimate at each landmark month (null: nobody followed that long).")),
+            "at_risk": _obj({"months": _array(INT), "groups": {
+                "type": "object", "additionalProperties": _array(INT),
+                "description": "Arm code (or All) -> numbers at risk at those months."}}),
+            "subjects_url": URL}, description="Kaplan-Meier estimates by arm and pooled."),
+        "SurvivalSubjectPage": _obj({"items": _array(_obj({
+            "subject": STR, "site": STR, "arm": _nullable(STR), "origin": _nullable(DATE),
+            "end": _nullable(DATE), "days": _nullable(INT),
+            "months": _nullable(DECIMAL),
+            "status": {"type": "string", "enum": ["event", "censored", "excluded"]},
+            "reason": _nullable(STR), "problems": _nullable(STR)})),
+            "page": INT, "per_page": INT, "total": INT, "pages": INT}),
     }
+
+
+NUM_OR_NULL = {"type": ["number", "null"]}
 
 
 _PATH_PARAMS = {
@@ -394,6 +422,18 @@ def _paths() -> dict:
             "getSubjectEndpoints", "One subject's endpoint values.", "endpoints",
             "SubjectEndpoints", ["study_oid", "subject_key"],
             description="Needs `subjects.view` at the subject's site.")},
+        STUDY + "/survival": {"get": _op(
+            "getSurvival", "Overall survival: Kaplan-Meier by arm and pooled, with numbers "
+            "at risk, computed now.", "endpoints", "Survival", ["study_oid"],
+            description="Needs `survival.view`; covers the subjects of your sites. 404 when "
+            "the study declares no survival block.")},
+        STUDY + "/survival/subjects": {"get": _op(
+            "listSurvivalSubjects", "Every randomised subject's survival time: origin, "
+            "event or censoring date, days, months, reason.", "endpoints",
+            "SurvivalSubjectPage", ["study_oid", "page", "per_page"],
+            errors=("BadRequest", *read_errors),
+            description="Needs `subjects.view`; only subjects of the sites where you hold "
+            "it.")},
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
             "audit", "AuditPage", ["study_oid", "subject", "category", *AUDIT_FILTERS],

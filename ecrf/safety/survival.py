@@ -106,6 +106,16 @@ class StudySurvival:
                 **{f"survival_{m}m": _round(v, 3) for m, v in group.landmarks}})
         return rows
 
+    @property
+    def rule(self) -> str:
+        """The endpoint's rule in words."""
+        spec = self.spec
+        censor = "".join(f", at {name.replace('_', ' ')}" for name in spec.censor_at)
+        cut = f"; administrative censoring at the cut-off {self.cutoff}" if self.cutoff else ""
+        return (f"{spec.name}: time from {spec.origin.replace('_', ' ')} to "
+                f"{spec.event.replace('_', ' ')}; censored at the last date known alive"
+                f"{censor}{cut}")
+
     def subject_rows(self) -> list[dict]:
         rows = []
         for s in [*self.subjects, *self.excluded]:

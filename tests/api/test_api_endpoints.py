@@ -91,3 +91,58 @@ def test_a_study_without_endpoints_is_a_clear_404(client, doc, make_user, make_s
     check(doc, SUMMARY, "get", response)
     assert response.status_code == 404
     assert "recovery_endpoints" in response.get_json()["message"]
+
+
+# --- overall survival ---------------------------------------------------------------------
+
+SURVIVAL = "/studies/{study_oid}/survival"
+SURVIVAL_SUBJECTS = "/studies/{study_oid}/survival/subjects"
+
+
+def test_survival_through_the_api(client, doc, make_user, make_study, inv_surv):
+    dm = bearer(token_for(make_user("dm-s", role="data_manager", study="SURV")))
+    body = check(doc, SURVIVAL, "get", client.get(f"{API}/studies/SURV/survival", headers=dm))
+    pooled = body["summary"][-1]
+    # Six randomised subjects with an origin, two deaths (see tests/safety/test_survival).
+    assert (pooled["n"], pooled["events"], pooled["censored"]) == (6, 2, 4)
+    assert body["at_risk"]["groups"]["All"] == [6, 4, 2, 0]
+    assert body["rule"].startswith("Overall survival: time from randomization to death")
+    assert "subjects" not in body
+    page = check(doc, SURVIVAL_SUBJECTS, "get",
+                 client.get(f"{API}/studies/SURV/survival/subjects?per_page=2", headers=dm))
+    assert (page["total"], len(page["items"])) == (7, 2)
+    a1 = page["items"][0]
+    assert (a1["subject"], a1["days"], a1["status"]) == ("S01-A1", 60, "event")
+
+
+def test_survival_permissions(client, doc, make_user, inv_surv):
+    sponsor = bearer(token_for(make_user("sv-s", role="sponsor_viewer", study="SURV")))
+    body = check(doc, SURVIVAL, "get", client.get(f"{API}/studies/SURV/survival",
+                                                  headers=sponsor))
+    assert body["summary"][-1]["n"] == 6
+    response = client.get(f"{API}/studies/SURV/survival/subjects", headers=sponsor)
+    check(doc, SURVIVAL_SUBJECTS, "get", response)
+    assert response.status_code == 403
+    crc = bearer(token_for(make_user("crc-s", role="coordinator", study="SURV", site="S02")))
+    response = client.get(f"{API}/studies/SURV/survival", headers=crc)
+    check(doc, SURVIVAL, "get", response)
+    assert response.status_code == 403
+    page = client.get(f"{API}/studies/SURV/survival/subjects", headers=crc).get_json()
+    assert [row["subject"] for row in page["items"]] == ["S02-B4"]
+
+
+def test_a_study_without_survival_is_a_clear_404(client, doc, make_user, two_subjects):
+    dm = headers(make_user, "dm1", "data_manager")
+    response = client.get(f"{BASE}/survival", headers=dm)
+    check(doc, SURVIVAL, "get", response)
+    assert response.status_code == 404 and "survival" in response.get_json()["message"]
+
+
+@pytest.fixture
+def inv_surv(app, make_study, make_user):
+    from tests.safety import test_survival
+
+    surv = test_survival.load(make_study)
+    actor = test_survival.actor_for(make_user("inv-s", role="investigator", study="SURV",
+                                              site="S01"))
+    return test_survival.cohort.__wrapped__(actor, surv)

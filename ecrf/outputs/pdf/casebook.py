@@ -281,16 +281,39 @@ def subject_endpoints(session: Session, subject: Subject) -> list[dict]:
     from ecrf import safety
 
     definition = definition_for(subject.study_version)
-    if not safety.has_counts(definition):
-        return []
+    rows: list[dict] = []
+    if safety.has_counts(definition):
+        try:
+            result = safety.study_endpoints(session, subject.study, None,
+                                            subject_id=subject.id)
+        except (safety.EndpointsError, ValueError):
+            result = None
+        rows += [{"endpoint": row.endpoint.replace("_", " ").capitalize(),
+                  "status": row.status.replace("_", " "), "value": row.value,
+                  "day": row.day, "rule": row.rule, "reason": row.reason}
+                 for row in (result.subject_rows() if result else ())
+                 if row.subject_key == subject.subject_key]
+    if safety.has_survival(definition):
+        rows += _survival_rows(session, subject)
+    return rows
+
+
+def _survival_rows(session: Session, subject: Subject) -> list[dict]:
+    from ecrf import safety
+
     try:
-        result = safety.study_endpoints(session, subject.study, None, subject_id=subject.id)
-    except (safety.EndpointsError, ValueError):
+        result = safety.study_survival(session, subject.study, {subject.site_id})
+    except (safety.SurvivalError, ValueError):
         return []
-    return [{"endpoint": row.endpoint.replace("_", " ").capitalize(),
-             "status": row.status.replace("_", " "), "value": row.value, "day": row.day,
-             "rule": row.rule, "reason": row.reason}
-            for row in result.subject_rows() if row.subject_key == subject.subject_key]
+    found = [row for row in result.subject_rows() if row["subject"] == subject.subject_key]
+    if not found:  # never randomised: not in the analysis
+        return []
+    row = found[0]
+    value = (f"{row['months']} months ({row['days']} days) to {row['end']}"
+             if row["days"] != "" else None)
+    problems = f"; data problem: {row['problems']}" if row["problems"] else ""
+    return [{"endpoint": result.spec.name, "status": row["status"], "value": value,
+             "day": None, "rule": result.rule, "reason": f"{row['reason']}{problems}"}]
 
 
 def casebook_html(session: Session, subject: Subject, *, generated_by: str,
