@@ -131,10 +131,10 @@ def survival_command(study: str, csv_path: str | None, as_json: bool):
 
     cut = f", cut-off {result.cutoff}" if result.cutoff else ""
     click.echo(f"{row.name}: {result.spec.name}, {len(result.subjects)} subject(s) in the "
-               f"analysis{cut} (months)")
+               f"analysis{cut} (months; NR: not reached; -: nobody followed that long)")
     for group in result.groups:
         km = group.km
-        marks = ", ".join(f"{m} mo {'NR' if v is None else f'{100 * v:.1f}%'}"
+        marks = ", ".join(f"{m} mo {'-' if v is None else f'{100 * v:.1f}%'}"
                           for m, v in group.landmarks)
         click.echo(f"  {group.label:<34} n={km.n:<3} deaths={km.events:<3} "
                    f"censored={km.censored:<3} median {months(km.median)} "
