@@ -95,3 +95,16 @@ def test_median_interval_brackets_the_median():
 def test_kaplan_meier_rejects_bad_input(times, events):
     with pytest.raises(StatisticsError):
         kaplan_meier(times, events)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 10, 25, 60])
+def test_the_interval_is_scipys_exact_binomial_interval(n):
+    from scipy import stats
+
+    for events in range(n + 1):
+        found = proportion(events, n)
+        exact = stats.binomtest(events, n).proportion_ci(method="exact")
+        assert float(found.ci_low) <= 100 * exact.low + 1e-9
+        assert float(found.ci_low) > 100 * exact.low - 0.1 - 1e-9
+        assert float(found.ci_high) >= 100 * exact.high - 1e-9
+        assert float(found.ci_high) < 100 * exact.high + 0.1 + 1e-9
