@@ -20,24 +20,36 @@ from ecrf.review.models import (
     Signature,
     SignatureScope,
 )
-from ecrf.review.query_lists import QueryRow, list_queries, query_counts
-from ecrf.review.sdv import SdvProgress, SubjectSdv
+from ecrf.review.queries import QueryError, QueryTarget, raise_query, visible_query
+from ecrf.review.queries import answer as answer_query
+from ecrf.review.queries import close as close_query
+from ecrf.review.queries import comment as comment_query
+from ecrf.review.queries import reopen as reopen_query
+from ecrf.review.query_lists import QueryRow, count_queries, list_queries, query_counts
+from ecrf.review.sdv import FormSdv, SdvError, SdvProgress, SubjectSdv
+from ecrf.review.sdv import form_status as sdv_form_status
 from ecrf.review.sdv import forms_status as sdv_forms_status
 from ecrf.review.sdv import progress as sdv_progress
 from ecrf.review.sdv import site_progress as sdv_site_progress
+from ecrf.review.sdv import unverify as sdv_unverify
+from ecrf.review.sdv import verify_form as sdv_verify_form
+from ecrf.review.sdv import verify_items as sdv_verify_items
 from ecrf.review.signatures import MEANINGS, AwaitingForm, awaiting_signature, signatures_of
 from ecrf.review.signatures import MEANINGS as SIGNATURE_MEANINGS
 from ecrf.review.signatures import to_redo as signatures_to_redo
-from ecrf.review.support import ReviewError
+from ecrf.review.support import ReviewError, ReviewPermissionError
 
 __all__ = [
-    "AwaitingForm", "DataLockedError", "Lock", "LockError", "LockScope", "MEANINGS",
-    "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "Query", "QueryMessage", "QueryOrigin",
-    "QueryRow", "QueryStatus", "ReviewError", "SIGNATURE_MEANINGS",
-    "SIGNATURE_SCOPE_LABELS", "SdvMark", "SdvProgress", "Signature", "SignatureScope",
-    "SubjectSdv", "awaiting_signature", "list_queries", "query_counts", "register",
-    "sdv_forms_status", "sdv_progress", "sdv_site_progress", "signatures_of",
-    "signatures_to_redo",
+    "AwaitingForm", "DataLockedError", "FormSdv", "Lock", "LockError", "LockScope",
+    "MEANINGS", "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "Query", "QueryError",
+    "QueryMessage", "QueryOrigin", "QueryRow", "QueryStatus", "QueryTarget", "ReviewError",
+    "ReviewPermissionError",
+    "SIGNATURE_MEANINGS", "SIGNATURE_SCOPE_LABELS", "SdvError", "SdvMark", "SdvProgress",
+    "Signature", "SignatureScope", "SubjectSdv", "answer_query", "awaiting_signature",
+    "close_query", "comment_query", "count_queries", "list_queries", "query_counts",
+    "raise_query", "register", "reopen_query", "sdv_form_status", "sdv_forms_status",
+    "sdv_progress", "sdv_site_progress", "sdv_unverify", "sdv_verify_form",
+    "sdv_verify_items", "signatures_of", "signatures_to_redo", "visible_query",
 ]
 
 

@@ -17,7 +17,7 @@ from ecrf.core import utcnow
 from ecrf.review.models import QUERY_STATUSES, Query, QueryMessage
 from ecrf.studies import Site, Study
 
-__all__ = ["QueryRow", "list_queries", "queries_for_forms", "query_counts"]
+__all__ = ["QueryRow", "count_queries", "list_queries", "queries_for_forms", "query_counts"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,43 @@ class QueryRow:
     messages: int
 
 
+def _filters(user: User | None, study: Study, *, site: str | None, status: str | None,
+             min_age_days: int | None, assignee: int | str | None, subject_id: int | None,
+             origin: str | None, form_oid: str | None, now: dt.datetime) -> list:
+    """The conditions of a list of queries (the statement joins Subject and Site)."""
+    found = [Query.study_id == study.id]
+    if user is not None:  # None: the operator at the command line sees every site
+        allowed = accounts.site_ids_for(user, "subjects.view", study)
+        if allowed is not None:
+            found.append(Subject.site_id.in_(sorted(allowed) or [-1]))
+    if site:
+        found.append(Site.code == site)
+    if status in QUERY_STATUSES:
+        found.append(Query.status == status)
+    elif status == "unclosed":
+        found.append(Query.status != "closed")
+    if min_age_days:
+        found.append(Query.created_at <= now - dt.timedelta(days=min_age_days))
+    if assignee == "none":
+        found.append(Query.assignee_id.is_(None))
+    elif isinstance(assignee, int):
+        found.append(Query.assignee_id == assignee)
+    if subject_id is not None:
+        found.append(Query.subject_id == subject_id)
+    if origin in ("manual", "automatic"):
+        found.append(Query.origin == origin)
+    if form_oid:
+        found.append(Query.form_oid == form_oid)
+    return found
+
+
 def list_queries(session: Session, user: User | None, study: Study, *, site: str | None = None,
                  status: str | None = None, min_age_days: int | None = None,
                  assignee: int | str | None = None, subject_id: int | None = None,
-                 origin: str | None = None, limit: int = 500,
-                 now: dt.datetime | None = None) -> list[QueryRow]:
-    """Queries the user may see, newest first, filtered; one statement.
+                 origin: str | None = None, form_oid: str | None = None, limit: int = 500,
+                 offset: int = 0, now: dt.datetime | None = None) -> list[QueryRow]:
+    """Queries the user may see, newest first (then by id: a stable order to page
+    through with ``offset``), filtered; one statement.
 
     ``assignee`` is a user id, "none" (given to no one) or None (any); ``min_age_days``
     keeps queries raised at least that many days ago.
@@ -53,33 +84,32 @@ def list_queries(session: Session, user: User | None, study: Study, *, site: str
             .join(Subject, Subject.id == Query.subject_id)
             .join(Site, Site.id == Subject.site_id)
             .outerjoin(User, User.id == Query.assignee_id)
-            .where(Query.study_id == study.id))
-    if user is not None:  # None: the operator at the command line sees every site
-        stmt = accounts.scope_to_sites(stmt, Subject.site_id,
-                                     accounts.site_ids_for(user, "subjects.view", study))
-    if site:
-        stmt = stmt.where(Site.code == site)
-    if status in QUERY_STATUSES:
-        stmt = stmt.where(Query.status == status)
-    elif status == "unclosed":
-        stmt = stmt.where(Query.status != "closed")
-    if min_age_days:
-        stmt = stmt.where(Query.created_at <= now - dt.timedelta(days=min_age_days))
-    if assignee == "none":
-        stmt = stmt.where(Query.assignee_id.is_(None))
-    elif isinstance(assignee, int):
-        stmt = stmt.where(Query.assignee_id == assignee)
-    if subject_id is not None:
-        stmt = stmt.where(Query.subject_id == subject_id)
-    if origin in ("manual", "automatic"):
-        stmt = stmt.where(Query.origin == origin)
-    stmt = stmt.order_by(Query.created_at.desc(), Query.id.desc()).limit(limit)
+            .where(*_filters(user, study, site=site, status=status,
+                             min_age_days=min_age_days, assignee=assignee,
+                             subject_id=subject_id, origin=origin, form_oid=form_oid,
+                             now=now)))
+    stmt = stmt.order_by(Query.created_at.desc(), Query.id.desc()).limit(limit).offset(offset)
     rows = []
     for query, key, code, tz, text, name, messages in session.execute(stmt):
         end = now if query.status != "closed" else query.status_changed_at
         rows.append(QueryRow(query, key, code, tz, text or "", name,
                              max(0, (end - query.created_at).days), messages))
     return rows
+
+
+def count_queries(session: Session, user: User | None, study: Study, *,
+                  site: str | None = None, status: str | None = None,
+                  min_age_days: int | None = None, assignee: int | str | None = None,
+                  subject_id: int | None = None, origin: str | None = None,
+                  form_oid: str | None = None, now: dt.datetime | None = None) -> int:
+    """How many queries ``list_queries`` would list with the same filters, without limit."""
+    stmt = (select(func.count(Query.id)).join(Subject, Subject.id == Query.subject_id)
+            .join(Site, Site.id == Subject.site_id)
+            .where(*_filters(user, study, site=site, status=status,
+                             min_age_days=min_age_days, assignee=assignee,
+                             subject_id=subject_id, origin=origin, form_oid=form_oid,
+                             now=now or utcnow())))
+    return session.scalar(stmt) or 0
 
 
 def query_counts(session: Session, study: Study, subject_ids: Iterable[int], *,
