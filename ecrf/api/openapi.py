@@ -189,6 +189,7 @@ def _schemas() -> dict:
         "AuditPage": _obj({"items": _array(_ref("AuditRow")), "limit": INT, "after": INT,
                            "next_after": _nullable(INT)}),
         **_endpoint_schemas(),
+        **_review_schemas(),
     }
 
 
@@ -434,11 +435,217 @@ def _paths() -> dict:
             errors=("BadRequest", *read_errors),
             description="Needs `subjects.view`; only subjects of the sites where you hold "
             "it.")},
+        **_review_paths(),
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
             "audit", "AuditPage", ["study_oid", "subject", "category", *AUDIT_FILTERS],
             errors=("BadRequest", *read_errors), description="Needs `audit.view`; rows of "
             "other sites (and study-wide rows, for a site-scoped user) are left out.")},
+    }
+
+
+def _review_schemas() -> dict:
+    oid = {"type": "string", "maxLength": 64}
+    number = {"type": "integer", "minimum": 1, "maximum": 2147483647}
+    query_text = {"type": "string", "maxLength": 4000,
+                  "description": "At most 4000 characters (after trimming), as on the "
+                                 "screens; a longer text is refused (422), never cut."}
+    status = {"type": "string", "enum": ["open", "answered", "closed"]}
+    summary = {
+        "id": INT, "subject_key": STR, "site_code": STR, "status": status,
+        "origin": {"type": "string", "enum": ["manual", "automatic"]},
+        "event_oid": _nullable(STR), "repeat": _nullable(INT), "form_oid": _nullable(STR),
+        "group_oid": _nullable(STR), "row": _nullable(INT), "item_oid": _nullable(STR),
+        "check_oid": _nullable({**STR, "description": "The warning check behind an "
+                                                      "automatic query."}),
+        "question": STR, "assignee_name": _nullable(STR), "created_by": STR,
+        "created_at": DATETIME, "status_changed_at": DATETIME,
+        "age_days": {**INT, "minimum": 0, "description": "Days open (until closed)."},
+        "message_count": {**INT, "minimum": 1}, "url": URL}
+    change = {"type": ["string", "null"], "enum": ["open", "answered", "closed", None]}
+    message = _obj({"author": STR, "role": _nullable(STR), "text": STR, "at": DATETIME,
+                    "status_from": change, "status_to": {
+                        **change, "description": "The status this message moved the query "
+                                                 "to (null: a note)."}})
+    counts = {"total": {**INT, "minimum": 0}, "verified": {**INT, "minimum": 0},
+              "percent": {**INT, "minimum": 0, "maximum": 100}}
+    subject_progress = {"subject_key": STR, "site_code": STR, **counts,
+                        "pending": {**INT, "minimum": 0},
+                        "forms_pending": {**INT, "minimum": 0}, "url": URL}
+    form_sdv = {
+        "study_oid": STR, "subject_key": STR, "event_oid": STR, "repeat": INT,
+        "form_oid": STR, "scope": {"type": "string", "enum": ["all", "critical"]},
+        "total": {**INT, "minimum": 0}, "verified": {**INT, "minimum": 0},
+        "pending": {**STR_LIST, "description": "GROUP.ROW.ITEM still to verify."},
+        "complete": BOOL, "form_verified": BOOL, "form_verified_by": _nullable(STR),
+        "form_verified_at": _nullable(DATETIME),
+        "items": _array(_obj({
+            "item": {**STR, "description": "GROUP.ROW.ITEM"},
+            "needed": {**BOOL, "description": "Entered and in the study's SDV scope."},
+            "value": _nullable(STR), "verified": BOOL, "verified_by": _nullable(STR),
+            "verified_at": _nullable(DATETIME), "verified_value": _nullable(STR),
+            "last_reset_at": _nullable(DATETIME),
+            "last_reset_reason": _nullable({**STR, "description": "Why the latest "
+                                            "verification was reset (a changed value, a "
+                                            "withdrawal)."})}))}
+    sdv_change = {
+        "items": {"type": "array", "minItems": 1, "maxItems": 1000,
+                  "items": {"type": "string", "pattern": r"^[A-Z][A-Z0-9_]*\.[0-9]{1,9}\."
+                                                         r"[A-Z][A-Z0-9_]*$"},
+                  "description": "GROUP.ROW.ITEM of the items (e.g. VS.1.WEIGHT)."},
+        "whole_form": {**BOOL, "description": "The whole form instead of `items` (send "
+                                              "exactly one of the two)."}}
+    return {
+        "QuerySummary": _obj(summary),
+        "Query": _obj({**summary, "thread": _array(message),
+                       "allowed": _obj({"answer": BOOL, "close": BOOL, "reopen": BOOL},
+                                       description="What your roles allow on it.")}),
+        "QueryPage": _obj({"items": _array(_ref("QuerySummary")), "page": INT,
+                           "per_page": INT, "total": INT, "pages": INT}),
+        "QueryRaise": _obj({
+            "subject_key": {**oid, "minLength": 1}, "text": query_text,
+            "event_oid": _nullable(oid), "repeat": _nullable({**number, "default": 1}),
+            "form_oid": _nullable(oid), "group_oid": _nullable(oid),
+            "row": _nullable({**number, "default": 1}), "item_oid": _nullable(oid),
+            "assignee": _nullable({**oid, "description": "Username of a coordinator or "
+                                                         "investigator of the subject's "
+                                                         "site (default: the site)."}),
+        }, ["subject_key", "text"], description="On the subject; or an event (`event_oid`, "
+           "`repeat`); or a form of it (`form_oid`); or an item of a form with data "
+           "(`item_oid`, with `group_oid` and `row` in repeating groups)."),
+        "QueryMessage": _obj({"text": query_text}, ["text"]),
+        "QueryClose": _obj({"text": _nullable({**query_text, "default": "Closed."})}, []),
+        "FormSdv": _obj(form_sdv),
+        "FormSdvChanged": _obj({**form_sdv, "changed": {
+            **INT, "minimum": 0, "description": "Verifications made (or withdrawn)."}}),
+        "SdvVerify": _obj(sdv_change, [], description="Verify items, or the whole form "
+                                                      "(every entered item in scope)."),
+        "SdvUnverify": _obj({**sdv_change, "reason": {
+            "type": "string", "maxLength": 2000, "description": "Why (at most 2000 "
+                                                                "characters)."}},
+            ["reason"], description="Withdraw verifications of items, or of the whole "
+                                    "form, with a reason."),
+        "SdvProgress": _obj({"study_oid": STR, **counts, "sites": _array(_obj(
+            {"site_code": STR, **counts})), "subjects": _obj({
+                "items": _array(_ref("SubjectSdvProgress")), "page": INT, "per_page": INT,
+                "total": {**INT, "minimum": 0, "description": "Subjects listed."},
+                "pages": INT})},
+            description="Entered items needing SDV and those verified: over your sites, "
+                        "per site, then a page of subjects."),
+        "SubjectSdvProgress": _obj(subject_progress),
+        "SubjectSdv": _obj({**subject_progress, "forms": _array(_obj({
+            "event_oid": STR, "repeat": INT, "form_oid": STR, "total": INT,
+            "verified": INT, "complete": BOOL, "form_verified": BOOL, "url": URL}))}),
+    }
+
+
+def _review_paths() -> dict:
+    query_id = {"name": "query_id", "in": "path", "required": True,
+                "description": "Query number.", "schema": {"type": "integer", "minimum": 1}}
+
+    def arg(name: str, text: str, schema: dict) -> dict:
+        return {"name": name, "in": "query", "required": False, "description": text,
+                "schema": schema}
+
+    def op(operation_id: str, summary: str, response: str, params: list[str], *,
+           extra: tuple = (), errors: tuple = (), body: str | None = None,
+           description: str, created: bool = False) -> dict:
+        found = _op(operation_id, summary, "review", response, params, body=body,
+                    errors=("Unauthorized", "Forbidden", "NotFound", *errors),
+                    description=description)
+        found["parameters"] += list(extra)
+        if created:
+            found["responses"]["201"] = found["responses"].pop("200")
+            found["responses"]["201"]["description"] = "Created (Location: its address)."
+        return found
+
+    writes = ("BadRequest", "UnsupportedMediaType", "Unprocessable", "Locked")
+    locked = ("423 when the study is locked (read-only); locked forms and subjects still "
+              "take queries, as on the screens.")
+    thread = ["study_oid"]
+    query_path = STUDY + "/queries/{query_id}"
+    sdv_note = ("423 when the form, its subject or site is locked, or the study is locked. "
+                "A later change of a verified value resets its verification (audited as "
+                "`sdv.reset`).")
+    return {
+        STUDY + "/queries": {
+            "get": op("listQueries", "Queries at your sites, newest first, a page at a time.",
+                      "QueryPage", ["study_oid", "page", "per_page"], errors=("BadRequest",),
+                      extra=(
+                          arg("status", "open, answered, closed, unclosed (default) or all.",
+                              {"type": "string", "enum": ["open", "answered", "closed",
+                                                          "unclosed", "all"],
+                               "default": "unclosed"}),
+                          arg("site", "Only queries of this site code.", STR),
+                          arg("subject", "Only queries of this subject key (404 if not at "
+                                         "your sites).", STR),
+                          arg("form", "Only queries on this form OID.", STR),
+                          arg("origin", "manual or automatic (failing warning checks).",
+                              {"type": "string", "enum": ["manual", "automatic"]})),
+                      description="Needs `subjects.view`; only queries of subjects at the "
+                                  "sites where you hold it. Order: raised newest first, then "
+                                  "by number (stable across pages)."),
+            "post": op("raiseQuery", "Raise a query on a subject, event, form or item.",
+                       "Query", ["study_oid"], body="QueryRaise", created=True, errors=writes,
+                       description="Needs `queries.raise` at the subject's site (a monitor, "
+                                   "a data manager). Audited as `query.raised`. 422 names "
+                                   "a target that does not exist or a text too long. "
+                                   + locked),
+        },
+        query_path: {"get": op("getQuery", "A query with its thread.", "Query",
+                               ["study_oid"], extra=(query_id,),
+                               description="Needs `subjects.view` at the subject's site.")},
+        query_path + "/answer": {"post": op(
+            "answerQuery", "Answer a query (open or answered -> answered).", "Query",
+            [*thread], extra=(query_id,), body="QueryMessage", errors=writes,
+            description="Needs `queries.answer` at the subject's site (a coordinator, an "
+                        "investigator). Audited as `query.answered`; 422 for a closed "
+                        "query. " + locked)},
+        query_path + "/comment": {"post": op(
+            "commentQuery", "Add a note to the thread (status unchanged).", "Query",
+            [*thread], extra=(query_id,), body="QueryMessage", errors=writes,
+            description="Needs a role that raises, answers or closes queries at the "
+                        "subject's site. Audited as `query.commented`; 422 for a closed "
+                        "query. " + locked)},
+        query_path + "/close": {"post": op(
+            "closeQuery", "Close a query.", "Query", [*thread], extra=(query_id,),
+            body="QueryClose", errors=writes,
+            description="Needs `queries.close` at the subject's site (a monitor, a data "
+                        "manager). Audited as `query.closed`; 422 if already closed. "
+                        "Send `{}` to close without a note. " + locked)},
+        query_path + "/reopen": {"post": op(
+            "reopenQuery", "Reopen an answered or closed query, saying why.", "Query",
+            [*thread], extra=(query_id,), body="QueryMessage", errors=writes,
+            description="Needs `queries.close` at the subject's site. Audited as "
+                        "`query.reopened`; 422 if it is open. " + locked)},
+        STUDY + "/sdv": {"get": op(
+            "getSdvProgress", "SDV progress over your sites: totals, per site, per subject.",
+            "SdvProgress", ["study_oid", "page", "per_page"], errors=("BadRequest",),
+            extra=(arg("site", "Only subjects of this site code.", STR),
+                   arg("pending", "true: only subjects with items still to verify.",
+                       {"type": "string", "enum": ["true", "false"], "default": "false"})),
+            description="Needs `subjects.view`; counts entered items in the study's SDV "
+                        "scope at the sites where you hold it.")},
+        SUBJECT + "/sdv": {"get": op(
+            "getSubjectSdv", "A subject's SDV progress, form by form.", "SubjectSdv",
+            ["study_oid", "subject_key"], description="Needs `subjects.view` at the "
+                                                      "subject's site.")},
+        FORM + "/sdv": {"get": op(
+            "getFormSdv", "A form's SDV state, item by item.", "FormSdv", FORM_PARAMS,
+            description="Needs `subjects.view` at the subject's site; 404 for a form "
+                        "without data.")},
+        FORM + "/sdv/verify": {"post": op(
+            "verifySdv", "Verify items of a form against source, or the whole form.",
+            "FormSdvChanged", FORM_PARAMS, body="SdvVerify", errors=writes,
+            description="Needs `sdv.perform` at the subject's site (a monitor). Items "
+                        "already verified stay as they are; an item without a value is "
+                        "refused (422). Audited as `sdv.verified` per item and "
+                        "`sdv.form_verified` for the whole form. " + sdv_note)},
+        FORM + "/sdv/unverify": {"post": op(
+            "unverifySdv", "Withdraw verifications of items or of the whole form.",
+            "FormSdvChanged", FORM_PARAMS, body="SdvUnverify", errors=writes,
+            description="Needs `sdv.perform` at the subject's site. Audited as "
+                        "`sdv.reset` with the reason. " + sdv_note)},
     }
 
 
@@ -470,7 +677,7 @@ def build_document() -> dict:
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints", "audit",
-                                                  "meta")],
+                                                  "review", "meta")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {
