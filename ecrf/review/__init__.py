@@ -8,7 +8,19 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS, SIGNATURE_SCOPE_LABELS
-from ecrf.review.locks import DataLockedError, LockError
+from ecrf.review.locks import (
+    STUDY_TRANSITIONS,
+    DataLockedError,
+    LockError,
+    active_locks,
+    change_study_status,
+    current_lock,
+    lock_form,
+    lock_site,
+    lock_subject,
+    unlock,
+)
+from ecrf.review.locks import describe as describe_lock
 from ecrf.review.models import (
     Lock,
     LockScope,
@@ -25,19 +37,30 @@ from ecrf.review.sdv import SdvProgress, SubjectSdv
 from ecrf.review.sdv import forms_status as sdv_forms_status
 from ecrf.review.sdv import progress as sdv_progress
 from ecrf.review.sdv import site_progress as sdv_site_progress
-from ecrf.review.signatures import MEANINGS, AwaitingForm, awaiting_signature, signatures_of
+from ecrf.review.signatures import (
+    MEANINGS,
+    AwaitingForm,
+    SignatureError,
+    SignatureRefused,
+    SignTarget,
+    awaiting_signature,
+    sign,
+    signatures_of,
+)
 from ecrf.review.signatures import MEANINGS as SIGNATURE_MEANINGS
 from ecrf.review.signatures import to_redo as signatures_to_redo
-from ecrf.review.support import ReviewError
+from ecrf.review.support import ReviewError, ReviewPermissionError
 
 __all__ = [
     "AwaitingForm", "DataLockedError", "Lock", "LockError", "LockScope", "MEANINGS",
     "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "Query", "QueryMessage", "QueryOrigin",
-    "QueryRow", "QueryStatus", "ReviewError", "SIGNATURE_MEANINGS",
-    "SIGNATURE_SCOPE_LABELS", "SdvMark", "SdvProgress", "Signature", "SignatureScope",
-    "SubjectSdv", "awaiting_signature", "list_queries", "query_counts", "register",
-    "sdv_forms_status", "sdv_progress", "sdv_site_progress", "signatures_of",
-    "signatures_to_redo",
+    "QueryRow", "QueryStatus", "ReviewError", "ReviewPermissionError", "SIGNATURE_MEANINGS",
+    "SIGNATURE_SCOPE_LABELS", "STUDY_TRANSITIONS", "SdvMark", "SdvProgress", "SignTarget",
+    "Signature", "SignatureError", "SignatureRefused", "SignatureScope", "SubjectSdv",
+    "active_locks", "awaiting_signature", "change_study_status", "current_lock",
+    "describe_lock", "list_queries", "lock_form", "lock_site", "lock_subject",
+    "query_counts", "register", "sdv_forms_status", "sdv_progress", "sdv_site_progress",
+    "sign", "signatures_of", "signatures_to_redo", "unlock",
 ]
 
 
