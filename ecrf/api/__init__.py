@@ -18,6 +18,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     errors,
     forms,
     openapi,
+    signing,
     studies,
 )
 from ecrf.api.blueprint import bp
