@@ -121,6 +121,15 @@ def test_event_and_casebook_signatures_and_what_cannot_be_signed(client, doc, us
     # The event's consent form is not started: the event cannot be signed yet.
     assert response.status_code == 409, body
     assert "not complete" in body["problems"][0]
+    consent = client.put(form_url("S01-001", form="CONSENT"), headers=users["crc"], json={
+        "version": None, "values": {"CONSENT_MAIN.1.CONSDT": "2025-05-01",
+                                    "CONSENT_MAIN.1.SIGNED": "Y"}, "complete": True})
+    assert consent.status_code == 200, consent.get_json()
+    response = client.post(signatures_url(), headers=users["inv"], json=event)
+    body = check(doc, SIGNATURES, "post", response)
+    assert response.status_code == 201, body
+    assert (body["scope"], body["event_oid"], body["repeat"], body["form_oid"]) == (
+        "event", "SCREEN", 1, None)
     casebook = {"scope": "casebook", "meaning": "responsibility", "username": "inv1",
                 "password": PASSWORD}
     response = client.post(signatures_url(), headers=users["inv"], json=casebook)
@@ -135,8 +144,8 @@ def test_event_and_casebook_signatures_and_what_cannot_be_signed(client, doc, us
     response = client.post(signatures_url("S01-002"), headers=users["inv"], json=SIGN_FORM)
     body = check(doc, SIGNATURES, "post", response)
     assert response.status_code == 409 and "not complete" in body["problems"][0], body
-    assert db.session.query(Signature).count() == 1
-    assert len(audit_rows(action="signature.signed")) == 1
+    assert db.session.query(Signature).count() == 2
+    assert len(audit_rows(action="signature.signed")) == 2
 
 
 def test_awaiting_lists_complete_unsigned_forms_at_the_signers_sites(client, doc, users,
@@ -369,6 +378,31 @@ def test_only_data_managers_lock(client, doc, users, completed):
         check(doc, STATUS, "post", response)
         assert response.status_code == 403
     assert db.session.query(Lock).count() == 0
+
+
+def test_a_site_data_manager_locks_only_at_their_site(client, doc, users, completed,
+                                                     make_user):
+    site_dm = bearer(token_for(make_user("dm2", role="data_manager", study="CAPTURE",
+                                         site="S02")))
+    assert client.post(f"{STUDY}/subjects/S01-001/lock", headers=users["dm"],
+                       json={"reason": "done"}).status_code == 201
+    lock_id = check(doc, LOCKS, "get", client.get(f"{STUDY}/locks",
+                                                  headers=users["dm"]))["items"][0]["id"]
+    for response, path in (
+            (client.post(f"{STUDY}/subjects/S01-001/unlock", headers=site_dm,
+                         json={"reason": "x"}), SUBJECT_UNLOCK),
+            (client.post(f"{STUDY}/subjects/S01-002/lock", headers=site_dm, json={}),
+             SUBJECT_LOCK),
+            (client.post(f"{STUDY}/sites/S01/lock", headers=site_dm, json={}), SITE_LOCK),
+            (client.post(f"{STUDY}/locks/{lock_id}/unlock", headers=site_dm,
+                         json={"reason": "x"}), RELEASE)):
+        check(doc, path, "post", response)
+        assert response.status_code == 404, (path, response.get_json())
+    assert check(doc, LOCKS, "get", client.get(f"{STUDY}/locks", headers=site_dm))["items"] == []
+    response = client.post(f"{STUDY}/subjects/S02-001/lock", headers=site_dm, json={})
+    assert check(doc, SUBJECT_LOCK, "post", response)["site"] == "S02"
+    listed = check(doc, LOCKS, "get", client.get(f"{STUDY}/locks", headers=site_dm))
+    assert [item["subject_key"] for item in listed["items"]] == ["S02-001"]
 
 
 def test_lock_bodies_are_checked(client, doc, users, completed):
