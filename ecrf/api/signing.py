@@ -220,7 +220,7 @@ def _sign_target(found: Subject, body: _Body) -> review.SignTarget | None:
         for name in ("form_oid",) + (("event_oid", "repeat") if scope == "casebook" else ()):
             if name in body.data:
                 body.fail(name, _("Not used when signing a %(scope)s.", scope=scope))
-    meaning = body.text("meaning", required=True, choices=tuple(review.MEANINGS))
+    body.text("meaning", required=True, choices=tuple(review.MEANINGS))
     body.text("username", required=True)
     body.text("password", required=True, limit=1024, echo=False)
     if body.errors:
@@ -230,7 +230,6 @@ def _sign_target(found: Subject, body: _Body) -> review.SignTarget | None:
                              meanings={k: _(v) for k, v in review.MEANINGS.items()})
         raise ApiProblem(422, _("Nothing was signed: the body has %(n)s problem(s).",
                                 n=len(body.errors)), errors=body.errors)
-    assert meaning is not None
     if scope == "casebook":
         return review.SignTarget(found, "casebook")
     event = _event_or_404(found, event_oid, repeat)
