@@ -19,6 +19,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     forms,
     openapi,
     review,
+    signing,
     studies,
 )
 from ecrf.api.blueprint import bp

@@ -190,6 +190,7 @@ def _schemas() -> dict:
                            "next_after": _nullable(INT)}),
         **_endpoint_schemas(),
         **_review_schemas(),
+        **_signing_schemas(),
     }
 
 
@@ -441,6 +442,238 @@ def _paths() -> dict:
             "audit", "AuditPage", ["study_oid", "subject", "category", *AUDIT_FILTERS],
             errors=("BadRequest", *read_errors), description="Needs `audit.view`; rows of "
             "other sites (and study-wide rows, for a site-scoped user) are left out.")},
+        **_signing_paths(),
+    }
+
+
+def _signing_schemas() -> dict:
+    meanings = ["approval", "review", "responsibility"]
+    study_status = {"type": "string", "enum": ["active", "frozen", "locked"]}
+    reason = {"type": "string", "maxLength": 4000}
+    oid = {"type": "string", "minLength": 1, "maxLength": 200}
+    signature = _obj({
+        "id": INT, "scope": {"type": "string", "enum": ["form", "event", "casebook"]},
+        "subject_key": STR, "event_oid": _nullable(STR),
+        "repeat": _nullable({**INT, "minimum": 1}), "form_oid": _nullable(STR),
+        "signer_username": STR,
+        "signer_name": {**STR, "description": "Printed name at signing time."},
+        "signer_role": _nullable(STR),
+        "meaning": {**STR, "description": "The meaning as shown to the signer."},
+        "signed_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                        "description": "SHA-256 of the canonical JSON of the signed values."},
+        "signed_at": DATETIME,
+        "state": {"type": "string", "enum": ["valid", "broken"],
+                  "description": "`broken`: the signed data changed since; sign again."},
+        "broken_at": _nullable(DATETIME), "broken_reason": _nullable(STR),
+    }, description="An electronic signature (21 CFR 11.50): who, when, what it means, and "
+                   "what was signed (the event for an event, the event and form for a form, "
+                   "neither for the casebook).")
+    sign = {
+        **_obj({
+            "scope": {"type": "string", "enum": ["form", "event", "casebook"],
+                      "description": "Sign one form, one event (every form of it) or the "
+                                     "subject's whole casebook."},
+            "event_oid": {**oid, "description": "The event (scopes form and event)."},
+            "repeat": {"type": "integer", "minimum": 1, "maximum": 9999, "default": 1,
+                       "description": "Occurrence of the event (scopes form and event)."},
+            "form_oid": {**oid, "description": "The form (scope form)."},
+            "meaning": {"type": "string", "enum": meanings,
+                        "description": "approval: reviewed and confirmed accurate; review: "
+                                       "reviewed; responsibility: responsibility as the "
+                                       "investigator. The text shown on the signing screen "
+                                       "is stored."},
+            "username": {"type": "string", "minLength": 1, "maxLength": 200,
+                         "description": "Your user id, asked at every signing through the "
+                                        "API (each call is a first signing: there is no "
+                                        "login session)."},
+            "password": {"type": "string", "format": "password", "writeOnly": True,
+                         "minLength": 1, "maxLength": 1024,
+                         "description": "Your password. Never stored, logged or echoed. A "
+                                        "wrong one counts toward account lockout, as on the "
+                                        "signing screen."},
+        }, ["scope", "meaning", "username", "password"]),
+        "allOf": [
+            {"if": {"properties": {"scope": {"const": "form"}}},
+             "then": {"required": ["event_oid", "form_oid"]}},
+            {"if": {"properties": {"scope": {"const": "event"}}},
+             "then": {"required": ["event_oid"], "not": {"required": ["form_oid"]}}},
+            {"if": {"properties": {"scope": {"const": "casebook"}}},
+             "then": {"not": {"anyOf": [{"required": ["event_oid"]},
+                                        {"required": ["repeat"]},
+                                        {"required": ["form_oid"]}]}}},
+        ],
+    }
+    lock = _obj({
+        "id": INT, "scope": {"type": "string", "enum": ["form", "subject", "site"]},
+        "site": STR, "subject_key": _nullable(STR), "event_oid": _nullable(STR),
+        "repeat": _nullable({**INT, "minimum": 1}), "form_oid": _nullable(STR),
+        "active": BOOL, "locked_by": STR, "locked_at": DATETIME, "reason": _nullable(STR),
+        "unlocked_by": _nullable(STR), "unlocked_at": _nullable(DATETIME),
+        "unlock_reason": _nullable(STR),
+        "description": {**STR, "description": "The lock in words: what, by whom, when, why."},
+    })
+    return {
+        "SigningProblem": {"allOf": [_ref("Error"), {"type": "object", "properties": {
+            "errors": {"type": "object", "additionalProperties": STR_LIST,
+                       "description": "Field of the body -> messages."},
+            "problems": {**STR_LIST, "description": "Why the data cannot be signed yet."},
+            "meanings": {"type": "object", "additionalProperties": STR,
+                         "description": "The meanings to choose from (code -> text)."},
+            "account_locked": {**BOOL, "description": "Too many wrong passwords locked the "
+                                                      "account: nothing can be signed until "
+                                                      "the lockout ends."}}}]},
+        "SignatureRequest": sign,
+        "Signature": signature,
+        "SignatureList": _obj({"subject_key": STR, "items": _array(_ref("Signature"))},
+                              description="Newest first, valid and broken."),
+        "SignaturesToRedo": _obj({"items": _array(_ref("Signature"))},
+                                 description="Your broken signatures not signed again "
+                                             "since."),
+        "AwaitingSignature": _obj({
+            "items": _array(_obj({"subject_key": STR, "site": STR, "event_oid": STR,
+                                  "repeat": {**INT, "minimum": 1}, "form_oid": STR,
+                                  "status": {"type": "string", "enum": ["complete"]},
+                                  "updated_at": _nullable(DATETIME)})),
+            "truncated": {**BOOL, "description": "More than the 200 forms listed await."}},
+            description="Complete forms at your signing sites that no valid signature "
+                        "covers (of the form, its event or the casebook)."),
+        "Lock": lock,
+        "LockList": _obj({"study_oid": STR, "status": study_status,
+                          "items": _array(_ref("Lock"))},
+                         description="The study's status and the locks in force at your "
+                                     "sites, oldest first."),
+        "LockRequest": _obj({"reason": {**reason, "description": "Why (optional)."}}, [],
+                            description="Send `{}` when there is no reason to give."),
+        "UnlockRequest": _obj({"reason": {**reason, "minLength": 1,
+                                          "description": "Why the lock is released."}}),
+        "StudyStatusChange": _obj({
+            "transition": {"type": "string", "enum": ["freeze", "unfreeze", "lock", "unlock"],
+                           "description": "freeze: active -> frozen (no data entry, queries "
+                                          "go on); unfreeze: frozen -> active; lock: active "
+                                          "or frozen -> locked (read-only); unlock: locked "
+                                          "-> active."},
+            "reason": {**reason, "minLength": 1}}),
+        "StudyStatus": _obj({"study_oid": STR, "status": study_status,
+                             "previous_status": study_status}),
+    }
+
+
+def _signing_paths() -> dict:
+    def answer(text: str, schema: str = "SigningProblem") -> dict:
+        return {"description": text, "content": {JSON: {"schema": _ref(schema)}}}
+
+    def created(operation: dict, text: str) -> dict:
+        operation["responses"]["201"] = {**operation["responses"].pop("200"),
+                                         "description": text}
+        return operation
+
+    def path_param(name: str, text: str, schema: dict) -> dict:
+        return {"name": name, "in": "path", "required": True, "description": text,
+                "schema": schema}
+
+    site = path_param("site_code", "Site code, e.g. S01.", STR)
+    lock_id = path_param("lock_id", "Lock id (`id` of a lock listed by GET .../locks).",
+                         {"type": "integer", "minimum": 1})
+    body_errors = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+                   "UnsupportedMediaType", "Unprocessable")
+    read_errors = ("Unauthorized", "Forbidden", "NotFound")
+    invalid = answer("Nothing was done: unknown fields, missing or empty fields, wrong types, "
+                     "values out of bounds or not among the choices; each named in `errors`.")
+    lock_conflict = answer("Already locked, not locked, or released already.")
+    needs_lock = ("Needs `data.lock` (data manager) at the site concerned and an API token; "
+                  "audited as on the locks screen.")
+
+    def locking(operation_id: str, summary: str, params: list, *, release: bool,
+                description: str) -> dict:
+        operation = _op(operation_id, summary, "locks", "Lock", [], errors=body_errors,
+                        body="UnlockRequest" if release else "LockRequest",
+                        description=f"{description} {needs_lock}")
+        operation["parameters"] = params
+        operation["responses"]["409"] = lock_conflict
+        operation["responses"]["422"] = invalid
+        if not release:
+            created(operation, "Locked: the lock now in force.")
+        else:
+            operation["responses"]["200"]["description"] = "Unlocked: the released lock."
+        return operation
+
+    status = _op("changeStudyStatus", "Freeze, unfreeze, lock or unlock the study.", "locks",
+                 "StudyStatus", ["study_oid"], body="StudyStatusChange", errors=body_errors,
+                 description="Needs `data.lock` and an API token; a reason is required; "
+                 "audited (`study.frozen`, `study.unfrozen`, `study.locked`, "
+                 "`study.unlocked`). A frozen study takes no data entry (queries go on); a "
+                 "locked one is read-only. Saves then answer 423.")
+    status["responses"]["409"] = answer("The study's status does not allow this transition.",
+                                        "Error")
+    status["responses"]["422"] = invalid
+    subject_params = [_ref(p, "parameters") for p in ("study_oid", "subject_key")]
+    form_params = [_ref(p, "parameters") for p in FORM_PARAMS]
+    sign = _op("signSubjectData", "Sign a form, an event or a casebook electronically.",
+               "signatures", "Signature", ["study_oid", "subject_key"], body="SignatureRequest",
+               errors=body_errors,
+               description="Needs `data.sign` (investigator) at the subject's site and an API "
+               "token. Your user id and password are checked as on the signing screen; a "
+               "wrong one answers 422 and counts toward lockout (audited as "
+               "`signature.failed`), and the attempt that locks the account, or any attempt "
+               "while it is locked, answers 403 with `account_locked`. The signature binds "
+               "the SHA-256 of the values in scope (audited as `signature.signed`); a later "
+               "change of those values breaks it.")
+    created(sign, "Signed.")
+    sign["responses"].update({
+        "403": answer("Your roles do not allow signing, or the account is locked after "
+                      "repeated wrong passwords (`account_locked`)."),
+        "404": answer("No such subject at your sites, event or started form.", "Error"),
+        "409": answer("It cannot be signed yet: a form in scope is not complete, a query is "
+                      "open, or there is no data (`problems`)."),
+        "422": answer("Nothing was signed: a wrong user id or password (`errors.password`, "
+                      "counted toward lockout), or a malformed body (`errors`; `meanings` "
+                      "when the meaning is missing or unknown)."),
+        "423": answer("The study is locked: nothing can be signed.", "Error"),
+    })
+    return {
+        SUBJECT + "/signatures": {
+            "get": _op("listSignatures", "A subject's signatures, valid and broken.",
+                       "signatures", "SignatureList", ["study_oid", "subject_key"],
+                       errors=read_errors, description="Needs `subjects.view` at the "
+                       "subject's site. A signature is `broken` when the data it signed "
+                       "changed since."),
+            "post": sign,
+        },
+        STUDY + "/signatures/awaiting": {"get": _op(
+            "listAwaitingSignature", "Complete forms awaiting your signature.", "signatures",
+            "AwaitingSignature", ["study_oid"], errors=read_errors,
+            description="Needs `data.sign`; the forms of the sites where you hold it, as on "
+            "the investigator's dashboard (at most 200).")},
+        STUDY + "/signatures/to-redo": {"get": _op(
+            "listSignaturesToRedo", "Your broken signatures to sign again.", "signatures",
+            "SignaturesToRedo", ["study_oid"], errors=read_errors,
+            description="Needs `data.sign`; as on the investigator's dashboard.")},
+        STUDY + "/locks": {"get": _op(
+            "listLocks", "The study's status and the locks in force.", "locks", "LockList",
+            ["study_oid"], errors=read_errors,
+            description="Needs `data.lock`; locks of the sites where you hold it.")},
+        SUBJECT + "/lock": {"post": locking(
+            "lockSubject", "Lock a subject: none of its data can change.", subject_params,
+            release=False, description="Saves to the subject's forms then answer 423.")},
+        SUBJECT + "/unlock": {"post": locking(
+            "unlockSubject", "Release a subject's lock, with a reason.", subject_params,
+            release=True, description="409 when the subject is not locked.")},
+        FORM + "/lock": {"post": locking(
+            "lockForm", "Lock a started form: its data can no longer change.", form_params,
+            release=False, description="Saves to the form then answer 423.")},
+        FORM + "/unlock": {"post": locking(
+            "unlockForm", "Release a form's lock, with a reason.", form_params, release=True,
+            description="409 when the form is not locked.")},
+        STUDY + "/sites/{site_code}/lock": {"post": locking(
+            "lockSite", "Lock a site: no data of its subjects can change.",
+            [_ref("study_oid", "parameters"), site], release=False,
+            description="404 for a site that does not take part in the study or is not "
+                        "one of yours.")},
+        STUDY + "/locks/{lock_id}/unlock": {"post": locking(
+            "releaseLock", "Release any lock in force (form, subject or site), with a "
+                           "reason.", [_ref("study_oid", "parameters"), lock_id],
+            release=True, description="409 when it was released already.")},
+        STUDY + "/status": {"post": status},
     }
 
 
@@ -676,8 +909,9 @@ def build_document() -> dict:
         },
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints", "audit",
-                                                  "review", "meta")],
+        "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
+                                             "review", "signatures", "locks", "audit",
+                                             "meta")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {

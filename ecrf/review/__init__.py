@@ -8,7 +8,19 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.review.labels import ORIGIN_LABELS, QUERY_STATUS_LABELS, SIGNATURE_SCOPE_LABELS
-from ecrf.review.locks import DataLockedError, LockError
+from ecrf.review.locks import (
+    STUDY_TRANSITIONS,
+    DataLockedError,
+    LockError,
+    active_locks,
+    change_study_status,
+    current_lock,
+    lock_form,
+    lock_site,
+    lock_subject,
+    unlock,
+)
+from ecrf.review.locks import describe as describe_lock
 from ecrf.review.models import (
     Lock,
     LockScope,
@@ -34,7 +46,16 @@ from ecrf.review.sdv import site_progress as sdv_site_progress
 from ecrf.review.sdv import unverify as sdv_unverify
 from ecrf.review.sdv import verify_form as sdv_verify_form
 from ecrf.review.sdv import verify_items as sdv_verify_items
-from ecrf.review.signatures import MEANINGS, AwaitingForm, awaiting_signature, signatures_of
+from ecrf.review.signatures import (
+    MEANINGS,
+    AwaitingForm,
+    SignatureError,
+    SignatureRefused,
+    SignTarget,
+    awaiting_signature,
+    sign,
+    signatures_of,
+)
 from ecrf.review.signatures import MEANINGS as SIGNATURE_MEANINGS
 from ecrf.review.signatures import to_redo as signatures_to_redo
 from ecrf.review.support import ReviewError, ReviewPermissionError
@@ -43,13 +64,15 @@ __all__ = [
     "AwaitingForm", "DataLockedError", "FormSdv", "Lock", "LockError", "LockScope",
     "MEANINGS", "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "Query", "QueryError",
     "QueryMessage", "QueryOrigin", "QueryRow", "QueryStatus", "QueryTarget", "ReviewError",
-    "ReviewPermissionError",
-    "SIGNATURE_MEANINGS", "SIGNATURE_SCOPE_LABELS", "SdvError", "SdvMark", "SdvProgress",
-    "Signature", "SignatureScope", "SubjectSdv", "answer_query", "awaiting_signature",
-    "close_query", "comment_query", "count_queries", "list_queries", "query_counts",
-    "raise_query", "register", "reopen_query", "sdv_form_status", "sdv_forms_status",
-    "sdv_progress", "sdv_site_progress", "sdv_unverify", "sdv_verify_form",
-    "sdv_verify_items", "signatures_of", "signatures_to_redo", "visible_query",
+    "ReviewPermissionError", "SIGNATURE_MEANINGS", "SIGNATURE_SCOPE_LABELS",
+    "STUDY_TRANSITIONS", "SdvError", "SdvMark", "SdvProgress", "SignTarget", "Signature",
+    "SignatureError", "SignatureRefused", "SignatureScope", "SubjectSdv", "active_locks",
+    "answer_query", "awaiting_signature", "change_study_status", "close_query",
+    "comment_query", "count_queries", "current_lock", "describe_lock", "list_queries",
+    "lock_form", "lock_site", "lock_subject", "query_counts", "raise_query", "register",
+    "reopen_query", "sdv_form_status", "sdv_forms_status", "sdv_progress",
+    "sdv_site_progress", "sdv_unverify", "sdv_verify_form", "sdv_verify_items", "sign",
+    "signatures_of", "signatures_to_redo", "unlock", "visible_query",
 ]
 
 
