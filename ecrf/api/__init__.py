@@ -14,6 +14,7 @@ from flask import Flask
 from ecrf.api import (  # noqa: F401  (routes)
     audit,
     auth,
+    docs,
     endpoints,
     errors,
     forms,

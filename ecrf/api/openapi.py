@@ -373,6 +373,11 @@ def _paths() -> dict:
             "security": [], "responses": {"200": {"description": "The OpenAPI document.",
                                                   "content": {JSON: {"schema": {
                                                       "type": "object"}}}}}}},
+        "/docs": {"get": {
+            "operationId": "getDocs", "summary": "This document for people, as one HTML "
+            "page (no script, no external asset).", "tags": ["meta"], "security": [],
+            "responses": {"200": {"description": "The API reference.",
+                                  "content": {"text/html": {"schema": STR}}}}}},
         "/studies": {"get": _op("listStudies", "The studies you hold a role in.", "studies",
                                 "StudyList", [], errors=("Unauthorized",))},
         STUDY: {"get": _op("getStudy", "A study: identity, versions, sites, events and "
