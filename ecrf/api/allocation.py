@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 
 from flask import current_app, g, request, url_for
 from flask_babel import gettext as _
@@ -49,6 +50,8 @@ MAX_UNDO_REASON = 2000
 MAX_DECISION_REASON = 4000
 MAX_PASSWORD = 256
 DLT_DECISIONS = ("confirmed", "rejected")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+MAX_ID = 2**31 - 1  # the largest id a row can have: anything above is simply not there
 
 
 # --- request bodies -------------------------------------------------------------------------
@@ -125,6 +128,8 @@ def subject_enrol(study_oid: str):
     enrolled_on = None
     if day_text is not None:
         try:
+            if not DATE_RE.match(day_text):
+                raise ValueError(day_text)
             enrolled_on = dt.date.fromisoformat(day_text)
         except ValueError:
             errors.setdefault("enrolled_on", []).append(
@@ -364,7 +369,8 @@ def dlt_read(study_oid: str, subject_key: str):
 @bp.post(SUBJECT + "/dlt/<int:assessment_id>", endpoint="dlt_decide")
 def dlt_decide(study_oid: str, subject_key: str, assessment_id: int):
     subject = subject_or_404(subject_key, "safety.assess")
-    found = db.session.get(safety.DltAssessment, assessment_id)
+    found = db.session.get(safety.DltAssessment, assessment_id) \
+        if assessment_id <= MAX_ID else None
     if found is None or found.subject_id != subject.id:
         raise ApiProblem(404, _("%(key)s has no DLT assessment %(id)s.",
                                 key=subject.subject_key, id=assessment_id))

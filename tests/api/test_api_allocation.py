@@ -102,6 +102,10 @@ def test_enrolment_as_the_enrol_screen_with_its_audit_row(client, doc, make_user
      "At most 64"),
     ({"site": "S01", "subject_key": "P-1", "enrolled_on": "01/02/2025"}, "enrolled_on",
      "YYYY-MM-DD"),
+    ({"site": "S01", "subject_key": "P-1", "enrolled_on": "20250101"}, "enrolled_on",
+     "YYYY-MM-DD"),
+    ({"site": "S01", "subject_key": "P-1", "enrolled_on": "2025-02-30"}, "enrolled_on",
+     "YYYY-MM-DD"),
     ({"site": "S01", "subject_key": "P-1", "enrolled_on": 20250101}, "enrolled_on",
      "a number"),
     ({"site": "S01", "subject_key": "P-1", "enrolled_on": "2999-01-01"}, "enrolled_on",
@@ -389,9 +393,10 @@ def test_a_dlt_candidate_is_decided_as_on_the_safety_page(client, doc, make_user
     other = headers(make_user, "inv2", "investigator", "SAFETY", "S02")
     response = client.post(url, headers=other, json={"decision": "confirmed", "reason": "r"})
     assert check(doc, DLT_DECIDE, "post", response) and response.status_code == 404
-    response = client.post(f"{base}/{candidate['id'] + 99}", headers=inv,
-                           json={"decision": "confirmed", "reason": "r"})
-    assert check(doc, DLT_DECIDE, "post", response) and response.status_code == 404
+    for unknown in (candidate["id"] + 99, 0, 10**30):
+        response = client.post(f"{base}/{unknown}", headers=inv,
+                               json={"decision": "confirmed", "reason": "r"})
+        assert check(doc, DLT_DECIDE, "post", response) and response.status_code == 404
     response = client.post(url, headers=inv, json={"decision": "confirmed",
                                                    "reason": "Grade 3 hypoxia, related"})
     body = check(doc, DLT_DECIDE, "post", response)
