@@ -934,9 +934,11 @@ def _allocation_schemas() -> dict:
                                                           "closed."},
         "mtd_level": _nullable(INT),
         "proposal": _nullable(_obj({
-            "action": {**STR, "description": "The rule's action (escalate, expand, stay, "
-                                             "de-escalate, declare_mtd, stop_no_mtd, "
-                                             "enrol)."},
+            "action": {"type": "string", "enum": ["enrol", "escalate", "expand", "stay",
+                                                  "de-escalate", "declare MTD",
+                                                  "stop, no MTD"],
+                       "description": "The rule's action; enrol: the cohort is not "
+                                      "complete yet."},
             "level": _nullable(INT), "reason": STR, "mtd": _nullable(INT),
             "decision": {"type": ["string", "null"], "enum": [*decision_names, None],
                          "description": "The decision the rule proposes (null: the "

@@ -285,6 +285,19 @@ def test_dose_level_assignment_and_the_board(client, doc, make_user, study33):
     assert check(doc, DOSE_LEVEL, "post", response) and response.status_code == 403
 
 
+def test_a_boin_board_gives_its_target_and_boundaries(client, doc, make_user, make_site,
+                                                     make_study):
+    make_site("S01")
+    load("allocation_boin")
+    make_study("ALLOCBN", sites=("S01",))
+    viewer = headers(make_user, "sv1", "sponsor_viewer", "ALLOCBN")
+    board = check(doc, BOARD, "get", client.get(f"{API}/studies/ALLOCBN/escalation",
+                                                headers=viewer))
+    assert board["design"] == "boin" and board["target_dlt_rate"]
+    bounds = board["boundaries"]
+    assert 0 < bounds["escalate_at_or_below"] < bounds["de_escalate_at_or_above"] < 1
+
+
 def test_a_study_without_escalation_has_no_board(client, doc, make_user, web_study):
     add_subject(web_study, "P-001")
     db.session.commit()
