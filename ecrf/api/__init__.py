@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ecrf.api import (  # noqa: F401  (routes)
+    allocation,
     audit,
     auth,
     docs,

@@ -191,6 +191,7 @@ def _schemas() -> dict:
         **_endpoint_schemas(),
         **_review_schemas(),
         **_signing_schemas(),
+        **_allocation_schemas(),
     }
 
 
@@ -388,7 +389,7 @@ def _paths() -> dict:
                   "SubjectPage", ["study_oid", "page", "per_page"],
                   errors=("BadRequest", *read_errors), description="Needs `subjects.view`; "
                   "only subjects of the sites where you hold it."),
-        }},
+        }, "post": _enrol_operation()},
         SUBJECT: {"get": _op("getSubject", "A subject with its schedule (planned dates, "
                                            "windows, statuses) and its recorded events.",
                              "subjects", "Subject", ["study_oid", "subject_key"],
@@ -448,6 +449,7 @@ def _paths() -> dict:
             errors=("BadRequest", *read_errors), description="Needs `audit.view`; rows of "
             "other sites (and study-wide rows, for a site-scoped user) are left out.")},
         **_signing_paths(),
+        **_allocation_paths(),
     }
 
 
@@ -887,6 +889,270 @@ def _review_paths() -> dict:
     }
 
 
+def _allocation_schemas() -> dict:
+    key_text = {**STR, "minLength": 1, "maxLength": 64}
+    check = _obj({"key": {**STR, "description": "eligibility, consent, stratum:<name>, "
+                                                "status, arm or definition."},
+                  "ok": BOOL, "message": STR})
+    allocation = _obj({
+        "arm": STR, "arm_name": _nullable(STR),
+        "stratum": {**STR, "description": "The stratum the slot was taken from."},
+        "strata": {"type": "object", "additionalProperties": STR,
+                   "description": "Stratification factor -> level, frozen at randomization."},
+        "randomized_on": DATE, "allocated_by": STR, "allocated_at": DATETIME,
+        "state": {"type": "string", "enum": ["in_force", "undone"]},
+        "undone_at": _nullable(DATETIME), "undone_by": _nullable(STR),
+        "undo_reason": _nullable(STR),
+    }, description="One allocation, as the screen lists it: never the list's sequence "
+                   "number, which would tell a site about block sizes.")
+    level_subject = _obj({
+        "subject_key": {**_nullable(STR), "description": "Null for a subject of a site "
+                                                         "where you may not see subjects."},
+        "state": {"type": "string", "enum": ["not_treated", "in_window", "awaiting",
+                                             "evaluable", "dlt", "not_evaluable"]},
+        "treated_on": _nullable(DATE), "window_end": _nullable(DATE)})
+    count = {**INT, "minimum": 0}
+    level = _obj({
+        "level": INT, "label": STR, "dose": _nullable(STR), "treated": count,
+        "evaluable": count, "dlts": count,
+        "to_replace": {**count, "description": "Subjects not evaluable: each frees a place."},
+        "pending": {**count, "description": "Subjects not treated, in the DLT window or "
+                                            "awaiting the full-dose record."},
+        "places_taken": count, "capacity": count,
+        "open": {**BOOL, "description": "The level enrolment goes to now."},
+        "subjects": _array(_ref("EscalationSubject"))})
+    decision = _obj({
+        "decided_at": DATETIME, "decided_by": STR, "signer_name": STR,
+        "role": _nullable(STR), "signature_meaning": STR, "level": INT,
+        "action": {"type": "string", "enum": ["escalate", "stay", "de-escalate",
+                                              "declare_mtd", "stop"]},
+        "next_level": {**_nullable(INT), "description": "Null: the escalation closed."},
+        "mtd_level": _nullable(INT), "proposed_action": STR, "proposal": STR,
+        "reason": STR})
+    decision_names = ["escalate", "stay", "de-escalate", "declare_mtd", "stop"]
+    board = {
+        "study": STR, "design": {"type": "string", "enum": ["3+3", "boin"]},
+        "target_dlt_rate": _nullable(DECIMAL),
+        "boundaries": _nullable(_obj({"escalate_at_or_below": {"type": "number"},
+                                      "de_escalate_at_or_above": {"type": "number"}})),
+        "current_level": {**_nullable(INT), "description": "Null once the escalation "
+                                                          "closed."},
+        "mtd_level": _nullable(INT),
+        "proposal": _nullable(_obj({
+            "action": {"type": "string", "enum": ["enrol", "escalate", "expand", "stay",
+                                                  "de-escalate", "declare MTD",
+                                                  "stop, no MTD"],
+                       "description": "The rule's action; enrol: the cohort is not "
+                                      "complete yet."},
+            "level": _nullable(INT), "reason": STR, "mtd": _nullable(INT),
+            "decision": {"type": ["string", "null"], "enum": [*decision_names, None],
+                         "description": "The decision the rule proposes (null: the "
+                                        "cohort is not complete)."}})),
+        "allowed_decisions": {**_array({"type": "string", "enum": decision_names}),
+                              "description": "Decisions that may be signed now: as "
+                                             "cautious as wished, never bolder than the "
+                                             "rule."},
+        "levels": _array(_ref("EscalationLevel")),
+        "decisions": _array(_ref("EscalationDecision")),
+    }
+    assessment = _obj({
+        "id": INT, "group_oid": STR, "row": INT, "term": _nullable(STR),
+        "status": {"type": "string", "enum": ["candidate", "withdrawn", "confirmed",
+                                              "rejected"]},
+        "candidate_reason": STR, "meets_criteria": BOOL, "reason": _nullable(STR),
+        "created_at": DATETIME, "decided_at": _nullable(DATETIME)})
+    return {
+        "Enrolment": _obj({
+            "site": {**STR, "maxLength": 32, "description": "Code of an active site of the "
+                                                            "study where you may enrol."},
+            "subject_key": {**key_text, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                            "description": "The screening number, unique in the study "
+                                           "(case-insensitive); 'new' is reserved."},
+            "enrolled_on": {**DATE, "description": "Not after today at the site."},
+        }, description="An enrolment, as on the enrol screen."),
+        "Enrolled": _obj({"subject_key": STR, "site": STR, "status": STR,
+                          "arm": _nullable(STR), "dose_level": _nullable(INT),
+                          "enrolled_on": DATE, "study_version": STR, "url": URL}),
+        "RandomizationCheck": check,
+        "Allocation": allocation,
+        "Randomization": _obj({
+            "subject_key": STR, "site": STR,
+            "list_kind": {"type": "string", "enum": ["production", "test"],
+                          "description": "test on a training instance."},
+            "arm": _nullable(STR), "arm_name": _nullable(STR),
+            "ready": {**BOOL, "description": "Every check is met: randomizing is possible."},
+            "checks": _array(_ref("RandomizationCheck")),
+            "missing": {**STR_LIST, "description": "The message of every check not met."},
+            "strata": {"type": "object", "additionalProperties": STR,
+                       "description": "Stratification factor -> level recorded now (the "
+                                      "factors whose item holds a valid level)."},
+            "allocations": {**_array(_ref("Allocation")),
+                            "description": "Every allocation, undone ones included, oldest "
+                                           "first."}}),
+        "RandomizationRefused": {"allOf": [_ref("Error"), {
+            "type": "object", "required": ["reasons"],
+            "properties": {"reasons": STR_LIST}}]},
+        "RandomizationUndo": _obj({"reason": {**STR, "minLength": 1, "maxLength": 2000}},
+                                  description="Why the randomization is undone."),
+        "EscalationSubject": level_subject,
+        "EscalationLevel": level,
+        "EscalationDecision": decision,
+        "EscalationBoard": _obj(board),
+        "EscalationDecided": _obj({**board, "decision": _ref("EscalationDecision")}),
+        "EscalationDecisionRequest": _obj({
+            "action": {"type": "string", "enum": decision_names,
+                       "description": "One of `allowed_decisions` of the board."},
+            "reason": {**STR, "minLength": 1, "maxLength": 4000},
+            "password": {**STR, "minLength": 1, "maxLength": 256, "format": "password",
+                         "description": "Your password, re-entered as your electronic "
+                                        "signature (meaning: approval)."}}),
+        "EscalationRefused": {"allOf": [_ref("Error"), {
+            "type": "object", "required": ["allowed_decisions"],
+            "properties": {"allowed_decisions": _array(STR)}}]},
+        "DoseLevelAssigned": _obj({"subject_key": STR, "dose_level": INT, "label": STR,
+                                   "dose": _nullable(STR),
+                                   "place": {**INT, "minimum": 1},
+                                   "capacity": {**INT, "minimum": 1}}),
+        "DltAssessment": assessment,
+        "Dlt": _obj({
+            "subject_key": STR, "dose_level": _nullable(INT),
+            "state": {"type": "string", "enum": ["not_treated", "in_window", "awaiting",
+                                                 "evaluable", "dlt", "not_evaluable"]},
+            "evaluable": BOOL, "has_dlt": BOOL, "reason": STR,
+            "window_start": _nullable(DATETIME), "window_end": _nullable(DATETIME),
+            "full_dose": _nullable(BOOL), "pending_candidates": {**INT, "minimum": 0},
+            "assessments": _array(_ref("DltAssessment"))}),
+        "DltDecision": _obj({
+            "decision": {"type": "string", "enum": ["confirmed", "rejected"]},
+            "reason": {**STR, "minLength": 1, "maxLength": 4000}}),
+    }
+
+
+def _answer(text: str, schema: str = "Error") -> dict:
+    return {"description": text, "content": {JSON: {"schema": _ref(schema)}}}
+
+
+_WRITES = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "UnsupportedMediaType")
+_INVALID = "Unprocessable: nothing was recorded; `errors` names each field at fault."
+_NO_BODY = "No body, or an empty JSON object (any field is refused with 422)."
+
+
+def _allocation_op(operation_id: str, summary: str, response: str, params: list[str], *,
+                   description: str, body: str | None = None, created: bool = False,
+                   errors: tuple[str, ...] = ("Unauthorized", "Forbidden", "NotFound"),
+                   extra: dict | None = None, inline: list[dict] | None = None) -> dict:
+    found = _op(operation_id, summary, "allocation", response, params, errors=errors,
+                description=description, body=body)
+    if created:
+        found["responses"] = {"201": {**found["responses"].pop("200"),
+                                      "description": "Created"}, **found["responses"]}
+    found["responses"].update(extra or {})
+    found["parameters"] += inline or []
+    return found
+
+
+def _enrol_operation() -> dict:
+    """POST on the subjects collection, beside its GET in ``_paths``."""
+    enrol = _allocation_op(
+        "enrolSubject", "Enrol a subject, as the enrol screen does.", "Enrolled",
+        ["study_oid"], body="Enrolment", created=True, errors=_WRITES,
+        description="Needs `subjects.enrol` at the site and an API token. The subject "
+                    "starts in screening on the study's latest version, with its schedule "
+                    "stored; audited as `subject.enrolled`. `Location` gives the subject's "
+                    "address.",
+        extra={"409": _answer("The study is not active or has no definition loaded."),
+               "422": _answer(_INVALID + " A screening number already used, a site that "
+                              "does not take part or where you may not enrol, an "
+                              "enrolment date in the future.", "ValidationError")})
+    enrol["responses"]["201"]["headers"] = {"Location": {"schema": URL}}
+    return enrol
+
+
+def _allocation_paths() -> dict:
+    op, answer = _allocation_op, _answer
+    writes, invalid, no_body = _WRITES, _INVALID, _NO_BODY
+    assessment_id = {"name": "assessment_id", "in": "path", "required": True,
+                     "description": "Id of the DLT assessment (from GET .../dlt).",
+                     "schema": {"type": "integer", "minimum": 1}}
+    randomization = SUBJECT + "/randomization"
+    return {
+        randomization: {
+            "get": op("getRandomization", "Whether a subject can be randomized: each check "
+                      "(eligibility, consent, strata, status), the strata recorded, its "
+                      "allocations.", "Randomization", ["study_oid", "subject_key"],
+                      description="Needs `subjects.randomize` at the subject's site."),
+            "post": op("randomizeSubject", "Randomize a subject, as the randomize screen "
+                       "does.", "Randomization", ["study_oid", "subject_key"],
+                       created=True, errors=writes,
+                       description="Needs `subjects.randomize` at the subject's site and an "
+                       "API token. " + no_body + " Takes the next slot of the subject's "
+                       "stratum from the active list (the test list on a training "
+                       "instance); audited as `subject.randomized`, with the randomization "
+                       "date written to its item.",
+                       extra={"409": answer("Not randomized: `reasons` names every check "
+                                            "not met (or the list missing or exhausted).",
+                                            "RandomizationRefused"),
+                              "422": answer(invalid, "ValidationError")}),
+        },
+        randomization + "/undo": {"post": op(
+            "undoRandomization", "Undo a subject's randomization (system administrators), "
+            "with a reason.", "Randomization", ["study_oid", "subject_key"],
+            body="RandomizationUndo", errors=writes,
+            description="Needs `randomization.undo` and the system administrator role. The "
+            "allocation stays on record as undone and its slot is never reused; the arm and "
+            "randomization date are cleared. Audited as `subject.randomization_undone`.",
+            extra={"409": answer("The subject has no randomization in force."),
+                   "422": answer(invalid, "ValidationError")})},
+        STUDY + "/escalation": {"get": op(
+            "getEscalation", "The dose-escalation board: levels with treated, evaluable, "
+            "DLTs and places, the rule's proposal and the signed decisions.",
+            "EscalationBoard", ["study_oid"],
+            description="Needs `study.view`. Subjects of sites where you may not see "
+            "subjects are counted with a null key. 404 when the study declares no dose "
+            "escalation.")},
+        STUDY + "/escalation/decisions": {"post": op(
+            "decideEscalation", "Record a signed escalation decision on the current "
+            "proposal, as the board does.", "EscalationDecided", ["study_oid"],
+            body="EscalationDecisionRequest", created=True,
+            errors=("BadRequest", "Unauthorized", "NotFound", "UnsupportedMediaType"),
+            description="Needs `escalation.decide` and an API token; signed with your "
+            "password (21 CFR 11.200). A wrong password is recorded and counts toward "
+            "lockout. Audited as `escalation.decided`; the response is the board after the "
+            "decision with the `decision` recorded.",
+            extra={"403": answer("Your roles do not allow it, or your account is locked "
+                                 "after repeated wrong passwords."),
+                   "409": answer("The rule does not allow this decision now, or the "
+                                 "escalation is closed; `allowed_decisions` lists what may "
+                                 "be signed.", "EscalationRefused"),
+                   "422": answer(invalid + " A wrong password is named on `password`.",
+                                 "ValidationError")})},
+        SUBJECT + "/dose-level": {"post": op(
+            "assignDoseLevel", "Assign a subject the open dose level, as the dose-level "
+            "screen does.", "DoseLevelAssigned", ["study_oid", "subject_key"],
+            created=True, errors=writes,
+            description="Needs `subjects.enrol` at the subject's site and an API token. "
+            + no_body + " Audited as `subject.dose_level_assigned`; the subject goes on "
+            "study.",
+            extra={"409": answer("Not assigned: the subject has a level already or has "
+                                 "left, the open level is full, or the escalation is "
+                                 "closed."),
+                   "422": answer(invalid, "ValidationError")})},
+        SUBJECT + "/dlt": {"get": op(
+            "getDlt", "A subject's DLT evaluability, window and DLT candidates with the "
+            "investigator's decisions.", "Dlt", ["study_oid", "subject_key"],
+            description="Needs `subjects.view` at the subject's site.")},
+        SUBJECT + "/dlt/{assessment_id}": {"post": op(
+            "decideDlt", "Confirm or reject a DLT candidate (or revise a decision), as the "
+            "subject's safety page does.", "Dlt", ["study_oid", "subject_key"],
+            body="DltDecision", errors=writes, inline=[assessment_id],
+            description="Needs `safety.assess` at the subject's site and an API token. "
+            "Audited as `dlt.confirmed` or `dlt.rejected` with the reason.",
+            extra={"409": answer("The candidate no longer meets the criteria, or already "
+                                 "has this decision."),
+                   "422": answer(invalid, "ValidationError")})},
+    }
+
+
 def build_document() -> dict:
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
@@ -916,7 +1182,7 @@ def build_document() -> dict:
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
                                              "review", "signatures", "locks", "audit",
-                                             "meta")],
+                                             "allocation", "meta")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {
