@@ -17,6 +17,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     docs,
     endpoints,
     errors,
+    events,
     forms,
     openapi,
     review,

@@ -189,6 +189,7 @@ def _schemas() -> dict:
         "AuditPage": _obj({"items": _array(_ref("AuditRow")), "limit": INT, "after": INT,
                            "next_after": _nullable(INT)}),
         **_endpoint_schemas(),
+        **_events_schemas(),
         **_review_schemas(),
         **_signing_schemas(),
     }
@@ -441,6 +442,7 @@ def _paths() -> dict:
             errors=("BadRequest", *read_errors),
             description="Needs `subjects.view`; only subjects of the sites where you hold "
             "it.")},
+        **_events_paths(),
         **_review_paths(),
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
@@ -887,6 +889,58 @@ def _review_paths() -> dict:
     }
 
 
+def _events_schemas() -> dict:
+    state = {"type": "string", "enum": ["not_started", "in_progress", "done", "not_done"]}
+    form = _obj({"form_oid": STR, "name": STR, "status": STR, "version": _nullable(INT),
+                 "url": URL})
+    reason = {"type": ["string", "null"], "maxLength": 2000}
+    return {
+        "Event": _obj({"study_oid": STR, "subject_key": STR, "event_oid": STR, "repeat": INT,
+                       "state": state, "actual_date": _nullable(DATE),
+                       "not_done_reason": _nullable(STR), "editable": BOOL,
+                       "forms": _array(form), "url": URL},
+                      description="An event occurrence of a subject and its forms."),
+        "EventStart": _obj({"actual_date": {**_nullable(DATE), "description": (
+            "The date it took place (YYYY-MM-DD, not in the future in the site's zone); "
+            "null only for log events.")}, "reason": {**reason, "description": (
+                "Required to change the date of a started event or to reopen an event "
+                "declared not done.")}}, [],
+            description="Start an event, correct its date, or reopen it."),
+        "EventNotDone": _obj({"reason": {**reason, "description": "Why it did not take "
+                                                                  "place."}}, ["reason"]),
+    }
+
+
+def _events_paths() -> dict:
+    event = SUBJECT + "/events/{event_oid}/{repeat}"
+    params = ["study_oid", "subject_key", "event_oid", "repeat"]
+    writes = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+              "UnsupportedMediaType", "Unprocessable", "Locked")
+    start = _op("startEvent", "Start an event on its actual date (or correct the date, or "
+                "reopen it).", "events", "Event", params, body="EventStart", errors=writes,
+                description="Needs `data.enter` at the subject's site, as the event screen. "
+                "201 (Location: the event) when the occurrence is created; 200 when its date "
+                "is corrected or an event declared not done is reopened (both need a "
+                "`reason`). Audited as `event.started`, `event.date_changed`, "
+                "`event.reopened`. 422 for a date not YYYY-MM-DD or in the future; 423 "
+                "when the subject, site or study is locked.")
+    start["responses"]["201"] = {**start["responses"]["200"],
+                                 "description": "Created (Location: its address)."}
+    return {
+        event: {"get": _op("getEvent", "An event occurrence: its state, date and forms.",
+                           "events", "Event", params,
+                           description="Needs `subjects.view` at the subject's site.")},
+        event + "/start": {"post": start},
+        event + "/not-done": {"post": _op(
+            "declareEventNotDone", "Declare an event not done, with a reason.", "events",
+            "Event", params, body="EventNotDone", errors=writes,
+            description="Needs `data.enter` at the subject's site. Audited as "
+                        "`event.not_done`. 409 when it is already not done or one of its "
+                        "forms has data; its forms then refuse reads and saves (409). 423 "
+                        "when locked.")},
+    }
+
+
 def build_document() -> dict:
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
@@ -915,7 +969,7 @@ def build_document() -> dict:
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
-                                             "review", "signatures", "locks", "audit",
+                                             "events", "review", "signatures", "locks", "audit",
                                              "meta")],
         "paths": _paths(),
         "components": {
