@@ -19,6 +19,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     errors,
     events,
     forms,
+    jobs,
     openapi,
     review,
     signing,

@@ -190,6 +190,7 @@ def _schemas() -> dict:
                            "next_after": _nullable(INT)}),
         **_endpoint_schemas(),
         **_events_schemas(),
+        **_jobs_schemas(),
         **_review_schemas(),
         **_signing_schemas(),
     }
@@ -443,6 +444,7 @@ def _paths() -> dict:
             description="Needs `subjects.view`; only subjects of the sites where you hold "
             "it.")},
         **_events_paths(),
+        **_jobs_paths(),
         **_review_paths(),
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
@@ -941,6 +943,94 @@ def _events_paths() -> dict:
     }
 
 
+def _jobs_schemas() -> dict:
+    site = {"type": ["string", "null"], "maxLength": 64,
+            "description": "A site code: only its subjects (null or absent: every site)."}
+    status = {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]}
+    job = _obj({
+        "id": INT, "kind": {**STR, "description": "clinical_data, crf_pdf or casebooks."},
+        "kind_label": STR, "params": {"type": "object", "description": "The options, as "
+                                      "checked when the job was queued."},
+        "status": status, "progress": {**INT, "minimum": 0, "maximum": 100},
+        "message": _nullable(STR), "error": _nullable(STR), "finished": BOOL,
+        "cancel_requested": BOOL, "created_at": DATETIME, "started_at": _nullable(DATETIME),
+        "finished_at": _nullable(DATETIME), "url": URL,
+        "download_url": {**_nullable(URL), "description": "Once done: where to download "
+                                                          "its file."}})
+    return {
+        "Job": job,
+        "JobList": _obj({"items": _array(_ref("Job"))},
+                        description="Your jobs of the study, newest first (at most 50)."),
+        "DataExportStart": _obj({
+            "format": {"type": "string", "enum": ["odm", "odm_transactional", "csv", "xpt",
+                                                  "sav", "sdtm"]},
+            "site": site}, ["format"], description="A clinical data export."),
+        "CasebooksStart": _obj({"site": site}, [],
+                               description="The subjects' casebooks (PDF/A, zip)."),
+        "CrfStart": _obj({
+            "version": {"type": ["integer", "null"], "minimum": 1,
+                        "description": "Study version number (null or absent: the latest)."},
+            "variant": {"type": "string", "enum": ["blank", "annotated"], "default": "blank"},
+            "language": {"type": ["string", "null"], "description": "Language of the form "
+                         "texts (one of the version's languages)."}}, [],
+            description="A blank or annotated CRF (PDF)."),
+    }
+
+
+def _jobs_paths() -> dict:
+    job_id = {"name": "job_id", "in": "path", "required": True, "description": "Job number.",
+              "schema": {"type": "integer", "minimum": 1}}
+    writes = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "UnsupportedMediaType",
+              "Unprocessable")
+    needs = "Needs `data.export` (a data manager), as the exports page. "
+
+    def start(operation_id: str, summary: str, body: str, text: str) -> dict:
+        found = _op(operation_id, summary, "jobs", "Job", ["study_oid"], body=body,
+                    errors=writes, description=needs + text + " Audited as "
+                    "`export.requested`. Answers at once (201, Location: the job): the job "
+                    "runs in the background; poll it until `finished`.")
+        found["responses"]["201"] = {**found["responses"].pop("200"),
+                                     "description": "Queued (Location: the job)."}
+        return found
+
+    def one(operation_id: str, summary: str, text: str, *, errors=()) -> dict:
+        found = _op(operation_id, summary, "jobs", "Job", ["study_oid"],
+                    errors=("Unauthorized", "Forbidden", "NotFound", *errors),
+                    description=needs + text)
+        found["parameters"].append(job_id)
+        return found
+
+    download = one("downloadJobFile", "Download a done job's file.",
+                   "Streams the file (zip, XML or PDF) as an attachment; audited as "
+                   "`export.downloaded`. 409 while the job is not done; 404 for another "
+                   "user's job or a file no longer there.", errors=("Conflict",))
+    download["responses"]["200"] = {"description": "The file.", "content": {
+        media: {"schema": {"type": "string", "contentMediaType": media}}
+        for media in ("application/zip", "application/xml", "application/pdf")}}
+    job = STUDY + "/jobs/{job_id}"
+    return {
+        STUDY + "/jobs": {"get": _op("listJobs", "Your jobs of the study, newest first.",
+                                     "jobs", "JobList", ["study_oid"],
+                                     description=needs + "Only jobs you started.")},
+        STUDY + "/jobs/data": {"post": start(
+            "startDataExport", "Start a clinical data export.", "DataExportStart",
+            "The formats and site scope of the exports page.")},
+        STUDY + "/jobs/crf": {"post": start(
+            "startCrf", "Start a CRF PDF (blank or annotated).", "CrfStart",
+            "422 for a version or language the study does not have.")},
+        STUDY + "/jobs/casebooks": {"post": start(
+            "startCasebooks", "Start the subjects' casebooks (PDF/A, zip), of a site or all.",
+            "CasebooksStart", "422 for an unknown site.")},
+        job: {"get": one("getJob", "A job's status and progress.",
+                         "404 for another user's job.")},
+        job + "/cancel": {"post": one(
+            "cancelJob", "Cancel a job: at once when queued; a running one stops at its "
+            "next step.", "Audited as `export.cancel_requested`. 409 when it has already "
+            "finished.", errors=("Conflict",))},
+        job + "/download": {"get": download},
+    }
+
+
 def build_document() -> dict:
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
@@ -969,7 +1059,7 @@ def build_document() -> dict:
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
-                                             "events", "review", "signatures", "locks", "audit",
+                                             "events", "jobs", "review", "signatures", "locks", "audit",
                                              "meta")],
         "paths": _paths(),
         "components": {
