@@ -757,6 +757,9 @@ def _review_schemas() -> dict:
            "(`item_oid`, with `group_oid` and `row` in repeating groups)."),
         "QueryMessage": _obj({"text": query_text}, ["text"]),
         "QueryClose": _obj({"text": _nullable({**query_text, "default": "Closed."})}, []),
+        "QueryAssign": _obj({"assignee": {**_nullable(oid), "description": (
+            "Username of a coordinator or investigator of the subject's site; null gives "
+            "the query to the site as a whole.")}}, ["assignee"]),
         "FormSdv": _obj(form_sdv),
         "FormSdvChanged": _obj({**form_sdv, "changed": {
             **INT, "minimum": 0, "description": "Verifications made (or withdrawn)."}}),
@@ -855,6 +858,14 @@ def _review_paths() -> dict:
             description="Needs `queries.close` at the subject's site (a monitor, a data "
                         "manager). Audited as `query.closed`; 422 if already closed. "
                         "Send `{}` to close without a note. " + locked)},
+        query_path + "/assign": {"post": op(
+            "assignQuery", "Give a query to one person of the site, or to the site.", "Query",
+            [*thread], extra=(query_id,), body="QueryAssign", errors=writes,
+            description="Needs `queries.raise` at the subject's site (a monitor, a data "
+                        "manager), as the query screen. The assignee must be able to answer "
+                        "queries at the subject's site (422 otherwise, or for an unknown "
+                        "username, or a closed query). Audited as `query.assigned`. "
+                        + locked)},
         query_path + "/reopen": {"post": op(
             "reopenQuery", "Reopen an answered or closed query, saying why.", "Query",
             [*thread], extra=(query_id,), body="QueryMessage", errors=writes,
