@@ -23,6 +23,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     openapi,
     review,
     signing,
+    strata,
     studies,
 )
 from ecrf.api.blueprint import bp

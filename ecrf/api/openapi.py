@@ -193,6 +193,7 @@ def _schemas() -> dict:
         **_jobs_schemas(),
         **_review_schemas(),
         **_signing_schemas(),
+        **_strata_schemas(),
     }
 
 
@@ -452,6 +453,7 @@ def _paths() -> dict:
             errors=("BadRequest", *read_errors), description="Needs `audit.view`; rows of "
             "other sites (and study-wide rows, for a site-scoped user) are left out.")},
         **_signing_paths(),
+        **_strata_paths(),
     }
 
 
@@ -1042,6 +1044,53 @@ def _jobs_paths() -> dict:
     }
 
 
+def _strata_schemas() -> dict:
+    code = {"type": "string", "maxLength": 64}
+    stratum = _obj({
+        "name": STR, "form_oid": STR, "item_oid": STR, "label": STR,
+        "used": {**_nullable(STR), "description": "The level the allocation was made in."},
+        "used_label": _nullable(STR),
+        "recorded": {**_nullable(STR), "description": "The level recorded now."},
+        "recorded_label": _nullable(STR),
+        "mismatch": {**BOOL, "description": "Mis-stratified: recorded differs from used."},
+        "levels": _array(_obj({"code": STR, "label": STR}))})
+    return {
+        "Strata": _obj({"study_oid": STR, "subject_key": STR, "randomized": BOOL,
+                        "strata": _array(stratum), "url": URL},
+                       description="Each stratum of the study: used at randomization and "
+                                   "recorded now (none before randomization)."),
+        "StratumCorrection": _obj({
+            "stratum": {**code, "description": "The stratum's name."},
+            "value": {**code, "description": "The code of the level now known to be "
+                                             "right."},
+            "reason": {"type": "string", "maxLength": 2000,
+                       "description": "Why (the reason for change of the item)."}}),
+    }
+
+
+def _strata_paths() -> dict:
+    strata = SUBJECT + "/strata"
+    params = ["study_oid", "subject_key"]
+    needs = "Needs `strata.correct` at the subject's site (a data manager), as the " \
+            "strata screen. "
+    return {
+        strata: {"get": _op("getStrata", "A randomized subject's stratification factors: "
+                            "used at randomization and recorded now.", "strata", "Strata",
+                            params, description=needs)},
+        strata + "/correct": {"post": _op(
+            "correctStratum", "Correct a stratification factor after randomization.",
+            "strata", "Strata", params, body="StratumCorrection",
+            errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+                    "UnsupportedMediaType", "Unprocessable", "Locked"),
+            description=needs + "The item is changed where it is recorded, with the reason "
+            "(audited as a change of the item and `allocation.stratum_corrected`); the "
+            "allocation and the schedule keep the stratum used; a query documents the "
+            "mis-stratification. 422 for an unknown stratum or level, a missing reason, "
+            "an unchanged level or a subject not randomized; 423 when the data is locked "
+            "or the study frozen.")},
+    }
+
+
 def build_document() -> dict:
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
@@ -1070,7 +1119,7 @@ def build_document() -> dict:
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
-                                             "events", "jobs", "review", "signatures", "locks", "audit",
+                                             "events", "jobs", "review", "strata", "signatures", "locks", "audit",
                                              "meta")],
         "paths": _paths(),
         "components": {
