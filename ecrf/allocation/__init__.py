@@ -38,15 +38,16 @@ from ecrf.allocation.randomization import (
     randomize,
     undo_randomization,
 )
+from ecrf.allocation.strata import StratumCorrectionError, correct_stratum, strata_rows
 
 __all__ = [
     "Allocation", "Board", "CLOSED_STATUSES", "DECISIONS", "EscalationDecision",
     "EscalationServiceError", "KINDS", "ListKind", "ListSource", "NotRandomizable",
     "RandomizationList", "RandomizationServiceError", "RandomizationSlot",
-    "SignatureError", "active_list", "allocations_of", "assign_dose_level", "board",
-    "check_readiness", "current_open_level", "escalation_board", "generate",
-    "generate_list", "import_csv", "randomize", "record_decision", "register",
-    "undo_randomization",
+    "SignatureError", "StratumCorrectionError", "active_list", "allocations_of",
+    "assign_dose_level", "board", "check_readiness", "correct_stratum", "current_open_level",
+    "escalation_board", "generate", "generate_list", "import_csv", "randomize",
+    "record_decision", "register", "strata_rows", "undo_randomization",
 ]
 
 

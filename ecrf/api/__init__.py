@@ -18,10 +18,13 @@ from ecrf.api import (  # noqa: F401  (routes)
     docs,
     endpoints,
     errors,
+    events,
     forms,
+    jobs,
     openapi,
     review,
     signing,
+    strata,
     studies,
 )
 from ecrf.api.blueprint import bp

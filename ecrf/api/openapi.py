@@ -189,9 +189,12 @@ def _schemas() -> dict:
         "AuditPage": _obj({"items": _array(_ref("AuditRow")), "limit": INT, "after": INT,
                            "next_after": _nullable(INT)}),
         **_endpoint_schemas(),
+        **_events_schemas(),
+        **_jobs_schemas(),
         **_review_schemas(),
         **_signing_schemas(),
         **_allocation_schemas(),
+        **_strata_schemas(),
     }
 
 
@@ -442,6 +445,8 @@ def _paths() -> dict:
             errors=("BadRequest", *read_errors),
             description="Needs `subjects.view`; only subjects of the sites where you hold "
             "it.")},
+        **_events_paths(),
+        **_jobs_paths(),
         **_review_paths(),
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
@@ -450,6 +455,7 @@ def _paths() -> dict:
             "other sites (and study-wide rows, for a site-scoped user) are left out.")},
         **_signing_paths(),
         **_allocation_paths(),
+        **_strata_paths(),
     }
 
 
@@ -755,6 +761,9 @@ def _review_schemas() -> dict:
            "(`item_oid`, with `group_oid` and `row` in repeating groups)."),
         "QueryMessage": _obj({"text": query_text}, ["text"]),
         "QueryClose": _obj({"text": _nullable({**query_text, "default": "Closed."})}, []),
+        "QueryAssign": _obj({"assignee": {**_nullable(oid), "description": (
+            "Username of a coordinator or investigator of the subject's site; null gives "
+            "the query to the site as a whole.")}}, ["assignee"]),
         "FormSdv": _obj(form_sdv),
         "FormSdvChanged": _obj({**form_sdv, "changed": {
             **INT, "minimum": 0, "description": "Verifications made (or withdrawn)."}}),
@@ -853,6 +862,14 @@ def _review_paths() -> dict:
             description="Needs `queries.close` at the subject's site (a monitor, a data "
                         "manager). Audited as `query.closed`; 422 if already closed. "
                         "Send `{}` to close without a note. " + locked)},
+        query_path + "/assign": {"post": op(
+            "assignQuery", "Give a query to one person of the site, or to the site.", "Query",
+            [*thread], extra=(query_id,), body="QueryAssign", errors=writes,
+            description="Needs `queries.raise` at the subject's site (a monitor, a data "
+                        "manager), as the query screen. The assignee must be able to answer "
+                        "queries at the subject's site (422 otherwise, or for an unknown "
+                        "username, or a closed query). Audited as `query.assigned`. "
+                        + locked)},
         query_path + "/reopen": {"post": op(
             "reopenQuery", "Reopen an answered or closed query, saying why.", "Query",
             [*thread], extra=(query_id,), body="QueryMessage", errors=writes,
@@ -1153,6 +1170,193 @@ def _allocation_paths() -> dict:
     }
 
 
+def _events_schemas() -> dict:
+    state = {"type": "string", "enum": ["not_started", "in_progress", "done", "not_done"]}
+    form = _obj({"form_oid": STR, "name": STR, "status": STR, "version": _nullable(INT),
+                 "url": URL})
+    reason = {"type": ["string", "null"], "maxLength": 2000}
+    return {
+        "Event": _obj({"study_oid": STR, "subject_key": STR, "event_oid": STR, "repeat": INT,
+                       "state": state, "actual_date": _nullable(DATE),
+                       "not_done_reason": _nullable(STR), "editable": BOOL,
+                       "forms": _array(form), "url": URL},
+                      description="An event occurrence of a subject and its forms."),
+        "EventStart": _obj({"actual_date": {**_nullable(DATE), "description": (
+            "The date it took place (YYYY-MM-DD, not in the future in the site's zone); "
+            "null only for log events.")}, "reason": {**reason, "description": (
+                "Required to change the date of a started event or to reopen an event "
+                "declared not done.")}}, [],
+            description="Start an event, correct its date, or reopen it."),
+        "EventNotDone": _obj({"reason": {**reason, "description": "Why it did not take "
+                                                                  "place."}}, ["reason"]),
+    }
+
+
+def _events_paths() -> dict:
+    event = SUBJECT + "/events/{event_oid}/{repeat}"
+    params = ["study_oid", "subject_key", "event_oid", "repeat"]
+    writes = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+              "UnsupportedMediaType", "Unprocessable", "Locked")
+    start = _op("startEvent", "Start an event on its actual date (or correct the date, or "
+                "reopen it).", "events", "Event", params, body="EventStart", errors=writes,
+                description="Needs `data.enter` at the subject's site, as the event screen. "
+                "201 (Location: the event) when the occurrence is created; 200 when its date "
+                "is corrected or an event declared not done is reopened (both need a "
+                "`reason`). Audited as `event.started`, `event.date_changed`, "
+                "`event.reopened`. 422 for a date not YYYY-MM-DD or in the future; 423 "
+                "when the subject, site or study is locked.")
+    start["responses"]["201"] = {**start["responses"]["200"],
+                                 "description": "Created (Location: its address)."}
+    return {
+        event: {"get": _op("getEvent", "An event occurrence: its state, date and forms.",
+                           "events", "Event", params,
+                           description="Needs `subjects.view` at the subject's site.")},
+        event + "/start": {"post": start},
+        event + "/not-done": {"post": _op(
+            "declareEventNotDone", "Declare an event not done, with a reason.", "events",
+            "Event", params, body="EventNotDone", errors=writes,
+            description="Needs `data.enter` at the subject's site. Audited as "
+                        "`event.not_done`. 409 when it is already not done or one of its "
+                        "forms has data; its forms then refuse reads and saves (409). 423 "
+                        "when locked.")},
+    }
+
+
+def _jobs_schemas() -> dict:
+    site = {"type": ["string", "null"], "maxLength": 64,
+            "description": "A site code: only its subjects (null or absent: every site)."}
+    status = {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]}
+    job = _obj({
+        "id": INT, "kind": {**STR, "description": "clinical_data, crf_pdf or casebooks."},
+        "kind_label": STR, "params": {"type": "object", "description": "The options, as "
+                                      "checked when the job was queued."},
+        "status": status, "progress": {**INT, "minimum": 0, "maximum": 100},
+        "message": _nullable(STR), "error": _nullable(STR), "finished": BOOL,
+        "cancel_requested": BOOL, "created_at": DATETIME, "started_at": _nullable(DATETIME),
+        "finished_at": _nullable(DATETIME), "url": URL,
+        "download_url": {**_nullable(URL), "description": "Once done: where to download "
+                                                          "its file."}})
+    return {
+        "Job": job,
+        "JobList": _obj({"items": _array(_ref("Job"))},
+                        description="Your jobs of the study, newest first (at most 50)."),
+        "DataExportStart": _obj({
+            "format": {"type": "string", "enum": ["odm", "odm_transactional", "csv", "xpt",
+                                                  "sav", "sdtm"]},
+            "site": site}, ["format"], description="A clinical data export."),
+        "CasebooksStart": _obj({"site": site}, [],
+                               description="The subjects' casebooks (PDF/A, zip)."),
+        "CrfStart": _obj({
+            "version": {"type": ["integer", "null"], "minimum": 1,
+                        "description": "Study version number (null or absent: the latest)."},
+            "variant": {"type": "string", "enum": ["blank", "annotated"], "default": "blank"},
+            "language": {"type": ["string", "null"], "description": "Language of the form "
+                         "texts (one of the version's languages)."}}, [],
+            description="A blank or annotated CRF (PDF)."),
+    }
+
+
+def _jobs_paths() -> dict:
+    job_id = {"name": "job_id", "in": "path", "required": True, "description": "Job number.",
+              "schema": {"type": "integer", "minimum": 1}}
+    writes = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "UnsupportedMediaType",
+              "Unprocessable")
+    needs = "Needs `data.export` (a data manager), as the exports page. "
+
+    def start(operation_id: str, summary: str, body: str, text: str) -> dict:
+        found = _op(operation_id, summary, "jobs", "Job", ["study_oid"], body=body,
+                    errors=writes, description=needs + text + " Audited as "
+                    "`export.requested`. Answers at once (201, Location: the job): the job "
+                    "runs in the background; poll it until `finished`.")
+        found["responses"]["201"] = {**found["responses"].pop("200"),
+                                     "description": "Queued (Location: the job)."}
+        return found
+
+    def one(operation_id: str, summary: str, text: str, *, errors=()) -> dict:
+        found = _op(operation_id, summary, "jobs", "Job", ["study_oid"],
+                    errors=("Unauthorized", "Forbidden", "NotFound", *errors),
+                    description=needs + text)
+        found["parameters"].append(job_id)
+        return found
+
+    download = one("downloadJobFile", "Download a done job's file.",
+                   "Streams the file (zip, XML or PDF) as an attachment; audited as "
+                   "`export.downloaded`. 409 while the job is not done; 404 for another "
+                   "user's job or a file no longer there.", errors=("Conflict",))
+    download["responses"]["200"] = {"description": "The file.", "content": {
+        media: {"schema": {"type": "string", "contentMediaType": media}}
+        for media in ("application/zip", "application/xml", "application/pdf")}}
+    job = STUDY + "/jobs/{job_id}"
+    return {
+        STUDY + "/jobs": {"get": _op("listJobs", "Your jobs of the study, newest first.",
+                                     "jobs", "JobList", ["study_oid"],
+                                     description=needs + "Only jobs you started.")},
+        STUDY + "/jobs/data": {"post": start(
+            "startDataExport", "Start a clinical data export.", "DataExportStart",
+            "The formats and site scope of the exports page.")},
+        STUDY + "/jobs/crf": {"post": start(
+            "startCrf", "Start a CRF PDF (blank or annotated).", "CrfStart",
+            "422 for a version or language the study does not have.")},
+        STUDY + "/jobs/casebooks": {"post": start(
+            "startCasebooks", "Start the subjects' casebooks (PDF/A, zip), of a site or all.",
+            "CasebooksStart", "422 for an unknown site.")},
+        job: {"get": one("getJob", "A job's status and progress.",
+                         "404 for another user's job.")},
+        job + "/cancel": {"post": one(
+            "cancelJob", "Cancel a job: at once when queued; a running one stops at its "
+            "next step.", "Audited as `export.cancel_requested`. 409 when it has already "
+            "finished.", errors=("Conflict",))},
+        job + "/download": {"get": download},
+    }
+
+
+def _strata_schemas() -> dict:
+    code = {"type": "string", "maxLength": 64}
+    stratum = _obj({
+        "name": STR, "form_oid": STR, "item_oid": STR, "label": STR,
+        "used": {**_nullable(STR), "description": "The level the allocation was made in."},
+        "used_label": _nullable(STR),
+        "recorded": {**_nullable(STR), "description": "The level recorded now."},
+        "recorded_label": _nullable(STR),
+        "mismatch": {**BOOL, "description": "Mis-stratified: recorded differs from used."},
+        "levels": _array(_obj({"code": STR, "label": STR}))})
+    return {
+        "Strata": _obj({"study_oid": STR, "subject_key": STR, "randomized": BOOL,
+                        "strata": _array(stratum), "url": URL},
+                       description="Each stratum of the study: used at randomization and "
+                                   "recorded now (none before randomization)."),
+        "StratumCorrection": _obj({
+            "stratum": {**code, "description": "The stratum's name."},
+            "value": {**code, "description": "The code of the level now known to be "
+                                             "right."},
+            "reason": {"type": "string", "maxLength": 2000,
+                       "description": "Why (the reason for change of the item)."}}),
+    }
+
+
+def _strata_paths() -> dict:
+    strata = SUBJECT + "/strata"
+    params = ["study_oid", "subject_key"]
+    needs = "Needs `strata.correct` at the subject's site (a data manager), as the " \
+            "strata screen. "
+    return {
+        strata: {"get": _op("getStrata", "A randomized subject's stratification factors: "
+                            "used at randomization and recorded now.", "strata", "Strata",
+                            params, description=needs)},
+        strata + "/correct": {"post": _op(
+            "correctStratum", "Correct a stratification factor after randomization.",
+            "strata", "Strata", params, body="StratumCorrection",
+            errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+                    "UnsupportedMediaType", "Unprocessable", "Locked"),
+            description=needs + "The item is changed where it is recorded, with the reason "
+            "(audited as a change of the item and `allocation.stratum_corrected`); the "
+            "allocation and the schedule keep the stratum used; a query documents the "
+            "mis-stratification. 422 for an unknown stratum or level, a missing reason, "
+            "an unchanged level or a subject not randomized; 423 when the data is locked "
+            "or the study frozen.")},
+    }
+
+
 def build_document() -> dict:
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
@@ -1181,8 +1385,9 @@ def build_document() -> dict:
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
-                                             "review", "signatures", "locks", "audit",
-                                             "allocation", "meta")],
+                                             "events", "review", "signatures", "locks",
+                                             "allocation", "strata", "jobs", "audit",
+                                             "meta")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {

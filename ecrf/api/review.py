@@ -45,6 +45,7 @@ register("api.query_answer", Allow("queries.answer"))
 register("api.query_comment", Allow("subjects.view"))
 register("api.query_close", Allow("queries.close"))
 register("api.query_reopen", Allow("queries.close"))
+register("api.query_assign", Allow("queries.raise"))
 register("api.sdv_progress", Allow("subjects.view"))
 register("api.subject_sdv", Allow("subjects.view"))
 register("api.form_sdv", Allow("subjects.view"))
@@ -329,6 +330,32 @@ def query_close(study_oid: str, query_id: int):
 def query_reopen(study_oid: str, query_id: int):
     return _act(query_id, "queries.close", lambda actor, query, text: review.reopen_query(
         db.session, actor, query, text))
+
+
+@bp.post(QUERY + "/assign", endpoint="query_assign")
+def query_assign(study_oid: str, query_id: int):
+    query = _query_or_404(query_id)
+    data = _body({"assignee"})
+    if "assignee" not in data:
+        raise _invalid("assignee", _("'assignee' is required: a username, or null to give "
+                                     "the query to the site as a whole."))
+    name = _text(data, "assignee", MAX_OID)
+    _forbid_unless("queries.raise", query.subject)
+    assignee = None
+    if name is not None and name.strip():
+        assignee = db.session.scalar(select(User).where(User.username == name.strip()))
+        if assignee is None:
+            raise _invalid("assignee", _("There is no user '%(name)s'.", name=name[:40]))
+    try:
+        with transaction():
+            review.assign_query(db.session, actor_for("queries.raise", query.subject), query,
+                                assignee)
+    except review.ReviewError as exc:
+        problem = _refusal(exc)
+        if problem.status == 422:
+            problem = _invalid("assignee", problem.message)
+        raise problem from None
+    return query_document(_query_or_404(query_id))
 
 
 # --- source data verification ---------------------------------------------------------------

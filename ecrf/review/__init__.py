@@ -34,6 +34,7 @@ from ecrf.review.models import (
 )
 from ecrf.review.queries import QueryError, QueryTarget, raise_query, visible_query
 from ecrf.review.queries import answer as answer_query
+from ecrf.review.queries import assign as assign_query
 from ecrf.review.queries import close as close_query
 from ecrf.review.queries import comment as comment_query
 from ecrf.review.queries import reopen as reopen_query
@@ -67,7 +68,7 @@ __all__ = [
     "ReviewPermissionError", "SIGNATURE_MEANINGS", "SIGNATURE_SCOPE_LABELS",
     "STUDY_TRANSITIONS", "SdvError", "SdvMark", "SdvProgress", "SignTarget", "Signature",
     "SignatureError", "SignatureRefused", "SignatureScope", "SubjectSdv", "active_locks",
-    "answer_query", "awaiting_signature", "change_study_status", "close_query",
+    "answer_query", "assign_query", "awaiting_signature", "change_study_status", "close_query",
     "comment_query", "count_queries", "current_lock", "describe_lock", "list_queries",
     "lock_form", "lock_site", "lock_subject", "query_counts", "raise_query", "register",
     "reopen_query", "sdv_form_status", "sdv_forms_status", "sdv_progress",
