@@ -20,6 +20,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     forms,
     openapi,
     review,
+    safety,
     signing,
     studies,
 )
