@@ -1060,8 +1060,11 @@ def _safety_paths() -> dict:
         prompt + "/accept": {"post": op(
             "acceptAePrompt", "Record the suggested AE (a new AE row) or link an AE row.",
             "AePrompt", subject, extra=(prompt_id,), body="PromptAccept", optional=True,
-            errors=writes, description="Needs `data.enter` at the subject's site. Audited "
-                                       "as `ae_prompt.accepted`. " + refusals)},
+            errors=(*writes, "Locked"),
+            description="Needs `data.enter` at the subject's site. Audited as "
+                        "`ae_prompt.accepted`. " + refusals + " 423 when the AE log form, "
+                        "the subject or its site is locked, or the study frozen or "
+                        "locked (a new AE row is data entry).")},
         prompt + "/decline": {"post": op(
             "declineAePrompt", "Record that no AE is recorded for this value, with why.",
             "AePrompt", subject, extra=(prompt_id,), body="PromptDecline", errors=writes,

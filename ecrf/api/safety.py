@@ -20,7 +20,7 @@ from flask import g, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from ecrf import safety
+from ecrf import review, safety
 from ecrf.accounts import Allow, request_actor, site_ids_for
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
@@ -126,7 +126,10 @@ def _awareness(data: dict, subject: Subject, name: str = "awareness") -> dt.date
 
 def _subject(subject_key: str, action: str) -> Subject:
     _no_nul("subject_key", subject_key)
-    return _subject_or_404(subject_key[:64], action)
+    if len(subject_key) > 64:  # longer than any subject key: nothing to look up
+        raise ApiProblem(404, _("There is no subject %(key)s in %(study)s at your sites.",
+                                key=subject_key[:64] + "...", study=g.study.oid))
+    return _subject_or_404(subject_key, action)
 
 
 def _forbid_unless(action: str, subject: Subject) -> None:
@@ -150,6 +153,8 @@ def _run(work):
             return work()
     except (safety.SafetyError, safety.DltError) as exc:
         raise ApiProblem(422, _("Nothing was done: %(problem)s", problem=str(exc))) from None
+    except review.DataLockedError as exc:  # the AE log form, its subject or site is locked
+        raise ApiProblem(423, _("Nothing was done: %(problem)s", problem=str(exc))) from None
 
 
 # --- documents ----------------------------------------------------------------------------

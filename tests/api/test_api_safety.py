@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from ecrf.capture import operations as capture
+from ecrf.core.audit.trail import Actor
 from ecrf.core.extensions import db
 from ecrf.core.signals import form_saved
 from ecrf.jobs.models import Job
+from ecrf.review import locks
 from ecrf.safety.models import AeGradePrompt, NotificationLog, SaeReport
 from tests.api import API, audit_rows, bearer, token_for
 from tests.api.test_openapi import check
@@ -154,6 +156,8 @@ def test_other_sites_and_unknown_things_are_not_found(client, doc, people):
         assert check(doc, PROMPT + "/accept", "post", response) and response.status_code == 404
     missing = client.get(f"{STUDY}/subjects/NOPE/safety", headers=inv)
     assert check(doc, SAFETY, "get", missing) and missing.status_code == 404
+    long = client.get(f"{STUDY}/subjects/{'S01-001' * 20}/safety", headers=inv)
+    assert check(doc, SAFETY, "get", long) and long.status_code == 404
     nul = client.get(f"{STUDY}/subjects/S01%00/safety", headers=inv)
     assert check(doc, SAFETY, "get", nul) and nul.status_code == 400
     assert check(doc, SAFETY, "get", client.get(BASE)).get("error")  # 401 without a token
@@ -338,3 +342,25 @@ def test_only_a_data_manager_retries_a_notification(client, doc, people):
     late = client.post(url, headers=people["dm"], json={})
     body = check(doc, RETRY, "post", late)
     assert late.status_code == 422 and "already delivered" in body["message"]
+
+
+# --- locks --------------------------------------------------------------------------------
+
+
+def test_a_locked_subject_refuses_the_decisions_that_write_data(client, doc, people):
+    dm = Actor(user_id=None, username="dm.setup", role="data_manager")
+    locks.lock_subject(db.session, dm, people["subject"], "ready for analysis")
+    db.session.commit()
+    prompt = prompt_of(people["subject"])
+    response = client.post(f"{BASE}/prompts/{prompt.id}/accept", headers=people["crc"])
+    body = check(doc, PROMPT + "/accept", "post", response)
+    assert response.status_code == 423, body
+    db.session.refresh(prompt)
+    assert prompt.status == "open"
+    # SAE reporting is not data entry: it goes on for a locked subject, as on the screen
+    report = report_of(people["subject"])
+    done = client.post(f"{BASE}/sae/{report.id}/submit", headers=people["inv"])
+    assert check(doc, REPORT + "/submit", "post", done)["clock"] == "submitted_late"
+    declined = client.post(f"{BASE}/prompts/{prompt.id}/decline", headers=people["inv"],
+                           json={"reason": "Expected nadir"})
+    assert check(doc, PROMPT + "/decline", "post", declined)["status"] == "declined"
