@@ -23,6 +23,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     jobs,
     openapi,
     review,
+    safety,
     signing,
     strata,
     studies,

@@ -192,6 +192,7 @@ def _schemas() -> dict:
         **_events_schemas(),
         **_jobs_schemas(),
         **_review_schemas(),
+        **_safety_schemas(),
         **_signing_schemas(),
         **_allocation_schemas(),
         **_strata_schemas(),
@@ -448,6 +449,7 @@ def _paths() -> dict:
         **_events_paths(),
         **_jobs_paths(),
         **_review_paths(),
+        **_safety_paths(),
         STUDY + "/audit": {"get": _op(
             "getStudyAudit", "A study's audit trail, oldest first, limited to your sites.",
             "audit", "AuditPage", ["study_oid", "subject", "category", *AUDIT_FILTERS],
@@ -1357,6 +1359,197 @@ def _strata_paths() -> dict:
     }
 
 
+def _safety_schemas() -> dict:
+    number = {"type": "integer", "minimum": 1, "maximum": 2147483647}
+    awareness = {"type": "string", "pattern": r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:"
+                                              r"[0-9]{2}\s*$",
+                 "description": "YYYY-MM-DD HH:MM (or YYYY-MM-DDTHH:MM): local time at the "
+                                "subject's site (its `timezone`), as on the safety page; "
+                                "not in the future."}
+    clock = {"type": "string", "enum": ["due", "overdue", "submitted_in_time",
+                                        "submitted_late"]}
+    notification = {
+        "id": INT, "sae_report_id": _nullable(INT),
+        "channel": {"type": "string", "enum": ["email", "log"]},
+        "subject": {**STR, "description": "The notification's subject line."},
+        "logged_at": DATETIME, "sent_at": _nullable(DATETIME), "error": _nullable(STR),
+        "state": {"type": "string", "enum": ["pending", "retrying", "failed", "sent",
+                                             "logged"]},
+        "attempts": {**INT, "minimum": 0}, "max_attempts": {**INT, "minimum": 1},
+        "next_attempt": _nullable({**DATETIME, "description": "When a retrying "
+                                                              "notification is tried next."})}
+    report = {
+        "id": INT, "subject_key": STR, "site_code": STR, "group_oid": STR, "row": INT,
+        "version": {**INT, "minimum": 1, "description": "1: the initial report; then "
+                                                        "follow-ups."},
+        "initial_id": _nullable({**INT, "description": "The initial report of a "
+                                                       "follow-up."}),
+        "term": STR, "awareness_at": DATETIME,
+        "awareness_source": {"type": "string", "enum": ["form", "entry", "manual"]},
+        "due_at": {**DATETIME, "description": "24 hours after awareness."},
+        "submitted_at": _nullable(DATETIME), "clock": clock,
+        "overdue": {**BOOL, "description": "Overdue now, or submitted late."},
+        "remaining_minutes": _nullable({**INT, "description": "Minutes left (negative once "
+                                                              "overdue); null once "
+                                                              "submitted."}),
+        "susar": BOOL, "susar_fatal": BOOL, "susar_due": _nullable(DATE),
+        "created_at": DATETIME, "url": URL}
+    prompt = {
+        "id": INT, "status": {"type": "string", "enum": ["open", "accepted", "declined",
+                                                         "withdrawn"]},
+        "test": STR, "term": STR, "grade": INT, "grade_version": STR,
+        "value": _nullable(STR), "unit": _nullable(STR), "first_date": _nullable(DATE),
+        "last_date": _nullable(DATE), "reason": _nullable(STR),
+        "ae_group_oid": _nullable(STR), "ae_row": _nullable(INT), "created_at": DATETIME,
+        "decided_at": _nullable(DATETIME), "url": URL}
+    return {
+        "SaeNotification": _obj(notification),
+        "SaeClock": _obj(report, description="An SAE report version and its 24-hour "
+                                             "clock."),
+        "SaeReport": _obj({**report, "notifications": _array(_ref("SaeNotification")),
+                           "followup_ids": _array(INT)},
+                          description="An SAE report version, its clock and notifications; "
+                                      "`followup_ids` lists the follow-ups of an initial "
+                                      "report."),
+        "SaeClockPage": _obj({"items": _array(_ref("SaeClock")), "page": INT,
+                              "per_page": INT, "total": INT, "pages": INT,
+                              "counts": _obj({name: {**INT, "minimum": 0} for name in (
+                                  "due", "overdue", "submitted_in_time",
+                                  "submitted_late")})}),
+        "AePrompt": _obj(prompt, description="A graded lab value suggesting an AE."),
+        "SubjectSafety": _obj({
+            "study_oid": STR, "subject_key": STR, "site_code": STR,
+            "timezone": {**STR, "description": "The site's time zone (awareness times are "
+                                               "entered in it)."},
+            "has_ae_log": BOOL,
+            "ae_rows": _array(_obj({
+                "group_oid": STR, "row": INT, "term": _nullable(STR), "serious": BOOL,
+                "sae_report_ids": _array(INT),
+                "findings": _array(_obj({"code": STR, "severity": STR, "message": STR}))})),
+            "sae_reports": _array(_ref("SaeReport")),
+            "prompts": _array(_ref("AePrompt")),
+            "dlt": _nullable(_obj({
+                "state": STR, "evaluable": BOOL, "has_dlt": BOOL, "reason": STR,
+                "window_start": _nullable(DATETIME), "window_end": _nullable(DATETIME),
+                "full_dose": _nullable(BOOL), "pending_candidates": {**INT, "minimum": 0}},
+                description="DLT evaluability (dose-escalation studies only).")),
+            "dlt_assessments": _array(_obj({
+                "id": INT, "group_oid": STR, "row": INT, "term": _nullable(STR),
+                "status": {"type": "string", "enum": ["candidate", "confirmed", "rejected",
+                                                      "withdrawn"]},
+                "candidate_reason": STR, "meets_criteria": BOOL, "reason": _nullable(STR),
+                "created_at": DATETIME, "decided_at": _nullable(DATETIME)})),
+            "allowed": _obj({"enter": BOOL, "assess": BOOL},
+                            description="What your roles allow at the subject's site: "
+                                        "`enter` (open a report, accept a prompt), `assess` "
+                                        "(submit, follow up, decline).")}),
+        "SaeCreate": _obj({"row": {**number, "description": "The serious AE row."},
+                           "awareness": awareness}),
+        "SaeFollowup": _obj({"awareness": {**awareness, "description": "When the new "
+                                           "information became known: " +
+                                           awareness["description"]}}),
+        "Empty": _obj({}, description="No fields: send `{}` or no body at all."),
+        "PromptAccept": _obj({"link_row": _nullable({**number, "description": "Link this "
+                              "existing AE row instead of recording a new one."})}, [],
+                             description="`{}` (or no body) records the suggested AE as a "
+                                         "new AE row."),
+        "PromptDecline": _obj({"reason": {"type": "string", "minLength": 1,
+                                          "maxLength": 2000,
+                                          "description": "Why no AE is recorded."}}),
+        "NotificationRetried": _obj({**notification, "job_id": INT}),
+    }
+
+
+def _safety_paths() -> dict:
+    def path_id(name: str, text: str) -> dict:
+        return {"name": name, "in": "path", "required": True, "description": text,
+                "schema": {"type": "integer", "minimum": 1}}
+
+    def op(operation_id: str, summary: str, response: str, params: list[str], *,
+           extra: tuple = (), errors: tuple = (), body: str | None = None,
+           description: str, created: bool = False, optional: bool = False) -> dict:
+        found = _op(operation_id, summary, "safety", response, params, body=body,
+                    errors=("Unauthorized", "Forbidden", "NotFound", *errors),
+                    description=description)
+        found["parameters"] += list(extra)
+        if optional:
+            found["requestBody"]["required"] = False
+        if created:
+            found["responses"]["201"] = found["responses"].pop("200")
+            found["responses"]["201"]["description"] = "Created (Location: its address)."
+        return found
+
+    writes = ("BadRequest", "UnsupportedMediaType", "Unprocessable")
+    subject = ["study_oid", "subject_key"]
+    report_id = path_id("report_id", "SAE report version number (its id).")
+    prompt_id = path_id("prompt_id", "AE prompt number (its id).")
+    safety = SUBJECT + "/safety"
+    report = safety + "/sae/{report_id}"
+    prompt = safety + "/prompts/{prompt_id}"
+    refusals = ("422 when the service refuses, with its reason (e.g. already submitted).")
+    return {
+        safety: {"get": op(
+            "getSubjectSafety", "A subject's safety state: AE rows, SAE reports with their "
+            "clocks, follow-ups and notifications, AE prompts, DLT.", "SubjectSafety",
+            subject, errors=("BadRequest",),
+            description="Needs `subjects.view` at the subject's site. Read-only "
+                                 "for DLT (decided on the safety page).")},
+        STUDY + "/safety/sae-clocks": {"get": op(
+            "listSaeClocks", "The study's SAE clocks at your sites, newest awareness first.",
+            "SaeClockPage", ["study_oid", "page", "per_page"], errors=("BadRequest",),
+            extra=({"name": "running", "in": "query", "required": False,
+                    "description": "true (default): reports whose 24-hour clock still runs "
+                                   "(due or overdue); false: every report version.",
+                    "schema": {"type": "string", "enum": ["true", "false"],
+                               "default": "true"}},),
+            description="Needs `subjects.view`; only subjects of the sites where you hold "
+                        "it.")},
+        safety + "/sae": {"post": op(
+            "createSaeReport", "Open an SAE report on a serious AE row.", "SaeReport",
+            subject, body="SaeCreate", errors=writes, created=True,
+            description="Needs `data.enter` at the subject's site. Audited as "
+                        "`sae.created`; the 24-hour clock runs from the awareness time. "
+                        "422 for a row that does not exist, is not serious or already has "
+                        "a report, or an awareness in the future.")},
+        report: {"get": op(
+            "getSaeReport", "An SAE report version with its clock and notifications.",
+            "SaeReport", subject, extra=(report_id,), errors=("BadRequest",),
+            description="Needs `subjects.view` at the subject's site.")},
+        report + "/submit": {"post": op(
+            "submitSaeReport", "Record the submission of a report version to the sponsor, "
+            "now.", "SaeReport", subject, extra=(report_id,), body="Empty", optional=True,
+            errors=writes, description="Needs `safety.assess` at the subject's site (an "
+                                       "investigator). Audited as `sae.submitted`. "
+                                       + refusals)},
+        report + "/followup": {"post": op(
+            "createSaeFollowup", "Open a follow-up report (the next version).", "SaeReport",
+            subject, extra=(report_id,), body="SaeFollowup", errors=writes, created=True,
+            description="Needs `safety.assess` at the subject's site. Audited as "
+                        "`sae.followup_created`; the latest version must be submitted "
+                        "first. " + refusals)},
+        prompt + "/accept": {"post": op(
+            "acceptAePrompt", "Record the suggested AE (a new AE row) or link an AE row.",
+            "AePrompt", subject, extra=(prompt_id,), body="PromptAccept", optional=True,
+            errors=(*writes, "Locked"),
+            description="Needs `data.enter` at the subject's site. Audited as "
+                        "`ae_prompt.accepted`. " + refusals + " 423 when the AE log form, "
+                        "the subject or its site is locked, or the study frozen or "
+                        "locked (a new AE row is data entry).")},
+        prompt + "/decline": {"post": op(
+            "declineAePrompt", "Record that no AE is recorded for this value, with why.",
+            "AePrompt", subject, extra=(prompt_id,), body="PromptDecline", errors=writes,
+            description="Needs `safety.assess` at the subject's site. Audited as "
+                        "`ae_prompt.declined` with the reason. " + refusals)},
+        STUDY + "/safety/notifications/{entry_id}/retry": {"post": op(
+            "retrySaeNotification", "Send a failed or waiting SAE notification again now.",
+            "NotificationRetried", ["study_oid"],
+            extra=(path_id("entry_id", "Notification number (its id)."),), body="Empty",
+            optional=True, errors=writes,
+            description="Needs `safety.notifications` (a data manager). Audited as "
+                        "`notification.retry`; 422 once it was delivered.")},
+    }
+
+
 def build_document() -> dict:
     parameters = _parameters()
     parameters["form"] = {"name": "form", "in": "query", "required": False,
@@ -1385,9 +1578,9 @@ def build_document() -> dict:
         "servers": [{"url": PREFIX}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
-                                             "events", "review", "signatures", "locks",
-                                             "allocation", "strata", "jobs", "audit",
-                                             "meta")],
+                                             "events", "review", "safety", "signatures",
+                                             "locks", "allocation", "strata", "jobs",
+                                             "audit", "meta")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {

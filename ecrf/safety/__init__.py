@@ -28,6 +28,8 @@ from ecrf.safety.models import (
     PromptStatus,
     SaeReport,
 )
+from ecrf.safety.notify import DeliveryState, NotificationError, delivery_state
+from ecrf.safety.notify import retry as retry_notification
 from ecrf.safety.operations import (
     DltError,
     SafetyError,
@@ -55,14 +57,15 @@ from ecrf.safety.survival import (
 )
 
 __all__ = [
-    "AeGradePrompt", "AssessmentStatus", "AwarenessSource", "DltAssessment", "DltError",
-    "EndpointsError", "NotificationChannel", "NotificationLog", "PromptStatus",
+    "AeGradePrompt", "AssessmentStatus", "AwarenessSource", "DeliveryState",
+    "DltAssessment", "DltError", "EndpointsError", "NotificationChannel",
+    "NotificationError", "NotificationLog", "PromptStatus",
     "SUBJECT_ENDPOINT_NAMES", "SaeReport", "SafetyError", "StudyEndpoints",
     "StudySurvival", "SubjectEndpointRow", "SurvivalError", "accept_prompt",
     "add_followup", "ae_log", "clock", "create_report", "decide_dlt", "decline_prompt",
-    "dlt_status", "has_counts", "has_survival", "has_survival_study",
+    "delivery_state", "dlt_status", "has_counts", "has_survival", "has_survival_study",
     "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",
-    "report_term", "running_sae_clocks", "study_endpoints", "study_pending",
+    "report_term", "retry_notification", "running_sae_clocks", "study_endpoints", "study_pending",
     "study_reports", "study_survival", "subject_safety", "subject_series", "submit_report",
 ]
 
