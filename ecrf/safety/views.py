@@ -17,7 +17,7 @@ from sqlalchemy import select
 from ecrf import accounts
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
-from ecrf.capture import Subject, actor_for, may, subject_or_404
+from ecrf.capture import EventStateError, Subject, actor_for, may, subject_or_404
 from ecrf.core import ChartPanel, Threshold, db, dose_level_anc_svg, subject_counts_svg, utcnow
 from ecrf.core.web import transaction
 from ecrf.safety import endpoints, notify, survival
@@ -165,6 +165,9 @@ def _apply(subject: Subject, key: str, work: Callable[[], object],
     try:
         with transaction():
             result = work()
+    except EventStateError as exc:  # the data is locked: nothing written, said in place
+        return _render_subject(subject_or_404(subject.subject_key), errors={key: str(exc)},
+                               status=423)
     except (safety.SafetyError, safety.DltError) as exc:
         return _render_subject(subject_or_404(subject.subject_key), errors={key: str(exc)},
                                status=422)

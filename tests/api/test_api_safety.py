@@ -364,3 +364,18 @@ def test_a_locked_subject_refuses_the_decisions_that_write_data(client, doc, peo
     declined = client.post(f"{BASE}/prompts/{prompt.id}/decline", headers=people["inv"],
                            json={"reason": "Expected nadir"})
     assert check(doc, PROMPT + "/decline", "post", declined)["status"] == "declined"
+
+
+def test_the_screen_also_refuses_a_locked_subject_without_an_error_page(client, people,
+                                                                         login_as):
+    dm = Actor(user_id=None, username="dm.setup", role="data_manager")
+    locks.lock_subject(db.session, dm, people["subject"], "ready for analysis")
+    db.session.commit()
+    prompt = prompt_of(people["subject"])
+    login_as("coordinator", "S01", study="SAFETY")
+    response = client.post(f"/studies/SAFETY/subjects/S01-001/safety/prompts/{prompt.id}"
+                           f"/accept", data={})
+    assert response.status_code == 423
+    assert "locked" in response.get_data(as_text=True).lower()
+    db.session.refresh(prompt)
+    assert prompt.status == "open"
