@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask import request
 from flask_babel import gettext as _
 
 from ecrf.api.common import json_body, json_kind
@@ -16,8 +17,11 @@ def invalid(where: str, message: str) -> ApiProblem:
                       errors={where: [message]})
 
 
-def body_of(allowed: set[str]) -> dict:
-    """The JSON object sent, refused (422) if it has a field not in ``allowed``."""
+def body_of(allowed: set[str], *, optional: bool = False) -> dict:
+    """The JSON object sent, refused (422) if it has a field not in ``allowed``; ``{}``
+    when ``optional`` and no body is sent at all."""
+    if optional and not request.content_length and not request.mimetype:
+        return {}
     data = json_body()
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -28,6 +32,13 @@ def body_of(allowed: set[str]) -> dict:
     return data
 
 
+def no_nul(where: str, text: str) -> str:
+    """``text``, refused (400) when it holds a NUL character (no database stores one)."""
+    if "\x00" in text:
+        raise ApiProblem(400, _("'%(field)s' contains a NUL character.", field=where))
+    return text
+
+
 def text_field(data: dict, name: str, limit: int) -> str | None:
     """A string field (None when absent or null), refused if longer than ``limit``."""
     value = data.get(name)
@@ -36,8 +47,7 @@ def text_field(data: dict, name: str, limit: int) -> str | None:
     if not isinstance(value, str):
         raise invalid(name, _("'%(field)s' must be a string, not %(kind)s.", field=name,
                               kind=json_kind(value)))
-    if "\x00" in value:
-        raise ApiProblem(400, _("'%(field)s' contains a NUL character.", field=name))
+    no_nul(name, value)
     if len(value.strip()) > limit:
         raise invalid(name, _("'%(field)s' is %(n)s characters long; at most %(limit)s "
                               "are allowed.", field=name, n=len(value.strip()), limit=limit))

@@ -22,11 +22,14 @@ from ecrf import review
 from ecrf.accounts import Allow, User
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
+from ecrf.api.bodies import body_of as _body
+from ecrf.api.bodies import invalid as _invalid
+from ecrf.api.bodies import no_nul as _no_nul
+from ecrf.api.bodies import text_field as _text
 from ecrf.api.common import (
     MAX_PER_PAGE,
     int_arg,
     iso,
-    json_body,
     json_kind,
     page_of,
     subject_or_404,
@@ -70,42 +73,12 @@ _KEY = re.compile(r"([A-Z][A-Z0-9_]*)\.([0-9]{1,9})\.([A-Z][A-Z0-9_]*)")
 # --- reading bodies and arguments ---------------------------------------------------------
 
 
-def _invalid(where: str, message: str) -> ApiProblem:
-    return ApiProblem(422, _("Nothing was done: %(problem)s", problem=message),
-                      errors={where: [message]})
 
 
-def _body(allowed: set[str]) -> dict:
-    data = json_body()
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ApiProblem(422, _("Unknown field(s): %(names)s; the fields are: %(allowed)s.",
-                                names=", ".join(n[:40] for n in unknown[:5]),
-                                allowed=", ".join(sorted(allowed))),
-                         errors={n[:40]: [_("Unknown field.")] for n in unknown[:20]})
-    return data
 
 
-def _no_nul(where: str, text: str) -> str:
-    if "\x00" in text:
-        raise ApiProblem(400, _("'%(field)s' contains a NUL character.", field=where))
-    return text
 
 
-def _text(data: dict, name: str, limit: int) -> str | None:
-    """A string field (None when absent or null), refused if longer than ``limit``."""
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _invalid(name, _("'%(field)s' must be a string, not %(kind)s.", field=name,
-                               kind=json_kind(value)))
-    _no_nul(name, value)
-    if len(value.strip()) > limit:
-        raise _invalid(name, _("'%(field)s' is %(n)s characters long; at most %(limit)s "
-                               "are allowed.", field=name, n=len(value.strip()),
-                               limit=limit))
-    return value
 
 
 def _number(data: dict, name: str) -> int | None:

@@ -24,7 +24,11 @@ from ecrf import review, safety
 from ecrf.accounts import Allow, request_actor, site_ids_for
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
-from ecrf.api.common import MAX_PER_PAGE, int_arg, iso, json_body, json_kind, page_of
+from ecrf.api.bodies import body_of as _body
+from ecrf.api.bodies import invalid as _invalid
+from ecrf.api.bodies import no_nul as _no_nul
+from ecrf.api.bodies import text_field as _string
+from ecrf.api.common import MAX_PER_PAGE, int_arg, iso, page_of
 from ecrf.api.common import subject_or_404 as _subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import MAX_REASON, Subject, actor_for, may
@@ -53,44 +57,12 @@ _LOCAL = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2})")
 # --- reading bodies -----------------------------------------------------------------------
 
 
-def _invalid(where: str, message: str) -> ApiProblem:
-    return ApiProblem(422, _("Nothing was done: %(problem)s", problem=message),
-                      errors={where: [message]})
 
 
-def _body(allowed: set[str], *, optional: bool = False) -> dict:
-    """The JSON object sent (``{}`` when ``optional`` and no body is sent at all)."""
-    if optional and not request.content_length and not request.mimetype:
-        return {}
-    data = json_body()
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        names = ", ".join(sorted(allowed)) or _("none")
-        raise ApiProblem(422, _("Unknown field(s): %(names)s; the fields are: %(allowed)s.",
-                                names=", ".join(n[:40] for n in unknown[:5]), allowed=names),
-                         errors={n[:40]: [_("Unknown field.")] for n in unknown[:20]})
-    return data
 
 
-def _no_nul(where: str, text: str) -> str:
-    if "\x00" in text:
-        raise ApiProblem(400, _("'%(field)s' contains a NUL character.", field=where))
-    return text
 
 
-def _string(data: dict, name: str, limit: int) -> str | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _invalid(name, _("'%(field)s' must be a string, not %(kind)s.", field=name,
-                               kind=json_kind(value)))
-    _no_nul(name, value)
-    if len(value.strip()) > limit:
-        raise _invalid(name, _("'%(field)s' is %(n)s characters long; at most %(limit)s "
-                               "are allowed.", field=name, n=len(value.strip()),
-                               limit=limit))
-    return value
 
 
 def _row(data: dict, name: str, *, required: bool) -> int | None:
