@@ -1,6 +1,9 @@
-"""On the DEXAML-03 demo, the data manager and the sponsor open the study dashboard, see
-the overall survival Kaplan-Meier plot with the numbers at risk, and download the study
-report PDF. Screenshots and the PDFs go to /tmp/shots-surv/ for a human to look at."""
+"""The study endpoints on the demo (loaded once for both trials): the data manager reads
+the UCMSC-Exo recovery endpoints page (rules, denominators, exact intervals, per-subject
+CSV); the data manager and the sponsor open the DEXAML-03 dashboard, see the overall
+survival Kaplan-Meier plot with the numbers at risk, and download the study report PDF.
+Screenshots and the PDFs go to /tmp/shots-recov/ and /tmp/shots-surv/ for a human to
+look at."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from ecrf.core.extensions import db
+from tests.browser.endpoints_page import read_the_endpoints_page
 from tests.browser.session import sign_in
 
 DEMO_PASSWORD = "Ecrf-demo-2026"
@@ -48,7 +52,7 @@ def look_at_survival(page: Page, name: str) -> str:
     return panel.inner_text()
 
 
-def test_data_manager_and_sponsor_see_overall_survival(page: Page, live_server):
+def test_the_demo_endpoints_for_the_data_manager_and_the_sponsor(page: Page, live_server):
     with live_server.app.app_context():
         result = live_server.app.test_cli_runner().invoke(args=["demo"])
         db.session.remove()
@@ -56,6 +60,7 @@ def test_data_manager_and_sponsor_see_overall_survival(page: Page, live_server):
     page.set_viewport_size({"width": 1280, "height": 1000})
 
     sign_in(page, "dm.lead", DEMO_PASSWORD)
+    read_the_endpoints_page(page)
     page.goto(DASHBOARD + "?role=data_manager")
     look_at_survival(page, "data-manager")
     svg = page.request.get("/studies/DEXAML03/survival.svg")

@@ -1,7 +1,6 @@
-"""The UCMSC-Exo recovery endpoints page on the demo data, in Chromium, for the data
-manager: the rule of every endpoint, n, events and the exact interval beside each
-percentage, Kaplan-Meier medians, and the per-subject CSV link. A screenshot of the page is
-kept in /tmp/shots-recov/ for a look by eye."""
+"""The UCMSC-Exo recovery endpoints page as the data manager reads it: the rule of every
+endpoint, n, events and the exact interval beside each percentage, Kaplan-Meier medians,
+and the per-subject CSV link. A screenshot of the page is kept in /tmp/shots-recov/."""
 
 from __future__ import annotations
 
@@ -9,22 +8,13 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from ecrf.core import Actor, db
-from ecrf.demo.loader import DEMO_PASSWORD, load_demo
-from tests.browser.session import sign_in
-
-LOADER = Actor(user_id=None, username="test-loader")
 SHOTS = Path("/tmp/shots-recov")
 
 
-def test_the_data_manager_reads_rules_denominators_and_intervals(page: Page, live_server):
-    with live_server.app.app_context():
-        load_demo(db.session, LOADER, live_server.app.config)
-        db.session.commit()
-        db.session.remove()
+def read_the_endpoints_page(page: Page) -> None:
+    """On the demo, signed in as the data manager."""
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(str(exc)))
-    sign_in(page, "dm.lead", DEMO_PASSWORD)
     response = page.goto("/studies/UCMSCEXO/endpoints")
     assert response is not None and response.status == 200
 
