@@ -13,7 +13,6 @@ from sqlalchemy import select
 from ecrf import studies
 from ecrf.accounts.models import User
 from ecrf.allocation.models import Allocation, EscalationDecision
-from ecrf.capture import operations as capture
 from ecrf.capture.models import Subject
 from ecrf.capture.schedule import local_today
 from ecrf.core import PROJECT_ROOT
@@ -436,12 +435,8 @@ def ucmscexo(app, make_site, make_study):
     return found
 
 
-def _open(key: str, event_oid: str, day: dt.date | None) -> None:
-    # Starting an event has no API operation yet: the capture service starts it.
-    subject = db.session.scalar(select(Subject).where(Subject.subject_key == key))
-    actor = Actor(user_id=None, username="crc.setup", role="coordinator", site_code="WUH")
-    capture.open_event(db.session, actor, subject, event_oid, 1, day)
-    db.session.commit()
+EVENT_START = "/studies/{study_oid}/subjects/{subject_key}/events/{event_oid}/{repeat}/start"
+SIGNATURES = "/studies/{study_oid}/subjects/{subject_key}/signatures"
 
 
 def test_a_ucmscexo_cohort_from_enrolment_to_a_signed_decision(client, doc, make_user,
@@ -451,12 +446,16 @@ def test_a_ucmscexo_cohort_from_enrolment_to_a_signed_decision(client, doc, make
     day0 = local_today("Asia/Shanghai") - dt.timedelta(days=40)
     infusion = day0 + dt.timedelta(days=10)  # the DLT window ended 16 days ago
 
-    def put(key, event_oid, form_oid, values, day=None):
-        _open(key, event_oid, day)
-        url = f"{base}/subjects/{key}/events/{event_oid}/1/forms/{form_oid}"
+    def put(key, event_oid, form_oid, values, day=None, complete=False):
+        event = f"{base}/subjects/{key}/events/{event_oid}/1"
+        if client.get(event, headers=inv).get_json()["state"] == "not_started":
+            started = client.post(f"{event}/start", headers=inv, json={
+                "actual_date": day.isoformat()} if day else {})
+            assert check(doc, EVENT_START, "post", started)["state"] == "in_progress"
+        url = f"{event}/forms/{form_oid}"
         version = client.get(url, headers=inv).get_json()["version"]
         response = client.put(url, headers=inv, json={"version": version, "values": values,
-                                                      "partial": True})
+                                                      "partial": True, "complete": complete})
         body = check(doc, FORM, "put", response)
         assert response.status_code == 200, body
         return body
@@ -500,7 +499,7 @@ def test_a_ucmscexo_cohort_from_enrolment_to_a_signed_decision(client, doc, make
                                      "DLT_EVALUABLE.1.DLTFULL": "Y",
                                      "DLT_EVALUABLE.1.DLTWIN": "Y",
                                      "DLT_EVALUABLE.1.DLTEVAL": "Y"},
-            infusion + dt.timedelta(days=15))
+            infusion + dt.timedelta(days=15), complete=True)
 
     board = check(doc, BOARD, "get", client.get(f"{base}/escalation", headers=inv))
     level1 = board["levels"][0]
@@ -526,3 +525,13 @@ def test_a_ucmscexo_cohort_from_enrolment_to_a_signed_decision(client, doc, make
                    "dlt.confirmed"):
         assert action in actions
     assert audit_rows(action="escalation.decided")[0].username == "inv.wuh"
+    # The investigator signs WUH-001's DLT assessment (Part 11: user id and password).
+    response = client.post(f"{base}/subjects/WUH-001/signatures", headers=inv, json={
+        "scope": "form", "event_oid": "DLT_EVAL", "form_oid": "DLT",
+        "meaning": "responsibility", "username": "inv.wuh", "password": PASSWORD})
+    signed = check(doc, SIGNATURES, "post", response)
+    assert response.status_code == 201, signed
+    listed = check(doc, SIGNATURES, "get", client.get(f"{base}/subjects/WUH-001/signatures",
+                                                      headers=inv))
+    assert [(s["scope"], s["form_oid"], s["state"]) for s in listed["items"]] == [
+        ("form", "DLT", "valid")]
