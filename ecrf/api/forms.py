@@ -8,7 +8,9 @@ The view commits once when the service saved, and rolls back otherwise.
 from __future__ import annotations
 
 import json
+import re
 
+from flask import request
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -40,13 +42,22 @@ def form_read(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
         opened = capture.load_form(db.session, subject, event_oid, repeat, form_oid)
     except capture.CaptureError as exc:
         raise _capture_problem(exc) from None
-    return form_document(subject, event_oid, repeat, opened)
+    document = form_document(subject, event_oid, repeat, opened)
+    return document, 200, {"ETag": etag(document["version"])}
 
 
 @bp.put(FORM, endpoint="form_save")
 def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
     subject = subject_or_404(subject_key, "data.enter")
     data = json_body()
+    matched = if_match()
+    if matched is not None:
+        if "version" not in data:
+            data = {**data, "version": matched or None}
+        elif data["version"] != (matched or None):
+            raise ApiProblem(400, _("The If-Match header names version %(header)s but the body "
+                                    "version %(body)s; send one of them, or the same.",
+                                    header=matched or 0, body=str(data["version"])[:20]))
     try:
         _definition, form_def = capture.form_definition(db.session, subject, event_oid,
                                                         repeat, form_oid)
@@ -66,14 +77,40 @@ def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, for
             if not result.saved:
                 unit.discard()
     except capture.CaptureError as exc:
-        raise _capture_problem(exc) from None
+        problem = _capture_problem(exc)
+        if matched is not None and isinstance(exc, capture.StaleFormError):
+            problem.status = 412  # the precondition the client set does not hold
+        raise problem from None
     if not result.saved:
         raise _refused(form_def, result)
     opened = capture.load_form(db.session, subject, event_oid, repeat, form_oid)
     document = form_document(subject, event_oid, repeat, opened)
     document["changed"] = [key_text(k) for k in result.changed]
     document["blockers"] = [say(m) for m in result.blockers]
-    return document
+    return document, 200, {"ETag": etag(document["version"])}
+
+
+# --- versions as entity tags --------------------------------------------------------------
+
+_ETAG = re.compile(r'(?:W/)?"([0-9]{1,9})"')
+
+
+def etag(version: int | None) -> str:
+    """The form's version as a strong entity tag; "0" for a form never saved."""
+    return f'"{version or 0}"'
+
+
+def if_match() -> int | None:
+    """The version named by an If-Match header (None: no header; 0 is read as a form never
+    saved, i.e. a null body version). A header that is not one of this API's tags is 400."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    found = _ETAG.fullmatch(header.strip())
+    if found is None:
+        raise ApiProblem(400, _('If-Match must be the ETag a GET of the form gave, e.g. "3" '
+                                '(got %(value)s).', value=header.strip()[:40]))
+    return int(found.group(1))
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -299,6 +299,10 @@ def _parameters() -> dict:
                                                        "default": 1}),
         "per_page": query("per_page", "Subjects per page.", {
             "type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+        "If-Match": {"name": "If-Match", "in": "header", "required": False,
+                     "description": 'The ETag of the form as read (e.g. "3"; "0" for a form '
+                                    "never saved), instead of the body's `version`.",
+                     "schema": {"type": "string", "pattern": '^(W/)?"[0-9]{1,9}"$'}},
         "after": query("after", "Return rows after this sequence number (the "
                                 "`next_after` of the previous page).",
                        {"type": "integer", "minimum": 0, "default": 0}),
@@ -336,6 +340,10 @@ def _error_responses() -> dict:
                                 "reasons for change, or completion refused; each problem "
                                 "is named where it was sent.", "ValidationError"),
         "Locked": answer("The data is locked; unlock it before changing it."),
+        "PreconditionFailed": answer("The If-Match version is no longer the form's: someone "
+                                     "saved it since (nothing saved; `changes` says what "
+                                     "changed and `current_version` what to base a new save "
+                                     "on).", "Conflict"),
     }
 
 
@@ -355,11 +363,19 @@ def _op(operation_id: str, summary: str, tag: str, response: str, params: list[s
                                     "content": {JSON: {"schema": _ref(body)}}}
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403",
              "NotFound": "404", "Conflict": "409", "UnsupportedMediaType": "415",
-             "Unprocessable": "422", "Locked": "423"}
+             "Unprocessable": "422", "Locked": "423", "PreconditionFailed": "412"}
     for name in errors:
         operation["responses"][codes[name]] = _ref(name, "responses")
     if public:
         operation["security"] = []
+    return operation
+
+
+def _with_etag(operation: dict) -> dict:
+    """The 200 answer carries the form's version as its ETag."""
+    operation["responses"]["200"]["headers"] = {"ETag": {
+        "description": 'The form\'s version as an entity tag ("0" before its first save).',
+        "schema": {"type": "string"}}}
     return operation
 
 
@@ -399,19 +415,25 @@ def _paths() -> dict:
                              "subjects", "Subject", ["study_oid", "subject_key"],
                              description="Needs `subjects.view` at the subject's site.")},
         FORM: {
-            "get": _op("getForm", "A form of an event, values typed as JSON.", "forms", "Form",
-                       FORM_PARAMS, errors=(*read_errors, "Conflict"),
-                       description="Needs `subjects.view`. 409 when the event has not been "
-                                   "started or was declared not done."),
-            "put": _op("saveForm", "Save a form, as the entry screen does.", "forms",
-                       "FormSaved", FORM_PARAMS, body="FormSave",
-                       errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound",
-                               "Conflict", "UnsupportedMediaType", "Unprocessable", "Locked"),
-                       description="Needs `data.enter` at the subject's site and an API token "
-                                   "(a browser session cannot write). The same validation, "
-                                   "reasons for change, warnings to acknowledge and audit "
-                                   "trail as the entry screen; nothing is saved unless "
-                                   "everything is accepted."),
+            "get": _with_etag(_op(
+                "getForm", "A form of an event, values typed as JSON.", "forms", "Form",
+                FORM_PARAMS, errors=(*read_errors, "Conflict"),
+                description="Needs `subjects.view`. 409 when the event has not been "
+                            "started or was declared not done. The `ETag` header is the "
+                            "form's version, for `If-Match` on the next save.")),
+            "put": _with_etag(_op(
+                "saveForm", "Save a form, as the entry screen does.", "forms",
+                "FormSaved", [*FORM_PARAMS, "If-Match"], body="FormSave",
+                errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound",
+                        "Conflict", "PreconditionFailed", "UnsupportedMediaType",
+                        "Unprocessable", "Locked"),
+                description="Needs `data.enter` at the subject's site and an API token "
+                            "(a browser session cannot write). The same validation, "
+                            "reasons for change, warnings to acknowledge and audit "
+                            "trail as the entry screen; nothing is saved unless "
+                            "everything is accepted. The version read is sent as the "
+                            "body's `version` or as `If-Match` (the GET's ETag): a stale "
+                            "one answers 409 (412 when sent as If-Match).")),
         },
         SUBJECT + "/audit": {"get": _op(
             "getSubjectAudit", "A subject's audit trail, oldest first.", "audit",
