@@ -335,7 +335,9 @@ class Walk:
         first = page.locator("#jobs tbody tr").first
         download = first.get_by_role("link", name="Download")
         failed = first.get_by_text("Failed:")
-        expect(download.or_(failed)).to_be_visible(timeout=120_000)
+        # A casebook is a long WeasyPrint layout (a minute or more per subject on a busy
+        # 2-core machine); the job's own progress is what the page shows meanwhile.
+        expect(download.or_(failed)).to_be_visible(timeout=300_000)
         if failed.count():
             raise WalkError(f"{kind} export failed: {first.inner_text()}")
         with page.expect_download() as info:
