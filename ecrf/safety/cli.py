@@ -8,12 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from ecrf.core import db
 from ecrf.domain.ctcae import GradingError, grade_lab
 from ecrf.safety import endpoints, survival
-from ecrf.studies import Study
+from ecrf.studies import command_study
 
 ctcae_cli = click.Group("ctcae", help="CTCAE v5.0 laboratory grading.")
 
@@ -66,10 +65,7 @@ def endpoints_command(study: str, csv_path: str | None, subjects_path: str | Non
     Incidences print events/n evaluable with the exact 95 % interval; times the subjects
     at risk, events, censored (at the horizon) and the Kaplan-Meier median with its 95 %
     interval (NR: not reached) and the range of observed times."""
-    row = db.session.scalar(select(Study).where(Study.oid == study.strip().upper()))
-    if row is None:
-        raise click.ClickException(f"no study with OID {study!r} (load it with "
-                                   f"`ecrf study load`)")
+    row = command_study(study)
     try:
         result = endpoints.study_endpoints(db.session, row, None)
     except endpoints.EndpointsError as exc:
@@ -104,10 +100,7 @@ def endpoints_command(study: str, csv_path: str | None, subjects_path: str | Non
 def survival_command(study: str, csv_path: str | None, as_json: bool):
     """Overall survival of STUDY (its survival block): per-subject times and the
     Kaplan-Meier summary per arm and pooled, computed now."""
-    row = db.session.scalar(select(Study).where(Study.oid == study.strip().upper()))
-    if row is None:
-        raise click.ClickException(f"no study with OID {study!r} (load it with "
-                                   f"`ecrf study load`)")
+    row = command_study(study)
     try:
         result = survival.study_survival(db.session, row, None)
     except survival.SurvivalError as exc:
@@ -115,15 +108,8 @@ def survival_command(study: str, csv_path: str | None, as_json: bool):
     if as_json:
         click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
         return
-    if csv_path == "-":
-        click.echo(result.csv(), nl=False)
-        return
     if csv_path:
-        try:
-            Path(csv_path).write_text(result.csv(), encoding="utf-8", newline="")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {csv_path}: {exc.strerror}") from None
-        click.echo(f"wrote {len(result.subjects) + len(result.excluded)} subjects to {csv_path}")
+        _write(csv_path, result.csv(), len(result.subjects) + len(result.excluded))
         return
 
     def months(value: float | None) -> str:
