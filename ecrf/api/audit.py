@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from flask import g, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import Select, select
 
@@ -14,7 +15,17 @@ from ecrf import accounts, capture
 from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
-from ecrf.api.common import MAX_AUDIT_LIMIT, int_arg, iso, subject_or_404, time_arg
+from ecrf.api.common import (
+    MAX_AUDIT_LIMIT,
+    MAX_SEQ,
+    cursor_arg,
+    encode_cursor,
+    int_arg,
+    iso,
+    subject_or_404,
+    time_arg,
+)
+from ecrf.api.errors import ApiProblem
 from ecrf.core import audit, db
 from ecrf.core.audit import AuditEvent
 from ecrf.studies import Site
@@ -57,13 +68,18 @@ def study_audit(study_oid: str):
 
 
 def _page(stmt: Select) -> dict:
-    after = int_arg("after", 0, minimum=0)
+    cursor = cursor_arg("audit", (int,))
+    if cursor is not None and request.args.get("after", "").strip():
+        raise ApiProblem(400, _("Give either 'after' or 'cursor', not both."))
+    after = cursor[0] if cursor is not None else int_arg("after", 0, minimum=0,
+                                                         maximum=MAX_SEQ)
     limit = int_arg("limit", DEFAULT_LIMIT, maximum=MAX_AUDIT_LIMIT)
     rows = list(db.session.scalars(stmt.where(AuditEvent.seq > after).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [row_json(r) for r in rows], "limit": limit, "after": after,
-            "next_after": rows[-1].seq if more else None}
+            "next_after": rows[-1].seq if more else None,
+            "next_cursor": encode_cursor("audit", (rows[-1].seq,)) if more else None}
 
 
 def row_json(row: AuditEvent) -> dict:

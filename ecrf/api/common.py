@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -19,6 +22,7 @@ from ecrf.studies import StudyVersion
 
 MAX_PER_PAGE = 500
 MAX_AUDIT_LIMIT = 5000
+MAX_SEQ = 2**62  # an audit sequence number (a 64-bit column)
 
 
 def iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -126,6 +130,117 @@ def subject_or_404(subject_key: str, action: str) -> Subject:
     return found
 
 
-def page_of(items: list, *, page: int, per_page: int, total: int) -> dict:
-    pages = max(1, -(-total // per_page))
-    return {"items": items, "page": page, "per_page": per_page, "total": total, "pages": pages}
+def page_of(items: list, *, page: int | None, per_page: int, total: int,
+            next_cursor: str | None = None) -> dict:
+    """A page of a list: in cursor mode ``page`` and ``pages`` are null."""
+    pages = max(1, -(-total // per_page)) if page is not None else None
+    return {"items": items, "page": page, "per_page": per_page, "total": total, "pages": pages,
+            "next_cursor": next_cursor}
+
+
+# --- cursor pagination ---------------------------------------------------------------------
+#
+# Every list of the API is in a stable order that ends on something unique (an id, a key),
+# and may be read page by page (``page``) or by cursor (``cursor``): a cursor holds the
+# sort key of the last row a page gave, so the next page starts right after that row even
+# when rows were added or removed meanwhile (no row is skipped or given twice, unlike
+# numbered pages). A cursor is opaque to clients: base64url of a small JSON object naming
+# its list.
+
+SortKey = tuple[str | int, ...]
+MAX_CURSOR = 2048
+MAX_CURSOR_INT = 2**53
+
+
+def sort_time(value: dt.datetime | dt.date | None) -> str:
+    """A point in time as a fixed-width UTC text that sorts as the times do ("" for none,
+    first)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return value.strftime("%Y-%m-%dT00:00:00.000000")
+
+
+def from_sort_time(text: str) -> dt.datetime:
+    """The time a ``sort_time`` text gives (400 for any other text)."""
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise ApiProblem(400, _("The cursor does not fit this list: leave 'cursor' out to "
+                                "start from the beginning.")) from None
+
+
+def encode_cursor(listing: str, key: Sequence[str | int]) -> str:
+    raw = json.dumps({"l": listing, "k": list(key)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def cursor_arg(listing: str, shape: Sequence[type]) -> SortKey | None:
+    """The ``cursor`` query argument as the sort key it holds (None when absent); 400 for
+    a cursor this API did not give out for this list."""
+    text = request.args.get("cursor", "").strip()
+    if not text:
+        return None
+
+    def refuse() -> ApiProblem:
+        return ApiProblem(400, _("The cursor '%(cursor)s' was not given out by this list: "
+                                 "pass the 'next_cursor' of the previous page unchanged, or "
+                                 "leave 'cursor' out to start from the beginning.",
+                                 cursor=text[:40]))
+
+    if len(text) > MAX_CURSOR:
+        raise refuse()
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError):
+        raise refuse() from None
+    if not isinstance(data, dict) or data.get("l") != listing:
+        raise refuse()
+    key = data.get("k")
+    if not isinstance(key, list) or len(key) != len(shape) or not all(
+            isinstance(part, kind) and not isinstance(part, bool)
+            and (not isinstance(part, int) or abs(part) <= MAX_CURSOR_INT)
+            and (not isinstance(part, str) or "\x00" not in part)
+            for part, kind in zip(key, shape, strict=True)):
+        raise refuse()
+    return tuple(key)
+
+
+def paging_args(listing: str, shape: Sequence[type], *, default: int = 100
+                ) -> tuple[int | None, int, SortKey | None]:
+    """(page, per_page, cursor): a page number or a cursor, never both."""
+    per_page = int_arg("per_page", default, maximum=MAX_PER_PAGE)
+    cursor = cursor_arg(listing, shape)
+    if cursor is not None:
+        if request.args.get("page", "").strip():
+            raise ApiProblem(400, _("Give either 'page' or 'cursor', not both."))
+        return None, per_page, cursor
+    return int_arg("page", 1, maximum=10**6), per_page, None
+
+
+def paged(listing: str, rows: Sequence, *, key: Callable[[object], SortKey],
+          render: Callable[[object], dict], shape: Sequence[type], descending: bool = False,
+          default: int = 100) -> dict:
+    """One page of a list computed in memory, in the order of ``key`` (unique per row, of
+    the types in ``shape``)."""
+    page, per_page, cursor = paging_args(listing, shape, default=default)
+    ordered = sorted(rows, key=key, reverse=descending)
+    if cursor is not None:
+        try:
+            start = next((i for i, row in enumerate(ordered)
+                          if (key(row) < cursor if descending else key(row) > cursor)),
+                         len(ordered))
+        except TypeError:
+            raise ApiProblem(400, _("The cursor does not fit this list: leave 'cursor' out "
+                                    "to start from the beginning.")) from None
+    else:
+        start = (page - 1) * per_page
+    chosen = ordered[start:start + per_page]
+    more = start + per_page < len(ordered)
+    next_cursor = encode_cursor(listing, key(chosen[-1])) if chosen and more else None
+    return page_of([render(row) for row in chosen], page=page, per_page=per_page,
+                   total=len(ordered), next_cursor=next_cursor)

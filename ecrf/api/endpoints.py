@@ -20,7 +20,7 @@ from ecrf import accounts, safety
 from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
-from ecrf.api.common import MAX_PER_PAGE, int_arg, page_of, subject_or_404
+from ecrf.api.common import paged, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.core import db
 
@@ -91,8 +91,6 @@ def study_endpoints(study_oid: str):
 
 @bp.get(STUDY + "/endpoints/subjects", endpoint="endpoint_subjects")
 def endpoint_subjects(study_oid: str):
-    page = int_arg("page", 1, maximum=10**6)
-    per_page = int_arg("per_page", 100, maximum=MAX_PER_PAGE)
     result = _computed("subjects.view")
     wanted = request.args.get("endpoint", "").strip()
     if wanted and wanted not in safety.SUBJECT_ENDPOINT_NAMES:
@@ -101,10 +99,8 @@ def endpoint_subjects(study_oid: str):
                                 names=", ".join(safety.SUBJECT_ENDPOINT_NAMES)))
     rows = [r for r in result.subject_rows() if not wanted or r.endpoint == wanted]
     subjects = _by_subject(rows)
-    keys = list(subjects)
-    chosen = keys[(page - 1) * per_page:page * per_page]
-    return page_of([_subject_json(key, subjects[key]) for key in chosen], page=page,
-                   per_page=per_page, total=len(keys))
+    return paged("endpoint-subjects", list(subjects), key=lambda key: (key,), shape=(str,),
+                 render=lambda key: _subject_json(key, subjects[key]))
 
 
 @bp.get(STUDY + "/subjects/<subject_key>/endpoints", endpoint="subject_endpoints")
@@ -146,8 +142,6 @@ def study_survival(study_oid: str):
 
 @bp.get(STUDY + "/survival/subjects", endpoint="survival_subjects")
 def survival_subjects(study_oid: str):
-    page = int_arg("page", 1, maximum=10**6)
-    per_page = int_arg("per_page", 100, maximum=MAX_PER_PAGE)
     rows = [_blank_to_none(row) for row in _survival("subjects.view").subject_rows()]
-    chosen = rows[(page - 1) * per_page:page * per_page]
-    return page_of(chosen, page=page, per_page=per_page, total=len(rows))
+    return paged("survival-subjects", rows, key=lambda row: (row["subject"],), shape=(str,),
+                 render=lambda row: row)

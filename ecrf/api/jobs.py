@@ -18,11 +18,13 @@ from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.bodies import body_of, invalid, text_field
-from ecrf.api.common import iso, json_kind
+from ecrf.api.common import iso, json_kind, paged
 from ecrf.api.errors import ApiProblem
 from ecrf.core import db
 from ecrf.core.web import transaction
 from ecrf.jobs import Job
+
+JOBS_LIMIT = 10_000  # the user's newest jobs, then paged
 
 register("api.jobs", Allow("data.export"))
 register("api.job", Allow("data.export"))
@@ -88,8 +90,9 @@ def _queue(kind: str, params: dict, field: str):
 
 @bp.get(JOBS, endpoint="jobs")
 def jobs_list(study_oid: str):
-    return {"items": [job_document(job)
-                      for job in jobs.jobs_for(db.session, current_user, g.study)]}
+    found = jobs.jobs_for(db.session, current_user, g.study, limit=JOBS_LIMIT)
+    return paged("jobs", found, key=lambda job: (job.id,), shape=(int,), descending=True,
+                 render=job_document)
 
 
 @bp.post(JOBS + "/data", endpoint="job_create_data_export")

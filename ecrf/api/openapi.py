@@ -42,6 +42,27 @@ def _array(items: dict) -> dict:
     return {"type": "array", "items": items}
 
 
+def _paging() -> dict:
+    """The fields of every list's page (numbered or by cursor)."""
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "page": {"type": ["integer", "null"], "minimum": 1,
+                 "description": "This page's number; null when read by cursor."},
+        "per_page": {"type": "integer", "minimum": 1, "maximum": 500},
+        "total": {**count, "description": "Rows in the whole list."},
+        "pages": {"type": ["integer", "null"], "minimum": 1,
+                  "description": "Numbered pages in the list; null when read by cursor."},
+        "next_cursor": {"type": ["string", "null"],
+                        "description": "Pass as `cursor` to read the rows after this page "
+                                       "(null: this is the last page)."},
+    }
+
+
+def _page(items: dict, extra: dict | None = None, *, description: str | None = None) -> dict:
+    return _obj({"items": _array(items), **_paging(), **(extra or {})},
+                description=description)
+
+
 STR = {"type": "string"}
 INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
@@ -173,11 +194,11 @@ def _schemas() -> dict:
             "current_version": _nullable(INT), "changes": _array(_ref("StaleChange"))}}]},
         "Version": version,
         "StudySummary": study_summary,
-        "StudyList": _obj({"items": _array(_ref("StudySummary"))}),
+        "StudyList": _page(_ref("StudySummary"), description="By study OID."),
         "Study": study,
         "SubjectSummary": subject_summary,
-        "SubjectPage": _obj({"items": _array(_ref("SubjectSummary")), "page": INT,
-                             "per_page": INT, "total": INT, "pages": INT}),
+        "SubjectPage": _page(_ref("SubjectSummary"), description="By site, then subject "
+                                                                  "key."),
         "Subject": subject,
         "Value": VALUE,
         "Issue": issue,
@@ -187,7 +208,10 @@ def _schemas() -> dict:
         "FormSaved": saved,
         "AuditRow": audit_row,
         "AuditPage": _obj({"items": _array(_ref("AuditRow")), "limit": INT, "after": INT,
-                           "next_after": _nullable(INT)}),
+                           "next_after": _nullable(INT), "next_cursor": {
+                               "type": ["string", "null"], "description": "Pass as "
+                               "`cursor` to read the rows after this page (null: the end "
+                               "of the trail so far); the same as `after=next_after`."}}),
         **_endpoint_schemas(),
         **_events_schemas(),
         **_jobs_schemas(),
@@ -242,9 +266,8 @@ def _endpoint_schemas() -> dict:
         "EndpointSummaryRow": summary_row,
         "SubjectEndpointValue": value,
         "SubjectEndpoints": subject,
-        "SubjectEndpointsPage": _obj({"items": _array(_ref("SubjectEndpoints")),
-                                      "page": INT, "per_page": INT, "total": INT,
-                                      "pages": INT}),
+        "SubjectEndpointsPage": _page(_ref("SubjectEndpoints"), description="By subject "
+                                                                             "key."),
         "Survival": _obj({
             "study": STR, "endpoint": STR, "rule": STR, "computed_at": DATETIME,
             "cutoff": _nullable(DATE), "unit": {"type": "string", "enum": ["months"]},
@@ -268,8 +291,8 @@ def _endpoint_schemas() -> dict:
             "end": _nullable(DATE), "days": _nullable(INT),
             "months": _nullable(DECIMAL),
             "status": {"type": "string", "enum": ["event", "censored", "excluded"]},
-            "reason": _nullable(STR), "problems": _nullable(STR)})),
-            "page": INT, "per_page": INT, "total": INT, "pages": INT}),
+            "reason": _nullable(STR), "problems": _nullable(STR)})), **_paging()},
+            description="By subject key."),
     }
 
 
@@ -297,8 +320,12 @@ def _parameters() -> dict:
     params.update({
         "page": query("page", "Page number, from 1.", {"type": "integer", "minimum": 1,
                                                        "default": 1}),
-        "per_page": query("per_page", "Subjects per page.", {
+        "per_page": query("per_page", "Rows per page.", {
             "type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+        "cursor": query("cursor", "Read the rows after the previous page: its `next_cursor`, "
+                                  "unchanged (not with `page`). Rows added or removed "
+                                  "meanwhile never make a row appear twice or be skipped.",
+                        {"type": "string", "maxLength": 2048}),
         "If-Match": {"name": "If-Match", "in": "header", "required": False,
                      "description": 'The ETag of the form as read (e.g. "3"; "0" for a form '
                                     "never saved), instead of the body's `version`.",
@@ -561,22 +588,21 @@ def _signing_schemas() -> dict:
                                                       "the lockout ends."}}}]},
         "SignatureRequest": sign,
         "Signature": signature,
-        "SignatureList": _obj({"subject_key": STR, "items": _array(_ref("Signature"))},
-                              description="Newest first, valid and broken."),
-        "SignaturesToRedo": _obj({"items": _array(_ref("Signature"))},
-                                 description="Your broken signatures not signed again "
-                                             "since."),
-        "AwaitingSignature": _obj({
-            "items": _array(_obj({"subject_key": STR, "site": STR, "event_oid": STR,
-                                  "repeat": {**INT, "minimum": 1}, "form_oid": STR,
-                                  "status": {"type": "string", "enum": ["complete"]},
-                                  "updated_at": _nullable(DATETIME)})),
-            "truncated": {**BOOL, "description": "More than the 200 forms listed await."}},
+        "SignatureList": _page(_ref("Signature"), {"subject_key": STR},
+                               description="Newest first, valid and broken."),
+        "SignaturesToRedo": _page(_ref("Signature"),
+                                  description="Your broken signatures not signed again "
+                                              "since, newest first."),
+        "AwaitingSignature": _page(
+            _obj({"subject_key": STR, "site": STR, "event_oid": STR,
+                  "repeat": {**INT, "minimum": 1}, "form_oid": STR,
+                  "status": {"type": "string", "enum": ["complete"]},
+                  "updated_at": _nullable(DATETIME)}),
             description="Complete forms at your signing sites that no valid signature "
-                        "covers (of the form, its event or the casebook)."),
+                        "covers (of the form, its event or the casebook), by site, subject "
+                        "and form."),
         "Lock": lock,
-        "LockList": _obj({"study_oid": STR, "status": study_status,
-                          "items": _array(_ref("Lock"))},
+        "LockList": _page(_ref("Lock"), {"study_oid": STR, "status": study_status},
                          description="The study's status and the locks in force at your "
                                      "sites, oldest first."),
         "LockRequest": _obj({"reason": {**reason, "description": "Why (optional)."}}, [],
@@ -770,8 +796,7 @@ def _review_schemas() -> dict:
         "Query": _obj({**summary, "thread": _array(message),
                        "allowed": _obj({"answer": BOOL, "close": BOOL, "reopen": BOOL},
                                        description="What your roles allow on it.")}),
-        "QueryPage": _obj({"items": _array(_ref("QuerySummary")), "page": INT,
-                           "per_page": INT, "total": INT, "pages": INT}),
+        "QueryPage": _page(_ref("QuerySummary"), description="Newest first."),
         "QueryRaise": _obj({
             "subject_key": {**oid, "minLength": 1}, "text": query_text,
             "event_oid": _nullable(oid), "repeat": _nullable({**number, "default": 1}),
@@ -799,10 +824,8 @@ def _review_schemas() -> dict:
             ["reason"], description="Withdraw verifications of items, or of the whole "
                                     "form, with a reason."),
         "SdvProgress": _obj({"study_oid": STR, **counts, "sites": _array(_obj(
-            {"site_code": STR, **counts})), "subjects": _obj({
-                "items": _array(_ref("SubjectSdvProgress")), "page": INT, "per_page": INT,
-                "total": {**INT, "minimum": 0, "description": "Subjects listed."},
-                "pages": INT})},
+            {"site_code": STR, **counts})), "subjects": _page(
+                _ref("SubjectSdvProgress"), description="By site, then subject key.")},
             description="Entered items needing SDV and those verified: over your sites, "
                         "per site, then a page of subjects."),
         "SubjectSdvProgress": _obj(subject_progress),
@@ -1262,8 +1285,7 @@ def _jobs_schemas() -> dict:
                                                           "its file."}})
     return {
         "Job": job,
-        "JobList": _obj({"items": _array(_ref("Job"))},
-                        description="Your jobs of the study, newest first (at most 50)."),
+        "JobList": _page(_ref("Job"), description="Your jobs of the study, newest first."),
         "DataExportStart": _obj({
             "format": {"type": "string", "enum": ["odm", "odm_transactional", "csv", "xpt",
                                                   "sav", "sdtm"]},
@@ -1433,11 +1455,20 @@ def _safety_schemas() -> dict:
                           description="An SAE report version, its clock and notifications; "
                                       "`followup_ids` lists the follow-ups of an initial "
                                       "report."),
-        "SaeClockPage": _obj({"items": _array(_ref("SaeClock")), "page": INT,
-                              "per_page": INT, "total": INT, "pages": INT,
-                              "counts": _obj({name: {**INT, "minimum": 0} for name in (
-                                  "due", "overdue", "submitted_in_time",
-                                  "submitted_late")})}),
+        "NotificationProblem": _obj({**notification, "job_id": _nullable(INT),
+                                     "subject_key": _nullable(STR),
+                                     "site": _nullable(STR),
+                                     "report_version": _nullable(INT)}),
+        "NotificationList": _page(_ref("NotificationProblem"), {
+            "failed": {**INT, "minimum": 0}, "retrying": {**INT, "minimum": 0},
+            "pending": {**INT, "minimum": 0, "description": "Queued for their first "
+                                                              "attempt."}},
+            description="Notifications that failed or wait for another attempt, newest "
+                        "first."),
+        "SaeClockPage": _page(_ref("SaeClock"), {
+            "counts": _obj({name: {**INT, "minimum": 0} for name in (
+                "due", "overdue", "submitted_in_time", "submitted_late")})},
+            description="By deadline, then report."),
         "AePrompt": _obj(prompt, description="A graded lab value suggesting an AE."),
         "SubjectSafety": _obj({
             "study_oid": STR, "subject_key": STR, "site_code": STR,
@@ -1562,6 +1593,13 @@ def _safety_paths() -> dict:
             "AePrompt", subject, extra=(prompt_id,), body="PromptDecline", errors=writes,
             description="Needs `safety.assess` at the subject's site. Audited as "
                         "`ae_prompt.declined` with the reason. " + refusals)},
+        STUDY + "/safety/notifications": {"get": _op(
+            "listSaeNotificationProblems", "SAE notifications that failed or wait for "
+            "another attempt.", "safety", "NotificationList", ["study_oid", "state"],
+            errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound"),
+            description="Needs `safety.notifications` (a data manager); the same list as "
+                        "the dashboard's panel. `state`: problems (default), failed or "
+                        "retrying.")},
         STUDY + "/safety/notifications/{entry_id}/retry": {"post": op(
             "retrySaeNotification", "Send a failed or waiting SAE notification again now.",
             "NotificationRetried", ["study_oid"],
@@ -1581,9 +1619,15 @@ def build_document() -> dict:
     parameters["endpoint"] = {"name": "endpoint", "in": "query", "required": False,
                               "description": "Only this endpoint (e.g. "
                                              "time_to_neutrophil_recovery).", "schema": STR}
+    parameters["state"] = {"name": "state", "in": "query", "required": False,
+                           "description": "Which notifications.", "schema": {
+                               "type": "string", "enum": ["problems", "failed", "retrying"],
+                               "default": "problems"}}
     parameters["category"] = {"name": "category", "in": "query", "required": False,
                               "description": "Only rows of this category (clinical, data, "
                                              "metadata, security...).", "schema": STR}
+    paths = _paths()
+    _page_parameters(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -1603,7 +1647,7 @@ def build_document() -> dict:
                                              "events", "review", "safety", "signatures",
                                              "locks", "allocation", "strata", "jobs",
                                              "audit", "meta")],
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
@@ -1613,6 +1657,30 @@ def build_document() -> dict:
             "responses": _error_responses(),
         },
     }
+
+
+PAGED = frozenset({"StudyList", "SubjectPage", "SubjectEndpointsPage", "SurvivalSubjectPage",
+                   "SignatureList", "SignaturesToRedo", "AwaitingSignature", "LockList",
+                   "QueryPage", "SdvProgress", "JobList", "SaeClockPage", "NotificationList"})
+
+
+def _page_parameters(paths: dict) -> None:
+    """Every list takes ``page``, ``per_page`` and ``cursor`` (and the audit trail
+    ``cursor`` beside ``after``), and answers 400 for a bad one."""
+    for item in paths.values():
+        operation = item.get("get")
+        if operation is None:
+            continue
+        schema = operation["responses"]["200"]["content"].get(JSON, {}).get("schema", {})
+        name = schema.get("$ref", "").rsplit("/", 1)[-1]
+        wanted = ["page", "per_page", "cursor"] if name in PAGED \
+            else ["cursor"] if name == "AuditPage" else []
+        if not wanted:
+            continue
+        have = {p["$ref"].rsplit("/", 1)[-1] if "$ref" in p else p["name"]
+                for p in operation["parameters"]}
+        operation["parameters"] += [_ref(p, "parameters") for p in wanted if p not in have]
+        operation["responses"].setdefault("400", _ref("BadRequest", "responses"))
 
 
 @bp.get("/openapi.json", endpoint="openapi")

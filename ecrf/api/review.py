@@ -27,11 +27,14 @@ from ecrf.api.bodies import invalid as _invalid
 from ecrf.api.bodies import no_nul as _no_nul
 from ecrf.api.bodies import text_field as _text
 from ecrf.api.common import (
-    MAX_PER_PAGE,
-    int_arg,
+    encode_cursor,
+    from_sort_time,
     iso,
     json_kind,
     page_of,
+    paged,
+    paging_args,
+    sort_time,
     subject_or_404,
 )
 from ecrf.api.errors import ApiProblem
@@ -121,10 +124,6 @@ def _text_arg(name: str) -> str | None:
     return text
 
 
-def _page_args() -> tuple[int, int]:
-    return int_arg("page", 1, maximum=10**6), int_arg("per_page", 100, maximum=MAX_PER_PAGE)
-
-
 # --- refusals -----------------------------------------------------------------------------
 
 
@@ -196,7 +195,8 @@ def query_document(query: Query) -> dict:
 
 @bp.get(STUDY + "/queries", endpoint="queries")
 def queries_list(study_oid: str):
-    page, per_page = _page_args()
+    page, per_page, cursor = paging_args("queries", (str, int))
+    before = (from_sort_time(cursor[0]), cursor[1]) if cursor is not None else None
     status = _choice_arg("status", STATUS_FILTERS, "unclosed")
     origin = _choice_arg("origin", ORIGINS, "") or None
     site = _text_arg("site")
@@ -210,12 +210,17 @@ def queries_list(study_oid: str):
     filters = {"site": site, "status": None if status == "all" else status,
                "subject_id": subject_id, "origin": origin, "form_oid": _text_arg("form")}
     total = review.count_queries(db.session, current_user, g.study, **filters)
-    rows = review.list_queries(db.session, current_user, g.study, **filters, limit=per_page,
-                               offset=(page - 1) * per_page)
+    rows = review.list_queries(db.session, current_user, g.study, **filters,
+                               limit=per_page + 1, before=before,
+                               offset=0 if page is None else (page - 1) * per_page)
     items = [_query_fields(r.query, subject_key=r.subject_key, site_code=r.site_code,
                            question=r.question, assignee=r.assignee_name,
-                           age_days=r.age_days, message_count=r.messages) for r in rows]
-    return page_of(items, page=page, per_page=per_page, total=total)
+                           age_days=r.age_days, message_count=r.messages)
+             for r in rows[:per_page]]
+    last = rows[per_page - 1].query if len(rows) > per_page else None
+    return page_of(items, page=page, per_page=per_page, total=total,
+                   next_cursor=encode_cursor("queries", (sort_time(last.created_at), last.id))
+                   if last else None)
 
 
 def _site_codes() -> set[str]:
@@ -474,7 +479,6 @@ def _subject_progress(row: review.SubjectSdv) -> dict:
 
 @bp.get(STUDY + "/sdv", endpoint="sdv_progress")
 def sdv_progress(study_oid: str):
-    page, per_page = _page_args()
     site = _text_arg("site")
     pending = _choice_arg("pending", ("true", "false"), "false") == "true"
     result = review.sdv_progress(db.session, current_user, g.study)
@@ -483,9 +487,8 @@ def sdv_progress(study_oid: str):
                                 study=g.study.oid))
     subjects = [s for s in result.subjects
                 if (site is None or s.site_code == site.upper()) and (not pending or s.pending)]
-    chosen = subjects[(page - 1) * per_page:page * per_page]
-    found = page_of([_subject_progress(s) for s in chosen], page=page, per_page=per_page,
-                    total=len(subjects))
+    found = paged("sdv", subjects, key=lambda s: (s.site_code, s.subject_key),
+                  shape=(str, str), render=_subject_progress)
     return {"study_oid": g.study.oid, "verified": result.verified, "total": result.total,
             "percent": _percent(result.verified, result.total),
             "sites": [{"site_code": code, "verified": v, "total": t,

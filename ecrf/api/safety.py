@@ -28,7 +28,7 @@ from ecrf.api.bodies import body_of as _body
 from ecrf.api.bodies import invalid as _invalid
 from ecrf.api.bodies import no_nul as _no_nul
 from ecrf.api.bodies import text_field as _string
-from ecrf.api.common import MAX_PER_PAGE, int_arg, iso, page_of
+from ecrf.api.common import iso, paged, sort_time
 from ecrf.api.common import subject_or_404 as _subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import MAX_REASON, Subject, actor_for, may
@@ -44,6 +44,10 @@ register("api.sae_create", Allow("data.enter"))
 register("api.sae_submit", Allow("safety.assess"))
 register("api.sae_followup", Allow("safety.assess"))
 register("api.notification_retry", Allow("safety.notifications"))
+register("api.notifications", Allow("safety.notifications"))
+
+NOTIFICATION_STATES = ("problems", "failed", "retrying")
+MAX_NOTIFICATIONS = 100_000
 
 STUDY = "/studies/<study_oid>"
 SAFETY = STUDY + "/subjects/<subject_key>/safety"
@@ -258,8 +262,6 @@ def sae_report(study_oid: str, subject_key: str, report_id: int):
 
 @bp.get(STUDY + "/safety/sae-clocks", endpoint="sae_clocks")
 def sae_clocks(study_oid: str):
-    page = int_arg("page", 1, maximum=10**6)
-    per_page = int_arg("per_page", 100, maximum=MAX_PER_PAGE)
     running = request.args.get("running", "").strip() or "true"
     if running not in ("true", "false"):
         raise ApiProblem(400, _("The query argument 'running' must be true or false (got "
@@ -270,13 +272,14 @@ def sae_clocks(study_oid: str):
     else:
         views = safety.study_reports(db.session, g.study,
                                      site_ids_for(current_user, "subjects.view", g.study), now)
-    chosen = views[(page - 1) * per_page:page * per_page]
-    items = [report_document(v.report, v.term, v.subject_key, v.site_code, now=now)
-             for v in chosen]
     counts = {state: sum(1 for v in views if v.clock.state == state)
               for state in ("due", "overdue", "submitted_in_time", "submitted_late")}
-    return {**page_of(items, page=page, per_page=per_page, total=len(views)),
-            "counts": counts}
+    # Most urgent first: by the deadline, then the report.
+    found = paged("sae-clocks", views, key=lambda v: (sort_time(v.clock.due_at), v.report.id),
+                  shape=(str, int),
+                  render=lambda v: report_document(v.report, v.term, v.subject_key,
+                                                   v.site_code, now=now))
+    return {**found, "counts": counts}
 
 
 # --- SAE reports --------------------------------------------------------------------------
@@ -352,6 +355,35 @@ def prompt_decline(study_oid: str, subject_key: str, prompt_id: int):
 # --- notifications ------------------------------------------------------------------------
 
 
+def _notification_json(entry, job, state, **extra) -> dict:
+    return {"id": entry.id, "sae_report_id": entry.sae_report_id, "channel": entry.channel,
+            "subject": entry.subject, "logged_at": iso(entry.logged_at),
+            "sent_at": iso(entry.sent_at), "error": entry.error, "state": str(state),
+            "attempts": job.attempts if job else (1 if entry.error else 0),
+            "max_attempts": job.max_attempts if job else 1,
+            "next_attempt": iso(job.run_after) if job and state == "retrying" else None,
+            "job_id": job.id if job else None, **extra}
+
+
+@bp.get(STUDY + "/safety/notifications", endpoint="notifications")
+def notifications_list(study_oid: str):
+    state = request.args.get("state", "").strip() or "problems"
+    if state not in NOTIFICATION_STATES:
+        raise ApiProblem(400, _("The query argument 'state' must be one of %(states)s (got "
+                                "'%(value)s').", states=", ".join(NOTIFICATION_STATES),
+                                value=state[:40]))
+    found = safety.notification_problems(db.session, g.study, limit=MAX_NOTIFICATIONS)
+    views = {"problems": found.failed + found.retrying, "failed": found.failed,
+             "retrying": found.retrying}[state]
+    listing = paged("notifications", views, key=lambda v: (v.entry.id,), shape=(int,),
+                    descending=True,
+                    render=lambda v: _notification_json(
+                        v.entry, v.job, v.state, subject_key=v.subject_key,
+                        site=v.site_code, report_version=v.report_version))
+    return {**listing, "failed": len(found.failed), "retrying": len(found.retrying),
+            "pending": found.pending}
+
+
 @bp.post(STUDY + "/safety/notifications/<int:entry_id>/retry", endpoint="notification_retry")
 def notification_retry(study_oid: str, entry_id: int):
     entry = db.session.get(safety.NotificationLog, entry_id) if entry_id <= MAX_ID else None
@@ -365,10 +397,4 @@ def notification_retry(study_oid: str, entry_id: int):
                 db.session, request_actor("safety.notifications", g.study), entry)
     except safety.NotificationError as exc:
         raise ApiProblem(422, _("Nothing was done: %(problem)s", problem=str(exc))) from None
-    state = safety.delivery_state(entry, job)
-    return {"id": entry.id, "sae_report_id": entry.sae_report_id, "channel": entry.channel,
-            "subject": entry.subject, "logged_at": iso(entry.logged_at),
-            "sent_at": iso(entry.sent_at), "error": entry.error, "state": str(state),
-            "attempts": job.attempts, "max_attempts": job.max_attempts,
-            "next_attempt": iso(job.run_after) if state == "retrying" else None,
-            "job_id": job.id}
+    return _notification_json(entry, job, safety.delivery_state(entry, job))

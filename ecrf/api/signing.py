@@ -23,7 +23,7 @@ from ecrf import accounts, review
 from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
-from ecrf.api.common import iso, json_body, json_kind, subject_or_404
+from ecrf.api.common import iso, json_body, json_kind, paged, sort_time, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import EventInstance, FormInstance, Subject, actor_for
 from ecrf.core import db
@@ -51,7 +51,7 @@ FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"
 SCOPES = ("form", "event", "casebook")
 MAX_TEXT = 4000  # reasons, as the services keep them
 MAX_NAME = 200
-AWAITING_LIMIT = 200
+AWAITING_LIMIT = 100_000  # read whole, then paged
 MAX_ID = 2**31 - 1  # larger path numbers match nothing (and never reach the database)
 
 
@@ -207,8 +207,13 @@ def _review_problem(exc: review.ReviewError) -> ApiProblem:
 def signatures_list(study_oid: str, subject_key: str):
     found = subject_or_404(subject_key, "subjects.view")
     items = review.signatures_of(db.session, found)
-    return {"subject_key": found.subject_key,
-            "items": [signature_json(s) for s in items]}
+    return {"subject_key": found.subject_key, **_signature_page("signatures", items)}
+
+
+def _signature_page(listing: str, items: list[Signature]) -> dict:
+    # Newest first, as signed.
+    return paged(listing, items, key=lambda s: (sort_time(s.signed_at), s.id),
+                 shape=(str, int), descending=True, render=signature_json)
 
 
 def _sign_target(found: Subject, body: _Body) -> review.SignTarget | None:
@@ -273,19 +278,20 @@ def sign(study_oid: str, subject_key: str):
 @bp.get(STUDY + "/signatures/awaiting", endpoint="signatures_awaiting")
 def signatures_awaiting(study_oid: str):
     found = review.awaiting_signature(db.session, current_user, g.study,
-                                      limit=AWAITING_LIMIT + 1)
-    return {"items": [{"subject_key": a.subject_key, "site": a.site_code,
-                       "event_oid": a.form.event.event_oid, "repeat": a.form.event.repeat,
-                       "form_oid": a.form.form_oid, "status": a.form.status,
-                       "updated_at": iso(a.form.updated_at)}
-                      for a in found[:AWAITING_LIMIT]],
-            "truncated": len(found) > AWAITING_LIMIT}
+                                      limit=AWAITING_LIMIT)
+    return paged("awaiting", found, key=lambda a: (a.site_code, a.subject_key, a.form.id),
+                 shape=(str, str, int),
+                 render=lambda a: {"subject_key": a.subject_key, "site": a.site_code,
+                                   "event_oid": a.form.event.event_oid,
+                                   "repeat": a.form.event.repeat,
+                                   "form_oid": a.form.form_oid, "status": a.form.status,
+                                   "updated_at": iso(a.form.updated_at)})
 
 
 @bp.get(STUDY + "/signatures/to-redo", endpoint="signatures_to_redo")
 def signatures_to_redo(study_oid: str):
     found = review.signatures_to_redo(db.session, current_user, g.study)
-    return {"items": [signature_json(s) for s in found]}
+    return _signature_page("to-redo", found)
 
 
 # --- locks --------------------------------------------------------------------------------
@@ -297,7 +303,8 @@ def locks_list(study_oid: str):
     found = [lock for lock in review.active_locks(db.session, g.study)
              if allowed is None or _site_of(lock) in allowed]
     return {"study_oid": g.study.oid, "status": g.study.status,
-            "items": [lock_json(lock) for lock in found]}
+            **paged("locks", found, key=lambda lock: (sort_time(lock.locked_at), lock.id),
+                    shape=(str, int), render=lock_json)}
 
 
 def _locked(work) -> dict:

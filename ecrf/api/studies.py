@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import g, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from ecrf import accounts, capture, studies
@@ -14,10 +14,11 @@ from ecrf.accounts import SIGNED_IN, Allow
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.common import (
-    MAX_PER_PAGE,
-    int_arg,
+    encode_cursor,
     iso,
     page_of,
+    paged,
+    paging_args,
     subject_or_404,
     version_json,
 )
@@ -41,13 +42,15 @@ SUBJECT = STUDY + "/subjects/<subject_key>"
 def studies_list():
     found = accounts.studies_for(db.session, current_user)
     latest = studies.latest_versions(db.session, [s.id for s in found])
-    items = []
-    for study in found:
+
+    def render(study) -> dict:
         roles = sorted(r.value for r in accounts.roles_in_study(current_user, study.id))
-        items.append({"oid": study.oid, "name": study.name, "status": study.status,
-                      "roles": roles, "current_version": version_json(latest.get(study.id)),
-                      "url": url_for("api.study", study_oid=study.oid)})
-    return {"items": items}
+        return {"oid": study.oid, "name": study.name, "status": study.status,
+                "roles": roles, "current_version": version_json(latest.get(study.id)),
+                "url": url_for("api.study", study_oid=study.oid)}
+
+    return paged("studies", found, key=lambda study: (study.oid,), shape=(str,),
+                 render=render)
 
 
 @bp.get(STUDY, endpoint="study")
@@ -79,8 +82,7 @@ def study_detail(study_oid: str):
 @bp.get(STUDY + "/subjects", endpoint="subjects")
 def subjects_list(study_oid: str):
     study = g.study
-    page = int_arg("page", 1)
-    per_page = int_arg("per_page", 100, maximum=MAX_PER_PAGE)
+    page, per_page, cursor = paging_args("subjects", (str, str))
     site = request.args.get("site", "").strip().upper()
     status = request.args.get("status", "").strip()
     if status and status not in SUBJECT_STATUSES:
@@ -100,16 +102,24 @@ def subjects_list(study_oid: str):
                                       Subject.arm, Subject.dose_level, Subject.enrolled_on,
                                       StudyVersion.number, StudyVersion.protocol_version)
                .join(StudyVersion, StudyVersion.id == Subject.study_version_id)
-               .order_by(Site.code, Subject.subject_key)
-               .limit(per_page).offset((page - 1) * per_page))
+               .order_by(Site.code, Subject.subject_key))
+    if cursor is not None:  # keyset: the rows after the last one given
+        code, key = cursor
+        listing = listing.where(or_(Site.code > code,
+                                    and_(Site.code == code, Subject.subject_key > key)))
+    else:
+        listing = listing.offset((page - 1) * per_page)
+    rows = db.session.execute(listing.limit(per_page + 1)).all()
     items = []
-    for key, code, state, arm, dose, enrolled, number, protocol in db.session.execute(listing):
+    for key, code, state, arm, dose, enrolled, number, protocol in rows[:per_page]:
         label = f"v{number}" + (f" (protocol {protocol})" if protocol else "")
         items.append({"subject_key": key, "site": code, "status": state, "arm": arm,
                       "dose_level": dose, "enrolled_on": iso(enrolled),
                       "study_version": label,
                       "url": url_for("api.subject", study_oid=study.oid, subject_key=key)})
-    return page_of(items, page=page, per_page=per_page, total=total)
+    last = rows[per_page - 1] if len(rows) > per_page else None
+    return page_of(items, page=page, per_page=per_page, total=total,
+                   next_cursor=encode_cursor("subjects", (last[1], last[0])) if last else None)
 
 
 @bp.get(SUBJECT, endpoint="subject")

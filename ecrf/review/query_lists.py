@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ecrf import accounts
@@ -66,9 +66,11 @@ def list_queries(session: Session, user: User | None, study: Study, *, site: str
                  status: str | None = None, min_age_days: int | None = None,
                  assignee: int | str | None = None, subject_id: int | None = None,
                  origin: str | None = None, form_oid: str | None = None, limit: int = 500,
-                 offset: int = 0, now: dt.datetime | None = None) -> list[QueryRow]:
+                 offset: int = 0, before: tuple[dt.datetime, int] | None = None,
+                 now: dt.datetime | None = None) -> list[QueryRow]:
     """Queries the user may see, newest first (then by id: a stable order to page
-    through with ``offset``), filtered; one statement.
+    through with ``offset``, or with ``before``: the rows after the query raised at that
+    time with that id), filtered; one statement.
 
     ``assignee`` is a user id, "none" (given to no one) or None (any); ``min_age_days``
     keeps queries raised at least that many days ago.
@@ -88,6 +90,10 @@ def list_queries(session: Session, user: User | None, study: Study, *, site: str
                              min_age_days=min_age_days, assignee=assignee,
                              subject_id=subject_id, origin=origin, form_oid=form_oid,
                              now=now)))
+    if before is not None:
+        at, query_id = before
+        stmt = stmt.where(or_(Query.created_at < at,
+                              and_(Query.created_at == at, Query.id < query_id)))
     stmt = stmt.order_by(Query.created_at.desc(), Query.id.desc()).limit(limit).offset(offset)
     rows = []
     for query, key, code, tz, text, name, messages in session.execute(stmt):

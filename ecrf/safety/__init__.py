@@ -28,7 +28,13 @@ from ecrf.safety.models import (
     PromptStatus,
     SaeReport,
 )
-from ecrf.safety.notify import DeliveryState, NotificationError, delivery_state
+from ecrf.safety.notify import (
+    DeliveryState,
+    NotificationError,
+    NotificationView,
+    delivery_state,
+    notification_problems,
+)
 from ecrf.safety.notify import retry as retry_notification
 from ecrf.safety.operations import (
     DltError,
@@ -65,7 +71,7 @@ __all__ = [
     "add_followup", "ae_log", "clock", "create_report", "decide_dlt", "decline_prompt",
     "delivery_state", "dlt_status", "has_counts", "has_survival", "has_survival_study",
     "load_ae_rows", "react", "react_to_save", "recovery_parameters", "register",
-    "report_term", "retry_notification", "running_sae_clocks", "study_endpoints", "study_pending",
+    "notification_problems", "NotificationView", "report_term", "retry_notification", "running_sae_clocks", "study_endpoints", "study_pending",
     "study_reports", "study_survival", "subject_safety", "subject_series", "submit_report",
 ]
 

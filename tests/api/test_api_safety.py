@@ -344,6 +344,36 @@ def test_only_a_data_manager_retries_a_notification(client, doc, people):
     assert late.status_code == 422 and "already delivered" in body["message"]
 
 
+def test_the_data_manager_lists_failed_and_retrying_notifications(client, doc, people):
+    listing = "/studies/{study_oid}/safety/notifications"
+    url = f"{STUDY}/safety/notifications"
+    empty = check(doc, listing, "get", client.get(url, headers=people["dm"]))
+    assert (empty["items"], empty["failed"], empty["retrying"], empty["pending"]) == \
+        ([], 0, 0, 1)
+    entry = db.session.scalar(select(NotificationLog))
+    job = db.session.get(Job, entry.job_id)
+    job.status, job.attempts, entry.error = "failed", 3, "Connection refused"
+    db.session.commit()
+    failed = check(doc, listing, "get", client.get(url, headers=people["dm"]))
+    [row] = failed["items"]
+    assert (row["id"], row["state"], row["attempts"], row["error"], row["job_id"]) == \
+        (entry.id, "failed", 3, "Connection refused", job.id)
+    assert row["subject_key"] == people["subject"].subject_key
+    assert (failed["failed"], failed["retrying"], failed["total"]) == (1, 0, 1)
+    only = check(doc, listing, "get",
+                 client.get(f"{url}?state=retrying", headers=people["dm"]))
+    assert only["items"] == [] and only["total"] == 0
+    client.post(f"{url}/{entry.id}/retry", headers=people["dm"])
+    retrying = check(doc, listing, "get",
+                     client.get(f"{url}?state=retrying", headers=people["dm"]))
+    assert [r["state"] for r in retrying["items"]] == ["retrying"]
+    bad = client.get(f"{url}?state=sent", headers=people["dm"])
+    assert check(doc, listing, "get", bad) and bad.status_code == 400
+    for who in ("inv", "crc", "mon"):
+        refused = client.get(url, headers=people[who])
+        assert check(doc, listing, "get", refused) and refused.status_code == 403, who
+
+
 # --- locks --------------------------------------------------------------------------------
 
 
