@@ -22,6 +22,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     forms,
     jobs,
     openapi,
+    preconditions,
     review,
     safety,
     signing,

@@ -25,7 +25,7 @@ from ecrf import accounts, allocation, capture, safety, studies
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
-from ecrf.api.common import iso, json_body, json_kind, subject_or_404
+from ecrf.api.common import MAX_ID, iso, json_body, json_kind, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import Subject, actor_for
 from ecrf.core import db
@@ -51,7 +51,6 @@ MAX_DECISION_REASON = 4000
 MAX_PASSWORD = 256
 DLT_DECISIONS = ("confirmed", "rejected")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-MAX_ID = 2**31 - 1  # the largest id a row can have: anything above is simply not there
 
 
 # --- request bodies -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ecrf.core import db
 from ecrf.studies import StudyVersion
 
 MAX_PER_PAGE = 500
+MAX_ID = 2**31 - 1  # database integers: a larger id or repeat names nothing (404)
 MAX_AUDIT_LIMIT = 5000
 MAX_SEQ = 2**62  # an audit sequence number (a 64-bit column)
 

@@ -16,7 +16,7 @@ from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.bodies import body_of, date_field, invalid, text_field
-from ecrf.api.common import iso, subject_or_404
+from ecrf.api.common import MAX_ID, iso, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import Subject, actor_for, may
 from ecrf.core import db
@@ -29,7 +29,6 @@ register("api.event_not_done", Allow("data.enter"))
 
 EVENT = "/studies/<study_oid>/subjects/<subject_key>/events/<event_oid>/<int:repeat>"
 MAX_REASON = capture.MAX_REASON
-MAX_ID = 2**31 - 1
 
 
 def _event_url(subject: Subject, event_oid: str, repeat: int) -> str:

@@ -18,7 +18,7 @@ from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.api.blueprint import bp
 from ecrf.api.bodies import body_of, invalid, text_field
-from ecrf.api.common import iso, json_kind, paged
+from ecrf.api.common import MAX_ID, iso, json_kind, paged
 from ecrf.api.errors import ApiProblem
 from ecrf.core import db
 from ecrf.core.web import transaction
@@ -39,7 +39,6 @@ JOB = JOBS + "/<int:job_id>"
 # The formats of the exports page (``ecrf.outputs``' clinical_data job kind).
 DATA_FORMATS = ("odm", "odm_transactional", "csv", "xpt", "sav", "sdtm")
 VARIANTS = ("blank", "annotated")
-MAX_ID = 2**31 - 1
 MAX_CODE = 64
 
 

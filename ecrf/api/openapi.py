@@ -6,9 +6,15 @@ app really has (paths, methods, path parameters) and validates responses against
 
 from __future__ import annotations
 
+import re
+
+from flask import current_app
+
 from ecrf.accounts import PUBLIC
 from ecrf.accounts import register_route as register
+from ecrf.api import preconditions
 from ecrf.api.blueprint import bp
+from ecrf.api.common import MAX_ID
 from ecrf.core import VERSION
 
 register("api.openapi", PUBLIC)
@@ -190,6 +196,8 @@ def _schemas() -> dict:
             "errors": ERRORS_MAP, "form_errors": STR_LIST, "reasons_needed": STR_LIST,
             "missing": STR_LIST, "check_errors": _array(_ref("Issue")),
             "unacknowledged": _array(_ref("Issue")), "blockers": STR_LIST}}]},
+        "Precondition": {"allOf": [_ref("Error"), {"type": "object", "properties": {
+            "current_etag": STR}}]},
         "Conflict": {"allOf": [_ref("Error"), {"type": "object", "properties": {
             "current_version": _nullable(INT), "changes": _array(_ref("StaleChange"))}}]},
         "Version": version,
@@ -330,6 +338,10 @@ def _parameters() -> dict:
                      "description": 'The ETag of the form as read (e.g. "3"; "0" for a form '
                                     "never saved), instead of the body's `version`.",
                      "schema": {"type": "string", "pattern": '^(W/)?"[0-9]{1,9}"$'}},
+        "If-Match-State": {"name": "If-Match", "in": "header", "required": False,
+                           "description": "The ETag a GET of this resource gave: when it "
+                                          "changed since, nothing is done (412).",
+                           "schema": {"type": "string", "maxLength": 1000}},
         "after": query("after", "Return rows after this sequence number (the "
                                 "`next_after` of the previous page).",
                        {"type": "integer", "minimum": 0, "default": 0}),
@@ -367,6 +379,10 @@ def _error_responses() -> dict:
                                 "reasons for change, or completion refused; each problem "
                                 "is named where it was sent.", "ValidationError"),
         "Locked": answer("The data is locked; unlock it before changing it."),
+        "StateChanged": answer("The If-Match tag is no longer the resource's: someone "
+                               "changed it since you read it; nothing was done. "
+                               "`current_etag` is the tag of what it shows now.",
+                               "Precondition"),
         "PreconditionFailed": answer("The If-Match version is no longer the form's: someone "
                                      "saved it since (nothing saved; `changes` says what "
                                      "changed and `current_version` what to base a new save "
@@ -1628,6 +1644,8 @@ def build_document() -> dict:
                                              "metadata, security...).", "schema": STR}
     paths = _paths()
     _page_parameters(paths)
+    _state_tags(paths)
+    _id_bounds(paths, parameters)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -1680,6 +1698,38 @@ def _page_parameters(paths: dict) -> None:
         have = {p["$ref"].rsplit("/", 1)[-1] if "$ref" in p else p["name"]
                 for p in operation["parameters"]}
         operation["parameters"] += [_ref(p, "parameters") for p in wanted if p not in have]
+        operation["responses"].setdefault("400", _ref("BadRequest", "responses"))
+
+
+def _id_bounds(paths: dict, parameters: dict) -> None:
+    """Numbers in paths (ids, repeats) are database integers: a larger one names nothing
+    (404), never an error of the database."""
+    inline = [p for item in paths.values() for op in item.values() if isinstance(op, dict)
+              for p in op.get("parameters", []) if "$ref" not in p]
+    for param in [*parameters.values(), *inline]:
+        schema = param.get("schema", {})
+        if param.get("in") == "path" and schema.get("type") == "integer":
+            schema.setdefault("maximum", MAX_ID)
+
+
+def _state_tags(paths: dict) -> None:
+    """Guarded writes take If-Match and may answer 412; the reads of their resources
+    answer with an ETag (see ``preconditions``)."""
+    by_endpoint = {}
+    for rule in current_app.url_map.iter_rules():
+        if rule.rule.startswith(PREFIX + "/"):
+            path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule[len(PREFIX):])
+            by_endpoint[rule.endpoint] = path
+    header = {"ETag": {"description": "The resource's state as an entity tag: send it as "
+                                      "If-Match with a write to act only on this state.",
+                       "schema": {"type": "string"}}}
+    for endpoint in preconditions.TAGGED:
+        operation = paths[by_endpoint[endpoint]]["get"]
+        operation["responses"]["200"]["headers"] = header
+    for endpoint in (*preconditions.GUARDED, *preconditions.SELF_GUARDED):
+        operation = paths[by_endpoint[endpoint]]["post"]
+        operation["parameters"].append(_ref("If-Match-State", "parameters"))
+        operation["responses"]["412"] = _ref("StateChanged", "responses")
         operation["responses"].setdefault("400", _ref("BadRequest", "responses"))
 
 

@@ -27,6 +27,7 @@ from ecrf.api.bodies import invalid as _invalid
 from ecrf.api.bodies import no_nul as _no_nul
 from ecrf.api.bodies import text_field as _text
 from ecrf.api.common import (
+    MAX_ID,
     encode_cursor,
     from_sort_time,
     iso,
@@ -66,7 +67,6 @@ FORM = SUBJECT + "/events/<event_oid>/<int:repeat>/forms/<form_oid>"
 MAX_TEXT = 4000  # the screens' query text areas (and the service's bound)
 MAX_REASON = 2000  # the screen's SDV reason field (and the service's bound)
 MAX_OID = 64
-MAX_ID = 2**31 - 1  # database integers: a larger id names nothing
 QUERY_STATUSES = ("open", "answered", "closed")
 STATUS_FILTERS = (*QUERY_STATUSES, "unclosed", "all")
 ORIGINS = ("manual", "automatic")

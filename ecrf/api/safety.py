@@ -28,7 +28,7 @@ from ecrf.api.bodies import body_of as _body
 from ecrf.api.bodies import invalid as _invalid
 from ecrf.api.bodies import no_nul as _no_nul
 from ecrf.api.bodies import text_field as _string
-from ecrf.api.common import iso, paged, sort_time
+from ecrf.api.common import MAX_ID, iso, paged, sort_time
 from ecrf.api.common import subject_or_404 as _subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import MAX_REASON, Subject, actor_for, may
@@ -54,7 +54,6 @@ SAFETY = STUDY + "/subjects/<subject_key>/safety"
 REPORT = SAFETY + "/sae/<int:report_id>"
 PROMPT = SAFETY + "/prompts/<int:prompt_id>"
 
-MAX_ID = 2**31 - 1  # database integers: a larger id names nothing
 _LOCAL = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2})")
 
 

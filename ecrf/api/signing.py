@@ -22,8 +22,9 @@ from sqlalchemy import select
 from ecrf import accounts, review
 from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
+from ecrf.api import forms, preconditions
 from ecrf.api.blueprint import bp
-from ecrf.api.common import iso, json_body, json_kind, paged, sort_time, subject_or_404
+from ecrf.api.common import MAX_ID, iso, json_body, json_kind, paged, sort_time, subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import EventInstance, FormInstance, Subject, actor_for
 from ecrf.core import db
@@ -52,7 +53,6 @@ SCOPES = ("form", "event", "casebook")
 MAX_TEXT = 4000  # reasons, as the services keep them
 MAX_NAME = 200
 AWAITING_LIMIT = 100_000  # read whole, then paged
-MAX_ID = 2**31 - 1  # larger path numbers match nothing (and never reach the database)
 
 
 # --- request bodies -----------------------------------------------------------------------
@@ -244,12 +244,30 @@ def _sign_target(found: Subject, body: _Body) -> review.SignTarget | None:
                                                                            form_oid))
 
 
+def _signed_as_read(found: Subject, target: review.SignTarget) -> None:
+    """With If-Match, sign only what was read: the form's ETag (its version) for a form,
+    the event's or the subject's ETag for an event or a casebook (412 when it changed)."""
+    tags = preconditions.if_match_tags()
+    if tags is None:
+        return
+    if target.scope == "form":
+        preconditions.require_match(forms.etag(target.form.version), tags)
+        return
+    args = {"study_oid": g.study.oid, "subject_key": found.subject_key}
+    if target.scope == "event":
+        args.update(event_oid=target.event.event_oid, repeat=target.event.repeat)
+        preconditions.require_match(preconditions.current_tag("api.event", args), tags)
+    else:
+        preconditions.require_match(preconditions.current_tag("api.subject", args), tags)
+
+
 @bp.post(SUBJECT + "/signatures", endpoint="sign")
 def sign(study_oid: str, subject_key: str):
     found = subject_or_404(subject_key, "data.sign")
     body = _Body(json_body(), ("scope", "event_oid", "repeat", "form_oid", "meaning",
                                "username", "password"))
     target = _sign_target(found, body)
+    _signed_as_read(found, target)
     try:
         # A wrong password is kept: it counts toward lockout (as on the signing screen).
         with transaction(keep=(review.SignatureError,)):
