@@ -221,3 +221,31 @@ def test_source_map_is_checked_with_the_study(old, new, problem, tmp_path):
     path.write_text(text.replace(old, new))
     problems = [str(p) for p in check_study(folder)]
     assert any(problem in p and "source_map.yaml" in p for p in problems), problems
+
+
+def test_command_prints_the_map_and_the_data_goes_in(runner, make_study, tmp_path):
+    """`ecrf import odm-metadata --show-map`, `ecrf study load`, then `ecrf import odm` of
+    the same REDCap classic file: the 3 records arrive in the implied event."""
+    folder = tmp_path / "pycap"
+    source = str(REAL / "redcap_classic.xml")
+    done = runner.invoke(args=["import", "odm-metadata", source, "-o", str(folder),
+                               "--show-map"])
+    assert done.exit_code == 0, done.output
+    assert ("source map (source_map.yaml): 1 events, 1 forms, 4 groups, 15 items, 0 codes; "
+            "2 item(s) skipped on purpose") in done.output
+    for line in ("study Project.PyCapTestSimpleProject -> PYCAPTESTSIMPLEPROJECT",
+                 "event (none in the source) -> MAIN", "form Form.demographics -> DEMOGRAPHICS",
+                 "item record_id skipped: REDCap record ID: it is the subject key",
+                 "group demographics.demographics_complete (no item imported)"):
+        assert f"  {line}\n" in done.output
+    study = make_study("PYCAPTESTSIMPLEPROJECT", sites=("S01",))
+    loaded = runner.invoke(args=["study", "load", str(folder)])
+    assert loaded.exit_code == 0, loaded.output
+    imported = runner.invoke(args=["import", "odm", source, "--study", "PYCAPTESTSIMPLEPROJECT",
+                                   "--site", "S01"])
+    assert imported.exit_code == 0, imported.output
+    stored = _stored(study)
+    assert {(k[0], k[1], k[3]) for k in stored} == {(key, "MAIN", "DEMOGRAPHICS")
+                                                    for key in ("1", "2", "3")}
+    assert stored[("2", "MAIN", 1, "DEMOGRAPHICS", "DEMOGRAPHICS_LAST_NAME", 1, "WEIGHT")] \
+        == "101"
