@@ -29,6 +29,7 @@ from .definition import (
 )
 from .loader import LoadedStudy, check_study, content_hash, definition_from_content, load_study
 from .problems import Problem, StudyDefinitionError, UnknownOidError
+from .source_map import SOURCE_MAP_FILE, ItemTarget, SourceMap
 
 __all__ = [
     "NY",
@@ -53,6 +54,9 @@ __all__ = [
     "Severity",
     "StratumDef",
     "StudyDefinition",
+    "SourceMap",
+    "ItemTarget",
+    "SOURCE_MAP_FILE",
     "StudyDefinitionError",
     "UnknownOidError",
     "check_study",

@@ -52,6 +52,7 @@ from .definition import (
     StudyDefinition,
     SurvivalDef,
 )
+from .source_map import SourceMap, parse_source_map
 
 _ZERO = Period(0, "d")
 
@@ -283,4 +284,6 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         status_rules=_status_rules(study.get("status")),
         tasks=_tasks(study.get("tasks")),
         event_labels={e["oid"]: dict(e.get("labels", {})) for e in study["events"]},
+        source_map=(parse_source_map({"source_map": content["source_map"]})[0]
+                    if content.get("source_map") is not None else SourceMap()),
     )

@@ -20,6 +20,7 @@ from ecrf.domain.subject_status import StatusRule, TaskRule
 
 from .problems import UnknownOidError
 from .scope import PARAMETER_VALUE_TYPES, ItemRef, Scope, value_type_of_item
+from .source_map import SourceMap
 from .sources import (  # noqa: F401  (part of the definition API)
     EPISODE_KINDS,
     SERIOUSNESS_CRITERIA,
@@ -354,6 +355,8 @@ class StudyDefinition:
     status_rules: tuple[StatusRule, ...] = ()
     tasks: tuple[TaskRule, ...] = ()
     event_labels: Mapping[str, Labels] = field(default_factory=dict)  # event OID -> labels
+    # Source OID -> ecrf OID of a study imported from another system (source_map.yaml).
+    source_map: SourceMap = field(default_factory=SourceMap)
 
     # --- lookups -------------------------------------------------------------------------
 

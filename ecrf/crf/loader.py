@@ -22,6 +22,7 @@ from .check_study_yaml import check_study_file
 from .definition import StudyDefinition
 from .problems import Problem, StudyDefinitionError, sorted_problems
 from .schema import schema_problems
+from .source_map import SOURCE_MAP_FILE, check_source_map, parse_source_map
 from .yaml_lines import Document, load_yaml
 
 STUDY_FILE = "study.yaml"
@@ -48,6 +49,7 @@ class _Folder:
     codelists: Document | None = None
     crfs: list[Document] | None = None
     problems: list[Problem] | None = None
+    source_map: Document | None = None
 
 
 def _read(folder: Path, relative: str, problems: list[Problem]) -> Document | None:
@@ -80,6 +82,8 @@ def _read_folder(path: str | Path) -> _Folder:
         problems.append(Problem(STUDY_FILE, None, "", "missing: a study folder needs study.yaml"))
     if (folder / CODELISTS_FILE).is_file():
         result.codelists = _read(folder, CODELISTS_FILE, problems)
+    if (folder / SOURCE_MAP_FILE).is_file():
+        result.source_map = _read(folder, SOURCE_MAP_FILE, problems)
     crf_dir = folder / CRF_DIR
     files = sorted(crf_dir.iterdir()) if crf_dir.is_dir() else []
     for file in files:
@@ -111,9 +115,20 @@ def _validate(study: Document | None, codelists: Document | None,
     return problems
 
 
+def _check_source_map(data: Any, content: dict[str, Any]) -> list[Problem]:
+    """The source map is checked against the study it maps into (once that study is valid)."""
+    smap, problems = parse_source_map(data)
+    if not problems:
+        problems = check_source_map(smap, build_definition(content))
+    return problems
+
+
 def _check_folder(folder: _Folder) -> list[Problem]:
     problems = list(folder.problems or [])
     problems.extend(_validate(folder.study, folder.codelists, folder.crfs or []))
+    if not problems and folder.source_map is not None and folder.study is not None:
+        problems.extend(_check_source_map(folder.source_map.data, _content(
+            folder.study, folder.codelists, folder.crfs or [])))
     return sorted_problems(problems)
 
 
@@ -139,6 +154,8 @@ def load_study(path: str | Path) -> LoadedStudy:
         raise StudyDefinitionError(problems, str(path))
     assert folder.study is not None
     content = _content(folder.study, folder.codelists, folder.crfs or [])
+    if folder.source_map is not None:
+        content["source_map"] = (folder.source_map.data or {}).get("source_map")
     return LoadedStudy(build_definition(content), content, content_hash(content))
 
 
@@ -160,6 +177,9 @@ def definition_from_content(content: dict[str, Any]) -> StudyDefinition:
                                  "to CRF")])
     study, codelists, crfs = documents_from_content(content)
     problems = sorted_problems(_validate(study, codelists, crfs))
+    if not problems and content.get("source_map") is not None:
+        problems = sorted_problems(_check_source_map({"source_map": content["source_map"]},
+                                                     content))
     if problems:
         raise StudyDefinitionError(problems, "stored study content")
     return build_definition(content)

@@ -87,8 +87,17 @@ def export_odm_metadata_command(study: str, number: int | None, output: str):
               help="Study folder to create, e.g. forms/mystudy.")
 @click.option("--study-oid", default=None, help="Which Study of the file (when it holds several).")
 @click.option("--force", is_flag=True, help="Overwrite an existing folder.")
-def import_odm_metadata(odm_file: str, output: str, study_oid: str | None, force: bool):
-    """Turn ODM metadata (ecrf, REDCap, OpenClinica, OpenEDC...) into a study folder."""
+@click.option("--data", "data_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="ClinicalData of the same system (when FILE holds none): code lists, "
+                   "ranges and conditions are fitted to it, each change listed.")
+@click.option("--show-map", is_flag=True,
+              help="Print every source OID and the ecrf OID it became.")
+def import_odm_metadata(odm_file: str, output: str, study_oid: str | None, force: bool,
+                        data_file: str | None, show_map: bool):
+    """Turn ODM metadata (ecrf, REDCap, OpenClinica, OpenEDC...) into a study folder.
+
+    For a file from another system the folder holds source_map.yaml: which source OID
+    became which ecrf OID, read by `ecrf import odm` to import that system's data."""
     from ecrf.outputs.odm.importer import (
         FolderWriteError,
         OdmImportError,
@@ -97,12 +106,21 @@ def import_odm_metadata(odm_file: str, output: str, study_oid: str | None, force
     )
 
     try:
-        result = import_metadata(odm_file, study_oid=study_oid)
+        result = import_metadata(odm_file, study_oid=study_oid, data=data_file)
         folder = write_folder(result, output, force=force)
     except (OdmImportError, FolderWriteError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {folder} (study {result.study_oid}, from {result.source}); it passes "
                f"`ecrf study check`")
+    if not result.source_map.empty:
+        counts = result.source_map.counts()
+        click.echo("source map (source_map.yaml): " + ", ".join(
+            f"{n} {kind}" for kind, n in counts.items() if kind != "skipped")
+            + f"; {counts['skipped']} item(s) skipped on purpose"
+            + ("" if show_map else " (--show-map lists them)"))
+        if show_map:
+            for line in result.source_map.lines():
+                click.echo(f"  {line}")
     if result.unsupported:
         click.echo(f"not imported ({len(result.unsupported)}), also listed at the top of "
                    "study.yaml:")

@@ -48,7 +48,6 @@ EXPECTED_NOTES = {
         "MethodDef M.1: Context 'default' formal expression not translated (used by ItemDef I.4)",
         "ConditionDef C.1: Context 'default' formal expression not translated",
         "ItemGroupRef IG.2 in F.1: group-level collection exception condition C.2",
-        "ItemDef I.5: boolean imported as yes_no",
         "Alias Context 'OpenEDC' not imported (ItemDef I.9)",
         "AdminData: users and locations are managed in ecrf, not imported",
     ],

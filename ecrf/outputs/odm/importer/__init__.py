@@ -20,8 +20,11 @@ from typing import IO, Any
 
 from lxml import etree
 
+from ecrf.crf import SOURCE_MAP_FILE, SourceMap
+from ecrf.crf.source_map import parse_source_map
 from ecrf.outputs.odm.common import EXPRESSION_CONTEXT, XML_LANG, XML_NS, parse
 from ecrf.outputs.odm.importer.events import EventsMixin
+from ecrf.outputs.odm.importer.fit import fit_to_data
 from ecrf.outputs.odm.importer.folder import repair, study_yaml_order, to_files, verify_files
 from ecrf.outputs.odm.importer.items import ItemBuilder
 from ecrf.outputs.odm.importer.support import (
@@ -50,10 +53,12 @@ class ImportResult:
     folder_content: dict[str, str]  # relative path -> YAML text
     unsupported: list[str] = field(default_factory=list)
     source: str = ""
+    source_map: SourceMap = field(default_factory=SourceMap)
 
 
 class _Importer(EventsMixin):
-    def __init__(self, tree: etree._ElementTree, study_oid: str | None) -> None:
+    def __init__(self, tree: etree._ElementTree, study_oid: str | None,
+                 data: list[etree._Element] | None = None) -> None:
         self.root = tree.getroot()
         qname = etree.QName(self.root)
         if qname.localname != "ODM":
@@ -102,6 +107,14 @@ class _Importer(EventsMixin):
         self.group_names: dict[tuple[str, str], str] = {}
         self.forms: dict[str, dict[str, Any]] = {}
         self.form_namer = Namer()
+        # The source map: source OID -> ecrf OID (see ecrf.crf.source_map).
+        self.event_map: dict[str, str] = {}
+        self.implied_event: str | None = None
+        self.form_map: dict[str, dict[str, Any]] = {}
+        self.choice_entries: dict[str, list[dict[str, Any]]] = {}  # source item -> its codes
+        self.widened: dict[str, list[str]] = {}  # source item -> codes added from the data
+        # ClinicalData of the source system, to fit code lists, ranges and conditions to.
+        self.data_roots = [self.root, *(data or [])]
 
     # --- XML access ------------------------------------------------------------------------
 
@@ -221,6 +234,8 @@ class _Importer(EventsMixin):
         crfs = {oid: crf for oid, crf in self.forms.items()
                 if any(oid in e["forms"] for e in events)}
         study = self._study_yaml(events)
+        if not self.ecrf_origin:
+            self._widen_codelists()
         self._unused_codelists()
         self._unused_definitions()
         self._extensions(self.root, "ODM", frozenset({"schemaLocation"}))
@@ -238,7 +253,62 @@ class _Importer(EventsMixin):
                          ("ClinicalData", "clinical data not imported (metadata only)")):
             if self.root.find(self.t(tag)) is not None:
                 self.notes.add(tag, why)
-        return {"study": study, "codelists": self.codelists, "crfs": crfs}
+        content: dict[str, Any] = {"study": study, "codelists": self.codelists, "crfs": crfs}
+        if not self.ecrf_origin:
+            content["source_map"] = self._source_map(study["study"]["oid"], crfs)
+        return content
+
+    def _source_map(self, study_oid: str, crfs: dict[str, Any]) -> dict[str, Any]:
+        """Every source OID and the ecrf OID it became (only forms that were imported)."""
+        studies = {self.study.get("OID") or study_oid: study_oid}
+        for other in self._children(self.root, "Study"):
+            # OpenClinica writes each site as a study including the parent's metadata, and
+            # the site's data under the site's StudyOID.
+            for mdv in self._children(other, "MetaDataVersion"):
+                if any(inc.get("StudyOID") == self.study.get("OID")
+                       for inc in self._children(mdv, "Include")):
+                    studies[other.get("OID")] = study_oid
+        body: dict[str, Any] = {"system": self.source, "study": studies}
+        if self.implied_event:
+            body["implied_event"] = self.implied_event
+        if self.event_map:
+            body["events"] = dict(self.event_map)
+        forms = {raw: entry for raw, entry in self.form_map.items() if entry["oid"] in crfs}
+        if forms:
+            body["forms"] = forms
+        return body
+
+    def _widen_codelists(self) -> None:
+        """A code list that does not hold the values of its own ClinicalData (OpenEDC writes
+        what it shows, REDCap keeps codes of deleted choices) takes the missing values as
+        codes labelled with themselves, listed in the notes, rather than refusing them."""
+        items = (d for root in self.data_roots for d in root.iter(self.t("ItemData")))
+        for data in items:
+            oid, value = data.get("ItemOID"), (data.get("Value") or "").strip()
+            entries = self.choice_entries.get(oid or "")
+            if entries is None or not value:
+                continue
+            codes = {e["code"] for e in entries}
+            for code in value.split(",") if self._is_multi(oid) else [value]:
+                code = code.strip()
+                if code and code not in codes:
+                    entries.append({"code": code, "label": code})
+                    codes.add(code)
+                    self.widened.setdefault(oid, []).append(code)
+        for oid, added in self.widened.items():
+            self.notes.add(f"ItemDef {oid}", "codes found in the file's ClinicalData but not "
+                                             f"in its code list were added: {', '.join(added)}")
+
+    def _is_multi(self, source_item: str | None) -> bool:
+        for form in self.form_map.values():
+            for group in form["groups"].values():
+                target = group["items"].get(source_item)
+                if target is not None:
+                    item = target if isinstance(target, str) else target.get("item")
+                    crf = self.forms.get(form["oid"], {})
+                    return any(i["oid"] == item and i.get("type") == "multiple_choice"
+                               for g in crf.get("groups", []) for i in g["items"])
+        return False
 
     def _study_yaml(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         if self.settings is not None:
@@ -365,16 +435,25 @@ class _Importer(EventsMixin):
         return oid
 
 
-def import_metadata(odm_file: str | Path | bytes | IO[bytes], *, study_oid: str | None = None
-                    ) -> ImportResult:
-    """Read ODM metadata and return the ecrf study folder it becomes (nothing is written)."""
+def import_metadata(odm_file: str | Path | bytes | IO[bytes], *, study_oid: str | None = None,
+                    data: str | Path | bytes | IO[bytes] | None = None) -> ImportResult:
+    """Read ODM metadata and return the ecrf study folder it becomes (nothing is written).
+
+    ``data`` is a file of ClinicalData written by the same system (when the metadata file
+    holds none): code lists, ranges and conditions are fitted to the data, each change
+    listed, so that the data can be imported afterwards."""
     try:
         tree = parse(odm_file)
+        data_tree = parse(data) if data is not None else None
     except (etree.XMLSyntaxError, OSError) as exc:
         raise OdmImportError(f"cannot read the file as XML: {exc}") from None
-    importer = _Importer(tree, study_oid)
+    importer = _Importer(tree, study_oid,
+                         [data_tree.getroot()] if data_tree is not None else None)
     content = importer.run()
     content = repair(content, importer.notes)
+    if not importer.ecrf_origin:
+        fit_to_data(content, [r for r in importer.data_roots
+                              if r.find(importer.t("ClinicalData")) is not None], importer.notes)
     notes = importer.notes.render()
     header = [f"Imported from CDISC ODM ({importer.source}, study {importer.study.get('OID')}, "
               f"MetaDataVersion {importer.mdv.get('OID')})."]
@@ -383,7 +462,9 @@ def import_metadata(odm_file: str | Path | bytes | IO[bytes], *, study_oid: str 
         header += [f"- {note}" for note in notes]
     files = to_files(content, header)
     verify_files(files)
-    return ImportResult(content["study"]["study"]["oid"], files, notes, importer.source)
+    smap = parse_source_map({"source_map": content["source_map"]})[0] \
+        if "source_map" in content else SourceMap()
+    return ImportResult(content["study"]["study"]["oid"], files, notes, importer.source, smap)
 
 
 def write_folder(result: ImportResult, target: str | Path, *, force: bool = False) -> Path:
@@ -400,6 +481,7 @@ def write_folder(result: ImportResult, target: str | Path, *, force: bool = Fals
                 old.unlink()
     for relative, text in result.folder_content.items():
         (folder / relative).write_text(text, encoding="utf-8")
-    if "codelists.yaml" not in result.folder_content and (folder / "codelists.yaml").exists():
-        (folder / "codelists.yaml").unlink()
+    for optional in ("codelists.yaml", SOURCE_MAP_FILE):
+        if optional not in result.folder_content and (folder / optional).exists():
+            (folder / optional).unlink()
     return folder

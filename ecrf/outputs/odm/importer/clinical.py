@@ -35,6 +35,7 @@ from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
+from ecrf.outputs.odm.importer.source_data import source_reader
 from ecrf.studies import Site, Study, StudySite, definition_for
 
 Progress = Callable[[int, str], None]
@@ -142,28 +143,22 @@ class _FormData:
 def _read_subject(el: etree._Element, definition: StudyDefinition) -> list[_FormData]:
     """The forms of one SubjectData, with the last value given for each item."""
     forms: dict[tuple[str, int, str], _FormData] = {}
-    for sed in el.iterfind(q("StudyEventData")):
-        event = _strip(sed.get("StudyEventOID"), "SE.")
-        repeat = int(sed.get("StudyEventRepeatKey") or 1)
+    source = source_reader(definition)  # the OIDs of the system the study came from
+    for sed, event, repeat in source.events(el):
         event_note = _annotation(sed)
         for fd in sed.iterfind(q("FormData")):
-            form = _strip(fd.get("FormOID"), "F.")
+            form = source.form(fd.get("FormOID"))
             data = forms.setdefault((event, repeat, form), _FormData(event, repeat, form))
             data.status = _annotation(fd).get("status") or data.status
             data.event_date = data.event_date or event_note.get("actual_date")
             for igd in fd.iterfind(q("ItemGroupData")):
-                group = _strip(igd.get("ItemGroupOID"), f"IG.{form}.")
+                group = source.group(fd.get("FormOID"), igd.get("ItemGroupOID"))
                 row = int(igd.get("ItemGroupRepeatKey") or 1)
                 if igd.get("TransactionType") == "Remove":
                     reason = igd.findtext(f"{q('AuditRecord')}/{q('ReasonForChange')}")
                     data.removed[(group, row)] = reason or "removed in the source system"
                     continue
-                for item in igd.iterfind(q("ItemData")):
-                    oid = _strip(item.get("ItemOID"), f"I.{form}.")
-                    if item.get("TransactionType") == "Remove" or item.get("IsNull") == "Yes":
-                        value = None
-                    else:
-                        value = item.get("Value")
+                for group, oid, value in source.values(fd.get("FormOID"), igd):
                     data.values[(group, row, oid)] = value
     for data in forms.values():
         try:
@@ -355,7 +350,8 @@ def import_odm_clinical(session: Session, actor: Actor, study: Study, path: str 
             if el.tag == q("ClinicalData"):
                 if event == "start":
                     seen_clinical = True
-                    if el.get("StudyOID") != study.oid:
+                    if source_reader(definition_for(_latest(session, study))).study(
+                            el.get("StudyOID")) != study.oid:
                         raise ClinicalImportError(
                             f"{path.name} holds data of study {el.get('StudyOID')!r}, not "
                             f"{study.oid}")

@@ -18,6 +18,8 @@ from ecrf.outputs.odm.importer.support import (
 )
 from ecrf.outputs.odm.metadata import SCHEDULE
 
+IMPLIED_EVENT = "MAIN"
+
 if TYPE_CHECKING:
     from ecrf.outputs.odm.importer.support import Notes
 
@@ -30,6 +32,8 @@ class EventsMixin:
     defs: dict[str, dict[str, etree._Element]]
     forms: dict[str, dict[str, Any]]
     form_namer: Namer
+    event_map: dict[str, str]
+    implied_event: str | None
 
     def _events(self) -> list[dict[str, Any]]:
         refs = sorted(self._children(self.protocol, "StudyEventRef"),
@@ -38,6 +42,8 @@ class EventsMixin:
         order = list(by_oid) + [oid for oid in self.defs.get("StudyEventDef", {})
                                 if oid not in by_oid]
         namer, events = Namer(), []
+        if not self.defs.get("StudyEventDef"):
+            return self._implied_event()
         for raw_oid in order:
             el = self.defs.get("StudyEventDef", {}).get(raw_oid)
             if el is None:
@@ -101,7 +107,25 @@ class EventsMixin:
             return None
         event["oid"] = namer.claim(event["oid"])
         event["forms"] = forms
+        self.event_map[raw_oid] = event["oid"]
         return event
+
+    def _implied_event(self) -> list[dict[str, Any]]:
+        """A file without events (a REDCap classic project, a forms library): every form in
+        one event, where the clinical import also puts the data given outside events."""
+        forms = []
+        for raw_oid in self.defs.get("FormDef", {}):
+            form = self._form_for(raw_oid, f"FormDef {raw_oid}")
+            if form and form not in forms:
+                forms.append(form)
+        if not forms:
+            raise OdmImportError("no form to import (ecrf needs at least one)")
+        self.implied_event = IMPLIED_EVENT
+        self.notes.add("MetaDataVersion", f"no StudyEventDef: the {len(forms)} form(s) were put "
+                                          f"in one event {IMPLIED_EVENT}, scheduled at enrolment "
+                                          "(data given outside events is imported there)")
+        return [{"oid": IMPLIED_EVENT, "name": "Study forms", "kind": "scheduled",
+                 "anchor": "enrolment", "forms": forms}]
 
     def _foreign_schedule(self, el: etree._Element, where: str) -> dict[str, Any]:
         odm_type, repeating = el.get("Type"), el.get("Repeating") == "Yes"

@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from ecrf.crf import Problem, StudyDefinitionError, check_study, definition_from_content
+from ecrf.crf import (
+    SOURCE_MAP_FILE,
+    Problem,
+    StudyDefinitionError,
+    check_study,
+    definition_from_content,
+)
 from ecrf.outputs.odm.importer.support import Notes, OdmImportError
 
 _STUDY_ORDER = ("format", "study", "languages", "parameters", "arms", "anchors", "stop",
@@ -160,6 +166,11 @@ def to_files(content: dict[str, Any], header: list[str]) -> dict[str, str]:
         files["codelists.yaml"] = _dump({"codelists": content["codelists"]})
     for oid, crf in sorted(content["crfs"].items()):
         files[f"crfs/{oid}.yaml"] = _dump(crf)
+    if content.get("source_map"):
+        files[SOURCE_MAP_FILE] = (
+            "# Source OID -> ecrf OID: how `ecrf import odm` reads data of the system this\n"
+            "# study was imported from (see ecrf/crf/source_map.py).\n"
+            + _dump({"source_map": content["source_map"]}))
     return files
 
 

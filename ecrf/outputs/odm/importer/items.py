@@ -28,6 +28,11 @@ from ecrf.outputs.odm.importer.support import (
 from ecrf.outputs.odm.importer.vendors import OC_HANDLED, REDCAP_HANDLED, REDCAP_NS, VendorDialects
 from ecrf.outputs.odm.metadata import range_message
 
+SKIP_RECORD_ID = "REDCap record ID: it is the subject key"
+SKIP_FORM_STATUS = "REDCap form status: ecrf keeps each form's own status"
+# An ODM boolean's values (1/0 as OpenEDC and REDCap write them, or true/false) as ecrf's
+# yes/no codes.
+BOOLEAN_CODES = {"1": "Y", "0": "N", "true": "Y", "false": "N"}
 _INLINE_ECRF_LIST = re.compile(r"^CL\.[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$")
 
 
@@ -57,6 +62,7 @@ class ItemBuilder(VendorDialects):
         self.form_oid = oid
         self.pending_show: list[tuple[dict[str, Any], str, str, str]] = []
         self.names: dict[str, str] = {}  # ecrf item OID -> the item's name in the file
+        self.map_groups: dict[str, dict[str, Any]] = {}  # source group -> its source map
         groups, domains = [], set()
         refs = sorted(self.imp._children(el, "ItemGroupRef"),
                       key=order_key)
@@ -85,6 +91,7 @@ class ItemBuilder(VendorDialects):
             self.notes.add(where, "no item to import: form not imported")
             return None
         crf["groups"] = groups
+        self.imp.form_map[raw_oid] = {"oid": oid, "groups": self.map_groups}
         checks = self.checks(raw_oid, oid)
         if checks:
             crf["checks"] = checks
@@ -118,6 +125,7 @@ class ItemBuilder(VendorDialects):
                 and (repeat_max.get("RepeatMax") or "").isdigit():
             group["max_rows"] = int(repeat_max.get("RepeatMax"))
         items = []
+        self.map_items: dict[str, Any] = {}
         refs = sorted(self.imp._children(el, "ItemRef"), key=order_key)
         checkboxes: dict[str, dict[str, Any]] = {}
         for ref in refs:
@@ -133,10 +141,13 @@ class ItemBuilder(VendorDialects):
                 items.append(item)
         self.imp._other_aliases(el, where, set())
         self.imp._extensions(el, where, REDCAP_HANDLED | OC_HANDLED)
+        if self.map_items:
+            self.map_groups[raw_oid] = {"items": self.map_items}
         if not items:
             if not refs:
                 self.notes.add(where, "no item: group not imported")
             return None
+        self.map_groups.setdefault(raw_oid, {"items": {}})["oid"] = oid
         group["items"] = items
         return group
 
@@ -151,24 +162,31 @@ class ItemBuilder(VendorDialects):
         if variable and variable == self.imp.record_id:
             self.notes.add(where, "REDCap record ID field not imported (ecrf identifies "
                                   "subjects itself)")
+            self.map_items[raw_oid] = {"skip": SKIP_RECORD_ID}
             return None
         if field_type == "descriptive":
             self.notes.add(where, "REDCap descriptive text (not a data field) not imported")
+            self.map_items[raw_oid] = {"skip": "REDCap descriptive text, not a data field"}
             return None
         if variable and raw_oid.endswith("_complete") and field_type in (None, "select") \
                 and variable == raw_oid and self._is_redcap_status(el):
             self.notes.group("REDCap form status fields not imported (ecrf tracks form status)",
                              raw_oid)
             self.imp.consume_list(self._list_oid(el))
+            self.map_items[raw_oid] = {"skip": SKIP_FORM_STATUS}
             return None
         if field_type == "checkbox" and variable:
-            return self._checkbox(el, variable, checkboxes)
+            created = self._checkbox(el, variable, checkboxes)
+            self.map_items[raw_oid] = {"item": checkboxes[variable]["oid"],
+                                       "choice": self.checkbox_code}
+            return created
         name = el.get("Name") or ""
         if self.imp.ecrf_origin and raw_oid.startswith("I.") and raw_oid.count(".") == 2:
             name = raw_oid.split(".")[2]
         wanted = pick_oid(raw_oid, name, ["I.", "I_"], prefer_name=True)
         item: dict[str, Any] = {"oid": self.item_namer.claim(to_oid(wanted))}
         self.names[item["oid"]] = name or raw_oid
+        self.item_codes: dict[str, str] = {}
         label, labels = self.imp._label(el, "Question")
         if not label:
             label = self._oc_text(el, "LeftItemText") or name or raw_oid
@@ -184,6 +202,11 @@ class ItemBuilder(VendorDialects):
         self._oc_display(el, item, where)
         self.imp._other_aliases(el, where, {"SDTM"})
         self.imp._extensions(el, where, REDCAP_HANDLED | OC_HANDLED)
+        self.map_items[raw_oid] = ({"item": item["oid"], "codes": self.item_codes}
+                                   if self.item_codes else item["oid"])
+        if "choices" in item or "codelist" in item:
+            self.imp.choice_entries[raw_oid] = item.get("choices") \
+                or self.imp.codelists[item["codelist"]]
         return item
 
     def _type(self, el: etree._Element, ref: etree._Element, item: dict[str, Any],
@@ -209,6 +232,8 @@ class ItemBuilder(VendorDialects):
             return
         mapped, note = DATA_TYPES.get(data_type, ("text", f"DataType {data_type} not supported: "
                                                            "imported as text"))
+        if data_type == "boolean" and not self.imp.ecrf_origin:
+            self.item_codes = dict(BOOLEAN_CODES)  # still a boolean: ecrf's yes/no
         if note:
             self.notes.add(where, note)
         item["type"] = mapped

@@ -137,7 +137,7 @@ DATA_TYPES = {  # ODM DataType -> (ecrf type, note when only approximate)
                            "partial date-times are not supported: imported as datetime"),
     "partialTime": ("time", "partial times are not supported: imported as time"),
     "incompleteTime": ("time", "partial times are not supported: imported as time"),
-    "boolean": ("yes_no", "boolean imported as yes_no (codes Y/N instead of true/false)"),
+    "boolean": ("yes_no", None),  # the source map turns 1/0, true/false into Y/N
 }
 RESULT_TYPES = {"text": "text", "string": "text", "integer": "integer", "float": "decimal",
                 "double": "decimal", "date": "date", "datetime": "datetime", "time": "time",
@@ -215,6 +215,9 @@ class ImporterState(Protocol):
     used_conditions: set[str]
     group_namer: Namer
     group_names: dict[tuple[str, str], str]
+    form_map: dict[str, dict[str, Any]]
+    choice_entries: dict[str, list[dict[str, Any]]]
+    codelists: dict[str, list[dict[str, Any]]]
 
     def t(self, tag: str) -> str: ...
 

@@ -4,6 +4,7 @@ show/hide on another item's answer)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
@@ -22,6 +23,11 @@ OC_HANDLED = frozenset({"ItemDetails", "MultiSelectListRef", "PresentInEventDefi
                          "FormDetails", "QuestionNumber", "ItemGroupDetails"})
 
 
+def _in_variable(code: str) -> str:
+    """A REDCap choice code as it appears in a checkbox item's name."""
+    return re.sub(r"[^a-z0-9_]", "_", code.lower())
+
+
 class VendorDialects:
     """Mixed into the item builder: what REDCap and OpenClinica files need beyond ODM."""
 
@@ -30,6 +36,7 @@ class VendorDialects:
     item_namer: Namer
     names: dict[str, str]
     pending_show: list[tuple[dict[str, Any], str, str, str]]
+    checkbox_code: str
 
     def t(self, tag: str) -> str:
         return self.imp.t(tag)
@@ -133,9 +140,13 @@ class VendorDialects:
                   ) -> dict[str, Any] | None:
         """REDCap exports a checkbox field as one boolean item per choice (``race___1``):
         ecrf has one multiple-choice item."""
-        code = el.get("OID").rsplit("___", 1)[-1]
+        suffix = el.get("OID").rsplit("___", 1)[-1]
         self.imp.consume_list(self._list_oid(el))
         labels = self._checkbox_labels(el)
+        # The OID carries the code as REDCap spells it in a variable name (``4.4`` ->
+        # ``race___4_4``): the code itself is the choice spelled that way.
+        code = next((c for c in labels if _in_variable(c) == suffix), suffix)
+        self.checkbox_code = code
         existing = checkboxes.get(variable)
         entry = {"code": code, "label": labels.get(code, code)}
         if existing is not None:
