@@ -87,7 +87,8 @@ def operations(doc: dict) -> list[dict]:
             for code, answer in sorted(op.get("responses", {}).items()):
                 answer = responses.get(_ref_name(answer) or "", answer)
                 answers.append({"code": code, "description": answer.get("description", ""),
-                                "schema": _content_schema(answer)})
+                                "schema": _content_schema(answer),
+                                "headers": sorted(answer.get("headers", {}))})
             body = op.get("requestBody")
             found.append({
                 "id": op.get("operationId", f"{method}-{path}"), "method": method.upper(),

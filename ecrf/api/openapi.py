@@ -327,7 +327,7 @@ def _parameters() -> dict:
 
     params.update({
         "page": query("page", "Page number, from 1.", {"type": "integer", "minimum": 1,
-                                                       "default": 1}),
+                                                       "maximum": 10**6, "default": 1}),
         "per_page": query("per_page", "Rows per page.", {
             "type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
         "cursor": query("cursor", "Read the rows after the previous page: its `next_cursor`, "
@@ -1729,6 +1729,9 @@ def _state_tags(paths: dict) -> None:
     for endpoint in (*preconditions.GUARDED, *preconditions.SELF_GUARDED):
         operation = paths[by_endpoint[endpoint]]["post"]
         operation["parameters"].append(_ref("If-Match-State", "parameters"))
+        for code in ("200", "201"):
+            if code in operation["responses"] and endpoint in preconditions.GUARDED:
+                operation["responses"][code]["headers"] = header
         operation["responses"]["412"] = _ref("StateChanged", "responses")
         operation["responses"].setdefault("400", _ref("BadRequest", "responses"))
 
