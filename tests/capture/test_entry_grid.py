@@ -114,7 +114,6 @@ def test_42_days_of_counts_are_saved_in_one_request(client, crc):
     assert db.session.scalar(select(func.count()).select_from(ItemValue).where(
         ItemValue.group_oid == G)) == 42 * 9  # 8 entered + the study day
     text = html(client.get(COUNTS))
-    open("/tmp/shots-grid/saved.html", "w").write(text)
     assert f'value="{counts(30)["WBC"]}"' in cell(text, f"{G}-30-WBC")
     assert "data-saved" in cell(text, f"{G}-30-WBC")
 
