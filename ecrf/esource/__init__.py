@@ -2,7 +2,7 @@
 ORU^R01 messages, FHIR R4 Observation bundles) mapped by the study's ``labs`` block to
 items and units, matched to subjects, events and rows, previewed against what is entered
 and stored through data capture (``parse`` and ``engine`` are pure; ``store`` reads and
-writes; ``cli`` is ``ecrf import labs``)."""
+writes; ``views`` is the coordinator's page, ``cli`` is ``ecrf import labs``)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ __all__ = [
 
 
 def register(app: Flask) -> None:
-    """``ecrf import labs``, added to outputs' ``import`` group (registered before)."""
-    from ecrf.esource import cli
+    """The laboratory import page (blueprint ``labs``) and ``ecrf import labs``, added to
+    outputs' ``import`` group (registered before)."""
+    from ecrf.esource import cli, views
 
+    app.register_blueprint(views.bp)
     cli.register(app)

@@ -100,9 +100,10 @@ class LabImport:
 
 
 def plan_import(session: Session, study: Study, name: str, data: bytes,
-                fmt: str | None = None) -> LabImport:
+                fmt: str | None = None, *, site_ids: set[int] | None = None) -> LabImport:
     """Read a file and compare it with what is stored; writes nothing clinical (the
-    schedules of the subjects concerned may be brought up to date)."""
+    schedules of the subjects concerned may be brought up to date). ``site_ids`` limits
+    the subjects to those sites (None: every site)."""
     version = latest_version(session, study)
     if version is None:
         raise LabFileError(f"{study.oid} has no stored version")
@@ -128,7 +129,7 @@ def plan_import(session: Session, study: Study, name: str, data: bytes,
             plan.problems.append(found)
         else:
             mapped.append(found)
-    by_subject = _subjects(session, study, labs, mapped, plan)
+    by_subject = _subjects(session, study, labs, mapped, plan, site_ids)
     for subject, results in by_subject.items():
         _plan_subject(session, subject, results, plan)
     plan.problems.sort(key=lambda p: _order(p.where))
@@ -142,27 +143,31 @@ def _order(where: str) -> tuple:
 
 
 def _subjects(session: Session, study: Study, labs: LabsDef, mapped: list[Mapped],
-              plan: LabImport) -> dict[Subject, list[Mapped]]:
+              plan: LabImport, site_ids: set[int] | None) -> dict[Subject, list[Mapped]]:
     """Each result's subject, by subject key or by the declared identifier item."""
     identifiers = {i for m in mapped for i in m.observation.patient}
     found: dict[str, set[Subject]] = defaultdict(set)
+    scope = [Subject.study_id == study.id]
+    if site_ids is not None:
+        scope.append(Subject.site_id.in_(site_ids))
     for subject in session.scalars(select(Subject).where(
-            Subject.study_id == study.id, Subject.subject_key.in_(identifiers))):
+            *scope, Subject.subject_key.in_(identifiers))):
         found[subject.subject_key].add(subject)
     if labs.identifier is not None:
         form, item = labs.identifier
         for value, subject in session.execute(
                 select(ItemValue.value, Subject).join(Subject, Subject.id == ItemValue.subject_id)
-                .where(Subject.study_id == study.id, ItemValue.form_oid == form,
-                       ItemValue.item_oid == item, ItemValue.value.in_(identifiers))):
+                .where(*scope, ItemValue.form_oid == form, ItemValue.item_oid == item,
+                       ItemValue.value.in_(identifiers))):
             found[value].add(subject)
     result: dict[Subject, list[Mapped]] = defaultdict(list)
     for m in mapped:
         subjects = {s for i in m.observation.patient for s in found.get(i, ())}
         patient = ", ".join(m.observation.patient)
         if not subjects:
+            where = " at your sites" if site_ids is not None else ""
             plan.skipped.append(Problem(m.where, f"patient {patient} is not a subject of "
-                                                 f"{study.oid}", skip=True))
+                                                 f"{study.oid}{where}", skip=True))
         elif len(subjects) > 1:
             keys = ", ".join(sorted(s.subject_key for s in subjects))
             plan.problems.append(Problem(m.where, f"patient {patient} matches several "
