@@ -241,9 +241,10 @@ def _plan_subject(session: Session, subject: Subject, results: list[Mapped],
     rows, used = _stored(session, subject, labs)
     new_rows: dict[tuple[str, int], dict[dt.date, int]] = defaultdict(dict)
     seen: dict[tuple, Line] = {}
+    assigned: list[StoredRow] = []  # visits this file gives a date to
     for m in sorted(results, key=lambda m: (m.observation.collected, _order(m.where))):
         collected = m.observation.collected
-        slot = choose_slot(slots, rows, collected, repeating)
+        slot = choose_slot(slots, rows + assigned, collected, repeating)
         if isinstance(slot, str):
             plan.problems.append(Problem(m.where, f"{subject.subject_key}: {slot}"))
             continue
@@ -257,6 +258,8 @@ def _plan_subject(session: Session, subject: Subject, results: list[Mapped],
                             repeating, new_rows[(slot.event, slot.repeat)])
         stored_row = next((r for r in rows if (r.event, r.repeat, r.row) ==
                            (target.event, target.repeat, target.row)), None)
+        if not repeating and (stored_row is None or stored_row.date is None):
+            assigned.append(StoredRow(target.event, target.repeat, 1, collected))
         stored = stored_row.values.get(m.item) if stored_row else None
         key = (subject.id, target.event, target.repeat, target.row, m.item)
         observation: Observation = m.observation
