@@ -320,8 +320,10 @@ def apply_import(session: Session, actor: Actor, study: Study, plan: LabImport, 
         try:
             refused += _save(session, actor, subject, event, repeat, lines, plan, today)
         except CaptureError as exc:
+            # Locked, frozen or changed meanwhile: nothing more is tried (the session may
+            # have to be rolled back before it can be read again).
             refused += [Problem(line.where, f"{key} {event}[{repeat}]: {exc}") for line in lines]
-            continue
+            break
         outcome.forms += 1
         outcome.values += len(lines)
     if refused:

@@ -223,3 +223,17 @@ def test_command_previews_and_stores(subject, runner, tmp_path):
     assert "1 result(s) cannot be imported (listed above); nothing was stored" in refused.output
     unknown = runner.invoke(args=["import", "labs", str(target), "--study", "NOPE"])
     assert unknown.exit_code == 1 and "no study with OID 'NOPE'" in unknown.output
+
+
+def test_a_frozen_study_refuses_the_import(subject, runner, tmp_path):
+    target = tmp_path / "counts.csv"
+    target.write_bytes(counts_csv(range(1, 3)))
+    frozen = runner.invoke(args=["study", "freeze", "UCMSCEXO", "--reason", "interim analysis"])
+    assert frozen.exit_code == 0, frozen.output
+    before = row_counts(db.session)
+    refused = runner.invoke(args=["import", "labs", str(target), "--study", "UCMSCEXO"])
+    assert refused.exit_code == 1
+    assert "line 2: refused: WUH-101 HEMOBS[1]: Study UCMSCEXO is frozen" in refused.output
+    assert "10 result(s) refused by data capture; nothing was stored" in refused.output
+    assert row_counts(db.session) == before
+
