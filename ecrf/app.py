@@ -15,6 +15,7 @@ from ecrf import (
     core,
     dashboards,
     demo,
+    esource,
     jobs,
     outputs,
     review,
@@ -25,7 +26,7 @@ from ecrf.core import PROJECT_ROOT, load_config
 
 # Review's reactions to data capture run before safety's.
 AREAS = (core, studies, accounts, capture, jobs, review, safety, allocation, dashboards,
-         outputs, api, demo)
+         outputs, esource, api, demo)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -60,7 +60,7 @@ def current_study() -> Study | None:
 
 def study_features(study: Study | None) -> frozenset[str]:
     """What the study's current definition offers, so menus only show what exists:
-    ``randomization``, ``escalation``, ``endpoints``."""
+    ``randomization``, ``escalation``, ``endpoints``, ``labs``."""
     if study is None:
         return frozenset()
     cache = g.setdefault("study_features", {})
@@ -77,6 +77,8 @@ def study_features(study: Study | None) -> frozenset[str]:
                 found.add("escalation")
             if getattr(definition, "recovery_endpoints", None) is not None:
                 found.add("endpoints")
+            if getattr(definition, "labs", None) is not None:
+                found.add("labs")
         cache[study.id] = frozenset(found)
     return cache[study.id]
 

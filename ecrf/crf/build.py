@@ -39,6 +39,8 @@ from .definition import (
     ItemDef,
     ItemKey,
     ItemType,
+    LabAnalyte,
+    LabsDef,
     LabSpec,
     Parameter,
     ParameterType,
@@ -204,6 +206,19 @@ def _survival(spec: dict[str, Any] | None) -> SurvivalDef | None:
         at_risk_every=int(spec.get("at_risk_every", 6)))
 
 
+def _labs(spec: dict[str, Any] | None) -> LabsDef | None:
+    if spec is None:
+        return None
+    form, group = spec["group"].split(".")
+    identifier = spec.get("identifier")
+    return LabsDef(
+        form=form, group=group, date=spec["date"], events=tuple(spec["events"]),
+        analytes=tuple(LabAnalyte(a["item"], tuple(str(c) for c in a["codes"]),
+                                  {str(u): str(f) for u, f in a.get("units", {}).items()})
+                       for a in spec["analytes"]),
+        identifier=_key(identifier) if identifier else None)
+
+
 def _recovery(spec: dict[str, Any] | None) -> RecoveryEndpointsDef | None:
     if spec is None:
         return None
@@ -281,6 +296,7 @@ def build_definition(content: dict[str, Any]) -> StudyDefinition:
         recovery_endpoints=_recovery(study.get("recovery_endpoints")),
         adverse_events=_adverse_events(study.get("adverse_events")),
         survival=_survival(study.get("survival")),
+        labs=_labs(study.get("labs")),
         status_rules=_status_rules(study.get("status")),
         tasks=_tasks(study.get("tasks")),
         event_labels={e["oid"]: dict(e.get("labels", {})) for e in study["events"]},

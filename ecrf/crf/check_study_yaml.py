@@ -9,6 +9,7 @@ from typing import Any
 from ecrf.domain.expressions import ValueType
 
 from .check import DATE_TYPES, StudyChecker, as_dict, as_list, dicts, text
+from .check_labs import check_labs
 from .check_sources import (
     check_adverse_events,
     check_dlt_drug,
@@ -55,6 +56,8 @@ def check_study_file(c: StudyChecker) -> None:
         check_adverse_events(c, doc, data["adverse_events"])
     if isinstance(data.get("survival"), dict):
         check_survival(c, doc, data["survival"])
+    if isinstance(data.get("labs"), dict):
+        check_labs(c, doc, data["labs"])
 
 
 def _a(word: str) -> str:

@@ -27,8 +27,11 @@ from .sources import (  # noqa: F401  (part of the definition API)
     AdverseEventsDef,
     CountsSource,
     EpisodeSource,
+    LabAnalyte,
+    LabsDef,
     RecoveryEndpointsDef,
     SurvivalDef,
+    lab_unit_key,
 )
 
 ItemKey = tuple[str, str]  # (form OID, item OID)
@@ -351,6 +354,7 @@ class StudyDefinition:
     recovery_endpoints: RecoveryEndpointsDef | None = None
     adverse_events: AdverseEventsDef | None = None
     survival: SurvivalDef | None = None
+    labs: LabsDef | None = None  # laboratory results imported from hospital files
     # Subject status rules in precedence order, and the entries the data asks for.
     status_rules: tuple[StatusRule, ...] = ()
     tasks: tuple[TaskRule, ...] = ()

@@ -159,6 +159,22 @@ _ADVERSE_EVENTS = _obj(
     sponsor_causality=_REF["oid"], death_date=_REF["oid"],
 )
 
+# Codes are LOINC or the laboratory's own; units map to a factor (a number, or its text).
+_LABS = _obj(
+    ["group", "date", "events", "analytes"],
+    group=_REF["group_ref"], date=_REF["oid"], identifier=_REF["item_ref"],
+    events={**_array(_REF["oid"]), "uniqueItems": True},
+    analytes=_array(_obj(
+        ["item", "codes"],
+        item=_REF["oid"],
+        codes={**_array({"type": ["string", "integer"]}), "uniqueItems": True},
+        units={"type": "object", "propertyNames": {"minLength": 1},
+               "additionalProperties": {"anyOf": [
+                   {"type": "number", "exclusiveMinimum": 0},
+                   {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"}]}},
+    )),
+)
+
 _SURVIVAL = _obj(
     ["origin", "event", "last_known_alive"],
     name=_TEXT, origin=_REF["name"], event=_REF["name"],
@@ -245,6 +261,7 @@ STUDY_SCHEMA: dict[str, Any] = {
         recovery_endpoints=_RECOVERY_ENDPOINTS,
         adverse_events=_ADVERSE_EVENTS,
         survival=_SURVIVAL,
+        labs=_LABS,
     ),
 }
 

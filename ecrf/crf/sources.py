@@ -127,3 +127,44 @@ class SurvivalDef:
     by: str | None = "arm"  # the comparison groups (arms); None: pooled only
     landmarks: tuple[int, ...] = (12, 24)  # months at which survival is reported
     at_risk_every: int = 6  # months between the numbers-at-risk columns
+
+
+@dataclass(frozen=True)
+class LabAnalyte:
+    """One item the laboratory feeds: the codes (LOINC or the laboratory's own) that carry
+    it, and the factor that converts a result in each accepted unit to the item's unit
+    (the item's own unit is always accepted with factor 1). Units are compared exactly,
+    case included (G/L is 10^9/L, g/L grams per litre), after removing spaces and
+    writing the micro sign as u."""
+
+    item: str
+    codes: tuple[str, ...]
+    units: Mapping[str, str] = field(default_factory=dict)  # unit -> factor (decimal text)
+
+
+@dataclass(frozen=True)
+class LabsDef:
+    """Laboratory results imported from hospital files (``labs``): they go to the rows
+    of ``form``.``group`` dated by its ``date`` item, in an occurrence of one of
+    ``events`` whose window holds the collection date. ``identifier`` optionally names a
+    text item (FORM.ITEM) holding the hospital's patient number, matched besides the
+    subject key."""
+
+    form: str
+    group: str
+    date: str
+    events: tuple[str, ...]
+    analytes: tuple[LabAnalyte, ...]
+    identifier: tuple[str, str] | None = None
+
+    def analyte_for(self, code: str) -> LabAnalyte | None:
+        for analyte in self.analytes:
+            if code in analyte.codes:
+                return analyte
+        return None
+
+
+def lab_unit_key(unit: str) -> str:
+    """A unit as compared by the laboratory import: spaces removed, the micro sign (µ, μ)
+    written u; case is kept (G/L is not g/L)."""
+    return "".join(unit.split()).replace("µ", "u").replace("μ", "u")
