@@ -21,7 +21,15 @@ from ecrf.outputs.rows import make_scope
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
 from tests.outputs import NS
-from tests.outputs.clinical_setup import LOADER, STUDY_FOLDER, XSS_TEXT, populate
+from tests.outputs.clinical_setup import (
+    LOADER,
+    STUDY_FOLDER,
+    XSS_TEXT,
+    enrol,
+    load_study,
+    populate,
+    save,
+)
 
 IMPORTER = LOADER
 
@@ -146,6 +154,25 @@ def test_site_and_subject_scopes(cast):
     assert [s.get("SubjectKey") for s in xpath(site, "//odm:SubjectData")] == ["S02-001"]
     one = export(cast.study, subject="S01-001", transactional=True)
     assert [s.get("SubjectKey") for s in xpath(one, "//odm:SubjectData")] == ["S01-001"]
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_consecutive_subjects_with_the_same_only_form_each_get_their_own_group(
+        app, make_study, transactional):
+    # Each subject's ItemGroupData closes with its form and subject, even when the next
+    # subject starts on the same event, form, group and row.
+    study = load_study(make_study)
+    days = {"S01-001": "2025-05-02", "S01-002": "2025-05-03"}
+    for key, day in days.items():
+        save(LOADER, enrol(study, key), "SCREEN", "CONSENT",
+             {("CONSENT_MAIN", 1, "CONSDT"): day})
+    data = export(study, transactional=transactional)  # schema-valid, references resolve
+    for key, day in days.items():
+        groups = xpath(data, f"//odm:SubjectData[@SubjectKey='{key}']//odm:ItemGroupData")
+        assert [g.get("ItemGroupOID") for g in groups] == ["IG.CONSENT.CONSENT_MAIN"]
+        values = groups[0].xpath("odm:ItemData[@ItemOID='I.CONSENT.CONSDT']/@Value",
+                                 namespaces=NS)
+        assert values == [day]
 
 
 def test_cli_export_validates_and_is_audited(cast, runner, tmp_path):

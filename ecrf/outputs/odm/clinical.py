@@ -268,17 +268,20 @@ class ClinicalWriter:
                     and s.event_instance_id == target]
 
         def flush_group() -> None:
-            nonlocal ig
-            if ig is None:
-                return
-            self.xf.write(ig)
-            if txn and group is not None:
-                removal = removals.get(group[0])
-                if removal is not None:
-                    gone = element("ItemGroupData", group[1] | {"TransactionType": "Remove"})
-                    self._audit(gone, removal, site_code)
-                    self.xf.write(gone)
+            # Written and forgotten before any level closes: the next group starts afresh
+            # even when the next subject or form has the same event, form, group and row.
+            nonlocal ig, group
+            if ig is not None:
+                self.xf.write(ig)
+                if txn and group is not None:
+                    removal = removals.get(group[1])
+                    if removal is not None:
+                        gone = element("ItemGroupData",
+                                       group[2] | {"TransactionType": "Remove"})
+                        self._audit(gone, removal, site_code)
+                        self.xf.write(gone)
             ig = None
+            group = None
 
         def close_form() -> None:
             nonlocal form
@@ -359,7 +362,10 @@ class ClinicalWriter:
                 removed = row.removed_at is not None
                 if removed and not txn:
                     continue
-                gkey = (row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row)
+                # The trail's key of the row, within the subject; the group itself is one
+                # row of one form instance of one subject.
+                hkey = (row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row)
+                gkey = (row.subject_id, row.form_instance_id, row.group_oid, row.row)
                 if group is None or group[0] != gkey:
                     flush_group()
                     repeating = (row.form_oid, row.group_oid) in kinds.repeating_groups
@@ -368,8 +374,8 @@ class ClinicalWriter:
                               "TransactionType": upsert}
                     attrib = {k: v for k, v in attrib.items() if v is not None}
                     ig = element("ItemGroupData", attrib)
-                    group = (gkey, attrib)
-                self._item(ig, row, kinds, items_hist.get(gkey + (row.item_oid,), ()),
+                    group = (gkey, hkey, attrib)
+                self._item(ig, row, kinds, items_hist.get(hkey + (row.item_oid,), ()),
                            site_code)
             close_subject()
 
