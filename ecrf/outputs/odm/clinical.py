@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from ecrf.crf import StudyDefinition
 from ecrf.crf.values import result_kind
 from ecrf.domain.schedule import EventKind
+from ecrf.outputs.odm.allocation import allocations_in_scope
 from ecrf.outputs.odm.clinical_header import admin_for, versions_for, write_study
 from ecrf.outputs.odm.common import (
     FileInfo,
@@ -54,6 +55,7 @@ from ecrf.outputs.odm.common import (
     sub,
     write_admin_data,
 )
+from ecrf.outputs.odm.extension import allocation_element
 from ecrf.outputs.odm.study import version_ref
 from ecrf.outputs.rows import (
     ITEM_ACTIONS,
@@ -139,6 +141,7 @@ class ExportSummary:
     forms: int = 0
     values: int = 0
     versions: list[str] = field(default_factory=list)
+    allocations: int = 0
 
 
 # --- ClinicalData ---------------------------------------------------------------------------
@@ -178,6 +181,7 @@ class ClinicalWriter:
         self.transactional = transactional
         self.summary = ExportSummary()
         self._open: list[Any] = []
+        self.allocations: dict[int, Any] = {}
 
     # element helpers
     def _enter(self, tag: str, attrib: dict[str, Any]) -> None:
@@ -305,6 +309,7 @@ class ClinicalWriter:
             nonlocal subject
             close_event()
             if subject is not None:
+                self._allocation(subject)
                 self._close_to(0)
                 main = latest_valid([s for s in subject_sigs if s.scope == "casebook"])
                 self._extra_signatures("SubjectData", current_sub_attrib,
@@ -379,6 +384,15 @@ class ClinicalWriter:
                            site_code)
             close_subject()
 
+    def _allocation(self, subject_id: int) -> None:
+        """The subject's arm, randomization and dose level (ecrf's declared extension),
+        after its StudyEventData as the schema places extension elements."""
+        info = self.allocations.get(subject_id)
+        el = allocation_element(info) if info is not None else None
+        if el is not None:
+            self.xf.write(el)
+            self.summary.allocations += 1
+
     def _item(self, ig: etree._Element, row: ItemRow, kinds: _Kinds,
               history: list[AuditRow] | tuple, site_code: str) -> None:
         oid, kind = kinds.oid_and_kind(row.form_oid, row.item_oid)
@@ -425,10 +439,11 @@ def export_odm_clinical(session: Session, scope: Scope, target: str | Path | IO[
                     "with audit records and signatures",
         as_of=created_at,
     )
-    with odm_document(target, info) as xf:
+    with odm_document(target, info, extensions=True) as xf:
         write_study(xf, scope.study, versions)
         write_admin_data(xf, scope.study.oid, admin)
         writer = ClinicalWriter(xf, scope, transactional=transactional)
+        writer.allocations = allocations_in_scope(session, scope)
         for version in versions_in_scope(session, scope):
             if progress:
                 progress(10, f"writing the data of {version.label}")

@@ -35,6 +35,8 @@ from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
+from ecrf.outputs.odm.importer.allocation import restore_subject_allocation
+from ecrf.outputs.odm.importer.order import dependency_order
 from ecrf.studies import Site, Study, StudySite, definition_for
 
 Progress = Callable[[int, str], None]
@@ -236,7 +238,11 @@ class ClinicalImporter:
                 return outcome
             outcome.enrolled = True
         outcome.site_code = subject.site.code
-        for data in forms:
+        if error := restore_subject_allocation(self.session, self.actor, subject, el,
+                                               self.reason, today=self.today):
+            outcome.error = error
+            return outcome
+        for data in dependency_order(definition, forms):
             outcome.forms.append(self.form(subject, definition, data))
         return outcome
 
