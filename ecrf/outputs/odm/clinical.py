@@ -18,7 +18,9 @@ events) > FormData > ItemGroupData (ItemGroupRepeatKey for repeating groups) > I
 
 What ODM has no attribute for (enrolment date, event date and state, form status) is
 written as an Annotation whose Comment reads ``ecrf:<level> name=value; ...``; the
-importer reads it back, other systems show it as a comment. Values are canonical, with
+importer reads it back, other systems show it as a comment. A subject's arm, randomization
+and dose level close its SubjectData as ``ecrf:Allocation``, ecrf's declared extension
+(``extension``). Values are canonical, with
 seconds added to times and date-times as ODM expects, and multiple choices as their codes
 separated by commas.
 """
