@@ -224,3 +224,26 @@ def test_a_study_without_the_list_refuses_the_randomized_subject(round_trip):
     outcome = round_trip[3]["no list"].subjects[0]
     assert outcome.error.startswith("allocation not restored: subject ")
     assert "has no active production randomization list" in outcome.error
+
+
+@pytest.mark.parametrize("oid", STUDIES)
+def test_no_value_leaves_outside_its_code_list(round_trip, oid):
+    root = etree.fromstring(round_trip[0][oid].read_bytes())
+    ns = {"odm": ODM_NS}
+    lists = {cl.get("OID"): {c.get("CodedValue") for c in cl.findall("odm:CodeListItem", ns)}
+             for cl in root.iterfind(".//odm:CodeList", ns)}
+    coded = {d.get("OID"): lists[d.find("odm:CodeListRef", ns).get("CodeListOID")]
+             for d in root.iterfind(".//odm:ItemDef", ns)
+             if d.find("odm:CodeListRef", ns) is not None}
+    options = {d.get("OID") for d in root.iterfind(".//odm:ItemDef", ns)
+               if d.find("odm:Alias[@Context='ecrf:choice_of']", ns) is not None}
+    checked = {"coded": 0, "options": 0}
+    for el in root.iterfind(".//odm:ItemData", ns):
+        item, value = el.get("ItemOID"), el.get("Value")
+        if item in options:
+            assert value in ("0", "1"), (item, value)
+            checked["options"] += 1
+        elif item in coded:
+            assert value in coded[item], (item, value)
+            checked["coded"] += 1
+    assert checked["coded"] and checked["options"], checked

@@ -163,6 +163,20 @@ def item_oid(form: str, item: str) -> str:
     return f"I.{form}.{item}"
 
 
+# A multiple-choice item's answer is one boolean item per code of its list (selected "1",
+# not selected "0"), the way ODM 1.3.2 readers expect "check all that apply": one ItemData
+# may hold one value of a code list only. The item's own ItemDef keeps the question and the
+# code list; its options are ItemDefs ``I.<FORM>.<ITEM>.<CODE>`` (ecrf OIDs have no dots)
+# with the alias ``ecrf:choice_of`` naming it.
+CHOICE_OF = "ecrf:choice_of"
+CHOICE_SELECTED, CHOICE_NOT_SELECTED = "1", "0"
+
+
+def choice_oid(form: str, item: str, code: str) -> str:
+    """The boolean ItemDef of one code of a multiple-choice item."""
+    return f"{item_oid(form, item)}.{code}"
+
+
 def codelist_oid(codelist: str) -> str:
     """A study code list (``CL.AEGRADE``) or inline choices (``CL.DEMOG.SEX``)."""
     return f"CL.{codelist}"

@@ -36,6 +36,7 @@ from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
 from ecrf.outputs.odm.importer.allocation import restore_subject_allocation
+from ecrf.outputs.odm.importer.choices import fold_choices
 from ecrf.outputs.odm.importer.order import dependency_order
 from ecrf.studies import Site, Study, StudySite, definition_for
 
@@ -168,6 +169,7 @@ def _read_subject(el: etree._Element, definition: StudyDefinition) -> list[_Form
                         value = item.get("Value")
                     data.values[(group, row, oid)] = value
     for data in forms.values():
+        fold_choices(definition, data.form, data.values)
         try:
             fdef = definition.form(data.form)
         except UnknownOidError:
