@@ -53,17 +53,28 @@ class RecordedAllocation:
         return self.arm is not None
 
 
+@dataclass
+class Restored:
+    """What a restore wrote: nothing of what the subject already had."""
+
+    randomized: bool = False
+    dose_level: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
 def restore_allocation(session: Session, actor: Actor, subject: Subject,
-                       recorded: RecordedAllocation, *, source: str) -> list[str]:
+                       recorded: RecordedAllocation, *, source: str) -> Restored:
     """Give the subject the recorded arm (with its slot, strata and date) and dose level;
-    what was already so is left alone. Returns notes on what was restored; raises
-    RestoreError, writing nothing, when the study cannot hold it. Flushes."""
+    what was already so is left alone. Raises RestoreError, writing nothing, when the
+    study cannot hold it. Flushes."""
     audit.bind_actor(session, actor)
-    notes: list[str] = []
+    done = Restored()
+    notes = done.notes
     slot = _slot_for(session, subject, recorded) if recorded.randomized else None
     _check_level(session, subject, recorded)
     if slot is not None:
         _randomize_into(session, actor, subject, recorded, slot, source)
+        done.randomized = True
         notes.append(f"randomized to {recorded.arm} (slot {slot.stratum}#{slot.sequence})")
     if recorded.dose_level is not None and subject.dose_level is None:
         audit.record(session, actor, "subject.dose_level_assigned", category="clinical",
@@ -76,14 +87,16 @@ def restore_allocation(session: Session, actor: Actor, subject: Subject,
         capture.mark_on_study(session, actor, subject,
                               f"assigned dose level {recorded.dose_level} ({source})")
         notes.append(f"dose level {recorded.dose_level}")
+        done.dose_level = True
     session.flush()
-    return notes
+    return done
 
 
 def restore_written_items(session: Session, actor: Actor, subject: Subject,
                           recorded: RecordedAllocation, *, source: str) -> None:
     """Write the recorded randomization date and number where the study keeps them
-    (system items no form save may write), once the subject's allocation is in force."""
+    (system items no form save may write), for an allocation ``restore_allocation`` has
+    just restored: the items of an allocation made here are never rewritten."""
     defn = definition_of(session, subject)
     rand = defn.randomization
     if rand is None or not recorded.randomized or subject.arm != recorded.arm:

@@ -47,8 +47,8 @@ def restore_subject_allocation(session: Session, actor: Actor, subject: Subject,
     wanted = recorded(info)
     savepoint = session.begin_nested()
     try:
-        allocation.restore_allocation(session, actor, subject, wanted, source=source)
-        if wanted.randomized:
+        done = allocation.restore_allocation(session, actor, subject, wanted, source=source)
+        if done.randomized:
             _open_written_event(session, actor, subject, subject_data, today)
             allocation.restore_written_items(session, actor, subject, wanted, source=source)
     except (allocation.RestoreError, CaptureError, ValueError) as exc:
