@@ -12,8 +12,11 @@ order (a Remove clears the value, an ItemGroupData Remove removes the row). Calc
 items are recalculated and system-written items (``StudyDefinition.system_items``) left to
 the system, never imported, except a randomization date
 (``StudyDefinition.allocation_items``): it goes to data capture, which refuses it, with its
-form, unless the subject has a randomization in force and the same date. The file is read
-one SubjectData at a time.
+form, unless the subject has a randomization in force and the same date. A subject's
+``ecrf:Allocation`` (arm, randomization, dose level) is restored before its forms
+(``importer.allocation``), which are saved after the forms their calculated items read
+(``importer.order``); a multiple choice given code by code is folded back into one value
+(``importer.choices``). The file is read one SubjectData at a time.
 """
 
 from __future__ import annotations
