@@ -38,16 +38,24 @@ from ecrf.allocation.randomization import (
     randomize,
     undo_randomization,
 )
+from ecrf.allocation.restore import (
+    RecordedAllocation,
+    RestoreError,
+    restore_allocation,
+    restore_written_items,
+)
 from ecrf.allocation.strata import StratumCorrectionError, correct_stratum, strata_rows
 
 __all__ = [
     "Allocation", "Board", "CLOSED_STATUSES", "DECISIONS", "EscalationDecision",
     "EscalationServiceError", "KINDS", "ListKind", "ListSource", "NotRandomizable",
     "RandomizationList", "RandomizationServiceError", "RandomizationSlot",
-    "SignatureError", "StratumCorrectionError", "active_list", "allocations_of",
+    "RecordedAllocation", "RestoreError", "SignatureError", "StratumCorrectionError",
+    "active_list", "allocations_of",
     "assign_dose_level", "board", "check_readiness", "correct_stratum", "current_open_level",
     "escalation_board", "generate", "generate_list", "import_csv", "randomize",
-    "record_decision", "register", "strata_rows", "undo_randomization",
+    "record_decision", "register", "restore_allocation", "restore_written_items", "strata_rows",
+    "undo_randomization",
 ]
 
 

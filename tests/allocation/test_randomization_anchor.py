@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import shutil
 
 import pytest
@@ -138,9 +139,20 @@ def test_the_odm_import_refuses_the_form_and_leaves_no_trace(dexaml, tmp_path):
     assert "RANDDT" in other
     head = text[:text.index("<SubjectData ")]
     tail = text[text.rindex("</SubjectData>") + len("</SubjectData>"):]
+    # With TLS-001's allocation (ecrf:Allocation), TLS-002 is refused whole: its slot is
+    # taken by TLS-001.
     path = tmp_path / "other.xml"
     path.write_text(head + other + tail, encoding="utf-8")
     before = db.session.scalar(select(func.count()).select_from(AuditEvent))
+    with_allocation = import_odm_clinical(db.session, ACTOR, first.study, path)
+    db.session.rollback()
+    [outcome] = with_allocation.subjects
+    assert outcome.error.startswith("allocation not restored: slot ")
+    assert outcome.error.endswith("is already taken by another subject")
+    assert outcome.forms == []
+    # Without it, only the form holding the randomization date is refused.
+    other = re.sub(r"<ecrf:Allocation.*?</ecrf:Allocation>", "", other, flags=re.S)
+    path.write_text(head + other + tail, encoding="utf-8")
     report = import_odm_clinical(db.session, ACTOR, first.study, path)
     db.session.commit()
     [outcome] = report.subjects

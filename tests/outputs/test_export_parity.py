@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 from decimal import Decimal
 
 import pyreadstat
@@ -107,9 +108,15 @@ def test_every_stored_value_is_in_every_export(cast, tmp_path):
                str(repeat) if event == "CYCLE" else None, f"F.{iv.form_oid}",
                f"IG.{iv.form_oid}.{iv.group_oid}", str(iv.row) if repeating else None,
                f"I.{iv.form_oid}.{iv.item_oid}")
-        kind = "multiple_choice" if item.type.value == "multiple_choice" else \
-            (item.result_type or item.type.value)
-        assert odm[key] == odm_value(kind, iv.value), where
+        if item.type.value == "multiple_choice":
+            # One boolean ItemData per code of the item's list.
+            codes = definition.choices_of(iv.form_oid, iv.item_oid).codes
+            selected = {c for c in codes if odm.pop(key[:-1] + (f"{key[-1]}.{c}",)) == "1"}
+            assert selected == set(json.loads(iv.value)), where
+            odm[key] = iv.value
+        else:
+            kind = item.result_type or item.type.value
+            assert odm[key] == odm_value(kind, iv.value), where
         shown = display(item, iv.value, definition.choices_of(iv.form_oid, iv.item_oid))
         shown = shown.removesuffix(f" {item.unit}") if item.unit else shown
         assert "".join(shown.split()) in books[subject.subject_key], where

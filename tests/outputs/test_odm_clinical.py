@@ -21,7 +21,15 @@ from ecrf.outputs.rows import make_scope
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
 from tests.outputs import NS
-from tests.outputs.clinical_setup import LOADER, STUDY_FOLDER, XSS_TEXT, populate
+from tests.outputs.clinical_setup import (
+    LOADER,
+    STUDY_FOLDER,
+    XSS_TEXT,
+    enrol,
+    load_study,
+    populate,
+    save,
+)
 
 IMPORTER = LOADER
 
@@ -79,7 +87,11 @@ def test_snapshot_values_with_their_latest_audit_record(cast):
     demog = ("S01-001", "SE.SCREEN", None, "F.DEMOG", "IG.DEMOG.DEMOG_MAIN", None)
     assert values[demog + ("I.DEMOG.WEIGHT",)] == "74.0"
     assert values[demog + ("I.DEMOG.HEIGHT",)] == "170"
-    assert values[demog + ("I.DEMOG.RACE",)] == "WHITE,ASIAN"
+    # A multiple choice: one boolean ItemData per code of its list, never "WHITE,ASIAN".
+    assert demog + ("I.DEMOG.RACE",) not in values
+    assert {code: values[demog + (f"I.DEMOG.RACE.{code}",)]
+            for code in ("WHITE", "ASIAN", "OTHER")} == {"WHITE": "1", "ASIAN": "1",
+                                                         "OTHER": "0"}
     assert values[demog + ("I.DEMOG.VISITTM",)] == "09:30:00"
     assert values[demog + ("I.DEMOG.SAMPLEDTM",)] == "2025-05-02T10:15:00+02:00"
     assert values[demog + ("I.DEMOG.NOTES",)] == XSS_TEXT
@@ -138,7 +150,15 @@ def test_transactional_has_every_change_removals_and_broken_signatures(cast):
     changes = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.study_oid == "CLINX",
         AuditEvent.action.in_(("item.entered", "item.changed", "item.cleared"))))
-    assert len(xpath(data, "//odm:ItemData[odm:AuditRecord]")) == changes
+    sources = [el.findtext("odm:AuditRecord/odm:SourceID", namespaces=NS)
+               for el in xpath(data, "//odm:ItemData[odm:AuditRecord]")]
+    assert len(set(sources)) == changes
+    # A multiple choice changes as a whole: each code of its list carries that change.
+    race = xpath(data, "//odm:ItemData[starts-with(@ItemOID, 'I.DEMOG.RACE.')]")
+    assert [(r.get("ItemOID"), r.get("TransactionType"), r.get("Value")) for r in race] == [
+        ("I.DEMOG.RACE.WHITE", "Insert", "1"), ("I.DEMOG.RACE.ASIAN", "Insert", "1"),
+        ("I.DEMOG.RACE.OTHER", "Insert", "0")]
+    assert len(sources) == changes + len(race) - 1
 
 
 def test_site_and_subject_scopes(cast):
@@ -146,6 +166,25 @@ def test_site_and_subject_scopes(cast):
     assert [s.get("SubjectKey") for s in xpath(site, "//odm:SubjectData")] == ["S02-001"]
     one = export(cast.study, subject="S01-001", transactional=True)
     assert [s.get("SubjectKey") for s in xpath(one, "//odm:SubjectData")] == ["S01-001"]
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_consecutive_subjects_with_the_same_only_form_each_get_their_own_group(
+        app, make_study, transactional):
+    # Each subject's ItemGroupData closes with its form and subject, even when the next
+    # subject starts on the same event, form, group and row.
+    study = load_study(make_study)
+    days = {"S01-001": "2025-05-02", "S01-002": "2025-05-03"}
+    for key, day in days.items():
+        save(LOADER, enrol(study, key), "SCREEN", "CONSENT",
+             {("CONSENT_MAIN", 1, "CONSDT"): day})
+    data = export(study, transactional=transactional)  # schema-valid, references resolve
+    for key, day in days.items():
+        groups = xpath(data, f"//odm:SubjectData[@SubjectKey='{key}']//odm:ItemGroupData")
+        assert [g.get("ItemGroupOID") for g in groups] == ["IG.CONSENT.CONSENT_MAIN"]
+        values = groups[0].xpath("odm:ItemData[@ItemOID='I.CONSENT.CONSDT']/@Value",
+                                 namespaces=NS)
+        assert values == [day]
 
 
 def test_cli_export_validates_and_is_audited(cast, runner, tmp_path):

@@ -18,9 +18,12 @@ events) > FormData > ItemGroupData (ItemGroupRepeatKey for repeating groups) > I
 
 What ODM has no attribute for (enrolment date, event date and state, form status) is
 written as an Annotation whose Comment reads ``ecrf:<level> name=value; ...``; the
-importer reads it back, other systems show it as a comment. Values are canonical, with
-seconds added to times and date-times as ODM expects, and multiple choices as their codes
-separated by commas.
+importer reads it back, other systems show it as a comment. A subject's arm, randomization
+and dose level close its SubjectData as ``ecrf:Allocation``, ecrf's declared extension
+(``extension``). Values are canonical, with
+seconds added to times and date-times as ODM expects. A multiple-choice value is one
+boolean ItemData per code of its list (``I.<FORM>.<ITEM>.<CODE>``, "1" selected, "0" not;
+see ``metadata``), never several codes in one value.
 """
 
 from __future__ import annotations
@@ -35,12 +38,16 @@ from typing import IO, Any
 from lxml import etree
 from sqlalchemy.orm import Session
 
-from ecrf.crf import StudyDefinition
+from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.values import result_kind
 from ecrf.domain.schedule import EventKind
+from ecrf.outputs.odm.allocation import allocations_in_scope
 from ecrf.outputs.odm.clinical_header import admin_for, versions_for, write_study
 from ecrf.outputs.odm.common import (
+    CHOICE_NOT_SELECTED,
+    CHOICE_SELECTED,
     FileInfo,
+    choice_oid,
     element,
     event_oid,
     form_oid,
@@ -54,6 +61,7 @@ from ecrf.outputs.odm.common import (
     sub,
     write_admin_data,
 )
+from ecrf.outputs.odm.extension import allocation_element
 from ecrf.outputs.odm.study import version_ref
 from ecrf.outputs.rows import (
     ITEM_ACTIONS,
@@ -139,6 +147,7 @@ class ExportSummary:
     forms: int = 0
     values: int = 0
     versions: list[str] = field(default_factory=list)
+    allocations: int = 0
 
 
 # --- ClinicalData ---------------------------------------------------------------------------
@@ -150,12 +159,17 @@ class _Kinds:
         self.definition = definition
         self.items: dict[tuple[str, str], str] = {}
         self.repeating_groups: set[tuple[str, str]] = set()
+        # Multiple-choice items: their codes, each answered by its own boolean ItemData.
+        self.choices: dict[tuple[str, str], tuple[str, ...]] = {}
         for form in definition.forms.values():
             for group in form.groups:
                 if group.repeating:
                     self.repeating_groups.add((form.oid, group.oid))
                 for item in group.items:
                     self.items[(form.oid, item.oid)] = result_kind(item)
+                    if item.type is ItemType.MULTIPLE_CHOICE:
+                        codes = definition.choices_of(form.oid, item.oid)
+                        self.choices[(form.oid, item.oid)] = codes.codes if codes else ()
         self.repeating_events = {e.oid for e in definition.events
                                  if e.kind in (EventKind.REPEATING, EventKind.UNSCHEDULED)}
         self._oids: dict[tuple[str, str], tuple[str, str]] = {}
@@ -178,6 +192,7 @@ class ClinicalWriter:
         self.transactional = transactional
         self.summary = ExportSummary()
         self._open: list[Any] = []
+        self.allocations: dict[int, Any] = {}
 
     # element helpers
     def _enter(self, tag: str, attrib: dict[str, Any]) -> None:
@@ -268,17 +283,20 @@ class ClinicalWriter:
                     and s.event_instance_id == target]
 
         def flush_group() -> None:
-            nonlocal ig
-            if ig is None:
-                return
-            self.xf.write(ig)
-            if txn and group is not None:
-                removal = removals.get(group[0])
-                if removal is not None:
-                    gone = element("ItemGroupData", group[1] | {"TransactionType": "Remove"})
-                    self._audit(gone, removal, site_code)
-                    self.xf.write(gone)
+            # Written and forgotten before any level closes: the next group starts afresh
+            # even when the next subject or form has the same event, form, group and row.
+            nonlocal ig, group
+            if ig is not None:
+                self.xf.write(ig)
+                if txn and group is not None:
+                    removal = removals.get(group[1])
+                    if removal is not None:
+                        gone = element("ItemGroupData",
+                                       group[2] | {"TransactionType": "Remove"})
+                        self._audit(gone, removal, site_code)
+                        self.xf.write(gone)
             ig = None
+            group = None
 
         def close_form() -> None:
             nonlocal form
@@ -302,6 +320,7 @@ class ClinicalWriter:
             nonlocal subject
             close_event()
             if subject is not None:
+                self._allocation(subject)
                 self._close_to(0)
                 main = latest_valid([s for s in subject_sigs if s.scope == "casebook"])
                 self._extra_signatures("SubjectData", current_sub_attrib,
@@ -359,7 +378,10 @@ class ClinicalWriter:
                 removed = row.removed_at is not None
                 if removed and not txn:
                     continue
-                gkey = (row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row)
+                # The trail's key of the row, within the subject; the group itself is one
+                # row of one form instance of one subject.
+                hkey = (row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row)
+                gkey = (row.subject_id, row.form_instance_id, row.group_oid, row.row)
                 if group is None or group[0] != gkey:
                     flush_group()
                     repeating = (row.form_oid, row.group_oid) in kinds.repeating_groups
@@ -368,16 +390,50 @@ class ClinicalWriter:
                               "TransactionType": upsert}
                     attrib = {k: v for k, v in attrib.items() if v is not None}
                     ig = element("ItemGroupData", attrib)
-                    group = (gkey, attrib)
-                self._item(ig, row, kinds, items_hist.get(gkey + (row.item_oid,), ()),
+                    group = (gkey, hkey, attrib)
+                self._item(ig, row, kinds, items_hist.get(hkey + (row.item_oid,), ()),
                            site_code)
             close_subject()
+
+    def _allocation(self, subject_id: int) -> None:
+        """The subject's arm, randomization and dose level (ecrf's declared extension),
+        after its StudyEventData as the schema places extension elements."""
+        info = self.allocations.get(subject_id)
+        el = allocation_element(info) if info is not None else None
+        if el is not None:
+            self.xf.write(el)
+            self.summary.allocations += 1
+
+    def _choices(self, ig: etree._Element, row: ItemRow, codes: tuple[str, ...],
+                 value: str | None, transaction: str | None, change: AuditRow | None,
+                 site_code: str) -> bool:
+        """A multiple-choice value as one boolean ItemData per code of its list (in a
+        transaction, a removal removes each). False, writing nothing, for a value holding
+        a code the list does not have: it is then written as it is stored."""
+        selected = selected_codes(value)
+        if not set(selected) <= set(codes):
+            return False
+        for code in codes:
+            el = etree.SubElement(ig, ITEM_DATA,
+                                  ItemOID=choice_oid(row.form_oid, row.item_oid, code))
+            if transaction is not None:
+                el.set("TransactionType", transaction)
+            if transaction != "Remove":
+                el.set("Value", CHOICE_SELECTED if code in selected else CHOICE_NOT_SELECTED)
+            if change is not None:
+                self._audit(el, change, site_code)
+        return True
 
     def _item(self, ig: etree._Element, row: ItemRow, kinds: _Kinds,
               history: list[AuditRow] | tuple, site_code: str) -> None:
         oid, kind = kinds.oid_and_kind(row.form_oid, row.item_oid)
+        codes = kinds.choices.get((row.form_oid, row.item_oid))
         if not self.transactional:
             if row.value is None:
+                return
+            if codes and self._choices(ig, row, codes, row.value, None,
+                                       history[-1] if history else None, site_code):
+                self.summary.values += 1
                 return
             el = etree.SubElement(ig, ITEM_DATA, ItemOID=oid,
                                   Value=odm_value(kind, row.value) if kind in _CONVERTED
@@ -389,6 +445,11 @@ class ClinicalWriter:
         last = None
         for change in history:
             txn = TRANSACTIONS[change.action]
+            if codes and self._choices(ig, row, codes, change.new_value, txn, change,
+                                       site_code):
+                last = change.new_value
+                self.summary.values += 1
+                continue
             el = etree.SubElement(ig, q("ItemData"), ItemOID=oid, TransactionType=txn)
             if txn != "Remove" and change.new_value is not None:
                 el.set("Value", odm_value(kind, change.new_value))
@@ -397,10 +458,27 @@ class ClinicalWriter:
             self.summary.values += 1
         if row.value != last and row.value is not None:
             # A value the trail does not explain (loaded in bulk, or by a migration).
+            txn = "Insert" if not history else "Update"
+            if codes and self._choices(ig, row, codes, row.value, txn, None, site_code):
+                self.summary.values += 1
+                return
             etree.SubElement(ig, q("ItemData"), ItemOID=oid,
                              TransactionType="Insert" if not history else "Update",
                              Value=odm_value(kind, row.value))
             self.summary.values += 1
+
+
+def selected_codes(text: str | None) -> list[str]:
+    """The codes of a stored multiple-choice value (a JSON list, or codes and commas)."""
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            found = json.loads(text)
+        except ValueError:
+            return [text]
+        return [str(c) for c in found] if isinstance(found, list) else [text]
+    return [c for c in text.split(",") if c]
 
 
 def export_odm_clinical(session: Session, scope: Scope, target: str | Path | IO[bytes], *,
@@ -419,10 +497,11 @@ def export_odm_clinical(session: Session, scope: Scope, target: str | Path | IO[
                     "with audit records and signatures",
         as_of=created_at,
     )
-    with odm_document(target, info) as xf:
+    with odm_document(target, info, extensions=True) as xf:
         write_study(xf, scope.study, versions)
         write_admin_data(xf, scope.study.oid, admin)
         writer = ClinicalWriter(xf, scope, transactional=transactional)
+        writer.allocations = allocations_in_scope(session, scope)
         for version in versions_in_scope(session, scope):
             if progress:
                 progress(10, f"writing the data of {version.label}")

@@ -24,6 +24,7 @@ from typing import IO, Any
 from lxml import etree
 
 from ecrf.core import VERSION
+from ecrf.outputs.odm import extension
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
@@ -162,6 +163,20 @@ def item_oid(form: str, item: str) -> str:
     return f"I.{form}.{item}"
 
 
+# A multiple-choice item's answer is one boolean item per code of its list (selected "1",
+# not selected "0"), the way ODM 1.3.2 readers expect "check all that apply": one ItemData
+# may hold one value of a code list only. The item's own ItemDef keeps the question and the
+# code list; its options are ItemDefs ``I.<FORM>.<ITEM>.<CODE>`` (ecrf OIDs have no dots)
+# with the alias ``ecrf:choice_of`` naming it.
+CHOICE_OF = "ecrf:choice_of"
+CHOICE_SELECTED, CHOICE_NOT_SELECTED = "1", "0"
+
+
+def choice_oid(form: str, item: str, code: str) -> str:
+    """The boolean ItemDef of one code of a multiple-choice item."""
+    return f"{item_oid(form, item)}.{code}"
+
+
 def codelist_oid(codelist: str) -> str:
     """A study code list (``CL.AEGRADE``) or inline choices (``CL.DEMOG.SEX``)."""
     return f"CL.{codelist}"
@@ -209,8 +224,10 @@ class FileInfo:
 
 
 @contextmanager
-def odm_document(target: str | Path | IO[bytes], info: FileInfo) -> Iterator[Any]:
-    """Open an ODM file, yield the incremental writer, and close the root at the end."""
+def odm_document(target: str | Path | IO[bytes], info: FileInfo, *,
+                 extensions: bool = False) -> Iterator[Any]:
+    """Open an ODM file, yield the incremental writer, and close the root at the end;
+    ``extensions`` declares ecrf's extension namespace on the root."""
     attrib = {
         "FileType": info.file_type,
         "FileOID": info.file_oid,
@@ -226,8 +243,9 @@ def odm_document(target: str | Path | IO[bytes], info: FileInfo) -> Iterator[Any
     with etree.xmlfile(target if not isinstance(target, Path) else str(target),
                        encoding="utf-8") as xf:
         xf.write_declaration()
+        nsmap = {**NSMAP, extension.ECRF_PREFIX: extension.ECRF_NS} if extensions else NSMAP
         with xf.element(q("ODM"), {k: v for k, v in attrib.items() if v is not None},
-                        nsmap=NSMAP):
+                        nsmap=nsmap):
             yield xf
 
 
@@ -308,13 +326,42 @@ def odm_schema() -> etree.XMLSchema:
         return etree.XMLSchema(doc)
 
 
-def validate_odm(source: str | Path | bytes | IO[bytes]) -> list[str]:
-    """Schema errors of an ODM file, ``line N: message`` each; empty when it is valid."""
+class _ExtensionResolver(etree.Resolver):
+    def resolve(self, url, pubid, context):
+        if url.endswith(extension.EXTENSION_FILE):
+            return self.resolve_string(extension.EXTENSION_XSD, context)
+        return None
+
+
+@cache
+def extended_odm_schema() -> etree.XMLSchema:
+    """The official ODM 1.3.2 XSD with ecrf's declared extension (``extension``): the
+    foundation schema itself, unchanged, its empty extension groups redefined."""
+    folder = importlib.resources.files("odmlib").joinpath("schemas/odm/1.3.2")
+    with importlib.resources.as_file(folder) as path:
+        path = Path(path)
+        text = extension.redefining_schema((path / "ODM1-3-2-foundation.xsd").as_uri(),
+                                           (path / "xml.xsd").as_uri(),
+                                           (path / "xmldsig-core-schema.xsd").as_uri())
+        parser = etree.XMLParser(no_network=True, resolve_entities=False)
+        parser.resolvers.add(_ExtensionResolver())
+        doc = etree.fromstring(text.encode(), parser,
+                               base_url=(path / "ODM1-3-2-ecrf.xsd").as_uri())
+        return etree.XMLSchema(etree.ElementTree(doc))
+
+
+def validate_odm(source: str | Path | bytes | IO[bytes], *, official: bool = False
+                 ) -> list[str]:
+    """Schema errors of an ODM file, ``line N: message`` each; empty when it is valid.
+
+    Checked against ODM 1.3.2 with ecrf's declared extension (the same as the official
+    schema for a file without ecrf elements), or, with ``official``, the official schema
+    alone, which refuses any element of another namespace."""
     try:
         tree = parse(source)
     except etree.XMLSyntaxError as exc:
         return [f"line {exc.lineno}: not well-formed XML: {exc.msg}"]
-    schema = odm_schema()
+    schema = odm_schema() if official else extended_odm_schema()
     if schema.validate(tree):
         return []
     return [f"line {e.line}: {e.message}" for e in schema.error_log]

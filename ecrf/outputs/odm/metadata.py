@@ -14,6 +14,10 @@ Conventions that readers need:
   negation ``not (<show_if>)``. The same holds for an event ``condition`` on its
   StudyEventRef.
 - ``required_if`` is a ConditionDef named by the ItemDef alias ``ecrf:required_if``.
+- A multiple-choice item keeps its ItemDef (question, code list, ``ecrf:type``) and is
+  answered through one boolean ItemDef per code, ``I.<FORM>.<ITEM>.<CODE>`` (alias
+  ``ecrf:choice_of`` naming the item, Question the code's label), referenced right after
+  it: ODM gives one ItemData one code of a list, never several.
 - Calculated items reference a MethodDef (Type Computation) through ``ItemRef/@MethodOID``;
   edit checks are MethodDefs (Type Other, ``EC.<FORM>.<CHECK>``) whose expression must
   hold, with their message as Description.
@@ -34,11 +38,13 @@ from lxml import etree
 from ecrf.crf import CodeList, FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.crf import definition_from_content as _definition_from_content
 from ecrf.outputs.odm.common import (
+    CHOICE_OF,
     DATA_TYPES,
     EXPRESSION_CONTEXT,
     RESULT_DATA_TYPES,
     AdminInfo,
     FileInfo,
+    choice_oid,
     codelist_oid,
     element,
     event_oid,
@@ -194,6 +200,8 @@ class MetadataWriter:
         for form in forms:
             for item in form.items:
                 xf.write(self.item_def(form, item))
+                for option in self.choice_defs(form, item):
+                    xf.write(option)
             for check in form.checks:
                 self.methods.append(self.check_method(form, check))
         for oid, name, codelist in self.codelists():
@@ -263,9 +271,15 @@ class MetadataWriter:
             "Repeating": group.repeating, "SASDatasetName": domain, "Domain": domain,
         })
         translated(el, "Description", _texts(group.label, dict(group.labels), self.languages))
-        for order, item in enumerate(group.items, start=1):
+        order = 0
+        for item in group.items:
+            order += 1
             ref = sub(el, "ItemRef", {"ItemOID": item_oid(form.oid, item.oid),
                                       "OrderNumber": order, "Mandatory": item.required})
+            for code in self.choice_codes(form, item):
+                order += 1
+                sub(el, "ItemRef", {"ItemOID": choice_oid(form.oid, item.oid, code),
+                                    "OrderNumber": order, "Mandatory": False})
             if item.type is ItemType.CALCULATED:
                 ref.set("MethodOID", self.calculation(form, item))
             if item.show_if:
@@ -277,6 +291,25 @@ class MetadataWriter:
         if group.max_rows is not None:
             _alias(el, "ecrf:max_rows", str(group.max_rows))
         return el
+
+    def choice_codes(self, form: FormDef, item: ItemDef) -> tuple[str, ...]:
+        """The codes of a multiple-choice item, each answered by its own boolean item."""
+        if item.type is not ItemType.MULTIPLE_CHOICE:
+            return ()
+        choices = self.definition.choices_of(form.oid, item.oid)
+        return choices.codes if choices is not None else ()
+
+    def choice_defs(self, form: FormDef, item: ItemDef) -> list[etree._Element]:
+        choices = self.definition.choices_of(form.oid, item.oid)
+        found = []
+        for code in self.choice_codes(form, item):
+            entry = next(i for i in choices.items if i.code == code)
+            el = element("ItemDef", {"OID": choice_oid(form.oid, item.oid, code),
+                                     "Name": f"{item.oid}.{code}", "DataType": "boolean"})
+            translated(el, "Question", _texts(entry.label, dict(entry.labels), self.languages))
+            _alias(el, CHOICE_OF, item_oid(form.oid, item.oid))
+            found.append(el)
+        return found
 
     def item_def(self, form: FormDef, item: ItemDef) -> etree._Element:
         if item.type is ItemType.CALCULATED:

@@ -12,8 +12,11 @@ order (a Remove clears the value, an ItemGroupData Remove removes the row). Calc
 items are recalculated and system-written items (``StudyDefinition.system_items``) left to
 the system, never imported, except a randomization date
 (``StudyDefinition.allocation_items``): it goes to data capture, which refuses it, with its
-form, unless the subject has a randomization in force and the same date. The file is read
-one SubjectData at a time.
+form, unless the subject has a randomization in force and the same date. A subject's
+``ecrf:Allocation`` (arm, randomization, dose level) is restored before its forms
+(``importer.allocation``), which are saved after the forms their calculated items read
+(``importer.order``); a multiple choice given code by code is folded back into one value
+(``importer.choices``). The file is read one SubjectData at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import ODM_NS, q
+from ecrf.outputs.odm.importer.allocation import restore_subject_allocation
+from ecrf.outputs.odm.importer.choices import fold_choices
+from ecrf.outputs.odm.importer.order import dependency_order
 from ecrf.outputs.odm.importer.source_data import source_reader
 from ecrf.studies import Site, Study, StudySite, definition_for
 
@@ -161,6 +167,7 @@ def _read_subject(el: etree._Element, definition: StudyDefinition) -> list[_Form
                 for group, oid, value in source.values(fd.get("FormOID"), igd):
                     data.values[(group, row, oid)] = value
     for data in forms.values():
+        fold_choices(definition, data.form, data.values)
         try:
             fdef = definition.form(data.form)
         except UnknownOidError:
@@ -231,7 +238,11 @@ class ClinicalImporter:
                 return outcome
             outcome.enrolled = True
         outcome.site_code = subject.site.code
-        for data in forms:
+        if error := restore_subject_allocation(self.session, self.actor, subject, el,
+                                               self.reason, today=self.today):
+            outcome.error = error
+            return outcome
+        for data in dependency_order(definition, forms):
             outcome.forms.append(self.form(subject, definition, data))
         return outcome
 

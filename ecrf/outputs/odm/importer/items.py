@@ -9,6 +9,7 @@ from typing import Any
 from lxml import etree
 
 from ecrf.crf.schema import DOMAIN_PATTERN, SDTM_PATTERN
+from ecrf.outputs.odm.common import CHOICE_OF
 from ecrf.outputs.odm.importer.support import (
     DATA_TYPES,
     ECRF_TYPES,
@@ -157,6 +158,8 @@ class ItemBuilder(VendorDialects):
              ) -> dict[str, Any] | None:
         raw_oid = el.get("OID")
         where = f"ItemDef {raw_oid}"
+        if CHOICE_OF in self.imp._aliases(el):
+            return None  # a code of the multiple-choice item before it (odm.metadata)
         field_type = el.get(f"{{{REDCAP_NS}}}FieldType")
         variable = el.get(f"{{{REDCAP_NS}}}Variable")
         if variable and variable == self.imp.record_id:
