@@ -155,7 +155,9 @@ def test_the_odm_import_refuses_the_form_and_leaves_no_trace(dexaml, tmp_path):
     rows = db.session.scalars(select(AuditEvent).where(
         AuditEvent.subject_key == "TLS-002", AuditEvent.path.like("%RAND%"))).all()
     assert rows == [], [(r.action, r.path) for r in rows]
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) > before
+    # All or nothing: the subject's other forms were not stored either.
+    assert not report.committed
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == before
     # the randomized subject's own record re-imports cleanly (same date)
     assert stored(first, "RAND", "RANDDT")
 
