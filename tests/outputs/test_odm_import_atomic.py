@@ -85,6 +85,7 @@ def _second_study(data: bytes) -> bytes:
     ("another study after the first", _second_study, [], True),
     ("dry run of a valid file", lambda d: d, ["--dry-run"], False),
     ("dry run of a failing file", _bad_value, ["--dry-run"], True),
+    ("dry run of a failing file, partial", _bad_value, ["--dry-run", "--partial"], True),
 ])
 def test_a_failed_import_or_a_dry_run_leaves_the_database_exactly_as_it_was(
         cast, runner, tmp_path, make_study, case, edit, flags, fails):
@@ -103,6 +104,10 @@ def test_a_failed_import_or_a_dry_run_leaves_the_database_exactly_as_it_was(
     assert after == before
     if "--dry-run" in flags:
         assert "Dry run: nothing was stored." in result.output
+        if "--partial" in flags:
+            assert "The import would store 1 subject(s) and leave out 1." in result.output
+        else:
+            assert ("The file would be refused as it stands." in result.output) is fails
     elif fails and case.startswith("invalid"):
         assert "nothing was stored" in result.output
 

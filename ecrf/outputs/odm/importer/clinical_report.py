@@ -217,8 +217,15 @@ class ImportReport:
             lines.append(f"Stored, except the subject(s) listed as not imported: "
                          f"{', '.join(self.refused_subjects)}.")
         elif self.dry_run:
-            lines.append("Dry run: nothing was stored." + (
-                "" if not self.problems else " The file would be refused as it stands."))
+            checked = sum(1 for s in self.subjects if s.state == "checked")
+            if not self.problems:
+                then = ""
+            elif self.partial and checked:
+                then = (f" The import would store {checked} subject(s) and leave out "
+                        f"{len(self.refused_subjects)}.")
+            else:
+                then = " The file would be refused as it stands."
+            lines.append("Dry run: nothing was stored." + then)
         else:
             lines.append("Nothing was stored: every problem above must be solved first "
                          "(or import with --partial to store the subjects without problems).")
