@@ -30,7 +30,6 @@ date.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -48,13 +47,16 @@ from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
 from ecrf.domain.schedule import EventKind
 from ecrf.outputs.odm.common import q
 from ecrf.outputs.odm.importer.clinical_read import (
+    ClinicalImportError,
+    FileHeader,
     FormData,
     Step,
     annotation,
+    file_sha256,
     parse_date,
     read_subject,
-    read_users,
     strip,
+    subject_elements,
 )
 from ecrf.outputs.odm.importer.clinical_report import (
     FormOutcome,
@@ -65,10 +67,6 @@ from ecrf.outputs.odm.importer.clinical_report import (
 from ecrf.studies import Site, Study, StudySite, definition_for
 
 Progress = Callable[[int, str], None]
-
-
-class ClinicalImportError(ValueError):
-    """A file that cannot be imported at all; the message says why."""
 
 
 class ClinicalImporter:
@@ -328,17 +326,6 @@ def _latest(session: Session, study: Study):
     return version
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise ClinicalImportError(f"cannot read {path.name}: {exc.strerror or exc}") from None
-    return digest.hexdigest()
-
-
 def import_odm_clinical(session: Session, actor: Actor, study: Study, path: str | Path, *,
                         site_code: str | None = None, today: dt.date | None = None,
                         progress: Progress | None = None, partial: bool = False,
@@ -381,53 +368,16 @@ def import_odm_clinical(session: Session, actor: Actor, study: Study, path: str 
 
 def _read(path: Path, study: Study, importer: ClinicalImporter, report: ImportReport,
           progress: Progress | None) -> None:
-    seen_clinical = False
-    try:
-        context = etree.iterparse(str(path), events=("start", "end"),
-                                  tag=(q("ODM"), q("AdminData"), q("ClinicalData"),
-                                       q("SubjectData")),
-                                  resolve_entities=False, no_network=True, load_dtd=False,
-                                  huge_tree=False, remove_comments=True)
-        for event, el in context:
-            if el.tag == q("ODM"):
-                if event == "start":
-                    _describe_source(el, importer, report)
-                continue
-            if el.tag == q("AdminData"):
-                if event == "end":
-                    importer.users.update(read_users(el))
-                continue
-            if el.tag == q("ClinicalData"):
-                if event == "start":
-                    seen_clinical = True
-                    if el.get("StudyOID") != study.oid:
-                        raise ClinicalImportError(
-                            f"{path.name} holds data of study {el.get('StudyOID')!r}, not "
-                            f"{study.oid}")
-                continue
-            if event != "end":
-                continue
-            outcome = importer.subject(el)
-            report.subjects.append(outcome)
-            if progress:
-                progress(len(report.subjects), f"imported {el.get('SubjectKey')}")
-            el.clear()
-            while el.getprevious() is not None:
-                del el.getparent()[0]
-    except etree.XMLSyntaxError as exc:
-        raise ClinicalImportError(f"{path.name} is not well-formed XML: {exc}") from None
-    if not seen_clinical:
-        raise ClinicalImportError(f"{path.name} has no ClinicalData element")
+    def header(found: FileHeader) -> None:
+        report.file_type = found.file_type
+        report.source_system = importer.provenance.source_system = found.source_system
+        report.originator = importer.provenance.originator = found.originator
+        importer.transactional = found.file_type == "Transactional"
 
-
-def _describe_source(root: etree._Element, importer: ClinicalImporter,
-                     report: ImportReport) -> None:
-    system = " ".join(filter(None, (root.get("SourceSystem"),
-                                    root.get("SourceSystemVersion")))) or None
-    report.source_system = importer.provenance.source_system = system
-    report.originator = importer.provenance.originator = root.get("Originator")
-    report.file_type = root.get("FileType") or "Snapshot"
-    importer.transactional = report.file_type == "Transactional"
+    for el in subject_elements(path, study.oid, header=header, users=importer.users):
+        report.subjects.append(importer.subject(el))
+        if progress:
+            progress(len(report.subjects), f"imported {el.get('SubjectKey')}")
 
 
 def _settle(report: ImportReport) -> bool:

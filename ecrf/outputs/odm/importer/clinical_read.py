@@ -1,6 +1,10 @@
-"""Reading one SubjectData of an ODM file into what the clinical import saves: its forms,
-each a list of steps (one save each), every ItemData kept with the source OIDs it came
-with and its AuditRecord, and every ItemData the import leaves out with its reason.
+"""Reading an ODM file for the clinical import: its header, AdminData users and SHA-256,
+and its SubjectData one at a time (``subject_elements``).
+
+One SubjectData is read into what the clinical import saves (``read_subject``): its forms
+and the steps that save them (one form save each), every ItemData kept with the source
+OIDs it came with and its AuditRecord, and every ItemData the import leaves out with its
+reason.
 
 A snapshot gives one step per form: the last value of each item. A transactional file is
 history: its changes (ItemData, and ItemGroupData removals) are put in the order of their
@@ -11,8 +15,11 @@ form one step, a step never changes an item twice, and a removed row is a step o
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
+from pathlib import Path
 
 from lxml import etree
 
@@ -22,6 +29,71 @@ from ecrf.outputs.odm.common import ODM_NS, q
 from ecrf.outputs.odm.importer.clinical_report import Problem
 
 Key = tuple[str, int, str]
+
+
+class ClinicalImportError(ValueError):
+    """A file that cannot be imported at all; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    file_type: str  # Snapshot or Transactional
+    source_system: str | None  # SourceSystem and SourceSystemVersion
+    originator: str | None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ClinicalImportError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def subject_elements(path: Path, study_oid: str, *, header: Callable[[FileHeader], None],
+                     users: dict) -> Iterator[etree._Element]:
+    """Each SubjectData of the file's ClinicalData, one at a time (freed once the caller
+    moves on); ``header`` gets the file's header first, ``users`` the AdminData users."""
+    seen_clinical = False
+    try:
+        context = etree.iterparse(str(path), events=("start", "end"),
+                                  tag=(q("ODM"), q("AdminData"), q("ClinicalData"),
+                                       q("SubjectData")),
+                                  resolve_entities=False, no_network=True, load_dtd=False,
+                                  huge_tree=False, remove_comments=True)
+        for event, el in context:
+            if el.tag == q("ODM"):
+                if event == "start":
+                    system = " ".join(filter(None, (el.get("SourceSystem"),
+                                                    el.get("SourceSystemVersion"))))
+                    header(FileHeader(el.get("FileType") or "Snapshot", system or None,
+                                      el.get("Originator")))
+                continue
+            if el.tag == q("AdminData"):
+                if event == "end":
+                    users.update(read_users(el))
+                continue
+            if el.tag == q("ClinicalData"):
+                if event == "start":
+                    seen_clinical = True
+                    if el.get("StudyOID") != study_oid:
+                        raise ClinicalImportError(
+                            f"{path.name} holds data of study {el.get('StudyOID')!r}, not "
+                            f"{study_oid}")
+                continue
+            if event != "end":
+                continue
+            yield el
+            el.clear()
+            while el.getprevious() is not None:
+                del el.getparent()[0]
+    except etree.XMLSyntaxError as exc:
+        raise ClinicalImportError(f"{path.name} is not well-formed XML: {exc}") from None
+    if not seen_clinical:
+        raise ClinicalImportError(f"{path.name} has no ClinicalData element")
 
 
 def strip(oid: str | None, *prefixes: str) -> str:
