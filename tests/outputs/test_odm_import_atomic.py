@@ -22,15 +22,21 @@ from ecrf.core.audit.models import AuditEvent
 from ecrf.core.audit.provenance import ImportProvenance, held_back
 from ecrf.core.base import Base
 from ecrf.core.extensions import db
+from ecrf.crf import load_study
 from ecrf.jobs.models import Job
 from ecrf.outputs.odm.common import odm_datetime
 from ecrf.outputs.odm.importer.clinical import import_odm_clinical
-from ecrf.outputs.odm.importer.clinical_read import Change, SourceRecord, history_order
+from ecrf.outputs.odm.importer.clinical_read import (
+    Change,
+    SourceRecord,
+    history_order,
+    read_subject,
+)
 from ecrf.outputs.odm.importer.clinical_report import SKIP_REASONS
 from ecrf.review.models import Query
 from ecrf.safety.models import AeGradePrompt, DltAssessment, NotificationLog, SaeReport
 from ecrf.studies import store as studies
-from tests.outputs.clinical_setup import LOADER, populate
+from tests.outputs.clinical_setup import LOADER, STUDY_FOLDER, populate
 from tests.outputs.test_odm_clinical import _copy_study, _retarget, export
 from tests.safety.safety_setup import SAFETY_STUDY
 
@@ -311,6 +317,89 @@ def test_history_order(changes, order):
     assert [c.index for c in found] == order
 
 
+def _subject(body: str) -> etree._Element:
+    return etree.fromstring(f'<SubjectData xmlns="{ODM}" SubjectKey="S01-009">{body}'
+                            "</SubjectData>")
+
+
+def _demog(*item_data: str, form: str = "F.DEMOG", event: str = "SE.SCREEN") -> str:
+    return (f'<StudyEventData StudyEventOID="{event}"><FormData FormOID="{form}">'
+            f'<ItemGroupData ItemGroupOID="IG.DEMOG.DEMOG_MAIN">{"".join(item_data)}'
+            "</ItemGroupData></FormData></StudyEventData>")
+
+
+@pytest.mark.parametrize("item_data, expected", [
+    ('<ItemData ItemOID="I.DEMOG.WEIGHT" Value="72.5"/>', ("WEIGHT", "72.5", None)),
+    ('<ItemData ItemOID="WEIGHT" Value="72.5"/>', ("WEIGHT", "72.5", None)),
+    ('<ItemDataFloat ItemOID="I.DEMOG.WEIGHT">72.5</ItemDataFloat>', ("WEIGHT", "72.5", None)),
+    ('<ItemData ItemOID="I.DEMOG.WEIGHT" IsNull="Yes"/>', ("WEIGHT", None, None)),
+    ('<ItemData ItemOID="I.DEMOG.WEIGHT" Value="72.5" TransactionType="Remove"/>',
+     ("WEIGHT", None, None)),
+    ('<ItemData ItemOID="I.DEMOG.BMI" Value="25.1"/>', ("BMI", "25.1", "calculated")),
+    ('<ItemData ItemOID="I.DEMOG.NOPE" Value="1"/>', ("NOPE", "1", "unknown_item")),
+])
+def test_each_item_data_is_read_with_its_fate(item_data, expected):
+    definition = load_study(STUDY_FOLDER).definition
+    [form], _steps = read_subject(_subject(_demog(item_data)), definition,
+                                  transactional=False, users={})
+    [change] = form.item_data
+    assert (change.item, change.value, change.skip) == expected
+    assert bool(form.problems) is (expected[2] == "unknown_item")
+
+
+@pytest.mark.parametrize("form, event, skip, message", [
+    ("F.NOPE", "SE.SCREEN", "unknown_form", "form F.NOPE is not in the study definition"),
+    ("F.DEMOG", "SE.NOPE", "unknown_event", "event SE.NOPE is not in the study definition"),
+])
+def test_unknown_forms_and_events_are_problems(form, event, skip, message):
+    definition = load_study(STUDY_FOLDER).definition
+    body = _demog('<ItemData ItemOID="I.DEMOG.WEIGHT" Value="72.5"/>',
+                  '<ItemData ItemOID="I.DEMOG.HEIGHT" Value="170"/>', form=form, event=event)
+    [data], _steps = read_subject(_subject(body), definition, transactional=False, users={})
+    assert [c.skip for c in data.item_data] == [skip, skip]
+    [problem] = data.problems
+    assert (problem.subject, problem.event, problem.form, problem.message) == (
+        "S01-009", event, form, message)
+
+
+def test_a_snapshot_keeps_the_last_value_of_an_item():
+    definition = load_study(STUDY_FOLDER).definition
+    body = _demog('<ItemData ItemOID="I.DEMOG.WEIGHT" Value="70"/>',
+                  '<ItemData ItemOID="I.DEMOG.WEIGHT" Value="72.5"/>')
+    [data], [step] = read_subject(_subject(body), definition, transactional=False, users={})
+    assert [(c.value, c.skip) for c in data.item_data] == [("70", "superseded"), ("72.5", None)]
+    assert [c.value for c in step.changes] == ["72.5"]
+
+
+def _audited(item: str, value: str, user: str, seq: int, *, remove: bool = False) -> str:
+    record = (f'<AuditRecord><UserRef UserOID="{user}"/><LocationRef LocationOID="S01"/>'
+              f"<DateTimeStamp>2025-05-02T10:00:00Z</DateTimeStamp><SourceID>{seq}</SourceID>"
+              "</AuditRecord>")
+    if remove:
+        return (f'<ItemGroupData ItemGroupOID="AE_LINE" ItemGroupRepeatKey="{item}" '
+                f'TransactionType="Remove">{record}</ItemGroupData>')
+    return (f'<ItemGroupData ItemGroupOID="AE_LINE" ItemGroupRepeatKey="1">'
+            f'<ItemData ItemOID="{item}" Value="{value}">{record}</ItemData></ItemGroupData>')
+
+
+def test_a_transactional_history_is_cut_into_saves():
+    definition = load_study(STUDY_FOLDER).definition
+    changes = [_audited("AETERM", "Nausea", "USR.a", 1), _audited("AETOXGR", "1", "USR.a", 2),
+               _audited("AETOXGR", "2", "USR.a", 3),  # the same item again: a new save
+               _audited("AESER", "N", "USR.b", 4),  # another user: a new save
+               _audited("1", "", "USR.b", 5, remove=True),  # a removal: a save of its own
+               _audited("AETERM", "Vomiting", "USR.b", 6)]
+    body = ('<StudyEventData StudyEventOID="LOGS"><FormData FormOID="AE">'
+            + "".join(reversed(changes)) + "</FormData></StudyEventData>")
+    _forms, steps = read_subject(_subject(body), definition, transactional=True,
+                                 users={"USR.a": ("crc1", "Carla Coordinator")})
+    assert [[(c.item, c.value) for c in s.changes] for s in steps] == [
+        [("AETERM", "Nausea"), ("AETOXGR", "1")], [("AETOXGR", "2")], [("AESER", "N")],
+        [(None, None)], [("AETERM", "Vomiting")]]
+    first = steps[0].changes[0].record
+    assert (first.login, first.name, first.source_id) == ("crc1", "Carla Coordinator", "1")
+
+
 def test_the_import_mark_is_explicit_and_counts_what_it_holds_back(app):
     session = db.session
     assert importing(session) is None and held_back(session, "notifications") is False
@@ -366,6 +455,11 @@ def safety(app, make_study, tmp_path):
     db.session.commit()
     app.config.update(SAE_NOTIFY="pv@example.org")
     return study
+
+
+# Per save: automatic queries after each of the 6 forms, AE prompts after the 2 with lab
+# values, SAE reports after the AE log, DLT reviews after the AE log and the infusion.
+HELD = {"automatic_queries": 6, "ae_prompts": 2, "sae_reports": 1, "dlt_candidates": 2}
 
 
 def _odm(subject_key: str) -> bytes:
@@ -460,11 +554,28 @@ def test_an_import_of_past_events_fires_none_and_still_grades(safety, tmp_path):
     # The import says what it held back, and where the data came from.
     [summary] = _rows("SAFETY", "import.odm_clinical")
     details = json.loads(summary.details)
-    assert set(details["held_back"]) == {"sae_reports", "automatic_queries", "ae_prompts",
-                                         "dlt_candidates"}
+    assert details["held_back"] == HELD
     assert details["import"]["source_system"] == "OtherEDC 7.2"
     assert details["import"]["originator"] == "Hospital X"
     assert "Historical import, held back: " in "\n".join(report.lines())
     # After the import, a person's change fires the actions again.
     _enter(safety, "S01-003")
     assert _actions("S01-003")["notifications"] == 2
+
+
+def test_a_subject_left_out_by_a_partial_import_holds_nothing_back(safety, tmp_path):
+    good = _odm("S01-002")
+    bad = _odm("S01-004").replace(b'ItemOID="AETOXGR" Value="3"', b'ItemOID="AETOXGR" Value="9"')
+    start = bad.index(b"<SubjectData ")
+    end = bad.index(b"</SubjectData>") + len(b"</SubjectData>")
+    both = good.replace(b"</ClinicalData>", bad[start:end] + b"</ClinicalData>")
+    path = tmp_path / "past.xml"
+    path.write_bytes(both)
+    report = import_odm_clinical(db.session, LOADER, safety, path, today=TODAY, partial=True)
+    db.session.commit()
+    assert report.committed and report.refused_subjects == ["S01-004"]
+    assert [(p.subject, p.form, p.row, p.item) for p in report.problems] == [
+        ("S01-004", "AE", "1", "AETOXGR"), ("S01-004", "AE", "2", "AETOXGR")]
+    assert report.held == HELD  # S01-004's saves were rolled back, and their counts
+    assert db.session.scalar(select(func.count()).select_from(Subject).where(
+        Subject.subject_key == "S01-004")) == 0
