@@ -261,23 +261,44 @@ _flat_command("sdtm", "SDTM-shaped AE and LB datasets (CSV and XPT).")
 @click.option("--study", "study_oid", required=True, help="Study to import the data into.")
 @click.option("--site", default=None,
               help="Site of subjects to enrol (default: each subject's SiteRef).")
-def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None):
-    """Import ODM clinical data into STUDY through data capture (validated, audited)."""
+@click.option("--dry-run", is_flag=True,
+              help="Check the whole file and report; store nothing.")
+@click.option("--partial", is_flag=True,
+              help="Store the subjects without problems and list the others (default: all "
+                   "or nothing).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as JSON to this file.")
+def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None,
+                                dry_run: bool, partial: bool, report_file: str | None):
+    """Import ODM clinical data into STUDY through data capture (validated, audited, all or
+    nothing unless --partial), as historical data: no notification, automatic query, AE
+    prompt or DLT review is raised for it."""
+    import json
+
     from ecrf import studies
     from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
 
     try:
         study = studies.require_study(db.session, study_oid)
         report = import_odm_clinical(db.session, cli_actor(), study, odm_file,
-                                     site_code=site)
+                                     site_code=site, partial=partial, dry_run=dry_run)
     except (studies.StudyError, ClinicalImportError) as exc:
         fail(exc)
+    for line in report.lines():
+        click.echo(line)
+    if report_file:
+        target = Path(report_file)
+        try:
+            target.write_text(json.dumps(report.as_json(), indent=2, ensure_ascii=False) + "\n",
+                              encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write the report {target}: {exc.strerror or exc}; nothing was "
+                 "stored")
+        click.echo(f"report written to {target}")
+    if not report.committed:
+        db.session.rollback()
+        if report.problems:
+            raise click.ClickException(f"nothing was stored: {len(report.problems)} "
+                                       "problem(s), listed above")
+        return
     db.session.commit()
-    for outcome in report.subjects:
-        for line in outcome.lines():
-            click.echo(line)
-    click.echo(f"{len(report.subjects)} subject(s), {report.saved_forms} form(s) saved, "
-               f"{report.refused_forms} refused")
-    if report.refused_forms:
-        raise click.ClickException(f"{report.refused_forms} form(s) or subject(s) were "
-                                   "refused (listed above); the rest was saved")

@@ -17,6 +17,10 @@ frozen / locked study). After a save, in the same transaction:
    in ``change.extra["query_ids"]``) is linked to that query: a message carrying the
    audit sequence of the change, and a ``query.correction_linked`` audit row carrying the
    query id.
+
+While historical data is imported (``audit.historical_import``) no query is raised
+automatically (3., and the mis-stratification query): the data was reviewed where it was
+entered. SDV resets and broken signatures still follow the change.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sqlalchemy import select
 
 from ecrf import capture, core
 from ecrf.capture import FormInstance, item_path
-from ecrf.core import FormChange
+from ecrf.core import FormChange, audit
 from ecrf.crf.validation import Key
 from ecrf.review import corrections, locks, queries, sdv, signatures, strata
 from ecrf.review.models import Query, QueryMessage
@@ -75,7 +79,7 @@ def link_corrections(change: FormChange) -> None:
 
 def sync_automatic_queries(change: FormChange) -> None:
     form, changed = _changes(change)
-    if form is not None:
+    if form is not None and not audit.held_back(change.session, strata.AUTOMATIC_QUERIES):
         _sync_automatic_queries(change, form, set(changed))
 
 

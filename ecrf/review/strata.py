@@ -11,7 +11,7 @@ import json
 import logging
 
 from ecrf.capture import FormInstance, Subject
-from ecrf.core import FormChange
+from ecrf.core import FormChange, audit
 from ecrf.review import queries
 from ecrf.review.support import ReviewError
 from ecrf.studies import definition_for
@@ -24,10 +24,15 @@ TEXT = ("Mis-stratification: {subject} was randomized with {label} = {used} (str
         "value against the source and document the mis-stratification.")
 
 
+# Held back while historical data is imported (``audit.historical_import``).
+AUTOMATIC_QUERIES = "automatic_queries"
+
+
 def query_misstratification(change: FormChange) -> None:
     subject, form = change.subject, change.form_instance
     if not isinstance(subject, Subject) or not isinstance(form, FormInstance) \
-            or not subject.arm or not change.changes:
+            or not subject.arm or not change.changes \
+            or audit.held_back(change.session, AUTOMATIC_QUERIES):
         return
     definition = definition_for(form.study_version)
     try:

@@ -8,6 +8,10 @@ findings recorded in the audit trail, their SAE report created or updated, and t
 candidacy re-evaluated; a change of the DLT anchor's form (the infusion) re-evaluates every
 AE row of the subject. Every reaction is idempotent: running it twice for one save writes
 nothing the second time.
+
+While historical data is imported (``audit.historical_import``) grades and consistency
+findings are still stored, but no AE prompt is raised, no SAE report created, submitted or
+notified and no DLT candidate flagged: the events are past.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ from ecrf.safety.models import AeGradePrompt
 from ecrf.safety.operations import prompt_path, sync_reports
 from ecrf.safety.support import AeLog, ae_log, ae_row_path, load_ae_rows, to_adverse_event
 from ecrf.studies import definition_for
+
+# Reactions that act on the present, held back while historical data is imported
+# (``audit.historical_import``): the events are past and were handled where they happened.
+AE_PROMPTS = "ae_prompts"
+SAE_REPORTS = "sae_reports"
+DLT_CANDIDATES = "dlt_candidates"
 
 
 def register() -> None:
@@ -92,7 +102,8 @@ def review_adverse_events(change: FormChange) -> None:
         rows = {(g, r) for g, r, _ in keys if g == log.group}
         removed = tuple((instance.id, g, r) for g, r in change.removed_rows if g == log.group)
         review_ae_rows(session, actor, subject, definition, log, instance, rows, removed)
-    elif _is_dlt_anchor_form(definition, form) and keys:
+    elif _is_dlt_anchor_form(definition, form) and keys \
+            and not audit.held_back(session, DLT_CANDIDATES):
         refresh_candidates(session, actor, subject)
 
 
@@ -140,7 +151,7 @@ def grade_saved_labs(session: Session, actor: Actor, subject: Subject,
     considered = saved + [lv for lv in regraded if lv not in saved]
     gone = _gone_values(session, instance, lab_keys, removed, {lv.iv.id for lv in values})
     _withdraw(session, actor, subject, gone)
-    if considered:
+    if considered and not audit.held_back(session, AE_PROMPTS):
         update_prompts(session, actor, subject, definition, considered, values, grades,
                        prompt_path)
 
@@ -190,8 +201,9 @@ def review_ae_rows(session: Session, actor: Actor, subject: Subject,
             .get(subject.id, []) if (r.group, r.row) in changed]
     if rows:
         _record_findings(session, actor, subject, definition, log, rows)
-        sync_reports(session, actor, subject, log, rows)
-    if definition.dose_escalation is not None:
+        if not audit.held_back(session, SAE_REPORTS):
+            sync_reports(session, actor, subject, log, rows)
+    if definition.dose_escalation is not None and not audit.held_back(session, DLT_CANDIDATES):
         refresh_candidates(session, actor, subject, rows, removed)
 
 

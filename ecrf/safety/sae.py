@@ -45,6 +45,8 @@ from ecrf.safety.support import (
 )
 from ecrf.studies import definition_for
 
+NOTIFICATIONS = "notifications"  # held back while historical data is imported
+
 
 class SafetyError(ValueError):
     """A safety request that cannot be carried out; the message says why."""
@@ -97,7 +99,10 @@ def _susar_fields(subject: Subject, report: SaeReport, row: AeRow | None, log: A
 def _notify_report(session: Session, actor: Actor, subject: Subject, report: SaeReport,
                    what: str, row: AeRow | None) -> None:
     """Tell the safety desk (queued, in this transaction). The clock above is computed
-    from the report alone: a notification that cannot leave changes nothing in it."""
+    from the report alone: a notification that cannot leave changes nothing in it. Never
+    while historical data is imported: that would e-mail about past events."""
+    if audit.held_back(session, NOTIFICATIONS):
+        return
     term = (row.term if row else None) or report_term(report)
     due = clock(report).due_at
     lines = [f"Study: {subject.study.name} ({subject.study.oid})",

@@ -149,7 +149,7 @@ def test_the_odm_import_refuses_the_form_and_leaves_no_trace(dexaml, tmp_path):
     [outcome] = with_allocation.subjects
     assert outcome.error.startswith("allocation not restored: slot ")
     assert outcome.error.endswith("is already taken by another subject")
-    assert outcome.forms == []
+    assert not any(f.saved for f in outcome.forms) and outcome.state == "not_imported"
     # Without it, only the form holding the randomization date is refused.
     other = re.sub(r"<ecrf:Allocation.*?</ecrf:Allocation>", "", other, flags=re.S)
     path.write_text(head + other + tail, encoding="utf-8")
@@ -167,7 +167,9 @@ def test_the_odm_import_refuses_the_form_and_leaves_no_trace(dexaml, tmp_path):
     rows = db.session.scalars(select(AuditEvent).where(
         AuditEvent.subject_key == "TLS-002", AuditEvent.path.like("%RAND%"))).all()
     assert rows == [], [(r.action, r.path) for r in rows]
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) > before
+    # All or nothing: the subject's other forms were not stored either.
+    assert not report.committed
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == before
     # the randomized subject's own record re-imports cleanly (same date)
     assert stored(first, "RAND", "RANDDT")
 

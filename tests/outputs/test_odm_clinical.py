@@ -255,8 +255,8 @@ def test_transactional_file_imports_to_the_same_values(cast, tmp_path, make_stud
     assert item_values(export(fresh)) == item_values(snapshot)
 
 
-def test_import_refuses_invalid_values_form_by_form(cast, tmp_path, make_study):
-    data = export(cast.study, subject="S01-001")
+def test_import_refuses_the_whole_file_and_names_each_problem(cast, tmp_path, make_study):
+    data = export(cast.study)
     data = data.replace(b'ItemOID="I.DEMOG.WEIGHT" Value="74.0"',
                         b'ItemOID="I.DEMOG.WEIGHT" Value="heavy"')
     data = data.replace(b'ItemOID="I.LAB.PLT" Value="60"', b'ItemOID="I.LAB.PLT" Value="9999"')
@@ -265,18 +265,47 @@ def test_import_refuses_invalid_values_form_by_form(cast, tmp_path, make_study):
     path.write_bytes(_retarget(data, "CLINW"))
     report = import_odm_clinical(db.session, IMPORTER, fresh, path)
     db.session.commit()
-    outcome = report.subjects[0]
-    refused = {f.form: f for f in outcome.refused}
-    assert set(refused) == {"DEMOG", "LAB"}
-    assert any("DEMOG_MAIN[1].WEIGHT" in m and "72.5" in m for m in refused["DEMOG"].messages)
-    assert any("LAB_DAY[2].PLT" in m for m in refused["LAB"].messages)
-    text = "\n".join(outcome.lines())
-    assert "LAB refused" in text or "CYCLE[1]/LAB refused" in text
-    subject = db.session.scalar(select(Subject).where(Subject.study_id == fresh.id))
-    forms = {iv.form_oid for iv in db.session.scalars(select(ItemValue).where(
-        ItemValue.subject_id == subject.id))}
-    # Nothing of the refused forms was saved; the others were.
-    assert forms == {"CONSENT", "AE"}
+    assert not report.committed and report.outcome == "refused"
+    first, second = report.subjects
+    assert {f.form for f in first.refused} == {"DEMOG", "LAB"}
+    assert first.state == "not_imported" and second.state == "checked"
+    where = {(p.form, p.group, p.row, p.item) for p in report.problems}
+    assert where == {("F.DEMOG", "IG.DEMOG.DEMOG_MAIN", None, "I.DEMOG.WEIGHT"),
+                     ("F.LAB", "IG.LAB.LAB_DAY", "2", "I.LAB.PLT")}
+    weight = next(p for p in report.problems if p.item == "I.DEMOG.WEIGHT")
+    assert str(weight).startswith("S01-001 / SE.SCREEN / F.DEMOG / IG.DEMOG.DEMOG_MAIN / "
+                                  "I.DEMOG.WEIGHT: ") and "72.5" in weight.message
+    text = "\n".join(report.lines())
+    assert "S01-001 (site S01): not imported: 2 problem(s); 2 of 4 form(s) refused" in text
+    assert "S02-001 (site S02): passes (would be enrolled; 1 form(s) to save)" in text
+    assert "Nothing was stored" in text
+    # Neither subject was enrolled: the valid one waits for the file to be corrected.
+    assert db.session.scalar(select(func.count()).select_from(Subject).where(
+        Subject.study_id == fresh.id)) == 0
+    assert report.counts.stored == 0 and report.counts.adds_up
+    assert report.counts.skipped["invalid_value"] == 2
+    assert report.counts.skipped["import_refused"] == second.counts.in_file
+
+
+def test_partial_import_stores_the_subjects_without_problems(cast, tmp_path, make_study):
+    data = export(cast.study).replace(b'ItemOID="I.DEMOG.WEIGHT" Value="74.0"',
+                                      b'ItemOID="I.DEMOG.WEIGHT" Value="heavy"')
+    fresh = _copy_study(tmp_path, make_study, "CLINW")
+    path = tmp_path / "bad.xml"
+    path.write_bytes(_retarget(data, "CLINW"))
+    report = import_odm_clinical(db.session, IMPORTER, fresh, path, partial=True)
+    db.session.commit()
+    assert report.committed and report.outcome == "partially stored"
+    assert report.refused_subjects == ["S01-001"]
+    keys = db.session.scalars(select(Subject.subject_key).where(
+        Subject.study_id == fresh.id)).all()
+    assert keys == ["S02-001"]
+    subject_values = db.session.scalar(select(func.count()).select_from(ItemValue).join(
+        Subject, Subject.id == ItemValue.subject_id).where(Subject.study_id == fresh.id))
+    assert subject_values == report.counts.stored == report.subjects[1].counts.stored == 1
+    assert report.counts.skipped["subject_not_imported"] + \
+        report.counts.skipped["invalid_value"] + report.counts.skipped["form_refused"] + \
+        report.counts.skipped["calculated"] == report.subjects[0].counts.in_file
 
 
 def test_import_refusals_of_whole_files(cast, tmp_path, make_study):
@@ -307,6 +336,11 @@ def test_cli_import_reports_per_subject(cast, runner, tmp_path, make_study):
         b'ItemOID="I.AE.AETOXGR" Value="1"', b'ItemOID="I.AE.AETOXGR" Value="9"'))
     result = runner.invoke(args=["import", "odm", str(path), "--study", "CLINU"])
     assert result.exit_code != 0
-    assert "S02-001 (site S02): enrolled; 1 form(s) saved" in result.output
-    assert "LOGS[1]/AE refused: AE_LINE[2].AETOXGR" in result.output
-    assert "1 refused" in result.output
+    assert "S02-001 (site S02): passes (would be enrolled; 1 form(s) to save)" in result.output
+    assert "S01-001 / SE.LOGS / F.AE / IG.AE.AE_LINE[2] / I.AE.AETOXGR: " in result.output
+    assert "nothing was stored: 1 problem(s), listed above" in result.output
+    partial = runner.invoke(args=["import", "odm", str(path), "--study", "CLINU",
+                                  "--partial"])
+    assert partial.exit_code == 0, partial.output
+    assert "S02-001 (site S02): enrolled; 1 form(s) saved" in partial.output
+    assert "Stored, except the subject(s) listed as not imported: S01-001." in partial.output

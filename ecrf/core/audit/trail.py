@@ -18,6 +18,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.models import AuditChainHead, AuditEvent
+from ecrf.core.audit.provenance import import_details
 from ecrf.core.base import Audited, utcnow
 
 GENESIS_HASH = "0" * 64
@@ -101,6 +102,16 @@ def _chain_state(session: Session) -> list:
     return state
 
 
+def lock_chain(session: Session) -> None:
+    """Take the audit chain's lock now, before a long operation that writes audit rows.
+
+    It also opens the database transaction before any savepoint: SQLite's driver begins
+    a transaction only at the first write, and on SQLite releasing a savepoint opened
+    outside a transaction commits it, so an operation that must be able to roll back all
+    its savepoints takes this first."""
+    _chain_state(session)
+
+
 def record(
     session: Session,
     actor: Actor | None,
@@ -118,13 +129,15 @@ def record(
     details: dict | None = None,
     username: str | None = None,
 ) -> AuditEvent:
-    """Append one row to the audit trail inside the caller's transaction."""
+    """Append one row to the audit trail inside the caller's transaction (with the
+    provenance of the data while a historical import runs)."""
     actor = actor or current_actor(session)
     if actor is None:
         raise AuditError(f"audit action {action!r} has no actor")
     # Bind before any statement runs: the head update below autoflushes pending changes.
     session.info.setdefault(_ACTOR_KEY, actor)
     state = _chain_state(session)
+    details = import_details(session, path, details)
     fields = {
         "seq": state[0] + 1,
         "occurred_at": _iso(utcnow()),

@@ -35,8 +35,9 @@ class SourceReader:
         """Each StudyEventData as (element, ecrf event, repeat); FormData given outside any
         event (a REDCap classic project) come as the subject element in the implied event."""
         for sed in subject.iterfind(q("StudyEventData")):
+            key = sed.get("StudyEventRepeatKey") or "1"
             yield (sed, self.map.translate_event(sed.get("StudyEventOID")),
-                   int(sed.get("StudyEventRepeatKey") or 1))
+                   int(key) if key.isdigit() else 0)  # 0: not a repeat (refused by the caller)
         if subject.find(q("FormData")) is not None:
             yield subject, self.map.translate_event(None), 1
 
