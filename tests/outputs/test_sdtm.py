@@ -53,6 +53,8 @@ def test_dm_has_one_record_per_subject_and_metadata_names_the_items(cast):
     assert variables["AETERM"].origin == "CRF" and variables["AETERM"].sources == ("AE.AETERM",)
     assert variables["AEREL"].origin == "Derived" and "RELATED" in variables["AEREL"].method
     assert variables["AESEQ"].type == "integer" and variables["AETERM"].type == "text"
+    assert variables["AESER"].codelists == ("NY",) and variables["AETERM"].codelists == ()
+    assert variables["AETERM"].length == len("Febrile neutropenia")
     for data in package.values():
         assert data.columns == tuple(data.rows[0])
 

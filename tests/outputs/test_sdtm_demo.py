@@ -125,6 +125,12 @@ def test_dm_arms_and_disposition(demo):
     assert len(failures) == 1 and failures[0]["ACTARMCD"] == "SCRNFAIL"
     disposition = {(r["USUBJID"], r["DSDECOD"]) for r in dexa["DS"].rows}
     assert (failures[0]["USUBJID"], "SCREEN FAILURE") in disposition
+    for _study, package in demo.values():
+        events = [r for r in package["DS"].rows if r["DSCAT"] == "DISPOSITION EVENT"]
+        assert events and all(r["DSSTDTC"] for r in events)
+        consented = {r["USUBJID"] for r in package["DS"].rows
+                     if r["DSDECOD"] == "INFORMED CONSENT OBTAINED"}
+        assert consented == {r["USUBJID"] for r in package["DM"].rows if r["RFICDTC"]}
     _study, exo = demo["UCMSCEXO"]
     assert {r["ARMCD"] for r in exo["DM"].rows} <= {"DL1", "DL2", "DL3", "SCRNFAIL", "NOTASSGN"}
     assert {r["ARMCD"] for r in exo["TA"].rows} == {"DL1", "DL2", "DL3"}

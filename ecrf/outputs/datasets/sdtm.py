@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from ecrf.capture import Subject
 from ecrf.core import csv_cell
-from ecrf.crf import FormDef, GroupDef, ItemDef, StudyDefinition
+from ecrf.crf import FormDef, GroupDef, ItemDef, ItemType, StudyDefinition
 from ecrf.crf.values import from_canonical
 from ecrf.domain.ctcae import GradingError, convert_unit
 from ecrf.domain.dates import PartialDate
@@ -225,6 +225,7 @@ class Variable:
     origin: str  # "CRF" | "Derived" | "Assigned" | "Protocol"
     sources: tuple[str, ...] = ()  # FORM.ITEM OIDs the values come from (origin CRF)
     method: str | None = None
+    codelists: tuple[str, ...] = ()  # code lists of the source items (NY for yes/no)
 
 
 @dataclass
@@ -256,6 +257,7 @@ class _Subject:
     site: str
     country: str | None
     anchors: dict[str, str] = field(default_factory=dict)
+    milestones: list[str] = field(default_factory=list)  # DS.DSSTDTC / IE.IEDTC dates
     dm: dict[str, object] = field(default_factory=dict)
     dm_supp: list[tuple[str, str, str, str]] = field(default_factory=list)
 
@@ -266,6 +268,7 @@ class _Build:
         self.definition = definition
         self.records: dict[str, list[_Record]] = {}
         self.sources: dict[tuple[str, str], set[str]] = {}
+        self.codelists: dict[tuple[str, str], set[str]] = {}
         self.visits = _visit_numbers(definition)
         self.counter = 0
 
@@ -274,8 +277,12 @@ class _Build:
         record.order = (self.counter,)
         self.records.setdefault(record.domain, []).append(record)
 
-    def source(self, domain: str, variable: str, form: str, item: str) -> None:
-        self.sources.setdefault((domain, variable), set()).add(f"{form}.{item}")
+    def source(self, domain: str, variable: str, form: str, item: ItemDef) -> None:
+        self.sources.setdefault((domain, variable), set()).add(f"{form}.{item.oid}")
+        codelist = item.codelist or (item.choices.oid if item.choices else None) or (
+            "NY" if item.type == ItemType.YES_NO else None)
+        if codelist:
+            self.codelists.setdefault((domain, variable), set()).add(codelist)
 
 
 def _visit_numbers(definition: StudyDefinition) -> dict[str, tuple[int, str]]:
@@ -404,7 +411,7 @@ def _event_records(build: _Build, record: FormRecord, definition: StudyDefinitio
                 if stored is None:
                     continue
                 _put(made, variable, item, _decoded(item, stored.value))
-                build.source(domain, variable, form.oid, item.oid)
+                build.source(domain, variable, form.oid, item)
             if domain == "EX" and "EXTRT" not in made.values and (
                     "EXDOSE" in made.values or "EXSTDTC" in made.values
                     or "EXDOSTXT" in made.values):
@@ -442,7 +449,7 @@ def _event_records(build: _Build, record: FormRecord, definition: StudyDefinitio
             made = _Record(domain, record.subject_id, {
                 topic: item.label, f"{domain}PRESP": "Y",
                 f"{domain}OCCUR": _decoded(item, stored.value)}, ("", 0))
-            build.source(domain, f"{domain}OCCUR", form.oid, item.oid)
+            build.source(domain, f"{domain}OCCUR", form.oid, item)
             build.add(made)
 
 
@@ -525,7 +532,7 @@ def _finding_records(build: _Build, record: FormRecord, form: FormDef) -> None:
         made = _Record(domain, record.subject_id, {
             f"{p}TESTCD": (item.lab.test if domain == "LB" and item.lab else item.oid)[:8],
             f"{p}TEST": item.label[:40], f"{p}ORRES": stored.value}, ())
-        build.source(domain, f"{p}ORRES", form.oid, item.oid)
+        build.source(domain, f"{p}ORRES", form.oid, item)
         if domain in ("LB", "VS"):
             made.values[f"{p}ORRESU"] = item.unit
             made.values[f"{p}STRESN"] = numeric
@@ -589,10 +596,16 @@ def _subject_values(subject: _Subject, record: FormRecord, definition: StudyDefi
         stored = _stored(record, form.group(item.group), 1, item)
         if stored is not None:
             subject.anchors[name] = _text(_decoded(item, stored.value))
+    consent = definition.anchors.get("consent")
     for group in form.groups:
         if group.repeating:
             continue
         for item in group.items:
+            if (item.sdtm or "").upper() in ("DS.DSSTDTC", "IE.IEDTC") and (
+                    consent is None or consent[0] != form.oid):
+                stored = _stored(record, group, 1, item)
+                if stored is not None:
+                    subject.milestones.append(_text(_decoded(item, stored.value)) or "")
             variable = _var(item, "DM")
             if not variable or variable in subject.dm:
                 continue
@@ -602,7 +615,7 @@ def _subject_values(subject: _Subject, record: FormRecord, definition: StudyDefi
             holder = _Record("DM", subject.row.id, subject.dm, ())
             _put(holder, variable, item, _decoded(item, stored.value))
             subject.dm_supp.extend(holder.supp)
-            build.source("DM", variable, form.oid, item.oid)
+            build.source("DM", variable, form.oid, item)
 
 
 def _arm(definition: StudyDefinition, subject: Subject) -> tuple[str, str]:
@@ -658,7 +671,8 @@ def _dm_and_ds(build: _Build, subjects: dict[int, _Subject]) -> None:
         if decod:
             date = death if decod == "DEATH" else subject.anchors.get(
                 {"withdrawn": "withdrawal", "lost_to_follow_up": "lost_to_follow_up"}.get(
-                    subject.row.status, ""))
+                    subject.row.status, "")) or max(
+                        (m for m in subject.milestones if m), default=None)
             build.add(_Record("DS", sid, {
                 "DSTERM": decod, "DSDECOD": decod, "DSCAT": "DISPOSITION EVENT",
                 "DSSTDTC": date}, (date or "9999",)))
@@ -803,7 +817,8 @@ def _dataset(name: str, label: str, spec: list[tuple[str, str]], rows: list[dict
                          default=1)
         sources = tuple(sorted(build.sources.get((name, var), ())))
         if sources:
-            variables.append(Variable(var, lab, kind, length, "CRF", sources))
+            variables.append(Variable(var, lab, kind, length, "CRF", sources, None, tuple(
+                sorted(build.codelists.get((name, var), ())))))
         else:
             method = METHODS.get(var) or next(
                 (m for s, m in SUFFIX_METHODS.items() if var == f"{name}{s}"), None)
