@@ -139,3 +139,14 @@ def test_dm_arms_and_disposition(demo):
         assert (r["DTHFL"] == "Y") == (r["DTHDTC"] is not None)
     infusions = [r for r in exo["EX"].rows if r.get("EXDOSTXT")]
     assert infusions and all(r["EXSTDTC"] for r in infusions)
+    arms = {r["USUBJID"]: r["ARMCD"] for r in exo["DM"].rows}
+    assert all(arms[r["USUBJID"]] == f"DL{r['EXDOSTXT']}" for r in infusions)
+    for _study, package in demo.values():
+        for r in package["EX"].rows:
+            assert r["EXTRT"] and (r["EXSTDTC"] or r["EXENDTC"] or r["EXDOSE"] is not None)
+        first = {}
+        for r in package["EX"].rows:
+            if r["EXSTDTC"]:
+                first[r["USUBJID"]] = min(first.get(r["USUBJID"], "9999"), r["EXSTDTC"])
+        assert first == {r["USUBJID"]: r["RFSTDTC"] for r in package["DM"].rows
+                         if r["RFSTDTC"]}

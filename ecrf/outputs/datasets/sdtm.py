@@ -6,7 +6,8 @@ the arms or dose levels, the anchors and the subjects' allocation and status.
 
 - **Events and interventions** (AE, CM, MH, EX): one record per row of a group, in a form
   whose ``sdtm_domain`` is the domain, that holds a value for the domain's topic variable
-  (--TERM, --TRT; for EX a dose or start date, EXTRT defaulting to the form's name). Items
+  (--TERM, --TRT; for EX a start or end date or a dose, EXTRT and the form's header as
+  ``_exposure`` says; VISITNUM always comes from the schedule). Items
   of the same domain on other forms (a DLT form repeating an AE term, an "any AE?" question)
   are cross-references and make no record. Yes/no items annotated --OCCUR in a
   non-repeating group of such a form are pre-specified questions: one record each, the
@@ -184,6 +185,7 @@ NUMERIC = {"AGE", "VISITNUM", "TAETORD", "VISITDY", "EXDOSE", "CMDOSE", "LBSTRES
     f"{d}{s}" for d in SPECS for s in ("DY", "STDY", "ENDY")}
 TOPIC = {"AE": "AETERM", "CM": "CMTRT", "MH": "MHTERM", "EX": "EXTRT"}
 EVENT_DOMAINS = tuple(TOPIC)
+EXPOSED = {"EXSTDTC", "EXENDTC", "EXDOSE", "EXDOSTXT"}  # what makes an EX row an exposure
 FINDING_DOMAINS = ("LB", "VS", "RS")
 METHODS = {
     "STUDYID": "The study OID.", "DOMAIN": "The dataset name.",
@@ -395,9 +397,13 @@ def _event_records(build: _Build, record: FormRecord, definition: StudyDefinitio
                    form: FormDef) -> None:
     domain = (form.sdtm_domain or "").upper()
     topic = TOPIC[domain]
+    doses = [g for g in form.groups if domain == "EX" and any(
+        _var(i, "EX") in ("EXDOSE", "EXDOSTXT") for i in g.items)]
+    headers = [g for g in form.groups if doses and not g.repeating and g not in doses
+               and any(_var(i, "EX") for i in g.items)]
     for group in form.groups:
         items = [(i, v) for i in group.items if (v := _var(i, domain))]
-        if not items:
+        if not items or group in headers:
             continue
         causality = _causality_items(definition, form, group) if domain == "AE" else []
         skip = {i.oid for i in causality}
@@ -410,12 +416,15 @@ def _event_records(build: _Build, record: FormRecord, definition: StudyDefinitio
                 stored = _stored(record, group, row, item)
                 if stored is None:
                     continue
+                if variable in ("VISITNUM", "VISIT"):  # the schedule gives the visit
+                    made.supp.append((item.oid[:8], item.label[:40], stored.value, "CRF"))
+                    continue
                 _put(made, variable, item, _decoded(item, stored.value))
                 build.source(domain, variable, form.oid, item)
-            if domain == "EX" and "EXTRT" not in made.values and (
-                    "EXDOSE" in made.values or "EXSTDTC" in made.values
-                    or "EXDOSTXT" in made.values):
-                made.values["EXTRT"] = form.name
+            if domain == "EX" and not EXPOSED.intersection(made.values):
+                continue  # a plan or a choice, not an administration
+            if domain == "EX":
+                _exposure(build, made, record, form, group, doses, headers)
             if made.values.get(topic) in (None, ""):
                 continue
             _date_the_times(made, domain)
@@ -451,6 +460,28 @@ def _event_records(build: _Build, record: FormRecord, definition: StudyDefinitio
                 f"{domain}OCCUR": _decoded(item, stored.value)}, ("", 0))
             build.source(domain, f"{domain}OCCUR", form.oid, item)
             build.add(made)
+
+
+def _exposure(build: _Build, made: _Record, record: FormRecord, form: FormDef,
+              group: GroupDef, doses: list[GroupDef], headers: list[GroupDef]) -> None:
+    """EXTRT and the values an EX record shares with its form: a group holding a dose is
+    one treatment (named by its EXTRT item, else by its label when the form doses several
+    treatments or has a header group, else by the form's name); the non-repeating groups
+    of the form without a dose are its header (start date, regimen), whose values fill
+    what the group leaves empty, the others becoming supplemental qualifiers."""
+    if "EXTRT" not in made.values and group.label and group in doses and (
+            headers or len(doses) > 1):
+        made.values["EXTRT"] = group.label
+    for header in headers:
+        for item in header.items:
+            variable = _var(item, "EX")
+            stored = _stored(record, header, 1, item) if variable else None
+            if stored is not None and variable in ("VISITNUM", "VISIT"):
+                made.supp.append((item.oid[:8], item.label[:40], stored.value, "CRF"))
+            elif stored is not None:
+                _put(made, variable, item, _decoded(item, stored.value))
+                build.source("EX", variable, form.oid, item)
+    made.values.setdefault("EXTRT", form.name)
 
 
 def _date_the_times(made: _Record, domain: str) -> None:
