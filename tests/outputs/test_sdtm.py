@@ -49,6 +49,10 @@ def test_dm_has_one_record_per_subject_and_metadata_names_the_items(cast):
         f"CLINX-{s.subject_key}" for s in (cast.subject, cast.other))
     assert all(r["USUBJID"] == f"{r['STUDYID']}-{r['SUBJID']}" for r in dm)
     assert {r["ARMCD"] for r in dm} <= {"NOTASSGN", "SCRNFAIL"}
+    first = next(r for r in dm if r["SUBJID"] == cast.subject.subject_key)
+    assert first["RACE"] == "MULTIPLE"  # WHITE and ASIAN: one qualifier per code
+    assert [(r["USUBJID"], r["QNAM"], r["QVAL"]) for r in package["SUPPDM"].rows] == [
+        (first["USUBJID"], "RACE1", "ASIAN"), (first["USUBJID"], "RACE2", "WHITE")]
     variables = {v.name: v for v in package["AE"].variables}
     assert variables["AETERM"].origin == "CRF" and variables["AETERM"].sources == ("AE.AETERM",)
     assert variables["AEREL"].origin == "Derived" and "RELATED" in variables["AEREL"].method

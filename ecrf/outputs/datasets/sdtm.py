@@ -556,13 +556,16 @@ def _finding_records(build: _Build, record: FormRecord, form: FormDef) -> None:
             return from_canonical(items[name], found.value) if found else None
 
         value = _decoded(item, stored.value)
-        if isinstance(value, tuple):
-            value = ",".join(value) if len(value) != 1 else value[0]
-        numeric = _number(value) if not isinstance(value, str) else None
         p = domain
         made = _Record(domain, record.subject_id, {
             f"{p}TESTCD": (item.lab.test if domain == "LB" and item.lab else item.oid)[:8],
-            f"{p}TEST": item.label[:40], f"{p}ORRES": stored.value}, ())
+            f"{p}TEST": item.label[:40]}, ())
+        if isinstance(value, tuple):  # one code, or MULTIPLE and a qualifier per code
+            _put(made, f"{p}ORRES", item, value)
+            value = made.values.get(f"{p}ORRES")
+        else:  # numbers keep the precision they were entered with
+            made.values[f"{p}ORRES"] = stored.value
+        numeric = _number(value) if not isinstance(value, str) else None
         build.source(domain, f"{p}ORRES", form.oid, item)
         if domain in ("LB", "VS"):
             made.values[f"{p}ORRESU"] = item.unit
