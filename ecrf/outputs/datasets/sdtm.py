@@ -753,7 +753,6 @@ def _trial_design(definition: StudyDefinition, subjects: int) -> dict[str, list[
     ts = [("TITLE", "Trial Title", definition.title or definition.name),
           ("SPONSOR", "Clinical Study Sponsor", definition.sponsor),
           ("REGID", "Registry Identifier", definition.protocol_id),
-          ("PROTVERS", "Protocol Version", definition.protocol_version),
           ("RANDOM", "Trial is Randomized", "Y" if definition.randomization else "N"),
           ("NARMS", "Planned Number of Arms", str(len(arms)) if arms else None),
           ("ACTSUB", "Actual Number of Subjects", str(subjects)),
