@@ -115,6 +115,13 @@ def test_identifiers_sequences_and_cells(demo, oid):
             for column, value in row.items():
                 if column.endswith("DY") and column != "VISITDY" and value is not None:
                     assert value != 0, (name, column)
+    for name, data in package.items():
+        if name.startswith("SUPP"):
+            keys = [(r["USUBJID"], r["IDVARVAL"], r["QNAM"]) for r in data.rows]
+            assert len(keys) == len(set(keys)), name
+            parents = {(r["USUBJID"], str(r.get(f"{name[4:]}SEQ") or ""))
+                       for r in package[name[4:]].rows}
+            assert {(r["USUBJID"], r["IDVARVAL"]) for r in data.rows} <= parents, name
     for name in ("DM", "DS", "AE", "EX", "LB", "VS", "MH", "RS", "TA", "TE", "TV", "TI", "TS"):
         assert package[name].rows, name
 
