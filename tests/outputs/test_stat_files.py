@@ -71,6 +71,7 @@ def test_ascii_spelling(text, expected):
     ("不良事件", "AETERM", "AETERM"),
     ("不良事件", "Adverse event", "Adverse event"),
     ("a " * 30, "V", ("a " * 20).rstrip()),
+    ("", "V", ""),
 ])
 def test_xpt_label(label, fallback, expected):
     assert ascii_label(label, fallback) == expected
@@ -114,6 +115,35 @@ def test_non_ascii_labels_and_values_read_back_with_two_readers(tmp_path):
         handle.seek(0)
         header = handle.read(80 * 8)
     assert header.isascii()
+
+
+def test_a_label_without_ascii_form_falls_back_to_english_then_to_the_name(tmp_path):
+    columns = [Column("AETERM", "不良事件名称", "char", ["发热"], english="Adverse event term"),
+               Column("AESEV", "严重程度", "char", ["3"])]
+    path = tmp_path / "ae.xpt"
+    write_xpt(path, "AE", "不良事件", columns, CREATED)
+    _data, meta = pyreadstat.read_xport(str(path))
+    assert meta.column_labels == ["Adverse event term", "AESEV"]
+    assert meta.file_label == "AE"
+
+
+@pytest.mark.parametrize("items, expected", [
+    ({"RACE": ["WHITE", "ASIAN"]}, ["RACE_WHITE", "RACE_ASIAN"]),
+    ({"SX": ["A-B", "A_B", "A B"]}, ["SX_A_B", "SX_A_B_2", "SX_A_B_3"]),
+    ({"SX": ["CAT"], "SX_CAT": None}, ["SX_CAT_2"]),  # an item already has the name
+])
+def test_indicator_names_are_unique_in_their_dataset(items, expected):
+    from ecrf.crf import ItemDef, ItemType
+    from ecrf.crf.definition import CodeListItem
+    from ecrf.outputs.datasets.tables import Dataset, indicator_names
+
+    defs = tuple(ItemDef(oid, oid, ItemType.MULTIPLE_CHOICE if codes else ItemType.TEXT,
+                         "F", "G")
+                 for oid, codes in items.items())
+    codes = {("F", oid): tuple(CodeListItem(c, c) for c in found)
+             for oid, found in items.items() if found}
+    names = indicator_names(Dataset("F", "F", None, defs), codes)
+    assert list(names.values()) == expected
 
 
 # --- SPSS value labels ------------------------------------------------------------------------

@@ -33,9 +33,10 @@ from ecrf.outputs.datasets.tables import (
     Dataset,
     dataset_rows,
     datasets_of,
+    english_label,
     indicator_key,
     indicator_label,
-    indicator_name,
+    indicator_names,
     is_multiple,
     item_codes,
     xpt_names,
@@ -92,10 +93,11 @@ def export_csv(session: Session, scope: Scope, folder: Path, *,
 
 def csv_header(dataset: Dataset, codes: Codes) -> list[str]:
     header = list(dataset.key_columns)
+    names = indicator_names(dataset, codes)
     for item in dataset.items:
         header.append(item.oid)
         if is_multiple(item):
-            header += [indicator_name(item.oid, c.code)
+            header += [names[(item.oid, c.code)]
                        for c in codes.get((dataset.form, item.oid), ())]
     return header
 
@@ -146,7 +148,8 @@ def dictionary_rows(versions: list[StudyVersion], definitions: list[StudyDefinit
                 present = [f"v{v.number}" for v, defn in zip(versions, definitions, strict=True)
                            if layout.oid in defn.forms and any(
                                i.oid == item.oid for i in defn.form(layout.oid).items)]
-                full = item.label + (f" ({item.unit})" if item.unit else "")
+                unit = f" ({item.unit})" if item.unit else ""
+                full, english = item.label + unit, english_label(item)
                 xpt_name = names[d.name][1][item.oid]
                 row = {
                     "dataset": d.name, "form": layout.oid, "form_name": layout.name,
@@ -162,21 +165,24 @@ def dictionary_rows(versions: list[StudyVersion], definitions: list[StudyDefinit
                     "sdtm": item.sdtm or "", "lab_test": item.lab.test if item.lab else "",
                     "xpt_dataset": names[d.name][0],
                     "xpt_name": "" if is_multiple(item) else xpt_name,
-                    "xpt_label": "" if is_multiple(item) else ascii_label(full, xpt_name),
+                    "xpt_label": "" if is_multiple(item) else ascii_label(
+                        full, english + unit if english else "", xpt_name),
                     "odm_oid": item_oid(layout.oid, item.oid),
                     "versions": " ".join(reversed(present)),
                 }
                 yield row
                 if not is_multiple(item):
                     continue
+                columns = indicator_names(d, indicators)
                 for code in indicators.get((layout.oid, item.oid), ()):
                     label = indicator_label(item.label, code.label)
                     xpt_name = names[d.name][1][indicator_key(item.oid, code.code)]
-                    yield {**row, "item": indicator_name(item.oid, code.code),
+                    yield {**row, "item": columns[(item.oid, code.code)],
                            "label": label, "type": f"indicator of {code.code} (1 or 0)",
                            "codelist": "", "codes": "1=Yes | 0=No", "required": "N",
-                           "sdtm": "", "xpt_name": xpt_name,
-                           "xpt_label": ascii_label(label, xpt_name)}
+                           "sdtm": "", "xpt_name": xpt_name, "xpt_label": ascii_label(
+                               label, indicator_label(english, code.label) if english
+                               else "", xpt_name)}
 
 
 def _codes(definition: StudyDefinition, form: str, item: ItemDef) -> tuple[str, str]:

@@ -44,8 +44,10 @@ class Column:
     values: list = field(default_factory=list)
     # code -> label of a coded variable (SPSS value labels; ignored by XPORT)
     value_labels: dict = field(default_factory=dict)
-    # Dataset-JSON: "integer" or "decimal" for a number that is one (default "double")
+    # Dataset-JSON: "integer" for a number that is one (default "double")
     data_type: str | None = None
+    # XPORT: the label to use when ``label`` has no ASCII form (an English translation)
+    english: str = ""
 
 
 # --- ASCII labels ------------------------------------------------------------------------------
@@ -53,7 +55,8 @@ class Column:
 # characters. Symbols with a conventional ASCII spelling are spelled out; accented
 # letters lose their accents (Unicode NFKD, combining marks dropped, so é -> e, ² -> 2);
 # a label still holding a character with no ASCII form (Chinese, Cyrillic...) is replaced
-# whole by the fallback given (the item's English label, or its name).
+# whole by the first fallback that has one: the item's English translation (``labels:
+# {en: ...}`` in the forms) if the study gives one, else the variable's name.
 
 ASCII_SPELLINGS = {
     "≥": ">=", "≤": "<=", "≠": "!=", "±": "+/-", "µ": "u", "μ": "u", "°": "deg",
@@ -74,18 +77,19 @@ def ascii_text(text: str) -> str | None:
     return result if result.isascii() else None
 
 
-def ascii_label(text: str, fallback: str = "", limit: int = XPT_LABEL_MAX) -> str:
-    """The XPORT label of ``text``: ASCII, at most ``limit`` characters."""
-    for candidate in (text, fallback):
-        spelt = ascii_text(candidate or "")
-        if spelt is not None and (spelt or not candidate):
+def ascii_label(text: str, *fallbacks: str, limit: int = XPT_LABEL_MAX) -> str:
+    """The XPORT label of ``text``: ASCII, at most ``limit`` characters; when ``text`` has
+    no ASCII form, the first of ``fallbacks`` that has one."""
+    for candidate in (text, *(f for f in fallbacks if f)):
+        spelt = ascii_text(candidate)
+        if spelt is not None:
             return spelt[:limit].rstrip()
     return ""
 
 
-def labels_of(text: str, fallback: str = "") -> tuple[str, str]:
+def labels_of(text: str, *fallbacks: str) -> tuple[str, str]:
     """(XPORT label, full label): what a file carries and what define.xml describes."""
-    return ascii_label(text, fallback), text
+    return ascii_label(text, *fallbacks), text
 
 
 def text_bytes(value) -> bytes:
@@ -208,7 +212,8 @@ def write_xpt(path: Path, dataset: str, label: str, columns: Sequence[Column],
     for index, (column, width) in enumerate(zip(columns, widths, strict=True), start=1):
         form, form_len = _XPT_FORMATS.get(column.kind, ("", 0))
         namestrs += struct.pack(">hhhh", 2 if column.kind == "char" else 1, 0, width, index)
-        namestrs += _fixed(column.name, 8) + _fixed(ascii_label(column.label, column.name), 40)
+        namestrs += _fixed(column.name, 8) + _fixed(ascii_label(column.label, column.english,
+                                                         column.name), 40)
         namestrs += _fixed(form, 8)
         namestrs += struct.pack(">hhh", form_len, 0, 0) + b"\0\0" + _fixed("", 8)
         namestrs += struct.pack(">hhl", 0, 0, position) + b"\0" * 52

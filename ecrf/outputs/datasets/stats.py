@@ -43,9 +43,10 @@ from ecrf.outputs.datasets.tables import (
     Names,
     dataset_rows,
     datasets_of,
+    english_label,
     indicator_key,
     indicator_label,
-    indicator_name,
+    indicator_names,
     is_multiple,
     item_codes,
     xpt_names,
@@ -103,19 +104,25 @@ def _value_labels(item: ItemDef, kind: str, codes: tuple[CodeListItem, ...]) -> 
     return found
 
 
-def _item_columns(item: ItemDef, form: str, names: dict[str, str], codes: Codes, *,
-                  xpt: bool) -> list[tuple[Column, str | None]]:
+def _item_columns(item: ItemDef, dataset: Dataset, names: dict[str, str], codes: Codes,
+                  indicators: dict[tuple[str, str], str], *, xpt: bool
+                  ) -> list[tuple[Column, str | None]]:
     """The columns of one item: itself, or one indicator per code (then the code)."""
     kind = _kind(item)
+    english = english_label(item)
     if is_multiple(item):
         return [(Column(names[indicator_key(item.oid, c.code)] if xpt
-                        else indicator_name(item.oid, c.code),
+                        else indicators[(item.oid, c.code)],
                         indicator_label(item.label, c.label), "num",
-                        value_labels=dict(INDICATOR_LABELS), data_type="integer"), c.code)
-                for c in codes.get((form, item.oid), ())]
+                        value_labels=dict(INDICATOR_LABELS), data_type="integer",
+                        english=indicator_label(english, c.label) if english else ""), c.code)
+                for c in codes.get((dataset.form, item.oid), ())]
     return [(Column(names[item.oid] if xpt else item.oid, item_label(item), kind,
-                    value_labels=_value_labels(item, kind, codes.get((form, item.oid), ())),
-                    data_type="integer" if result_kind(item) == "integer" else None), None)]
+                    value_labels=_value_labels(item, kind,
+                                               codes.get((dataset.form, item.oid), ())),
+                    data_type="integer" if result_kind(item) == "integer" else None,
+                    english=english + (f" ({item.unit})" if english and item.unit else "")),
+             None)]
 
 
 def build_columns(session: Session, scope: Scope, dataset: Dataset, names: dict[str, str],
@@ -127,8 +134,10 @@ def build_columns(session: Session, scope: Scope, dataset: Dataset, names: dict[
                    "num" if k in ("event_repeat", GROUP_KEY) else "char",
                    data_type="integer" if k in ("event_repeat", GROUP_KEY) else None)
             for k in dataset.key_columns]
+    indicators = indicator_names(dataset, codes)
     items = [(item, column, code) for item in dataset.items
-             for column, code in _item_columns(item, dataset.form, names, codes, xpt=xpt)]
+             for column, code in _item_columns(item, dataset, names, codes, indicators,
+                                               xpt=xpt)]
     for record in form_records(item_rows(session, scope, form_oid=dataset.form)):
         for key_values, values in dataset_rows(record, dataset, labels.get(record.version_id,
                                                                             "")):

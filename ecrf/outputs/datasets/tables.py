@@ -128,6 +128,29 @@ def indicator_name(item_oid: str, code: str) -> str:
     return f"{item_oid}_{re.sub(r'[^A-Za-z0-9_]', '_', code)}"
 
 
+def indicator_names(dataset: Dataset, codes: Codes) -> dict[tuple[str, str], str]:
+    """(item, code) -> the CSV and SPSS name of each indicator of ``dataset``, unique in
+    it (``_2``, ``_3``... after a name that an item or another code already has)."""
+    taken = set(dataset.columns)
+    found = {}
+    for item in dataset.items:
+        if not is_multiple(item):
+            continue
+        for code in codes.get((dataset.form, item.oid), ()):
+            base = name = indicator_name(item.oid, code.code)
+            n = 2
+            while name in taken:
+                name, n = f"{base}_{n}", n + 1
+            taken.add(name)
+            found[(item.oid, code.code)] = name
+    return found
+
+
+def english_label(item: ItemDef) -> str:
+    """The item's English translation, when the study gives one beside its label."""
+    return item.labels.get("en", "")
+
+
 def indicator_key(item_oid: str, code: str) -> str:
     """Where ``xpt_names`` keeps the XPORT name of an indicator."""
     return f"{item_oid}={code}"
