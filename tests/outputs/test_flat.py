@@ -165,6 +165,7 @@ def test_cli_flat_exports_are_audited(cast, runner, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, member", [("csv", "DEMOG.csv"), ("sav", "DEMOG.sav"),
+                                         ("xpt", "DEMOG.json"),
                                          ("odm", None)])
 def test_export_job(cast, app, make_user, fmt, member):
     dm = make_user("dm1", role="data_manager", study="CLINX")
