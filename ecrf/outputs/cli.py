@@ -251,7 +251,8 @@ def _flat_command(fmt: str, help_text: str):
 
 _flat_command("csv", "One CSV per form (repeating groups in long format) and the data "
                      "dictionary.")
-_flat_command("xpt", "One SAS transport (XPORT v5) file per form, and the data dictionary.")
+_flat_command("xpt", "One SAS transport (XPORT v5) file per form with its Dataset-JSON v1.1 "
+                     "file beside it, and the data dictionary.")
 _flat_command("sav", "One SPSS file per form, and the data dictionary.")
 _flat_command("sdtm", "SDTM-shaped AE and LB datasets (CSV and XPT).")
 

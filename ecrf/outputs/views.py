@@ -169,7 +169,7 @@ DATA_FORMAT_LABELS = {
     "odm": _l("CDISC ODM 1.3.2, snapshot with audit records (XML)"),
     "odm_transactional": _l("CDISC ODM 1.3.2, transactional: every change (XML)"),
     "csv": _l("CSV per form, with the data dictionary (zip)"),
-    "xpt": _l("SAS transport v5 per form (zip)"),
+    "xpt": _l("SAS transport v5 and Dataset-JSON per form (zip)"),
     "sav": _l("SPSS per form (zip)"),
     "sdtm": _l("SDTM AE and LB, CSV and XPT (zip)"),
 }

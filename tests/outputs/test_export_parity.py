@@ -1,5 +1,6 @@
 """Export parity: every stored (live) value appears, unchanged, in every export format:
-CSV, SAS XPORT and SPSS (read back with pyreadstat), the ODM snapshot, and the casebook."""
+CSV, SAS XPORT and SPSS (read back with pyreadstat), the ODM snapshot, and the casebook.
+A multiple-choice value is its list in the CSV and its 0/1 indicators in CSV, XPT, SAV."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ecrf.core.extensions import db
 from ecrf.crf.values import display, from_canonical
 from ecrf.outputs.datasets.flat import export_csv
 from ecrf.outputs.datasets.stats import export_stats
-from ecrf.outputs.datasets.tables import xpt_names
+from ecrf.outputs.datasets.tables import indicator_key, indicator_name, item_codes, xpt_names
 from ecrf.outputs.odm.clinical import export_odm_clinical, odm_value
 from ecrf.outputs.pdf.casebook import casebook_pdf
 from ecrf.outputs.rows import definitions_newest_first, form_layouts, make_scope
@@ -68,7 +69,9 @@ def test_every_stored_value_is_in_every_export(cast, tmp_path):
     export_csv(db.session, scope, tmp_path / "csv")
     export_stats(db.session, scope, tmp_path / "xpt", "xpt")
     export_stats(db.session, scope, tmp_path / "sav", "sav")
-    names = xpt_names(form_layouts(definitions_newest_first(db.session, cast.study)[1]))
+    definitions = definitions_newest_first(db.session, cast.study)[1]
+    codes = item_codes(definitions, form_layouts(definitions))
+    names = xpt_names(form_layouts(definitions), codes)
     buffer = io.BytesIO()
     export_odm_clinical(db.session, scope, buffer)
     odm = item_values(buffer.getvalue())
@@ -101,9 +104,20 @@ def test_every_stored_value_is_in_every_export(cast, tmp_path):
         typed = from_canonical(item, iv.value)
         expected = _typed(typed) if isinstance(typed, Decimal | int | dt.date | dt.time) \
             else iv.value
-        xpt_name = names[name][1][iv.item_oid]
-        assert xpt_rows[name][xpt_name][index] == expected, where
-        assert sav_rows[name][iv.item_oid][index] == expected, where
+        if item.type.value == "multiple_choice":
+            ticked = from_canonical(item, iv.value)
+            assert ticked, where
+            for code in codes[(iv.form_oid, iv.item_oid)]:
+                flag = 1 if code.code in ticked else 0
+                xpt_name = names[name][1][indicator_key(iv.item_oid, code.code)]
+                assert xpt_rows[name][xpt_name][index] == flag, where
+                assert sav_rows[name][indicator_name(iv.item_oid, code.code)][index] == flag
+                assert csv_rows[name][index][indicator_name(iv.item_oid, code.code)] \
+                    == str(flag), where
+        else:
+            xpt_name = names[name][1][iv.item_oid]
+            assert xpt_rows[name][xpt_name][index] == expected, where
+            assert sav_rows[name][iv.item_oid][index] == expected, where
         key = (subject.subject_key, f"SE.{event}",
                str(repeat) if event == "CYCLE" else None, f"F.{iv.form_oid}",
                f"IG.{iv.form_oid}.{iv.group_oid}", str(iv.row) if repeating else None,

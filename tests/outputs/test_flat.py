@@ -98,6 +98,12 @@ def test_data_dictionary(cast, tmp_path):
     assert rows[("DEMOG", "SAMPLEDTM")]["xpt_name"] == "SAMPLEDT"
     assert rows[("AE", "AEOUT")]["codes"].startswith("RECOVERED/RESOLVED=Recovered")
     assert rows[("DEMOG", "BMI")]["type"] == "calculated (decimal)"
+    assert weight["xpt_label"] == "Weight (kg)" and weight["label"] == "Weight"
+    race = rows[("DEMOG", "RACE")]
+    assert race["type"] == "multiple_choice" and race["xpt_name"] == ""
+    asian = rows[("DEMOG", "RACE_ASIAN")]
+    assert (asian["label"], asian["xpt_name"], asian["xpt_label"], asian["codes"]) == (
+        "Race: Asian", "RACASIAN", "Race: Asian", "1=Yes | 0=No")
 
 
 def test_sas_transport_files_read_back(cast, tmp_path):
@@ -159,6 +165,7 @@ def test_cli_flat_exports_are_audited(cast, runner, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, member", [("csv", "DEMOG.csv"), ("sav", "DEMOG.sav"),
+                                         ("xpt", "DEMOG.json"),
                                          ("odm", None)])
 def test_export_job(cast, app, make_user, fmt, member):
     dm = make_user("dm1", role="data_manager", study="CLINX")

@@ -6,9 +6,15 @@ in the tests. A dataset is a list of ``Column``: name, label, kind and values.
 
 - XPORT v5 (SAS TS-140, what the FDA accepts): 80-byte records, names of at most 8
   characters, labels of 40, numbers as IBM 370 doubles, character values of at most 200
-  bytes (longer text is split over several variables, see ``split_long``).
+  bytes (longer text is split over several variables, see ``split_long``). Names and
+  labels are ASCII (``ascii_label`` declares the rule; the full label stays in the data
+  dictionary, define.xml and Dataset-JSON); character values are UTF-8, which is ASCII
+  unchanged, so a study whose data are ASCII gives a pure ASCII file and non-ASCII text
+  is kept whole rather than transliterated (a reader is told ``encoding="utf-8"``).
 - SPSS: an uncompressed little-endian system file with UTF-8 text, long variable names
-  (record 7.13), variable labels and date formats; strings of at most 255 bytes.
+  (record 7.13), variable labels, value labels (record types 3 and 4 for strings of at
+  most 8 bytes, the long string value labels record 7.21 beyond) and date formats;
+  strings of at most 255 bytes.
 
 Dates are numbers in each package's own epoch (SAS: days or seconds since 1960-01-01;
 SPSS: seconds since 1582-10-14) with a date format, so both show them as dates.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import struct
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +42,63 @@ class Column:
     label: str
     kind: str  # num | date | datetime | time | char
     values: list = field(default_factory=list)
+    # code -> label of a coded variable (SPSS value labels; ignored by XPORT)
+    value_labels: dict = field(default_factory=dict)
+    # Dataset-JSON: "integer" for a number that is one (default "double")
+    data_type: str | None = None
+    # XPORT: the label to use when ``label`` has no ASCII form (an English translation)
+    english: str = ""
+
+
+# --- ASCII labels ------------------------------------------------------------------------------
+# XPORT v5 is an ASCII format: a label is transliterated by this rule, then cut at 40
+# characters. Symbols with a conventional ASCII spelling are spelled out; accented
+# letters lose their accents (Unicode NFKD, combining marks dropped, so é -> e, ² -> 2);
+# a label still holding a character with no ASCII form (Chinese, Cyrillic...) is replaced
+# whole by the first fallback that has one: the item's English translation (``labels:
+# {en: ...}`` in the forms) if the study gives one, else the variable's name.
+
+ASCII_SPELLINGS = {
+    "≥": ">=", "≤": "<=", "≠": "!=", "±": "+/-", "µ": "u", "μ": "u", "°": "deg",
+    "×": "x", "÷": "/", "–": "-", "—": "-", "‑": "-", "−": "-", "‘": "'", "’": "'",
+    "“": '"', "”": '"', "«": '"', "»": '"', "…": "...", "•": "-", "\u00a0": " ",
+    "\u202f": " ", "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o",
+    "Ø": "O", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L", "→": "->", "←": "<-",
+}
+XPT_LABEL_MAX = 40
+
+
+def ascii_text(text: str) -> str | None:
+    """``text`` spelt in ASCII by the rule above, or None when part of it has no ASCII form."""
+    spelt = "".join(ASCII_SPELLINGS.get(char, char) for char in text)
+    decomposed = unicodedata.normalize("NFKD", spelt)
+    result = "".join(c for c in decomposed if not unicodedata.combining(c))
+    result = "".join(ASCII_SPELLINGS.get(char, char) for char in result)
+    return result if result.isascii() else None
+
+
+def ascii_label(text: str, *fallbacks: str, limit: int = XPT_LABEL_MAX) -> str:
+    """The XPORT label of ``text``: ASCII, at most ``limit`` characters; when ``text`` has
+    no ASCII form, the first of ``fallbacks`` that has one."""
+    for candidate in (text, *(f for f in fallbacks if f)):
+        spelt = ascii_text(candidate)
+        if spelt is not None:
+            return spelt[:limit].rstrip()
+    return ""
+
+
+def labels_of(text: str, *fallbacks: str) -> tuple[str, str]:
+    """(XPORT label, full label): what a file carries and what define.xml describes."""
+    return ascii_label(text, *fallbacks), text
 
 
 def text_bytes(value) -> bytes:
     return b"" if value is None else str(value).encode("utf-8")
+
+
+def cut_utf8(text: str, limit: int) -> bytes:
+    """``text`` in UTF-8, at most ``limit`` bytes, never cut inside a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def _chunks(text: str, limit: int) -> list[bytes]:
@@ -127,7 +187,7 @@ def _pad(data: bytes, size: int, filler: bytes = b" ") -> bytes:
 
 
 def _fixed(text: str, size: int) -> bytes:
-    return text.encode("utf-8")[:size].ljust(size, b" ")
+    return cut_utf8(text, size).ljust(size, b" ")
 
 
 def write_xpt(path: Path, dataset: str, label: str, columns: Sequence[Column],
@@ -145,14 +205,16 @@ def write_xpt(path: Path, dataset: str, label: str, columns: Sequence[Column],
     out += _header("DSCRPTR")
     out += b"SAS     " + _fixed(dataset, 8) + b"SASDATA 9.4     " + _fixed("Linux", 8) \
         + b" " * 24 + stamp
-    out += stamp + b" " * 16 + _fixed(label, 40) + _fixed("", 8)
+    out += stamp + b" " * 16 + _fixed(ascii_label(label, dataset), 40) + _fixed("", 8)
     out += _header("NAMESTR", f"000000{len(columns):04d}00000000000000000000")
     namestrs = bytearray()
     position = 0
     for index, (column, width) in enumerate(zip(columns, widths, strict=True), start=1):
         form, form_len = _XPT_FORMATS.get(column.kind, ("", 0))
         namestrs += struct.pack(">hhhh", 2 if column.kind == "char" else 1, 0, width, index)
-        namestrs += _fixed(column.name, 8) + _fixed(column.label, 40) + _fixed(form, 8)
+        namestrs += _fixed(column.name, 8) + _fixed(ascii_label(column.label, column.english,
+                                                         column.name), 40)
+        namestrs += _fixed(form, 8)
         namestrs += struct.pack(">hhh", form_len, 0, 0) + b"\0\0" + _fixed("", 8)
         namestrs += struct.pack(">hhl", 0, 0, position) + b"\0" * 52
         position += width
@@ -210,11 +272,54 @@ def _record7(subtype: int, size: int, payload: bytes) -> bytes:
     return struct.pack("<iiii", 7, subtype, size, len(payload) // size) + payload
 
 
+SAV_VALUE_LABEL_MAX = 120  # bytes, as SPSS writes them
+
+
+def _value_label_text(label: str) -> bytes:
+    return cut_utf8(label, SAV_VALUE_LABEL_MAX)
+
+
+def _value_labels(columns: Sequence[Column], widths: Sequence[int],
+                  slots: Sequence[int]) -> bytes:
+    """Record types 3 and 4: the value labels of numbers and of strings of <= 8 bytes."""
+    out = bytearray()
+    index = 1  # dictionary index of the variable (1-based, counting continuation slots)
+    for column, width, slot in zip(columns, widths, slots, strict=True):
+        if column.value_labels and width <= 8:
+            out += struct.pack("<ii", 3, len(column.value_labels))
+            for value, label in column.value_labels.items():
+                raw = struct.pack("<d", float(value)) if width == 0 \
+                    else text_bytes(value).ljust(8, b" ")
+                text = _value_label_text(label)
+                out += raw + _pad(bytes([len(text)]) + text, 8)
+            out += struct.pack("<iii", 4, 1, index)
+        index += slot
+    return bytes(out)
+
+
+def _long_string_labels(columns: Sequence[Column], widths: Sequence[int]) -> bytes:
+    """Record 7.21: the value labels of strings wider than 8 bytes (by long name)."""
+    payload = bytearray()
+    for column, width in zip(columns, widths, strict=True):
+        if not column.value_labels or width <= 8:
+            continue
+        name = column.name.encode("utf-8")
+        payload += struct.pack("<i", len(name)) + name
+        payload += struct.pack("<ii", width, len(column.value_labels))
+        for value, label in column.value_labels.items():
+            raw = text_bytes(value)[:width].ljust(width, b" ")
+            text = _value_label_text(label)
+            payload += struct.pack("<i", width) + raw + struct.pack("<i", len(text)) + text
+    return _record7(21, 1, bytes(payload)) if payload else b""
+
+
 def write_sav(path: Path, label: str, columns: Sequence[Column], created: dt.datetime) -> None:
     """One dataset in an uncompressed SPSS system file (UTF-8)."""
     rows = len(columns[0].values) if columns else 0
-    widths = [0 if c.kind != "char" else max(1, max((len(text_bytes(v)) for v in c.values),
-                                                    default=1)) for c in columns]
+    # A coded string is as wide as its longest code too, so every value label fits.
+    widths = [0 if c.kind != "char" else min(SAV_TEXT_MAX, max(1, max(
+        (len(text_bytes(v)) for v in [*c.values, *c.value_labels]), default=1)))
+        for c in columns]
     slots = [1 if w == 0 else (w + 7) // 8 for w in widths]
     shorts = _short_names([c.name for c in columns])
     when = created.astimezone(dt.UTC)
@@ -229,18 +334,20 @@ def write_sav(path: Path, label: str, columns: Sequence[Column], created: dt.dat
         else:
             kind, w, d = _SAV_FORMATS.get(column.kind, (5, 12, 4))
             fmt = (kind << 16) | (w << 8) | d
-        text = column.label.encode("utf-8")[:255]
+        text = cut_utf8(column.label, 255)
         out += struct.pack("<iiiiii", 2, width, 1 if text else 0, 0, fmt, fmt)
         out += _fixed(short, 8)
         if text:
             out += struct.pack("<i", len(text)) + _pad(text, 4)
         for _extra in range((width + 7) // 8 - 1 if width else 0):
             out += struct.pack("<iiiiii", 2, -1, 0, 0, 0, 0) + b" " * 8
+    out += _value_labels(columns, widths, slots)
     out += _record7(3, 4, struct.pack("<8i", 20, 0, 0, -1, 1, 1, 2, 65001))
     out += _record7(4, 8, struct.pack("<3d", SYSMIS, 1.7976931348623157e308,
                                        -1.7976931348623155e308))
     longs = "\t".join(f"{s}={c.name}" for s, c in zip(shorts, columns, strict=True))
     out += _record7(13, 1, longs.encode("utf-8"))
+    out += _long_string_labels(columns, widths)
     out += _record7(20, 1, b"UTF-8")
     out += struct.pack("<ii", 999, 0)
     for row in range(rows):
