@@ -23,10 +23,11 @@ from tests.conftest import sign_in
 
 TRANSLATIONS = PROJECT_ROOT / "translations"
 SHIPPED = ("fr", "zh_Hans")
-# The languages every user-facing string must be translated into. A language joins once its
-# catalog is complete; until then FLOOR keeps its translated share from going down.
-COMPLETE = {"fr"}
-FLOOR = {"zh_Hans": 0.0}
+# The languages every user-facing string must be translated into. A new language joins once
+# its catalog is complete; until then FLOOR (its share translated, 0 to 1) keeps that share
+# from going down.
+COMPLETE = {"fr", "zh_Hans"}
+FLOOR: dict[str, float] = {}
 PLURAL_FORMS = {"fr": "nplurals=2; plural=(n > 1);", "zh_Hans": "nplurals=1; plural=0;"}
 
 PLACEHOLDER = re.compile(r"%(?:\([a-z_]+\))?[-#0 +]*\d*(?:\.\d+)?[sdifr%]")
@@ -168,18 +169,29 @@ def _visible(html: str) -> list[str]:
     return [t.strip() for t in re.split(r"<[^>]+>", html) if t.strip()]
 
 
-def _english_left(html: str, language: str) -> list[str]:
-    """Text nodes of a page that are an English string the catalog translates otherwise."""
+def _study_texts(folder: Path) -> set[str]:
+    """The names and labels a study's own definition gives (its content, not the interface)."""
+    texts = set()
+    for path in folder.rglob("*.yaml"):
+        for match in re.finditer(r"^\s*-?\s*(?:name|label|question):\s*(.+?)\s*$",
+                                 path.read_text(encoding="utf-8"), flags=re.M):
+            texts.add(match.group(1).strip("'\""))
+    return texts
+
+
+def _english_left(html: str, language: str, content: set[str] = frozenset()) -> list[str]:
+    """Text nodes of a page that are an English string the catalog translates otherwise
+    (the study's own texts aside: a study may not be written in every language)."""
     catalog = _catalog(language)
     english = {m.id: m.string for m in catalog
                if isinstance(m.id, str) and m.id and _translated(m) and m.string != m.id
                and "%" not in m.id and re.search(r"[a-z]{3}", m.id)}
-    return sorted({text for text in _visible(html) if text in english})
+    return sorted({text for text in _visible(html) if text in english and text not in content})
 
 
 @pytest.mark.parametrize(("language", "lang_attr", "sign_in_label"), [
     ("fr", "fr", "Se connecter"),
-    ("zh_Hans", "zh-Hans", None),
+    ("zh_Hans", "zh-Hans", "登录"),
 ])
 def test_login_page_in_the_browsers_language(compiled, language, lang_attr, sign_in_label):
     page = compiled.test_client().get("/login", headers={"Accept-Language": lang_attr})
@@ -187,8 +199,7 @@ def test_login_page_in_the_browsers_language(compiled, language, lang_attr, sign
     assert f'<html lang="{lang_attr}">' in html
     assert '<button class="btn btn-link btn-sm p-0 me-2" type="submit" name="lang" ' \
            'value="zh_Hans" lang="zh-Hans">中文</button>' in html
-    if sign_in_label:
-        assert sign_in_label in html
+    assert sign_in_label in html
     if language in COMPLETE:
         assert _english_left(html, language) == []
 
@@ -224,3 +235,29 @@ def test_the_chosen_language_is_kept_on_the_account(compiled, make_user):
     other.post("/language", data={"lang": "fr"})
     assert db.session.get(User, user.id).language == "fr"
     assert "Mon compte" in other.get("/account").get_data(as_text=True)
+
+
+SUBJECT = "/studies/UCMSCEXO/subjects/WUH-001"
+STUDY_PAGES = [SUBJECT, SUBJECT + "/events/CHEMO_D1/1", SUBJECT + "/events/CHEMO_D1/1/forms/CHEMO",
+               SUBJECT + "/events/HEMOBS/1/forms/COUNTS", "/studies/UCMSCEXO/subjects",
+               "/studies/UCMSCEXO/dashboard", "/studies/UCMSCEXO/queries"]
+
+
+@pytest.mark.parametrize("language", sorted(COMPLETE))
+def test_subject_and_data_entry_pages_have_no_english_left(compiled, make_study, make_user,
+                                                          language):
+    from tests.capture.grid_setup import UCMSC, counts_subject, load_ucmsc
+
+    make_study("UCMSCEXO", sites=("WUH",))
+    load_ucmsc(db.session)
+    counts_subject(db.session, "WUH-001")
+    user = make_user("crc1", role="coordinator", study="UCMSCEXO", site="WUH")
+    client = compiled.test_client()
+    assert sign_in(client, user.username).status_code == 302
+    client.post("/language", data={"lang": language})
+    for url in STUDY_PAGES:
+        page = client.get(url)
+        assert page.status_code == 200, url
+        html = page.get_data(as_text=True)
+        assert f'<html lang="{html_lang(language)}">' in html
+        assert _english_left(html, language, _study_texts(UCMSC)) == [], url
