@@ -261,3 +261,27 @@ def test_subject_and_data_entry_pages_have_no_english_left(compiled, make_study,
         html = page.get_data(as_text=True)
         assert f'<html lang="{html_lang(language)}">' in html
         assert _english_left(html, language, _study_texts(UCMSC)) == [], url
+
+
+@pytest.mark.parametrize(("language", "note", "said"), [
+    ("en", "done 2025-06-15", "done 2025-06-15"),
+    ("fr", "done 2025-06-15", "réalisée le 15 juin 2025"),
+    ("zh_Hans", "done 2025-06-15", "于 2025年6月15日 完成"),
+    ("fr", "planned after death on 2026-04-11", "prévue après Décès le 11 avr. 2026"),
+    ("fr", "not done before death on 2026-04-11 (window opened 2025-12-30)",
+     "non réalisée avant Décès le 11 avr. 2026 (fenêtre ouverte le 30 déc. 2025)"),
+    ("fr", "in progress; window closed 2026-04-26",
+     "en cours ; la fenêtre s'est fermée le 26 avr. 2026"),
+    ("zh_Hans", "in progress; window closed 2026-04-26", "进行中；时间窗已于 2026年4月26日 关闭"),
+    ("fr", "done 2025-07-01, 1 day after the window closed 2025-06-30; planned after study end "
+     "on 2026-01-01", "réalisée le 1 juil. 2025, 1 jour après la fermeture de la fenêtre le "
+     "30 juin 2025 ; prévue après la fin de l'étude le 1 janv. 2026"),
+    ("fr", "declared not done; condition not met: ARM == 'A'",
+     "déclarée non réalisée ; condition non remplie : Bras vaut A"),
+    ("fr", "something new", "something new"),  # not recognised: as the engine wrote it
+])
+def test_schedule_notes_in_the_readers_language(compiled, language, note, said):
+    from ecrf.capture.notes import say_note
+
+    with compiled.test_request_context(headers={"Accept-Language": language}):
+        assert say_note(note, "ARM == 'A'", "Bras vaut A", {"death": "Décès"}) == said
