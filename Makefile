@@ -57,12 +57,18 @@ TRANSLATIONS := translations
 PYBABEL_EXTRACT := extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
 	--project=ecrf --msgid-bugs-address= --copyright-holder= -o $(TRANSLATIONS)/messages.pot .
 
+# The creation date is left out of the template and the catalogs: re-extracting on two
+# branches then merges cleanly.
+NO_DATE := sed -i '/^"POT-Creation-Date: /d'
+
 messages-extract: $(VENV)/.installed
 	$(BIN)/pybabel -q $(PYBABEL_EXTRACT)
+	$(NO_DATE) $(TRANSLATIONS)/messages.pot
 
 messages-update: messages-extract
 	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
 	  --no-wrap --ignore-obsolete
+	$(NO_DATE) $(TRANSLATIONS)/*/LC_MESSAGES/messages.po
 	@$(MAKE) --no-print-directory messages-stats
 
 messages: messages-update
