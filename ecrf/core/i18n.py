@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from babel import Locale, UnknownLocaleError, dates, numbers
+from babel import Locale, UnknownLocaleError, dates
 from flask import Flask, current_app, g, has_request_context, request, session
 from flask_login import current_user
 
@@ -108,17 +107,6 @@ def format_day(value: dt.date | None) -> str:
     return dates.format_date(value, "medium", locale=locale_of(language))
 
 
-def format_number(value: object) -> str:
-    """A number with the reader's decimal sign ('1,5' in French); text as it is."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        return "" if value is None else str(value)
-    language = _reader_locale()
-    if language == "en":
-        return str(value)
-    return numbers.format_decimal(value, locale=locale_of(language), group_separator=False,
-                                  decimal_quantization=False)
-
-
 def install(app: Flask) -> None:
     from ecrf.core.extensions import babel
 
@@ -126,5 +114,4 @@ def install(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = format_local
     app.jinja_env.filters["html_lang"] = html_lang
     app.jinja_env.filters["localdate"] = format_day
-    app.jinja_env.filters["localnumber"] = format_number
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
