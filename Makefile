@@ -17,11 +17,14 @@ PYTHON_LOWEST ?= python3.11
 LOCK_UPGRADE ?= --upgrade
 UV_COMPILE := pyproject.toml --extra test --python-version 3.11
 
-.PHONY: run test test-lowest install install-test system-deps lint lock bench clean-db help
+.PHONY: run test test-lowest install install-test system-deps lint lock bench clean-db help \
+	messages-extract messages-update messages-compile messages-stats messages
 
 # Debian packages the test suite drives: Chromium (browser tests), poppler-utils (PDF
-# checks), and the libraries and fonts WeasyPrint renders with.
-DEB_PACKAGES := chromium poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0
+# checks), the libraries and fonts WeasyPrint renders with, and a CJK font (Noto Sans CJK)
+# for Chinese in PDFs and in the browser.
+DEB_PACKAGES := chromium poppler-utils fonts-dejavu-core fonts-noto-cjk libpango-1.0-0 \
+	libpangoft2-1.0-0
 
 help:
 	@echo "make run    create .venv, install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
@@ -30,6 +33,8 @@ help:
 	@echo "make lint   ruff check and the architecture contracts (lint-imports)"
 	@echo "make lock   refresh $(LOCK) and $(LOWEST) from PyPI after changing pyproject.toml"
 	@echo "make bench  run the performance scripts under bench/"
+	@echo "make messages  re-extract the strings and update the catalogs (then translate them)"
+	@echo "make messages-stats  the share of strings translated per language"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ecrf needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -44,9 +49,41 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	@touch $@
 
+# Translations: translations/messages.pot is extracted from ecrf/ and templates/ (babel.cfg);
+# translations/<lang>/LC_MESSAGES/messages.po are the catalogs, compiled to .mo files (build
+# products, not committed) by every install, so `make run` and `make test` serve them.
+# After adding or changing user-facing strings: `make messages`, translate, commit the .po.
+TRANSLATIONS := translations
+PYBABEL_EXTRACT := extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	--project=ecrf --msgid-bugs-address= --copyright-holder= -o $(TRANSLATIONS)/messages.pot .
+
+# The creation date is left out of the template and the catalogs: re-extracting on two
+# branches then merges cleanly.
+NO_DATE := sed -i '/^"POT-Creation-Date: /d'
+
+messages-extract: $(VENV)/.installed
+	$(BIN)/pybabel -q $(PYBABEL_EXTRACT)
+	$(NO_DATE) $(TRANSLATIONS)/messages.pot
+
+messages-update: messages-extract
+	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+	  --no-wrap --ignore-obsolete
+	$(NO_DATE) $(TRANSLATIONS)/*/LC_MESSAGES/messages.po
+	@$(MAKE) --no-print-directory messages-stats
+
+messages: messages-update
+
+messages-compile: $(VENV)/.installed
+	$(BIN)/pybabel -q compile -d $(TRANSLATIONS)
+
+messages-stats: $(VENV)/.installed
+	@$(BIN)/python scripts/translation_stats.py
+
 install: $(VENV)/.installed
+	@$(MAKE) --no-print-directory messages-compile
 
 install-test: $(VENV)/.installed-test
+	@$(MAKE) --no-print-directory messages-compile
 
 run: install
 	$(BIN)/ecrf db upgrade
@@ -78,6 +115,7 @@ $(VENV_LOWEST)/.installed-test: pyproject.toml $(LOWEST)
 	@touch $@
 
 test-lowest: $(VENV_LOWEST)/.installed-test system-deps
+	$(VENV_LOWEST)/bin/pybabel -q compile -d $(TRANSLATIONS)
 	$(VENV_LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
 	$(VENV_LOWEST)/bin/ruff check .
 

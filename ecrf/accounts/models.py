@@ -28,6 +28,8 @@ class User(UserMixin, Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The interface language the user last chose ("fr", "zh_Hans"); None: the browser's.
+    language: Mapped[str | None] = mapped_column(String(16))
 
     grants: Mapped[list[RoleGrant]] = relationship(
         back_populates="user", foreign_keys="RoleGrant.user_id"

@@ -42,7 +42,10 @@ class Defaults:
     BOOTSTRAP_SERVE_LOCAL = True
     BABEL_DEFAULT_LOCALE = "en"
     BABEL_DEFAULT_TIMEZONE = "UTC"
-    LANGUAGES = ["en", "fr", "zh"]
+    # The interface languages, by their catalog names under translations/ (zh_Hans:
+    # Simplified Chinese). A study's own texts are looked up by the language part ("zh").
+    LANGUAGES = ["en", "fr", "zh_Hans"]
+    BABEL_TRANSLATION_DIRECTORIES = str(PROJECT_ROOT / "translations")
 
     # SAE notifications: attempts per notification, and the wait after the first failed
     # one in seconds (then 4x, 16x... capped at 6 hours).

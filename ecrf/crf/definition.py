@@ -76,8 +76,12 @@ class EscalationDesign(StrEnum):
 
 
 def _translated(default: str, labels: Labels, language: str | None) -> str:
-    if language and language in labels:
-        return labels[language]
+    """The text in a language ("zh"), or in its language part for an interface locale
+    ("zh_Hans", "zh-Hans"), else the default."""
+    if language:
+        for key in (language, language.replace("-", "_").split("_")[0]):
+            if key in labels:
+                return labels[key]
     return default
 
 

@@ -121,7 +121,7 @@ class TaskRule:
 
     def name_in(self, language: str | None = None) -> str:
         if language:
-            for key in (language, language.split("-")[0]):
+            for key in (language, language.replace("_", "-").split("-")[0]):
                 if key in self.labels:
                     return self.labels[key]
         return self.name

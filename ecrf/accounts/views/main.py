@@ -48,6 +48,9 @@ def set_language():
     lang = request.form.get("lang")
     if lang in current_app.config["LANGUAGES"]:
         session["lang"] = lang
+        if current_user.is_authenticated and current_user.language != lang:
+            current_user.language = lang  # remembered for the user's next sessions
+            db.session.commit()
     target = request.form.get("next") or ""
     if not target.startswith("/") or target.startswith("//"):
         target = url_for("main.index")

@@ -33,6 +33,7 @@ from ecrf.accounts import register_route as register
 from ecrf.capture import schedule, subjects
 from ecrf.capture.labels import SUBJECT_LABELS, VISIT_LABELS
 from ecrf.capture.models import SUBJECT_STATUSES, EventInstance
+from ecrf.capture.notes import say_note
 from ecrf.capture.schedule import local_today
 from ecrf.capture.study_dates import study_dates
 from ecrf.capture.web import may, subject_or_404
@@ -208,15 +209,10 @@ def _note(note: str | None, definition, event_oid: str, naming) -> str:
         rule = definition.event(event_oid)
     except UnknownOidError:
         return note
-    if rule.condition:
-        note = note.replace(f"condition not met: {rule.condition}",
-                            _("condition not met: %(condition)s",
-                              condition=naming.condition(rule.condition)))
-    for name in (*definition.anchors, "enrolment"):
-        spoken = name.replace("_", " ")
-        for word in ("before", "after"):
-            note = note.replace(f"{word} {spoken} on ", f"{word} {naming.anchor(name)} on ")
-    return note
+    condition = str(naming.condition(rule.condition)) if rule.condition else ""
+    anchors = {name.replace("_", " "): str(naming.anchor(name))
+               for name in (*definition.anchors, "enrolment")}
+    return say_note(note, rule.condition, condition, anchors)
 
 
 # --- enrolment -------------------------------------------------------------------------------

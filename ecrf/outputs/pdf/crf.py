@@ -18,6 +18,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from ecrf.core import ui_locale
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.outputs.odm.common import codelist_oid, event_oid, form_oid, group_oid, item_oid
 from ecrf.outputs.odm.metadata import VersionRef, number_text
@@ -183,7 +184,7 @@ def crf_pdf(definition: StudyDefinition, content: dict[str, Any], version: Versi
                f"prepared form {form.oid} ({index + 1} of {len(forms_order)})")
         if check_cancel:
             check_cancel()
-    with force_locale(language or "en"):
+    with force_locale(ui_locale(language)):
         variant = _("Annotated CRF") if annotated else _("Blank CRF")
         # The app's environment (autoescape on .html, gettext), without the page context
         # processors: a job renders outside any request.
