@@ -76,8 +76,14 @@ def preview(study_oid: str):
     form = UploadForm()
     if not form.validate_on_submit():
         return _render(form, status=400)
-    data = form.file.data.read(MAX_BYTES + 1)
-    name = form.file.data.filename or "upload"
+    # The upload itself, as Flask received it (Flask-WTF versions differ in what they put
+    # in the field's data).
+    upload = request.files.get(form.file.name)
+    if upload is None:
+        form.file.errors = [_("Choose a file.")]
+        return _render(form, status=400)
+    data = upload.read(MAX_BYTES + 1)
+    name = upload.filename or "upload"
     if len(data) > MAX_BYTES:
         form.file.errors = [_("The file is larger than 5 MB: import it with the ecrf import "
                               "labs command.")]

@@ -130,7 +130,7 @@ def test_a_tampered_confirmation_is_refused(client, crc, change, status):
     (b"", "empty.csv", "the file is empty"),
     (b'{"resourceType": "Patient"}', "p.json", "a FHIR Patient, not a Bundle of Observations"),
     (b"x" * (5 * 1024 * 1024 + 1), "big.csv", "larger than 5 MB"),
-])
+], ids=["empty", "fhir-patient", "over-5-MB"])
 def test_unreadable_files_are_named(client, crc, data, name, message):
     response = preview(client, data, name)
     assert response.status_code == 400
