@@ -261,7 +261,7 @@ def export_sdtm_command(study: str, site: str | None, output: str):
     """The SDTM package of STUDY: one XPT file per dataset, define.xml, the annotated CRF
     (acrf.pdf) and manifest.json (every file's size and SHA-256, the study version)."""
     from ecrf.outputs.odm.study import ExportError, record_export
-    from ecrf.outputs.sdtm_package import write_package, write_package_zip
+    from ecrf.outputs.sdtm_package import write_package_folder, write_package_zip
     from ecrf.studies import latest_version
 
     scope = _scope(study, site)
@@ -269,13 +269,12 @@ def export_sdtm_command(study: str, site: str | None, output: str):
     actor = cli_actor()
     try:
         if target.suffix.lower() == ".zip":
-            names = [p.name for p in write_package_zip(db.session, scope, target,
-                                                       generated_by=actor.username)]
+            names = write_package_zip(db.session, scope, target, generated_by=actor.username)
         else:
             if target.exists() and not target.is_dir():
                 fail(f"{target} is a file: give a folder or a .zip file")
-            names = [p.name for p in write_package(db.session, scope, target,
-                                                   generated_by=actor.username)]
+            names = write_package_folder(db.session, scope, target,
+                                         generated_by=actor.username)
     except ExportError as exc:
         fail(exc)
     except OSError as exc:

@@ -15,7 +15,8 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,19 +114,39 @@ def write_package(session: Session, scope: Scope, folder: Path, *, generated_by:
 
 
 def write_package_zip(session: Session, scope: Scope, target: Path, *, generated_by: str,
-                      progress: Progress | None = None) -> list[Path]:
+                      progress: Progress | None = None) -> list[str]:
     """The package as one zip at ``target``; the names of its members. Nothing is left at
     ``target`` when a step fails."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".ecrf-sdtm-"))
-    try:
+    with _staging(target) as staging:
         files = write_package(session, scope, staging, generated_by=generated_by,
                               progress=progress)
-        partial = target.with_name(target.name + ".part")
+        partial = staging / target.name
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for file in files:
                 archive.write(file, arcname=file.name)
         partial.replace(target)
+    return [f.name for f in files]
+
+
+def write_package_folder(session: Session, scope: Scope, target: Path, *,
+                         generated_by: str, progress: Progress | None = None) -> list[str]:
+    """The package's files moved into the folder ``target`` once all are written; their
+    names (a failure leaves the folder as it was)."""
+    with _staging(target) as staging:
+        files = write_package(session, scope, staging / "package", generated_by=generated_by,
+                              progress=progress)
+        target.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            file.replace(target / file.name)
+    return [f.name for f in files]
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A scratch folder beside ``target`` (same file system), removed afterwards."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=target.parent, prefix=".ecrf-sdtm-"))
+    try:
+        yield folder
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [Path(f.name) for f in files]
+        shutil.rmtree(folder, ignore_errors=True)

@@ -161,3 +161,21 @@ def test_package_job_zips_files_with_checksums_and_a_valid_define(cast, app, mak
     pages = {p.get("PageRefs") for p in etree.fromstring(define).iterfind(
         ".//def:PDFPageRef", NS)}
     assert pages and all(p.isdigit() for page in pages for p in page.split())
+
+
+@pytest.mark.parametrize("output", ["pkg", "pkg.zip"])
+def test_a_failed_package_leaves_no_file_and_no_audit_row(cast, runner, tmp_path, monkeypatch,
+                                                          output):
+    from ecrf.outputs import sdtm_package
+    from ecrf.outputs.odm.study import ExportError
+
+    def broken(*args, **kwargs):
+        raise ExportError("define.xml could not be made")
+
+    monkeypatch.setattr(sdtm_package, "define_xml", broken)
+    out = tmp_path / "out"
+    result = runner.invoke(args=["export", "sdtm", "CLINX", "-o", str(out / output)])
+    assert result.exit_code != 0 and "define.xml could not be made" in result.output
+    assert list(out.iterdir()) == []
+    assert db.session.scalar(select(AuditEvent).where(
+        AuditEvent.action == "export.created")) is None

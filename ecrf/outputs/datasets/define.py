@@ -176,8 +176,9 @@ class _Builder:
         self.methods: dict[str, tuple[str, str]] = {}
         self.value_lists: list[tuple[str, list[tuple[str, str, str]]]] = []
         self.where: dict[str, tuple[str, str]] = {}
-        self.items: list[tuple[str, Variable, str, int | None, int | None, str | None,
-                               str | None, str]] = []
+        # (variable, ItemDef OID, length, significant digits, code list, value list)
+        self.items: list[tuple[Variable, str, int | None, int | None, str | None,
+                               str | None]] = []
         self.values: dict[str, list[object]] = {}
 
     # --- code lists -----------------------------------------------------------------------
@@ -191,41 +192,38 @@ class _Builder:
                     return item.choices
         return None
 
-    def codelist_for(self, dataset: str, variable: Variable, values: list[object],
-                     data_type: str) -> str | None:
+    def codelist_for(self, dataset: str, variable: Variable,
+                     values: list[object]) -> str | None:
+        """The code list of a variable: its source items' study code list (shared by every
+        variable using it), a merge of several, or for CDISC controlled terminology
+        without a study list the values in the data; values outside the list are added
+        as extended values."""
         present = sorted({t for t in (_value_text(v) for v in values) if t})
         ct = CDISC_CT.get(variable.name)
         lists = [c for c in (self.study_codelist(o) for o in variable.codelists) if c]
-        terms: list[tuple[str, str | None, str | None]] = []
-        seen: set[str] = set()
+        if not lists and (ct is None or not present):
+            return None
+        if len(lists) == 1:
+            oid, name = f"CL.{_oid(lists[0].oid)}", lists[0].oid
+            nci = ct[1] if ct and ct[0] == lists[0].oid else (
+                CDISC_CT["DTHFL"][1] if lists[0].oid == "NY" else None)
+        else:
+            oid = f"CL.{dataset}.{variable.name}"
+            name = f"{ct[0] if ct and not lists else variable.name} ({dataset}.{variable.name})"
+            nci = ct[1] if ct and not lists else None
+        terms = self.codelists[oid][1] if oid in self.codelists else []
+        seen = {t[0] for t in terms}
         for codelist in lists:
             for item in codelist.items:
                 if item.code not in seen:
                     seen.add(item.code)
                     terms.append((item.code, item.label, None))
-        if not lists and ct is None:
-            return None
-        if not lists and not present:
-            return None
         for value in present:
             if value not in seen:
                 seen.add(value)
                 terms.append((value, None, "Yes" if lists else None))
-        name = ct[0] if ct and (not lists or {c.oid for c in lists} == {"NY"}) else None
-        if len(lists) == 1 and (ct is None or name is None):
-            oid = f"CL.{_oid(lists[0].oid)}"
-            name = lists[0].oid
-        else:
-            oid = f"CL.{dataset}.{variable.name}"
-            name = f"{name or variable.name} ({dataset}.{variable.name})"
-        if oid in self.codelists:  # a shared study list: add the values this variable uses
-            _, known, nci, decoded = self.codelists[oid]
-            codes = {t[0] for t in known}
-            known.extend(t for t in terms if t[0] not in codes)
-            return oid
-        nci = ct[1] if ct and name and name.startswith(ct[0]) else None
-        decoded = any(label for _code, label, _ext in terms)
-        self.codelists[oid] = (name, terms, nci, decoded)
+        if oid not in self.codelists:
+            self.codelists[oid] = (name, terms, nci, bool(lists))
         return oid
 
     # --- origins and methods --------------------------------------------------------------
@@ -311,8 +309,8 @@ class _Builder:
                             variable.method, codelists)
             where_oid = f"WC.{domain}.{testcd}.{_oid(code)}"
             self.where[where_oid] = (f"IT.{domain}.{testcd}", code)
-            self.items.append(("value", vld, item_oid, None, None,
-                               self.codelist_for(domain, vld, values, kind), None, domain))
+            self.items.append((vld, item_oid, None, None,
+                               self.codelist_for(domain, vld, values), None))
             refs.append((item_oid, where_oid, kind))
             self.values[item_oid] = values
         oid = f"VL.{domain}.{variable.name}"
@@ -380,8 +378,8 @@ def define_xml(package: Mapping[str, Dataset], definition: StudyDefinition, *,
             oid = f"IT.{name}.{variable.name}"
             vl = build.value_level(data, variable)
             digits = _significant(values) if kind == "float" else None
-            build.items.append(("variable", variable, oid, length, digits,
-                                build.codelist_for(name, variable, values, kind), vl, name))
+            build.items.append((variable, oid, length, digits,
+                                build.codelist_for(name, variable, values), vl))
             build.values[oid] = values
             refs.append((oid, order, variable, keys.index(variable.name) + 1
                          if variable.name in keys else None, build.method_for(name, variable)))
@@ -423,7 +421,7 @@ def define_xml(package: Mapping[str, Dataset], definition: StudyDefinition, *,
                    xlink__href=f"{name.lower()}{dataset_suffix}")
         _el(leaf, "def:title", f"{name.lower()}{dataset_suffix}")
 
-    for _what, variable, oid, length, digits, codelist, vl, _dataset in build.items:
+    for variable, oid, length, digits, codelist, vl in build.items:
         values = build.values.get(oid, [])
         kind, computed = _data_type(variable, values)
         if length is None and kind in ("text", "integer", "float"):
