@@ -97,7 +97,11 @@ def test_lab_results_have_value_level_metadata_per_test(cast):
                           "/odm:RangeCheck", NS)
         assert (check.get(f"{{{NS['def']}}}ItemOID"), check.get("Comparator"),
                 check.findtext("odm:CheckValue", None, NS)) == ("IT.LB.LBTESTCD", "EQ", test)
-        assert _item(root, f"IT.LB.LBORRES.{test}").get("DataType") in ("integer", "float")
+        item = _item(root, f"IT.LB.LBORRES.{test}")
+        assert item.get("DataType") in ("integer", "float")
+        unit = next(r["LBORRESU"] for r in package["LB"].rows if r["LBTESTCD"] == test)
+        assert item.findtext("odm:Description/odm:TranslatedText", None, NS).endswith(
+            f" result in {unit}")
 
 
 def test_cli_exports_define_and_the_package(cast, runner, tmp_path):

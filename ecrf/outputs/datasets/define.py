@@ -276,12 +276,15 @@ class _Builder:
             return None
         tests: dict[str, list[object]] = {}
         names: dict[str, str] = {}
+        units: dict[str, set[str]] = {}
         for row in dataset.rows:
             code = row.get(testcd)
             if code is None:
                 continue
             tests.setdefault(str(code), []).append(row.get(variable.name))
             names.setdefault(str(code), str(row.get(f"{domain}TEST") or code))
+            if row.get(f"{domain}ORRESU"):
+                units.setdefault(str(code), set()).add(str(row[f"{domain}ORRESU"]))
         if not tests:
             return None
         refs = []
@@ -304,7 +307,9 @@ class _Builder:
                 for c in [i.codelist or (i.choices.oid if i.choices else None)] if c}))
             texts = [t for t in (_value_text(v) for v in values) if t]
             length = max([len(t.encode("utf-8")) for t in texts], default=1)
-            vld = Variable(variable.name, f"{names[code]} result", kind, length,
+            unit = ", ".join(sorted(units.get(code, ())))
+            label = f"{names[code]} result" + (f" in {unit}" if unit else "")
+            vld = Variable(variable.name, label, kind, length,
                             "CRF" if sources else variable.origin, tuple(sources),
                             variable.method, codelists)
             where_oid = f"WC.{domain}.{testcd}.{_oid(code)}"
