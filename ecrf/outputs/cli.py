@@ -218,7 +218,6 @@ def _flat_command(fmt: str, help_text: str):
                   type=click.Path(file_okay=False), help="Folder to write the files into.")
     def command(study: str, site: str | None, output: str):
         from ecrf.outputs.datasets.flat import export_csv, write_dictionary
-        from ecrf.outputs.datasets.sdtm import export_sdtm
         from ecrf.outputs.datasets.stats import export_stats
         from ecrf.outputs.odm.study import ExportError, record_export
         from ecrf.outputs.rows import definitions_newest_first
@@ -229,8 +228,6 @@ def _flat_command(fmt: str, help_text: str):
         try:
             if fmt == "csv":
                 files = export_csv(db.session, scope, folder)
-            elif fmt == "sdtm":
-                files = export_sdtm(db.session, scope, folder)
             else:
                 files = export_stats(db.session, scope, folder, fmt)
                 files.append(write_dictionary(folder / "data_dictionary.csv",
@@ -254,7 +251,73 @@ _flat_command("csv", "One CSV per form (repeating groups in long format) and the
 _flat_command("xpt", "One SAS transport (XPORT v5) file per form with its Dataset-JSON v1.1 "
                      "file beside it, and the data dictionary.")
 _flat_command("sav", "One SPSS file per form, and the data dictionary.")
-_flat_command("sdtm", "SDTM-shaped AE and LB datasets (CSV and XPT).")
+
+
+@export_cli.command("sdtm")
+@click.argument("study")
+@click.option("--site", default=None, help="Only this site.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(),
+              help="Folder to write the package into, or a .zip file.")
+def export_sdtm_command(study: str, site: str | None, output: str):
+    """The SDTM package of STUDY: one XPT file per dataset, define.xml, the annotated CRF
+    (acrf.pdf) and manifest.json (every file's size and SHA-256, the study version)."""
+    from ecrf.outputs.odm.study import ExportError, record_export
+    from ecrf.outputs.sdtm_package import write_package_folder, write_package_zip
+    from ecrf.studies import latest_version
+
+    scope = _scope(study, site)
+    target = Path(output)
+    actor = cli_actor()
+    try:
+        if target.suffix.lower() == ".zip":
+            names = write_package_zip(db.session, scope, target, generated_by=actor.username)
+        else:
+            if target.exists() and not target.is_dir():
+                fail(f"{target} is a file: give a folder or a .zip file")
+            names = write_package_folder(db.session, scope, target,
+                                         generated_by=actor.username)
+    except ExportError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    record_export(db.session, actor, scope.study, latest_version(db.session, scope.study),
+                  "clinical_sdtm", file_name=target.name,
+                  details={"scope": scope.label, "files": names,
+                           "path": str(target.resolve())})
+    db.session.commit()
+    click.echo(f"wrote the SDTM package of {scope.study.oid} to {target} ({len(names)} files, "
+               "listed with their SHA-256 in manifest.json)")
+
+
+@export_cli.command("define")
+@click.argument("study")
+@click.option("--site", default=None, help="Only this site.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="XML file to write.")
+def export_define_command(study: str, site: str | None, output: str):
+    """define.xml (Define-XML 2.1) of the SDTM datasets of STUDY; its CRF origins point
+    at the named destinations of the annotated CRF, acrf.pdf."""
+    from ecrf.outputs.odm.study import ExportError, record_export
+    from ecrf.outputs.sdtm_package import write_define
+    from ecrf.studies import latest_version
+
+    scope = _scope(study, site)
+    target = Path(output)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package = write_define(db.session, scope, target)
+    except ExportError as exc:
+        target.unlink(missing_ok=True)
+        fail(exc)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    record_export(db.session, cli_actor(), scope.study, latest_version(db.session, scope.study),
+                  "define_xml", file_name=target.name,
+                  details={"scope": scope.label, "datasets": sorted(package),
+                           "path": str(target.resolve())})
+    db.session.commit()
+    click.echo(f"wrote {target} (define.xml 2.1 of {len(package)} SDTM datasets of "
+               f"{scope.study.oid})")
 
 
 @import_cli.command("odm")

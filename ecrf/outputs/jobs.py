@@ -99,7 +99,7 @@ def crf_pdf_job(ctx: JobContext) -> JobResult:
 # regulator's copy must be complete.
 
 VALIDATE_MAX_BYTES = 256 * 2**20
-DATA_FORMATS = ("odm", "odm_transactional", "csv", "xpt", "sav", "sdtm")
+DATA_FORMATS = ("odm", "odm_transactional", "csv", "xpt", "sav", "sdtm", "sdtm_package")
 
 
 def export_sites(session: Session, study: Study) -> list[tuple[str, str]]:
@@ -175,15 +175,17 @@ def clinical_data_job(ctx: JobContext) -> JobResult:
     scope = make_scope(ctx.session, ctx.study, site=ctx.params.get("site"))
     fmt = ctx.params["format"]
     path, details = write_data_export(ctx.session, scope, fmt, ctx.folder,
-                                      progress=ctx.progress)
+                                      progress=ctx.progress, generated_by=_who(ctx))
     return JobResult(path=path, what=f"clinical_{fmt}", version=studies.latest_version(
         ctx.session, ctx.study), details={"site": scope.site_code or "all", **details})
 
 
 def write_data_export(session: Session, scope: Any, fmt: str, folder: Path, *,
                       progress: Callable[[int, str], None] | None = None,
-                      validate: bool = True) -> tuple[Path, dict[str, Any]]:
-    """One export of the scope's data: an ODM file, or a zip of CSV/XPT/SAV/SDTM files."""
+                      validate: bool = True, generated_by: str = "ecrf"
+                      ) -> tuple[Path, dict[str, Any]]:
+    """One export of the scope's data: an ODM file, a zip of CSV/XPT/SAV/SDTM files, or
+    the SDTM package (XPT, define.xml, annotated CRF, manifest)."""
     import shutil
     import zipfile
 
@@ -212,6 +214,13 @@ def write_data_export(session: Session, scope: Any, fmt: str, folder: Path, *,
                 raise ExportError("the export does not validate against the ODM 1.3.2 "
                                   f"schema: {errors[0]}")
         return path, {**details, "validated": validate}
+    if fmt == "sdtm_package":
+        from ecrf.outputs.sdtm_package import write_package_zip
+
+        path = folder / f"{stem}_sdtm_package.zip"
+        members = write_package_zip(session, scope, path, generated_by=generated_by,
+                                    progress=progress)
+        return path, {"files": len(members)}
     staging = folder / f"{stem}_{fmt}"
     if fmt == "csv":
         files = export_csv(session, scope, staging, progress=progress)

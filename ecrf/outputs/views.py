@@ -171,7 +171,8 @@ DATA_FORMAT_LABELS = {
     "csv": _l("CSV per form, with the data dictionary (zip)"),
     "xpt": _l("SAS transport v5 and Dataset-JSON per form (zip)"),
     "sav": _l("SPSS per form (zip)"),
-    "sdtm": _l("SDTM AE and LB, CSV and XPT (zip)"),
+    "sdtm": _l("SDTM datasets, CSV and XPT (zip)"),
+    "sdtm_package": _l("SDTM package (XPT, define.xml, manifest)"),
 }
 
 

@@ -873,17 +873,24 @@ def sdtm_domains(session: Session, scope: Scope) -> dict[str, list[dict[str, obj
 def export_sdtm(session: Session, scope: Scope, folder: Path, *,
                 progress: Progress | None = None) -> list[Path]:
     """``<dataset>.csv`` and ``<dataset>.xpt`` in ``folder`` for every SDTM dataset."""
+    return write_datasets(sdtm_package(session, scope), folder, progress=progress)
+
+
+def write_datasets(package: dict[str, Dataset], folder: Path, *, csv_files: bool = True,
+                   progress: Progress | None = None) -> list[Path]:
+    """``<dataset>.xpt`` (and ``<dataset>.csv`` unless ``csv_files`` is false) in
+    ``folder`` for every dataset of ``package``."""
     folder.mkdir(parents=True, exist_ok=True)
-    package = sdtm_package(session, scope)
     written = []
     for n, data in enumerate(package.values(), start=1):
-        path = folder / f"{data.name.lower()}.csv"
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, lineterminator="\r\n")
-            writer.writerow(data.columns)
-            for row in data.rows:
-                writer.writerow([csv_cell(_text(row.get(c))) for c in data.columns])
-        written.append(path)
+        if csv_files:
+            path = folder / f"{data.name.lower()}.csv"
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\r\n")
+                writer.writerow(data.columns)
+                for row in data.rows:
+                    writer.writerow([csv_cell(_text(row.get(c))) for c in data.columns])
+            written.append(path)
         xpt = folder / f"{data.name.lower()}.xpt"
         write_dataset_xpt(xpt, data.name, data.label, [
             Column(v.name, v.label, "char" if v.type == "text" else "num",

@@ -170,8 +170,11 @@ def crf_pdf(definition: StudyDefinition, content: dict[str, Any], version: Versi
             annotated: bool, generated_by: str, generated_at: dt.datetime | None = None,
             language: str | None = None, target: str | Path | IO[bytes] | None = None,
             progress: Progress | None = None,
-            check_cancel: Callable[[], None] | None = None) -> bytes | None:
-    """Render the blank (or annotated) CRF of a study version; bytes unless ``target``."""
+            check_cancel: Callable[[], None] | None = None,
+            pages: dict[str, int] | None = None) -> bytes | None:
+    """Render the blank (or annotated) CRF of a study version; bytes unless ``target``.
+
+    ``pages``, when given, receives the first page of every form (by form OID)."""
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     language = language if language in definition.languages and language != "en" else None
     report = progress or (lambda percent, message: None)
@@ -197,4 +200,9 @@ def crf_pdf(definition: StudyDefinition, content: dict[str, Any], version: Versi
     report(45, "laying out pages")
     if check_cancel:
         check_cancel()
-    return write_pdf(html, target, progress=report)
+    anchors: dict[str, int] = {}
+    made = write_pdf(html, target, progress=report, pages=anchors)
+    if pages is not None:
+        pages.update({name.removeprefix("form-"): number for name, number in anchors.items()
+                      if name.startswith("form-")})
+    return made

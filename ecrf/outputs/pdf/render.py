@@ -55,16 +55,22 @@ def make_url_fetcher(root: Path | None = None) -> Any:
 
 
 def write_pdf(html: str, target: str | Path | IO[bytes] | None = None, *,
-              progress: Progress | None = None) -> bytes | None:
+              progress: Progress | None = None,
+              pages: dict[str, int] | None = None) -> bytes | None:
     """Lay out ``html`` and write the PDF to ``target`` (or return its bytes).
 
     Relative URLs in the HTML resolve inside the static folder: ``href="pdf.css"``.
+    ``pages``, when given, receives the page number (from 1) of every element ``id``.
     """
     from weasyprint import HTML
 
     root = static_root()
     document = HTML(string=html, base_url=root.as_uri() + "/",
                     url_fetcher=make_url_fetcher(root)).render()
+    if pages is not None:
+        for number, page in enumerate(document.pages, start=1):
+            for anchor in page.anchors:
+                pages.setdefault(anchor, number)
     if progress:
         progress(85, f"writing {len(document.pages)} pages")
     if target is None:
