@@ -23,8 +23,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ecrf import studies
-from ecrf.outputs.datasets.define import ACRF, CT_VERSION, SDTMIG_VERSION, define_xml
-from ecrf.outputs.datasets.sdtm import Dataset, sdtm_package, write_datasets
+from ecrf.outputs.datasets.dataset_json import write_dataset_json
+from ecrf.outputs.datasets.define import (
+    ACRF,
+    CT_VERSION,
+    SDTMIG_VERSION,
+    define_xml,
+    key_variables,
+    metadata_version_oid,
+)
+from ecrf.outputs.datasets.formats import Column
+from ecrf.outputs.datasets.sdtm import Dataset, sdtm_package, write_datasets, xpt_value
 from ecrf.outputs.odm.study import ExportError, version_content, version_ref
 from ecrf.outputs.rows import Scope
 
@@ -53,13 +62,22 @@ def write_define(session: Session, scope: Scope, target: Path,
     return package
 
 
-def _dataset_json_files(package: dict[str, Dataset], folder: Path) -> list[Path]:
-    """Dataset-JSON files of the package: the one place they join the package.
-
-    None yet: when the Dataset-JSON writer is available, write ``<dataset>.json`` for every
-    dataset of ``package`` into ``folder`` here and return their paths; the manifest then
-    lists them like every other file."""
-    return []
+def _dataset_json_files(package: dict[str, Dataset], folder: Path, study_oid: str
+                        ) -> list[Path]:
+    """Dataset-JSON v1.1 files of the package, one per dataset beside its XPT, with the
+    full labels and the item and group OIDs define.xml gives them."""
+    files = []
+    for data in package.values():
+        columns = [Column(v.name, v.label, "char" if v.type == "text" else "num",
+                          [xpt_value(row.get(v.name), v) for row in data.rows],
+                          data_type="integer" if v.type == "integer" else None)
+                   for v in data.variables]
+        path = folder / f"{data.name.lower()}.json"
+        write_dataset_json(path, data.name, data.label, columns, study_oid=study_oid,
+                           metadata_version_oid=metadata_version_oid(study_oid),
+                           keys=key_variables(data.name, data.columns))
+        files.append(path)
+    return files
 
 
 def _describe(path: Path) -> dict[str, Any]:
@@ -92,7 +110,7 @@ def write_package(session: Session, scope: Scope, folder: Path, *, generated_by:
     report(88, "writing define.xml")
     write_define(session, scope, folder / DEFINE, package, pages)
     files.append(folder / DEFINE)
-    files.extend(_dataset_json_files(package, folder))
+    files.extend(_dataset_json_files(package, folder, scope.study.oid))
     report(94, "writing the manifest")
     manifest = {
         "study": scope.study.oid,

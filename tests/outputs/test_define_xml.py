@@ -22,6 +22,7 @@ from ecrf.outputs.rows import make_scope
 from ecrf.studies.store import definition_for, latest_version
 from tests.outputs.clinical_setup import actor, populate
 from tests.outputs.define_checks import NS, consistency_problems, schema_errors
+from tests.outputs.test_stat_files import schema_errors as dataset_json_errors
 
 
 @pytest.fixture
@@ -158,10 +159,23 @@ def test_package_job_zips_files_with_checksums_and_a_valid_define(cast, app, mak
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         define = archive.read("define.xml")
         assert archive.read("acrf.pdf").startswith(b"%PDF")
+        # Dataset-JSON beside every XPT: valid v1.1, rows as in define.xml's datasets
+        documents = {n: json.loads(archive.read(n)) for n in archive.namelist()
+                     if n.endswith(".json") and n != "manifest.json"}
+        assert {n[:-5] for n in documents} == {n[:-4] for n in archive.namelist()
+                                              if n.endswith(".xpt")}
+        for name, document in documents.items():
+            assert dataset_json_errors(document) == [], name
+            assert document["records"] == manifest["datasets"][document["name"]]
+            assert document["metaDataVersionOID"].startswith("MDV.CLINX.")
+        ae = documents["ae.json"]
+        assert ae["itemGroupOID"] == "IG.AE" and ae["columns"][0]["itemOID"].startswith("IT.AE.")
     assert (manifest["study"], manifest["study_version"], manifest["content_hash"]) == (
         "CLINX", version.number, version.content_hash)
     assert manifest["datasets"]["AE"] == 2 and "ae.xpt" in {f["name"] for f in manifest["files"]}
     assert schema_errors(define) == []
+    oids = {g.get("OID") for g in etree.fromstring(define).iterfind(".//odm:ItemGroupDef", NS)}
+    assert {d["itemGroupOID"] for d in documents.values()} <= oids
     pages = {p.get("PageRefs") for p in etree.fromstring(define).iterfind(
         ".//def:PDFPageRef", NS)}
     assert pages and all(p.isdigit() for page in pages for p in page.split())

@@ -329,6 +329,16 @@ class _Builder:
         return (item.lab.test if item.lab else item.oid)[:8] == code
 
 
+def metadata_version_oid(study_oid: str) -> str:
+    """The OID of the define.xml MetaDataVersion (Dataset-JSON files name it too)."""
+    return f"MDV.{_oid(study_oid)}.SDTMIG.{SDTMIG_VERSION}"
+
+
+def key_variables(name: str, columns: tuple[str, ...]) -> list[str]:
+    """The key variables of a dataset, in key order, as define.xml declares them."""
+    return _keys(name, columns)
+
+
 def _keys(name: str, columns: tuple[str, ...]) -> list[str]:
     if name.startswith("SUPP"):
         wanted = SUPP_KEYS
@@ -363,7 +373,7 @@ def define_xml(package: Mapping[str, Dataset], definition: StudyDefinition, *,
     _el(glob, "ProtocolName", definition.protocol_id or study_oid)
     description = f"SDTM datasets of {study_oid}, study version {version_label}" + (
         f" (content {content_hash})" if content_hash else "")
-    mdv = _el(study, "MetaDataVersion", OID=f"MDV.{_oid(study_oid)}.SDTMIG.{SDTMIG_VERSION}",
+    mdv = _el(study, "MetaDataVersion", OID=metadata_version_oid(study_oid),
               Name=f"{study_oid} SDTM", Description=description, def__DefineVersion="2.1.0")
     standards = _el(mdv, "def:Standards")
     _el(standards, "def:Standard", OID="STD.SDTMIG", Name="SDTMIG", Type="IG",

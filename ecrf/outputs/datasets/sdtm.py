@@ -894,7 +894,7 @@ def write_datasets(package: dict[str, Dataset], folder: Path, *, csv_files: bool
         xpt = folder / f"{data.name.lower()}.xpt"
         write_dataset_xpt(xpt, data.name, data.label, [
             Column(v.name, v.label, "char" if v.type == "text" else "num",
-                   [_xpt_value(row.get(v.name), v) for row in data.rows])
+                   [xpt_value(row.get(v.name), v) for row in data.rows])
             for v in data.variables])
         written.append(xpt)
         if progress:
@@ -902,7 +902,8 @@ def write_datasets(package: dict[str, Dataset], folder: Path, *, csv_files: bool
     return written
 
 
-def _xpt_value(value: object, variable: Variable) -> object:
+def xpt_value(value: object, variable: Variable) -> object:
+    """A cell as the XPT (and Dataset-JSON) writer takes it: text, or a number."""
     if variable.type != "text":
         return None if value is None else float(value)
     return _text(value)
