@@ -320,6 +320,34 @@ def export_define_command(study: str, site: str | None, output: str):
                f"{scope.study.oid})")
 
 
+@export_cli.command("dataset-json")
+@click.argument("study")
+@click.option("--site", default=None, help="Only this site.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Folder to write <dataset>.json into.")
+def export_dataset_json_command(study: str, site: str | None, output: str):
+    """The SDTM datasets of STUDY as CDISC Dataset-JSON v1.1, one file per dataset (the
+    same files as in the SDTM package)."""
+    from ecrf.outputs.odm.study import ExportError, record_export
+    from ecrf.outputs.sdtm_package import write_dataset_json_files
+    from ecrf.studies import latest_version
+
+    scope = _scope(study, site)
+    target = Path(output)
+    try:
+        written = write_dataset_json_files(db.session, scope, target)
+    except ExportError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    record_export(db.session, cli_actor(), scope.study, latest_version(db.session, scope.study),
+                  "dataset_json", file_name=target.name,
+                  details={"scope": scope.label, "files": [p.name for p in written],
+                           "path": str(target.resolve())})
+    db.session.commit()
+    click.echo(f"wrote {len(written)} Dataset-JSON file(s) of {scope.study.oid} into {target}")
+
+
 @import_cli.command("odm")
 @click.argument("odm_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--study", "study_oid", required=True, help="Study to import the data into.")

@@ -80,6 +80,13 @@ def _dataset_json_files(package: dict[str, Dataset], folder: Path, study_oid: st
     return files
 
 
+def write_dataset_json_files(session: Session, scope: Scope, folder: Path) -> list[Path]:
+    """The SDTM datasets of ``scope`` as Dataset-JSON files in ``folder`` (created)."""
+    package = sdtm_package(session, scope)
+    folder.mkdir(parents=True, exist_ok=True)
+    return _dataset_json_files(package, folder, scope.study.oid)
+
+
 def _describe(path: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

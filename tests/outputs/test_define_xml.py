@@ -119,6 +119,12 @@ def test_cli_exports_define_and_the_package(cast, runner, tmp_path):
         AuditEvent.action == "export.created"))]
     assert sum("define_xml" in d for d in details) == 1
     assert sum("clinical_sdtm" in d for d in details) == 1
+    result = runner.invoke(args=["export", "dataset-json", "CLINX", "-o", str(tmp_path / "dj")])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "dj").iterdir())
+    assert written == sorted(n.replace(".xpt", ".json") for n in names if n.endswith(".xpt"))
+    for path in (tmp_path / "dj").iterdir():
+        assert dataset_json_errors(json.loads(path.read_text("utf-8"))) == [], path.name
 
 
 @pytest.mark.parametrize("args, message", [
@@ -128,6 +134,8 @@ def test_cli_exports_define_and_the_package(cast, runner, tmp_path):
     (["export", "sdtm", "CLINX", "-o", "{tmp}/file.txt"], "is a file"),
     (["export", "define", "CLINX", "-o", "{tmp}/file.txt/d.xml"], "cannot write"),
     (["export", "sdtm", "CLINX", "--site", "S99", "-o", "{tmp}/p.zip"], "S99"),
+    (["export", "dataset-json", "NOPE", "-o", "{tmp}/dj"], "no study with OID 'NOPE'"),
+    (["export", "dataset-json", "CLINX", "-o", "{tmp}/file.txt"], "file.txt"),
 ])
 def test_cli_refuses_bad_input_with_one_line(cast, runner, tmp_path, args, message):
     (tmp_path / "file.txt").write_text("x")
