@@ -44,6 +44,9 @@ TRIALS = [
 ]
 # Set to a folder to keep screenshots of a few pages of the walk (subject, form, queries).
 SCREENSHOTS = os.environ.get("ECRF_WALK_SCREENSHOTS")
+# The walk's sites as the demo installs them: each one's name, time zone and country.
+SITES = {"WUH": ("Wuhan Union Hospital", "Asia/Shanghai", "CN"),
+         "TLS": ("CHU de Toulouse", "Europe/Paris", "FR")}
 PEOPLE = {  # walk role -> (username, role, full name, site-bound)
     "crc": ("crc", "coordinator", "Chloe Coordinator", True),
     "inv": ("inv", "investigator", "Ines Investigator", True),
@@ -63,6 +66,9 @@ def _setup(live_server, live_user, oid: str, folder: str, site: str
            ) -> tuple[dict[str, str], str]:
     with live_server.app.app_context():
         load_folder(db.session, LOADER, PROJECT_ROOT / "forms" / folder)
+        name, timezone, country = SITES[site]
+        db.session.add(Site(code=site, name=name, timezone=timezone, country=country,
+                            active=True))
         db.session.commit()
     users = {}
     for name, (username, role, full_name, at_site) in PEOPLE.items():
