@@ -18,7 +18,9 @@ with the command line. Run one trial at a time:
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -35,10 +37,16 @@ from tests.browser.walk.stories import STORIES
 
 LOADER = Actor(user_id=None, username="test-loader")
 RANDOMIZATION_SEED = "walk-8"  # TLS-101 (intensive, relapse) gets DEX, TLS-102 CTRL
+# Each trial is walked in its sites' language: Wuhan in Chinese, Toulouse in French.
 TRIALS = [
-    pytest.param("UCMSCEXO", "ucmscexo", "WUH", id="UCMSCEXO"),
-    pytest.param("DEXAML03", "dexaml03", "TLS", id="DEXAML03"),
+    pytest.param("UCMSCEXO", "ucmscexo", "WUH", "zh_Hans", id="UCMSCEXO"),
+    pytest.param("DEXAML03", "dexaml03", "TLS", "fr", id="DEXAML03"),
 ]
+# Set to a folder to keep screenshots of a few pages of the walk (subject, form, queries).
+SCREENSHOTS = os.environ.get("ECRF_WALK_SCREENSHOTS")
+# The walk's sites as the demo installs them: each one's name, time zone and country.
+SITES = {"WUH": ("Wuhan Union Hospital", "Asia/Shanghai", "CN"),
+         "TLS": ("CHU de Toulouse", "Europe/Paris", "FR")}
 PEOPLE = {  # walk role -> (username, role, full name, site-bound)
     "crc": ("crc", "coordinator", "Chloe Coordinator", True),
     "inv": ("inv", "investigator", "Ines Investigator", True),
@@ -58,6 +66,9 @@ def _setup(live_server, live_user, oid: str, folder: str, site: str
            ) -> tuple[dict[str, str], str]:
     with live_server.app.app_context():
         load_folder(db.session, LOADER, PROJECT_ROOT / "forms" / folder)
+        name, timezone, country = SITES[site]
+        db.session.add(Site(code=site, name=name, timezone=timezone, country=country,
+                            active=True))
         db.session.commit()
     users = {}
     for name, (username, role, full_name, at_site) in PEOPLE.items():
@@ -87,9 +98,10 @@ def _setup(live_server, live_user, oid: str, folder: str, site: str
 def walk_for(browser, live_server, live_user, monkeypatch, record_property, request):
     made: list[Walk] = []
 
-    def make(oid: str, folder: str, site: str) -> Walk:
+    def make(oid: str, folder: str, site: str, language: str) -> Walk:
         users, timezone = _setup(live_server, live_user, oid, folder, site)
-        walk = Walk(browser, live_server, oid, site, users, ServerClock(monkeypatch, timezone))
+        walk = Walk(browser, live_server, oid, site, users, ServerClock(monkeypatch, timezone),
+                    language=language)
         made.append(walk)
         return walk
 
@@ -120,8 +132,27 @@ def walk_for(browser, live_server, live_user, monkeypatch, record_property, requ
         walk.close()
 
 
-@pytest.mark.parametrize(("oid", "folder", "site"), TRIALS)
-def test_trial_walk(walk_for, oid, folder, site):
-    walk = walk_for(oid, folder, site)
+@pytest.mark.parametrize(("oid", "folder", "site", "language"), TRIALS)
+def test_trial_walk(walk_for, oid, folder, site, language):
+    walk = walk_for(oid, folder, site, language)
     STORIES[oid](walk)
+    if SCREENSHOTS:
+        _screenshots(walk, Path(SCREENSHOTS))
     assert walk.problems == [], walk.problems
+    # Every page the walk's people saw spoke their language: no English application string.
+    assert walk.untranslated == {}, "\n".join(
+        f"{phrase!r} on {url}" for phrase, url in walk.untranslated.items())
+
+
+def _screenshots(walk: Walk, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    key = {"UCMSCEXO": "WUH-101", "DEXAML03": "TLS-101"}[walk.study_oid]
+    form = {"UCMSCEXO": "SCREEN/1/forms/VS", "DEXAML03": "SCREEN/1/forms/VS"}[walk.study_oid]
+    base = f"/studies/{walk.study_oid}"
+    pages = {"subject": f"{base}/subjects/{key}", "form": f"{base}/subjects/{key}/events/{form}",
+             "queries": f"{base}/queries"}
+    role = walk.role("crc")
+    for name, path in pages.items():
+        role.visit(path)
+        role.page.screenshot(path=str(folder / f"walk-{walk.study_oid}-{name}.png"),
+                             full_page=True)

@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, expect
 from ecrf.core import PROJECT_ROOT
 from ecrf.crf import load_study
 from tests.browser.walk.clock import ServerClock
+from tests.browser.walk.lang import Catalog, study_texts
 from tests.browser.walk.pages import (
     EventPage,
     Role,
@@ -35,10 +36,14 @@ class Walk:
     """One trial's walk: its people (each in their own browser context) and its subjects."""
 
     def __init__(self, browser: Browser, live_server, study_oid: str, site: str,
-                 users: dict[str, str], clock: ServerClock) -> None:
+                 users: dict[str, str], clock: ServerClock, language: str = "en") -> None:
         self.browser, self.live_server, self.clock = browser, live_server, clock
         self.study_oid, self.site = study_oid, site
+        self.t = Catalog(language)  # the language the walk's people read
         self.problems: list[str] = []
+        # English application phrases met on pages shown in another language: phrase ->
+        # the first page it was seen on.
+        self.untranslated: dict[str, str] = {}
         self.timings = Timings()
         self.users = users  # role name in the walk -> username
         self.roles: dict[str, Role] = {}
@@ -50,7 +55,8 @@ class Walk:
         """The person: "crc" (site coordinator), "inv" (investigator), "mon", "dm"."""
         if name not in self.roles:
             self.roles[name] = Role(self.browser, self.live_server.url, self.users[name],
-                                    self.study_oid, self.problems)
+                                    self.study_oid, self.problems, self.t, self.untranslated,
+                                    study_texts(FOLDERS[self.study_oid]))
         return self.roles[name]
 
     def close(self) -> None:
@@ -68,11 +74,13 @@ class Walk:
     def enrol(self, key: str, on: dt.date) -> SubjectPages:
         crc = self.role("crc")
         page = crc.visit(f"{crc.base}/subjects/new")
-        page.get_by_label("Site").select_option(self.site)
-        page.get_by_label("Screening number").fill(key)
-        page.get_by_label("Enrolment date").fill(on.isoformat())
-        crc.submit(page.get_by_role("button", name="Enrol"))
-        expect(page.get_by_text(f"Subject {key} enrolled at {self.site}.")).to_be_visible()
+        t = self.t
+        page.get_by_label(t("Site"), exact=True).select_option(self.site)
+        page.get_by_label(t("Screening number")).fill(key)
+        page.get_by_label(t("Enrolment date")).fill(on.isoformat())
+        crc.submit(page.get_by_role("button", name=t("Enrol"), exact=True))
+        expect(page.get_by_text(t("Subject %(key)s enrolled at %(site)s.", key=key,
+                                  site=self.site))).to_be_visible()
         return SubjectPages(crc, key)
 
     def visit(self, key: str, event_oid: str, repeat: int = 1, *, on: dt.date | None = None,
@@ -137,18 +145,23 @@ class Walk:
         """The coordinator randomizes from the subject page; returns the arm shown."""
         crc = self.role("crc")
         SubjectPages(crc, key).open()
-        crc.submit(crc.page.get_by_role("link", name="Randomize", exact=True))
-        expect(crc.page.locator("#checks")).not_to_contain_text("not met")
-        crc.submit(crc.page.get_by_role("button", name="Randomize", exact=True))
+        crc.submit(crc.page.get_by_role("link", name=self.t("Randomize"), exact=True))
+        expect(crc.page.locator("#checks")).not_to_contain_text(self.t("not met"))
+        crc.submit(crc.page.get_by_role("button", name=self.t("Randomize"), exact=True))
         result = crc.page.locator("#result")
-        expect(result).to_contain_text("Allocated arm:")
+        expect(result).to_contain_text(self.t("Allocated arm:"))
         return result.locator("strong").inner_text().strip()
 
     def event_forms(self, event_oid: str) -> list[str]:
         return list(self._definition().event(event_oid).forms)
 
     def event_name(self, event_oid: str) -> str:
-        return self._definition().event(event_oid).name
+        """The event's name as the walk's people read it."""
+        return self._definition().event_name_in(event_oid, self.t.study_language)
+
+    def item_label(self, form_oid: str, item_oid: str) -> str:
+        return self._definition().form(form_oid).item(item_oid).label_in(
+            self.t.study_language)
 
     def _definition(self):
         if not hasattr(self, "_defn"):
@@ -177,13 +190,16 @@ class Walk:
         expect(reason).to_be_visible()
         reason.fill("Transcription error: corrected against the source document.")
         row = form.page.locator(f"#row-{group}-{last}")
-        row.get_by_label("Remove this row").check()
-        row.get_by_label(re.compile(f"^Reason for removing row {last}")).fill(
+        t = self.t
+        row.get_by_label(t("Remove this row")).check()
+        row.get_by_label(re.compile(
+            "^" + re.escape(t("Reason for removing row %(n)s", n=last)))).fill(
             "Entered twice: duplicate of another row.")
         form.complete()
         form = event.open_form(form_oid)
         assert form.page_rows(group) == rows[:-1]
-        expect(form.page.get_by_text(re.compile(r"1 removed row"))).to_be_visible()
+        expect(form.page.get_by_text(t.plural("%(num)s removed row", "%(num)s removed rows",
+                                              1))).to_be_visible()
         assert form.current(name, item_type) == new_value
         self._rows_done(group, started)
 
@@ -211,13 +227,15 @@ class Walk:
         page.keyboard.type("Transcription error: corrected against the source document.")
         row = page.locator(f"#row-{group}-{last}")
         row.locator("details.grid-remove summary").click()
-        row.get_by_label("Remove this line").check()
-        row.get_by_label(f"Reason for removing row {last}", exact=True).click()
+        t = self.t
+        row.get_by_label(t("Remove this line")).check()
+        row.get_by_label(t("Reason for removing row %(n)s", n=last), exact=True).click()
         page.keyboard.type("Entered twice: duplicate of another line.")
         form.complete()
         form = event.open_form(form_oid)
         assert _grid_lines(form.page, group) == before[:-1]
-        expect(form.page.get_by_text(re.compile(r"1 removed row"))).to_be_visible()
+        expect(form.page.get_by_text(t.plural("%(num)s removed row", "%(num)s removed rows",
+                                              1))).to_be_visible()
         expect(form.page.locator(f"#{name}")).to_have_value(new_value)
         self._rows_done(group, started)
 
@@ -249,9 +267,10 @@ class Walk:
         name = field_name(group, 1, item_oid)
         item_type = self._definition().form(form_oid).item(item_oid).type
         form.set_value(name, item_type, new_value)
-        label = self._definition().form(form_oid).item(item_oid).label
+        label = self.item_label(form_oid, item_oid)
         box = form.page.get_by_label(re.compile(
-            rf"^Reason for changing {re.escape(label)}"))
+            "^" + self.t.regex("Reason for changing %(label)s (saved value: %(value)s)",
+                               label=label)))
         expect(box).to_be_visible()
         box.fill(reason)
         form.complete()
@@ -265,57 +284,63 @@ class Walk:
     def query_round(self, key: str, event_oid: str, form_oid: str, item_oid: str,
                     question: str, answer: str) -> None:
         """The monitor raises a query on an item, the site answers it, the monitor closes it."""
-        item_label = self._definition().form(form_oid).item(item_oid).label
+        t = self.t
         mon = self.role("mon")
         page = mon.visit(self.review_form_url(key, event_oid, form_oid))
-        mon.submit(page.get_by_role("link", name=f"Raise a query on {item_label}",
-                                    exact=True).first)
-        page.get_by_label("Question for the site").fill(question)
-        mon.submit(page.get_by_role("button", name="Raise the query"))
-        expect(page.get_by_text(re.compile(r"Query #\d+ was raised."))).to_be_visible()
+        # The item's own "Raise a query" link (its label is for screen readers only).
+        mon.submit(page.locator(
+            f"a[href*='/queries/new'][href*='item={item_oid}&'], "
+            f"a[href*='/queries/new'][href$='item={item_oid}']").first)
+        page.get_by_label(t("Question for the site")).fill(question)
+        mon.submit(page.get_by_role("button", name=t("Raise the query")))
+        expect(page.get_by_text(re.compile(t.regex("Query #%(id)s was raised.")))
+               ).to_be_visible()
 
         crc = self.role("crc")
         page = crc.visit(f"/studies/{self.study_oid}/subjects/{key}/review")
         queries = page.locator("section[aria-labelledby='queries-title']")
         crc.submit(queries.get_by_role("link").first)
         expect(page.get_by_text(question)).to_be_visible()
-        page.get_by_label("Your answer").fill(answer)
-        crc.submit(page.get_by_role("button", name="Send the answer"))
+        page.get_by_label(t("Your answer"), exact=True).fill(answer)
+        crc.submit(page.get_by_role("button", name=t("Send the answer")))
         expect(page.get_by_text(answer)).to_be_visible()
         query_url = page.url
 
         page = mon.visit(query_url)
-        page.get_by_label("Closing note (optional)").fill("Answer accepted.")
-        mon.submit(page.get_by_role("button", name="Close the query"))
+        page.get_by_label(t("Closing note (optional)")).fill("Answer accepted.")
+        mon.submit(page.get_by_role("button", name=t("Close the query")))
         expect(page.locator(".query-thread")).to_contain_text("Answer accepted.")
 
     def sdv(self, key: str, event_oid: str, form_oid: str, repeat: int = 1) -> None:
         """The monitor verifies a whole form against the source."""
         mon = self.role("mon")
         page = mon.visit(self.review_form_url(key, event_oid, form_oid, repeat))
-        mon.submit(page.get_by_role("button", name="Verify the whole form"))
-        expect(page.locator("#sdv")).to_contain_text("Form verified by")
+        mon.submit(page.get_by_role("button", name=self.t("Verify the whole form")))
+        expect(page.locator("#sdv")).to_contain_text(
+            re.compile(self.t.regex("Form verified by %(who)s, %(when)s")))
 
     def sign_casebook(self, key: str) -> None:
         """The investigator signs the subject's casebook, re-entering the password."""
         inv = self.role("inv")
         page = inv.visit(f"/studies/{self.study_oid}/subjects/{key}/review")
-        inv.submit(page.get_by_role("link", name="Sign the casebook"))
+        t = self.t
+        inv.submit(page.get_by_role("link", name=t("Sign the casebook")))
         problems = page.locator("#sign-problems")
         if problems.count():
             raise WalkError(f"the casebook cannot be signed: {problems.inner_text()}")
-        user_id = page.get_by_label("User id")
+        user_id = page.get_by_label(t("User id"))
         if user_id.count():
             user_id.fill(inv.username)
-        page.get_by_label("Password").fill(PASSWORD)
-        inv.submit(page.get_by_role("button", name="Sign", exact=True))
-        expect(page.locator("body")).to_contain_text(re.compile("[Ss]igned"))
+        page.get_by_label(t("Password"), exact=True).fill(PASSWORD)
+        inv.submit(page.get_by_role("button", name=t("Sign"), exact=True))
+        expect(page.locator(".review-signatures .signature-valid").first).to_be_visible()
 
     def lock_subject(self, key: str) -> None:
         dm = self.role("dm")
         page = dm.visit(f"/studies/{self.study_oid}/subjects/{key}/review")
-        page.get_by_label("Reason for locking (optional)").fill("Casebook clean and signed.")
-        dm.submit(page.get_by_role("button", name="Lock the subject"))
+        page.get_by_label(self.t("Reason for locking (optional)")).fill(
+            "Casebook clean and signed.")
+        dm.submit(page.get_by_role("button", name=self.t("Lock the subject")))
         expect(page.locator("#lock-state")).to_be_visible()
 
     # -- outputs ---------------------------------------------------------------------------
@@ -327,14 +352,14 @@ class Walk:
         started = time.perf_counter()
         if kind == "casebooks":
             section = page.locator("section[aria-labelledby='new-casebooks']")
-            dm.submit(section.get_by_role("button", name="Create the casebooks"))
+            dm.submit(section.get_by_role("button", name=self.t("Create the casebooks")))
         else:
             section = page.locator("section[aria-labelledby='new-data-export']")
             section.locator(f"input[name=format][value={kind}]").check()
-            dm.submit(section.get_by_role("button", name="Export the data"))
+            dm.submit(section.get_by_role("button", name=self.t("Export the data")))
         first = page.locator("#jobs tbody tr").first
-        download = first.get_by_role("link", name="Download")
-        failed = first.get_by_text("Failed:")
+        download = first.get_by_role("link", name=self.t("Download"), exact=True)
+        failed = first.get_by_text(self.t("Failed:"))
         # A casebook is a long WeasyPrint layout (a minute or more per subject on a busy
         # 2-core machine); the job's own progress is what the page shows meanwhile.
         expect(download.or_(failed)).to_be_visible(timeout=300_000)

@@ -20,10 +20,10 @@ from playwright.sync_api import Error as PlaywrightError
 from ecrf.crf import ItemType
 from tests.browser.conftest import VIEWPORT
 from tests.browser.session import sign_in
+from tests.browser.walk.lang import Catalog
 from tests.browser.walk.values import Planned, ValueOracle
 
 ACK = "Confirmed against the source document."
-PLANNED = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
 class WalkError(AssertionError):
@@ -71,8 +71,15 @@ class Role:
     """One person, signed in in their own browser context (cookies are not shared)."""
 
     def __init__(self, browser: Browser, base_url: str, username: str, study_oid: str,
-                 problems: list[str]) -> None:
+                 problems: list[str], catalog: Catalog | None = None,
+                 untranslated: dict[str, str] | None = None,
+                 content: frozenset[str] = frozenset()) -> None:
         self.username, self.study_oid = username, study_oid
+        self.t = catalog or Catalog("en")
+        # English application phrases seen while the page spoke another language: phrase ->
+        # the page it was first seen on.
+        self.untranslated = untranslated if untranslated is not None else {}
+        self.content = content
         self.context = browser.new_context(viewport=VIEWPORT, base_url=base_url,
                                            accept_downloads=True)
         self.page = self.context.new_page()
@@ -86,17 +93,37 @@ class Role:
 
     def sign_in(self) -> None:
         sign_in(self.page, self.username)
+        if self.t.language != "en":
+            # The person picks their language in the footer; the account remembers it.
+            with self.page.expect_navigation():
+                self.page.locator(
+                    f"footer button[name=lang][value={self.t.language}]").click()
+            expect(self.page.locator("html")).to_have_attribute("lang", self.t.html_lang)
+            self.check_language()
 
     def visit(self, path: str) -> Page:
         response = self.page.goto(path)
         assert response is not None and response.status == 200, (
             path, response and response.status)
+        self.check_language()
         return self.page
 
     def submit(self, button: Locator) -> None:
         """Click a submit button and wait for the page it leads to."""
         with self.page.expect_navigation():
             button.click()
+        self.check_language()
+
+    def check_language(self) -> None:
+        """Record the English application phrases the page shows in another language."""
+        if self.t.language == "en":
+            return
+        lang = self.page.locator("html").get_attribute("lang")
+        if lang != self.t.html_lang:
+            self.untranslated.setdefault(f"<html lang={lang}>", self.page.url)
+        text = self.page.locator("body").inner_text()
+        for phrase in self.t.english_left(text, self.content):
+            self.untranslated.setdefault(phrase, self.page.url)
 
     def close(self) -> None:
         self.context.close()
@@ -132,7 +159,8 @@ class SubjectPages:
 
     def status(self) -> str:
         dl = self.page.locator("dl").first
-        return dl.locator("dt:has-text('Status') + dd").inner_text().strip()
+        return dl.locator("dt").filter(has_text=re.compile(
+            f"^{re.escape(self.role.t('Status'))}$")).locator("+ dd").inner_text().strip()
 
     def event_url(self, event_oid: str, repeat: int = 1) -> str:
         return f"{self.url}/events/{event_oid}/{repeat}"
@@ -162,23 +190,26 @@ class EventPage:
         return f"{self.role.base}/subjects/{self.key}/events/{self.event_oid}/{self.repeat}"
 
     def planned(self) -> dt.date | None:
-        dd = self.page.locator("dt:has-text('Planned') + dd")
-        if not dd.count():
+        planned = self.page.locator("#planned time")
+        if not planned.count():
             return None
-        return dt.date.fromisoformat(PLANNED.search(dd.inner_text())[1])
+        return dt.date.fromisoformat(planned.first.get_attribute("datetime"))
 
     def started(self) -> bool:
-        return self.page.get_by_role("heading", name="Forms", exact=True).count() > 0
+        return self.page.get_by_role("heading", name=self.role.t("Forms"),
+                                     exact=True).count() > 0
 
     def start(self, on: dt.date | None) -> None:
         """Start the event on ``on`` (a log may have no date)."""
         if self.started():
             return
         section = self.page.locator("section[aria-labelledby='start-title']")
-        section.get_by_label(re.compile("^Date it took place")).fill(
+        t = self.role.t
+        section.get_by_label(re.compile(f"^{re.escape(t('Date it took place'))}")).fill(
             on.isoformat() if on else "")
-        self.role.submit(section.get_by_role("button", name="Start", exact=True))
-        expect(self.page.get_by_text("The event is started: enter its forms.")).to_be_visible()
+        self.role.submit(section.get_by_role("button", name=t("Start"), exact=True))
+        expect(self.page.get_by_text(t("The event is started: enter its forms."))
+               ).to_be_visible()
 
     def form_names(self) -> list[str]:
         return [t.strip() for t in self.page.locator(
@@ -223,7 +254,7 @@ class FormPage:
         """Click "Add a row" under a repeating group; the new row's number."""
         before = self.page_rows(group)
         section = self.page.locator(f"section[aria-labelledby='g-{group}']")
-        self.role.submit(section.get_by_role("button", name="Add a row"))
+        self.role.submit(section.get_by_role("button", name=self.role.t("Add a row")))
         after = self.page_rows(group)
         added = [r for r in after if r not in before]
         if not added:
@@ -334,19 +365,20 @@ class FormPage:
             pending = left
             # Some conditions read other forms: the server shows those questions.
             self.role.submit(self.page.get_by_role(
-                "button", name="Update (recalculate, show or hide questions)"))
+                "button", name=self.role.t("Update (recalculate, show or hide questions)")))
         return [name for name, _type, _value in pending]
 
     # -- saving ----------------------------------------------------------------------------
 
     def complete(self, *, acknowledge: str = ACK) -> None:
         """Save and mark complete; acknowledge the warnings the page asks to confirm."""
+        t = self.role.t
         for _attempt in range(3):
-            self.role.submit(self.page.get_by_role("button", name="Save and mark complete"))
-            if self.page.get_by_text("Saved. The form is complete.").count():
+            self.role.submit(self.page.get_by_role("button", name=t("Save and mark complete")))
+            if self.page.get_by_text(t("Saved. The form is complete.")).count():
                 return
             empty = [box for box in self.page.get_by_label(
-                "Confirm the value: justification").all() if not box.input_value()]
+                t("Confirm the value: justification")).all() if not box.input_value()]
             if not empty or self.page.locator("#error-summary").count():
                 break
             for box in empty:
@@ -356,7 +388,8 @@ class FormPage:
                         f"{self.page.locator('main').inner_text()[:1500]}")
 
     def save(self) -> None:
-        self.role.submit(self.page.get_by_role("button", name="Save", exact=True).last)
+        self.role.submit(self.page.get_by_role("button", name=self.role.t("Save"),
+                                               exact=True).last)
         self.raise_errors()
 
     def raise_errors(self) -> None:

@@ -129,8 +129,8 @@ def walk_ucmscexo(walk: Walk) -> None:
     expect(board.locator("#proposal")).to_be_visible()
     crc = walk.role("crc")
     subject.open()
-    crc.submit(crc.page.get_by_role("link", name="Assign dose level"))
-    crc.submit(crc.page.get_by_role("button", name="Assign the open dose level"))
+    crc.submit(crc.page.get_by_role("link", name=walk.t("Assign dose level")))
+    crc.submit(crc.page.get_by_role("button", name=walk.t("Assign the open dose level")))
     expect(crc.page.locator("#result")).to_contain_text("1")
     walk.visit(key, "SCREEN", on=enrolled, skip=tuple(
         f for f in walk.event_forms("SCREEN") if f != "DOSELVL"))
@@ -205,7 +205,7 @@ def walk_ucmscexo(walk: Walk) -> None:
     walk.assert_every_form_filled()
     walk.assert_every_repeating_group_walked(NOT_WALKED[walk.study_oid])
     check_outputs(walk, key, [AE_TERM, "0.37", day1.isoformat()])
-    check_subject(walk, key, status="Died", events=["Follow-up, month 12"])
+    check_subject(walk, key, status="Died", events=["FU_M12"])
 
 
 def fill_counts_grid(walk: Walk, key: str, event_oid: str, day1: dt.date) -> None:
@@ -333,11 +333,8 @@ def walk_dexaml03(walk: Walk) -> None:
     walk.assert_every_form_filled()
     walk.assert_every_repeating_group_walked(NOT_WALKED[walk.study_oid])
     check_outputs(walk, key, [AE_TERM, "Type 2 diabetes mellitus", hsct.isoformat()])
-    check_subject(walk, key, status="Died", events=[
-        "Response after induction", "Consolidation cycle (amsacrine-cytarabine)",
-        "Follow-up, years 1-2 (every 3 months)"])
-    check_subject(walk, key2, status="Withdrawn from study", events=[
-        "Azacitidine cycle 2 onwards", "Response after azacitidine cycle 3"])
+    check_subject(walk, key, status="Died", events=["RESP_IND", "CONS", "FU_Y12"])
+    check_subject(walk, key2, status="Withdrawn from study", events=["AZA_CYC", "RESP_AZA"])
 
 
 def is_dex(arm: str) -> bool:
@@ -366,18 +363,23 @@ def check_sae_clock(walk: Walk, key: str, term: str) -> None:
     inv = walk.role("inv")
     page = inv.visit(f"/studies/{walk.study_oid}/subjects/{key}/safety")
     row = page.locator("#ae-rows tbody tr").filter(has_text=term)
-    expect(row).to_contain_text(re.compile(r"aware .* due "))
+    expect(row).to_contain_text(re.compile(
+        walk.t.regex("aware %(when)s") + ".*" + walk.t.regex("due %(when)s")))
     clocks = SubjectPages(inv, key).open().locator(".sae-clocks")
-    expect(clocks).to_contain_text("SAE reporting (24 hours from awareness)")
+    expect(clocks).to_contain_text(walk.t("SAE reporting (24 hours from awareness)"))
     expect(clocks).to_contain_text(term)
 
 
 def check_subject(walk: Walk, key: str, *, status: str, events: list[str]) -> None:
+    """The subject page: its status (English msgid) and these events (OIDs) on the schedule,
+    in the walk's language."""
     pages = SubjectPages(walk.role("mon"), key)
     page = pages.open()
     schedule = page.locator("table.schedule-table")
-    for name in events:
+    for event_oid in events:
+        name = walk.event_name(event_oid)
         expect(schedule.get_by_role("rowheader", name=name, exact=True).first).to_be_visible()
+    status = walk.t(status)
     assert pages.status() == status, f"{key}: status {pages.status()!r}, expected {status!r}"
 
 
