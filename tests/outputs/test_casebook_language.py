@@ -245,3 +245,18 @@ def test_the_casebooks_job_takes_the_language(app, wuhan, make_user, tmp_path):
     pdf = tmp_path / "zh.pdf"
     pdf.write_bytes(book)
     assert "稽查轨迹" in pdf_text(pdf)
+
+
+@pytest.mark.parametrize(("own", "sent", "stored"), [
+    ("fr", None, "fr"), ("zh_Hans", None, "zh_Hans"), ("fr", "zh", "zh_Hans"),
+    (None, None, "en")])
+def test_the_casebooks_page_prints_in_the_users_language(wuhan, client, login_as, own, sent,
+                                                          stored):
+    user = login_as("data_manager", study="UCMSCEXO", username="dm-page")
+    user.language = own
+    db.session.commit()
+    form = {"site": "WUH", **({"language": sent} if sent else {})}
+    response = client.post("/studies/UCMSCEXO/jobs/casebooks", data=form)
+    assert response.status_code == 302
+    job = db.session.scalar(select(Job).order_by(Job.id.desc()))
+    assert job.kind == "casebooks" and job.params == {"site": "WUH", "language": stored}
