@@ -10,6 +10,7 @@ worker, so a start answers 201 at once with the job to poll.
 from __future__ import annotations
 
 from flask import current_app, g, send_file, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -81,6 +82,8 @@ def _queue(kind: str, params: dict, field: str):
     except jobs.JobError as exc:
         message = str(exc)
         where = "site" if "site" in message.lower() and "site" in params else field
+        if "language" in message and "language" in params:
+            where = "language"
         raise invalid(where, message) from None
     jobs.nudge(current_app._get_current_object())
     document = job_document(_job_or_404(job_id))
@@ -107,8 +110,11 @@ def job_create_data_export(study_oid: str):
 
 @bp.post(JOBS + "/casebooks", endpoint="job_create_casebooks")
 def job_create_casebooks(study_oid: str):
-    data = body_of({"site"})
-    return _queue("casebooks", {"site": _site(data)}, "site")
+    data = body_of({"site", "language"})
+    language = text_field(data, "language", 16)
+    # The casebooks print in the language asked for, else the requesting user's own.
+    language = (language or "").strip() or str(get_locale() or "en")
+    return _queue("casebooks", {"site": _site(data), "language": language}, "site")
 
 
 @bp.post(JOBS + "/crf", endpoint="job_create_crf")

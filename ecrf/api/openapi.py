@@ -1306,8 +1306,13 @@ def _jobs_schemas() -> dict:
             "format": {"type": "string", "enum": ["odm", "odm_transactional", "csv", "xpt",
                                                   "sav", "sdtm"]},
             "site": site}, ["format"], description="A clinical data export."),
-        "CasebooksStart": _obj({"site": site}, [],
-                               description="The subjects' casebooks (PDF/A, zip)."),
+        "CasebooksStart": _obj({
+            "site": site,
+            "language": {"type": ["string", "null"], "maxLength": 16,
+                         "description": "The language the casebooks print in: en, fr or zh "
+                         "(zh_Hans); the application's words, the study's texts and the "
+                         "dates (null or absent: the requesting user's language)."}}, [],
+            description="The subjects' casebooks (PDF/A, zip)."),
         "CrfStart": _obj({
             "version": {"type": ["integer", "null"], "minimum": 1,
                         "description": "Study version number (null or absent: the latest)."},

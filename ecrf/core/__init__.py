@@ -30,7 +30,7 @@ from ecrf.core.cli import add_group, cli_actor, fail
 from ecrf.core.config import PROJECT_ROOT, VERSION, load_config
 from ecrf.core.csvcells import csv_cell
 from ecrf.core.extensions import babel, csrf, db, login_manager, migrate
-from ecrf.core.i18n import format_day, format_local, ui_locale
+from ecrf.core.i18n import format_day, format_local, interface_language, ui_locale
 from ecrf.core.panels import DashboardPanel, add_panel, panels_for
 from ecrf.core.plots import (
     ChartPanel,
@@ -56,7 +56,8 @@ __all__ = [
     "SurvivalCurve", "Threshold", "Transaction", "UTCDateTime", "VERSION", "VerifyResult", "add_group",
     "add_panel", "audit_csv", "babel", "bind_actor", "cli_actor", "compute_hash",
     "connect", "csrf", "csv_cell", "current_actor", "db", "dose_level_anc_svg",
-    "error_text", "fail", "form_changing", "form_saved", "format_day", "format_local", "kaplan_meier_svg", "load_config",
+    "error_text", "fail", "form_changing", "form_saved", "format_day", "format_local",
+    "interface_language", "kaplan_meier_svg", "load_config",
     "login_manager", "migrate", "one_of", "panels_for", "receivers_of", "record", "record_export",
     "register", "say", "store_derived", "stream_rows", "study_audit_query",
     "subject_counts_svg", "transaction", "ui_locale", "utcnow", "verify_chain",

@@ -6,7 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError, dates
-from flask import Flask, current_app, g, has_request_context, request, session
+from flask import Flask, current_app, g, has_app_context, has_request_context, request, session
 from flask_login import current_user
 
 # How each interface language names itself in the language switcher.
@@ -58,6 +58,11 @@ def ui_locale(language: str | None) -> str:
     return match_language(language, current_app.config["LANGUAGES"]) or "en"
 
 
+def interface_language(tag: str | None) -> str | None:
+    """The interface language for a tag ("zh", "zh-Hans", "fr-FR"), None if none speaks it."""
+    return match_language(tag, current_app.config["LANGUAGES"])
+
+
 def locale_of(language: str | None) -> Locale:
     try:
         return Locale.parse(language or "en")
@@ -74,7 +79,8 @@ def select_timezone() -> str:
 def _reader_locale() -> str:
     from flask_babel import get_locale
 
-    return str(get_locale() or "en") if has_request_context() else "en"
+    # Outside a request (jobs, CLI) the language is the one forced for the output made.
+    return str(get_locale() or "en") if has_app_context() else "en"
 
 
 def format_local(value: dt.datetime | None, tz_name: str | None = None) -> str:

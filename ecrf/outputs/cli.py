@@ -144,8 +144,11 @@ def _scope(study_oid: str, site: str | None = None, subject: str | None = None):
 @click.argument("subject")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="PDF file to write.")
-def export_casebook(study: str, subject: str, output: str):
-    """The casebook of SUBJECT (PDF/A-3b with its ODM data attached)."""
+@click.option("--language", default=None,
+              help="Language of the casebook: en (default), fr or zh.")
+def export_casebook(study: str, subject: str, output: str, language: str | None):
+    """The casebook of SUBJECT (PDF/A-3b with its ODM data attached), in --language: the
+    application's words, the study's texts and the dates."""
     from ecrf.capture import Subject
     from ecrf.outputs.odm.study import record_export
     from ecrf.outputs.pdf.casebook import CasebookError, casebook_pdf
@@ -156,13 +159,15 @@ def export_casebook(study: str, subject: str, output: str):
     target = Path(output)
     subject_row = db.session.get(Subject, scope.subject_id)
     try:
-        casebook_pdf(db.session, subject_row, generated_by=actor.username, target=target)
+        casebook_pdf(db.session, subject_row, generated_by=actor.username, language=language,
+                     target=target)
     except CasebookError as exc:
         target.unlink(missing_ok=True)
         fail(exc)
     record_export(db.session, actor, scope.study, latest_version(db.session, scope.study),
                   "casebook", file_name=target.name,
-                  details={"subject": subject_row.subject_key, "path": str(target.resolve())})
+                  details={"subject": subject_row.subject_key, "path": str(target.resolve()),
+                           "language": language or "en"})
     db.session.commit()
     click.echo(f"wrote {target} (casebook of {subject_row.subject_key}, {scope.study.oid})")
 

@@ -130,9 +130,18 @@ def _scope_params(session: Session, study: Study, params: dict[str, Any],
 
 def _validate_casebooks(session: Session, study: Study, params: dict[str, Any]
                         ) -> dict[str, Any]:
+    from ecrf.outputs.pdf.casebook import CasebookError, casebook_language
+
     if studies.latest_version(session, study) is None:
         raise JobError(f"{study.oid} has no stored version yet")
-    return _scope_params(session, study, params, set())
+    found = _scope_params(session, study, params, {"language"})
+    language = params.get("language")
+    if language is not None and not isinstance(language, str):
+        raise JobError("language must be a language code (en, fr, zh)")
+    try:
+        return {**found, "language": casebook_language((language or "").strip() or None)}
+    except CasebookError as exc:
+        raise JobError(str(exc)) from None
 
 
 def _validate_data(session: Session, study: Study, params: dict[str, Any]) -> dict[str, Any]:
@@ -159,12 +168,14 @@ def casebooks_job(ctx: JobContext) -> JobResult:
     path = ctx.folder / f"{ctx.study.oid}_casebooks_{scope.site_code or 'all'}.zip"
     try:
         count = write_casebooks_zip(ctx.session, scope, path, generated_by=_who(ctx),
+                                    language=ctx.params.get("language"),
                                     progress=ctx.progress)
     except ExportError as exc:
         raise JobError(str(exc)) from None
     return JobResult(path=path, what="casebooks", version=studies.latest_version(
         ctx.session, ctx.study), details={"site": scope.site_code or "all",
-                                          "subjects": count})
+                                          "subjects": count,
+                                          "language": ctx.params.get("language") or "en"})
 
 
 @job_kind("clinical_data", label=_l("Clinical data export"), validate=_validate_data,

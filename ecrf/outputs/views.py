@@ -16,6 +16,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -26,7 +27,7 @@ from wtforms.fields.choices import SelectChoice
 from ecrf import accounts, jobs, safety, studies
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
-from ecrf.core import db, record_export
+from ecrf.core import db, interface_language, record_export
 from ecrf.core.web import transaction
 from ecrf.jobs import Job, JobStatus
 
@@ -202,7 +203,9 @@ def _queue(kind: str, params: dict):
 
 @bp.route("/studies/<study_oid>/jobs/casebooks", methods=["POST"])
 def create_casebooks(study_oid: str):
-    return _queue("casebooks", {"site": request.form.get("site") or None})
+    # The casebooks print in the language asked for, else the requesting user's own.
+    return _queue("casebooks", {"site": request.form.get("site") or None,
+                                "language": request.form.get("language") or str(get_locale())})
 
 
 @bp.route("/studies/<study_oid>/jobs/data", methods=["POST"])
@@ -229,8 +232,17 @@ def study_report(study_oid: str):
                                          "no study report.", study=study.name)), 404
     with_subjects = accounts.can(current_user, "subjects.view", study)
     site_ids = accounts.site_ids_for(current_user, "survival.view", study)
+    # In the language asked for (?language=fr), else the reader's own.
+    language = request.args.get("language") or str(get_locale())
+    if interface_language(language) is None:
+        return render_template("errors/error.html", code=400, title=_("Unknown language"),
+                               message=_("The report cannot be printed in %(language)s: the "
+                                         "languages are %(languages)s.",
+                                         language=language[:20],
+                                         languages=", ".join(current_app.config["LANGUAGES"]))
+                               ), 400
     data = study_report_pdf(db.session, study, site_ids, with_subjects=with_subjects,
-                            generated_by=current_user.username)
+                            generated_by=current_user.username, language=language)
     name = f"{study.oid}-study-report.pdf"
     with transaction():
         record_export(db.session, request_actor("survival.view", study), study, None,

@@ -105,6 +105,29 @@ def test_crf_and_casebooks_start(client, doc, people):
     assert len(audit_rows(action="export.requested")) == 2
 
 
+@pytest.mark.parametrize(("sent", "stored"), [
+    ({"language": "zh"}, "zh_Hans"), ({"language": "fr"}, "fr"), ({}, "en"),
+    ({"language": None}, "en")])
+def test_casebooks_take_a_language(client, doc, people, sent, stored):
+    books = client.post(f"{STUDY}/jobs/casebooks", headers=people["dm"], json=sent)
+    assert check(doc, JOBS + "/casebooks", "post", books)["params"] == \
+        {"site": None, "language": stored}
+
+
+def test_casebooks_default_to_the_users_language(client, doc, people):
+    from ecrf.accounts.models import User
+
+    db.session.scalar(db.select(User).where(User.username == "dm1")).language = "zh_Hans"
+    db.session.commit()
+    books = client.post(f"{STUDY}/jobs/casebooks", headers=people["dm"], json={})
+    assert check(doc, JOBS + "/casebooks", "post", books)["params"]["language"] == "zh_Hans"
+    refused = client.post(f"{STUDY}/jobs/casebooks", headers=people["dm"],
+                          json={"language": "klingon"})
+    assert check(doc, JOBS + "/casebooks", "post", refused) and refused.status_code == 422
+    assert refused.get_json()["errors"]["language"] == [
+        "no casebook language 'klingon' (languages: en, fr, zh_Hans)"]
+
+
 def test_cancel_a_queued_job(client, doc, people):
     dm = people["dm"]
     body = check(doc, JOBS + "/data", "post", client.post(

@@ -223,6 +223,27 @@ def test_the_report_pdf(cohort, client, login_as):
     assert "attachment" in response.headers["Content-Disposition"]
 
 
+@pytest.mark.parametrize(("language", "title", "axis"), [
+    ("zh", "研究报告", "自 randomization 起的月数"),
+    ("fr", "Rapport d'étude", "Mois depuis randomization"),
+    (None, "Study report", "Months from randomization"),
+])
+def test_the_report_prints_in_the_language_asked(cohort, app, language, title, axis):
+    from ecrf.outputs.pdf.report import study_report_html
+
+    with app.test_request_context():
+        html = study_report_html(db.session, cohort, None, with_subjects=True,
+                                 generated_by="dm1", language=language)
+    assert title in html and axis in html
+
+
+def test_the_report_refuses_an_unknown_language(cohort, client, login_as):
+    login_as("data_manager", study="SURV", username="dm1")
+    response = client.get("/studies/SURV/report.pdf?language=klingon")
+    assert response.status_code == 400
+    assert "cannot be printed in klingon" in response.get_data(as_text=True)
+
+
 def test_the_report_lists_subjects_for_the_data_manager_only(cohort, app):
     from ecrf.outputs.pdf.report import study_report_html
 

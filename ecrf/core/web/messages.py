@@ -4,7 +4,7 @@ when they asked for them (the "Show OIDs" switch, kept in the session)."""
 
 from __future__ import annotations
 
-from flask import Flask, has_request_context, request, session
+from flask import Flask, has_app_context, has_request_context, request, session
 from flask_babel import get_locale, gettext
 from markupsafe import Markup, escape
 
@@ -21,7 +21,8 @@ def show_oids() -> bool:
 
 def reader() -> Reader:
     """The signed-in user as a reader: their language, and OIDs if they asked."""
-    language = str(get_locale() or "en") if has_request_context() else None
+    # Outside a request: the language forced for the output being made (a PDF), else None.
+    language = str(get_locale() or "en") if has_app_context() else None
     return Reader(language=language, gettext=gettext, show_oids=show_oids())
 
 

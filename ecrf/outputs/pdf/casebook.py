@@ -8,6 +8,11 @@ failure raises (``CasebookError`` names the subject) instead of leaving a partia
 Everything users typed reaches the PDF through Jinja's autoescape, and the renderer's URL
 fetcher serves nothing but the static folder, so typed markup is printed, never run or
 fetched.
+
+A casebook prints in one interface language (English, French or Chinese): the
+application's words come from the catalogs, the study's texts (event, form, group and item
+names, code-list decodes) from the study definition's translations, and dates in that
+locale's form; times stay in UTC.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ecrf.capture import (
     Subject,
     subject_audit_query,
 )
+from ecrf.core import format_day, interface_language
 from ecrf.core.audit import AuditEvent
 from ecrf.crf import StudyDefinition, UnknownOidError
 from ecrf.crf.values import display
@@ -46,7 +52,6 @@ from ecrf.review import Query, signatures_of
 from ecrf.studies import StudyVersion, definition_for
 
 Progress = Callable[[int, str], None]
-UTC_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 
 
 class CasebookError(RuntimeError):
@@ -54,7 +59,26 @@ class CasebookError(RuntimeError):
 
 
 def utc(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.UTC).strftime(UTC_FORMAT) if value else ""
+    """A moment in UTC, its date in the current locale's form ('2026-03-02 14:05:09 UTC',
+    '2 mars 2026 14:05:09 UTC', '2026年3月2日 14:05:09 UTC')."""
+    if not value:
+        return ""
+    value = value.astimezone(dt.UTC)
+    return f"{format_day(value.date())} {value:%H:%M:%S} UTC"
+
+
+def casebook_language(language: str | None) -> str:
+    """The interface language a casebook prints in, for a language tag ("zh", "zh_Hans",
+    "fr", "en"); English when none is given. CasebookError for a language the application
+    does not speak."""
+    if not language:
+        return "en"
+    found = interface_language(language)
+    if found is None:
+        raise CasebookError(
+            f"no casebook language {language!r} (languages: "
+            f"{', '.join(current_app.config['LANGUAGES'])})")
+    return found
 
 
 @dataclass
@@ -83,9 +107,10 @@ def _thread(query: Query) -> dict:
 class CasebookModel:
     """What the template shows for one subject, read in a fixed number of statements."""
 
-    def __init__(self, session: Session, subject: Subject) -> None:
+    def __init__(self, session: Session, subject: Subject, language: str = "en") -> None:
         self.session = session
         self.subject = subject
+        self.language = language  # the interface locale; study texts by its language part
         self.definition = definition_for(subject.study_version)
 
     def events(self) -> tuple[list[dict], list[FormInstance]]:
@@ -119,7 +144,8 @@ class CasebookModel:
         for instance in instances:
             try:
                 rule = self.definition.event(instance.event_oid)
-                name, form_order = rule.name, list(rule.forms)
+                name = self.definition.event_name_in(instance.event_oid, self.language)
+                form_order = list(rule.forms)
             except UnknownOidError:
                 name, form_order = instance.event_oid, []
             mine = sorted(by_event.get(instance.id, []), key=lambda f: (
@@ -127,7 +153,7 @@ class CasebookModel:
             events.append({
                 "oid": instance.event_oid, "repeat": instance.repeat, "name": name,
                 "anchor": f"event-{instance.event_oid}-{instance.repeat}",
-                "date": instance.actual_date.isoformat() if instance.actual_date else "",
+                "date": format_day(instance.actual_date),
                 "state": instance.state, "not_done_reason": instance.not_done_reason,
                 "signatures": [s for s in signatures if s.scope == "event"
                                and s.event_instance_id == instance.id],
@@ -151,6 +177,7 @@ class CasebookModel:
               state: Any, signatures: list) -> dict:
         definition: StudyDefinition = definition_for(instance.study_version)
         form = definition.form(instance.form_oid)
+        lang = self.language
         item_queries: dict[tuple, list[dict]] = defaultdict(list)
         form_queries = []
         for query in queries:
@@ -170,13 +197,13 @@ class CasebookModel:
                                     (group.oid, row, item.oid))
                          for item in group.items]
                 sections.append({
-                    "label": group.label or form.name, "row": row if group.repeating else None,
+                    "label": group.label_in(lang) or form.name_in(lang), "row": row if group.repeating else None,
                     "removed": gone and {"at": utc(gone.removed_at),
                                          "reason": gone.removal_reason},
                     "lines": lines,
                 })
         return {
-            "oid": form.oid, "name": form.name, "status": instance.status,
+            "oid": form.oid, "name": form.name_in(lang), "status": instance.status,
             "anchor": f"form-{instance.id}", "version": instance.study_version.label,
             "updated_at": utc(instance.updated_at), "sections": sections,
             "queries": form_queries, "signatures": signatures,
@@ -190,7 +217,7 @@ class CasebookModel:
               threads: list[dict], key: tuple) -> ItemLine:
         text = stored.value if stored is not None else None
         codes = definition.choices_of(form_oid, item.oid)
-        shown = display(item, text, codes) if text is not None else ""
+        shown = display(item, text, codes, self.language) if text is not None else ""
         if item.unit and item.is_numeric and shown.endswith(" " + item.unit):
             shown = shown[: -len(item.unit) - 1]
         grade = None
@@ -209,7 +236,7 @@ class CasebookModel:
                 if reset is not None:
                     detail = _("reset %(when)s: %(why)s", when=utc(reset.reset_at),
                                why=reset.reset_reason or "")
-        return ItemLine(item.label, item.oid, text if codes else None, shown,
+        return ItemLine(item.label_in(self.language), item.oid, text if codes else None, shown,
                         item.unit if item.is_numeric else None, grade, sdv_text, detail,
                         threads)
 
@@ -317,13 +344,15 @@ def _survival_rows(session: Session, subject: Subject) -> list[dict]:
 
 
 def casebook_html(session: Session, subject: Subject, *, generated_by: str,
-                  generated_at: dt.datetime | None = None) -> str:
-    """The casebook's HTML (what the PDF is laid out from)."""
+                  generated_at: dt.datetime | None = None, language: str | None = None) -> str:
+    """The casebook's HTML (what the PDF is laid out from), in ``language`` (an interface
+    language or a study text language: "zh" prints Chinese; default English)."""
     from markupsafe import Markup
 
     generated_at = generated_at or dt.datetime.now(dt.UTC)
-    with force_locale("en"):
-        model = CasebookModel(session, subject)
+    locale = casebook_language(language)
+    with force_locale(locale):
+        model = CasebookModel(session, subject, locale)
         events, forms = model.events()
         plot = counts_plot(session, subject)
         return current_app.jinja_env.get_template("pdf/casebook.html").render(
@@ -332,8 +361,8 @@ def casebook_html(session: Session, subject: Subject, *, generated_by: str,
             casebook_signatures=model.casebook_signatures, other_queries=model.other_queries,
             audit=model.audit(), plot=Markup(plot) if plot else None,
             endpoints=subject_endpoints(session, subject),
-            generated_at=utc(generated_at), generated_by=generated_by, language="en",
-            utc=utc, subject_labels=SUBJECT_LABELS, form_status_labels=FORM_STATUS_LABELS,
+            generated_at=utc(generated_at), generated_by=generated_by,
+            language=locale.replace("_", "-"), utc=utc, subject_labels=SUBJECT_LABELS, form_status_labels=FORM_STATUS_LABELS,
             event_state_labels=EVENT_STATE_LABELS,
             query_labels=review.QUERY_STATUS_LABELS,
         )
@@ -375,14 +404,14 @@ def _bytes_io(data: bytes):
 
 
 def casebook_pdf(session: Session, subject: Subject, *, generated_by: str,
-                 generated_at: dt.datetime | None = None,
+                 generated_at: dt.datetime | None = None, language: str | None = None,
                  target: str | Path | IO[bytes] | None = None) -> bytes | None:
     """The subject's casebook as PDF/A-3b with its ODM files attached; bytes unless
     ``target``. Raises CasebookError naming the subject on any failure."""
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     try:
         html = casebook_html(session, subject, generated_by=generated_by,
-                             generated_at=generated_at)
+                             generated_at=generated_at, language=language)
         stem = f"{subject.study.oid}_{subject.subject_key}"
         attachments = [
             (f"{stem}_odm_snapshot.xml",
@@ -406,7 +435,7 @@ def casebook_file_name(subject: Subject) -> str:
 
 
 def write_casebooks_zip(session: Session, scope: Any, path: Path, *, generated_by: str,
-                        progress: Progress | None = None) -> int:
+                        language: str | None = None, progress: Progress | None = None) -> int:
     """Every casebook of the scope in one zip, with a manifest (file, SHA-256, size).
 
     All or nothing: the first casebook that fails stops the export with an ExportError
@@ -436,7 +465,8 @@ def write_casebooks_zip(session: Session, scope: Any, path: Path, *, generated_b
                 buffer = io.BytesIO()
                 try:
                     casebook_pdf(session, subject, generated_by=generated_by,
-                                 generated_at=generated_at, target=buffer)
+                                 generated_at=generated_at, language=language,
+                                 target=buffer)
                 except CasebookError as exc:
                     raise ExportError(str(exc)) from exc
                 data = buffer.getvalue()

@@ -18,7 +18,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from ecrf.core import ui_locale
+from ecrf.core import format_day, ui_locale
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.outputs.odm.common import codelist_oid, event_oid, form_oid, group_oid, item_oid
 from ecrf.outputs.odm.metadata import VersionRef, number_text
@@ -187,6 +187,7 @@ def crf_pdf(definition: StudyDefinition, content: dict[str, Any], version: Versi
                f"prepared form {form.oid} ({index + 1} of {len(forms_order)})")
         if check_cancel:
             check_cancel()
+    moment = generated_at.astimezone(dt.UTC)
     with force_locale(ui_locale(language)):
         variant = _("Annotated CRF") if annotated else _("Blank CRF")
         # The app's environment (autoescape on .html, gettext), without the page context
@@ -194,7 +195,7 @@ def crf_pdf(definition: StudyDefinition, content: dict[str, Any], version: Versi
         html = current_app.jinja_env.get_template("pdf/crf.html").render(
             annotated=annotated, variant=variant, d=definition, forms=forms,
             schedule=model.schedule(), version=version, language=language or "en",
-            generated_at=generated_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            generated_at=f"{format_day(moment.date())} {moment:%H:%M:%S} UTC",
             generated_by=generated_by, study_odm_oid=definition.oid,
         )
     report(45, "laying out pages")
