@@ -21,6 +21,7 @@ from ecrf.api import (  # noqa: F401  (routes)
     events,
     forms,
     jobs,
+    labs,
     openapi,
     preconditions,
     review,

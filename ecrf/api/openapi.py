@@ -228,6 +228,7 @@ def _schemas() -> dict:
         **_signing_schemas(),
         **_allocation_schemas(),
         **_strata_schemas(),
+        **_labs_schemas(),
     }
 
 
@@ -523,6 +524,7 @@ def _paths() -> dict:
         **_signing_paths(),
         **_allocation_paths(),
         **_strata_paths(),
+        **_labs_paths(),
     }
 
 
@@ -1424,6 +1426,82 @@ def _strata_paths() -> dict:
     }
 
 
+def _labs_schemas() -> dict:
+    count = {"type": "integer", "minimum": 0}
+    problem = _obj({"where": {**STR, "description": "Line, message or entry of the file."},
+                    "reason": STR})
+    plan = {
+        "name": STR, "sha256": STR, "format": {"type": "string",
+                                               "enum": ["csv", "hl7", "fhir"]},
+        "results": count,
+        "counts": _obj({"new": count, "unchanged": count, "conflict": count,
+                        "skipped": count, "problems": count}),
+        "lines": _array(_obj({
+            "where": STR, "subject_key": STR, "event": STR, "repeat": {**INT, "minimum": 1},
+            "row": {**INT, "minimum": 1}, "date": DATE, "item": STR,
+            "value": {**STR, "description": "In the item's unit."},
+            "source": {**STR, "description": "The value and unit as the file gives them."},
+            "stored": _nullable(STR),
+            "state": {"type": "string", "enum": ["new", "unchanged", "conflict"]},
+            "new_row": BOOL})),
+        "skipped": _array(problem), "problems": _array(problem),
+        "dry_run": BOOL,
+        "stored": _nullable(_obj({"values": count, "forms": count, "kept": {
+            **count, "description": "Conflicting results not written: the entered value "
+                                    "kept."}})),
+    }
+    return {
+        "LabImport": _obj(plan, description="What the file does: each result compared with "
+                                            "what is entered, and what was stored."),
+        "LabImportRefused": {"allOf": [_ref("Error"), {"type": "object", "properties": {
+            **plan, "problems": _array(problem)}}]},
+    }
+
+
+def _labs_paths() -> dict:
+    def query(name: str, text: str, schema: dict) -> dict:
+        return {"name": name, "in": "query", "required": False, "description": text,
+                "schema": schema}
+
+    text = {"type": "string", "maxLength": 20 * 1024 * 1024}
+    refused = {"description": "Nothing was stored: results that cannot be imported (a unit "
+                              "without conversion, a date outside every window, a value "
+                              "data capture refuses...), each named where it is in the "
+                              "file.",
+               "content": {JSON: {"schema": _ref("LabImportRefused")}}}
+    large = {"description": "The body is larger than 20 MB.",
+             "content": {JSON: {"schema": _ref("Error")}}}
+    operation = _op(
+        "importLabResults", "Import a laboratory file: preview or store its results.",
+        "labs", "LabImport", ["study_oid"],
+        errors=("BadRequest", "Unauthorized", "Forbidden", "NotFound"),
+        description="Needs `data.enter`; only subjects of the sites where you hold it. The "
+        "body is the file as the laboratory system exports it: a CSV (`text/csv`), HL7 v2 "
+        "ORU^R01 messages (`x-application/hl7-v2+er7` or `text/plain`) or a FHIR R4 Bundle of "
+        "Observations (`application/fhir+json`). The study's `labs` block maps codes to "
+        "items and units; results are stored through data capture (validation, grades, "
+        "audit reason naming the file and its SHA-256), all or nothing, as on the "
+        "laboratory import page.")
+    operation["parameters"] += [
+        query("format", "csv, hl7 or fhir (default: from the file's name and content).",
+              {"type": "string", "enum": ["csv", "hl7", "fhir"]}),
+        query("name", "The file's name, for the audit trail.", {"type": "string",
+                                                                 "maxLength": 200}),
+        query("dry_run", "true: answer the preview and store nothing.",
+              {"type": "string", "enum": ["true", "false"], "default": "false"}),
+        query("accept_conflicts", "true: a result that differs from an entered value "
+              "replaces it (default: the entered value is kept).",
+              {"type": "string", "enum": ["true", "false"], "default": "false"})]
+    operation["requestBody"] = {"required": True, "content": {
+        kind: {"schema": text} for kind in ("text/csv", "text/plain",
+                                           "x-application/hl7-v2+er7",
+                                           "application/fhir+json", "application/json",
+                                           "application/octet-stream")}}
+    operation["responses"]["413"] = large
+    operation["responses"]["422"] = refused
+    return {STUDY + "/labs": {"post": operation}}
+
+
 def _safety_schemas() -> dict:
     number = {"type": "integer", "minimum": 1, "maximum": 2147483647}
     awareness = {"type": "string", "pattern": r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:"
@@ -1668,7 +1746,7 @@ def build_document() -> dict:
         "security": [{"bearerAuth": []}],
         "tags": [{"name": name} for name in ("studies", "subjects", "forms", "endpoints",
                                              "events", "review", "safety", "signatures",
-                                             "locks", "allocation", "strata", "jobs",
+                                             "locks", "allocation", "strata", "labs", "jobs",
                                              "audit", "meta")],
         "paths": paths,
         "components": {

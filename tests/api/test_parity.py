@@ -67,6 +67,9 @@ PARITY: dict[str, tuple[str, ...] | str] = {
     "safety.sae_submit": ("api.sae_submit",),
     "safety.sae_followup": ("api.sae_followup",),
     "safety.notification_retry": ("api.notification_retry",),
+    # esource
+    "labs.preview": ("api.labs_import",),
+    "labs.confirm": ("api.labs_import",),
     # outputs
     "exports.create_data_export": ("api.job_create_data_export",),
     "exports.create_crf": ("api.job_create_crf",),
