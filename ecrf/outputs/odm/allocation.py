@@ -46,7 +46,7 @@ def allocations_in_scope(session: Session, scope: Scope) -> dict[int, Allocation
         found[subject_id] = AllocationInfo(
             arm=arm or allocation.arm, dose_level=level, number=numbers.get(subject_id),
             randomized_on=allocation.randomized_on, allocated_at=allocation.allocated_at,
-            allocated_by=allocation.allocated_by, list_name=list_name, list_kind=list_kind,
-            stratum=allocation.stratum, sequence=allocation.sequence,
-            strata=tuple(sorted((str(k), str(v)) for k, v in strata.items())))
+            allocated_by=allocation.allocated_by, list_name=list_name,
+            list_kind=list_kind or "production", stratum=allocation.stratum,
+            sequence=allocation.sequence, strata={str(k): str(v) for k, v in strata.items()})
     return found

@@ -26,9 +26,10 @@ by the official schema. Systems that do not know the namespace ignore the elemen
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from lxml import etree
+
+from ecrf.allocation import RecordedAllocation
 
 ECRF_NS = "urn:x-ecrf:odm-extension:1"
 ECRF_PREFIX = "ecrf"
@@ -82,21 +83,9 @@ def x(tag: str) -> str:
     return f"{{{ECRF_NS}}}{tag}"
 
 
-@dataclass(frozen=True)
-class AllocationInfo:
-    """What the export writes of one subject (and the import reads back)."""
-
-    arm: str | None = None
-    dose_level: int | None = None
-    number: str | None = None
-    randomized_on: dt.date | None = None
-    allocated_at: dt.datetime | None = None
-    allocated_by: str | None = None
-    list_name: str | None = None
-    list_kind: str | None = None
-    stratum: str | None = None
-    sequence: int | None = None
-    strata: tuple[tuple[str, str], ...] = ()
+# What the export writes of one subject and the import reads back: the allocation area's
+# record of an allocation made by another instance.
+AllocationInfo = RecordedAllocation
 
 
 def allocation_element(info: AllocationInfo) -> etree._Element | None:
@@ -122,7 +111,7 @@ def allocation_element(info: AllocationInfo) -> etree._Element | None:
         for name, value in attrib.items():
             if value is not None:
                 rand.set(name, value)
-        for name, value in info.strata:
+        for name, value in sorted(info.strata.items()):
             etree.SubElement(rand, x("Stratum"), Name=name, Value=value)
     return el
 
@@ -150,10 +139,9 @@ def read_allocation(subject_data: etree._Element) -> AllocationInfo | None:
             number=rand.get("Number"), randomized_on=dt.date.fromisoformat(rand.get("Date")),
             allocated_at=dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None,
             allocated_by=rand.get("AllocatedBy"), list_name=rand.get("ListName"),
-            list_kind=rand.get("ListKind"), stratum=rand.get("Stratum"),
+            list_kind=rand.get("ListKind") or "production", stratum=rand.get("Stratum"),
             sequence=int(sequence) if sequence else None,
-            strata=tuple((s.get("Name"), s.get("Value"))
-                         for s in rand.iterfind(x("Stratum"))))
+            strata={s.get("Name"): s.get("Value") for s in rand.iterfind(x("Stratum"))})
     except (TypeError, ValueError) as exc:
         raise ExtensionError(f"subject {key}: ecrf:Allocation cannot be read ({exc})") from None
 

@@ -20,17 +20,8 @@ from ecrf.capture import CaptureError, Subject, event_instance
 from ecrf.core.audit import Actor
 from ecrf.outputs.odm.clinical import parse_annotation
 from ecrf.outputs.odm.common import q
-from ecrf.outputs.odm.extension import AllocationInfo, ExtensionError, read_allocation
+from ecrf.outputs.odm.extension import ExtensionError, read_allocation
 from ecrf.studies import definition_for
-
-
-def recorded(info: AllocationInfo) -> allocation.RecordedAllocation:
-    return allocation.RecordedAllocation(
-        arm=info.arm, dose_level=info.dose_level, number=info.number,
-        randomized_on=info.randomized_on, allocated_at=info.allocated_at,
-        allocated_by=info.allocated_by, list_name=info.list_name,
-        list_kind=info.list_kind or "production", stratum=info.stratum,
-        sequence=info.sequence, strata=dict(info.strata))
 
 
 def restore_subject_allocation(session: Session, actor: Actor, subject: Subject,
@@ -44,13 +35,12 @@ def restore_subject_allocation(session: Session, actor: Actor, subject: Subject,
         return str(exc)
     if info is None:
         return None
-    wanted = recorded(info)
     savepoint = session.begin_nested()
     try:
-        done = allocation.restore_allocation(session, actor, subject, wanted, source=source)
+        done = allocation.restore_allocation(session, actor, subject, info, source=source)
         if done.randomized:
             _open_written_event(session, actor, subject, subject_data, today)
-            allocation.restore_written_items(session, actor, subject, wanted, source=source)
+            allocation.restore_written_items(session, actor, subject, info, source=source)
     except (allocation.RestoreError, CaptureError, ValueError) as exc:
         savepoint.rollback()
         return f"allocation not restored: {exc}"
