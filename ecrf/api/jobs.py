@@ -38,7 +38,7 @@ register("api.job_download", Allow("data.export"))
 JOBS = "/studies/<study_oid>/jobs"
 JOB = JOBS + "/<int:job_id>"
 # The formats of the exports page (``ecrf.outputs``' clinical_data job kind).
-DATA_FORMATS = ("odm", "odm_transactional", "csv", "xpt", "sav", "sdtm")
+DATA_FORMATS = ("odm", "odm_transactional", "csv", "xpt", "sav", "sdtm", "sdtm_package")
 VARIANTS = ("blank", "annotated")
 MAX_CODE = 64
 

@@ -1306,7 +1306,10 @@ def _jobs_schemas() -> dict:
         "JobList": _page(_ref("Job"), description="Your jobs of the study, newest first."),
         "DataExportStart": _obj({
             "format": {"type": "string", "enum": ["odm", "odm_transactional", "csv", "xpt",
-                                                  "sav", "sdtm"]},
+                                                  "sav", "sdtm", "sdtm_package"],
+                       "description": "sdtm: SDTM datasets as CSV and XPT; sdtm_package: "
+                                      "XPT, Dataset-JSON, define.xml, annotated CRF and "
+                                      "manifest."},
             "site": site}, ["format"], description="A clinical data export."),
         "CasebooksStart": _obj({
             "site": site,
