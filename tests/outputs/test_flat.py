@@ -206,7 +206,9 @@ def test_exports_page_queues_casebooks_and_data_exports(cast, client, login_as):
     assert response.status_code == 302
     queued = db.session.scalars(select(Job).order_by(Job.id)).all()
     assert [(j.kind, j.params) for j in queued] == [
-        ("casebooks", {"site": "S02"}), ("clinical_data", {"site": None, "format": "xpt"})]
+        # the casebooks in the data manager's own language (English here)
+        ("casebooks", {"site": "S02", "language": "en"}),
+        ("clinical_data", {"site": None, "format": "xpt"})]
     bad = client.post("/studies/CLINX/jobs/data", data={"format": "pdf"},
                       follow_redirects=True)
     assert "format must be one of" in bad.get_data(as_text=True)
