@@ -62,9 +62,14 @@ def decode(data: bytes) -> str:
     """UTF-8 (with or without a byte-order mark), else Windows-1252 as laboratory
     systems on Windows write."""
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        text = data.decode("cp1252", errors="replace")
+    if "\x00" in text:  # a binary file, or a corrupted export: no database stores it
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise LabFileError(f"line {line} holds a NUL byte: this is not a text file as "
+                           "laboratory systems export them")
+    return text
 
 
 def number(text: str) -> Decimal | str:
@@ -331,6 +336,11 @@ def parse_fhir(text: str) -> Parsed:
         document = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise LabFileError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise LabFileError("the JSON is nested too deeply to be a FHIR bundle") from None
+    if _holds_nul(document):
+        raise LabFileError("a text of the JSON holds a NUL character (\\u0000): no laboratory "
+                           "value or identifier does")
     if not isinstance(document, dict):
         raise LabFileError("not a FHIR resource: the JSON is not an object")
     kind = document.get("resourceType")
@@ -354,6 +364,22 @@ def parse_fhir(text: str) -> Parsed:
         if found is not None:
             (observations if isinstance(found, Observation) else problems).append(found)
     return observations, problems
+
+
+def _holds_nul(node) -> bool:
+    """Whether a NUL character is in any key or text of a JSON document."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _patients(entries: list) -> dict[str, tuple[str, ...]]:

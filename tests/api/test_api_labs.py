@@ -128,3 +128,30 @@ def test_a_monitor_may_not_import(client, doc, crc, make_user):
     response = client.post(URL, headers=monitor, data=counts_csv(range(1, 2)),
                            content_type="text/csv")
     assert check(doc, LABS, "post", response) and response.status_code == 403
+
+
+@pytest.mark.parametrize("bad", [b";751-8;1\x00,05;", b"WUH-101\x00;"])
+def test_a_nul_byte_in_the_file_is_named_not_a_500(client, doc, crc, bad):
+    data = counts_csv(range(1, 2)).replace(b";751-8;1,05;" if b"751" in bad else b"WUH-101;",
+                                           bad, 1)
+    before = row_counts(db.session)
+    response = client.post(URL, headers=crc, data=data, content_type="text/csv")
+    body = check(doc, LABS, "post", response)
+    assert response.status_code in (400, 422), body
+    after = row_counts(db.session)
+    assert {**after, "audit_event": after["audit_event"] - 1} == before
+
+
+def test_an_escaped_nul_in_a_fhir_bundle_is_named_not_a_500(client, doc, crc):
+    data = (FILES / "counts.fhir.json").read_bytes().replace(b"WUH-101", b"WUH-101\\u0000")
+    assert b"\\u0000" in data
+    response = client.post(URL, headers=crc, data=data, content_type="application/fhir+json")
+    body = check(doc, LABS, "post", response)
+    assert response.status_code == 400 and "NUL" in body["message"], body
+
+
+def test_a_deeply_nested_json_is_named_not_a_500(client, doc, crc):
+    data = b'{"resourceType": "Bundle", "entry": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = client.post(URL, headers=crc, data=data, content_type="application/fhir+json")
+    body = check(doc, LABS, "post", response)
+    assert response.status_code == 400, body
