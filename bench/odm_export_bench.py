@@ -21,11 +21,13 @@ import datetime as dt
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+
+from benchdb import temporary_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -139,44 +141,31 @@ def export(url: str, target: str, queue) -> None:
 def main(values: int = 1_000_000) -> None:
     server = os.environ.get("ECRF_BENCH_DATABASE_URL")
     folder = Path(tempfile.mkdtemp(prefix="ecrf-odm-bench-"))
-    admin = None
-    if server:
-        import sqlalchemy as sa
-
-        base = server.replace("postgresql://", "postgresql+psycopg://", 1)
-        name = f"ecrf_bench_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{folder / 'bench.db'}"
     try:
-        build(url, values)
-        target = folder / "export.xml"
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        child = context.Process(target=export, args=(url, str(target), queue))
-        child.start()
-        written, subjects, elapsed, rss_mb, traced_mb = queue.get()
-        child.join()
-        from lxml import etree
+        with temporary_database(folder) as url:
+            build(url, values)
+            target = folder / "export.xml"
+            context = multiprocessing.get_context("spawn")
+            queue = context.Queue()
+            child = context.Process(target=export, args=(url, str(target), queue))
+            child.start()
+            written, subjects, elapsed, rss_mb, traced_mb = queue.get()
+            child.join()
+            from lxml import etree
 
-        count = sum(1 for _ in etree.iterparse(
-            str(target), tag="{http://www.cdisc.org/ns/odm/v1.3}ItemData"))
-        print(f"database: {'PostgreSQL' if server else 'SQLite'}")
-        print(f"exported {written:,} item values of {subjects} subjects in {elapsed:.1f} s: "
-              f"{written / elapsed:,.0f} values/s (target 50,000/s)")
-        print(f"file: {target.stat().st_size / 2**20:.0f} MB, {count:,} ItemData, "
-              "well-formed")
-        print(f"peak memory growth during the export: {rss_mb:.1f} MB of resident memory "
-              "(ru_maxrss after minus before; target < 150 MB); peak of Python "
-              f"allocations during an export (tracemalloc): {traced_mb:.1f} MB")
+            count = sum(1 for _ in etree.iterparse(
+                str(target), tag="{http://www.cdisc.org/ns/odm/v1.3}ItemData"))
+            print(f"database: {'PostgreSQL' if server else 'SQLite'}")
+            print(f"exported {written:,} item values of {subjects} subjects in {elapsed:.1f} s: "
+                  f"{written / elapsed:,.0f} values/s (target 50,000/s)")
+            print(f"file: {target.stat().st_size / 2**20:.0f} MB, {count:,} ItemData, "
+                  "well-formed")
+            print(f"peak memory growth during the export: {rss_mb:.1f} MB of resident memory "
+                  "(ru_maxrss after minus before; target < 150 MB); peak of Python "
+                  f"allocations during an export (tracemalloc): {traced_mb:.1f} MB")
     finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 
 if __name__ == "__main__":

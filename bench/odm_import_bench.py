@@ -24,8 +24,9 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+
+from benchdb import temporary_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -145,52 +146,38 @@ def run_import(url: str, path: str, dry_run: bool, queue) -> None:
 def main(subjects: int = 200, days: int = 42) -> None:
     server = os.environ.get("ECRF_BENCH_DATABASE_URL")
     folder = Path(tempfile.mkdtemp(prefix="ecrf-odm-import-bench-"))
-    admin = None
-    if server:
-        import sqlalchemy as sa
-
-        base = server.replace("postgresql://", "postgresql+psycopg://", 1)
-        name = f"ecrf_bench_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{folder / 'bench.db'}"
     try:
-        build(url, folder, subjects, days)
-        context = multiprocessing.get_context("spawn")
-        good = folder / "clinical.xml"
-        child = context.Process(target=export, args=(url, str(good)))
-        child.start()
-        child.join()
-        data = good.read_bytes()
-        start = data.rindex(b'ItemOID="I.LAB.PLT" Value="') + len(b'ItemOID="I.LAB.PLT" Value="')
-        end = data.index(b'"', start)
-        bad = folder / "refused.xml"
-        bad.write_bytes(data[:start] + b"99999" + data[end:])  # above the hard range
-        print(f"database: {'PostgreSQL' if server else 'SQLite'}; file: "
-              f"{good.stat().st_size / 2**20:.1f} MB, {subjects} subjects x {days} days x 3 "
-              "values")
-        for label, path, dry_run in (("dry run", good, True),
-                                     ("refused (one bad value, last subject)", bad, False),
-                                     ("import", good, False)):
-            queue = context.Queue()
-            child = context.Process(target=run_import, args=(url, str(path), dry_run, queue))
+        with temporary_database(folder) as url:
+            build(url, folder, subjects, days)
+            context = multiprocessing.get_context("spawn")
+            good = folder / "clinical.xml"
+            child = context.Process(target=export, args=(url, str(good)))
             child.start()
-            outcome, count, items, problems, elapsed, rss_mb, peak_mb = queue.get()
             child.join()
-            print(f"{label}: {outcome}, {count} subjects, {items['in_file']:,} ItemData "
-                  f"({items['stored']:,} stored, skipped {items['skipped']}), {problems} "
-                  f"problem(s) in {elapsed:.1f} s: {items['in_file'] / elapsed:,.0f} "
-                  f"ItemData/s; peak resident memory {peak_mb:.0f} MB (growth during the "
-                  f"import {rss_mb:.1f} MB)")
+            data = good.read_bytes()
+            start = data.rindex(b'ItemOID="I.LAB.PLT" Value="') + len(b'ItemOID="I.LAB.PLT" Value="')
+            end = data.index(b'"', start)
+            bad = folder / "refused.xml"
+            bad.write_bytes(data[:start] + b"99999" + data[end:])  # above the hard range
+            print(f"database: {'PostgreSQL' if server else 'SQLite'}; file: "
+                  f"{good.stat().st_size / 2**20:.1f} MB, {subjects} subjects x {days} days x 3 "
+                  "values")
+            for label, path, dry_run in (("dry run", good, True),
+                                         ("refused (one bad value, last subject)", bad, False),
+                                         ("import", good, False)):
+                queue = context.Queue()
+                child = context.Process(target=run_import, args=(url, str(path), dry_run, queue))
+                child.start()
+                outcome, count, items, problems, elapsed, rss_mb, peak_mb = queue.get()
+                child.join()
+                print(f"{label}: {outcome}, {count} subjects, {items['in_file']:,} ItemData "
+                      f"({items['stored']:,} stored, skipped {items['skipped']}), {problems} "
+                      f"problem(s) in {elapsed:.1f} s: {items['in_file'] / elapsed:,.0f} "
+                      f"ItemData/s; peak resident memory {peak_mb:.0f} MB (growth during the "
+                      f"import {rss_mb:.1f} MB)")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+
 
 
 if __name__ == "__main__":
