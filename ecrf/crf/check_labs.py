@@ -17,19 +17,26 @@ PLANNED_KINDS = ("scheduled", "repeating")
 _NUMBER = (ValueType.INTEGER, ValueType.DECIMAL, ValueType.NUMBER)
 
 
+def _item_in_group(c: StudyChecker, doc: Document, at: tuple, oid: object, form: str,
+                   group: str):
+    """The item ``oid`` of ``form`` if it is in ``group``; else reported, and None."""
+    info = c.items[form].get(oid) if isinstance(oid, str) else None
+    if isinstance(oid, str) and info is None:
+        c.report(doc, at, f"unknown item '{oid}' in form {form}")
+    elif info is not None and info.group != group:
+        c.report(doc, at, f"{oid} is in group {form}.{info.group}, not in {form}.{group}")
+        return None
+    return info
+
+
 def check_labs(c: StudyChecker, doc: Document, spec: dict[str, Any]) -> None:
     path = ("labs",)
     where = _group(c, doc, spec.get("group"))
     if where is not None:
         form, group = where
         date = spec.get("date")
-        info = c.items[form].get(date) if isinstance(date, str) else None
-        if isinstance(date, str) and info is None:
-            c.report(doc, (*path, "date"), f"unknown item '{date}' in form {form}")
-        elif info is not None and info.group != group:
-            c.report(doc, (*path, "date"), f"{date} is in group {form}.{info.group}, not in "
-                                           f"{form}.{group}")
-        elif info is not None and info.type != "date":
+        info = _item_in_group(c, doc, (*path, "date"), date, form, group)
+        if info is not None and info.type != "date":
             c.report(doc, (*path, "date"), f"{date} must be a date item, not {info.type}")
         _events(c, doc, spec.get("events"), form)
         _analytes(c, doc, spec.get("analytes"), form, group)
@@ -78,14 +85,8 @@ def _analytes(c: StudyChecker, doc: Document, analytes: Any, form: str, group: s
     for index, analyte in dicts(analytes):
         at = ("labs", "analytes", index)
         oid = analyte.get("item")
-        info = c.items[form].get(oid) if isinstance(oid, str) else None
-        if isinstance(oid, str) and info is None:
-            c.report(doc, (*at, "item"), f"unknown item '{oid}' in form {form}")
-        elif info is not None and info.group != group:
-            c.report(doc, (*at, "item"), f"{oid} is in group {form}.{info.group}, not in "
-                                         f"{form}.{group}")
-            info = None
-        elif info is not None and info.value_type not in _NUMBER:
+        info = _item_in_group(c, doc, (*at, "item"), oid, form, group)
+        if info is not None and info.value_type not in _NUMBER:
             c.report(doc, (*at, "item"), f"{oid} must be an integer or decimal item, not "
                                          f"{info.type}")
             info = None
