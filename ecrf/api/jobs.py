@@ -48,7 +48,8 @@ def job_document(job: Job) -> dict:
     done = job.status == "done"
     return {
         "id": job.id, "kind": job.kind, "kind_label": labels.get(job.kind, job.kind),
-        "params": dict(job.params or {}), "status": job.status, "progress": job.progress,
+        "params": jobs.public_params(job.params), "status": job.status,
+        "progress": job.progress,
         "message": job.message, "error": job.error, "finished": job.finished,
         "cancel_requested": bool(job.cancel_requested),
         "created_at": iso(job.created_at), "started_at": iso(job.started_at),

@@ -13,6 +13,7 @@ from ecrf.jobs.runner import (
     JobContext,
     JobError,
     JobKind,
+    JobParts,
     JobResult,
     backoff_delay,
     enqueue,
@@ -24,6 +25,7 @@ from ecrf.jobs.runner import (
     jobs_for,
     kinds,
     nudge,
+    public_params,
     record_download,
     request_cancel,
     result_file,
@@ -33,9 +35,9 @@ from ecrf.jobs.runner import (
 )
 
 __all__ = [
-    "Job", "JobCancelled", "JobContext", "JobError", "JobKind", "JobResult", "JobStatus",
+    "Job", "JobCancelled", "JobContext", "JobError", "JobKind", "JobParts", "JobResult", "JobStatus",
     "backoff_delay", "enqueue", "enqueue_task", "ensure_in_process_worker", "exports_dir",
-    "get_job", "job_kind", "jobs_for", "kinds", "nudge", "record_download", "register",
+    "get_job", "job_kind", "jobs_for", "kinds", "nudge", "public_params", "record_download", "register",
     "request_cancel", "result_file", "retry_now", "run_job", "work",
 ]
 

@@ -83,6 +83,20 @@ class JobResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class JobParts:
+    """What a kind returns to split its work into parts that any worker may claim in
+    parallel: one child job of ``kind`` per entry of ``parts`` (its params; ``label``
+    names it in messages and errors). The job then waits, its progress counting the parts
+    done ("5 of 8 subjects"); when the last part is done the job is queued again and its
+    kind runs once more with ``ctx.parts()`` filled, to assemble the result. A part that
+    fails fails the job, naming the part; cancelling the job cancels the parts not done."""
+
+    kind: str
+    parts: list[dict[str, Any]]
+    noun: str = "parts"
+
+
 @dataclass(frozen=True)
 class JobKind:
     name: str
@@ -257,6 +271,17 @@ def request_cancel(session: Session, actor: Actor, job: Job) -> str:
         .values(status="cancelled", cancel_requested=True, finished_at=now,
                 message="cancelled before it started")
     ).rowcount
+    if not stopped and (job.params or {}).get(PARTS_KEY):
+        # Split and waiting for its parts (no worker runs it): cancelled at once, with the
+        # parts not done yet.
+        stopped = session.execute(
+            update(Job).where(Job.id == job.id, Job.status == "running", Job.worker.is_(None))
+            .values(status="cancelled", cancel_requested=True, finished_at=now,
+                    message="cancelled on request")
+        ).rowcount
+        if stopped:
+            _stop_parts(session, list(job.params[PARTS_KEY]),
+                        f"cancelled: job {job.id} is cancelled")
     if not stopped:
         asked = session.execute(
             update(Job).where(Job.id == job.id, Job.status == "running")
@@ -295,7 +320,8 @@ def result_file(app: Flask, job: Job) -> Path | None:
 class JobContext:
     """What a job kind sees: its params, study, creator, folder, and progress reporting."""
 
-    def __init__(self, session: Session, job: Job, folder: Path | None) -> None:
+    def __init__(self, session: Session, job: Job, folder: Path | None,
+                 root: Path | None = None) -> None:
         self.session = session
         self.job = job
         self.job_id = job.id
@@ -305,7 +331,22 @@ class JobContext:
         self.actor = Actor(user_id=job.created_by_id, username=job.created_by,
                            role=job.created_by_role)
         self.folder = folder
+        self.root = root  # the exports folder (a part writes into its parent's folder)
         self._engine = session.get_bind()
+
+    @property
+    def parent_id(self) -> int | None:
+        """The job this one is a part of (``JobParts``), if any."""
+        return self.params.get(PARENT_KEY)
+
+    def parts(self) -> list[Job] | None:
+        """The parts of a job that was split (in the order they were made), once they are
+        all done; None for a job that was not split (yet)."""
+        ids = self.params.get(PARTS_KEY)
+        if not ids:
+            return None
+        found = {j.id: j for j in self.session.scalars(select(Job).where(Job.id.in_(ids)))}
+        return [found[i] for i in ids if i in found]
 
     def progress(self, percent: int, message: str) -> None:
         """Record progress (committed at once, in its own transaction) and stop if asked."""
@@ -323,6 +364,16 @@ class JobContext:
                 raise JobCancelled()
 
 
+PARTS_KEY = "_parts"    # in a split job's params: its parts' job ids
+NOUN_KEY = "_noun"      # ... and what a part is ("subjects")
+PARENT_KEY = "_parent"  # in a part's params: the job it is a part of
+
+
+def public_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's params as checked when it was queued (without the runner's own keys)."""
+    return {k: v for k, v in (params or {}).items() if not k.startswith("_")}
+
+
 def _describe(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
     if isinstance(exc, (JobError, StudyDefinitionError, *expected)):
         text = str(exc)
@@ -332,10 +383,26 @@ def _describe(exc: BaseException, expected: tuple[type[BaseException], ...] = ()
     return text[:_MAX_ERROR]
 
 
-def _finish(engine: Any, job_id: int, **values: Any) -> None:
+def _ours(job_id: int, worker: str | None) -> tuple[Any, ...]:
+    """The condition of a job's final update: still running, by the worker that claimed
+    it. A job failed by the stale-worker check, cancelled, or claimed again by another
+    worker meanwhile is never flipped by the worker that lost it."""
+    return (Job.id == job_id, Job.status == "running",
+            Job.worker.is_(None) if worker is None else Job.worker == worker)
+
+
+def _current_status(engine: Any, job_id: int) -> str:
     with Session(engine) as own:
-        own.execute(update(Job).where(Job.id == job_id).values(finished_at=utcnow(), **values))
+        return own.scalar(select(Job.status).where(Job.id == job_id)) or "missing"
+
+
+def _finish(engine: Any, job_id: int, worker: str | None, **values: Any) -> bool:
+    """The final update of a job, if it is still ours (see ``_ours``); True when applied."""
+    with Session(engine) as own:
+        applied = own.execute(update(Job).where(*_ours(job_id, worker))
+                              .values(finished_at=utcnow(), **values)).rowcount
         own.commit()
+    return applied == 1
 
 
 def _sha256(path: Path) -> str:
@@ -346,9 +413,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _failed_attempt(engine: Any, job_id: int, spec: JobKind | None, error: str) -> str:
+def _failed_attempt(engine: Any, job_id: int, worker: str | None, spec: JobKind | None,
+                    error: str) -> str:
     """Queue the job again after its backoff if attempts remain, else mark it failed; tell
-    the kind. Returns the job's new status."""
+    the kind. Returns the job's new status (or its current one when it is no longer ours:
+    then nothing changes and the kind is not told)."""
     now = utcnow()
     with Session(engine) as own:
         job = own.get(Job, job_id)
@@ -357,15 +426,23 @@ def _failed_attempt(engine: Any, job_id: int, spec: JobKind | None, error: str) 
         if attempts < allowed:
             delay = (spec.backoff if spec and spec.backoff else backoff_delay)(attempts)
             next_at = now + delay
-            job.status, job.run_after, job.heartbeat_at = "queued", next_at, now
-            job.message = (f"attempt {attempts} of {allowed} failed; next attempt "
-                           f"{next_at:%Y-%m-%d %H:%M:%S} UTC")
+            values = {"status": "queued", "run_after": next_at, "heartbeat_at": now,
+                      "message": f"attempt {attempts} of {allowed} failed; next attempt "
+                                 f"{next_at:%Y-%m-%d %H:%M:%S} UTC"}
         else:
-            job.status, job.finished_at, job.run_after = "failed", now, None
-            job.message = "failed" if allowed == 1 else f"failed after {attempts} attempts"
-        job.error = error
+            values = {"status": "failed", "finished_at": now, "run_after": None,
+                      "message": "failed" if allowed == 1 else
+                      f"failed after {attempts} attempts"}
+        applied = own.execute(update(Job).where(*_ours(job_id, worker))
+                              .values(error=error, **values)).rowcount
         own.commit()
-        status = job.status
+        if applied != 1:
+            own.expire_all()
+            status = own.scalar(select(Job.status).where(Job.id == job_id))
+            log.warning("job %s: its attempt failed (%s) but it is now %s: left as it is",
+                        job_id, error, status)
+            return status
+        status = values["status"]
         if spec is not None and spec.on_failure is not None:
             try:
                 spec.on_failure(own, own.get(Job, job_id), error, next_at)
@@ -376,14 +453,127 @@ def _failed_attempt(engine: Any, job_id: int, spec: JobKind | None, error: str) 
     return status
 
 
+def _split(session: Session, job: Job, worker: str | None, parts: JobParts) -> str:
+    """Queue one child job per part and leave ``job`` waiting for them (still running,
+    with no worker). Returns the job's status."""
+    if not parts.parts:
+        raise JobError("the job was split into no part")
+    now = utcnow()
+    children = [Job(kind=parts.kind, study_id=job.study_id,
+                    params={**part, PARENT_KEY: job.id}, status="queued", progress=0,
+                    message="waiting for a worker", created_by_id=job.created_by_id,
+                    created_by=job.created_by, created_by_role=job.created_by_role,
+                    created_at=now, attempts=0, max_attempts=1)
+                for part in parts.parts]
+    session.add_all(children)
+    session.flush()
+    total = len(children)
+    applied = session.execute(update(Job).where(*_ours(job.id, worker)).values(
+        params={**(job.params or {}), PARTS_KEY: [c.id for c in children],
+                NOUN_KEY: parts.noun},
+        worker=None, heartbeat_at=now, progress=2, message=f"0 of {total} {parts.noun}"
+    )).rowcount
+    if applied != 1:
+        session.rollback()
+        status = _current_status(session.get_bind(), job.id)
+        log.warning("job %s: split into %s parts but it is now %s: parts dropped", job.id,
+                    total, status)
+        return status
+    session.info[_NUDGE] = True
+    session.commit()
+    return "running"
+
+
+def _stop_parts(session: Session, ids: list[int], why: str) -> None:
+    """Cancel a split job's parts that are queued; ask the running ones to stop."""
+    if not ids:
+        return
+    session.execute(update(Job).where(Job.id.in_(ids), Job.status == "queued").values(
+        status="cancelled", cancel_requested=True, finished_at=utcnow(), message=why))
+    session.execute(update(Job).where(Job.id.in_(ids), Job.status == "running")
+                    .values(cancel_requested=True, message=why))
+
+
+def settle_parent(engine: Any, parent_id: int, root: Path | None = None) -> str:
+    """After one of its parts ended: count the parts done into the split job's progress;
+    fail it (naming the part) when a part failed or was cancelled; queue it again to
+    assemble when every part is done. Runs under the parent's row lock (``FOR UPDATE`` on
+    PostgreSQL) and changes the parent with conditional updates, so of two parts ending at
+    once exactly one queues the assembly. Returns the parent's status."""
+    with Session(engine) as own:
+        parent = own.scalar(select(Job).where(Job.id == parent_id).with_for_update())
+        if parent is None:
+            return "missing"
+        ids = list((parent.params or {}).get(PARTS_KEY) or [])
+        noun = (parent.params or {}).get(NOUN_KEY) or "parts"
+        waiting = (Job.id == parent_id, Job.status == "running", Job.worker.is_(None))
+        if parent.status != "running":
+            if parent.status in ("failed", "cancelled"):
+                _stop_parts(own, ids, f"cancelled: job {parent_id} is {parent.status}")
+                own.commit()
+                _remove_folder(root, parent_id)
+            return parent.status
+        rows = own.execute(select(Job.id, Job.status, Job.error, Job.params)
+                           .where(Job.id.in_(ids)).order_by(Job.id)).all()
+        now = utcnow()
+        lost = [r for r in rows if r.status in ("failed", "cancelled")]
+        if parent.cancel_requested or lost:
+            if parent.cancel_requested:
+                values = {"status": "cancelled", "message": "cancelled on request"}
+            else:
+                row = lost[0]
+                label = (row.params or {}).get("label") or f"part {row.id}"
+                error = row.error or f"job {row.id} was cancelled"
+                values = {"status": "failed", "message": "failed",
+                          "error": (error if label in error else f"{label}: {error}")
+                          [:_MAX_ERROR]}
+            own.execute(update(Job).where(*waiting).values(finished_at=now, **values))
+            _stop_parts(own, ids, f"cancelled: job {parent_id} is {values['status']}")
+            own.commit()
+            _remove_folder(root, parent_id)
+            return values["status"]
+        done = sum(1 for r in rows if r.status == "done")
+        if done == len(ids):
+            own.execute(update(Job).where(*waiting).values(
+                status="queued", run_after=None, heartbeat_at=now, progress=98,
+                max_attempts=Job.max_attempts + 1,
+                message=f"{done} of {len(ids)} {noun}; assembling"))
+            own.info[_NUDGE] = True
+            own.commit()
+            return "queued"
+        own.execute(update(Job).where(*waiting).values(
+            heartbeat_at=now, progress=2 + 96 * done // max(1, len(ids)),
+            message=f"{done} of {len(ids)} {noun}"))
+        own.commit()
+        return "running"
+
+
+def _remove_folder(root: Path | None, job_id: int) -> None:
+    if root is not None:
+        shutil.rmtree(root / str(job_id), ignore_errors=True)
+
+
+def _part_ended(engine: Any, params: dict[str, Any] | None, root: Path | None) -> None:
+    parent_id = (params or {}).get(PARENT_KEY)
+    if parent_id is not None:
+        try:
+            settle_parent(engine, parent_id, root)
+        except Exception:  # the next stale check settles it again
+            log.exception("job %s: could not record the end of one of its parts", parent_id)
+
+
 def run_job(session: Session, job_id: int, root: Path) -> str:
     """Run a claimed job to its end; returns its final status (``queued`` when a failed
-    attempt will be tried again). Never raises for a job's own failure: the failure is
-    recorded on the job (and logged)."""
+    attempt will be tried again, ``running`` when it was split into parts). Never raises
+    for a job's own failure: the failure is recorded on the job (and logged). The final
+    update applies only while the job is still running by this worker: a job failed or
+    cancelled meanwhile stays so, and the file this run made is removed."""
     job = session.get(Job, job_id)
     if job is None or job.status != "running":
         return job.status if job else "missing"
     engine = session.get_bind()
+    worker = job.worker
+    params = dict(job.params or {})
     spec = kinds().get(job.kind)
     folder = root / str(job.id) if spec is None or spec.files else None
     try:
@@ -393,10 +583,12 @@ def run_job(session: Session, job_id: int, root: Path) -> str:
             raise JobError("the job names no study")
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-        context = JobContext(session, job, folder)
+        context = JobContext(session, job, folder, root)
         context.check_cancel()
         result = spec.run(context)
         context.check_cancel()
+        if isinstance(result, JobParts):
+            return _split(session, job, worker, result)
         relative = None
         if result is not None and result.path is not None:
             relative = result.path.resolve().relative_to(root.resolve()).as_posix()
@@ -406,16 +598,28 @@ def run_job(session: Session, job_id: int, root: Path) -> str:
                                 details={"job": job.id, "sha256": _sha256(result.path),
                                          "bytes": result.path.stat().st_size,
                                          **result.details})
-        session.execute(update(Job).where(Job.id == job.id).values(
+        applied = session.execute(update(Job).where(*_ours(job.id, worker)).values(
             status="done", progress=100, message="done", result_path=relative, error=None,
-            run_after=None, finished_at=utcnow(), heartbeat_at=utcnow()))
+            run_after=None, finished_at=utcnow(), heartbeat_at=utcnow())).rowcount
+        if applied != 1:  # failed or cancelled meanwhile: no export, no file
+            session.rollback()
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            status = _current_status(engine, job_id)
+            log.warning("job %s finished its work but is now %s: result discarded",
+                        job_id, status)
+            return status
         session.commit()
+        _part_ended(engine, params, root)
         return "done"
     except JobCancelled:
         session.rollback()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        _finish(engine, job_id, status="cancelled", message="cancelled on request")
+        if not _finish(engine, job_id, worker, status="cancelled",
+                       message="cancelled on request"):
+            return _current_status(engine, job_id)
+        _part_ended(engine, params, root)
         return "cancelled"
     except Exception as exc:  # a job's failure is recorded, never lost
         session.rollback()
@@ -423,51 +627,94 @@ def run_job(session: Session, job_id: int, root: Path) -> str:
             shutil.rmtree(folder, ignore_errors=True)
         log.exception("job %s (%s) failed", job_id, getattr(job, "kind", "?"))
         expected = spec.expected if spec is not None else ()
-        return _failed_attempt(engine, job_id, spec, _describe(exc, expected))
+        status = _failed_attempt(engine, job_id, worker, spec, _describe(exc, expected))
+        if status == "failed":
+            _part_ended(engine, params, root)
+        return status
+
+
+def _due(now: dt.datetime):
+    return select(Job.id).where(Job.status == "queued",
+                                or_(Job.run_after.is_(None), Job.run_after <= now)) \
+        .order_by(Job.id).limit(1)
+
+
+def _start(session: Session, job_id: int, worker: str, now: dt.datetime) -> int:
+    return session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued")
+        .values(status="running", started_at=now, heartbeat_at=now, worker=worker[:120],
+                message="started", attempts=Job.attempts + 1)
+    ).rowcount
 
 
 def claim_next(session: Session, worker: str) -> int | None:
     """Take the oldest queued job that is due for ``worker`` (its ``run_after`` passed),
-    starting its next attempt; None when no job is due."""
+    starting its next attempt; None when no job is due.
+
+    On PostgreSQL the row is locked with ``SELECT ... FOR UPDATE SKIP LOCKED``: workers
+    claiming at the same moment each take a different job, none waits. On SQLite (one
+    writer at a time) a conditional update decides which of two racing workers wins."""
+    if session.get_bind().dialect.name == "postgresql":
+        now = utcnow()
+        job_id = session.scalar(_due(now).with_for_update(skip_locked=True))
+        if job_id is None:
+            session.commit()
+            return None
+        won = _start(session, job_id, worker, now)
+        session.commit()
+        return job_id if won == 1 else None
     for _attempt in range(20):
         now = utcnow()
-        job_id = session.scalar(
-            select(Job.id).where(Job.status == "queued",
-                                 or_(Job.run_after.is_(None), Job.run_after <= now))
-            .order_by(Job.id).limit(1))
+        job_id = session.scalar(_due(now))
         session.commit()  # end the read before the write (SQLite lock upgrade)
         if job_id is None:
             return None
-        won = session.execute(
-            update(Job).where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", started_at=now, heartbeat_at=now, worker=worker[:120],
-                    message="started", attempts=Job.attempts + 1)
-        ).rowcount
+        won = _start(session, job_id, worker, now)
         session.commit()
         if won == 1:
             return job_id
     return None  # lost every race this round; the caller polls again
 
 
-def fail_stale(session: Session, older_than: dt.timedelta = STALE_AFTER) -> int:
+def fail_stale(session: Session, older_than: dt.timedelta = STALE_AFTER,
+               root: Path | None = None) -> int:
     """Deal with running jobs whose worker stopped reporting (it died or was killed): queue
-    them again when attempts remain, otherwise mark them failed. Returns how many."""
+    them again when attempts remain, otherwise mark them failed. A split job waiting for
+    its parts is not stale while a part is queued or running. Returns how many."""
     now = utcnow()
     cutoff = now - older_than
     stale = (Job.status == "running", Job.heartbeat_at < cutoff)
+    candidates = session.execute(select(Job.id, Job.params).where(*stale)).all()
+    waiting = {r.id: r.params[PARTS_KEY] for r in candidates
+               if isinstance(r.params, dict) and r.params.get(PARTS_KEY)}
+    for parent_id, ids in waiting.items():
+        live = session.scalar(select(Job.id).where(
+            Job.id.in_(ids), Job.status.in_(("queued", "running"))).limit(1))
+        if live is not None:
+            session.execute(update(Job).where(Job.id == parent_id, *stale)
+                            .values(heartbeat_at=now))
+    reap = [r.id for r in candidates if r.id not in waiting]
+    session.commit()
+    for parent_id in waiting:  # nothing left to wait for: assemble or fail it now
+        settle_parent(session.get_bind(), parent_id, root)
+    if not reap:
+        return 0
     again = session.execute(
-        update(Job).where(*stale, Job.attempts < Job.max_attempts)
+        update(Job).where(Job.id.in_(reap), *stale, Job.attempts < Job.max_attempts)
         .values(status="queued", run_after=now, worker=None,
                 message="the worker running it stopped responding: queued again",
                 error="the worker running this job stopped responding")
     ).rowcount
     count = session.execute(
-        update(Job).where(*stale)
+        update(Job).where(Job.id.in_(reap), *stale)
         .values(status="failed", finished_at=now, message="failed",
                 error="the worker running this job stopped responding (its process ended "
                       "or crashed); start the job again")
     ).rowcount
     session.commit()
+    for row in candidates:
+        if row.id in reap and isinstance(row.params, dict) and row.params.get(PARENT_KEY):
+            _part_ended(session.get_bind(), row.params, root)
     return again + count
 
 
@@ -491,7 +738,7 @@ def work(app: Flask, *, once: bool = False, poll: float = 2.0,
             try:
                 # A write, so not at every poll: an idle worker only reads.
                 if time.monotonic() - stale_checked > 60:
-                    fail_stale(db.session, stale)
+                    fail_stale(db.session, stale, exports_dir(app))
                     stale_checked = time.monotonic()
                 job_id = claim_next(db.session, name)
                 if job_id is not None:

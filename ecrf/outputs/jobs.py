@@ -7,6 +7,7 @@ same code synchronously).
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -15,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from ecrf import studies
-from ecrf.jobs import JobContext, JobError, JobResult, job_kind
+from ecrf.jobs import JobContext, JobError, JobParts, JobResult, job_kind
 from ecrf.outputs.odm.study import ExportError, version_content, version_ref
 from ecrf.studies import Study, StudyVersion
 
@@ -160,22 +161,85 @@ def _who(ctx: JobContext) -> str:
 
 @job_kind("casebooks", label=_l("Subject casebooks (PDF/A, zip)"), validate=_validate_casebooks,
           expected=(ExportError,))
-def casebooks_job(ctx: JobContext) -> JobResult:
-    from ecrf.outputs.pdf.casebook import write_casebooks_zip
+def casebooks_job(ctx: JobContext) -> JobResult | JobParts:
+    """A site's (or the study's) casebooks. One subject: made at once. Several: split
+    into one ``casebook_part`` job per subject, which the workers make in parallel; when
+    the last is done this runs again and zips their files."""
+    from ecrf.outputs.pdf.casebook import (
+        casebook_subjects,
+        write_casebooks_zip,
+        zip_casebook_parts,
+    )
     from ecrf.outputs.rows import make_scope
 
     scope = make_scope(ctx.session, ctx.study, site=ctx.params.get("site"))
     path = ctx.folder / f"{ctx.study.oid}_casebooks_{scope.site_code or 'all'}.zip"
+    language = ctx.params.get("language")
+    parts = ctx.parts()
     try:
-        count = write_casebooks_zip(ctx.session, scope, path, generated_by=_who(ctx),
-                                    language=ctx.params.get("language"),
-                                    progress=ctx.progress)
+        if parts is not None:
+            ctx.progress(98, f"zipping {len(parts)} casebooks")
+            count = zip_casebook_parts(
+                [(p.params["label"], p.params["file"], ctx.folder / PARTS_DIR / p.params["part"])
+                 for p in parts], path)
+            shutil.rmtree(ctx.folder / PARTS_DIR, ignore_errors=True)
+        else:
+            subjects = casebook_subjects(ctx.session, scope)
+            if len(subjects) > 1:
+                return _casebook_parts(ctx, subjects, language)
+            count = write_casebooks_zip(ctx.session, scope, path, generated_by=_who(ctx),
+                                        language=language, progress=ctx.progress)
     except ExportError as exc:
         raise JobError(str(exc)) from None
     return JobResult(path=path, what="casebooks", version=studies.latest_version(
         ctx.session, ctx.study), details={"site": scope.site_code or "all",
-                                          "subjects": count,
-                                          "language": ctx.params.get("language") or "en"})
+                                          "subjects": count, "language": language or "en"})
+
+
+PARTS_DIR = "parts"
+
+
+def _casebook_parts(ctx: JobContext, subjects: list[tuple[int, str]],
+                    language: str | None) -> JobParts:
+    from ecrf.outputs.pdf.casebook import casebook_file_name_for
+
+    generated_at = dt.datetime.now(dt.UTC).isoformat()
+    parts = []
+    for index, (subject_id, key) in enumerate(subjects):
+        parts.append({"subject_id": subject_id, "label": key, "language": language,
+                      "generated_at": generated_at, "generated_by": _who(ctx),
+                      "file": casebook_file_name_for(ctx.study.oid, key),
+                      "part": f"{index:05d}.pdf"})
+    return JobParts("casebook_part", parts, noun="subjects")
+
+
+@job_kind("casebook_part", label=_l("One subject's casebook (part of a casebooks job)"),
+          expected=(ExportError,), files=False)
+def casebook_part_job(ctx: JobContext) -> None:
+    """One subject's casebook, written into the folder of the casebooks job it is part of."""
+    from ecrf.capture import Subject
+    from ecrf.outputs.pdf.casebook import CasebookError, write_casebook_part
+
+    key = ctx.params["label"]
+    subject = ctx.session.get(Subject, ctx.params["subject_id"])
+    if subject is None:
+        raise JobError(f"subject {key} no longer exists")
+    if ctx.root is None or ctx.parent_id is None:
+        raise JobError(f"the casebook of subject {key} belongs to no casebooks job")
+    target = ctx.root / str(ctx.parent_id) / PARTS_DIR / ctx.params["part"]
+    ctx.progress(5, f"casebook of {key}")
+    try:
+        write_casebook_part(ctx.session, subject, target,
+                            generated_by=ctx.params["generated_by"],
+                            generated_at=dt.datetime.fromisoformat(ctx.params["generated_at"]),
+                            language=ctx.params.get("language"))
+        ctx.check_cancel()
+    except CasebookError as exc:
+        raise JobError(str(exc)) from None
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return None
 
 
 @job_kind("clinical_data", label=_l("Clinical data export"), validate=_validate_data,
@@ -197,7 +261,6 @@ def write_data_export(session: Session, scope: Any, fmt: str, folder: Path, *,
                       ) -> tuple[Path, dict[str, Any]]:
     """One export of the scope's data: an ODM file, a zip of CSV/XPT/SAV/SDTM files, or
     the SDTM package (XPT, define.xml, annotated CRF, manifest)."""
-    import shutil
     import zipfile
 
     from ecrf.outputs.datasets.flat import export_csv

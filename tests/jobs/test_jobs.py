@@ -16,19 +16,8 @@ from ecrf.core.audit.trail import Actor, verify_chain
 from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.models import Job
+from tests.jobs import fresh_job
 from tests.outputs import STUDY_FOLDER, load_fixture_study, pdf_text
-
-
-@pytest.fixture
-def app(app_factory, tmp_path):
-    application = app_factory(EXPORTS_DIR=str(tmp_path / "exports"), JOBS_IN_PROCESS=False)
-    with application.app_context():
-        yield application
-
-
-@pytest.fixture
-def study(app):
-    return load_fixture_study()[0]
 
 
 @pytest.fixture
@@ -68,11 +57,6 @@ def _actor(user) -> Actor:
     return Actor(user_id=user.id, username=user.username, role="data_manager")
 
 
-def _job(job_id: int) -> Job:
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
 def _actions() -> list[str]:
     return list(db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
 
@@ -95,7 +79,7 @@ def test_crf_job_from_request_to_download(app, client, manager):
     page = client.get("/studies/ODMTEST/jobs").get_data(as_text=True)
     assert 'http-equiv="refresh"' in page and "Queued" in page and "Cancel" in page
     assert jobs.work(app, once=True) == 1
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert (job.status, job.progress, job.error) == ("done", 100, None)
     assert job.started_at and job.finished_at and job.worker
     path = Path(app.config["EXPORTS_DIR"]) / job.result_path
@@ -143,7 +127,7 @@ def test_a_failing_job_records_its_error(app, client, study, manager, test_kinds
     job = jobs.enqueue(db.session, _actor(manager), "test_fail", study, {})
     db.session.commit()
     jobs.work(app, once=True)
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert job.status == "failed" and job.finished_at is not None
     assert job.error == ("unexpected error RuntimeError: the disk is full (the details are in "
                          "the server log)")
@@ -161,7 +145,7 @@ def test_an_unknown_kind_fails_clearly(app, study, manager):
     db.session.add(job)
     db.session.commit()
     jobs.work(app, once=True)
-    assert _job(job.id).error == "unknown job kind 'vanished': this ecrf cannot run it"
+    assert fresh_job(job.id).error == "unknown job kind 'vanished': this ecrf cannot run it"
 
 
 def test_a_queued_job_is_cancelled_at_once(app, client, study, manager):
@@ -169,7 +153,7 @@ def test_a_queued_job_is_cancelled_at_once(app, client, study, manager):
     db.session.commit()
     response = client.post(f"/studies/ODMTEST/jobs/{job.id}/cancel")
     assert response.status_code == 302
-    assert _job(job.id).status == "cancelled"
+    assert fresh_job(job.id).status == "cancelled"
     assert jobs.work(app, once=True) == 0
     again = client.post(f"/studies/ODMTEST/jobs/{job.id}/cancel", follow_redirects=True)
     assert "has already finished (cancelled)" in again.get_data(as_text=True)
@@ -183,7 +167,7 @@ def test_a_running_job_stops_at_its_next_step(app, client, study, manager, test_
     worker.start()
     try:
         deadline = time.monotonic() + 30
-        while _job(job.id).status != "running" or _job(job.id).progress < 3:
+        while fresh_job(job.id).status != "running" or fresh_job(job.id).progress < 3:
             assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.05)
         state = client.get(f"/studies/ODMTEST/jobs/{job.id}.json").get_json()
@@ -191,7 +175,7 @@ def test_a_running_job_stops_at_its_next_step(app, client, study, manager, test_
         client.post(f"/studies/ODMTEST/jobs/{job.id}/cancel")
     finally:
         worker.join(60)
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert (job.status, job.message, job.cancel_requested) == \
         ("cancelled", "cancelled on request", True)
     assert not (Path(app.config["EXPORTS_DIR"]) / str(job.id)).exists()
@@ -221,7 +205,7 @@ def test_a_job_whose_worker_died_is_marked_failed(app, study, manager):
     db.session.add(job)
     db.session.commit()
     assert jobs.fail_stale(db.session) == 1
-    assert "stopped responding" in _job(job.id).error
+    assert "stopped responding" in fresh_job(job.id).error
 
 
 def test_two_workers_never_take_the_same_job(app, study, manager, test_kinds):

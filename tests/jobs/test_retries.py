@@ -14,22 +14,10 @@ from ecrf.core.extensions import db
 from ecrf.jobs import runner as jobs
 from ecrf.jobs.cli import jobs_cli
 from ecrf.jobs.models import Job
-from tests.outputs import load_fixture_study
+from tests.jobs import fresh_job
 
 ACTOR = Actor(user_id=None, username="system", role=None)
 M = dt.timedelta(minutes=1)
-
-
-@pytest.fixture
-def app(app_factory, tmp_path):
-    application = app_factory(EXPORTS_DIR=str(tmp_path / "exports"), JOBS_IN_PROCESS=False)
-    with application.app_context():
-        yield application
-
-
-@pytest.fixture
-def study(app):
-    return load_fixture_study()[0]
 
 
 @pytest.fixture
@@ -52,11 +40,6 @@ def flaky():
         backoff=lambda n: jobs.backoff_delay(n, 60), on_failure=on_failure)
     yield state
     jobs.JOB_KINDS.pop("test_flaky", None)
-
-
-def _job(job_id: int) -> Job:
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
 
 
 def _due_now(job_id: int) -> None:
@@ -90,7 +73,7 @@ def test_a_failed_attempt_waits_then_succeeds(app, study, flaky):
     db.session.commit()
     before = dt.datetime.now(dt.UTC)
     assert jobs.work(app, once=True) == 1
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert (job.status, job.attempts, job.error) == ("queued", 1, "connection refused")
     assert before + M <= job.run_after <= dt.datetime.now(dt.UTC) + M
     assert job.retrying and "attempt 1 of 5 failed" in job.message
@@ -98,12 +81,12 @@ def test_a_failed_attempt_waits_then_succeeds(app, study, flaky):
     assert jobs.work(app, once=True) == 0
     _due_now(job.id)
     assert jobs.work(app, once=True) == 1
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert (job.status, job.attempts) == ("queued", 2)
     assert job.run_after - dt.datetime.now(dt.UTC) > 3 * M  # 4 minutes after the second
     _due_now(job.id)
     jobs.work(app, once=True)
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert (job.status, job.attempts, job.error, job.run_after) == ("done", 3, None, None)
     assert [(n, e) for n, e, _next in flaky["failures"]] == [
         (1, "connection refused"), (2, "connection refused")]
@@ -118,7 +101,7 @@ def test_the_last_attempt_fails_the_job(app, study, flaky):
     for _ in range(3):
         _due_now(job.id)
         jobs.work(app, once=True)
-    job = _job(job.id)
+    job = fresh_job(job.id)
     assert (job.status, job.attempts, job.run_after) == ("failed", 3, None)
     assert job.message == "failed after 3 attempts" and job.finished_at is not None
     assert flaky["failures"][-1][2] is None  # no next attempt
@@ -132,19 +115,19 @@ def test_retry_now(app, study, flaky):
     db.session.commit()
     jobs.work(app, once=True)
     # Waiting for its next attempt: due at once.
-    jobs.retry_now(db.session, _job(job.id))
+    jobs.retry_now(db.session, fresh_job(job.id))
     db.session.commit()
     jobs.work(app, once=True)
-    assert _job(job.id).status == "failed"
+    assert fresh_job(job.id).status == "failed"
     # Failed: one more attempt, which succeeds.
     flaky["fail"] = 0
-    job = jobs.retry_now(db.session, _job(job.id))
+    job = jobs.retry_now(db.session, fresh_job(job.id))
     db.session.commit()
     assert (job.status, job.max_attempts) == ("queued", 3)
     jobs.work(app, once=True)
-    assert (_job(job.id).status, _job(job.id).attempts) == ("done", 3)
+    assert (fresh_job(job.id).status, fresh_job(job.id).attempts) == ("done", 3)
     with pytest.raises(jobs.JobError, match="only a queued or failed job"):
-        jobs.retry_now(db.session, _job(job.id))
+        jobs.retry_now(db.session, fresh_job(job.id))
 
 
 def test_existing_kinds_keep_one_attempt(app, study, login_as):
@@ -165,7 +148,7 @@ def test_a_task_kind_is_not_an_export(app, study, flaky, login_as):
     with pytest.raises(jobs.JobError, match="makes a file"):
         jobs.enqueue_task(db.session, actor, "crf_pdf", study_id=study.id)
     jobs.work(app, once=True)
-    assert _job(job.id).status == "done" and _job(job.id).result_path is None
+    assert fresh_job(job.id).status == "done" and fresh_job(job.id).result_path is None
     assert not (Path(app.config["EXPORTS_DIR"]) / str(job.id)).exists()
 
 
@@ -184,9 +167,9 @@ def test_a_dead_workers_job_is_queued_again_while_attempts_remain(app, study, fl
     db.session.add_all([again, last])
     db.session.commit()
     assert jobs.fail_stale(db.session) == 2
-    assert _job(again.id).status == "queued" and _job(last.id).status == "failed"
+    assert fresh_job(again.id).status == "queued" and fresh_job(last.id).status == "failed"
     jobs.work(app, once=True)
-    assert (_job(again.id).status, _job(again.id).attempts) == ("done", 2)
+    assert (fresh_job(again.id).status, fresh_job(again.id).attempts) == ("done", 2)
 
 
 def test_jobs_list_shows_attempts_next_attempt_and_error(app, study, flaky):
@@ -200,7 +183,7 @@ def test_jobs_list_shows_attempts_next_attempt_and_error(app, study, flaky):
     runner = app.test_cli_runner()
     out = runner.invoke(jobs_cli, ["list"]).output
     line = next(row for row in out.splitlines() if row.split()[0] == str(waiting.id))
-    run_after = _job(waiting.id).run_after
+    run_after = fresh_job(waiting.id).run_after
     assert "retrying" in line and "attempt 1/4" in line
     assert f"next attempt {run_after:%Y-%m-%d %H:%M} UTC" in line
     assert "last error: connection refused" in line

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -378,15 +379,35 @@ def subject_odm(session: Session, subject: Subject, *, transactional: bool,
                               created_at=created_at)
 
 
+_FONTS = threading.local()
+
+
+def _fonts_and_stylesheet(root: Path, fetcher: Any) -> tuple[Any, Any]:
+    """The font configuration and the parsed casebook stylesheet, made once per worker
+    thread (a job worker process has one) and reused by every casebook it lays out:
+    fontconfig's font list is read once, not once per subject. Per thread, because a font
+    configuration may not be shared between threads."""
+    from weasyprint import CSS
+    from weasyprint.text.fonts import FontConfiguration
+
+    cached = getattr(_FONTS, "value", None)
+    if cached is None or cached[0] != root:
+        fonts = FontConfiguration()
+        sheet = CSS(filename=str(root / "casebook.css"), url_fetcher=fetcher, font_config=fonts)
+        cached = _FONTS.value = (root, fonts, sheet)
+    return cached[1], cached[2]
+
+
 def render_pdf(html: str, target: str | Path | IO[bytes] | None,
                attachments: list[tuple[str, bytes, str]] = ()) -> bytes | None:
     """Lay out and write a PDF/A-3b with ``attachments`` (name, data, description)."""
-    from weasyprint import CSS, HTML, Attachment
+    from weasyprint import HTML, Attachment
 
     root = static_root()
     fetcher = make_url_fetcher(root)
+    fonts, sheet = _fonts_and_stylesheet(root, fetcher)
     document = HTML(string=html, base_url=root.as_uri() + "/", url_fetcher=fetcher).render(
-        stylesheets=[CSS(filename=str(root / "casebook.css"), url_fetcher=fetcher)])
+        stylesheets=[sheet], font_config=fonts)
     files = [Attachment(file_obj=_bytes_io(data), name=name, description=description,
                         relationship="Source")
              for name, data, description in attachments]
@@ -430,51 +451,106 @@ def casebook_pdf(session: Session, subject: Subject, *, generated_by: str,
 
 
 def casebook_file_name(subject: Subject) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", subject.subject_key)
-    return f"{subject.study.oid}_{safe}_casebook.pdf"
+    return casebook_file_name_for(subject.study.oid, subject.subject_key)
 
 
-def write_casebooks_zip(session: Session, scope: Any, path: Path, *, generated_by: str,
-                        language: str | None = None, progress: Progress | None = None) -> int:
-    """Every casebook of the scope in one zip, with a manifest (file, SHA-256, size).
+def casebook_file_name_for(study_oid: str, subject_key: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", subject_key)
+    return f"{study_oid}_{safe}_casebook.pdf"
 
-    All or nothing: the first casebook that fails stops the export with an ExportError
-    naming the subject, and the partial zip is removed."""
-    import csv
-    import hashlib
-    import io
-    import zipfile
 
+def casebook_subjects(session: Session, scope: Any) -> list[tuple[int, str]]:
+    """(id, key) of the scope's subjects in key order; ExportError when there is none."""
     from ecrf.outputs.odm.study import ExportError
 
     rows = session.execute(scope.apply(select(Subject.id, Subject.subject_key))
                            .order_by(Subject.subject_key)).all()
     if not rows:
         raise ExportError(f"there is no subject in {scope.study.oid} ({scope.label})")
-    generated_at = dt.datetime.now(dt.UTC)
+    return [(subject_id, key) for subject_id, key in rows]
+
+
+def _zip_casebooks(path: Path, books: Any) -> int:
+    """Write the zip of ``books`` ((subject key, file name, PDF bytes), in order) with its
+    manifest (file, SHA-256, size); the partial zip is removed on any failure."""
+    import csv
+    import hashlib
+    import io
+    import zipfile
+
     manifest = io.StringIO()
     writer = csv.writer(manifest, lineterminator="\r\n")
     writer.writerow(["subject", "file", "sha256", "bytes"])
+    count = 0
     try:
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for index, (subject_id, key) in enumerate(rows):
-                if progress:
-                    progress(2 + 96 * index // len(rows),
-                             f"casebook {index + 1} of {len(rows)}: {key}")
-                subject = session.get(Subject, subject_id)
-                buffer = io.BytesIO()
-                try:
-                    casebook_pdf(session, subject, generated_by=generated_by,
-                                 generated_at=generated_at, language=language,
-                                 target=buffer)
-                except CasebookError as exc:
-                    raise ExportError(str(exc)) from exc
-                data = buffer.getvalue()
-                name = casebook_file_name(subject)
+            for key, name, data in books:
                 archive.writestr(name, data)
                 writer.writerow([key, name, hashlib.sha256(data).hexdigest(), len(data)])
+                count += 1
             archive.writestr("manifest.csv", manifest.getvalue())
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return len(rows)
+    return count
+
+
+def write_casebooks_zip(session: Session, scope: Any, path: Path, *, generated_by: str,
+                        language: str | None = None, progress: Progress | None = None) -> int:
+    """Every casebook of the scope in one zip, with a manifest (file, SHA-256, size), made
+    one after the other in this process (the CLI's way; a job splits a site's casebooks
+    into one part per subject instead, see ``write_casebook_part``).
+
+    All or nothing: the first casebook that fails stops the export with an ExportError
+    naming the subject, and the partial zip is removed."""
+    import io
+
+    from ecrf.outputs.odm.study import ExportError
+
+    rows = casebook_subjects(session, scope)
+    generated_at = dt.datetime.now(dt.UTC)
+
+    def books():
+        for index, (subject_id, key) in enumerate(rows):
+            if progress:
+                progress(2 + 96 * index // len(rows),
+                         f"casebook {index + 1} of {len(rows)}: {key}")
+            subject = session.get(Subject, subject_id)
+            buffer = io.BytesIO()
+            try:
+                casebook_pdf(session, subject, generated_by=generated_by,
+                             generated_at=generated_at, language=language, target=buffer)
+            except CasebookError as exc:
+                raise ExportError(str(exc)) from exc
+            yield key, casebook_file_name(subject), buffer.getvalue()
+
+    return _zip_casebooks(path, books())
+
+
+def write_casebook_part(session: Session, subject: Subject, target: Path, *,
+                        generated_by: str, generated_at: dt.datetime,
+                        language: str | None = None) -> None:
+    """One subject's casebook of a site's casebooks job, written to ``target`` whole or
+    not at all (through a temporary file renamed into place)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        casebook_pdf(session, subject, generated_by=generated_by, generated_at=generated_at,
+                     language=language, target=partial)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def zip_casebook_parts(parts: list[tuple[str, str, Path]], path: Path) -> int:
+    """The zip of a split casebooks job from its parts' files ((subject key, file name in
+    the zip, file written by the part), in subject order); ExportError for a missing one."""
+    from ecrf.outputs.odm.study import ExportError
+
+    def books():
+        for key, name, file in parts:
+            if not file.is_file():
+                raise ExportError(f"the casebook of subject {key} is missing ({file.name})")
+            yield key, name, file.read_bytes()
+
+    return _zip_casebooks(path, books())
