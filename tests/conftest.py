@@ -104,7 +104,8 @@ def app_factory(database_url, tmp_path):
     made = []
 
     def make(**config):
-        application = create_app({**BASE_CONFIG, "DATABASE_URL": url, **config})
+        application = create_app({**BASE_CONFIG, "DATABASE_URL": url,
+                                  "PLOT_CACHE_DIR": str(tmp_path / "plot-cache"), **config})
         application.test_client_class = IsolatedClient
         made.append(application)
         return application

@@ -52,6 +52,10 @@ class Defaults:
     NOTIFY_MAX_ATTEMPTS = 5
     NOTIFY_BACKOFF_SECONDS = 60
 
+    # Charts (SVG) kept by the content hash of their data: None means
+    # instance/cache/plots, shared by the workers; an empty string keeps them in memory only.
+    PLOT_CACHE_DIR: str | None = None
+
     FORMS_DIR = str(PROJECT_ROOT / "forms")
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024
 

@@ -7,16 +7,29 @@ literally: matplotlib escapes it for XML, and mathtext is disabled by escaping `
 
 Every reference line carries an SVG id so that tests and style sheets can find it:
 ``threshold-<panel>-<value>``, ``infusion-day``, ``transfusions-<product>``, ``median-anc``.
+
+Each SVG is drawn once per content: a chart is looked up by the hash of what it is drawn
+from (the chart function, every number and label given, which carry the language, the
+style settings, matplotlib's version and this module's code) in an in-process LRU, then
+in an on-disk cache shared by the workers (``instance/cache/plots/<hash>.svg``, written
+atomically; ``PLOT_CACHE_DIR`` to move it, empty to keep charts in memory only). Pages
+wait on matplotlib only when the data changed.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import logging
+import os
+import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from statistics import median
 
 import matplotlib
@@ -60,14 +73,109 @@ def _number_id(value: Number) -> str:
     return format(Decimal(str(value)).normalize(), "f")
 
 
+log = logging.getLogger(__name__)
+MEMORY_ENTRIES = 128
+_MEMORY: OrderedDict[str, str] = OrderedDict()
+_MEMORY_LOCK = threading.Lock()
+# What was drawn and found, since the process started (for tests and benches).
+STATS = {"renders": 0, "memory_hits": 0, "disk_hits": 0}
+
+
+@functools.cache
+def _style_key() -> str:
+    """What a chart's look depends on besides its data: settings, colours, matplotlib's
+    version and the drawing code itself (a change to any draws every chart anew)."""
+    code = Path(__file__).read_bytes()
+    return hashlib.sha256(repr((sorted(_RC.items()), sorted(COLOURS.items()), CURVE_COLOURS,
+                                ANC_FLOOR, matplotlib.__version__)).encode() + code
+                          ).hexdigest()
+
+
+def chart_key(name: str, args: tuple, kwargs: dict) -> str:
+    """The content hash of one chart: its function, its data and labels, and the style."""
+    material = repr((name, args, sorted(kwargs.items()), _style_key()))
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _cache_dir() -> Path | None:
+    try:
+        from flask import current_app
+
+        configured = current_app.config.get("PLOT_CACHE_DIR", None)
+        if configured is not None:
+            return Path(configured) if configured else None
+        return Path(current_app.instance_path) / "cache" / "plots"
+    except RuntimeError:  # outside an application: memory only
+        return None
+
+
+def _remember(key: str, svg: str) -> None:
+    with _MEMORY_LOCK:
+        _MEMORY[key] = svg
+        _MEMORY.move_to_end(key)
+        while len(_MEMORY) > MEMORY_ENTRIES:
+            _MEMORY.popitem(last=False)
+
+
+def _read_disk(folder: Path | None, key: str) -> str | None:
+    if folder is None:
+        return None
+    try:
+        return (folder / f"{key}.svg").read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_disk(folder: Path | None, key: str, svg: str) -> None:
+    """Write the chart whole or not at all: a temporary file renamed into place, so a
+    worker reading it at the same moment sees the old state or the complete file."""
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(svg.encode("utf-8"))
+            os.replace(partial, folder / f"{key}.svg")
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+    except OSError:  # a read-only or full disk: the chart is still shown
+        log.warning("could not keep chart %s in %s", key, folder, exc_info=True)
+
+
+def clear_memory_cache() -> None:
+    with _MEMORY_LOCK:
+        _MEMORY.clear()
+
+
 def _drawing(function):
-    """Run a chart function with ecrf's settings; rcParams are process-wide, so one chart
-    at a time and the settings restored afterwards."""
+    """Run a chart function with ecrf's settings (rcParams are process-wide, so one chart
+    at a time and the settings restored afterwards), once per content: the SVG is kept in
+    memory and on disk under the content hash of the call (``chart_key``)."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        key = chart_key(function.__name__, args, kwargs)
+        with _MEMORY_LOCK:
+            found = _MEMORY.get(key)
+            if found is not None:
+                _MEMORY.move_to_end(key)
+                STATS["memory_hits"] += 1
+                return found
+        folder = _cache_dir()
+        found = _read_disk(folder, key)
+        if found is not None:
+            STATS["disk_hits"] += 1
+            _remember(key, found)
+            return found
         with _LOCK, rc_context(_RC):
-            return function(*args, **kwargs)
+            svg = function(*args, **kwargs)
+            STATS["renders"] += 1
+        _remember(key, svg)
+        _write_disk(folder, key, svg)
+        return svg
 
     return wrapper
 
