@@ -4,9 +4,18 @@ notifications) that run outside the request.
 A job is a database row, so its state survives reloads and restarts and any worker may
 run it: one daemon thread of the web process with the embedded SQLite database
 (``JOBS_IN_PROCESS``), or ``ecrf jobs worker`` processes next to several web workers on
-PostgreSQL. Workers claim the oldest queued job with a compare-and-set
-(``UPDATE ... WHERE id = :id AND status = 'queued'``): of two workers racing for a job,
-exactly one updates the row, on SQLite and PostgreSQL alike.
+PostgreSQL. On PostgreSQL a worker claims the oldest queued job with ``SELECT ... FOR
+UPDATE SKIP LOCKED``: workers claiming at once take different jobs and none waits. On
+SQLite the claim is a compare-and-set (``UPDATE ... WHERE id = :id AND status =
+'queued'``): of two workers racing for a job, exactly one updates the row. A job's final
+update (done, failed, cancelled) is guarded the same way (``WHERE status = 'running' AND
+worker = :me``): a job failed by the stale-worker check or claimed again meanwhile is
+never flipped by the worker that lost it, and that worker's file is removed.
+
+A kind may split its work (``JobParts``): one child job per part, which any worker
+claims; the job waits, counting the parts done, and runs once more to assemble them
+when the last is done (``settle_parent``, under the job's row lock). A failed part fails
+the job naming it; cancelling the job cancels its parts not yet done.
 
 What a job does is a registered kind (``@job_kind("crf_pdf")``) that reports progress
 through its context; each report also checks whether a cancel was requested. A kind
@@ -219,9 +228,12 @@ def retry_now(session: Session, job: Job) -> Job:
         session.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
                         .values(run_after=now, message="retry requested"))
     elif job.status == "failed":
+        # A job that was split starts over: split again, into new parts.
         session.execute(update(Job).where(Job.id == job.id, Job.status == "failed").values(
             status="queued", run_after=now, finished_at=None, cancel_requested=False,
-            max_attempts=Job.attempts + 1, message="retry requested"))
+            max_attempts=Job.attempts + 1, message="retry requested",
+            params=public_params(job.params) if (job.params or {}).get(PARTS_KEY)
+            else job.params))
     else:
         raise JobError(f"job {job.id} is {job.status}: only a queued or failed job can be "
                        f"retried")

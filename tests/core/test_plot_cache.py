@@ -8,8 +8,14 @@ from decimal import Decimal
 import pytest
 
 from ecrf.core import plots
-from ecrf.core.plots import ChartPanel, SurvivalCurve, Threshold, dose_level_anc_svg
-from ecrf.core.plots import kaplan_meier_svg, subject_counts_svg
+from ecrf.core.plots import (
+    ChartPanel,
+    SurvivalCurve,
+    Threshold,
+    dose_level_anc_svg,
+    kaplan_meier_svg,
+    subject_counts_svg,
+)
 from tests.core.test_plots import panels
 
 

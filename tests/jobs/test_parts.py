@@ -90,7 +90,7 @@ def test_the_final_update_applies_only_to_the_claiming_workers_running_job(
     exported = db.session.scalar(select(AuditEvent.id).where(
         AuditEvent.action == "export.created")) is not None
     assert (made, exported) == ((True, True) if ours and end == "done" else (False, False))
-    assert stored.result_path == ("%s/made.txt" % job.id if ours and end == "done" else None)
+    assert stored.result_path == (f"{job.id}/made.txt" if ours and end == "done" else None)
     if not ours:
         assert stored.error is None and stored.worker == worker
 
@@ -329,3 +329,19 @@ def test_the_casebooks_job_makes_one_part_per_subject(app, client, make_study, m
     assert not (_root(app) / str(job.id) / "parts").exists()
     assert ("_parts" in done.params) == (len(keys) > 1)
     assert set(jobs.public_params(done.params)) == {"site", "language"}
+
+
+def test_a_failed_split_job_tried_again_is_split_anew(app, study, manager, split_kinds):
+    parent = _split_job(manager, study, labels=("A", "B"), fail="B")
+    jobs.work(app, once=True)
+    first = fresh_job(parent).params["_parts"]
+    db.session.execute(update(Job).where(Job.id == parent).values(
+        params={"labels": ["A", "B"], "fail": None, "_parts": first, "_noun": "subjects"}))
+    db.session.commit()
+    jobs.retry_now(db.session, fresh_job(parent))
+    db.session.commit()
+    assert "_parts" not in fresh_job(parent).params
+    jobs.work(app, once=True)
+    job = fresh_job(parent)
+    assert job.status == "done" and set(job.params["_parts"]).isdisjoint(first)
+    assert (_root(app) / job.result_path).read_text() == "a,b"
