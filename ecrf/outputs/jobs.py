@@ -181,7 +181,7 @@ def casebooks_job(ctx: JobContext) -> JobResult | JobParts:
             ctx.progress(98, f"zipping {len(parts)} casebooks")
             count = zip_casebook_parts(
                 [(p.params["label"], p.params["file"], ctx.folder / PARTS_DIR / p.params["part"])
-                 for p in parts], path)
+                 for p in sorted(parts, key=lambda p: p.params["label"])], path)
             shutil.rmtree(ctx.folder / PARTS_DIR, ignore_errors=True)
         else:
             subjects = casebook_subjects(ctx.session, scope)
@@ -201,11 +201,14 @@ PARTS_DIR = "parts"
 
 def _casebook_parts(ctx: JobContext, subjects: list[tuple[int, str]],
                     language: str | None) -> JobParts:
-    from ecrf.outputs.pdf.casebook import casebook_file_name_for
+    from ecrf.outputs.pdf.casebook import casebook_file_name_for, casebook_weights
 
     generated_at = dt.datetime.now(dt.UTC).isoformat()
+    weights = casebook_weights(ctx.session, [subject_id for subject_id, _key in subjects])
     parts = []
-    for index, (subject_id, key) in enumerate(subjects):
+    # The longest casebooks are handed out first; the zip keeps the subject order.
+    for index, (subject_id, key) in enumerate(sorted(
+            subjects, key=lambda s: (-weights.get(s[0], 0), s[1]))):
         parts.append({"subject_id": subject_id, "label": key, "language": language,
                       "generated_at": generated_at, "generated_by": _who(ctx),
                       "file": casebook_file_name_for(ctx.study.oid, key),

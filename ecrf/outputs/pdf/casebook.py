@@ -470,6 +470,19 @@ def casebook_subjects(session: Session, scope: Any) -> list[tuple[int, str]]:
     return [(subject_id, key) for subject_id, key in rows]
 
 
+def casebook_weights(session: Session, subject_ids: list[int]) -> dict[int, int]:
+    """How many values each subject has stored (what a casebook's length follows), in one
+    statement: a split job hands out the longest casebooks first, so no worker starts a
+    long one when the others are nearly done."""
+    from sqlalchemy import func
+
+    if not subject_ids:
+        return {}
+    return dict(session.execute(
+        select(ItemValue.subject_id, func.count(ItemValue.id))
+        .where(ItemValue.subject_id.in_(subject_ids)).group_by(ItemValue.subject_id)).all())
+
+
 def _zip_casebooks(path: Path, books: Any) -> int:
     """Write the zip of ``books`` ((subject key, file name, PDF bytes), in order) with its
     manifest (file, SHA-256, size); the partial zip is removed on any failure."""
