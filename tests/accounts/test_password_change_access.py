@@ -43,7 +43,7 @@ def test_a_change_ends_the_other_sessions_and_keeps_this_one(app, make_user):
     assert response.status_code == 302
     home = here.get("/")
     assert home.status_code == 200
-    assert "Signed out elsewhere: 2 other session(s)." in home.get_data(as_text=True)
+    assert "Signed out elsewhere: 2 other sessions." in home.get_data(as_text=True)
     for browser in (laptop, phone):
         assert browser.get("/").headers["Location"].startswith("/login")
     ended = db.session.scalars(select(UserSession).where(
@@ -96,7 +96,7 @@ def test_tokens_are_revoked_when_chosen(client, make_user):
     sign_in(client, "alice")
     response = _change(client, tokens="revoke")
     assert response.status_code == 302
-    assert "2 API token(s) revoked." in client.get("/").get_data(as_text=True)
+    assert "2 API tokens revoked." in client.get("/").get_data(as_text=True)
     for secret in secrets:
         refused = api_get(secret)
         assert refused.status_code == 401 and "was revoked on" in refused.get_json()["message"]

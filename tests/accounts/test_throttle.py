@@ -242,3 +242,33 @@ def test_forwarded_addresses_are_ignored_unless_the_proxy_is_configured(client):
     assert db.session.get(LoginThrottle, throttle.login_key("127.0.0.1")).failures == 5
     assert client.post("/login", data={"username": "x", "password": WRONG},
                        headers={"X-Forwarded-For": "10.9.9.99"}).status_code == 429
+
+
+def test_concurrent_workers_lose_no_count(app):
+    """Eight workers failing at once for a new address: one row, eight failures."""
+    import threading
+
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with app.app_context():
+                start.wait()
+                throttle.register_failure(db.session, throttle.login_key("192.0.2.200"),
+                                          POLICY)
+                db.session.commit()
+                db.session.remove()
+        except BaseException as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    db.session.expire_all()
+    rows = db.session.scalars(select(LoginThrottle)).all()
+    assert [(r.key, r.failures) for r in rows] == [("login:192.0.2.200", 8)]
+    assert rows[0].blocked_until is not None  # the 5th and later failures set a wait

@@ -17,6 +17,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, RadioField, StringField
@@ -169,10 +170,13 @@ def change_password():
 
 def _flash_aftermath(after: credentials.Aftermath) -> None:
     if after.sessions_ended:
-        flash(_("Signed out elsewhere: %(n)d other session(s).", n=after.sessions_ended),
+        flash(ngettext("Signed out elsewhere: %(num)d other session.",
+                       "Signed out elsewhere: %(num)d other sessions.", after.sessions_ended),
               "info")
     if after.tokens_suspended:
-        flash(_("%(n)d API token(s) suspended: re-enable them on the API tokens page.",
-                n=after.tokens_suspended), "info")
+        flash(ngettext("%(num)d API token suspended: re-enable it on the API tokens page.",
+                       "%(num)d API tokens suspended: re-enable them on the API tokens page.",
+                       after.tokens_suspended), "info")
     if after.tokens_revoked:
-        flash(_("%(n)d API token(s) revoked.", n=after.tokens_revoked), "info")
+        flash(ngettext("%(num)d API token revoked.", "%(num)d API tokens revoked.",
+                       after.tokens_revoked), "info")
