@@ -26,6 +26,10 @@ class User(UserMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # What set the lock: "login" (sign-in failures: refuses sign-in from browsers without
+    # the user's device cookie) or "signature"/"token_resume" (a signed-in user's wrong
+    # passwords: refuses sign-in and signing, and ends the sessions).
+    lock_source: Mapped[str | None] = mapped_column(String(16))
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The interface language the user last chose ("fr", "zh_Hans"); None: the browser's.

@@ -157,6 +157,7 @@ def authenticate(
     if not locked:  # a lock against other browsers stays until it expires
         user.failed_logins = 0
         user.locked_until = None
+        user.lock_source = None
     user.last_login_at = now
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -185,6 +186,7 @@ def register_failed_attempt(
                  details={"reason": "wrong password", "consecutive_failures": user.failed_logins})
     if user.failed_logins >= threshold:
         user.locked_until = now + dt.timedelta(minutes=minutes)
+        user.lock_source = what[:16]
         user.failed_logins = 0
         audit.record(session, actor, "account.locked", category="security",
                      details={"until": user.locked_until, "after": what})
@@ -193,9 +195,14 @@ def register_failed_attempt(
 
 
 def signing_locked_out(session: Session, user: User, now: dt.datetime) -> bool:
-    """Whether the account is locked; a locked account signs nothing, and its sessions end
-    (the caller commits: the refusal is part of the record)."""
-    if user.locked_until is not None and now < user.locked_until:
+    """Whether the account is locked for signing; a locked account signs nothing, and its
+    sessions end (the caller commits: the refusal is part of the record).
+
+    A lock set by failed sign-ins does not count here: it keeps password guessers away
+    from the sign-in page, and must not let them end the real user's sessions or stop
+    their signatures (their own wrong signing passwords lock them as before)."""
+    if (user.locked_until is not None and now < user.locked_until
+            and user.lock_source != "login"):
         sessions.end_all_for(session, user, "account_locked")
         return True
     return False
@@ -254,6 +261,7 @@ def reset_password(session: Session, actor: Actor, user: User) -> str:
     user.must_change_password = True
     user.failed_logins = 0
     user.locked_until = None
+    user.lock_source = None
     audit.record(session, actor, "password.reset", category="security", new_value=user.username)
     return temporary
 

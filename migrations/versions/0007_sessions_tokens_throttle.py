@@ -1,5 +1,6 @@
-"""sessions, tokens, throttle: API tokens suspended by a password change, and the failed
-sign-in attempts counted per client address (shared by every worker)
+"""sessions, tokens, throttle: API tokens suspended by a password change, the failed
+sign-in attempts counted per client address (shared by every worker), and what locked an
+account (sign-in failures lock sign-in only; signature failures lock signing too)
 
 Revision ID: 0007_sessions_tokens_throttle
 Revises: 0005_user_language
@@ -16,6 +17,8 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table("user_account") as batch:
+        batch.add_column(sa.Column("lock_source", sa.String(length=16), nullable=True))
     with op.batch_alter_table("api_token") as batch:
         batch.add_column(sa.Column("suspended_at", sa.DateTime(), nullable=True))
         batch.add_column(sa.Column("suspended_reason", sa.String(length=64), nullable=True))
@@ -34,3 +37,5 @@ def downgrade():
     with op.batch_alter_table("api_token") as batch:
         batch.drop_column("suspended_reason")
         batch.drop_column("suspended_at")
+    with op.batch_alter_table("user_account") as batch:
+        batch.drop_column("lock_source")

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from ecrf.accounts import throttle
 from ecrf.accounts.devices import COOKIE_NAME
 from ecrf.accounts.models import LoginThrottle, User
+from ecrf.accounts.users import signing_locked_out
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.base import utcnow
 from ecrf.core.extensions import db
@@ -170,6 +171,29 @@ def test_an_attacker_hammering_admin_does_not_lock_the_real_admin_out(app, make_
     success = db.session.scalars(select(AuditEvent).where(
         AuditEvent.action == "login.succeeded").order_by(AuditEvent.seq.desc())).first()
     assert '"known_device": true' in success.details
+    # the lock the attacker caused neither stops the administrator's signatures nor ends
+    # their session
+    assert admin.lock_source == "login"
+    assert signing_locked_out(db.session, admin, utcnow()) is False
+    db.session.commit()
+    assert real.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("source, minutes_left, locked", [
+    ("login", 10, False),         # guessers on the sign-in page: the session may sign
+    ("signature", 10, True),      # the signed-in user's own wrong signing passwords
+    ("token_resume", 10, True),
+    (None, 10, True),             # a lock from before its source was recorded
+    ("signature", -1, False),     # expired
+    (None, None, False),
+])
+def test_which_locks_stop_signing(app, make_user, source, minutes_left, locked):
+    user = make_user("ivan", role="coordinator", site="S01")
+    user.lock_source = source
+    user.locked_until = (utcnow() + dt.timedelta(minutes=minutes_left)
+                         if minutes_left is not None else None)
+    db.session.commit()
+    assert signing_locked_out(db.session, user, utcnow()) is locked
 
 
 def test_a_device_cookie_is_bound_to_its_users_and_its_signature(app, make_user):
