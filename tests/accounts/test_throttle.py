@@ -247,6 +247,11 @@ def test_unknown_api_tokens_are_throttled_per_address(client, make_user):
     assert "unknown API tokens from this network address" in refused.get_json()["message"]
     # the token itself still works from its usual address
     assert client.get(f"{API}/studies", headers=bearer(secret)).status_code == 200
+    # and the answer is declared in the API description
+    document = client.get(f"{API}/openapi.json").get_json()
+    assert document["paths"]["/studies"]["get"]["responses"]["429"] == {
+        "$ref": "#/components/responses/TooManyRequests"}
+    assert "Retry-After" in document["components"]["responses"]["TooManyRequests"]["headers"]
 
 
 def test_a_known_but_refused_token_is_not_counted_as_a_guess(client, make_user):
