@@ -51,7 +51,7 @@ class ChangePasswordForm(FlaskForm):
     confirm = PasswordField(_l("Repeat the new password"),
                             validators=[DataRequired(), EqualTo("new", _l("The two entries differ."))],
                             render_kw={"autocomplete": "new-password"})
-    tokens = RadioField(_l("Your API tokens"), default=credentials.SUSPEND, choices=[
+    tokens = RadioField(_l("API tokens"), default=credentials.SUSPEND, choices=[
         SelectChoice(credentials.SUSPEND, _l("Suspend my API tokens until I re-enable them")),
         SelectChoice(credentials.REVOKE,
                      _l("Revoke my API tokens (they can never be used again)")),
