@@ -13,6 +13,7 @@ never believed by default.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Session
 from ecrf.accounts.models import LoginThrottle
 from ecrf.core import utcnow
 
-__all__ = ["ThrottlePolicy", "api_key", "device_key", "login_key", "policy_from_config",
+__all__ = ["ThrottlePolicy", "api_key", "client_network", "device_key", "login_key",
+           "policy_from_config",
            "register_failure", "seconds_to_wait"]
 
 
@@ -51,12 +53,26 @@ def policy_from_config(config) -> ThrottlePolicy:
     )
 
 
+def client_network(address: str | None) -> str:
+    """The unit counted: an IPv4 address, or the /64 network of an IPv6 address (one
+    subscriber's allocation: rotating addresses inside it gains nothing)."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return (address or "unknown")[:140]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def login_key(address: str | None) -> str:
-    return f"login:{address or 'unknown'}"[:160]
+    return f"login:{client_network(address)}"
 
 
 def api_key(address: str | None) -> str:
-    return f"api:{address or 'unknown'}"[:160]
+    return f"api:{client_network(address)}"
 
 
 def device_key(device_id: str) -> str:

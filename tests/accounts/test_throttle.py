@@ -46,6 +46,24 @@ def test_the_policy_comes_from_the_configuration(config, expected):
     assert throttle.policy_from_config(config) == expected
 
 
+@pytest.mark.parametrize("address, counted", [
+    ("203.0.113.66", "203.0.113.66"),
+    (" 203.0.113.66 ", "203.0.113.66"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),        # same subscriber, same count
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:203.0.113.66", "203.0.113.66"),          # IPv4 seen through an IPv6 socket
+    ("::1", "::/64"),
+    (None, "unknown"),
+    ("", "unknown"),
+    ("not-an-address", "not-an-address"),
+    ("x" * 400, "x" * 140),
+])
+def test_the_unit_counted_is_the_address_or_its_ipv6_64(address, counted):
+    assert throttle.client_network(address) == counted
+    assert len(throttle.login_key(address)) <= 160
+
+
 def _fail(key: str, times: int, at: dt.datetime) -> int:
     wait = 0
     for _ in range(times):
