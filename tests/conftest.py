@@ -211,8 +211,10 @@ def make_user(app, make_study, make_site) -> Callable[..., User]:
     return make
 
 
-def sign_in(client, username: str, password: str = PASSWORD):
-    return client.post("/login", data={"username": username, "password": password})
+def sign_in(client, username: str, password: str = PASSWORD, *, address: str | None = None):
+    """Post the sign-in form (from client address ``address``: 127.0.0.1 unless given)."""
+    extra = {"environ_overrides": {"REMOTE_ADDR": address}} if address else {}
+    return client.post("/login", data={"username": username, "password": password}, **extra)
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ from ecrf.accounts.passwords import hash_password, policy_from_config, verify_pa
 from ecrf.accounts.permissions import ACTIONS, PUBLIC, ROUTES, SIGNED_IN, Allow, Public, SignedIn
 from ecrf.accounts.permissions import register as register_route
 from ecrf.accounts.roles import ROLE_LABELS, SITE_ROLES, Role, RoleError, parse_role
+from ecrf.accounts.throttle import api_key as api_throttle_key
+from ecrf.accounts.throttle import policy_from_config as throttle_policy
+from ecrf.accounts.throttle import register_failure as throttle_failure
+from ecrf.accounts.throttle import seconds_to_wait as throttle_wait
 from ecrf.accounts.tokens import AuthenticationError
 from ecrf.accounts.tokens import authenticate as authenticate_token
 from ecrf.accounts.users import (
@@ -37,6 +41,7 @@ from ecrf.accounts.web import current_study, request_actor, study_features
 
 __all__ = [
     "ACTIONS", "AccountError", "Allow", "ApiToken", "AuthenticationError", "PUBLIC",
+    "api_throttle_key", "throttle_failure", "throttle_policy", "throttle_wait",
     "Public", "ROLE_LABELS", "ROUTES", "Role", "RoleError", "RoleGrant", "SIGNED_IN",
     "SITE_ROLES", "SignedIn", "User", "UserSession", "acting_role", "active_grants",
     "authenticate_token", "can", "create_user", "current_study", "describe_grant",

@@ -14,6 +14,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
+from ecrf.accounts import credentials
 from ecrf.accounts import tokens as api_tokens
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import RoleGrant, User
@@ -108,15 +109,21 @@ def users_enable(username: str):
 
 @users_cli.command("reset-password")
 @click.argument("username")
-def users_reset_password(username: str):
-    """Give the account a new temporary password and unlock it."""
+@click.option("--tokens", "tokens", type=click.Choice(credentials.TOKEN_CHOICES),
+              default=credentials.SUSPEND, show_default=True,
+              help="What happens to the account's API tokens: suspended (its owner may "
+                   "re-enable them) or revoked for good.")
+def users_reset_password(username: str, tokens: str):
+    """Give the account a new temporary password and unlock it; its sessions end."""
     try:
         user = accounts.require_user(db.session, username)
     except accounts.AccountError as exc:
         fail(exc)
-    temporary = accounts.reset_password(db.session, cli_actor(), user)
+    temporary, after = credentials.reset_password(db.session, cli_actor(), user, tokens=tokens)
     db.session.commit()
     click.echo(f"temporary password for {user.username} (change at next sign-in): {temporary}")
+    click.echo(f"sessions ended: {after.sessions_ended}; API tokens suspended: "
+               f"{after.tokens_suspended}, revoked: {after.tokens_revoked}")
 
 
 @users_cli.command("grant")

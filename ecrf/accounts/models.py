@@ -26,6 +26,10 @@ class User(UserMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # What set the lock: "login" (sign-in failures: refuses sign-in from browsers without
+    # the user's device cookie) or "signature"/"token_resume" (a signed-in user's wrong
+    # passwords: refuses sign-in and signing, and ends the sessions).
+    lock_source: Mapped[str | None] = mapped_column(String(16))
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The interface language the user last chose ("fr", "zh_Hans"); None: the browser's.
@@ -112,8 +116,27 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # Suspended (not revoked) when its owner's password changed: its owner may re-enable it.
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    suspended_reason: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.prefix} user={self.user_id}>"
+
+
+class LoginThrottle(Base):
+    """Failed sign-in attempts counted per key: a client address (``login:<ip>``,
+    ``api:<ip>``) or a trusted device (``device:<id>``). Kept in the database so every
+    worker sees the same count; ``blocked_until`` is when the key may try again."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<LoginThrottle {self.key} failures={self.failures}>"

@@ -72,9 +72,21 @@ def end(session: Session, live: UserSession, reason: str) -> None:
     )
 
 
-def end_all_for(session: Session, user: User, reason: str) -> None:
-    session.execute(
-        update(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
-        .values(ended_at=utcnow(), end_reason=reason)
-    )
+def find(session: Session, token: str | None) -> UserSession | None:
+    """The live (not ended) session behind a browser's session token, or None."""
+    if not token:
+        return None
+    return session.scalar(select(UserSession).where(
+        UserSession.token_hash == _digest(token), UserSession.ended_at.is_(None)))
+
+
+def end_all_for(session: Session, user: User, reason: str, *,
+                keep: UserSession | None = None) -> int:
+    """End every live session of ``user`` but ``keep``; returns how many ended."""
+    stmt = (update(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+            .values(ended_at=utcnow(), end_reason=reason)
+            .execution_options(synchronize_session=False))
+    if keep is not None:
+        stmt = stmt.where(UserSession.id != keep.id)
+    return session.execute(stmt).rowcount or 0

@@ -31,8 +31,12 @@ __all__ = [
     "get_token",
     "hash_secret",
     "list_tokens",
+    "resume_token",
     "revoke_token",
+    "revoke_all_for",
+    "suspend_all_for",
     "token_state",
+    "usable_tokens",
 ]
 
 DEFAULT_MAX_DAYS = 90
@@ -47,7 +51,8 @@ class TokenError(ValueError):
 
 class AuthenticationError(TokenError):
     """A bearer token that does not authenticate; ``reason`` is a stable code
-    (unknown, revoked, expired, disabled, password_change) and the message says it plainly."""
+    (unknown, revoked, expired, suspended, disabled, password_change, throttled) and the
+    message says it plainly."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -65,12 +70,64 @@ def hash_secret(secret: str) -> str:
 
 
 def token_state(token: ApiToken, now: dt.datetime | None = None) -> str:
-    """``active``, ``expired`` or ``revoked``."""
+    """``active``, ``suspended``, ``expired`` or ``revoked``."""
     if token.revoked_at is not None:
         return "revoked"
     if token.expires_at <= (now or utcnow()):
         return "expired"
+    if token.suspended_at is not None:
+        return "suspended"
     return "active"
+
+
+def usable_tokens(session: Session, user: User, now: dt.datetime | None = None) -> list[ApiToken]:
+    """The user's tokens that work now (not revoked, expired or suspended)."""
+    now = now or utcnow()
+    return list(session.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
+        ApiToken.suspended_at.is_(None), ApiToken.expires_at > now,
+    ).order_by(ApiToken.id)))
+
+
+def suspend_all_for(session: Session, actor: Actor, user: User, reason: str, *,
+                    now: dt.datetime | None = None) -> int:
+    """Suspend every working token of ``user`` (each audited); returns how many."""
+    now = now or utcnow()
+    found = usable_tokens(session, user, now)
+    for token in found:
+        token.suspended_at, token.suspended_reason = now, reason[:64]
+        audit.record(session, actor, "api_token.suspended", category=SECURITY,
+                     old_value="active", new_value="suspended",
+                     details={"token_id": token.id, "prefix": token.prefix, "name": token.name,
+                              "user": user.username, "reason": reason})
+    return len(found)
+
+
+def revoke_all_for(session: Session, actor: Actor, user: User, *,
+                   now: dt.datetime | None = None) -> int:
+    """Revoke every token of ``user`` not yet revoked (suspended and expired ones too, so
+    none can come back); each revocation is audited. Returns how many."""
+    now = now or utcnow()
+    found = list(session.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)))
+    for token in found:
+        revoke_token(session, actor, token, now=now)
+    return len(found)
+
+
+def resume_token(session: Session, actor: Actor, token: ApiToken, *,
+                 now: dt.datetime | None = None) -> ApiToken:
+    """Re-enable a suspended token (its owner, having given their password again)."""
+    state = token_state(token, now)
+    if state != "suspended":
+        raise TokenError(f"token {token.prefix} is {state}, not suspended: there is nothing "
+                         "to re-enable")
+    token.suspended_at, token.suspended_reason = None, None
+    audit.record(session, actor, "api_token.resumed", category=SECURITY,
+                 old_value="suspended", new_value="active",
+                 details={"token_id": token.id, "prefix": token.prefix, "name": token.name,
+                          "user": token.user.username})
+    return token
 
 
 def create_token(session: Session, actor: Actor, user: User, name: str, *, days: int,
@@ -173,6 +230,11 @@ def _refusal(token: ApiToken, user: User, now: dt.datetime,
     if state == "expired":
         return state, (f"The API token {token.prefix} expired on "
                        f"{token.expires_at:%Y-%m-%d %H:%M} UTC; create a new one.")
+    if state == "suspended":
+        return state, (f"The API token {token.prefix} is suspended since "
+                       f"{token.suspended_at:%Y-%m-%d %H:%M} UTC because the password of "
+                       f"{user.username} was changed or reset; its owner can re-enable it on "
+                       "the API tokens page of the web application.")
     if not user.active:
         return "disabled", f"The account {user.username} is disabled."
     if user.must_change_password or password_expired(user, password_max_age_days, now):

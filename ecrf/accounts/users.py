@@ -111,12 +111,18 @@ def authenticate(
     ip_address: str | None,
     lockout_threshold: int,
     lockout_minutes: int,
+    trusted: bool = False,
     now: dt.datetime | None = None,
 ) -> User | None:
     """Check a sign-in attempt. Returns the user, or None with the reason audited.
 
     Every failure looks the same to the caller, whether the account exists, is locked or
     is disabled, and each path verifies a hash so timing does not tell them apart either.
+
+    ``trusted``: the attempt comes from a browser where this user signed in before (a
+    valid device cookie). The account lockout does not apply to it and its failures do
+    not count toward the lockout (the caller counts them against the device), so guessing
+    from elsewhere cannot lock the real user out.
     """
     now = now or utcnow()
     name = normalise_username(username)
@@ -127,7 +133,8 @@ def authenticate(
         audit.record(session, attempt, "login.failed", category="security",
                      details={"reason": "unknown user"})
         return None
-    if user.locked_until is not None and now < user.locked_until:
+    locked = user.locked_until is not None and now < user.locked_until
+    if locked and not trusted:
         verify_password(None, password)
         audit.record(session, attempt, "login.refused", category="security",
                      details={"reason": "account locked", "locked_until": user.locked_until})
@@ -138,17 +145,24 @@ def authenticate(
                      details={"reason": "account disabled"})
         return None
     if not verify_password(user.password_hash, password):
-        register_failed_attempt(
-            session, user, attempt, what="login",
-            threshold=lockout_threshold, minutes=lockout_minutes, now=now,
-        )
+        if trusted:
+            audit.record(session, attempt, "login.failed", category="security",
+                         details={"reason": "wrong password", "known_device": True})
+        else:
+            register_failed_attempt(
+                session, user, attempt, what="login",
+                threshold=lockout_threshold, minutes=lockout_minutes, now=now,
+            )
         return None
-    user.failed_logins = 0
-    user.locked_until = None
+    if not locked:  # a lock against other browsers stays until it expires
+        user.failed_logins = 0
+        user.locked_until = None
+        user.lock_source = None
     user.last_login_at = now
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    audit.record(session, attempt, "login.succeeded", category="security")
+    audit.record(session, attempt, "login.succeeded", category="security",
+                 details={"known_device": True, "account_locked": True} if locked else None)
     return user
 
 
@@ -172,6 +186,7 @@ def register_failed_attempt(
                  details={"reason": "wrong password", "consecutive_failures": user.failed_logins})
     if user.failed_logins >= threshold:
         user.locked_until = now + dt.timedelta(minutes=minutes)
+        user.lock_source = what[:16]
         user.failed_logins = 0
         audit.record(session, actor, "account.locked", category="security",
                      details={"until": user.locked_until, "after": what})
@@ -180,20 +195,26 @@ def register_failed_attempt(
 
 
 def signing_locked_out(session: Session, user: User, now: dt.datetime) -> bool:
-    """Whether the account is locked; a locked account signs nothing, and its sessions end
-    (the caller commits: the refusal is part of the record)."""
-    if user.locked_until is not None and now < user.locked_until:
+    """Whether the account is locked for signing; a locked account signs nothing, and its
+    sessions end (the caller commits: the refusal is part of the record).
+
+    A lock set by failed sign-ins does not count here: it keeps password guessers away
+    from the sign-in page, and must not let them end the real user's sessions or stop
+    their signatures (their own wrong signing passwords lock them as before)."""
+    if (user.locked_until is not None and now < user.locked_until
+            and user.lock_source != "login"):
         sessions.end_all_for(session, user, "account_locked")
         return True
     return False
 
 
 def failed_signature(session: Session, user: User, actor: Actor, *, threshold: int,
-                     minutes: int, now: dt.datetime) -> bool:
-    """A wrong password given as an electronic signature: counted toward lockout and
-    audited like a failed sign-in; a lockout ends the user's sessions. Flushes; returns
-    whether the account is now locked (the caller commits)."""
-    locked = register_failed_attempt(session, user, actor, what="signature",
+                     minutes: int, now: dt.datetime, what: str = "signature") -> bool:
+    """A wrong password given as an electronic signature (or to confirm another act,
+    ``what``): counted toward lockout and audited like a failed sign-in; a lockout ends
+    the user's sessions. Flushes; returns whether the account is now locked (the caller
+    commits)."""
+    locked = register_failed_attempt(session, user, actor, what=what,
                                      threshold=threshold, minutes=minutes, now=now)
     if locked:
         sessions.end_all_for(session, user, "account_locked")
@@ -240,6 +261,7 @@ def reset_password(session: Session, actor: Actor, user: User) -> str:
     user.must_change_password = True
     user.failed_logins = 0
     user.locked_until = None
+    user.lock_source = None
     audit.record(session, actor, "password.reset", category="security", new_value=user.username)
     return temporary
 

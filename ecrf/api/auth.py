@@ -43,13 +43,26 @@ def load_from_token(req: Request):
         g.api_auth_problem = ("invalid_request",
                               _("Send the token as 'Authorization: Bearer <token>'."))
         return None
+    address = req.remote_addr
+    wait = accounts.throttle_wait(db.session, accounts.api_throttle_key(address))
+    if wait:  # guessing secrets from this address: answered without looking anything up
+        raise ApiProblem(429, _("Too many requests with unknown API tokens from this "
+                                "network address. Wait %(s)d seconds before trying again.",
+                                s=wait), retry_after=wait)
     try:
         # A refused token stays in the audit trail: committed like an accepted one.
         with transaction(keep=(accounts.AuthenticationError,)):
-            token = accounts.authenticate_token(
-                db.session, secret, method=req.method, path=req.path,
-                ip_address=req.remote_addr,
-                password_max_age_days=current_app.config.get("PASSWORD_MAX_AGE_DAYS", 0))
+            try:
+                token = accounts.authenticate_token(
+                    db.session, secret, method=req.method, path=req.path,
+                    ip_address=address,
+                    password_max_age_days=current_app.config.get("PASSWORD_MAX_AGE_DAYS", 0))
+            except accounts.AuthenticationError as exc:
+                if exc.reason == "unknown":  # a guess, not a known token refused
+                    accounts.throttle_failure(
+                        db.session, accounts.api_throttle_key(address),
+                        accounts.throttle_policy(current_app.config))
+                raise
     except accounts.AuthenticationError as exc:
         g.api_auth_problem = ("invalid_token", str(exc))
         return None

@@ -35,6 +35,8 @@ def _problem(problem: ApiProblem):
     response = body(problem.status, problem.message, **problem.details), problem.status
     if problem.status == 401:
         return response[0], 401, {"WWW-Authenticate": 'Bearer realm="ecrf"'}
+    if problem.status == 429 and "retry_after" in problem.details:
+        return response[0], 429, {"Retry-After": str(problem.details["retry_after"])}
     return response
 
 

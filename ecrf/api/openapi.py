@@ -365,10 +365,16 @@ def _error_responses() -> dict:
     return {
         "BadRequest": answer("Malformed request: the body is not JSON, not an object, or "
                              "a query argument is invalid; the message names the problem."),
-        "Unauthorized": {**answer("No token, or an unknown, expired or revoked token, a "
-                                  "disabled account, or a write sent with a browser session "
-                                  "instead of a token."),
+        "Unauthorized": {**answer("No token, or an unknown, expired, revoked or suspended "
+                                  "token (a password change suspends tokens until their "
+                                  "owner re-enables them), a disabled account, or a write "
+                                  "sent with a browser session instead of a token."),
                          "headers": {"WWW-Authenticate": {"schema": STR}}},
+        "TooManyRequests": {**answer("Too many unknown tokens were sent from this network "
+                                     "address: nothing is looked up until `Retry-After` "
+                                     "seconds have passed (the wait doubles with each "
+                                     "further unknown token, up to 15 minutes)."),
+                            "headers": {"Retry-After": {"schema": INT}}},
         "Forbidden": answer("Your roles in this study do not allow the action."),
         "NotFound": answer("No such study, subject (at your sites), event or form."),
         "Conflict": answer("The form was saved by someone else since the version you sent "
@@ -412,6 +418,8 @@ def _op(operation_id: str, summary: str, tag: str, response: str, params: list[s
         operation["responses"][codes[name]] = _ref(name, "responses")
     if public:
         operation["security"] = []
+    else:
+        operation["responses"]["429"] = _ref("TooManyRequests", "responses")
     return operation
 
 

@@ -24,8 +24,20 @@ class Defaults:
     PASSWORD_MIN_LENGTH = 12
     PASSWORD_REQUIRE_CLASSES = 3
     PASSWORD_MAX_AGE_DAYS = 180  # 0 disables ageing
+    # Guesses (as a power of ten) zxcvbn must estimate for a new password; 0: no check.
+    PASSWORD_MIN_GUESSES_LOG10 = 10
+    # A browser without this user's device cookie is refused for LOCKOUT_MINUTES after
+    # LOCKOUT_THRESHOLD consecutive failed sign-ins on the account.
     LOCKOUT_THRESHOLD = 5
     LOCKOUT_MINUTES = 15
+    # Per client address: after THRESHOLD failed sign-ins (pauses shorter than WINDOW)
+    # it waits BASE seconds, doubled after each further failure, at most MAX seconds.
+    LOGIN_THROTTLE_THRESHOLD = 5
+    LOGIN_THROTTLE_WINDOW_MINUTES = 15
+    LOGIN_THROTTLE_BASE_SECONDS = 15
+    LOGIN_THROTTLE_MAX_SECONDS = 900
+    # The signed cookie that marks a browser where a user signed in before (days).
+    DEVICE_COOKIE_DAYS = 180
     SESSION_IDLE_MINUTES = 30
     SESSION_ABSOLUTE_HOURS = 12
 

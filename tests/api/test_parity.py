@@ -25,6 +25,7 @@ PARITY: dict[str, tuple[str, ...] | str] = {
     "auth.change_password": ACCOUNT,
     "tokens.create": ACCOUNT,
     "tokens.revoke": ACCOUNT,
+    "tokens.resume": ACCOUNT,
     "admin.site_new": ADMIN,
     "admin.user_new": ADMIN,
     "admin.user_disable": ADMIN,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
@@ -55,6 +56,13 @@ def test_coordinator_signs_in_and_out(page, live_server, live_user):
     page.goto("/")
     assert urlsplit(page.url).path == "/login"
     expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+
+
+@pytest.fixture
+def live_server_config() -> dict:
+    # Every browser attempt comes from 127.0.0.1: the address waits only after the account
+    # lock is shown here (the per-address back-off has its own tests, test_throttle.py).
+    return {"WTF_CSRF_ENABLED": True, "LOGIN_THROTTLE_THRESHOLD": 10}
 
 
 def test_five_wrong_passwords_lock_the_account_with_one_message(page, live_server, live_user):

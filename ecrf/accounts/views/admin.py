@@ -11,7 +11,8 @@ from wtforms import EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from ecrf import studies
-from ecrf.accounts import sessions
+from ecrf.accounts import credentials, sessions
+from ecrf.accounts import tokens as api_tokens
 from ecrf.accounts import users as accounts
 from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import policy_from_config
@@ -95,7 +96,8 @@ def user_detail(user_id: int):
     user = _user_or_404(user_id)
     grants = sorted(user.grants, key=lambda g: (g.revoked_at is not None, g.granted_at))
     return render_template("admin/user_detail.html", user=user, grants=grants,
-                           grant_form=_grant_form(user))
+                           grant_form=_grant_form(user),
+                           active_tokens=len(api_tokens.usable_tokens(db.session, user)))
 
 
 @bp.route("/users/<int:user_id>/disable", methods=["POST"])
@@ -127,10 +129,18 @@ def _set_active(user_id: int, active: bool):
 @bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
 def user_reset_password(user_id: int):
     user = _user_or_404(user_id)
+    choice = request.form.get("tokens", credentials.SUSPEND)
+    if choice not in credentials.TOKEN_CHOICES:
+        flash(_("Choose whether the API tokens are suspended or revoked."), "danger")
+        return redirect(url_for("admin.user_detail", user_id=user.id))
     with transaction():
-        temporary = accounts.reset_password(db.session, request_actor("users.manage"), user)
+        temporary, after = credentials.reset_password(
+            db.session, request_actor("users.manage"), user, tokens=choice)
     flash(_("New temporary password for %(u)s (shown once): %(p)s", u=user.username, p=temporary),
           "success")
+    flash(_("%(u)s was signed out of %(n)d session(s); API tokens suspended: %(s)d, revoked: "
+            "%(r)d.", u=user.username, n=after.sessions_ended, s=after.tokens_suspended,
+            r=after.tokens_revoked), "info")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
