@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from ecrf.capture import subjects
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
@@ -314,6 +315,43 @@ def test_duplicate_key_is_refused_whatever_the_case(sample_study, make_site):
         subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S02"), "s01-001",
                                dt.date(2025, 3, 3))
     assert caught.value.field == "subject_key"
+
+
+def test_the_database_refuses_a_key_that_differs_only_by_case(sample_study, make_site,
+                                                               make_study):
+    first = subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S01"), "TLS-001",
+                                   dt.date(2025, 3, 3))
+    db.session.commit()
+    audit.bind_actor(db.session, ACTOR)
+    db.session.add(Subject(study=sample_study, site=make_site("S02"), subject_key="tls-001",
+                           status="screening", enrolled_on=dt.date(2025, 3, 3),
+                           study_version=first.study_version))
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+    # Another study may use the same key, in any case.
+    other = make_study("OTHER", sites=("S01",))
+    audit.bind_actor(db.session, ACTOR)
+    db.session.add(Subject(study=other, site=make_site("S01"), subject_key="tls-001",
+                           status="screening", enrolled_on=dt.date(2025, 3, 3),
+                           study_version=first.study_version))
+    db.session.flush()
+
+
+def test_an_enrolment_that_loses_the_race_is_refused_clearly(sample_study, make_site,
+                                                             monkeypatch):
+    subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S01"), "TLS-001",
+                           dt.date(2025, 3, 3))
+    db.session.commit()
+    # As if the other enrolment committed between this one's check and its insert.
+    monkeypatch.setattr(subjects, "key_taken", lambda *args: None)
+    with pytest.raises(subjects.EnrolmentError, match="'tls-001' was enrolled in Sample "
+                                                      "trial at the same moment") as caught:
+        subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S02"), "tls-001",
+                               dt.date(2025, 3, 3))
+    assert caught.value.field == "subject_key"
+    db.session.commit()  # the session goes on: only the refused insert was undone
+    assert [s.subject_key for s in db.session.scalars(select(Subject))] == ["TLS-001"]
 
 
 def test_site_outside_the_study_is_refused(sample_study, make_site):
