@@ -32,6 +32,7 @@ STUDIES = {
     "ALLOCR": {"event_oid": "SCREEN", "form_oid": "RAND"},
 }
 OTHER_SITE_KEY = "S02-001"
+OWN_KEY = "S01-001"
 MISSING_KEY = "S09-999"
 
 
@@ -54,18 +55,21 @@ def url_for_rule(rule: Rule, study: str, key: str) -> str:
 def three_studies(app, make_site, make_study):
     make_site("S01")
     make_site("S02", timezone="Asia/Shanghai")
-    capture = load_capture_study(make_study)
-    enrol(capture, OTHER_SITE_KEY, "S02")
-    safety = load_safety_study(make_study)
-    enrol(safety, OTHER_SITE_KEY, "S02")
+    for study in (load_capture_study(make_study), load_safety_study(make_study)):
+        enrol(study, OTHER_SITE_KEY, "S02")
+        enrol(study, OWN_KEY, "S01")
     make_study("ALLOCR", sites=("S01", "S02"))
-    add_subject(load("allocation_randomized"), OTHER_SITE_KEY, site="S02")
+    randomized = load("allocation_randomized")
+    add_subject(randomized, OTHER_SITE_KEY, site="S02")
+    add_subject(randomized, OWN_KEY, site="S01")
     db.session.commit()
 
 
-def sweep(app, client, user, headers: dict | None = None) -> tuple[int, list[str]]:
-    """(requests made, wrong answers) over the web routes, or the API ones with ``headers``."""
-    made, wrong = 0, []
+def sweep(app, client, user, headers: dict | None = None) -> tuple[int, int, list[str]]:
+    """(requests made, pages the user's own subject opens, wrong answers) over the web
+    routes, or the API ones with ``headers``. The own subject's pages show that the URLs
+    reach real pages, so a 404 is the subject lookup's answer, not a malformed URL's."""
+    made, opened, wrong = 0, 0, []
     for rule in subject_rules(app):
         if rule.rule.startswith("/api/") != bool(headers):
             continue
@@ -80,11 +84,14 @@ def sweep(app, client, user, headers: dict | None = None) -> tuple[int, list[str
                                        headers=headers or {}, json=body).status_code
                            for key in (OTHER_SITE_KEY, MISSING_KEY)]
                 made += 2
+                if method == "GET" and expected == 404:
+                    own = client.get(url_for_rule(rule, study, OWN_KEY), headers=headers or {})
+                    opened += own.status_code == 200
                 if answers != [expected, expected]:
                     wrong.append(f"{method} {url_for_rule(rule, study, '<key>')}: "
                                  f"{answers[0]} for a subject of S02, {answers[1]} for a key "
                                  f"that does not exist (expected {expected})")
-    return made, wrong
+    return made, opened, wrong
 
 
 @pytest.mark.parametrize(("admin", "role"), [
@@ -101,7 +108,9 @@ def test_a_subject_of_another_site_answers_like_one_that_does_not_exist(
     db.session.commit()
     app.config["LOCKOUT_THRESHOLD"] = 10**6  # the signing routes count wrong passwords
     assert sign_in(client, user.username).status_code == 302
-    web_made, web_wrong = sweep(app, client, user)
-    api_made, api_wrong = sweep(app, app.test_client(), user, bearer(token_for(user)))
+    web_made, web_opened, web_wrong = sweep(app, client, user)
+    api_made, api_opened, api_wrong = sweep(app, app.test_client(), user,
+                                            bearer(token_for(user)))
     assert web_wrong + api_wrong == []
     assert web_made > 150 and api_made > 100
+    assert web_opened > 15 and api_opened > 10, (web_opened, api_opened)
