@@ -49,16 +49,23 @@ def site_ids_for(user: User, action: str, study: Study) -> set[int] | None:
     This is what queries filter on, so site scoping holds in every list and export, not
     only in the views that happen to check it. An admin's system-wide grant counts for the
     actions the admin role holds (undoing a randomization); for the others only the
-    admin's study and site grants count, as for anyone.
+    admin's study and site grants count, as for anyone. An admin who also holds grants in
+    this study works in it where those grants are, for the admin's actions too: a subject
+    of another site is as absent for them as for anyone at their sites.
     """
     allowed = ACTIONS[action]
+    grants = active_grants(user)
+    in_study = [g for g in grants if g.study_id == study.id]
     sites: set[int] = set()
-    for grant in active_grants(user):
+    for grant in grants:
         role = Role(grant.role)
         if role not in allowed:
             continue
         if role is Role.ADMIN:
-            return None  # a system-wide grant covers every site, as in ``can``
+            if not in_study or any(g.site_id is None for g in in_study):
+                return None  # a system-wide grant covers every site, as in ``can``
+            sites.update(g.site_id for g in in_study if g.site_id is not None)
+            continue
         if grant.study_id != study.id:
             continue
         if grant.site_id is None:

@@ -77,13 +77,15 @@ def study_migrate(oid: str, to_number: int, subject_keys: tuple[str, ...], reaso
     db.session.commit()
     click.echo(f"migrated {len(result.subjects)} subject(s) and {result.forms} form(s) of "
                f"{study.oid} to {result.to_label}")
-    if result.refused:
+    if result.refused or result.locked:
         for form in result.refused:
             for problem in form.problems:
                 click.echo(f"refused {form.where}: {problem}", err=True)
-        keys = sorted({f.subject_key for f in result.refused})
+        for key, lock in sorted(result.locked.items()):
+            click.echo(f"refused {key}: locked: {lock}", err=True)
+        keys = sorted({f.subject_key for f in result.refused} | set(result.locked))
         raise click.ClickException(f"{len(keys)} subject(s) not migrated (their data does not "
-                                   f"fit {result.to_label}): {', '.join(keys)}")
+                                   f"fit {result.to_label} or is locked): {', '.join(keys)}")
 
 
 @schedule_cli.command("show")

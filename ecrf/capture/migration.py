@@ -7,10 +7,15 @@ longer collected) and every value that would not fit. Migration moves a subject 
 whole: if any of its forms would not fit, none of them moves and the refusal says why.
 Completed forms are migrated too (their data is what the new version must accept); a
 completed form that gains required items is flagged for review.
+
+Locks hold as for any change of data: a frozen or locked study is not migrated at all,
+and a subject that is locked, at a locked site, or with a locked form stays entirely on
+its versions, reported with the lock that keeps it there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -22,13 +27,14 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from ecrf import studies
+from ecrf.capture.locking import entry_lock
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.schedule import refresh_subjects
 from ecrf.core import audit
 from ecrf.core.audit import Actor
 from ecrf.crf import FormDef, ItemDef, ItemType, Range, StudyDefinition
 from ecrf.domain.dates import PartialDate, PartialDateError
-from ecrf.studies import Site, Study, StudyVersion
+from ecrf.studies import Site, Study, StudyStatus, StudyVersion
 
 
 class MigrationError(ValueError):
@@ -67,10 +73,12 @@ class MigrationPreview:
     to_label: str
     subjects: list[str]  # subjects that would move to the version, in key order
     forms: list[FormChange] = field(default_factory=list)
+    locked: dict[str, str] = field(default_factory=dict)  # subject key -> its (site's) lock
+    refusal: str | None = None  # why nothing may move at all (a frozen or locked study)
 
     @property
     def blocked_subjects(self) -> list[str]:
-        return sorted({f.subject_key for f in self.forms if not f.fits})
+        return sorted({f.subject_key for f in self.forms if not f.fits} | set(self.locked))
 
     def lines(self) -> list[str]:
         """The preview as text, one line per fact (for the CLI and logs)."""
@@ -85,8 +93,12 @@ class MigrationPreview:
             out += [f"    ~ {text}" for text in form.changed]
             out += [f"    ! {text}" for text in form.problems]
             out += [f"    note: {text}" for text in form.notes]
+        out += [f"  {key}: REFUSED, {text}" for key, text in sorted(self.locked.items())]
         if self.blocked_subjects:
-            out.append("refused (their data does not fit): " + ", ".join(self.blocked_subjects))
+            out.append("refused (their data does not fit or is locked): "
+                       + ", ".join(self.blocked_subjects))
+        if self.refusal:
+            out.append(f"refused: {self.refusal}")
         return out
 
 
@@ -96,6 +108,7 @@ class MigrationResult:
     subjects: list[str]
     forms: int
     refused: list[FormChange]
+    locked: dict[str, str] = field(default_factory=dict)  # subject key -> its (site's) lock
 
 
 # --- comparing definitions -------------------------------------------------------------------
@@ -245,6 +258,17 @@ def _subjects(session: Session, study: Study, keys: list[str] | None) -> list[tu
     return session.execute(stmt).all()
 
 
+def study_refusal(study: Study) -> str | None:
+    """Why no form of ``study`` may move to another version now (frozen, locked), or None."""
+    if study.status == StudyStatus.FROZEN:
+        return (f"study {study.oid} is frozen: no form can move to another version until a "
+                f"data manager unfreezes it")
+    if study.status == StudyStatus.LOCKED:
+        return (f"study {study.oid} is locked: no form can move to another version until a "
+                f"data manager unlocks it")
+    return None
+
+
 def preview_migration(session: Session, study: Study, to_version: StudyVersion | int,
                       subject_keys: list[str] | None = None) -> MigrationPreview:
     """What moving the subjects (default: all of the study's) to ``to_version`` would do."""
@@ -253,7 +277,8 @@ def preview_migration(session: Session, study: Study, to_version: StudyVersion |
     by_id = {v.id: v for v in studies.study_versions(session, study)}
     subjects = _subjects(session, study, subject_keys)
     ids = [s.id for s, _ in subjects]
-    preview = MigrationPreview(study.oid, target.number, target.label, [])
+    preview = MigrationPreview(study.oid, target.number, target.label, [],
+                               refusal=study_refusal(study))
     if not ids:
         return preview
     forms = session.execute(
@@ -277,14 +302,24 @@ def preview_migration(session: Session, study: Study, to_version: StudyVersion |
             values[form_id].append((group_oid, item_oid, value))
     keys = {s.id: (s.subject_key, code) for s, code in subjects}
     moving = {s.subject_key for s, _ in subjects if s.study_version_id != target.id}
+    by_subject = {s.id: s for s, _ in subjects}
+    moving.update(keys[form.subject_id][0] for form, _, _ in forms)
+    for subject, _ in subjects:
+        lock = entry_lock(session, subject, None) if subject.subject_key in moving else None
+        if lock is not None and lock.scope in ("subject", "site"):
+            preview.locked[subject.subject_key] = str(lock.message)
     for form, event_oid, repeat in forms:
         key, code = keys[form.subject_id]
-        moving.add(key)
         old_version = by_id[form.study_version_id]
         old_def = studies.definition_for(old_version)
-        preview.forms.append(_form_change(old_def, new_def, target, form, event_oid, repeat,
-                                          key, code, old_version.label,
-                                          values.get(form.id, [])))
+        change = _form_change(old_def, new_def, target, form, event_oid, repeat, key, code,
+                              old_version.label, values.get(form.id, []))
+        if key not in preview.locked:
+            lock = entry_lock(session, by_subject[form.subject_id], form)
+            if lock is not None and lock.scope == "form":
+                change = dataclasses.replace(
+                    change, problems=(*change.problems, f"locked: {lock.message}"))
+        preview.forms.append(change)
     preview.subjects = sorted(moving)
     return preview
 
@@ -337,12 +372,16 @@ def migrate_forms(session: Session, actor: Actor, study: Study, to_version: Stud
     if not reason:
         raise MigrationError("a reason is required to migrate forms to another version")
     target = _version(session, study, to_version)
+    refusal = study_refusal(study)
+    if refusal is not None:
+        raise MigrationError(f"{refusal}; nothing was migrated")
     preview = preview_migration(session, study, target, subject_keys)
     blocked = set(preview.blocked_subjects)
     movers = [k for k in preview.subjects if k not in blocked]
     audit.bind_actor(session, actor)
     result = MigrationResult(target.label, movers, 0,
-                             [f for f in preview.forms if f.subject_key in blocked])
+                             [f for f in preview.forms if f.subject_key in blocked],
+                             dict(preview.locked))
     if not movers:
         return result
     rows = session.execute(select(Subject, Site.code).join(Site, Site.id == Subject.site_id)

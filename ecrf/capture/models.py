@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -71,6 +72,12 @@ class Subject(Audited, Base):
 
     def __repr__(self) -> str:
         return f"<Subject {self.subject_key}>"
+
+
+# A subject key is unique in its study whatever its case (S01-001 and s01-001 would be the
+# same subject on a paper CRF), as enrolment checks: the database holds the same rule.
+Index("uq_subject_study_id_lower_subject_key", Subject.study_id, func.lower(Subject.subject_key),
+      unique=True)
 
 
 class EventInstance(Audited, Base):

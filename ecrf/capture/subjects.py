@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from sqlalchemy import String, case, exists, func, select, type_coerce
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecrf import accounts
@@ -58,6 +59,12 @@ def enrol_sites(session: Session, user: User, study: Study) -> list[Site]:
     return list(session.scalars(accounts.scope_to_sites(stmt, Site.id, allowed)))
 
 
+def key_taken(session: Session, study: Study, key: str) -> str | None:
+    """The key already enrolled in ``study`` that ``key`` repeats whatever its case, if any."""
+    return session.scalar(select(Subject.subject_key).where(
+        Subject.study_id == study.id, func.lower(Subject.subject_key) == key.lower()))
+
+
 def enrol_subject(session: Session, actor: Actor, study: Study, site: Site, subject_key: str,
                   enrolled_on: dt.date, *, today: dt.date | None = None) -> Subject:
     """Enrol a subject at ``site`` on the study's latest version and store its schedule."""
@@ -94,8 +101,7 @@ def enrol_subject(session: Session, actor: Actor, study: Study, site: Site, subj
         raise EnrolmentError(f"the enrolment date {enrolled_on.isoformat()} is in the future "
                              f"(today at {site.code} is {site_today.isoformat()})",
                              "enrolled_on")
-    taken = session.scalar(select(Subject.subject_key).where(
-        Subject.study_id == study.id, func.upper(Subject.subject_key) == key.upper()))
+    taken = key_taken(session, study, key)
     if taken is not None:
         raise EnrolmentError(f"screening number {taken!r} is already used in {study.name}",
                              "subject_key")
@@ -103,8 +109,16 @@ def enrol_subject(session: Session, actor: Actor, study: Study, site: Site, subj
     subject = Subject(study=study, site=site, subject_key=key, status="screening",
                       enrolled_on=enrolled_on, study_version=version,
                       created_by_id=actor.user_id)
-    session.add(subject)
-    session.flush()
+    try:
+        # The database holds the same rule (a unique index on the study and the lower-cased
+        # key): an enrolment of the same key committed since the check above ends here.
+        with session.begin_nested():
+            session.add(subject)
+            session.flush()
+    except IntegrityError:
+        raise EnrolmentError(f"screening number {key!r} was enrolled in {study.name} at the "
+                             "same moment (whatever its case): it is already used",
+                             "subject_key") from None
     audit.record(session, actor, "subject.enrolled", category="data", study_oid=study.oid,
                  site_code=site.code, subject_key=key, path=f"{study.oid}/{key}",
                  new_value=key, study_version=version.label,

@@ -23,7 +23,7 @@ from .definition import StudyDefinition
 from .problems import Problem, StudyDefinitionError, sorted_problems
 from .schema import schema_problems
 from .source_map import SOURCE_MAP_FILE, check_source_map, parse_source_map
-from .yaml_lines import Document, load_yaml
+from .yaml_lines import Document, read_yaml_file
 
 STUDY_FILE = "study.yaml"
 CODELISTS_FILE = "codelists.yaml"
@@ -53,15 +53,7 @@ class _Folder:
 
 
 def _read(folder: Path, relative: str, problems: list[Problem]) -> Document | None:
-    try:
-        text = (folder / relative).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(relative, None, "", f"not UTF-8 text ({exc.reason})"))
-        return None
-    except OSError as exc:
-        problems.append(Problem(relative, None, "", f"cannot read: {exc.strerror}"))
-        return None
-    doc, found = load_yaml(text, relative)
+    doc, found = read_yaml_file(folder / relative, relative)
     problems.extend(found)
     return doc
 

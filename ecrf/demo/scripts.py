@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ecrf.crf import ItemType, StudyDefinition, UnknownOidError
-from ecrf.crf.yaml_lines import Document, load_yaml
+from ecrf.crf.yaml_lines import Document, read_yaml_file
 from ecrf.domain.dates import add_months
 
 SCRIPT_FILE = "demo.yaml"
@@ -155,7 +155,7 @@ def load_script(folder: str | Path, definition: StudyDefinition) -> DemoScript |
     if not path.is_file():
         return None
     name = str(path)
-    doc, problems = load_yaml(path.read_text(encoding="utf-8"), name)
+    doc, problems = read_yaml_file(path, name)
     if problems or doc is None:
         raise DemoScriptError("; ".join(str(p) for p in problems) or f"{name}: empty file")
     return _Checker(doc, definition).script()

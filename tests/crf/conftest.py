@@ -24,3 +24,11 @@ def line_of(text: str, marker: str) -> int:
     if index >= 0:
         return text.count("\n", 0, index) + 1
     raise AssertionError(f"marker {marker!r} not found")
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A "billion laughs" YAML text: each line holds ``width`` aliases of the line before."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for level in range(1, levels + 1):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"

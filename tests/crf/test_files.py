@@ -1,12 +1,15 @@
 """YAML reading with line numbers, and problems of the folder itself."""
 
+import time
+from pathlib import Path
+
 import pytest
 
 from ecrf.crf import Problem, check_study
 from ecrf.crf.problems import format_path
-from ecrf.crf.yaml_lines import Document, load_yaml
+from ecrf.crf.yaml_lines import Document, load_yaml, read_yaml_file
 
-from .conftest import line_of
+from .conftest import alias_bomb, line_of
 
 
 @pytest.mark.parametrize(("parts", "text"), [
@@ -215,3 +218,68 @@ def test_a_broken_study_yaml_does_not_hide_crf_problems(study_copy):
         "but got '<stream end>' (started at line 2)",
         "crfs/DEMOG.yaml:56: groups[0].items[8].codelist: unknown code list 'RACEX'",
     ]
+
+
+# --- hostile files: refused fast, with file, line and column -------------------------
+
+
+@pytest.mark.parametrize(("text", "line", "column", "fragment"), [
+    (alias_bomb(), 6, 5, "refused: the file expands to more than 100,000 values"),
+    ("a: &a [1, *a]\n", 1, 11, "refused: an alias (*name) refers to a node that contains it"),
+    ("a: &a {x: {y: *a}}\n", 1, 15, "an alias (*name) refers to a node that contains it"),
+    ("x: &x 1\n" + "".join(f"k{i}: *x\n" for i in range(1001)), 1002, 8,
+     "refused: more than 1,000 aliases"),
+    ("a: " + "[" * 100 + "]" * 100 + "\n", 1, 67, "refused: nested more than 64 levels deep"),
+    ("a: " + "[" * 100_000 + "\n", 1, 67, "refused: nested more than 64 levels deep"),
+    ("oid: X\n\x00name: a\n", 2, 1, "character U+0000 (NUL) at column 1 is not allowed"),
+    ("oid: X\nname: a\x07b\n", 2, 8, "character U+0007 at column 8 is not allowed"),
+    ("oid: X\nname: \ud800\n", 2, 7, "character U+D800 at column 7 is not allowed"),
+    ("a: 1\n\tb: 2\n", 2, 1, "invalid YAML"),
+    ("a:\n  b: 1\n c: 2\n", 3, 2, "invalid YAML"),
+    ("a: [1, 2\n", 2, 1, "invalid YAML"),
+    ("a: *nope\n", 1, 4, "found undefined alias 'nope'"),
+    ("a: 1\n---\nb: 2\n", 2, 1, "expected a single document"),
+])
+def test_hostile_yaml_is_a_problem_with_its_position(text, line, column, fragment):
+    doc, problems = load_yaml(text, "study.yaml")
+    assert doc is None
+    [problem] = problems
+    assert (problem.file, problem.line, problem.column) == ("study.yaml", line, column)
+    assert fragment in problem.message, problem.message
+
+
+def test_an_alias_bomb_is_refused_in_well_under_a_second():
+    start = time.perf_counter()
+    _, problems = load_yaml(alias_bomb(levels=30), "study.yaml")
+    assert time.perf_counter() - start < 1
+    assert "expands to more than 100,000 values" in problems[0].message
+
+
+def test_aliases_within_the_limits_still_work():
+    doc, problems = load_yaml("a: &x {code: Y, label: Oui}\nb: [*x, *x]\n", "f.yaml")
+    assert problems == []
+    assert doc.data["b"] == [{"code": "Y", "label": "Oui"}] * 2
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"oid: X\nname: \xff\xfe\n", "crfs/BAD.yaml:2: not UTF-8 text (invalid start byte at "
+                                 "byte 14, column 7)"),
+    (b"oid: X\n\x00\n", "crfs/BAD.yaml:2: invalid YAML: character U+0000 (NUL) at column 1 is "
+                        "not allowed in YAML text"),
+    (b"a: " + b"x" * (2 * 1024 * 1024), "crfs/BAD.yaml: the file is 2.0 MB; a study file may "
+                                         "be at most 2 MB"),
+])
+def test_unreadable_files_are_problems(study_copy, raw, message):
+    folder = study_copy()
+    (folder / "crfs" / "BAD.yaml").write_bytes(raw)
+    assert message in [str(p) for p in check_study(folder)]
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "study.yaml"
+    with path.open("wb") as out:
+        out.truncate(50 * 1024 * 1024)  # sparse: nothing is written, nothing may be read
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read"))
+    _, problems = read_yaml_file(path, "study.yaml")
+    assert [str(p) for p in problems] == [
+        "study.yaml: the file is 50.0 MB; a study file may be at most 2 MB"]

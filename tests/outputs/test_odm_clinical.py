@@ -308,6 +308,19 @@ def test_partial_import_stores_the_subjects_without_problems(cast, tmp_path, mak
         report.counts.skipped["calculated"] == report.subjects[0].counts.in_file
 
 
+def test_import_of_a_key_enrolled_in_another_case_refuses_that_subject(cast, tmp_path):
+    path = tmp_path / "case.xml"
+    path.write_bytes(export(cast.study).replace(b'SubjectKey="S02-001"', b'SubjectKey="s02-001"'))
+    report = import_odm_clinical(db.session, IMPORTER, cast.study, path, partial=True)
+    db.session.commit()
+    assert report.refused_subjects == ["s02-001"]
+    assert "s02-001 (site S02): not imported: screening number 'S02-001' is already used in " \
+        in "\n".join(report.lines())
+    keys = db.session.scalars(select(Subject.subject_key).where(
+        Subject.study_id == cast.study.id).order_by(Subject.subject_key)).all()
+    assert keys == ["S01-001", "S02-001"]
+
+
 def test_import_refusals_of_whole_files(cast, tmp_path, make_study):
     fresh = _copy_study(tmp_path, make_study, "CLINV")
     path = tmp_path / "other.xml"

@@ -15,6 +15,7 @@ from ecrf.core.extensions import db
 from ecrf.studies import store as studies
 from ecrf.studies.models import StudySite
 from tests.capture.sample import ACTOR, record, write_study
+from tests.crf.conftest import alias_bomb
 
 
 def run(runner, *args):
@@ -48,6 +49,21 @@ def test_check_prints_every_problem_and_fails(runner, folder):
 def test_check_a_missing_folder(runner, tmp_path):
     result = run(runner, "study", "check", tmp_path / "nowhere")
     assert result.exit_code == 1 and "study folder not found" in result.output
+
+
+@pytest.mark.parametrize("command", ["check", "load"])
+@pytest.mark.parametrize(("text", "expected"), [
+    ("format: 1\n\x00study: {oid: SAMPLE}\n",
+     "study.yaml:2: invalid YAML: character U+0000 (NUL) at column 1 is not allowed"),
+    ("format: 1\n" + alias_bomb(), "study.yaml:7: refused: the file expands to more than "
+                                    "100,000 values"),
+])
+def test_a_hostile_study_file_is_a_problem_not_a_traceback(runner, folder, command, text,
+                                                           expected):
+    (folder / "study.yaml").write_text(text)
+    result = run(runner, "study", command, folder)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert expected in result.output and "Traceback" not in result.output
 
 
 def test_load_then_unchanged_then_next_version(runner, folder):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from ecrf.capture import subjects
 from ecrf.capture.migration import MigrationError, migrate_forms, preview_migration
@@ -17,6 +18,7 @@ from ecrf.core.audit import trail as audit
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.crf import check_study, content_hash, load_study
+from ecrf.review import locks
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study, StudySite, StudyVersion
 from ecrf.studies.store import StudyDefinitionError
@@ -193,6 +195,71 @@ def test_migration_moves_fitting_subjects_and_audits_each_form(two_versions):
     assert again.subjects == [] and again.forms == []
 
 
+def _lock(kind: str, study: Study) -> str:
+    """Lock S01-001's DEMOG form, S01-001 or site S01; the start of the lock's message."""
+    subject = db.session.scalar(select(Subject).where(Subject.subject_key == "S01-001"))
+    if kind == "form":
+        form = db.session.scalar(select(FormInstance).where(
+            FormInstance.subject_id == subject.id, FormInstance.form_oid == "DEMOG"))
+        locks.lock_form(db.session, ACTOR, form, "cleaned")
+        return "locked: Form DEMOG of S01-001 at SCREEN[1] is locked (by tester"
+    if kind == "subject":
+        locks.lock_subject(db.session, ACTOR, subject, "ready")
+        return "Subject S01-001 is locked (by tester"
+    locks.lock_site(db.session, ACTOR, study, subject.site, "closed")
+    return "Site S01 is locked (by tester"
+
+
+@pytest.mark.parametrize("kind", ["form", "subject", "site"])
+def test_migration_leaves_locked_data_on_its_version_and_says_why(two_versions, kind):
+    study, v2 = two_versions
+    fragment = _lock(kind, study)
+    db.session.commit()
+    preview = preview_migration(db.session, study, 2)
+    assert preview.blocked_subjects == ["S01-001", "S01-002"]
+    assert fragment in "\n".join(preview.lines())
+    result = migrate_forms(db.session, ACTOR, study, 2, reason="Amendment 1 approved")
+    db.session.commit()
+    assert result.subjects == [] and result.forms == 0
+    said = [p for f in result.refused for p in f.problems] + list(result.locked.values())
+    assert any(fragment in text for text in said), said
+    assert {f.study_version_id for f in db.session.scalars(select(FormInstance))} != {v2.id}
+    assert v2.id not in {s.study_version_id for s in db.session.scalars(select(Subject))}
+    assert audit_rows("form.version_migrated") == []
+
+
+def test_once_unlocked_the_subject_migrates(two_versions):
+    study, v2 = two_versions
+    _lock("subject", study)
+    [lock] = locks.active_locks(db.session, study)
+    locks.unlock(db.session, ACTOR, lock, "amendment to apply")
+    result = migrate_forms(db.session, ACTOR, study, 2, reason="Amendment 1 approved")
+    assert result.subjects == ["S01-001"] and result.locked == {}
+
+
+@pytest.mark.parametrize(("transition", "word"), [("freeze", "frozen"), ("lock", "locked")])
+def test_a_frozen_or_locked_study_is_not_migrated(two_versions, transition, word):
+    study, v2 = two_versions
+    locks.change_study_status(db.session, ACTOR, study, transition, "interim analysis")
+    db.session.commit()
+    expected = f"study SAMPLE is {word}: no form can move to another version"
+    assert expected in preview_migration(db.session, study, 2).lines()[-1]
+    with pytest.raises(MigrationError, match=f"{expected}.*nothing was migrated"):
+        migrate_forms(db.session, ACTOR, study, 2, reason="Amendment 1 approved")
+    assert audit_rows("form.version_migrated") == []
+
+
+def test_cli_migration_names_the_lock_of_each_refused_subject(two_versions, runner):
+    study, _ = two_versions
+    _lock("subject", study)
+    db.session.commit()
+    result = runner.invoke(args=["study", "migrate", "SAMPLE", "--to", "2", "--reason", "A1"])
+    assert result.exit_code == 1
+    assert "refused S01-001: locked: Subject S01-001 is locked (by tester" in result.stderr
+    assert "2 subject(s) not migrated (their data does not fit v2 (protocol 1.1) or is " \
+           "locked): S01-001, S01-002" in result.stderr
+
+
 def test_migration_of_named_subjects_only_and_unknown_keys(two_versions):
     study, _ = two_versions
     with pytest.raises(MigrationError, match="no subject NOPE"):
@@ -248,6 +315,43 @@ def test_duplicate_key_is_refused_whatever_the_case(sample_study, make_site):
         subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S02"), "s01-001",
                                dt.date(2025, 3, 3))
     assert caught.value.field == "subject_key"
+
+
+def test_the_database_refuses_a_key_that_differs_only_by_case(sample_study, make_site,
+                                                               make_study):
+    first = subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S01"), "TLS-001",
+                                   dt.date(2025, 3, 3))
+    db.session.commit()
+    audit.bind_actor(db.session, ACTOR)
+    db.session.add(Subject(study=sample_study, site=make_site("S02"), subject_key="tls-001",
+                           status="screening", enrolled_on=dt.date(2025, 3, 3),
+                           study_version=first.study_version))
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+    # Another study may use the same key, in any case.
+    other = make_study("OTHER", sites=("S01",))
+    audit.bind_actor(db.session, ACTOR)
+    db.session.add(Subject(study=other, site=make_site("S01"), subject_key="tls-001",
+                           status="screening", enrolled_on=dt.date(2025, 3, 3),
+                           study_version=first.study_version))
+    db.session.flush()
+
+
+def test_an_enrolment_that_loses_the_race_is_refused_clearly(sample_study, make_site,
+                                                             monkeypatch):
+    subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S01"), "TLS-001",
+                           dt.date(2025, 3, 3))
+    db.session.commit()
+    # As if the other enrolment committed between this one's check and its insert.
+    monkeypatch.setattr(subjects, "key_taken", lambda *args: None)
+    with pytest.raises(subjects.EnrolmentError, match="'tls-001' was enrolled in Sample "
+                                                      "trial at the same moment") as caught:
+        subjects.enrol_subject(db.session, ACTOR, sample_study, make_site("S02"), "tls-001",
+                               dt.date(2025, 3, 3))
+    assert caught.value.field == "subject_key"
+    db.session.commit()  # the session goes on: only the refused insert was undone
+    assert [s.subject_key for s in db.session.scalars(select(Subject))] == ["TLS-001"]
 
 
 def test_site_outside_the_study_is_refused(sample_study, make_site):
