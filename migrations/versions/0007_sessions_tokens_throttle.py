@@ -3,7 +3,7 @@ sign-in attempts counted per client address (shared by every worker), and what l
 account (sign-in failures lock sign-in only; signature failures lock signing too)
 
 Revision ID: 0007_sessions_tokens_throttle
-Revises: 0005_user_language
+Revises: 0006_subject_key_nocase
 Create Date: 2026-12-07
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_sessions_tokens_throttle"
-down_revision = "0005_user_language"
+down_revision = "0006_subject_key_nocase"
 branch_labels = None
 depends_on = None
 
