@@ -104,8 +104,12 @@ def app_factory(database_url, tmp_path):
     made = []
 
     def make(**config):
+        # The audit key and anchor log of this test's database, outside the project.
         application = create_app({**BASE_CONFIG, "DATABASE_URL": url,
-                                  "PLOT_CACHE_DIR": str(tmp_path / "plot-cache"), **config})
+                                  "PLOT_CACHE_DIR": str(tmp_path / "plot-cache"),
+                                  "AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
+                                  "AUDIT_ANCHOR_FILE": str(tmp_path / "audit-anchors.log"),
+                                  **config})
         application.test_client_class = IsolatedClient
         made.append(application)
         return application
