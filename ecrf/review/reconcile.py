@@ -38,7 +38,7 @@ def locks(session: Session):
     def found() -> Iterator[audit.Mismatch]:
         for ident, scope, unlocked_at in stored:
             seen = audited.pop(ident, {})
-            where = f"lock #{ident} ({scope})"
+            where = f"#{ident} ({scope})"
             state = "unlocked" if unlocked_at else "locked"
             if "lock.applied" not in seen:
                 yield audit.Mismatch("lock", where, state, None, note="no audit row")
@@ -47,7 +47,7 @@ def locks(session: Session):
                                      "unlocked" if "lock.released" in seen else "locked")
         for ident, seen in sorted(audited.items()):
             if "lock.applied" in seen:
-                yield audit.Mismatch("lock", f"lock #{ident}", None, "locked",
+                yield audit.Mismatch("lock", f"#{ident}", None, "locked",
                                      note="the stored row is gone")
 
     return len(stored), found()
@@ -63,7 +63,7 @@ def signatures(session: Session):
     def found() -> Iterator[audit.Mismatch]:
         for ident, scope, signed_hash, broken_at, key in stored:
             seen = audited.pop(ident, {})
-            where = f"signature #{ident} ({scope})"
+            where = f"#{ident} ({scope})"
             if "signature.signed" not in seen:
                 yield audit.Mismatch("signature", where, signed_hash, None, key, "no audit row")
             elif seen["signature.signed"] != signed_hash:
@@ -75,7 +75,7 @@ def signatures(session: Session):
                                      "broken" if "signature.broken" in seen else "valid", key)
         for ident, seen in sorted(audited.items()):
             if "signature.signed" in seen:
-                yield audit.Mismatch("signature", f"signature #{ident}", None,
+                yield audit.Mismatch("signature", f"#{ident}", None,
                                      seen["signature.signed"], note="the stored row is gone")
 
     return len(stored), found()

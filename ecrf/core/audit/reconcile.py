@@ -78,7 +78,7 @@ def path_mismatches(session: Session, what: str, stored: Select, actions: Iterab
     if require_row:
         differs = or_(audited.c.path.is_(None), differs)
     count = session.execute(select(func.count()).select_from(s)).scalar_one()
-    query = (select(s.c.path, s.c.value, audited.c.new_value, audited.c.path.is_(None),
+    query = (select(s.c.path, s.c.value, expected, audited.c.path.is_(None),
                     s.c.subject_key)
              .select_from(s).outerjoin(audited, audited.c.path == s.c.path)
              .where(differs).order_by(s.c.path))
