@@ -3,9 +3,9 @@ trail last recorded, or someone changed the data without an audit row.
 
 Each area that owns audited data registers its checks (``register_reconciliation``); a
 check returns how many stored facts it compared and an iterator over the mismatches.
-``path_mismatches`` does the usual comparison in the database: a select of (path, stored
-value) against the ``new_value`` of the last audit row of the given actions on each path,
-joined in one statement, so only the mismatches travel.
+``path_mismatches`` does the usual comparison: a select of (path, stored value) and the
+``new_value`` of the last audit row of the given actions on each path, both ordered by
+path in the database and merged as they stream, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Select, String, and_, case, cast, func, or_, select
+from sqlalchemy import Select, String, cast, collate, func, select
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.models import AuditEvent
@@ -35,7 +35,9 @@ class Mismatch:
                 f"{self.audited!r}{why}")
 
 
-Check = Callable[[Session], tuple[int, Iterable[Mismatch]]]
+# A check returns (the number of stored facts compared, or a function giving it once the
+# mismatches were read) and the mismatches.
+Check = Callable[[Session], tuple[int | Callable[[], int], Iterable[Mismatch]]]
 _CHECKS: dict[str, Check] = {}
 
 
@@ -52,50 +54,73 @@ def as_text(column):
     return cast(column, String)
 
 
-def last_audited(actions: Iterable[str]):
-    """Subquery (path, new_value) of the last audit row of ``actions`` on each path."""
+def _binary(expr, session: Session):
+    """``expr`` ordered by code point on every database (so that Python's string order,
+    used to merge two ordered streams, agrees with the database's)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return collate(expr, "C")
+    if name == "sqlite":
+        return collate(expr, "BINARY")
+    return expr
+
+
+def last_audited(session: Session, actions: Iterable[str]):
+    """Select (path, new_value) of the last audit row of ``actions`` on each path, ordered
+    by path."""
     last = (select(AuditEvent.path, func.max(AuditEvent.seq).label("seq"))
             .where(AuditEvent.action.in_(sorted(actions)), AuditEvent.path.is_not(None))
             .group_by(AuditEvent.path).subquery())
     return (select(last.c.path, AuditEvent.new_value)
-            .join(AuditEvent, AuditEvent.seq == last.c.seq).subquery())
+            .join(AuditEvent, AuditEvent.seq == last.c.seq)
+            .order_by(_binary(last.c.path, session)))
 
 
 def path_mismatches(session: Session, what: str, stored: Select, actions: Iterable[str], *,
                     default: str | None = None, require_row: bool = False,
-                    require_stored: bool = False) -> tuple[int, Iterator[Mismatch]]:
+                    require_stored: bool = False) -> tuple[Callable[[], int], Iterator[Mismatch]]:
     """Compare ``stored`` (columns ``path``, ``value``, ``subject_key``) with the last
-    audit row of ``actions`` on each path.
+    audit row of ``actions`` on each path: two streams ordered by path, merged here, so
+    memory stays flat whatever the size of the trail.
 
     A path with no audit row counts as ``default`` unless ``require_row`` (then it is a
     mismatch by itself); with ``require_stored``, an audited non-empty value whose stored
-    row is gone is one too."""
+    row is gone is one too. Returns a function giving the number of stored rows compared
+    (once the mismatches are read) and the mismatches."""
     s = stored.subquery()
-    audited = last_audited(actions)
-    expected = audited.c.new_value if default is None else case(
-        (audited.c.path.is_(None), default), else_=audited.c.new_value)
-    differs = s.c.value.is_distinct_from(expected)
-    if require_row:
-        differs = or_(audited.c.path.is_(None), differs)
-    count = session.execute(select(func.count()).select_from(s)).scalar_one()
-    query = (select(s.c.path, s.c.value, expected, audited.c.path.is_(None),
-                    s.c.subject_key)
-             .select_from(s).outerjoin(audited, audited.c.path == s.c.path)
-             .where(differs).order_by(s.c.path))
+    ordered = select(s.c.path, s.c.value, s.c.subject_key).order_by(_binary(s.c.path, session))
+    counted = [0]
 
     def found() -> Iterator[Mismatch]:
-        for path, value, new_value, no_row, subject_key in session.execute(query):
-            yield Mismatch(what, path, value, new_value, subject_key,
-                           "no audit row" if no_row and require_row else None)
-        if require_stored:
-            gone = (select(audited.c.path, audited.c.new_value)
-                    .select_from(audited).outerjoin(s, s.c.path == audited.c.path)
-                    .where(and_(s.c.path.is_(None), audited.c.new_value.is_not(None)))
-                    .order_by(audited.c.path))
-            for path, new_value in session.execute(gone):
-                yield Mismatch(what, path, None, new_value, None, "the stored row is gone")
+        # Two connections would be needed to stream both at once on some drivers: the
+        # audited side is smaller (one row per path) and is read in batches alongside.
+        audited = session.execute(last_audited(session, actions).execution_options(
+            yield_per=20000))
+        next_audited = next(audited, None)
+        for path, value, subject_key in session.execute(
+                ordered.execution_options(yield_per=20000)):
+            counted[0] += 1
+            while next_audited is not None and next_audited[0] < path:
+                if require_stored and next_audited[1] is not None:
+                    yield Mismatch(what, next_audited[0], None, next_audited[1], None,
+                                   "the stored row is gone")
+                next_audited = next(audited, None)
+            if next_audited is not None and next_audited[0] == path:
+                expected, no_row = next_audited[1], False
+                next_audited = next(audited, None)
+            else:
+                expected, no_row = default, True
+            if no_row and require_row:
+                yield Mismatch(what, path, value, None, subject_key, "no audit row")
+            elif value != expected:
+                yield Mismatch(what, path, value, expected, subject_key)
+        while next_audited is not None:
+            if require_stored and next_audited[1] is not None:
+                yield Mismatch(what, next_audited[0], None, next_audited[1], None,
+                               "the stored row is gone")
+            next_audited = next(audited, None)
 
-    return count, found()
+    return (lambda: counted[0]), found()
 
 
 @dataclass
@@ -130,10 +155,10 @@ def reconcile(session: Session, limit: int = 50) -> ReconcileResult:
     result = ReconcileResult({}, {}, [], limit)
     for name, check in sorted(_CHECKS.items()):
         count, found = check(session)
-        result.checked[name] = count
         result.mismatches[name] = 0
         for mismatch in found:
             result.mismatches[name] += 1
             if len(result.shown) < limit:
                 result.shown.append(mismatch)
+        result.checked[name] = count() if callable(count) else count
     return result

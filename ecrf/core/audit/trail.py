@@ -99,11 +99,13 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _payload(prev_hash: str, key_id: str | None, fields: dict) -> bytes:
     head = [prev_hash] if key_id is None else [prev_hash, key_id]
     payload = head + [fields.get(name) for name in HASHED_FIELDS]
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def compute_hash(prev_hash: str, fields: dict, ring: Keyring | None = None,
