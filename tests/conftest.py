@@ -41,6 +41,13 @@ BASE_CONFIG = {
 }
 
 
+def audit_files(folder) -> dict:
+    """Config keeping a test database's audit key and anchor log in ``folder``, out of the
+    project's instance folder (one key and one anchor log per database)."""
+    return {"AUDIT_KEY_FILE": str(folder / "audit.key"),
+            "AUDIT_ANCHOR_FILE": str(folder / "audit-anchors.log")}
+
+
 def _psycopg_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
 
@@ -104,12 +111,9 @@ def app_factory(database_url, tmp_path):
     made = []
 
     def make(**config):
-        # The audit key and anchor log of this test's database, outside the project.
         application = create_app({**BASE_CONFIG, "DATABASE_URL": url,
                                   "PLOT_CACHE_DIR": str(tmp_path / "plot-cache"),
-                                  "AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
-                                  "AUDIT_ANCHOR_FILE": str(tmp_path / "audit-anchors.log"),
-                                  **config})
+                                  **audit_files(tmp_path), **config})
         application.test_client_class = IsolatedClient
         made.append(application)
         return application
