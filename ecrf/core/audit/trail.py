@@ -96,7 +96,9 @@ def current_actor(session: Session) -> Actor | None:
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
@@ -139,7 +141,11 @@ def signing_keyring(session: Session, last_seq: int) -> Keyring:
     if ring is None:
         if last_key is not None:
             raise AuditError(missing_key_message(path))
-        ring = create_keyring(path, since=last_seq + 1)
+        try:
+            ring = create_keyring(path, since=last_seq + 1)
+        except OSError as exc:
+            raise AuditError(f"cannot create the audit key file {path}: {exc.strerror}; "
+                             "make its folder writable or set ECRF_AUDIT_KEY_FILE") from None
     elif last_key is not None and last_key not in ring.keys:
         raise AuditError(f"the audit key file {path} does not hold key {last_key}, which "
                          "signed the last audit row: restore the right file from its backup")
@@ -383,10 +389,14 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
         return VerifyResult(False, checked, seq, problem, tuple(used), unkeyed, matched,
                             str(path))
 
+    encode = _ENCODER.encode
+    width = len(names)
+    study_at = names.index("study_oid")
     for row in _rows(session):
-        values = dict(zip(names, row[: len(names)], strict=True))
-        values["occurred_at"] = _iso(values["occurred_at"])
-        seq = values["seq"]
+        # The payload in HASHED_FIELDS order, as _payload builds it, without a dict per row.
+        values = list(row[:width])
+        values[1] = _iso(values[1])
+        seq = values[0]
         key_id = row.key_id
         if seq != expected_seq:
             what = "missing" if seq > expected_seq else "duplicated"
@@ -400,7 +410,7 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
             if since is not None and seq >= since:
                 return broken(seq, f"row has no key but the keyring signs every row from "
                               f"{since} on")
-            digest = hashlib.sha256(_payload(prev, None, values)).hexdigest()
+            digest = hashlib.sha256(encode([prev, *values]).encode("utf-8")).hexdigest()
             unkeyed += 1
         else:
             mac = macs.get(key_id)
@@ -416,7 +426,7 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
             if first_keyed is None:
                 first_keyed = seq
             mac = mac.copy()
-            mac.update(_payload(prev, key_id, values))
+            mac.update(encode([prev, key_id, *values]).encode("utf-8"))
             digest = mac.hexdigest()
         if not hmac.compare_digest(digest, row.row_hash):
             return broken(seq, "row content does not match its hash")
@@ -428,7 +438,7 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
                 matched += 1
         prev = row.row_hash
         expected_seq += 1
-        if study_oid is None or values["study_oid"] == study_oid:
+        if study_oid is None or values[study_at] == study_oid:
             checked += 1
     last = expected_seq - 1
     head = session.execute(
