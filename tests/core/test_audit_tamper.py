@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ecrf.capture.models import Subject
 from ecrf.core import audit
+from ecrf.core.audit import keys
 from ecrf.core.audit.keys import load_keyring
 from ecrf.core.audit.models import AuditChainHead, AuditEvent
 from ecrf.core.audit.trail import HASHED_FIELDS, SYSTEM, AuditError, _iso, compute_hash
@@ -130,6 +131,11 @@ def test_a_chain_rewritten_from_the_first_row_without_keys_is_named(entered, run
     code, output = verify(runner)
     assert code == 1 and "BROKEN at row 1" in output
     assert "the keyring signs every row from 1 on" in output
+    keys._cache.clear()  # a worker started after the rewrite refuses to extend it
+    with pytest.raises(AuditError, match="has no key but the audit key file .* signs every "
+                                         "row from 1 on: the trail was altered"):
+        audit.record(db.session, SYSTEM, "site.created", category="admin", new_value="S09")
+    db.session.rollback()
 
 
 def form_status_path() -> str:
@@ -256,6 +262,16 @@ def test_a_key_file_without_the_chain_key_is_refused(app, entered, runner, tmp_p
     db.session.rollback()
     code, output = verify(runner)
     assert code == 1 and "which the audit key file" in output
+
+
+def test_a_damaged_key_file_is_named_with_its_line(entered, runner):
+    path = audit.key_file()
+    path.write_text(path.read_text() + "not a key\n")
+    code, output = verify(runner, "--no-reconcile")
+    assert code == 1 and f"NOT VERIFIED: {path}, line 4: not a key line" in output
+    with pytest.raises(AuditError, match="line 4: not a key line"):
+        audit.record(db.session, SYSTEM, "site.created", category="admin", new_value="S09")
+    db.session.rollback()
 
 
 def test_rotation_is_audited_and_both_keys_verify(entered, runner):

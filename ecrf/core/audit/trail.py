@@ -149,6 +149,10 @@ def signing_keyring(session: Session, last_seq: int) -> Keyring:
     elif last_key is not None and last_key not in ring.keys:
         raise AuditError(f"the audit key file {path} does not hold key {last_key}, which "
                          "signed the last audit row: restore the right file from its backup")
+    elif last_key is None and last_seq >= ring.since:
+        raise AuditError(f"the last audit row ({last_seq}) has no key but the audit key file "
+                         f"{path} signs every row from {ring.since} on: the trail was altered, "
+                         "or this key file belongs to another database")
     ring.checked = True
     return ring
 
@@ -319,6 +323,8 @@ class VerifyResult:
             legacy = f", {self.unkeyed} legacy unkeyed" if self.unkeyed else ""
             return (f"audit trail intact: {self.rows_checked} rows verified ({signed}{legacy}; "
                     f"{self.anchors_checked} anchors matched)")
+        if self.first_broken_seq is None:
+            return f"audit trail NOT VERIFIED: {self.problem}"
         return f"audit trail BROKEN at row {self.first_broken_seq}: {self.problem}"
 
 
@@ -451,7 +457,9 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
         seq = max(by_seq)
         where = by_seq[seq][0][0]
         return broken(seq, f"{where} records row {seq} but the trail ends at row {last}: "
-                      "rows were removed from the end and the head moved back")
+                      "rows were removed from the end and the head moved back (or the "
+                      "anchor log belongs to another database: one instance folder, one "
+                      "database)")
     if pending.problem is not None:
         return broken(*pending.problem)
     return VerifyResult(True, checked, keys=tuple(used), unkeyed=unkeyed,
