@@ -322,7 +322,8 @@ class VerifyResult:
                       f"{', '.join(self.keys)}" if self.keys else "no keyed row yet")
             legacy = f", {self.unkeyed} legacy unkeyed" if self.unkeyed else ""
             return (f"audit trail intact: {self.rows_checked} rows verified ({signed}{legacy}; "
-                    f"{self.anchors_checked} anchors matched)")
+                    f"{self.anchors_checked} anchor{'' if self.anchors_checked == 1 else 's'} "
+                    "matched)")
         if self.first_broken_seq is None:
             return f"audit trail NOT VERIFIED: {self.problem}"
         return f"audit trail BROKEN at row {self.first_broken_seq}: {self.problem}"
