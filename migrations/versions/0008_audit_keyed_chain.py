@@ -4,7 +4,7 @@ Rows written before the instance had an audit key keep no key id (plain SHA-256)
 row after the first keyed one must carry one.
 
 Revision ID: 0008_audit_keyed_chain
-Revises: 0005_user_language
+Revises: 0007_sessions_tokens_throttle
 Create Date: 2026-12-07
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_audit_keyed_chain"
-down_revision = "0005_user_language"
+down_revision = "0007_sessions_tokens_throttle"
 branch_labels = None
 depends_on = None
 

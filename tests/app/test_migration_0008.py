@@ -36,7 +36,7 @@ def test_0008_keys_a_trail_with_legacy_rows_and_downgrades(empty_url, tmp_path):
         result = audit.verify_chain(db.session)
         assert result.ok and result.unkeyed == 1 and len(result.keys) == 1, str(result)
         db.session.remove()
-        downgrade(revision="0005_user_language")
+        downgrade(revision="0008_audit_keyed_chain-1")  # this migration only
         assert "key_id" not in {c["name"] for c in sa.inspect(db.engine).get_columns(
             "audit_event")}
         with pytest.raises(sa.exc.DatabaseError, match="append-only"):
