@@ -12,7 +12,8 @@ gate, WTForms, validation, audit rows, schedule refresh, commit.
 
 The baseline, in the same run and server, is a minimal route that writes the same rows
 with plain SQLAlchemy Core in one transaction: 15 item values updated, the form version
-bumped, and 16 hash-chained audit rows under the chain-head lock.
+bumped, and 16 hash-chained audit rows (HMAC under the same audit key) under the
+chain-head lock.
 
 Latency is measured inside the server (WSGI middleware around the whole app) and reported
 as p50/p95 per kind; targets: save p95 < 50 ms and within 2x of the baseline's p95.
@@ -25,6 +26,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import threading
@@ -69,8 +71,13 @@ def psycopg_url(url: str, database: str | None = None) -> str:
 def make_app(url: str):
     from ecrf import create_app
 
+    # The audit key and anchor log of this bench database, beside it in /tmp (one folder
+    # per database), out of the project's instance folder.
+    keys = Path("/tmp") / f"{sa.engine.make_url(url).database.rsplit('/', 1)[-1]}-audit"
     return create_app({
         "DATABASE_URL": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
+        "AUDIT_KEY_FILE": str(keys / "audit.key"),
+        "AUDIT_ANCHOR_FILE": str(keys / "audit-anchors.log"),
         "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 12, "max_overflow": 4},
     })
@@ -181,6 +188,7 @@ def _baseline_write(session, key: str, values: dict) -> None:
     import datetime as dt
 
     from ecrf.capture.models import FormInstance, ItemValue, Subject
+    from ecrf.core.audit.keys import key_file, load_keyring
     from ecrf.core.audit.models import AuditChainHead, AuditEvent
     from ecrf.core.audit.trail import _iso, compute_hash
 
@@ -199,6 +207,8 @@ def _baseline_write(session, key: str, values: dict) -> None:
     head = conn.execute(sa.select(AuditChainHead.last_seq, AuditChainHead.last_hash)
                         .where(AuditChainHead.id == 1).with_for_update()).one()
     seq, prev = head
+    ring = load_keyring(key_file())  # signed like the app's rows (the setup created the key)
+    key_id = ring.active if ring else None
     rows = []
     for oid, text in list(raw.items()) + [("status", "in_progress")]:
         seq += 1
@@ -206,9 +216,9 @@ def _baseline_write(session, key: str, values: dict) -> None:
                   "action": "item.changed", "username": "baseline",
                   "path": f"CAPTURE/{key}/SCREEN[1]/VITALS/VS[1]/{oid}", "new_value": text,
                   "reason": "bench", "study_oid": "CAPTURE", "subject_key": key}
-        digest = compute_hash(prev, fields)
+        digest = compute_hash(prev, fields, ring, key_id)
         rows.append({**fields, "occurred_at": now, "prev_hash": prev,
-                     "row_hash": digest})
+                     "row_hash": digest, "key_id": key_id})
         prev = digest
     conn.execute(sa.insert(AuditEvent.__table__), rows)
     conn.execute(sa.update(AuditChainHead.__table__).where(AuditChainHead.__table__.c.id == 1)
@@ -357,6 +367,7 @@ def main() -> int:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        shutil.rmtree(f"/tmp/{name}-audit", ignore_errors=True)
     return 0
 
 

@@ -41,6 +41,13 @@ BASE_CONFIG = {
 }
 
 
+def audit_files(folder) -> dict:
+    """Config keeping a test database's audit key and anchor log in ``folder``, out of the
+    project's instance folder (one key and one anchor log per database)."""
+    return {"AUDIT_KEY_FILE": str(folder / "audit.key"),
+            "AUDIT_ANCHOR_FILE": str(folder / "audit-anchors.log")}
+
+
 def _psycopg_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
 
@@ -105,7 +112,8 @@ def app_factory(database_url, tmp_path):
 
     def make(**config):
         application = create_app({**BASE_CONFIG, "DATABASE_URL": url,
-                                  "PLOT_CACHE_DIR": str(tmp_path / "plot-cache"), **config})
+                                  "PLOT_CACHE_DIR": str(tmp_path / "plot-cache"),
+                                  **audit_files(tmp_path), **config})
         application.test_client_class = IsolatedClient
         made.append(application)
         return application

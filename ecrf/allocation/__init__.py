@@ -60,7 +60,7 @@ __all__ = [
 
 
 def register(app: Flask) -> None:
-    from ecrf.allocation import handlers
+    from ecrf.allocation import handlers, reconcile
     from ecrf.allocation.cli import escalation_cli, randomization_cli
     from ecrf.allocation.views import bp
 
@@ -68,3 +68,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(randomization_cli)
     app.cli.add_command(escalation_cli)
     handlers.register()
+    reconcile.register()

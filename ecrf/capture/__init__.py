@@ -98,10 +98,11 @@ __all__ = [
 def register(app: Flask) -> None:
     """The subject pages (blueprint ``studies``), data entry (``entry``) and the capture
     commands; called by the app factory."""
-    from ecrf.capture import cli, handlers
+    from ecrf.capture import cli, handlers, reconcile
     from ecrf.capture.views import entry, subjects
 
     app.register_blueprint(subjects.bp)
     app.register_blueprint(entry.bp)
     cli.register(app)
     handlers.register(app)
+    reconcile.register()

@@ -80,9 +80,10 @@ __all__ = [
 def register(app: Flask) -> None:
     """The review pages and commands and review's reactions to data capture (connected
     before safety's); called by the app factory."""
-    from ecrf.review import cli, handlers
+    from ecrf.review import cli, handlers, reconcile
     from ecrf.review.views import bp
 
     app.register_blueprint(bp)
     handlers.register()
     cli.register(app)
+    reconcile.register()

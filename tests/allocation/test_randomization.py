@@ -18,6 +18,7 @@ from ecrf.allocation import randomization
 from ecrf.allocation.models import Allocation, RandomizationList, RandomizationSlot
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject
 from ecrf.capture.schedule_data import local_today
+from ecrf.core.audit import reconcile
 from ecrf.core.audit import trail as audit
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.audit.trail import Actor
@@ -256,6 +257,12 @@ def test_randomizing_writes_the_arm_the_date_and_audits_every_fact(rand_study):
         AuditEvent.action == "subject.status_changed"))
     assert (status.old_value, status.new_value) == ("screening", "on_study")
     assert audit.verify_chain(db.session).ok
+    # The arm, the randomization date and the status equal their last audit rows (the
+    # forms this test filled directly, without audit rows, are the only ones that differ).
+    found = reconcile(db.session)
+    assert found.checked["arms"] == 1
+    assert found.mismatches["arms"] == found.mismatches["subject statuses"] == 0
+    assert {m.where.split("/")[3] for m in found.shown} == {"ELIG", "CONSENT"}, found.lines()
 
 
 REFUSALS = [

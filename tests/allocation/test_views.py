@@ -12,6 +12,7 @@ from sqlalchemy import select
 from ecrf.accounts.models import User as UserModel
 from ecrf.allocation.models import Allocation, EscalationDecision, RandomizationSlot
 from ecrf.capture.models import Subject
+from ecrf.core.audit import reconcile
 from ecrf.core.audit import trail as audit
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
@@ -226,6 +227,8 @@ def test_fifty_simultaneous_randomizations_take_slots_one_to_fifty(app, make_use
     arms = dict(db.session.execute(select(Subject.id, Subject.arm)).all())
     assert all(arms[a.subject_id] == a.arm for a in allocations)
     assert audit.verify_chain(db.session).ok
+    found = reconcile(db.session)  # concurrent allocations, each audited
+    assert found.checked["arms"] == N_CONCURRENT and found.mismatches["arms"] == 0
 
 
 # --- escalation -----------------------------------------------------------------------------

@@ -13,60 +13,7 @@ from ecrf.capture.models import ItemValue
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.audit.trail import GENESIS_HASH, AuditError, compute_hash, verify_chain
 from ecrf.core.extensions import db
-from tests.capture.capture_setup import enrol, load_capture_study
-from tests.conftest import is_postgres, sign_in
-
-BASE = "/studies/CAPTURE/subjects/S01-001"
-SCREEN = BASE + "/events/SCREEN/1"
-VITALS = SCREEN + "/forms/VITALS"
-
-
-@pytest.fixture
-def study(app, make_study):
-    study = load_capture_study(make_study)
-    enrol(study, "S01-001", "S01")
-    enrol(study, "S02-001", "S02")
-    return study
-
-
-@pytest.fixture
-def entered(study, client, make_user):
-    """S01-001 with VITALS saved, then corrected with a reason, by a coordinator."""
-    make_user("crc1", role="coordinator", study="CAPTURE", site="S01")
-    sign_in(client, "crc1")
-    assert client.post(SCREEN + "/start", data={"actual_date": "2025-05-02"}).status_code == 302
-    data = {"VS-1-VSDT": "2025-05-02", "VS-1-SEX": "M", "VS-1-WEIGHT": "72.5",
-            "VS-1-HEIGHT": "180", "action": "save", "base_version": ""}
-    assert client.post(VITALS, data=data).status_code == 302
-    data.update({"VS-1-WEIGHT": "75.0", "base_version": "1",
-                 "reason-VS-1-WEIGHT": "source document re-read"})
-    assert client.post(VITALS, data=data).status_code == 302
-    client.post("/logout")
-    return study
-
-
-def last_seq() -> int:
-    return db.session.scalar(select(sa.func.max(AuditEvent.seq)))
-
-
-def tamper(statement: str, **params) -> None:
-    """Run a statement on audit_event with the append-only trigger out of the way."""
-    if is_postgres():
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
-            conn.execute(sa.text(statement), params)
-    else:
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_event_no_update"))
-            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
-            conn.execute(sa.text(statement), params)
-    db.session.expire_all()
-
-
-def verify(runner) -> tuple[int, str]:
-    result = runner.invoke(args=["audit", "verify"])
-    return result.exit_code, result.output
-
+from tests.core.audit_setup import BASE, VITALS, last_seq, tamper, verify
 
 # --- append-only, in the database itself ------------------------------------------------------
 

@@ -11,6 +11,7 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from ecrf.capture.models import ItemValue, Subject
+from ecrf.core import audit
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.outputs.odm.clinical import export_odm_clinical
@@ -47,6 +48,13 @@ def export(study, *, site=None, subject=None, **kwargs) -> bytes:
     assert validate_odm(data) == []  # every export the tests make
     assert reference_errors(data) == []
     return data
+
+
+def assert_trail_matches_data() -> None:
+    """The imported values, statuses, signatures and locks are those the trail recorded."""
+    assert audit.verify_chain(db.session).ok
+    found = audit.reconcile(db.session)
+    assert found.ok and found.checked["item values"] > 0, found.lines()
 
 
 def xpath(data: bytes, path: str) -> list:
@@ -242,6 +250,7 @@ def test_round_trip_export_import_export_gives_the_same_values(cast, tmp_path, m
     enrolled = db.session.scalar(select(Subject).where(Subject.subject_key == "S02-001",
                                                        Subject.study_id == fresh.id))
     assert enrolled.site.code == "S02" and enrolled.enrolled_on.isoformat() == "2025-05-01"
+    assert_trail_matches_data()
 
 
 def test_transactional_file_imports_to_the_same_values(cast, tmp_path, make_study):
@@ -253,6 +262,7 @@ def test_transactional_file_imports_to_the_same_values(cast, tmp_path, make_stud
     db.session.commit()
     assert report.refused_forms == 0, [line for s in report.subjects for line in s.lines()]
     assert item_values(export(fresh)) == item_values(snapshot)
+    assert_trail_matches_data()
 
 
 def test_import_refuses_the_whole_file_and_names_each_problem(cast, tmp_path, make_study):

@@ -31,7 +31,7 @@ from ecrf.outputs.odm.extension import ECRF_NS
 from ecrf.outputs.odm.importer.clinical import import_odm_clinical
 from ecrf.outputs.rows import make_scope
 from ecrf.studies import Study
-from tests.conftest import BASE_CONFIG, PG_URL, _reset_postgres
+from tests.conftest import BASE_CONFIG, PG_URL, _reset_postgres, audit_files
 
 LOADER = Actor(user_id=None, username="loader", role="data_manager")
 DEMO_SEED, DEMO_PER_STRATUM = "ecrf-demo-2026", 24  # ecrf.demo.loader's list
@@ -90,7 +90,8 @@ def _close(application) -> None:
 @pytest.fixture(scope="module")
 def round_trip(database_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("round_trip")
-    source = create_app({**BASE_CONFIG, "DATABASE_URL": _database(database_url, folder, "a")})
+    source = create_app({**BASE_CONFIG, "DATABASE_URL": _database(database_url, folder, "a"),
+                         **audit_files(folder / "a")})
     files, before = {}, {}
     try:
         with source.app_context():
@@ -112,7 +113,8 @@ def round_trip(database_url, tmp_path_factory):
     finally:
         if PG_URL:
             _reset_postgres(database_url)
-    target = create_app({**BASE_CONFIG, "DATABASE_URL": _database(database_url, folder, "b")})
+    target = create_app({**BASE_CONFIG, "DATABASE_URL": _database(database_url, folder, "b"),
+                         **audit_files(folder / "b")})
     after, reports = {}, {}
     try:
         with target.app_context():

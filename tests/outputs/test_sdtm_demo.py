@@ -18,7 +18,7 @@ from ecrf.outputs.datasets.sdtm import sdtm_package
 from ecrf.outputs.rows import make_scope
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
-from tests.conftest import BASE_CONFIG, PG_URL, _reset_postgres
+from tests.conftest import BASE_CONFIG, PG_URL, _reset_postgres, audit_files
 
 STUDIES = ("DEXAML03", "UCMSCEXO")
 
@@ -31,7 +31,8 @@ def demo(database_url, tmp_path_factory):
         path = tmp_path_factory.mktemp("sdtm_demo") / "demo.db"
         shutil.copyfile(database_url.removeprefix("sqlite:///"), path)
         url = f"sqlite:///{path}"
-    application = create_app({**BASE_CONFIG, "DATABASE_URL": url})
+    keys = tmp_path_factory.mktemp("sdtm_demo_keys")
+    application = create_app({**BASE_CONFIG, "DATABASE_URL": url, **audit_files(keys)})
     with application.app_context():
         result = application.test_cli_runner().invoke(args=["demo"])
         assert result.exit_code == 0, result.output

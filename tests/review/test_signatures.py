@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ecrf.accounts.models import User
 from ecrf.capture import operations as capture
 from ecrf.capture.support import event_instance
+from ecrf.core import audit
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.review import queries, signatures
@@ -17,6 +18,7 @@ from ecrf.review.signatures import SignatureError, SignatureRefused, SignTarget
 from ecrf.review.support import ReviewError, ReviewPermissionError
 from tests.capture.capture_setup import actor_for
 from tests.conftest import PASSWORD
+from tests.core.audit_setup import tamper
 from tests.review.review_setup import (
     demog,
     form_of,
@@ -84,6 +86,27 @@ def test_signature_records_name_time_meaning_and_hash(inv, subject, complete_scr
     row = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "signature.signed"))
     assert row.new_value == signature.signed_hash and row.role == "investigator"
     assert row.path == "REVIEW/S01-001/SCREEN[1]/VITALS"
+
+
+@pytest.mark.parametrize("statement, named", [
+    ("UPDATE signature SET signed_hash = :forged",
+     "signature #1 (form) (subject S01-001): stored '{forged}', last audited '{hash}': "
+     "signed content hash differs"),
+    ("UPDATE signature SET broken_at = :at, broken_reason = 'dba'",
+     "signature #1 (form) (subject S01-001): stored 'broken', last audited 'valid'"),
+    ("DELETE FROM signature",
+     "signature #1: stored None, last audited '{hash}': the stored row is gone"),
+])
+def test_signatures_are_reconciled_with_their_audit_rows(inv, subject, complete_screening,
+                                                         statement, named):
+    signature = sign(inv, SignTarget(subject, "form", form=complete_screening))
+    db.session.commit()
+    signed = signature.signed_hash
+    assert audit.reconcile(db.session).checked["signatures"] == 1
+    tamper(statement, forged="f" * 64, at="2025-06-01 10:00:00")
+    found = audit.reconcile(db.session)
+    assert found.mismatches["signatures"] == 1
+    assert str(found.shown[0]) == named.format(forged="f" * 64, hash=signed)
 
 
 def test_a_change_breaks_form_event_and_casebook_signatures(crc, inv, subject,

@@ -37,6 +37,8 @@ class AuditEvent(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+    # The keyring key whose HMAC row_hash is; None only on rows older than the key.
+    key_id: Mapped[str | None] = mapped_column(String(32))
 
     def __repr__(self) -> str:
         return f"<AuditEvent #{self.seq} {self.action} by {self.username}>"

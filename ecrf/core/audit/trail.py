@@ -1,7 +1,12 @@
 """Writing and verifying the audit trail.
 
 Every audit row carries the hash of the previous row, so altering, removing or inserting a
-row anywhere breaks the chain. Writers are serialised by locking the single
+row anywhere breaks the chain. The hash is an HMAC-SHA256 with a key kept outside the
+database (``keys``): someone who can rewrite the tables cannot recompute it. Rows written
+before the instance had a key (databases older than the keyed chain) carry a plain
+SHA-256 and no key id; they are accepted only before the first keyed row. After every
+commit that wrote audit rows, the new head is appended to the anchor log, also outside
+the database. Writers are serialised by locking the single
 ``audit_chain_head`` row for the rest of the transaction (a row lock on PostgreSQL, the
 write lock on SQLite), which also keeps the chain's order equal to commit order.
 """
@@ -10,16 +15,34 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
+from ecrf.core.audit.keys import (
+    Anchor,
+    Keyring,
+    KeyringError,
+    add_key,
+    anchor_file,
+    anchor_signed,
+    append_anchor,
+    create_keyring,
+    key_file,
+    load_keyring,
+    make_anchor,
+    read_anchors,
+)
 from ecrf.core.audit.models import AuditChainHead, AuditEvent
 from ecrf.core.audit.provenance import import_details
 from ecrf.core.base import Audited, utcnow
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 _CHAIN_KEY = "ecrf_audit_chain"
@@ -73,13 +96,65 @@ def current_actor(session: Session) -> Actor | None:
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def compute_hash(prev_hash: str, fields: dict) -> str:
-    payload = [prev_hash] + [fields.get(name) for name in HASHED_FIELDS]
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _payload(prev_hash: str, key_id: str | None, fields: dict) -> bytes:
+    head = [prev_hash] if key_id is None else [prev_hash, key_id]
+    payload = head + [fields.get(name) for name in HASHED_FIELDS]
+    return _ENCODER.encode(payload).encode("utf-8")
+
+
+def compute_hash(prev_hash: str, fields: dict, ring: Keyring | None = None,
+                 key_id: str | None = None) -> str:
+    """The row's hash: HMAC-SHA256 under ``key_id`` of ``ring`` (the key id is part of
+    what is signed), or, without a key, the plain SHA-256 of rows older than the key."""
+    if key_id is None:
+        return hashlib.sha256(_payload(prev_hash, None, fields)).hexdigest()
+    if ring is None:
+        raise AuditError(f"row signed with key {key_id} but no keyring was given")
+    return ring.sign(key_id, _payload(prev_hash, key_id, fields))
+
+
+def missing_key_message(path) -> str:
+    return (f"the audit key file {path} is missing but the audit trail has rows signed with "
+            "a key: restore that file from its backup (a new key cannot sign a chain "
+            "another key started)")
+
+
+def signing_keyring(session: Session, last_seq: int) -> Keyring:
+    """The keyring that signs new rows; created when the chain has no keyed row yet.
+
+    Refused when keyed rows exist but the key file does not, or when the file does not hold
+    the key of the chain's last row: a new key is never minted silently over them."""
+    path = key_file()
+    ring = load_keyring(path)
+    if ring is not None and ring.checked:
+        return ring
+    last_key = session.execute(
+        select(AuditEvent.key_id).where(AuditEvent.seq == last_seq)).scalar() if last_seq else None
+    if ring is None:
+        if last_key is not None:
+            raise AuditError(missing_key_message(path))
+        try:
+            ring = create_keyring(path, since=last_seq + 1)
+        except OSError as exc:
+            raise AuditError(f"cannot create the audit key file {path}: {exc.strerror}; "
+                             "make its folder writable or set ECRF_AUDIT_KEY_FILE") from None
+    elif last_key is not None and last_key not in ring.keys:
+        raise AuditError(f"the audit key file {path} does not hold key {last_key}, which "
+                         "signed the last audit row: restore the right file from its backup")
+    elif last_key is None and last_seq >= ring.since:
+        raise AuditError(f"the last audit row ({last_seq}) has no key but the audit key file "
+                         f"{path} signs every row from {ring.since} on: the trail was altered, "
+                         "or this key file belongs to another database")
+    ring.checked = True
+    return ring
 
 
 _LOCK_HEAD = text("UPDATE audit_chain_head SET last_seq = last_seq WHERE id = 1")
@@ -88,7 +163,8 @@ _WRITE_HEAD = text("UPDATE audit_chain_head SET last_seq = :seq, last_hash = :ha
 
 
 def _chain_state(session: Session) -> list:
-    """[last seq, last hash, seq written to the head] for this transaction."""
+    """[last seq, last hash, seq written to the head, seq at the start, keyring, key id]
+    for this transaction."""
     state = session.info.get(_CHAIN_KEY)
     if state is None:
         # The UPDATE takes the lock before we read, so two transactions never chain from
@@ -97,7 +173,11 @@ def _chain_state(session: Session) -> list:
         row = session.execute(_READ_HEAD).first()
         if row is None:
             raise AuditError("the audit chain head is missing: run `ecrf db upgrade`")
-        state = [row.last_seq, row.last_hash, row.last_seq]
+        try:
+            ring = signing_keyring(session, row.last_seq)
+        except KeyringError as exc:
+            raise AuditError(str(exc)) from None
+        state = [row.last_seq, row.last_hash, row.last_seq, row.last_seq, ring, ring.active]
         session.info[_CHAIN_KEY] = state
     return state
 
@@ -157,17 +237,46 @@ def record(
         "details": json.dumps(details, sort_keys=True, default=str) if details else None,
         "ip_address": actor.ip_address,
     }
-    row_hash = compute_hash(state[1], fields)
+    key_id = state[5]
+    row_hash = state[4].sign(key_id, _payload(state[1], key_id, fields))
     row = AuditEvent(
         **{k: v for k, v in fields.items() if k != "occurred_at"},
         occurred_at=dt.datetime.fromisoformat(fields["occurred_at"][:-1]).replace(tzinfo=dt.UTC),
         prev_hash=state[1],
         row_hash=row_hash,
+        key_id=key_id,
     )
     session.add(row)
     # The head row is written once, when the rows are flushed (see _write_head).
     state[0], state[1] = fields["seq"], row_hash
     return row
+
+
+def rotate_key(session: Session, actor: Actor, reason: str | None = None) -> tuple[str, str]:
+    """Add a new signing key to the keyring and record it: the row "audit.key_rotated"
+    (old and new key ids) is the last one signed by the old key; later rows use the new
+    one, and the old key stays in the keyring to verify the rows it signed. Holds the
+    chain's lock, so no other writer signs in between. The caller commits."""
+    state = _chain_state(session)
+    ring, old = state[4], state[5]
+    new = add_key(ring, since=state[0] + 2)
+    record(session, actor, "audit.key_rotated", category="security", old_value=old,
+           new_value=new, reason=reason,
+           details={"key_file": str(ring.path), "first_row_of_new_key": state[0] + 2})
+    session.flush()
+    return old, new
+
+
+def current_anchor(session: Session) -> Anchor:
+    """The chain's head as a signed anchor line, for a third party to archive."""
+    head = session.execute(_READ_HEAD).first()
+    if head is None:
+        raise AuditError("the audit chain head is missing: run `ecrf db upgrade`")
+    try:
+        ring = signing_keyring(session, head.last_seq)
+    except KeyringError as exc:
+        raise AuditError(str(exc)) from None
+    return make_anchor(ring, head.last_seq, head.last_hash)
 
 
 def record_export(session: Session, actor: Actor, study, version, what: str, *,
@@ -202,58 +311,160 @@ class VerifyResult:
     rows_checked: int
     first_broken_seq: int | None = None
     problem: str | None = None
+    keys: tuple[str, ...] = ()  # key ids that signed rows, in order of first use
+    unkeyed: int = 0  # legacy rows from before the key
+    anchors_checked: int = 0
+    key_file: str | None = None
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit trail intact: {self.rows_checked} rows verified"
+            signed = (f"signed with key{'s' if len(self.keys) > 1 else ''} "
+                      f"{', '.join(self.keys)}" if self.keys else "no keyed row yet")
+            legacy = f", {self.unkeyed} legacy unkeyed" if self.unkeyed else ""
+            return (f"audit trail intact: {self.rows_checked} rows verified ({signed}{legacy}; "
+                    f"{self.anchors_checked} anchor{'' if self.anchors_checked == 1 else 's'} "
+                    "matched)")
+        if self.first_broken_seq is None:
+            return f"audit trail NOT VERIFIED: {self.problem}"
         return f"audit trail BROKEN at row {self.first_broken_seq}: {self.problem}"
 
 
 def _rows(session: Session, batch: int = 20000) -> Iterator:
     columns = [getattr(AuditEvent, name) for name in HASHED_FIELDS if name != "seq"]
     stmt = (
-        select(AuditEvent.seq, *columns, AuditEvent.prev_hash, AuditEvent.row_hash, AuditEvent.id)
+        select(AuditEvent.seq, *columns, AuditEvent.prev_hash, AuditEvent.row_hash,
+               AuditEvent.key_id)
         .order_by(AuditEvent.seq)
         .execution_options(yield_per=batch)
     )
     yield from session.execute(stmt)
 
 
-def verify_chain(session: Session, *, study_oid: str | None = None) -> VerifyResult:
-    """Check the whole chain; with ``study_oid`` report only links of that study's rows.
+@dataclass
+class _Anchors:
+    """The anchors to meet during the walk: seq -> (where it comes from, hash)."""
+
+    by_seq: dict[int, list[tuple[str, str]]]
+    problem: tuple[int | None, str] | None = None
+
+
+def _load_anchors(ring: Keyring | None, extra: list[tuple[str, object]]) -> _Anchors:
+    found = _Anchors({})
+    path = anchor_file()
+    entries, bad = read_anchors(path)
+    if bad:
+        found.problem = (None, f"the anchor log {path} has unreadable line {bad[0]}")
+    named = [(f"anchor log {path.name}, line {n}", a) for n, a in entries] + list(extra)
+    for where, anchor in named:
+        if not anchor_signed(ring, anchor):
+            if found.problem is None:
+                why = ("its key is not in the keyring" if ring is None or anchor.key_id
+                       not in ring.keys else "its signature does not match")
+                found.problem = (anchor.seq, f"{where} (row {anchor.seq}) is not a valid "
+                                 f"anchor: {why}")
+            continue
+        found.by_seq.setdefault(anchor.seq, []).append((where, anchor.hash))
+    return found
+
+
+def verify_chain(session: Session, *, study_oid: str | None = None,
+                 anchors: list[tuple[str, object]] | None = None) -> VerifyResult:
+    """Check the whole chain against the keyring, the head row and the anchors (the log
+    outside the database, and ``anchors`` given by a third party: (where, Anchor)); with
+    ``study_oid`` count only that study's rows.
 
     The chain is global (one sequence for the instance), so verifying a study still walks
     every row: a study's rows are only trustworthy if nothing around them was removed.
     """
+    path = key_file()
+    try:
+        ring = load_keyring(path)
+    except KeyringError as exc:
+        return VerifyResult(False, 0, None, str(exc), key_file=str(path))
+    pending = _load_anchors(ring, anchors or [])
     expected_seq = 1
     prev = GENESIS_HASH
-    checked = 0
+    checked = unkeyed = matched = 0
+    first_keyed: int | None = None
+    used: dict[str, None] = {}
+    macs: dict[str, hmac.HMAC] = {}
     names = HASHED_FIELDS
+    since = ring.since if ring is not None else None
+    by_seq = pending.by_seq
+
+    def broken(seq, problem) -> VerifyResult:
+        return VerifyResult(False, checked, seq, problem, tuple(used), unkeyed, matched,
+                            str(path))
+
+    encode = _ENCODER.encode
+    width = len(names)
+    study_at = names.index("study_oid")
     for row in _rows(session):
-        values = dict(zip(names, row[: len(names)], strict=True))
-        values["occurred_at"] = _iso(values["occurred_at"])
-        seq = values["seq"]
-        relevant = study_oid is None or values["study_oid"] == study_oid
+        # The payload in HASHED_FIELDS order, as _payload builds it, without a dict per row.
+        values = list(row[:width])
+        values[1] = _iso(values[1])
+        seq = values[0]
+        key_id = row.key_id
         if seq != expected_seq:
             what = "missing" if seq > expected_seq else "duplicated"
-            return VerifyResult(False, checked, expected_seq, f"row {expected_seq} is {what}")
+            return broken(expected_seq, f"row {expected_seq} is {what}")
         if row.prev_hash != prev:
-            return VerifyResult(False, checked, seq, "link to the previous row does not match")
-        if compute_hash(prev, values) != row.row_hash:
-            return VerifyResult(False, checked, seq, "row content does not match its hash")
+            return broken(seq, "link to the previous row does not match")
+        if key_id is None:
+            if first_keyed is not None:
+                return broken(seq, f"row has no key but row {first_keyed} and later are "
+                              "signed: an unkeyed row after keyed ones is a forgery")
+            if since is not None and seq >= since:
+                return broken(seq, f"row has no key but the keyring signs every row from "
+                              f"{since} on")
+            digest = hashlib.sha256(encode([prev, *values]).encode("utf-8")).hexdigest()
+            unkeyed += 1
+        else:
+            mac = macs.get(key_id)
+            if mac is None:
+                if ring is None:
+                    return broken(seq, missing_key_message(path))
+                mac = ring.mac(key_id)
+                if mac is None:
+                    return broken(seq, f"row is signed with key {key_id}, which the audit "
+                                  f"key file {path} does not hold")
+                macs[key_id] = mac
+                used[key_id] = None
+            if first_keyed is None:
+                first_keyed = seq
+            mac = mac.copy()
+            mac.update(encode([prev, key_id, *values]).encode("utf-8"))
+            digest = mac.hexdigest()
+        if not hmac.compare_digest(digest, row.row_hash):
+            return broken(seq, "row content does not match its hash")
+        if seq in by_seq:
+            for where, anchored in by_seq.pop(seq):
+                if anchored != row.row_hash:
+                    return broken(seq, f"row differs from the head recorded in {where}: "
+                                  "the chain was rewritten from this row or before")
+                matched += 1
         prev = row.row_hash
         expected_seq += 1
-        if relevant:
+        if study_oid is None or values[study_at] == study_oid:
             checked += 1
+    last = expected_seq - 1
     head = session.execute(
         select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
     ).first()
-    if head is not None and (head.last_seq != expected_seq - 1 or head.last_hash != prev):
-        return VerifyResult(
-            False, checked, expected_seq, f"the trail ends at row {expected_seq - 1} but "
-            f"{head.last_seq} rows were written: rows were removed from the end"
-        )
-    return VerifyResult(True, checked)
+    if head is not None and (head.last_seq != last or head.last_hash != prev):
+        return broken(expected_seq, f"the trail ends at row {last} but {head.last_seq} rows "
+                      "were written: rows were removed from the end")
+    if by_seq:
+        seq = max(by_seq)
+        where = by_seq[seq][0][0]
+        return broken(seq, f"{where} records row {seq} but the trail ends at row {last}: "
+                      "rows were removed from the end and the head moved back (or the "
+                      "anchor log belongs to another database: one instance folder, one "
+                      "database)")
+    if pending.problem is not None:
+        return broken(*pending.problem)
+    return VerifyResult(True, checked, keys=tuple(used), unkeyed=unkeyed,
+                        anchors_checked=matched, key_file=str(path))
 
 
 @event.listens_for(Session, "before_flush")
@@ -277,6 +488,18 @@ def _write_head(session: Session, flush_context) -> None:
 
 
 @event.listens_for(Session, "after_commit")
+def _anchor_commit(session: Session) -> None:
+    # The batch is committed: its head goes to the anchor log outside the database. A
+    # failure to write it is logged, never raised (the data is already committed).
+    state = session.info.pop(_CHAIN_KEY, None)
+    if state is None or state[0] == state[3]:
+        return
+    try:
+        append_anchor(anchor_file(), make_anchor(state[4], state[0], state[1]))
+    except (OSError, KeyringError) as exc:
+        log.error("audit rows up to %s committed but not anchored: %s", state[0], exc)
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_chain(session: Session, *args) -> None:
     session.info.pop(_CHAIN_KEY, None)
