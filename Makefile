@@ -149,4 +149,5 @@ bench: install-test
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean-db:
-	rm -f instance/ecrf.db
+	# the embedded database with its audit key and anchor log: they belong to it alone
+	rm -f instance/ecrf.db instance/audit.key instance/audit-anchors.log
