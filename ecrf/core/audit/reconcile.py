@@ -140,7 +140,7 @@ class ReconcileResult:
 
     def lines(self) -> list[str]:
         compared = ", ".join(f"{n} {name}" for name, n in self.checked.items())
-        out = [f"data reconciled with the trail: {compared}; {self.total} mismatches"]
+        out = [f"data reconciled with the trail: {compared}; {self.total} mismatch{'' if self.total == 1 else 'es'}"]
         if self.total:
             out.append("mismatches by kind: " + ", ".join(
                 f"{name} {n}" for name, n in self.mismatches.items() if n))
