@@ -1,7 +1,7 @@
 """The app factory: configuration, then every area in layer order (see README,
 Architecture). An area's ``register(app)`` adds its blueprint, its commands, its
 reactions to other areas' signals and its dashboard panels; a missing piece fails here,
-at start-up, never later."""
+at start-up, never later. Then every command's text options pass the input boundary."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ecrf import (
     safety,
     studies,
 )
-from ecrf.core import PROJECT_ROOT, load_config
+from ecrf.core import PROJECT_ROOT, guard_commands, load_config
 
 # Review's reactions to data capture run before safety's.
 AREAS = (core, studies, accounts, capture, jobs, review, safety, allocation, dashboards,
@@ -40,4 +40,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     load_config(app, test_config)
     for area in AREAS:
         area.register(app)
+    guard_commands(app)
     return app

@@ -17,13 +17,21 @@ from flask_login import current_user
 from ecrf import capture
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import Subject
-from ecrf.core import db
+from ecrf.core import MAX_ID as MAX_ID  # the API modules read it here
+from ecrf.core import (
+    MAX_SEQ,
+    bounded_day,
+    bounded_moment,
+    db,
+    json_problems,
+    load_json,
+    whole_number,
+)
 from ecrf.studies import StudyVersion
 
 MAX_PER_PAGE = 500
-MAX_ID = 2**31 - 1  # database integers: a larger id or repeat names nothing (404)
 MAX_AUDIT_LIMIT = 5000
-MAX_SEQ = 2**62  # an audit sequence number (a 64-bit column)
+MAX_JSON_BYTES = 2 * 1024 * 1024  # a JSON body; files (laboratory results) may be larger
 
 
 def iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -51,7 +59,14 @@ def json_body() -> dict:
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiProblem(415, _("Send the body as JSON with 'Content-Type: application/json' "
                                 "(got '%(type)s').", type=mimetype or _("none")))
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise ApiProblem(413, _("The body is %(n)s bytes long; a JSON body may be at most "
+                                "%(limit)s bytes.", n=request.content_length,
+                                limit=MAX_JSON_BYTES))
     raw = request.get_data(cache=False)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiProblem(413, _("The body is %(n)s bytes long; a JSON body may be at most "
+                                "%(limit)s bytes.", n=len(raw), limit=MAX_JSON_BYTES))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,18 +75,20 @@ def json_body() -> dict:
     if not text.strip():
         raise ApiProblem(400, _("The body is empty: send a JSON object."))
     try:
-        data = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        data = load_json(text)
     except ValueError as exc:
         raise ApiProblem(400, _("The body is not valid JSON: %(problem)s.",
                                 problem=str(exc))) from None
     if not isinstance(data, dict):
         raise ApiProblem(400, _("The body must be a JSON object, not %(kind)s.",
                                 kind=json_kind(data)))
+    problems = dict(list(json_problems(data))[:20])
+    if problems:
+        place, problem = next(iter(problems.items()))
+        raise ApiProblem(400, _("'%(field)s' %(problem)s Nothing was done.", field=place[:80],
+                                problem=problem),
+                         errors={k[:80]: [v] for k, v in problems.items()})
     return data
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def json_kind(value: object) -> str:
@@ -92,13 +109,14 @@ def int_arg(name: str, default: int, *, minimum: int = 1, maximum: int | None = 
     text = request.args.get(name, "").strip()
     if not text:
         return default
-    if not text.isdigit() or int(text) < minimum or (maximum is not None and int(text) > maximum):
+    number = whole_number(text, maximum=maximum if maximum is not None else MAX_SEQ)
+    if number is None or number < minimum:
         bound = _("from %(min)s to %(max)s", min=minimum, max=maximum) if maximum is not None \
             else _("%(min)s or more", min=minimum)
         raise ApiProblem(400, _("The query argument '%(name)s' must be a whole number %(bound)s "
                                 "(got '%(value)s').", name=name, bound=bound,
                                 value=text[:40]))
-    return int(text)
+    return number
 
 
 def time_arg(name: str, tz: str, *, end: bool = False) -> dt.datetime | None:
@@ -109,16 +127,30 @@ def time_arg(name: str, tz: str, *, end: bool = False) -> dt.datetime | None:
         return None
     try:
         if len(text) == 10:
-            day = dt.date.fromisoformat(text)
+            day = bounded_day(dt.date.fromisoformat(text))
+            if day is None:
+                raise OverflowError
+            if end and day == dt.date.max:
+                return dt.datetime.max.replace(tzinfo=dt.UTC)  # the end of time
             if end:
                 day += dt.timedelta(days=1)
-            return dt.datetime.combine(day, dt.time(), ZoneInfo(tz))
+            moment = bounded_moment(dt.datetime.combine(day, dt.time(), ZoneInfo(tz)))
+            if moment is None:
+                return dt.datetime.max.replace(tzinfo=dt.UTC)
+            return moment
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = bounded_moment(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+        if moment is None:
+            raise OverflowError
+    except OverflowError:
+        raise ApiProblem(400, _("The query argument '%(name)s' must fall between the years "
+                                "1900 and 9999 (got '%(value)s').", name=name,
+                                value=text[:40])) from None
     except ValueError:
         raise ApiProblem(400, _("The query argument '%(name)s' must be a date (YYYY-MM-DD) or a "
                                 "date and time (YYYY-MM-DDTHH:MM:SSZ), not '%(value)s'.",
                                 name=name, value=text[:40])) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment
 
 
 def subject_or_404(subject_key: str, action: str) -> Subject:

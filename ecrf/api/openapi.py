@@ -14,8 +14,9 @@ from ecrf.accounts import PUBLIC
 from ecrf.accounts import register_route as register
 from ecrf.api import preconditions
 from ecrf.api.blueprint import bp
-from ecrf.api.common import MAX_ID
-from ecrf.core import VERSION
+from ecrf.api.common import MAX_ID, MAX_JSON_BYTES
+from ecrf.capture import MAX_REASON
+from ecrf.core import MAX_ARG_LENGTH, MAX_JSON_DEPTH, MAX_SEQ, VERSION
 
 register("api.openapi", PUBLIC)
 
@@ -125,7 +126,8 @@ def _schemas() -> dict:
                   "changed": {**STR_LIST, "description": "Items whose value this save changed."},
                   "blockers": {**STR_LIST, "description": "Why the form is not complete yet "
                                                           "(empty when it is)."}})
-    texts = {"type": "object", "additionalProperties": STR}
+    texts = {"type": "object", "additionalProperties": {"type": "string",
+                                                        "maxLength": MAX_REASON}}
     form_save = _obj({
         "version": {"type": ["integer", "null"], "minimum": 1,
                     "description": "The form version read with GET (null for a form not "
@@ -306,6 +308,11 @@ def _endpoint_schemas() -> dict:
 
 
 NUM_OR_NULL = {"type": ["number", "null"]}
+# A day (a whole day) or a point in time with or without its offset.
+MOMENT = {"type": "string", "maxLength": 40,
+          "anyOf": [{"format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                    {"format": "date-time",
+                     "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9:]+)?$"}]}
 
 
 _PATH_PARAMS = {
@@ -345,15 +352,17 @@ def _parameters() -> dict:
                            "schema": {"type": "string", "maxLength": 1000}},
         "after": query("after", "Return rows after this sequence number (the "
                                 "`next_after` of the previous page).",
-                       {"type": "integer", "minimum": 0, "default": 0}),
+                       {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0}),
         "limit": query("limit", "Rows per page.", {"type": "integer", "minimum": 1,
                                                    "maximum": 5000, "default": 500}),
         "action": query("action", "Only this action (e.g. item.changed).", STR),
         "user": query("user", "Only rows by this username.", STR),
         "from": query("from", "From this date (YYYY-MM-DD, a whole day in the subject's "
                               "site zone; UTC for the study trail) or date-time "
-                              "(ISO 8601, UTC without an offset).", STR),
-        "to": query("to", "Up to this date (inclusive) or date-time (exclusive).", STR),
+                              "(ISO 8601, UTC without an offset), in the years 1900-9999.",
+                      MOMENT),
+        "to": query("to", "Up to this date (inclusive) or date-time (exclusive), in the "
+                          "years 1900-9999.", MOMENT),
     })
     return params
 
@@ -386,6 +395,8 @@ def _error_responses() -> dict:
                                 "reasons for change, or completion refused; each problem "
                                 "is named where it was sent.", "ValidationError"),
         "Locked": answer("The data is locked; unlock it before changing it."),
+        "PayloadTooLarge": answer(f"The body is larger than a request may be ({MAX_JSON_BYTES} "
+                                  "bytes for a JSON body); nothing was done."),
         "StateChanged": answer("The If-Match tag is no longer the resource's: someone "
                                "changed it since you read it; nothing was done. "
                                "`current_etag` is the tag of what it shows now.",
@@ -1739,12 +1750,27 @@ def build_document() -> dict:
     paths = _paths()
     _page_parameters(paths)
     _state_tags(paths)
-    _id_bounds(paths, parameters)
+    _input_bounds(paths, parameters)
+    schemas = _schemas()
+    for item in paths.values():
+        for operation in item.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            for content in (body or {}).get("content", {}).values():
+                name = content["schema"].get("$ref", "").rsplit("/", 1)[-1]
+                if name in schemas:
+                    schemas[name] = _bounded_integers(schemas[name])
+                else:
+                    content["schema"] = _bounded_integers(content["schema"])
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "ecrf API", "version": f"1 ({VERSION})",
             "description": "JSON API of ecrf for integrations (lab feeds, ePRO, scripts). "
+                           "Text anywhere (paths, query arguments, JSON keys and strings) "
+                           "may not hold a NUL character or a lone surrogate (400 naming "
+                           "where); JSON bodies nest at most "
+                           f"{MAX_JSON_DEPTH} deep (400) and are at most {MAX_JSON_BYTES} "
+                           "bytes (413). "
                            "Authenticate with a personal API token "
                            "(`Authorization: Bearer <token>`, created under My account > "
                            "API tokens or with `ecrf tokens create`). Every call is "
@@ -1764,7 +1790,7 @@ def build_document() -> dict:
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "A personal API token; it acts with its owner's roles."}},
-            "schemas": _schemas(),
+            "schemas": schemas,
             "parameters": parameters,
             "responses": _error_responses(),
         },
@@ -1795,15 +1821,44 @@ def _page_parameters(paths: dict) -> None:
         operation["responses"].setdefault("400", _ref("BadRequest", "responses"))
 
 
-def _id_bounds(paths: dict, parameters: dict) -> None:
-    """Numbers in paths (ids, repeats) are database integers: a larger one names nothing
-    (404), never an error of the database."""
+def _input_bounds(paths: dict, parameters: dict) -> None:
+    """The input boundary, declared: numbers in paths and query arguments are database
+    integers (a larger id or repeat names nothing, 404), every text argument has a
+    maximum length, integers of request bodies a maximum, and every operation may answer
+    400 for text no field may hold (a NUL character, a lone surrogate), and 413 for a body
+    too large."""
     inline = [p for item in paths.values() for op in item.values() if isinstance(op, dict)
               for p in op.get("parameters", []) if "$ref" not in p]
     for param in [*parameters.values(), *inline]:
-        schema = param.get("schema", {})
-        if param.get("in") == "path" and schema.get("type") == "integer":
+        schema = dict(param.get("schema", {}))
+        if param.get("in") in ("path", "query") and schema.get("type") == "integer":
             schema.setdefault("maximum", MAX_ID)
+        elif param.get("in") in ("path", "query") and schema.get("type") == "string" \
+                and "enum" not in schema:
+            schema.setdefault("maxLength", MAX_ARG_LENGTH)
+        param["schema"] = schema
+    for path, item in paths.items():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation \
+                    or path in ("/docs", "/openapi.json"):  # no input: nothing to refuse
+                continue
+            operation["responses"].setdefault("400", _ref("BadRequest", "responses"))
+            if "requestBody" in operation:
+                operation["responses"].setdefault("413", _ref("PayloadTooLarge", "responses"))
+
+
+def _bounded_integers(schema) -> object:
+    """``schema`` with a maximum on each integer that has none (a copy: the constants of
+    this module are shared between schemas)."""
+    if isinstance(schema, list):
+        return [_bounded_integers(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {k: _bounded_integers(v) for k, v in schema.items()}
+    kinds = found.get("type")
+    if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds):
+        found.setdefault("maximum", MAX_ID)
+    return found
 
 
 def _state_tags(paths: dict) -> None:

@@ -32,7 +32,7 @@ from ecrf.api.common import MAX_ID, iso, paged, sort_time
 from ecrf.api.common import subject_or_404 as _subject_or_404
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import MAX_REASON, Subject, actor_for, may
-from ecrf.core import db, utcnow
+from ecrf.core import bounded_moment, db, utcnow
 from ecrf.core.web import transaction
 
 register("api.subject_safety", Allow("subjects.view"))
@@ -92,11 +92,13 @@ def _awareness(data: dict, subject: Subject, name: str = "awareness") -> dt.date
         if match is None:
             raise ValueError(text)
         naive = dt.datetime.strptime(f"{match[1]} {match[2]}", "%Y-%m-%d %H:%M")
+        moment = bounded_moment(naive.replace(tzinfo=ZoneInfo(subject.site.timezone or "UTC")))
+        if moment is None or moment.year < 1901:
+            raise ValueError(text)
     except ValueError:
         raise _invalid(name, _("Enter the date and time as YYYY-MM-DD HH:MM (you entered "
                                "'%(value)s').", value=text.strip()[:40])) from None
-    zone = ZoneInfo(subject.site.timezone or "UTC")
-    return naive.replace(tzinfo=zone).astimezone(dt.UTC)
+    return moment.astimezone(dt.UTC)
 
 
 def _subject(subject_key: str, action: str) -> Subject:

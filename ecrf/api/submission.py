@@ -14,8 +14,9 @@ One shape, flat, the same as the ``values`` of a form read with GET:
 
 Values are strings (numbers may also be JSON numbers; they are read exactly, never
 through binary floating point), lists of strings for multiple choice, or null (blank).
-Row is 1 outside repeating groups; an acknowledgement's row is 0 outside them. Anything
-else is refused with the place it was found, before the capture service sees it.
+Row is 1 outside repeating groups; an acknowledgement's row is 0 outside them. Reasons and
+justifications hold at most MAX_REASON characters (a longer one is refused, never cut).
+Anything else is refused with the place it was found, before the capture service sees it.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ from decimal import Decimal
 from flask_babel import gettext as _
 
 from ecrf.api.common import json_kind
-from ecrf.capture import Submission
+from ecrf.capture import MAX_REASON, Submission
 from ecrf.crf import FormDef
 from ecrf.crf.validation import IssueKey, Key
 from ecrf.crf.values import Raw
 
 FIELDS = ("version", "values", "reasons", "acknowledgements", "removed_rows", "complete",
           "partial")
-_KEY = re.compile(r"([A-Z][A-Z0-9_]*)\.([0-9]+)\.([A-Z][A-Z0-9_]*)")
-_ROW = re.compile(r"([A-Z][A-Z0-9_]*)\.([0-9]+)")
-_CHECK = re.compile(r"(.+?)(?:\.([0-9]+))?")
+_KEY = re.compile(r"([A-Z][A-Z0-9_]*)\.([0-9]{1,9})\.([A-Z][A-Z0-9_]*)")
+_ROW = re.compile(r"([A-Z][A-Z0-9_]*)\.([0-9]{1,9})")
+_CHECK = re.compile(r"(.+?)(?:\.([0-9]{1,9}))?")
 
 
 def key_text(key: Key) -> str:
@@ -176,8 +177,19 @@ def _texts(form: FormDef, given: dict, name: str, fail) -> dict[Key, str]:
         if not isinstance(value, str):
             fail(where, _("Give the reason as a string, not %(kind)s.", kind=json_kind(value)))
             continue
+        if _too_long(value, where, fail):
+            continue
         found[key] = value
     return found
+
+
+def _too_long(text: str, where: str, fail) -> bool:
+    """Whether ``text`` is longer than a reason may be (said through ``fail``)."""
+    if len(text.strip()) <= MAX_REASON:
+        return False
+    fail(where, _("The reason is %(n)s characters long; at most %(limit)s are allowed.",
+                  n=len(text.strip()), limit=MAX_REASON))
+    return True
 
 
 def _acknowledgements(form: FormDef, given: dict, fail) -> dict[IssueKey, str]:
@@ -195,6 +207,8 @@ def _acknowledgements(form: FormDef, given: dict, fail) -> dict[IssueKey, str]:
         if not isinstance(value, str):
             fail(where, _("Give the justification as a string, not %(kind)s.",
                           kind=json_kind(value)))
+            continue
+        if _too_long(value, where, fail):
             continue
         found[(check, row)] = value
     return found
@@ -215,6 +229,8 @@ def _removed_rows(form: FormDef, given: dict, fail) -> dict[tuple[str, int], str
             continue
         if not isinstance(value, str):
             fail(where, _("Give the reason as a string, not %(kind)s.", kind=json_kind(value)))
+            continue
+        if _too_long(value, where, fail):
             continue
         found[(match.group(1), int(match.group(2)))] = value
     return found

@@ -143,9 +143,13 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
     changed_keys = set(result.changed)
     acks: dict[IssueKey, str] = {}
     for issue in validation.warnings:
-        given = (submission.acknowledgements.get(issue.key) or "").strip()[:MAX_REASON]
+        given = (submission.acknowledgements.get(issue.key) or "").strip()
         existing = stored.acks.get(issue.key)
-        if given:
+        if len(given) > MAX_REASON:
+            result.form_errors.append(_too_long(N_(
+                "The justification is %(n)s characters long; at most %(limit)s are allowed."),
+                given))
+        elif given:
             acks[issue.key] = given
         elif existing is None or set(issue.keys) & changed_keys:
             result.unacknowledged.append(issue)
@@ -184,7 +188,13 @@ def _rows(form: FormDef, stored: Stored, submission: Submission, result: SaveRes
             continue
         if record.removed_at is not None:
             continue
-        reason = (reason or "").strip()[:MAX_REASON]
+        reason = (reason or "").strip()
+        if len(reason) > MAX_REASON:
+            result.errors.setdefault((group, row, ""), []).append(
+                _too_long(N_(
+                "The reason for removing the row is %(n)s characters long; at most %(limit)s "
+                "are allowed."), reason))
+            continue
         if not reason:
             result.errors.setdefault((group, row, ""), []).append(Message(
                 N_("Give a reason for removing row %(row)s of %(group)s."),
@@ -235,7 +245,12 @@ def _changes(form: FormDef, stored: Stored, validation: ValidationResult,
         if new == old:
             continue
         item = form.item(key[2])
-        reason = (submission.reasons.get(key) or "").strip()[:MAX_REASON] or None
+        reason = (submission.reasons.get(key) or "").strip() or None
+        if reason is not None and len(reason) > MAX_REASON:
+            result.errors.setdefault(key, []).append(_too_long(N_(
+                "The reason for change is %(n)s characters long; at most %(limit)s are "
+                "allowed."), reason))
+            continue
         action = "item.entered" if old is None else "item.cleared" if new is None \
             else "item.changed"
         if item.type is ItemType.CALCULATED:
@@ -250,3 +265,8 @@ def _changes(form: FormDef, stored: Stored, validation: ValidationResult,
             continue
         changes.append(Change(key, old, new, reason, action))
     return changes
+
+
+def _too_long(template: str, text: str) -> Message:
+    """A text longer than MAX_REASON, refused (never cut: the person shortens it)."""
+    return Message(template, {"n": len(text), "limit": MAX_REASON})

@@ -40,7 +40,7 @@ def open_event(session: Session, actor: Actor, subject: Subject, event_oid: str,
     definition = definition_for(subject.study_version)
     rule = event_rule(definition, event_oid, repeat)
     today = today or local_today(subject.site.timezone)
-    reason = (reason or "").strip()[:MAX_REASON] or None
+    reason = _reason(reason) or None
     if actual_date is None and rule.kind is not EventKind.LOG:
         raise CaptureError(N_("Give the date the %(event)s took place."), event=rule.name)
     if actual_date is not None and actual_date > today:
@@ -87,7 +87,7 @@ def declare_not_done(session: Session, actor: Actor, subject: Subject, event_oid
     audit.bind_actor(session, actor)
     definition = definition_for(subject.study_version)
     rule = event_rule(definition, event_oid, repeat)
-    reason = (reason or "").strip()[:MAX_REASON]
+    reason = _reason(reason)
     if not reason:
         raise CaptureError(N_("Give the reason why %(event)s was not done."), event=rule.name)
     instance = event_instance(session, subject, event_oid, repeat, lock=True)
@@ -145,3 +145,12 @@ def _refuse_if_locked(session: Session, actor: Actor, subject: Subject, event_oi
     # Starting, redating or declaring an event not done is a clinical write like any
     # other: subject, site and study locks refuse it the same way.
     form_changing.send(FormChange(session, actor, subject, event_oid, repeat, "", None))
+
+
+def _reason(text: str | None) -> str:
+    """A reason trimmed; refused when longer than MAX_REASON (never cut)."""
+    text = (text or "").strip()
+    if len(text) > MAX_REASON:
+        raise CaptureError(N_("The reason is %(n)s characters long; at most %(limit)s are "
+                              "allowed."), n=len(text), limit=MAX_REASON)
+    return text

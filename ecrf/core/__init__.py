@@ -26,7 +26,7 @@ from ecrf.core.audit import (
     verify_chain,
 )
 from ecrf.core.base import Audited, Base, UTCDateTime, one_of, utcnow
-from ecrf.core.cli import add_group, cli_actor, fail
+from ecrf.core.cli import TEXT, add_group, cli_actor, fail, guard_commands
 from ecrf.core.config import PROJECT_ROOT, VERSION, load_config
 from ecrf.core.csvcells import csv_cell
 from ecrf.core.extensions import babel, csrf, db, login_manager, migrate
@@ -48,9 +48,31 @@ from ecrf.core.signals import (
     form_saved,
     receivers_of,
 )
-from ecrf.core.web import Transaction, error_text, say, store_derived, transaction
+from ecrf.core.web import (
+    MAX_ARG_LENGTH,
+    MAX_ID,
+    MAX_JSON_DEPTH,
+    MAX_SEQ,
+    BadInput,
+    Transaction,
+    bounded_day,
+    bounded_moment,
+    check_text,
+    error_text,
+    json_depth,
+    json_problems,
+    load_json,
+    say,
+    store_derived,
+    text_problem,
+    transaction,
+    whole_number,
+)
 
 __all__ = [
+    "BadInput", "MAX_ARG_LENGTH", "MAX_ID", "MAX_JSON_DEPTH", "MAX_SEQ", "bounded_day", "bounded_moment",
+    "check_text", "json_depth", "json_problems", "load_json", "text_problem", "whole_number", "TEXT",
+    "guard_commands",
     "Actor", "AuditChainHead", "AuditError", "AuditEvent", "Audited", "Base", "ChartPanel",
     "DashboardPanel", "FormChange", "GENESIS_HASH", "ItemChange", "PROJECT_ROOT", "SYSTEM",
     "SurvivalCurve", "Threshold", "Transaction", "UTCDateTime", "VERSION", "VerifyResult", "add_group",

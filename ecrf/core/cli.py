@@ -14,6 +14,44 @@ from flask import Flask
 
 from ecrf.core.audit.trail import Actor
 from ecrf.core.extensions import db
+from ecrf.core.web.inputs import MAX_ID, text_problem
+
+
+class Text(click.ParamType):
+    """Text given on the command line: refused, with the option named, when it holds a NUL
+    character or a lone surrogate (what an undecodable byte of the terminal becomes)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        text = value if isinstance(value, str) else str(value)
+        problem = text_problem(text)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return text
+
+
+TEXT = Text()
+# Whole numbers of the command line are database integers too.
+NUMBER = click.IntRange(-MAX_ID, MAX_ID)
+
+
+def guard_commands(app: Flask) -> None:
+    """Every text option and argument of every ``ecrf`` command becomes ``TEXT``, and every
+    whole number ``NUMBER``: the input boundary of the command line, as
+    ``ecrf.core.web.inputs`` is the web's."""
+
+    def walk(command: click.Command) -> None:
+        for param in command.params:
+            if param.type is click.STRING:
+                param.type = TEXT
+            elif param.type is click.INT:
+                param.type = NUMBER
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                walk(sub)
+
+    walk(app.cli)
 
 
 def cli_actor() -> Actor:

@@ -138,7 +138,7 @@ def plan_import(session: Session, study: Study, name: str, data: bytes,
 
 
 def _order(where: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else part
+    return tuple(int(part) if part.isascii() and part.isdigit() else part
                  for part in where.replace(",", " ").split())
 
 

@@ -120,7 +120,8 @@ def answer_with_correction(session: Session, actor: Actor, query: Query, text: s
     check_allowed(session, actor, "data.enter", subject.study, subject.site_id)
     form = session.get(FormInstance, query.form_instance_id)
     key = (query.group_oid, query.row, query.item_oid)
-    reason = clean_text(correction.reason, 2000) or clean_text(text, 2000)
+    # The answer (up to 4000 characters) stands in for a reason not given: its start.
+    reason = clean_text(correction.reason, 2000) or clean_text(text)[:2000]
     result = capture.save_form(
         session, actor, subject, query.event_oid, query.repeat, query.form_oid,
         capture.Submission(values={key: correction.value}, reasons={key: reason},

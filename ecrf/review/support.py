@@ -71,7 +71,12 @@ def check_allowed(session: Session, actor: Actor, action: str, study: Study,
 
 
 def clean_text(text: str | None, limit: int = MAX_TEXT) -> str:
-    return (text or "").strip()[:limit]
+    """``text`` trimmed; refused when longer than ``limit`` (never cut)."""
+    text = (text or "").strip()
+    if len(text) > limit:
+        raise ReviewError(N_("The text is %(n)s characters long; at most %(limit)s are "
+                             "allowed."), n=len(text), limit=limit)
+    return text
 
 
 def subject_path(subject: Subject) -> str:

@@ -275,7 +275,10 @@ def decide_dlt(session: Session, actor: Actor, assessment: DltAssessment, decisi
     audit.bind_actor(session, actor)
     if decision not in DECISIONS:
         raise DltError(f"decision {decision!r} must be one of {', '.join(DECISIONS)}")
-    reason = (reason or "").strip()[:MAX_REASON]
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON:
+        raise DltError(f"the reason is {len(reason)} characters long; at most {MAX_REASON} "
+                       "are allowed")
     if not reason:
         raise DltError("give the reason for the decision")
     if assessment.status == "withdrawn":

@@ -94,7 +94,10 @@ def decline_prompt(session: Session, actor: Actor, prompt: AeGradePrompt,
     audit.bind_actor(session, actor)
     if prompt.status != "open":
         raise SafetyError(f"this suggestion was already {prompt.status}")
-    reason = (reason or "").strip()[:MAX_REASON]
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON:
+        raise SafetyError(f"the reason is {len(reason)} characters long; at most {MAX_REASON} "
+                          "are allowed")
     if not reason:
         raise SafetyError("give the reason for not recording this AE")
     prompt.status, prompt.reason = "declined", reason

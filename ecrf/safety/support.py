@@ -20,6 +20,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from ecrf.capture import EventInstance, FormInstance, GroupRow, ItemValue, Subject, row_path
+from ecrf.core import whole_number
 from ecrf.crf import FormDef, ItemType, StudyDefinition
 from ecrf.crf.definition import AdverseEventsDef
 from ecrf.crf.values import from_canonical
@@ -150,7 +151,7 @@ class AeRow:
     @property
     def grade(self) -> int | None:
         text = self.grade_text
-        return int(text) if text and text.isdigit() else None
+        return whole_number(text or "")
 
     @property
     def awareness(self) -> dt.datetime | None:

@@ -18,7 +18,16 @@ from ecrf import accounts
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
 from ecrf.capture import EventStateError, Subject, actor_for, may, subject_or_404
-from ecrf.core import ChartPanel, Threshold, db, dose_level_anc_svg, subject_counts_svg, utcnow
+from ecrf.core import (
+    ChartPanel,
+    Threshold,
+    bounded_moment,
+    db,
+    dose_level_anc_svg,
+    subject_counts_svg,
+    utcnow,
+    whole_number,
+)
 from ecrf.core.web import transaction
 from ecrf.safety import endpoints, notify, survival
 from ecrf.safety import operations as safety
@@ -72,17 +81,20 @@ def parse_local(text: str, timezone: str) -> dt.datetime:
     cleaned = (text or "").strip().replace("T", " ")
     try:
         naive = dt.datetime.strptime(cleaned[:16], "%Y-%m-%d %H:%M")
+        moment = bounded_moment(naive.replace(tzinfo=ZoneInfo(timezone)))
+        if moment is None or moment.year < 1901:
+            raise ValueError(cleaned)
     except ValueError:
         raise safety.SafetyError(_("Enter the date and time as YYYY-MM-DD HH:MM (you entered "
                                    "'%(value)s').", value=cleaned[:40])) from None
-    return naive.replace(tzinfo=ZoneInfo(timezone)).astimezone(dt.UTC)
+    return moment.astimezone(dt.UTC)
 
 
 def _row_number(text: str) -> int:
-    try:
-        return int((text or "").strip())
-    except ValueError:
-        raise safety.SafetyError(_("Choose an AE row.")) from None
+    number = whole_number(text or "")
+    if number is None:
+        raise safety.SafetyError(_("Choose an AE row."))
+    return number
 
 
 def remaining_text(delta: dt.timedelta | None) -> str:

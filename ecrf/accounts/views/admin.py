@@ -18,7 +18,7 @@ from ecrf.accounts.models import RoleGrant, User
 from ecrf.accounts.passwords import policy_from_config
 from ecrf.accounts.roles import Role, RoleError
 from ecrf.accounts.web import request_actor
-from ecrf.core import db
+from ecrf.core import db, whole_number
 from ecrf.core.audit import AuditEvent
 from ecrf.core.web import transaction
 from ecrf.studies import Study
@@ -205,7 +205,7 @@ def site_new():
 
 @bp.route("/security-log")
 def security_log():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = max(whole_number(request.args.get("page", "1"), maximum=10**6) or 1, 1)
     per_page = 100
     rows = db.session.scalars(
         select(AuditEvent).where(AuditEvent.category.in_(("security", "admin")))

@@ -47,7 +47,7 @@ from ecrf.capture.views.entry_page import (
     read_submission,
 )
 from ecrf.capture.web import actor_for, may, subject_or_404
-from ecrf.core import audit, db
+from ecrf.core import audit, bounded_day, db
 from ecrf.core.web import naming, reader, say, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.fields import build_form, field_name, initial_data, read_raw
@@ -123,9 +123,13 @@ def _render_event(subject: Subject, event_oid: str, repeat: int, *, errors=None,
     ), status
 
 
+LAST_DAYS = dt.date(9999, 12, 30)
+
+
 def _parse_date(text: str) -> dt.date | None:
+    """A day typed in a filter, within the years 1900-9999 (None otherwise)."""
     try:
-        return dt.date.fromisoformat(text.strip()) if text.strip() else None
+        return bounded_day(dt.date.fromisoformat(text.strip())) if text.strip() else None
     except ValueError:
         return None
 
@@ -399,8 +403,9 @@ def _audit_filters(subject: Subject) -> dict:
         "username": args.get("user") or None,
         "form_oid": args.get("form") or None,
         "since": dt.datetime.combine(since_day, dt.time(), tz) if since_day else None,
+        # Up to the last days of 9999: no bound (the next midnight is past the calendar).
         "until": (dt.datetime.combine(until_day + dt.timedelta(days=1), dt.time(), tz)
-                  if until_day else None),
+                  if until_day and until_day < LAST_DAYS else None),
     }
 
 

@@ -37,7 +37,7 @@ from ecrf.capture.notes import say_note
 from ecrf.capture.schedule import local_today
 from ecrf.capture.study_dates import study_dates
 from ecrf.capture.web import may, subject_or_404
-from ecrf.core import db
+from ecrf.core import db, whole_number
 from ecrf.core.web import store_derived, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.domain.schedule import EventKind
@@ -140,10 +140,7 @@ def matrix(study_oid: str):
     visit = args.get("visit", "")
     per_page_arg = args.get("per_page", "100")
     per_page_arg = per_page_arg if per_page_arg in PAGE_SIZES else "100"
-    try:
-        page = max(1, int(args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = max(1, whole_number(args.get("page", "1"), maximum=10**6) or 1)
     result = subjects.subject_matrix(
         db.session, current_user, study, definition,
         site=site if site in codes else None,

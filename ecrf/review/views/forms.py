@@ -31,7 +31,7 @@ from ecrf.capture import (
     may,
     subject_or_404,
 )
-from ecrf.core import db
+from ecrf.core import db, whole_number
 from ecrf.core.web import error_text, say, transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Key, codes_for
@@ -66,7 +66,7 @@ def _key_text(key: Key) -> str:
 
 def _parse_key(text: str) -> Key | None:
     parts = text.split(":")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or whole_number(parts[1]) is None:
         return None
     return parts[0], int(parts[1]), parts[2]
 

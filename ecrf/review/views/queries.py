@@ -18,7 +18,7 @@ from ecrf import accounts, capture
 from ecrf.accounts import Allow, User
 from ecrf.accounts import register_route as register
 from ecrf.capture import FormInstance, ItemValue, Subject, actor_for, may, subject_or_404
-from ecrf.core import db
+from ecrf.core import db, whole_number
 from ecrf.core.web import error_text, say, transaction
 from ecrf.crf import UnknownOidError
 from ecrf.crf.validation import codes_for
@@ -220,7 +220,7 @@ def query_comment(study_oid: str, query_id: int):
 def query_assign(study_oid: str, query_id: int):
     query = _query_or_404(query_id)
     chosen = request.form.get("assignee", "")
-    assignee = db.session.get(User, int(chosen)) if chosen.isdigit() else None
+    assignee = db.session.get(User, whole_number(chosen)) if whole_number(chosen) else None
     if chosen and assignee is None:
         return render_query(query, errors={"assign": _("Choose a person from the list.")},
                             status=422)
@@ -235,7 +235,7 @@ def query_assign(study_oid: str, query_id: int):
 def _target_from(values) -> queries.QueryTarget:
     def number(name: str) -> int | None:
         text = (values.get(name) or "").strip()
-        return int(text) if text.isdigit() else None
+        return whole_number(text)
 
     def text(name: str) -> str | None:
         return (values.get(name) or "").strip() or None
@@ -264,7 +264,7 @@ def query_new(study_oid: str):
     errors: dict[str, str] = {}
     if request.method == "POST":
         chosen = values.get("assignee", "")
-        assignee = db.session.get(User, int(chosen)) if chosen.isdigit() else None
+        assignee = db.session.get(User, whole_number(chosen)) if whole_number(chosen) else None
         try:
             with transaction():
                 created = queries.raise_query(db.session, actor_for("queries.raise", subject),

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from ecrf.accounts import Allow
 from ecrf.accounts import register_route as register
 from ecrf.capture import EventInstance, FormInstance, Subject, actor_for, subject_or_404
-from ecrf.core import db
+from ecrf.core import db, whole_number
 from ecrf.core.web import error_text, say, transaction
 from ecrf.review import signatures
 from ecrf.review.support import ReviewError
@@ -48,7 +48,7 @@ def _sign_target(found: Subject, values) -> signatures.SignTarget:
     repeat = values.get("repeat", "1")
     event = db.session.scalar(select(EventInstance).where(
         EventInstance.subject_id == found.id, EventInstance.event_oid == event_oid,
-        EventInstance.repeat == (int(repeat) if repeat.isdigit() else 0)))
+        EventInstance.repeat == (whole_number(repeat) or 0)))
     if event is None:
         abort(404)
     if scope == "event":
