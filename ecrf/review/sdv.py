@@ -10,11 +10,10 @@ the value resets the mark (``handlers``), visibly on screen and in the audit tra
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, case, distinct, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from ecrf import accounts
@@ -39,7 +38,7 @@ from ecrf.studies import Site, Study, StudyVersion, definition_for
 
 __all__ = [
     "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",
-    "items_in_scope", "needs_sdv", "progress", "reset_for_change", "sdv_scope", "site_progress",
+    "in_scope_clause", "items_in_scope", "needs_sdv", "progress", "subject_counts", "reset_for_change", "sdv_scope", "site_progress",
     "unverify",
     "verify_form", "verify_items",
 ]
@@ -268,7 +267,7 @@ class SubjectSdv:
     site_code: str
     total: int = 0
     verified: int = 0
-    forms_pending: set[int] = field(default_factory=set)
+    forms_pending: int = 0  # forms with an item still to verify
 
     @property
     def pending(self) -> int:
@@ -281,8 +280,10 @@ class SubjectSdv:
 
 @dataclass
 class SdvProgress:
-    subjects: list[SubjectSdv]
+    subjects: list[SubjectSdv]  # the page of subjects asked for (all of them by default)
     by_site: dict[str, tuple[int, int]]  # site code -> (verified, total)
+    subject_count: int = 0  # subjects in the sites and subjects asked for
+    pending_count: int = 0  # of which with items to verify
 
     @property
     def total(self) -> int:
@@ -293,66 +294,101 @@ class SdvProgress:
         return sum(v for v, _ in self.by_site.values())
 
 
-def progress(session: Session, user: User, study: Study, *,
-             subject_ids: Iterable[int] | None = None) -> SdvProgress:
-    """SDV progress per subject and per site over the subjects the user may see; three
-    statements whatever the number of subjects."""
-    return site_progress(session, study, accounts.site_ids_for(user, "subjects.view", study),
-                         subject_ids=subject_ids)
+def in_scope_clause(session: Session, study: Study,
+                    definitions: Mapping[int, StudyDefinition] | None = None
+                    ) -> ColumnElement[bool]:
+    """SQL condition on ``ItemValue`` joined to its ``FormInstance``: the value is of an
+    item needing SDV in the form's version. Built from each version's definition (given,
+    or loaded in one statement: a study has few versions)."""
+    if definitions is None:
+        definitions = {v.id: definition_for(v) for v in session.scalars(
+            select(StudyVersion).where(StudyVersion.study_id == study.id))}
+    clauses = []
+    for version_id, definition in sorted(definitions.items()):
+        per_form = []
+        for form_oid in sorted(definition.forms):
+            items = items_in_scope(definition, form_oid)
+            if items:
+                per_form.append(and_(ItemValue.form_oid == form_oid,
+                                     ItemValue.item_oid.in_(sorted(items))))
+        if per_form:
+            clauses.append(and_(FormInstance.study_version_id == version_id, or_(*per_form)))
+    return or_(*clauses) if clauses else false()
 
 
-def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
-                  subject_ids: Iterable[int] | None = None) -> SdvProgress:
-    """SDV progress at the given sites (None: every site)."""
-    people = (select(Subject.id, Subject.subject_key, Site.code)
-              .join(Site, Site.id == Subject.site_id).where(Subject.study_id == study.id))
-    people = accounts.scope_to_sites(people, Subject.site_id, allowed)
-    if subject_ids is not None:
-        people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
-    subjects = {sid: SubjectSdv(sid, key, code)
-                for sid, key, code in session.execute(people.order_by(Site.code,
-                                                                      Subject.subject_key))}
+def subject_counts(study: Study, scope: ColumnElement[bool]):
+    """Subquery of SDV counts per subject with entered values needing SDV: subject_id,
+    total, verified, forms_pending (subjects with nothing to verify are absent)."""
     mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
                 SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
                 SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
-    stmt = (select(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
-                   ItemValue.form_oid, ItemValue.item_oid, func.count(ItemValue.id),
-                   func.count(SdvMark.id))
-            .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
-            .join(Subject, Subject.id == ItemValue.subject_id)
-            .outerjoin(GroupRow, and_(GroupRow.form_instance_id == ItemValue.form_instance_id,
-                                      GroupRow.group_oid == ItemValue.group_oid,
-                                      GroupRow.row == ItemValue.row))
-            .outerjoin(SdvMark, mark)
-            .where(Subject.study_id == study.id, ItemValue.value.is_not(None),
-                   GroupRow.removed_at.is_(None))
-            .group_by(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
-                      ItemValue.form_oid, ItemValue.item_oid))
-    stmt = accounts.scope_to_sites(stmt, Subject.site_id, allowed)
+    items = (select(ItemValue.subject_id.label("subject_id"),
+                    ItemValue.form_instance_id.label("form_id"),
+                    func.count(ItemValue.id).label("total"),
+                    func.count(SdvMark.id).label("marks"))
+             .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
+             .join(Subject, Subject.id == ItemValue.subject_id)
+             .outerjoin(GroupRow, and_(GroupRow.form_instance_id == ItemValue.form_instance_id,
+                                       GroupRow.group_oid == ItemValue.group_oid,
+                                       GroupRow.row == ItemValue.row))
+             .outerjoin(SdvMark, mark)
+             .where(Subject.study_id == study.id, ItemValue.value.is_not(None),
+                    GroupRow.removed_at.is_(None), scope)
+             .group_by(ItemValue.subject_id, ItemValue.form_instance_id, ItemValue.item_oid)
+             .subquery("sdv_items"))
+    short = items.c.marks < items.c.total
+    return (select(items.c.subject_id,
+                   func.sum(items.c.total).label("total"),
+                   func.sum(case((short, items.c.marks), else_=items.c.total)).label("verified"),
+                   func.count(distinct(case((short, items.c.form_id), else_=None)))
+                   .label("forms_pending"))
+            .group_by(items.c.subject_id).subquery("sdv_subjects"))
+
+
+def progress(session: Session, user: User, study: Study, *,
+             subject_ids: Iterable[int] | None = None, pending_only: bool = False,
+             limit: int | None = None, offset: int = 0) -> SdvProgress:
+    """SDV progress per subject and per site over the subjects the user may see; three
+    statements whatever the number of subjects."""
+    return site_progress(session, study, accounts.site_ids_for(user, "subjects.view", study),
+                         subject_ids=subject_ids, pending_only=pending_only, limit=limit,
+                         offset=offset)
+
+
+def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
+                  subject_ids: Iterable[int] | None = None, pending_only: bool = False,
+                  limit: int | None = None, offset: int = 0) -> SdvProgress:
+    """SDV progress at the given sites (None: every site): the totals by site over every
+    subject, and the subjects (those with items to verify if ``pending_only``) ordered by
+    site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Counted by the
+    database: three statements whatever the number of subjects."""
+    counts = subject_counts(study, in_scope_clause(session, study))
+    total = func.coalesce(counts.c.total, 0)
+    verified = func.coalesce(counts.c.verified, 0)
+    people = (select(Subject.id, Subject.subject_key, Site.code, total, verified,
+                     func.coalesce(counts.c.forms_pending, 0))
+              .join(Site, Site.id == Subject.site_id)
+              .outerjoin(counts, counts.c.subject_id == Subject.id)
+              .where(Subject.study_id == study.id))
+    people = accounts.scope_to_sites(people, Subject.site_id, allowed)
     if subject_ids is not None:
-        stmt = stmt.where(ItemValue.subject_id.in_(list(subjects) or [-1]))
-    rows = session.execute(stmt).all()
-    version_ids = {r[2] for r in rows}
-    versions = {v.id: v for v in session.scalars(
-        select(StudyVersion).where(StudyVersion.id.in_(version_ids or {-1})))}
-    scope_cache: dict[tuple[int, str], frozenset[str]] = {}
-    for subject_id, form_id, version_id, form_oid, item_oid, total, verified in rows:
-        target = subjects.get(subject_id)
-        if target is None:
-            continue
-        in_scope = scope_cache.get((version_id, form_oid))
-        if in_scope is None:
-            in_scope = items_in_scope(definition_for(versions[version_id]), form_oid)
-            scope_cache[(version_id, form_oid)] = in_scope
-        if item_oid not in in_scope:
-            continue
-        target.total += total
-        target.verified += min(verified, total)
-        if verified < total:
-            target.forms_pending.add(form_id)
-    by_site: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for entry in subjects.values():
-        by_site[entry.site_code][0] += entry.verified
-        by_site[entry.site_code][1] += entry.total
-    return SdvProgress(list(subjects.values()),
-                       {code: (v, t) for code, (v, t) in sorted(by_site.items())})
+        people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
+    sites = (people.with_only_columns(
+        Site.code, func.sum(verified), func.sum(total), func.count(Subject.id),
+        func.sum(case((total > verified, 1), else_=0)))
+        .group_by(Site.code).order_by(Site.code))
+    by_site, subject_count, pending_count = {}, 0, 0
+    for code, done, needed, n, n_pending in session.execute(sites):
+        by_site[code] = (int(done or 0), int(needed or 0))
+        subject_count += n
+        pending_count += int(n_pending or 0)
+    subjects = []
+    if limit != 0:
+        if pending_only:
+            people = people.where(total > verified)
+        people = people.order_by(Site.code, Subject.subject_key, Subject.id).offset(offset or None)
+        if limit is not None:
+            people = people.limit(limit)
+        subjects = [SubjectSdv(sid, key, code, int(needed), int(done), int(forms))
+                    for sid, key, code, needed, done, forms in session.execute(people)]
+    return SdvProgress(subjects, by_site, subject_count, pending_count)
