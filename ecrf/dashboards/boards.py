@@ -12,7 +12,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ecrf import accounts, review
@@ -205,27 +205,65 @@ def _query_ages(session: Session, study: Study, site_ids: set[int] | None,
     return ages
 
 
+def _as_utc(value) -> dt.datetime | None:
+    if isinstance(value, str):  # SQLite may give MIN() of a timestamp as text
+        value = dt.datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
 def monitor(session: Session, user: User, study: Study, *,
             now: dt.datetime | None = None) -> MonitorBoard:
+    """The monitor's board: SDV and query counts per site and subject summed by the
+    database, the backlog and each site's subjects limited to LIST_LIMIT rows by SQL."""
     now = now or utcnow()
     site_ids = accounts.site_ids_for(user, "subjects.view", study)
-    progress = review.sdv_progress(session, user, study)
-    counts = review.query_counts(session, study, [s.subject_id for s in progress.subjects],
-                                  now=now)
+    sdv = review.sdv_subject_counts(study, review.sdv_in_scope_clause(session, study))
+    unclosed = Query.status != "closed"
+    queries = (select(Query.subject_id,
+                      func.sum(case((Query.status == "open", 1), else_=0)).label("open"),
+                      func.sum(case((Query.status == "answered", 1), else_=0))
+                      .label("answered"),
+                      func.min(Query.created_at).label("oldest"))
+               .where(Query.study_id == study.id, unclosed)
+               .group_by(Query.subject_id).subquery("unclosed"))
+    total = func.coalesce(sdv.c.total, 0)
+    pending = func.coalesce(sdv.c.total - sdv.c.verified, 0)
+    opened = func.coalesce(queries.c.open, 0)
+    answered = func.coalesce(queries.c.answered, 0)
+    people = (select(Site.code).select_from(Subject)
+              .join(Site, Site.id == Subject.site_id)
+              .outerjoin(sdv, sdv.c.subject_id == Subject.id)
+              .outerjoin(queries, queries.c.subject_id == Subject.id)
+              .where(Subject.study_id == study.id))
+    people = accounts.scope_to_sites(people, Subject.site_id, site_ids)
     sites: dict[str, SitePreparation] = {}
-    for entry in progress.subjects:
-        prep = sites.setdefault(entry.site_code, SitePreparation(entry.site_code))
-        opened, answered, oldest = counts.get(entry.subject_id, (0, 0, None))
-        prep.sdv_pending += entry.pending
-        prep.sdv_total += entry.total
-        prep.open += opened
-        prep.answered += answered
-        if oldest is not None:
-            prep.oldest_days = max(prep.oldest_days or 0, oldest)
-        if entry.pending or opened or answered:
-            prep.subjects.append((entry.subject_key, entry.pending, opened, answered))
-    backlog = sorted((s for s in progress.subjects if s.pending),
-                     key=lambda s: (-s.pending, s.subject_key))[:LIST_LIMIT]
+    for code, n_pending, n_total, n_open, n_answered, oldest in session.execute(
+            people.add_columns(func.sum(pending), func.sum(total), func.sum(opened),
+                               func.sum(answered), func.min(queries.c.oldest))
+            .group_by(Site.code).order_by(Site.code)):
+        oldest = _as_utc(oldest)
+        sites[code] = SitePreparation(
+            code, int(n_pending or 0), int(n_total or 0), int(n_open or 0),
+            int(n_answered or 0), None if oldest is None else max(0, (now - oldest).days))
+    rank = func.row_number().over(partition_by=Site.code,
+                                  order_by=(Subject.subject_key, Subject.id)).label("rank")
+    flagged = (people.add_columns(Subject.subject_key, pending.label("pending"),
+                                  opened.label("opened"), answered.label("answered"), rank)
+               .where(or_(pending > 0, opened > 0, answered > 0)).subquery("flagged"))
+    for code, key, n_pending, n_open, n_answered in session.execute(
+            select(flagged.c.code, flagged.c.subject_key, flagged.c.pending, flagged.c.opened,
+                   flagged.c.answered).where(flagged.c.rank <= LIST_LIMIT)
+            .order_by(flagged.c.code, flagged.c.rank)):
+        sites[code].subjects.append((key, int(n_pending), int(n_open), int(n_answered)))
+    backlog = [review.SubjectSdv(sid, key, code, int(n_total), int(n_total - n_pending))
+               for sid, key, code, n_total, n_pending in session.execute(
+                   people.with_only_columns(Subject.id, Subject.subject_key, Site.code, total,
+                                            pending)
+                   .where(pending > 0)
+                   .order_by(pending.desc(), Subject.subject_key).limit(LIST_LIMIT))]
+    progress = review.SdvProgress(
+        [], {code: (s.sdv_total - s.sdv_pending, s.sdv_total) for code, s in sites.items()})
     return MonitorBoard(progress, backlog, _query_ages(session, study, site_ids, now),
-                        [sites[code] for code in sorted(sites)])
-
+                        list(sites.values()))
