@@ -9,7 +9,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, String, and_, case, cast, func, literal, or_, select, union_all
+from sqlalchemy import Integer, String, and_, case, column, func, or_, select, values
 from sqlalchemy.orm import Session
 
 from ecrf import capture, review
@@ -81,15 +81,16 @@ def _definitions(session: Session, study: Study) -> dict[int, StudyDefinition]:
 
 def _expected_forms(definitions: dict[int, StudyDefinition]):
     """The (version, event, form, position) of every form each version's events hold, as
-    a derived table of literal rows (a few hundred at most), or None if there are none."""
-    rows = [select(cast(literal(version_id), Integer).label("version_id"),
-                   cast(literal(event.oid), String).label("event_oid"),
-                   cast(literal(form_oid), String).label("form_oid"),
-                   cast(literal(position), Integer).label("position"))
-            for version_id, definition in definitions.items()
+    a table of literal rows (a few hundred at most), or None if there are none."""
+    rows = [(version_id, event.oid, form_oid, position)
+            for version_id, definition in sorted(definitions.items())
             for event in definition.events
             for position, form_oid in enumerate(event.forms)]
-    return union_all(*rows).subquery("expected") if rows else None
+    if not rows:
+        return None
+    return values(column("version_id", Integer), column("event_oid", String),
+                  column("form_oid", String), column("position", Integer),
+                  name="expected").data(rows).cte("expected")
 
 
 def _missing_forms(session: Session, study: Study, definitions: dict[int, StudyDefinition]
@@ -164,8 +165,8 @@ def _query_metrics(session: Session, study: Study, now: dt.datetime) -> QueryMet
 def _readiness(session: Session, study: Study, definitions: dict[int, StudyDefinition]
                ) -> tuple[list[Readiness], int, int]:
     """The first LIST_LIMIT unlocked subjects not ready to lock with what blocks them, the
-    number ready and the number unlocked: one row per subject counted by the database, two
-    statements whatever the number of subjects."""
+    number ready and the number unlocked (window totals over every unlocked subject): one
+    statement whatever the number of subjects."""
     of_study = Subject.study_id == study.id
     forms = (select(FormInstance.subject_id, func.count().label("forms"),
                     func.sum(case((FormInstance.status == "in_progress", 1), else_=0))
@@ -175,7 +176,7 @@ def _readiness(session: Session, study: Study, definitions: dict[int, StudyDefin
     unclosed = (select(Query.subject_id, func.count().label("unclosed"))
                 .where(Query.study_id == study.id, Query.status.in_(("open", "answered")))
                 .group_by(Query.subject_id).subquery("unclosed"))
-    sdv = review.sdv_subject_counts(study, review.sdv_in_scope_clause(session, study,
+    sdv = review.sdv_subject_counts(study, review.sdv_scope_table(session, study,
                                                                        definitions))
     covered = select(Signature.id).where(
         Signature.subject_id == FormInstance.subject_id, Signature.broken_at.is_(None),
@@ -203,13 +204,16 @@ def _readiness(session: Session, study: Study, definitions: dict[int, StudyDefin
               .outerjoin(sdv, sdv.c.subject_id == Subject.id)
               .outerjoin(unsigned, unsigned.c.subject_id == Subject.id)
               .where(of_study, ~locked.exists()))
-    unlocked, not_ready = session.execute(people.with_only_columns(
-        func.count(), func.sum(case((blocked, 1), else_=0)))).one()
-    unlocked, not_ready = int(unlocked or 0), int(not_ready or 0)
+    flag = case((blocked, 1), else_=0)
+    found = session.execute(
+        people.add_columns(flag, func.count().over(), func.sum(flag).over())
+        .order_by(flag.desc(), Site.code, Subject.subject_key, Subject.id)
+        .limit(LIST_LIMIT)).all()
+    unlocked, not_ready = (int(found[0][-2] or 0), int(found[0][-1] or 0)) if found else (0, 0)
     rows = []
-    for key, code, n, busy, open_queries, to_verify, not_signed in session.execute(
-            people.where(blocked).order_by(Site.code, Subject.subject_key, Subject.id)
-            .limit(LIST_LIMIT)):
+    for key, code, n, busy, open_queries, to_verify, not_signed, is_blocked, *_ in found:
+        if not is_blocked:
+            break
         blockers = []
         if not n:
             blockers.append("no data")

@@ -13,7 +13,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, case, distinct, false, func, or_, select
+from sqlalchemy import (
+    CTE,
+    Integer,
+    String,
+    case,
+    column,
+    distinct,
+    false,
+    func,
+    select,
+    tuple_,
+    values,
+)
 from sqlalchemy.orm import Session
 
 from ecrf import accounts
@@ -38,7 +50,7 @@ from ecrf.studies import Site, Study, StudyVersion, definition_for
 
 __all__ = [
     "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",
-    "in_scope_clause", "items_in_scope", "needs_sdv", "progress", "subject_counts", "reset_for_change", "sdv_scope", "site_progress",
+    "scope_table", "items_in_scope", "needs_sdv", "progress", "subject_counts", "reset_for_change", "sdv_scope", "site_progress",
     "unverify",
     "verify_form", "verify_items",
 ]
@@ -294,55 +306,52 @@ class SdvProgress:
         return sum(v for v, _ in self.by_site.values())
 
 
-def in_scope_clause(session: Session, study: Study,
-                    definitions: Mapping[int, StudyDefinition] | None = None
-                    ) -> ColumnElement[bool]:
-    """SQL condition on ``ItemValue`` joined to its ``FormInstance``: the value is of an
-    item needing SDV in the form's version. Built from each version's definition (given,
-    or loaded in one statement: a study has few versions)."""
+def scope_table(session: Session, study: Study,
+                definitions: Mapping[int, StudyDefinition] | None = None) -> CTE | None:
+    """The items needing SDV in each version, as a table of literal rows (version_id,
+    form_oid, item_oid) to join item values with, or None if no item needs SDV. Built from
+    each version's definition (given, or loaded in one statement: a study has few)."""
     if definitions is None:
         definitions = {v.id: definition_for(v) for v in session.scalars(
             select(StudyVersion).where(StudyVersion.study_id == study.id))}
-    clauses = []
-    for version_id, definition in sorted(definitions.items()):
-        per_form = []
-        for form_oid in sorted(definition.forms):
-            items = items_in_scope(definition, form_oid)
-            if items:
-                per_form.append(and_(ItemValue.form_oid == form_oid,
-                                     ItemValue.item_oid.in_(sorted(items))))
-        if per_form:
-            clauses.append(and_(FormInstance.study_version_id == version_id, or_(*per_form)))
-    return or_(*clauses) if clauses else false()
+    rows = [(version_id, form_oid, item_oid)
+            for version_id, definition in sorted(definitions.items())
+            for form_oid in sorted(definition.forms)
+            for item_oid in sorted(items_in_scope(definition, form_oid))]
+    if not rows:
+        return None
+    return values(column("version_id", Integer), column("form_oid", String),
+                  column("item_oid", String), name="sdv_scope").data(rows).cte("sdv_scope")
 
 
-def subject_counts(study: Study, scope: ColumnElement[bool]):
+def subject_counts(study: Study, scope: CTE | None):
     """Subquery of SDV counts per subject with entered values needing SDV: subject_id,
-    total, verified, forms_pending (subjects with nothing to verify are absent)."""
-    mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
-                SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
-                SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
-    items = (select(ItemValue.subject_id.label("subject_id"),
-                    ItemValue.form_instance_id.label("form_id"),
-                    func.count(ItemValue.id).label("total"),
-                    func.count(SdvMark.id).label("marks"))
-             .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
-             .join(Subject, Subject.id == ItemValue.subject_id)
-             .outerjoin(GroupRow, and_(GroupRow.form_instance_id == ItemValue.form_instance_id,
-                                       GroupRow.group_oid == ItemValue.group_oid,
-                                       GroupRow.row == ItemValue.row))
-             .outerjoin(SdvMark, mark)
-             .where(Subject.study_id == study.id, ItemValue.value.is_not(None),
-                    GroupRow.removed_at.is_(None), scope)
-             .group_by(ItemValue.subject_id, ItemValue.form_instance_id, ItemValue.item_oid)
-             .subquery("sdv_items"))
-    short = items.c.marks < items.c.total
-    return (select(items.c.subject_id,
-                   func.sum(items.c.total).label("total"),
-                   func.sum(case((short, items.c.marks), else_=items.c.total)).label("verified"),
-                   func.count(distinct(case((short, items.c.form_id), else_=None)))
-                   .label("forms_pending"))
-            .group_by(items.c.subject_id).subquery("sdv_subjects"))
+    total (values), verified (values with a current mark), forms_pending (forms with a
+    value still to verify). Subjects with nothing to verify are absent."""
+    marked = select(SdvMark.id).where(
+        SdvMark.form_instance_id == ItemValue.form_instance_id,
+        SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
+        SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None)).exists()
+    removed = select(GroupRow.id).where(
+        GroupRow.form_instance_id == ItemValue.form_instance_id,
+        GroupRow.group_oid == ItemValue.group_oid, GroupRow.row == ItemValue.row,
+        GroupRow.removed_at.is_not(None)).exists()
+    entered = (select(ItemValue.subject_id.label("subject_id"),
+                      ItemValue.form_instance_id.label("form_id"),
+                      case((marked, 1), else_=0).label("marked"))
+               .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
+               .where(ItemValue.value.is_not(None), ~removed))
+    if scope is None:
+        entered = entered.where(false())
+    else:  # the scope holds this study's versions only
+        entered = entered.where(tuple_(FormInstance.study_version_id, ItemValue.form_oid,
+                                       ItemValue.item_oid).in_(select(scope)))
+    entered = entered.subquery("sdv_values")
+    return (select(entered.c.subject_id, func.count().label("total"),
+                   func.sum(entered.c.marked).label("verified"),
+                   func.count(distinct(case((entered.c.marked == 0, entered.c.form_id),
+                                            else_=None))).label("forms_pending"))
+            .group_by(entered.c.subject_id).subquery("sdv_subjects"))
 
 
 def progress(session: Session, user: User, study: Study, *,
@@ -362,7 +371,7 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
     subject, and the subjects (those with items to verify if ``pending_only``) ordered by
     site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Counted by the
     database: three statements whatever the number of subjects."""
-    counts = subject_counts(study, in_scope_clause(session, study))
+    counts = subject_counts(study, scope_table(session, study))
     total = func.coalesce(counts.c.total, 0)
     verified = func.coalesce(counts.c.verified, 0)
     people = (select(Subject.id, Subject.subject_key, Site.code, total, verified,
