@@ -12,7 +12,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ecrf import accounts, review
@@ -232,38 +232,54 @@ def monitor(session: Session, user: User, study: Study, *,
     pending = func.coalesce(sdv.c.total - sdv.c.verified, 0)
     opened = func.coalesce(queries.c.open, 0)
     answered = func.coalesce(queries.c.answered, 0)
-    people = (select(Site.code).select_from(Subject)
+    flagged = case((or_(pending > 0, opened > 0, answered > 0), 1), else_=0)
+    to_verify = case((pending > 0, 1), else_=0)
+    by_site = {"partition_by": Site.code}
+    people = (select(Subject.id.label("id"), Subject.subject_key.label("key"),
+                     Site.code.label("code"), total.label("total"), pending.label("pending"),
+                     opened.label("opened"), answered.label("answered"),
+                     flagged.label("flagged"),
+                     func.sum(pending).over(**by_site).label("site_pending"),
+                     func.sum(total).over(**by_site).label("site_total"),
+                     func.sum(opened).over(**by_site).label("site_open"),
+                     func.sum(answered).over(**by_site).label("site_answered"),
+                     func.min(queries.c.oldest).over(**by_site).label("site_oldest"),
+                     func.row_number().over(partition_by=Site.code,
+                                            order_by=(Subject.subject_key, Subject.id))
+                     .label("site_rank"),
+                     func.sum(flagged).over(partition_by=Site.code,
+                                            order_by=(Subject.subject_key, Subject.id),
+                                            rows=(None, 0)).label("flagged_rank"),
+                     func.sum(to_verify).over(
+                         order_by=(pending.desc(), Subject.subject_key, Subject.id),
+                         rows=(None, 0)).label("backlog_rank"))
+              .select_from(Subject)
               .join(Site, Site.id == Subject.site_id)
               .outerjoin(sdv, sdv.c.subject_id == Subject.id)
               .outerjoin(queries, queries.c.subject_id == Subject.id)
               .where(Subject.study_id == study.id))
-    people = accounts.scope_to_sites(people, Subject.site_id, site_ids)
+    rows = accounts.scope_to_sites(people, Subject.site_id, site_ids).subquery("people")
+    in_backlog = and_(rows.c.pending > 0, rows.c.backlog_rank <= LIST_LIMIT)
+    listed = and_(rows.c.flagged == 1, rows.c.flagged_rank <= LIST_LIMIT)
     sites: dict[str, SitePreparation] = {}
-    for code, n_pending, n_total, n_open, n_answered, oldest in session.execute(
-            people.add_columns(func.sum(pending), func.sum(total), func.sum(opened),
-                               func.sum(answered), func.min(queries.c.oldest))
-            .group_by(Site.code).order_by(Site.code)):
-        oldest = _as_utc(oldest)
-        sites[code] = SitePreparation(
-            code, int(n_pending or 0), int(n_total or 0), int(n_open or 0),
-            int(n_answered or 0), None if oldest is None else max(0, (now - oldest).days))
-    rank = func.row_number().over(partition_by=Site.code,
-                                  order_by=(Subject.subject_key, Subject.id)).label("rank")
-    flagged = (people.add_columns(Subject.subject_key, pending.label("pending"),
-                                  opened.label("opened"), answered.label("answered"), rank)
-               .where(or_(pending > 0, opened > 0, answered > 0)).subquery("flagged"))
-    for code, key, n_pending, n_open, n_answered in session.execute(
-            select(flagged.c.code, flagged.c.subject_key, flagged.c.pending, flagged.c.opened,
-                   flagged.c.answered).where(flagged.c.rank <= LIST_LIMIT)
-            .order_by(flagged.c.code, flagged.c.rank)):
-        sites[code].subjects.append((key, int(n_pending), int(n_open), int(n_answered)))
-    backlog = [review.SubjectSdv(sid, key, code, int(n_total), int(n_total - n_pending))
-               for sid, key, code, n_total, n_pending in session.execute(
-                   people.with_only_columns(Subject.id, Subject.subject_key, Site.code, total,
-                                            pending)
-                   .where(pending > 0)
-                   .order_by(pending.desc(), Subject.subject_key).limit(LIST_LIMIT))]
+    backlog: list[tuple[int, review.SubjectSdv]] = []
+    for row in session.execute(select(rows).where(or_(rows.c.site_rank == 1, in_backlog,
+                                                      listed))
+                               .order_by(rows.c.code, rows.c.key, rows.c.id)):
+        if row.site_rank == 1:
+            oldest = _as_utc(row.site_oldest)
+            sites[row.code] = SitePreparation(
+                row.code, int(row.site_pending or 0), int(row.site_total or 0),
+                int(row.site_open or 0), int(row.site_answered or 0),
+                None if oldest is None else max(0, (now - oldest).days))
+        if row.flagged == 1 and row.flagged_rank <= LIST_LIMIT:
+            sites[row.code].subjects.append((row.key, int(row.pending), int(row.opened),
+                                             int(row.answered)))
+        if row.pending > 0 and row.backlog_rank <= LIST_LIMIT:
+            backlog.append((row.backlog_rank, review.SubjectSdv(
+                row.id, row.key, row.code, int(row.total), int(row.total - row.pending))))
     progress = review.SdvProgress(
         [], {code: (s.sdv_total - s.sdv_pending, s.sdv_total) for code, s in sites.items()})
+    backlog = [entry for _rank, entry in sorted(backlog, key=lambda pair: pair[0])]
     return MonitorBoard(progress, backlog, _query_ages(session, study, site_ids, now),
-                        list(sites.values()))
+                        [sites[code] for code in sorted(sites)])

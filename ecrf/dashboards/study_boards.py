@@ -96,7 +96,8 @@ def _expected_forms(definitions: dict[int, StudyDefinition]):
 def _missing_forms(session: Session, study: Study, definitions: dict[int, StudyDefinition]
                    ) -> tuple[list[MissingForm], int]:
     """Forms that the subject's version expects in its started events (not "not done")
-    and that have no data: the first LIST_LIMIT and the count, each by one statement."""
+    and that have no data: the first LIST_LIMIT and the count (a window total), by one
+    statement."""
     expected = _expected_forms(definitions)
     if expected is None:
         return [], 0
@@ -111,10 +112,10 @@ def _missing_forms(session: Session, study: Study, definitions: dict[int, StudyD
             .join(expected, and_(expected.c.version_id == Subject.study_version_id,
                                  expected.c.event_oid == EventInstance.event_oid))
             .where(Subject.study_id == study.id, EventInstance.state != "not_done", ~present))
-    total = session.scalar(base.with_only_columns(func.count()).order_by(None)) or 0
-    listed = session.execute(base.order_by(Subject.subject_key, EventInstance.id,
-                                           expected.c.position).limit(LIST_LIMIT))
-    return [MissingForm(*row) for row in listed], total
+    listed = session.execute(base.add_columns(func.count().over())
+                             .order_by(Subject.subject_key, EventInstance.id,
+                                       expected.c.position).limit(LIST_LIMIT)).all()
+    return [MissingForm(*row[:5]) for row in listed], (listed[0][5] if listed else 0)
 
 
 def _median(values: list[float]) -> float | None:

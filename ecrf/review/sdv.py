@@ -17,11 +17,14 @@ from sqlalchemy import (
     CTE,
     Integer,
     String,
+    and_,
     case,
     column,
     distinct,
     false,
     func,
+    literal_column,
+    or_,
     select,
     tuple_,
     values,
@@ -370,34 +373,46 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
     """SDV progress at the given sites (None: every site): the totals by site over every
     subject, and the subjects (those with items to verify if ``pending_only``) ordered by
     site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Counted by the
-    database: three statements whatever the number of subjects."""
+    database in one statement (window totals by site beside the page of subjects) after
+    the versions' definitions, whatever the number of subjects."""
     counts = subject_counts(study, scope_table(session, study))
     total = func.coalesce(counts.c.total, 0)
     verified = func.coalesce(counts.c.verified, 0)
-    people = (select(Subject.id, Subject.subject_key, Site.code, total, verified,
-                     func.coalesce(counts.c.forms_pending, 0))
+    pending = case((total > verified, 1), else_=0)
+    listed = pending if pending_only else literal_column("1")
+    order = (Site.code, Subject.subject_key, Subject.id)
+    people = (select(Subject.id.label("id"), Subject.subject_key.label("key"),
+                     Site.code.label("code"), total.label("total"),
+                     verified.label("verified"),
+                     func.coalesce(counts.c.forms_pending, 0).label("forms"),
+                     func.sum(verified).over(partition_by=Site.code).label("site_verified"),
+                     func.sum(total).over(partition_by=Site.code).label("site_total"),
+                     func.count().over(partition_by=Site.code).label("site_subjects"),
+                     func.sum(pending).over(partition_by=Site.code).label("site_pending"),
+                     func.row_number().over(partition_by=Site.code, order_by=order[1:])
+                     .label("site_rank"),
+                     listed.label("listed"),
+                     func.sum(listed).over(order_by=order, rows=(None, 0)).label("position"))
               .join(Site, Site.id == Subject.site_id)
               .outerjoin(counts, counts.c.subject_id == Subject.id)
               .where(Subject.study_id == study.id))
     people = accounts.scope_to_sites(people, Subject.site_id, allowed)
     if subject_ids is not None:
         people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
-    sites = (people.with_only_columns(
-        Site.code, func.sum(verified), func.sum(total), func.count(Subject.id),
-        func.sum(case((total > verified, 1), else_=0)))
-        .group_by(Site.code).order_by(Site.code))
-    by_site, subject_count, pending_count = {}, 0, 0
-    for code, done, needed, n, n_pending in session.execute(sites):
-        by_site[code] = (int(done or 0), int(needed or 0))
-        subject_count += n
-        pending_count += int(n_pending or 0)
-    subjects = []
-    if limit != 0:
-        if pending_only:
-            people = people.where(total > verified)
-        people = people.order_by(Site.code, Subject.subject_key, Subject.id).offset(offset or None)
-        if limit is not None:
-            people = people.limit(limit)
-        subjects = [SubjectSdv(sid, key, code, int(needed), int(done), int(forms))
-                    for sid, key, code, needed, done, forms in session.execute(people)]
+    rows = people.subquery("sdv_people")
+    shown = rows.c.listed == 1
+    if offset:
+        shown = and_(shown, rows.c.position > offset)
+    if limit is not None:
+        shown = and_(shown, rows.c.position <= (offset or 0) + limit)
+    by_site, subject_count, pending_count, subjects = {}, 0, 0, []
+    for row in session.execute(select(rows).where(or_(rows.c.site_rank == 1, shown))
+                               .order_by(rows.c.code, rows.c.key, rows.c.id)):
+        if row.site_rank == 1:
+            by_site[row.code] = (int(row.site_verified or 0), int(row.site_total or 0))
+            subject_count += row.site_subjects
+            pending_count += int(row.site_pending or 0)
+        if row.listed == 1 and (limit is None or offset < row.position <= offset + limit):
+            subjects.append(SubjectSdv(row.id, row.key, row.code, int(row.total),
+                                       int(row.verified), int(row.forms)))
     return SdvProgress(subjects, by_site, subject_count, pending_count)
