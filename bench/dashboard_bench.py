@@ -3,6 +3,7 @@
 Run: .venv/bin/python bench/dashboard_bench.py [sizes] [runs]
      ECRF_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
          .venv/bin/python bench/dashboard_bench.py 1000,4000 5
+     (ECRF_BENCH_SQLITE=0 leaves SQLite out.)
 
 For each size, builds a fresh database (SQLite in a temporary folder, and a throw-away
 PostgreSQL database when ECRF_BENCH_DATABASE_URL names a server) with the subjects, events,
@@ -18,6 +19,7 @@ sizes. Targets: each page < 150 ms at 4,000 subjects, the same statement count a
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import sys
@@ -186,10 +188,8 @@ def table(title: str, found: dict[int, dict]) -> None:
 def main() -> None:
     sizes = [int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "1000,4000").split(",")]
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    import os
-
-    backends = ["SQLite"] + (["PostgreSQL"] if os.environ.get("ECRF_BENCH_DATABASE_URL")
-                             else [])
+    backends = ([] if os.environ.get("ECRF_BENCH_SQLITE") == "0" else ["SQLite"]) + (
+        ["PostgreSQL"] if os.environ.get("ECRF_BENCH_DATABASE_URL") else [])
     for backend in backends:
         found = {}
         for size in sizes:

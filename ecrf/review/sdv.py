@@ -331,30 +331,28 @@ def subject_counts(study: Study, scope: CTE | None):
     """Subquery of SDV counts per subject with entered values needing SDV: subject_id,
     total (values), verified (values with a current mark), forms_pending (forms with a
     value still to verify). Subjects with nothing to verify are absent."""
-    marked = select(SdvMark.id).where(
-        SdvMark.form_instance_id == ItemValue.form_instance_id,
-        SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
-        SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None)).exists()
+    mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
+                SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
+                SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
     removed = select(GroupRow.id).where(
         GroupRow.form_instance_id == ItemValue.form_instance_id,
         GroupRow.group_oid == ItemValue.group_oid, GroupRow.row == ItemValue.row,
         GroupRow.removed_at.is_not(None)).exists()
-    entered = (select(ItemValue.subject_id.label("subject_id"),
-                      ItemValue.form_instance_id.label("form_id"),
-                      case((marked, 1), else_=0).label("marked"))
-               .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
-               .where(ItemValue.value.is_not(None), ~removed))
+    stmt = (select(ItemValue.subject_id.label("subject_id"),
+                   func.count(ItemValue.id).label("total"),
+                   func.count(SdvMark.id).label("verified"),
+                   func.count(distinct(case((SdvMark.id.is_(None),
+                                             ItemValue.form_instance_id), else_=None)))
+                   .label("forms_pending"))
+            .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
+            .outerjoin(SdvMark, mark)
+            .where(ItemValue.value.is_not(None), ~removed))
     if scope is None:
-        entered = entered.where(false())
+        stmt = stmt.where(false())
     else:  # the scope holds this study's versions only
-        entered = entered.where(tuple_(FormInstance.study_version_id, ItemValue.form_oid,
-                                       ItemValue.item_oid).in_(select(scope)))
-    entered = entered.subquery("sdv_values")
-    return (select(entered.c.subject_id, func.count().label("total"),
-                   func.sum(entered.c.marked).label("verified"),
-                   func.count(distinct(case((entered.c.marked == 0, entered.c.form_id),
-                                            else_=None))).label("forms_pending"))
-            .group_by(entered.c.subject_id).subquery("sdv_subjects"))
+        stmt = stmt.where(tuple_(FormInstance.study_version_id, ItemValue.form_oid,
+                                 ItemValue.item_oid).in_(select(scope)))
+    return stmt.group_by(ItemValue.subject_id).subquery("sdv_subjects")
 
 
 def progress(session: Session, user: User, study: Study, *,
