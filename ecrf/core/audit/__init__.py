@@ -21,6 +21,7 @@ from ecrf.core.audit.trail import (
     AuditError,
     VerifyResult,
     bind_actor,
+    chain_head,
     compute_hash,
     current_actor,
     lock_chain,
@@ -31,7 +32,7 @@ from ecrf.core.audit.trail import (
 
 __all__ = [
     "Actor", "AuditChainHead", "AuditError", "AuditEvent", "GENESIS_HASH", "ImportProvenance",
-    "SYSTEM", "VerifyResult", "audit_csv", "bind_actor", "compute_hash", "current_actor",
+    "SYSTEM", "VerifyResult", "audit_csv", "bind_actor", "chain_head", "compute_hash", "current_actor",
     "held_back", "historical_import", "importing", "lock_chain", "record", "record_export", "stream_rows",
     "study_audit_query", "verify_chain",
 ]
