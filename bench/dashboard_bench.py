@@ -159,7 +159,8 @@ def measure(app, runs: int) -> dict[str, tuple[float, float, float, list[int]]]:
         results[name] = (statistics.fmean(walls), p95, statistics.fmean(cpus),
                          sorted(set(statements)))
         print(f"  {name:<26} mean {results[name][0]:7.1f} ms  p95 {p95:7.1f} ms  "
-              f"CPU {results[name][2]:7.1f} ms  statements {results[name][3]}")
+              f"CPU {results[name][2]:7.1f} ms  statements {results[name][3]}  "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return results
 
 
