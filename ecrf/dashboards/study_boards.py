@@ -10,23 +10,19 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import (
-    Integer,
-    String,
     and_,
     case,
-    column,
     func,
     or_,
     select,
     tuple_,
-    values,
 )
 from sqlalchemy.orm import Session
 
 from ecrf import capture, review
 from ecrf.accounts import User
 from ecrf.capture import EventInstance, FormInstance, ScheduledVisit, Subject
-from ecrf.core import utcnow
+from ecrf.core import literal_table, utcnow
 from ecrf.crf import StudyDefinition
 from ecrf.review import Lock, Query, Signature
 from ecrf.studies import Site, Study, StudySite, StudyVersion, definition_for, latest_version
@@ -102,13 +98,10 @@ def _expected_forms(definitions: dict[int, StudyDefinition]):
                 counts[(version_id, event.oid)] += 1
     if not rows:
         return None
-    expected = values(column("version_id", Integer), column("event_oid", String),
-                      column("form_oid", String), column("position", Integer),
-                      name="expected").data(rows).cte("expected")
-    per_event = values(column("version_id", Integer), column("event_oid", String),
-                       column("forms", Integer), name="per_event").data(
-        [(v, e, n) for (v, e), n in sorted(counts.items())]).cte("per_event")
-    return expected, per_event
+    return (literal_table("expected", ("version_id", "event_oid", "form_oid", "position"),
+                          rows),
+            literal_table("per_event", ("version_id", "event_oid", "forms"),
+                          [(v, e, n) for (v, e), n in sorted(counts.items())]))
 
 
 def _missing_forms(session: Session, study: Study, definitions: dict[int, StudyDefinition]

@@ -15,11 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     CTE,
-    Integer,
-    String,
     and_,
     case,
-    column,
     distinct,
     false,
     func,
@@ -27,14 +24,13 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    values,
 )
 from sqlalchemy.orm import Session
 
 from ecrf import accounts
 from ecrf.accounts import User
 from ecrf.capture import FormInstance, GroupRow, ItemValue, Subject, form_path, item_path
-from ecrf.core import audit, utcnow
+from ecrf.core import audit, literal_table, utcnow
 from ecrf.core.audit import Actor
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
@@ -317,14 +313,11 @@ def scope_table(session: Session, study: Study,
     if definitions is None:
         definitions = {v.id: definition_for(v) for v in session.scalars(
             select(StudyVersion).where(StudyVersion.study_id == study.id))}
-    rows = [(version_id, form_oid, item_oid)
-            for version_id, definition in sorted(definitions.items())
-            for form_oid in sorted(definition.forms)
-            for item_oid in sorted(items_in_scope(definition, form_oid))]
-    if not rows:
-        return None
-    return values(column("version_id", Integer), column("form_oid", String),
-                  column("item_oid", String), name="sdv_scope").data(rows).cte("sdv_scope")
+    return literal_table("sdv_scope", ("version_id", "form_oid", "item_oid"), (
+        (version_id, form_oid, item_oid)
+        for version_id, definition in sorted(definitions.items())
+        for form_oid in sorted(definition.forms)
+        for item_oid in sorted(items_in_scope(definition, form_oid))))
 
 
 def subject_counts(study: Study, scope: CTE | None):
