@@ -1,6 +1,7 @@
 """Role dashboards: what each role needs to see first in a study.
 
 Each board is built from a fixed number of statements whatever the number of subjects,
+counted by the database (lists limited by SQL, totals as aggregates or window functions),
 and is scoped to the user's sites in the queries themselves. The site roles' and the
 monitor's boards are here; the data manager's and the sponsor viewer's (aggregates only)
 are in ``study_boards``.

@@ -1,6 +1,8 @@
 """The study-wide boards: the data manager's (missing forms, query metrics, lock
 readiness) and the sponsor viewer's, which holds aggregates only: no subject identifier
-ever reaches it. A fixed number of statements each, whatever the number of subjects."""
+ever reaches it. A fixed number of statements each, whatever the number of subjects, and
+every count is made by the database (aggregates, window totals beside lists it limits):
+nothing is read row by row into Python."""
 
 from __future__ import annotations
 

@@ -351,8 +351,8 @@ def subject_counts(study: Study, scope: CTE | None):
 def progress(session: Session, user: User, study: Study, *,
              subject_ids: Iterable[int] | None = None, pending_only: bool = False,
              limit: int | None = None, offset: int = 0) -> SdvProgress:
-    """SDV progress per subject and per site over the subjects the user may see; three
-    statements whatever the number of subjects."""
+    """SDV progress per subject and per site over the subjects the user may see; two
+    statements whatever the number of subjects (``site_progress``)."""
     return site_progress(session, study, accounts.site_ids_for(user, "subjects.view", study),
                          subject_ids=subject_ids, pending_only=pending_only, limit=limit,
                          offset=offset)
