@@ -472,7 +472,7 @@ def form_sdv_unverify(study_oid: str, subject_key: str, event_oid: str, repeat: 
 def _subject_progress(row: review.SubjectSdv) -> dict:
     return {"subject_key": row.subject_key, "site_code": row.site_code, "total": row.total,
             "verified": row.verified, "pending": row.pending, "percent": row.percent,
-            "forms_pending": len(row.forms_pending),
+            "forms_pending": row.forms_pending,
             "url": url_for("api.subject_sdv", study_oid=g.study.oid,
                            subject_key=row.subject_key)}
 

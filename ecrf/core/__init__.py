@@ -25,7 +25,7 @@ from ecrf.core.audit import (
     study_audit_query,
     verify_chain,
 )
-from ecrf.core.base import Audited, Base, UTCDateTime, one_of, utcnow
+from ecrf.core.base import Audited, Base, UTCDateTime, literal_table, one_of, utcnow
 from ecrf.core.cli import TEXT, add_group, cli_actor, fail, guard_commands
 from ecrf.core.config import PROJECT_ROOT, VERSION, load_config
 from ecrf.core.csvcells import csv_cell
@@ -80,7 +80,7 @@ __all__ = [
     "connect", "csrf", "csv_cell", "current_actor", "db", "dose_level_anc_svg",
     "error_text", "fail", "form_changing", "form_saved", "format_day", "format_local",
     "interface_language", "kaplan_meier_svg", "load_config",
-    "login_manager", "migrate", "one_of", "panels_for", "receivers_of", "record", "record_export",
+    "literal_table", "login_manager", "migrate", "one_of", "panels_for", "receivers_of", "record", "record_export",
     "register", "say", "store_derived", "stream_rows", "study_audit_query",
     "subject_counts_svg", "transaction", "ui_locale", "utcnow", "verify_chain",
 ]

@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, TypeDecorator
+from sqlalchemy import (
+    CTE,
+    CheckConstraint,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    column,
+    select,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -56,6 +67,30 @@ def one_of(column: str, vocabulary: Iterable[str], *, name: str | None = None
     column may hold are written once, where the code names them too."""
     values = ", ".join(f"'{value}'" for value in vocabulary)
     return CheckConstraint(f"{column} IN ({values})", name=name or column)
+
+
+def _sql_literal(value: int | str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"literal_table takes int and str values, not {value!r}")
+    return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
+
+
+def literal_table(name: str, names: tuple[str, ...], rows: Iterable[tuple[int | str, ...]]
+                  ) -> CTE | None:
+    """A small table of literal rows (ints and strings: OIDs, ids, positions) to join with,
+    as a CTE named ``name`` with the columns ``names`` (their types are those of the first
+    row), or None without rows. Written as one ``VALUES`` list, so it is not limited to
+    SQLite's 500 compound selects, takes no bound parameters, and the statements using
+    it are compiled once and cached like any other."""
+    rows = list(rows)
+    if not rows:
+        return None
+    values_sql = ", ".join("(" + ", ".join(_sql_literal(v) for v in row) + ")" for row in rows)
+    types = [Integer if isinstance(v, int) else String for v in rows[0]]
+    raw = text(f"VALUES {values_sql}").columns(
+        *(column(f"column{n}", kind) for n, kind in enumerate(types, start=1))).cte(f"{name}_rows")
+    return select(*(raw.c[f"column{n}"].label(label)
+                    for n, label in enumerate(names, start=1))).cte(name)
 
 
 class Base(DeclarativeBase):

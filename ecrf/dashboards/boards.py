@@ -1,6 +1,7 @@
 """Role dashboards: what each role needs to see first in a study.
 
 Each board is built from a fixed number of statements whatever the number of subjects,
+counted by the database (lists limited by SQL, totals as aggregates or window functions),
 and is scoped to the user's sites in the queries themselves. The site roles' and the
 monitor's boards are here; the data manager's and the sponsor viewer's (aggregates only)
 are in ``study_boards``.
@@ -12,7 +13,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ecrf import accounts, review
@@ -205,27 +206,81 @@ def _query_ages(session: Session, study: Study, site_ids: set[int] | None,
     return ages
 
 
+def _as_utc(value) -> dt.datetime | None:
+    if isinstance(value, str):  # SQLite may give MIN() of a timestamp as text
+        value = dt.datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
 def monitor(session: Session, user: User, study: Study, *,
             now: dt.datetime | None = None) -> MonitorBoard:
+    """The monitor's board: SDV and query counts per site and subject summed by the
+    database, the backlog and each site's subjects limited to LIST_LIMIT rows by SQL."""
     now = now or utcnow()
     site_ids = accounts.site_ids_for(user, "subjects.view", study)
-    progress = review.sdv_progress(session, user, study)
-    counts = review.query_counts(session, study, [s.subject_id for s in progress.subjects],
-                                  now=now)
+    sdv = review.sdv_subject_counts(study, review.sdv_scope_table(session, study))
+    unclosed = Query.status != "closed"
+    queries = (select(Query.subject_id,
+                      func.sum(case((Query.status == "open", 1), else_=0)).label("open"),
+                      func.sum(case((Query.status == "answered", 1), else_=0))
+                      .label("answered"),
+                      func.min(Query.created_at).label("oldest"))
+               .where(Query.study_id == study.id, unclosed)
+               .group_by(Query.subject_id).subquery("unclosed"))
+    total = func.coalesce(sdv.c.total, 0)
+    pending = func.coalesce(sdv.c.total - sdv.c.verified, 0)
+    opened = func.coalesce(queries.c.open, 0)
+    answered = func.coalesce(queries.c.answered, 0)
+    flagged = case((or_(pending > 0, opened > 0, answered > 0), 1), else_=0)
+    to_verify = case((pending > 0, 1), else_=0)
+    by_site = {"partition_by": Site.code}
+    people = (select(Subject.id.label("id"), Subject.subject_key.label("key"),
+                     Site.code.label("code"), total.label("total"), pending.label("pending"),
+                     opened.label("opened"), answered.label("answered"),
+                     flagged.label("flagged"),
+                     func.sum(pending).over(**by_site).label("site_pending"),
+                     func.sum(total).over(**by_site).label("site_total"),
+                     func.sum(opened).over(**by_site).label("site_open"),
+                     func.sum(answered).over(**by_site).label("site_answered"),
+                     func.min(queries.c.oldest).over(**by_site).label("site_oldest"),
+                     func.row_number().over(partition_by=Site.code,
+                                            order_by=(Subject.subject_key, Subject.id))
+                     .label("site_rank"),
+                     func.sum(flagged).over(partition_by=Site.code,
+                                            order_by=(Subject.subject_key, Subject.id),
+                                            rows=(None, 0)).label("flagged_rank"),
+                     func.sum(to_verify).over(
+                         order_by=(pending.desc(), Subject.subject_key, Subject.id),
+                         rows=(None, 0)).label("backlog_rank"))
+              .select_from(Subject)
+              .join(Site, Site.id == Subject.site_id)
+              .outerjoin(sdv, sdv.c.subject_id == Subject.id)
+              .outerjoin(queries, queries.c.subject_id == Subject.id)
+              .where(Subject.study_id == study.id))
+    rows = accounts.scope_to_sites(people, Subject.site_id, site_ids).subquery("people")
+    in_backlog = and_(rows.c.pending > 0, rows.c.backlog_rank <= LIST_LIMIT)
+    listed = and_(rows.c.flagged == 1, rows.c.flagged_rank <= LIST_LIMIT)
     sites: dict[str, SitePreparation] = {}
-    for entry in progress.subjects:
-        prep = sites.setdefault(entry.site_code, SitePreparation(entry.site_code))
-        opened, answered, oldest = counts.get(entry.subject_id, (0, 0, None))
-        prep.sdv_pending += entry.pending
-        prep.sdv_total += entry.total
-        prep.open += opened
-        prep.answered += answered
-        if oldest is not None:
-            prep.oldest_days = max(prep.oldest_days or 0, oldest)
-        if entry.pending or opened or answered:
-            prep.subjects.append((entry.subject_key, entry.pending, opened, answered))
-    backlog = sorted((s for s in progress.subjects if s.pending),
-                     key=lambda s: (-s.pending, s.subject_key))[:LIST_LIMIT]
+    backlog: list[tuple[int, review.SubjectSdv]] = []
+    for row in session.execute(select(rows).where(or_(rows.c.site_rank == 1, in_backlog,
+                                                      listed))
+                               .order_by(rows.c.code, rows.c.key, rows.c.id)):
+        if row.site_rank == 1:
+            oldest = _as_utc(row.site_oldest)
+            sites[row.code] = SitePreparation(
+                row.code, int(row.site_pending or 0), int(row.site_total or 0),
+                int(row.site_open or 0), int(row.site_answered or 0),
+                None if oldest is None else max(0, (now - oldest).days))
+        if row.flagged == 1 and row.flagged_rank <= LIST_LIMIT:
+            sites[row.code].subjects.append((row.key, int(row.pending), int(row.opened),
+                                             int(row.answered)))
+        if row.pending > 0 and row.backlog_rank <= LIST_LIMIT:
+            backlog.append((row.backlog_rank, review.SubjectSdv(
+                row.id, row.key, row.code, int(row.total), int(row.total - row.pending))))
+    progress = review.SdvProgress(
+        [], {code: (s.sdv_total - s.sdv_pending, s.sdv_total) for code, s in sites.items()})
+    backlog = [entry for _rank, entry in sorted(backlog, key=lambda pair: pair[0])]
     return MonitorBoard(progress, backlog, _query_ages(session, study, site_ids, now),
                         [sites[code] for code in sorted(sites)])
-

@@ -43,7 +43,9 @@ from ecrf.review.sdv import FormSdv, SdvError, SdvProgress, SubjectSdv
 from ecrf.review.sdv import form_status as sdv_form_status
 from ecrf.review.sdv import forms_status as sdv_forms_status
 from ecrf.review.sdv import progress as sdv_progress
+from ecrf.review.sdv import scope_table as sdv_scope_table
 from ecrf.review.sdv import site_progress as sdv_site_progress
+from ecrf.review.sdv import subject_counts as sdv_subject_counts
 from ecrf.review.sdv import unverify as sdv_unverify
 from ecrf.review.sdv import verify_form as sdv_verify_form
 from ecrf.review.sdv import verify_items as sdv_verify_items
@@ -71,8 +73,8 @@ __all__ = [
     "answer_query", "assign_query", "awaiting_signature", "change_study_status", "close_query",
     "comment_query", "count_queries", "current_lock", "describe_lock", "list_queries",
     "lock_form", "lock_site", "lock_subject", "query_counts", "raise_query", "register",
-    "reopen_query", "sdv_form_status", "sdv_forms_status", "sdv_progress",
-    "sdv_site_progress", "sdv_unverify", "sdv_verify_form", "sdv_verify_items", "sign",
+    "reopen_query", "sdv_form_status", "sdv_forms_status", "sdv_scope_table", "sdv_progress",
+    "sdv_site_progress", "sdv_subject_counts", "sdv_unverify", "sdv_verify_form", "sdv_verify_items", "sign",
     "signatures_of", "signatures_to_redo", "unlock", "visible_query",
 ]
 

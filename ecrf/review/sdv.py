@@ -10,17 +10,27 @@ the value resets the mark (``handlers``), visibly on screen and in the audit tra
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import (
+    CTE,
+    and_,
+    case,
+    distinct,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from ecrf import accounts
 from ecrf.accounts import User
 from ecrf.capture import FormInstance, GroupRow, ItemValue, Subject, form_path, item_path
-from ecrf.core import audit, utcnow
+from ecrf.core import audit, literal_table, utcnow
 from ecrf.core.audit import Actor
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
@@ -39,7 +49,7 @@ from ecrf.studies import Site, Study, StudyVersion, definition_for
 
 __all__ = [
     "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",
-    "items_in_scope", "needs_sdv", "progress", "reset_for_change", "sdv_scope", "site_progress",
+    "scope_table", "items_in_scope", "needs_sdv", "progress", "subject_counts", "reset_for_change", "sdv_scope", "site_progress",
     "unverify",
     "verify_form", "verify_items",
 ]
@@ -268,7 +278,7 @@ class SubjectSdv:
     site_code: str
     total: int = 0
     verified: int = 0
-    forms_pending: set[int] = field(default_factory=set)
+    forms_pending: int = 0  # forms with an item still to verify
 
     @property
     def pending(self) -> int:
@@ -281,8 +291,10 @@ class SubjectSdv:
 
 @dataclass
 class SdvProgress:
-    subjects: list[SubjectSdv]
+    subjects: list[SubjectSdv]  # the page of subjects asked for (all of them by default)
     by_site: dict[str, tuple[int, int]]  # site code -> (verified, total)
+    subject_count: int = 0  # subjects in the sites and subjects asked for
+    pending_count: int = 0  # of which with items to verify
 
     @property
     def total(self) -> int:
@@ -293,66 +305,105 @@ class SdvProgress:
         return sum(v for v, _ in self.by_site.values())
 
 
-def progress(session: Session, user: User, study: Study, *,
-             subject_ids: Iterable[int] | None = None) -> SdvProgress:
-    """SDV progress per subject and per site over the subjects the user may see; three
-    statements whatever the number of subjects."""
-    return site_progress(session, study, accounts.site_ids_for(user, "subjects.view", study),
-                         subject_ids=subject_ids)
+def scope_table(session: Session, study: Study,
+                definitions: Mapping[int, StudyDefinition] | None = None) -> CTE | None:
+    """The items needing SDV in each version, as a table of literal rows (version_id,
+    form_oid, item_oid) to join item values with, or None if no item needs SDV. Built from
+    each version's definition (given, or loaded in one statement: a study has few)."""
+    if definitions is None:
+        definitions = {v.id: definition_for(v) for v in session.scalars(
+            select(StudyVersion).where(StudyVersion.study_id == study.id))}
+    return literal_table("sdv_scope", ("version_id", "form_oid", "item_oid"), (
+        (version_id, form_oid, item_oid)
+        for version_id, definition in sorted(definitions.items())
+        for form_oid in sorted(definition.forms)
+        for item_oid in sorted(items_in_scope(definition, form_oid))))
 
 
-def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
-                  subject_ids: Iterable[int] | None = None) -> SdvProgress:
-    """SDV progress at the given sites (None: every site)."""
-    people = (select(Subject.id, Subject.subject_key, Site.code)
-              .join(Site, Site.id == Subject.site_id).where(Subject.study_id == study.id))
-    people = accounts.scope_to_sites(people, Subject.site_id, allowed)
-    if subject_ids is not None:
-        people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
-    subjects = {sid: SubjectSdv(sid, key, code)
-                for sid, key, code in session.execute(people.order_by(Site.code,
-                                                                      Subject.subject_key))}
+def subject_counts(study: Study, scope: CTE | None):
+    """Subquery of SDV counts per subject with entered values needing SDV: subject_id,
+    total (values), verified (values with a current mark), forms_pending (forms with a
+    value still to verify). Subjects with nothing to verify are absent."""
     mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
                 SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
                 SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
-    stmt = (select(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
-                   ItemValue.form_oid, ItemValue.item_oid, func.count(ItemValue.id),
-                   func.count(SdvMark.id))
+    removed = select(GroupRow.id).where(
+        GroupRow.form_instance_id == ItemValue.form_instance_id,
+        GroupRow.group_oid == ItemValue.group_oid, GroupRow.row == ItemValue.row,
+        GroupRow.removed_at.is_not(None)).exists()
+    stmt = (select(ItemValue.subject_id.label("subject_id"),
+                   func.count(ItemValue.id).label("total"),
+                   func.count(SdvMark.id).label("verified"),
+                   func.count(distinct(case((SdvMark.id.is_(None),
+                                             ItemValue.form_instance_id), else_=None)))
+                   .label("forms_pending"))
             .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
-            .join(Subject, Subject.id == ItemValue.subject_id)
-            .outerjoin(GroupRow, and_(GroupRow.form_instance_id == ItemValue.form_instance_id,
-                                      GroupRow.group_oid == ItemValue.group_oid,
-                                      GroupRow.row == ItemValue.row))
             .outerjoin(SdvMark, mark)
-            .where(Subject.study_id == study.id, ItemValue.value.is_not(None),
-                   GroupRow.removed_at.is_(None))
-            .group_by(ItemValue.subject_id, FormInstance.id, FormInstance.study_version_id,
-                      ItemValue.form_oid, ItemValue.item_oid))
-    stmt = accounts.scope_to_sites(stmt, Subject.site_id, allowed)
+            .where(ItemValue.value.is_not(None), ~removed))
+    if scope is None:
+        stmt = stmt.where(false())
+    else:  # the scope holds this study's versions only
+        stmt = stmt.where(tuple_(FormInstance.study_version_id, ItemValue.form_oid,
+                                 ItemValue.item_oid).in_(select(scope)))
+    return stmt.group_by(ItemValue.subject_id).subquery("sdv_subjects")
+
+
+def progress(session: Session, user: User, study: Study, *,
+             subject_ids: Iterable[int] | None = None, pending_only: bool = False,
+             limit: int | None = None, offset: int = 0) -> SdvProgress:
+    """SDV progress per subject and per site over the subjects the user may see; two
+    statements whatever the number of subjects (``site_progress``)."""
+    return site_progress(session, study, accounts.site_ids_for(user, "subjects.view", study),
+                         subject_ids=subject_ids, pending_only=pending_only, limit=limit,
+                         offset=offset)
+
+
+def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
+                  subject_ids: Iterable[int] | None = None, pending_only: bool = False,
+                  limit: int | None = None, offset: int = 0) -> SdvProgress:
+    """SDV progress at the given sites (None: every site): the totals by site over every
+    subject, and the subjects (those with items to verify if ``pending_only``) ordered by
+    site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Counted by the
+    database in one statement (window totals by site beside the page of subjects) after
+    the versions' definitions, whatever the number of subjects."""
+    counts = subject_counts(study, scope_table(session, study))
+    total = func.coalesce(counts.c.total, 0)
+    verified = func.coalesce(counts.c.verified, 0)
+    pending = case((total > verified, 1), else_=0)
+    listed = pending if pending_only else literal_column("1")
+    order = (Site.code, Subject.subject_key, Subject.id)
+    people = (select(Subject.id.label("id"), Subject.subject_key.label("key"),
+                     Site.code.label("code"), total.label("total"),
+                     verified.label("verified"),
+                     func.coalesce(counts.c.forms_pending, 0).label("forms"),
+                     func.sum(verified).over(partition_by=Site.code).label("site_verified"),
+                     func.sum(total).over(partition_by=Site.code).label("site_total"),
+                     func.count().over(partition_by=Site.code).label("site_subjects"),
+                     func.sum(pending).over(partition_by=Site.code).label("site_pending"),
+                     func.row_number().over(partition_by=Site.code, order_by=order[1:])
+                     .label("site_rank"),
+                     listed.label("listed"),
+                     func.sum(listed).over(order_by=order, rows=(None, 0)).label("position"))
+              .join(Site, Site.id == Subject.site_id)
+              .outerjoin(counts, counts.c.subject_id == Subject.id)
+              .where(Subject.study_id == study.id))
+    people = accounts.scope_to_sites(people, Subject.site_id, allowed)
     if subject_ids is not None:
-        stmt = stmt.where(ItemValue.subject_id.in_(list(subjects) or [-1]))
-    rows = session.execute(stmt).all()
-    version_ids = {r[2] for r in rows}
-    versions = {v.id: v for v in session.scalars(
-        select(StudyVersion).where(StudyVersion.id.in_(version_ids or {-1})))}
-    scope_cache: dict[tuple[int, str], frozenset[str]] = {}
-    for subject_id, form_id, version_id, form_oid, item_oid, total, verified in rows:
-        target = subjects.get(subject_id)
-        if target is None:
-            continue
-        in_scope = scope_cache.get((version_id, form_oid))
-        if in_scope is None:
-            in_scope = items_in_scope(definition_for(versions[version_id]), form_oid)
-            scope_cache[(version_id, form_oid)] = in_scope
-        if item_oid not in in_scope:
-            continue
-        target.total += total
-        target.verified += min(verified, total)
-        if verified < total:
-            target.forms_pending.add(form_id)
-    by_site: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for entry in subjects.values():
-        by_site[entry.site_code][0] += entry.verified
-        by_site[entry.site_code][1] += entry.total
-    return SdvProgress(list(subjects.values()),
-                       {code: (v, t) for code, (v, t) in sorted(by_site.items())})
+        people = people.where(Subject.id.in_(sorted(set(subject_ids)) or [-1]))
+    rows = people.subquery("sdv_people")
+    shown = rows.c.listed == 1
+    if offset:
+        shown = and_(shown, rows.c.position > offset)
+    if limit is not None:
+        shown = and_(shown, rows.c.position <= (offset or 0) + limit)
+    by_site, subject_count, pending_count, subjects = {}, 0, 0, []
+    for row in session.execute(select(rows).where(or_(rows.c.site_rank == 1, shown))
+                               .order_by(rows.c.code, rows.c.key, rows.c.id)):
+        if row.site_rank == 1:
+            by_site[row.code] = (int(row.site_verified or 0), int(row.site_total or 0))
+            subject_count += row.site_subjects
+            pending_count += int(row.site_pending or 0)
+        if row.listed == 1 and (limit is None or offset < row.position <= offset + limit):
+            subjects.append(SubjectSdv(row.id, row.key, row.code, int(row.total),
+                                       int(row.verified), int(row.forms)))
+    return SdvProgress(subjects, by_site, subject_count, pending_count)

@@ -1,10 +1,11 @@
 """The survival endpoint a study declares (``survival`` in study.yaml), computed on demand.
 
-Nothing is cached: every call reads the stored values in two statements (the subjects,
-then every value of the dates the block names) whatever the number of subjects, derives
+``study_survival`` reads the stored values in two statements (the subjects, then every
+value of the dates the block names) whatever the number of subjects, derives
 each subject's time with ``ecrf.domain.survival`` and the Kaplan-Meier estimates with
 ``ecrf.domain.statistics.kaplan_meier``, per arm and pooled. Times are kept in days; the
-estimates, the medians and the plot are in months (days / 30.4375).
+estimates, the medians and the plot are in months (days / 30.4375). The dashboards'
+panel and plot keep its result until the data change (``kept_study_survival``).
 
 A subject enters the analysis once the origin anchor (randomisation) is recorded; a
 subject never randomised is not listed. The cut-off is the block's date parameter (its
@@ -16,15 +17,24 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections import defaultdict
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from ecrf import accounts
 from ecrf.capture import GroupRow, ItemValue, Subject
-from ecrf.core import DashboardPanel, SurvivalCurve, add_panel, csv_cell, kaplan_meier_svg, utcnow
+from ecrf.core import (
+    DashboardPanel,
+    SurvivalCurve,
+    add_panel,
+    audit,
+    csv_cell,
+    kaplan_meier_svg,
+    utcnow,
+)
 from ecrf.crf import StudyDefinition
 from ecrf.crf.definition import ItemKey, SurvivalDef
 from ecrf.crf.scope import BUILTIN_ANCHOR
@@ -292,12 +302,40 @@ def _estimate(label: str, code: str | None, subjects: list[SubjectSurvival],
     return GroupSurvival(label, code, km, tuple((m, _landmark(km, m)) for m in spec.landmarks))
 
 
+_KEPT: OrderedDict[tuple, StudySurvival] = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+KEPT_RESULTS = 16
+
+
+def kept_study_survival(session: Session, study: Study, site_ids: set[int] | None
+                        ) -> StudySurvival:
+    """``study_survival`` computed once per state of the data: the result is kept (per
+    process, the last KEPT_RESULTS) until the audit chain moves, which every audited
+    change does in its own transaction, or the day changes. The dashboards' panel and
+    plot read it in one statement while nothing changes, whatever the number of
+    subjects."""
+    key = (str(session.get_bind().url), study.id,
+           None if site_ids is None else frozenset(site_ids), audit.chain_head(session),
+           utcnow().date())
+    with _KEPT_LOCK:
+        kept = _KEPT.get(key)
+        if kept is not None:
+            _KEPT.move_to_end(key)
+    if kept is None:
+        kept = study_survival(session, study, site_ids)
+        with _KEPT_LOCK:
+            _KEPT[key] = kept
+            while len(_KEPT) > KEPT_RESULTS:
+                _KEPT.popitem(last=False)
+    return replace(kept, study=study)
+
+
 def dashboard_survival(session: Session, user, study: Study) -> StudySurvival | None:
     """The dashboard panel's data: the estimates at the user's sites, or None for a study
     without a survival endpoint (the panel then shows nothing)."""
     try:
-        return study_survival(session, study,
-                              accounts.site_ids_for(user, "survival.view", study))
+        return kept_study_survival(session, study,
+                                   accounts.site_ids_for(user, "survival.view", study))
     except SurvivalError:
         return None
 

@@ -379,7 +379,8 @@ def endpoints_plot(study_oid: str, index: int):
 def survival_plot(study_oid: str):
     """The Kaplan-Meier plot by arm and pooled, with the numbers at risk (computed now)."""
     try:
-        result = survival.study_survival(db.session, g.study, _site_ids("survival.view"))
+        result = survival.kept_study_survival(db.session, g.study,
+                                              _site_ids("survival.view"))
     except survival.SurvivalError as exc:
         abort(404, description=str(exc))
     return _svg(result.plot_svg(

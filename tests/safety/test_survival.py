@@ -155,6 +155,28 @@ def test_a_fixed_number_of_statements(inv, study):
     assert count() == few
 
 
+def test_the_dashboards_keep_the_result_until_the_data_change(inv, study):
+    def kept():
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            result = survival.kept_study_survival(db.session, study, None)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+        return result, len(seen)
+
+    subject(inv, study, "S01-A1", "A", D(2025, 1, 1), death=D(2025, 3, 2))
+    first, _ = kept()
+    again, statements = kept()
+    assert statements == 1, "only the audit chain head is read"
+    assert again.groups == first.groups and again.study is study
+    subject(inv, study, "S01-A2", "A", D(2025, 1, 1), alive=[D(2025, 2, 1)])
+    changed, statements = kept()
+    assert statements > 1 and len(changed.subjects) == 2, "recomputed after a change"
+    assert survival.kept_study_survival(db.session, study, {-1}).subjects == [], "per scope"
+
+
 def test_the_cut_off_censors_later_deaths_and_contacts(app, make_study, tmp_path):
     folder = tmp_path / "survival_study"
     shutil.copytree(FIXTURE, folder)

@@ -32,6 +32,7 @@ from ecrf.core.audit.trail import (
     AuditError,
     VerifyResult,
     bind_actor,
+    chain_head,
     compute_hash,
     current_actor,
     current_anchor,
@@ -45,7 +46,7 @@ from ecrf.core.audit.trail import (
 __all__ = [
     "Actor", "Anchor", "AuditChainHead", "AuditError", "AuditEvent", "GENESIS_HASH",
     "ImportProvenance", "Keyring", "KeyringError", "Mismatch", "ReconcileResult", "SYSTEM",
-    "VerifyResult", "anchor_file", "as_text", "audit_csv", "bind_actor", "compute_hash",
+    "VerifyResult", "anchor_file", "as_text", "audit_csv", "bind_actor", "chain_head", "compute_hash",
     "current_actor", "current_anchor", "held_back", "historical_import", "importing",
     "key_file", "lock_chain", "parse_anchor", "path_mismatches", "reconcile", "record",
     "record_export", "register_reconciliation", "rotate_key", "stream_rows",

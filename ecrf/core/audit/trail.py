@@ -182,6 +182,14 @@ def _chain_state(session: Session) -> list:
     return state
 
 
+def chain_head(session: Session) -> tuple[int, str] | None:
+    """(last seq, last hash) of the audit chain as this session sees it: every audited
+    change moves it in the change's own transaction, so it tells whether anything
+    changed since (results computed from the data can be kept until it moves)."""
+    row = session.execute(_READ_HEAD).first()
+    return None if row is None else (row.last_seq, row.last_hash)
+
+
 def lock_chain(session: Session) -> None:
     """Take the audit chain's lock now, before a long operation that writes audit rows.
 

@@ -308,13 +308,19 @@ def subject_lock(study_oid: str, subject_key: str):
 # --- SDV progress and locks ----------------------------------------------------------------------
 
 
+SDV_PAGE = 100  # subjects per page of the SDV progress
+
+
 @bp.get(STUDY + "/sdv")
 def sdv_progress(study_oid: str):
-    result = sdv.progress(db.session, current_user, g.study)
     pending = request.args.get("pending") == "1"
-    shown = [s for s in result.subjects if s.pending] if pending else result.subjects
-    return render_template("review/sdv.html", study=g.study, progress=result, subjects=shown,
-                           pending=pending)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10**6)
+    result = sdv.progress(db.session, current_user, g.study, pending_only=pending,
+                          limit=SDV_PAGE, offset=(page - 1) * SDV_PAGE)
+    count = result.pending_count if pending else result.subject_count
+    return render_template("review/sdv.html", study=g.study, progress=result,
+                           subjects=result.subjects, pending=pending, page=page,
+                           pages=max(1, -(-count // SDV_PAGE)))
 
 
 def _render_locks(*, errors: dict | None = None, status: int = 200):
