@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from werkzeug.routing import Rule
+from werkzeug.routing import IntegerConverter, Rule
 
 from ecrf.accounts.permissions import ACTIONS, ROUTES, Allow, Public, SignedIn
 from ecrf.accounts.roles import Role
@@ -14,10 +14,10 @@ ALL_ROLES = list(Role)
 def _url(rule: Rule, user_id: int) -> str:
     values = {}
     for arg in rule.arguments:
-        converter = rule._converters[arg].__class__.__name__
+        converter = rule._converters[arg]
         if arg == "study_oid":
             values[arg] = "TRIAL1"
-        elif converter == "IntegerConverter":
+        elif isinstance(converter, IntegerConverter):
             values[arg] = user_id
         elif arg == "filename":
             values[arg] = "ecrf.css"
