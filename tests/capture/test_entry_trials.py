@@ -313,7 +313,10 @@ def test_hostile_numbers_in_an_entry_post_are_not_numbers(client, make_study, lo
         "action": "add:AE_LINE", "base_version": number, "rows-AE_LINE": f"1,{number}",
         f"reason-AE_LINE-{number}-AETERM": "why", f"ack-X-{number}": "ok",
         f"remove-AE_LINE-{number}": "1", "AE_LINE-1-AETERM": "Nausea"})
-    assert response.status_code == 200
-    assert 'value="Nausea"' in html_of(response)
+    # A NUL is refused by the input boundary before the form is read, with what was typed
+    # shown back; anything else re-renders the form with the row kept.
+    assert response.status_code == (400 if "\x00" in number else 200)
+    assert "Nausea" in html_of(response)
     history = client.get(url + f"/history?group=AE_LINE&item=AETERM&row={number}")
-    assert history.status_code == 404
+    # An argument over 4,000 characters, or holding a NUL, is refused before the route.
+    assert history.status_code == (400 if len(number) > 4000 or "\x00" in number else 404)
