@@ -38,6 +38,7 @@ from ecrf.capture.locking import entry_lock
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.capture.views import entry_grid
+from ecrf.capture.views.grid_rows import render_grid_rows
 from ecrf.capture.views.entry_page import (
     build_page,
     completion_blockers,
@@ -347,7 +348,7 @@ def _render_form(subject, event_oid, repeat, opened, page, base_version, *, stal
         event_url=_event_url(subject, event_oid, repeat), version_label=(
             opened.instance.study_version.label if opened.instance
             else subject.study_version.label),
-        definition=definition,
+        definition=definition, grid_rows=render_grid_rows,
     )
 
 
