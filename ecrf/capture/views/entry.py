@@ -38,7 +38,6 @@ from ecrf.capture.locking import entry_lock
 from ecrf.capture.models import ScheduledVisit, Subject
 from ecrf.capture.schedule import local_today
 from ecrf.capture.views import entry_grid
-from ecrf.capture.views.grid_rows import render_grid_rows
 from ecrf.capture.views.entry_page import (
     build_page,
     completion_blockers,
@@ -47,6 +46,7 @@ from ecrf.capture.views.entry_page import (
     posted_rows,
     read_submission,
 )
+from ecrf.capture.views.grid_rows import render_grid_rows
 from ecrf.capture.web import actor_for, may, subject_or_404
 from ecrf.core import audit, bounded_day, db
 from ecrf.core.web import naming, reader, say, transaction

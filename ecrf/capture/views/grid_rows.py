@@ -13,6 +13,7 @@ tests/capture/test_grid_rows.py checks both give the same markup.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -20,11 +21,21 @@ from flask import current_app
 from flask_babel import get_locale, gettext
 from markupsafe import Markup, escape
 
+from ecrf.capture.views.entry_page import FieldView, GroupView
 from ecrf.crf import GroupDef
 
-from ecrf.capture.views.entry_page import FieldView, GroupView
-
 CACHE_SIZE = 128
+_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def _esc(value) -> str:
+    """``markupsafe.escape`` as text, without building a Markup for the common case of a
+    value that has nothing to escape."""
+    if type(value) is not str:
+        if hasattr(value, "__html__"):
+            return value.__html__()
+        value = str(value)
+    return str(escape(value)) if _SPECIAL.search(value) else value
 
 
 @dataclass(frozen=True)
@@ -152,14 +163,14 @@ def _cell(add, f: FieldView, column: Column, header: str, st: str, grades,
     grade = grades.get(f.key)
     graded = grade is not None and grade.gradable and grade.grade
     calculated = f.widget == "calculated"
-    head = f'\n<div class="grid-wrap" id="wrap-{escape(name)}"'
+    head = f'\n<div class="grid-wrap" id="wrap-{_esc(name)}"'
     if f.show_if:
-        head += f' data-show-if="{escape(f.show_if)}"'
+        head += f' data-show-if="{_esc(f.show_if)}"'
     if f.saved is not None and not calculated:
-        head += f' data-saved="{escape(f.saved_display)}"'
+        head += f' data-saved="{_esc(f.saved_display)}"'
     add(head + (">" if shown else " hidden>"))
-    ename = escape(name)
-    common = f' id="{ename}" name="{ename}" aria-labelledby="{escape(column.labelledby + header)}"'
+    ename = _esc(name)
+    common = f' id="{ename}" name="{ename}" aria-labelledby="{_esc(column.labelledby + header)}"'
     if errors and notes:
         common += f' aria-describedby="{ename}-error {ename}-note"'
     elif errors:
@@ -167,7 +178,7 @@ def _cell(add, f: FieldView, column: Column, header: str, st: str, grades,
     elif notes:
         common += f' aria-describedby="{ename}-note"'
     if errors or notes:
-        common += f' title="{escape(" ".join(map(str, errors + notes)))}"'
+        common += f' title="{_esc(" ".join(map(str, errors + notes)))}"'
     if errors:
         common += ' aria-invalid="true"'
     if f.required:
@@ -180,34 +191,34 @@ def _cell(add, f: FieldView, column: Column, header: str, st: str, grades,
         if unit and display.endswith(" " + unit):
             display = display[:-(len(unit) + 1)]
         add(f'\n<output class="grid-value"{common if calculated else ""}>'
-            f'{escape(display or "—")}</output>')
+            f'{_esc(display or "—")}</output>')
     elif f.widget == "choice":
         data = f.field.data
         options = "".join(
-            f'<option value="{escape(c.value)}"{" selected" if data == c.value else ""}>'
-            f"{escape(c.label)}</option>" for c in f.field.choices if c.value)
+            f'<option value="{_esc(c.value)}"{" selected" if data == c.value else ""}>'
+            f"{_esc(c.label)}</option>" for c in f.field.choices if c.value)
         add(f'\n<select class="g-in{invalid}"{common}>\n<option value=""'
             f'{"" if data else " selected"}>—</option>{options}\n</select>')
     else:
-        add(f'{column.input_open}{invalid}" value="{escape(f.field._value())}"'
+        add(f'{column.input_open}{invalid}" value="{_esc(f.field._value())}"'
             f"{column.input_attrs}\n{common}>")
     if graded:
-        add(f'<span class="badge grid-badge grid-grade-{escape(grade.grade)}" '
-            f'aria-hidden="true">G{escape(grade.grade)}</span>')
+        add(f'<span class="badge grid-badge grid-grade-{_esc(grade.grade)}" '
+            f'aria-hidden="true">G{_esc(grade.grade)}</span>')
     elif st == "note":
         add('<span class="badge grid-badge grid-flag" aria-hidden="true">!</span>')
     if errors:
         add(f'<div id="{ename}-error" class="grid-msg text-danger">'
-            f'{escape(" ".join(map(str, errors)))}</div>')
+            f'{_esc(" ".join(map(str, errors)))}</div>')
     if notes:
         add(f'<div id="{ename}-note" class="visually-hidden">'
-            f'{escape(" ".join(map(str, notes)))}</div>')
+            f'{_esc(" ".join(map(str, notes)))}</div>')
     if writable and f.reason_open and f.saved is not None and not calculated:
-        label = compiled.reason_label.replace("{label}", str(escape(f.label))).replace(
-            "{value}", str(escape(f.saved_display)))
+        label = compiled.reason_label.replace("{label}", str(_esc(f.label))).replace(
+            "{value}", str(_esc(f.saved_display)))
         add(f'\n<div class="reason-box grid-reason" id="{ename}-reasonbox">'
             f'<input class="g-reason{"" if f.reason else " is-invalid"}" type="text" '
-            f'id="reason-{ename}" name="reason-{ename}" value="{escape(f.reason)}" '
+            f'id="reason-{ename}" name="reason-{ename}" value="{_esc(f.reason)}" '
             f'maxlength="2000" autocomplete="off" placeholder="{compiled.reason}" '
             f'aria-label="{label}"></div>')
     add("\n</div>")
@@ -234,11 +245,11 @@ def _actions(add, row, gid: str, compiled: CompiledLine) -> None:
             f'{" is-invalid" if row.errors else ""}" type="text" maxlength="2000" '
             f'autocomplete="off"\n'
             f'                 id="remove_reason-{ident}" name="remove_reason-{ident}" '
-            f'value="{escape(row.remove_reason)}"\n'
+            f'value="{_esc(row.remove_reason)}"\n'
             f'                 placeholder="{compiled.why}" '
             f'aria-label="{compiled.why_row.replace("{n}", str(n))}">\n          ')
     add("\n          ")
     if row.errors:
         add(f'<div class="grid-msg text-danger" id="remove-{ident}-error">'
-            f'{escape(" ".join(map(str, row.errors)))}</div>')
+            f'{_esc(" ".join(map(str, row.errors)))}</div>')
     add("\n        </details>\n      </td>\n      ")
