@@ -14,7 +14,10 @@ chemotherapy day 1 was 45 days ago. Then, per run:
 - reopen: GET of the form holding 42 saved days (written through the capture operations
   API for the subjects of the first phase, then read back through the page).
 
-Prints the median (and min/max) of each over the runs, and the page sizes in bytes.
+Prints the median (and min/max) of each over the runs, the page sizes in bytes, and the
+median CPU time of each request with the part of it spent rendering templates (CPU of this
+process: the test client runs the application in it). A save that fails (a value out of its
+range) shows the form again with the errors in their cells: its re-render is timed too.
 """
 
 from __future__ import annotations
@@ -114,9 +117,34 @@ def setup(app, folder: Path, runs: int) -> tuple[list[str], list[str]]:
     return fresh, filled
 
 
-def timed(call) -> tuple[float, object]:
-    began = time.perf_counter()
+RENDER_CPU: list[float] = []  # CPU seconds spent in flask's template rendering
+
+
+def count_render_cpu() -> None:
+    """Add the CPU time of every template rendering to ``RENDER_CPU``."""
+    import flask.templating
+
+    render = flask.templating._render
+
+    def counted(*args, **kwargs):
+        began = time.process_time()
+        try:
+            return render(*args, **kwargs)
+        finally:
+            RENDER_CPU.append(time.process_time() - began)
+
+    flask.templating._render = counted
+
+
+def timed(call, cpu: dict[str, list[float]] | None = None, name: str = ""
+          ) -> tuple[float, object]:
+    """Wall milliseconds of ``call()``; with ``cpu``, its CPU and render-CPU milliseconds
+    are added to ``cpu[name]`` and ``cpu[name + " render"]``."""
+    began, began_cpu, renders = time.perf_counter(), time.process_time(), len(RENDER_CPU)
     response = call()
+    if cpu is not None:
+        cpu.setdefault(name, []).append((time.process_time() - began_cpu) * 1000)
+        cpu.setdefault(f"{name} render", []).append(sum(RENDER_CPU[renders:]) * 1000)
     return (time.perf_counter() - began) * 1000, response
 
 
@@ -141,6 +169,8 @@ def main() -> None:
             "ARGON2_PARALLELISM": 1,
         })
         fresh, filled = setup(app, study_folder(args.stack, Path(tmp)), args.runs)
+        count_render_cpu()
+        cpu: dict[str, list[float]] = {}
         client = app.test_client()
         response = client.post("/login", data={"username": "crc", "password": PASSWORD})
         assert response.status_code == 302, response.status_code
@@ -149,7 +179,7 @@ def main() -> None:
         opens, saves, reopens = [], [], []
         sizes: dict[str, int] = {}
         for key in fresh:
-            ms, response = timed(lambda k=key: client.get(FORM.format(key=k)))
+            ms, response = timed(lambda k=key: client.get(FORM.format(key=k)), cpu, "open")
             assert response.status_code == 200, response.status_code
             opens.append(ms)
             sizes["open"] = len(response.data)
@@ -159,12 +189,18 @@ def main() -> None:
             for d in range(1, 43):
                 for item, value in day_values(day1, d).items():
                     data[f"{GROUP}-{d}-{item}"] = value
+            wrong = {**data, f"{GROUP}-3-HGB": "999", f"{GROUP}-5-WBC": "abc"}
+            ms, response = timed(lambda k=key, body=wrong: client.post(FORM.format(key=k),
+                                                                       data=body),
+                                 cpu, "save with errors")
+            assert response.status_code == 422, response.status_code
+            sizes["errors"] = len(response.data)
             ms, response = timed(lambda k=key, body=data: client.post(FORM.format(key=k),
                                                                       data=body))
             assert response.status_code == 302, response.get_data(as_text=True)[:2000]
             saves.append(ms)
         for key in filled:
-            ms, response = timed(lambda k=key: client.get(FORM.format(key=k)))
+            ms, response = timed(lambda k=key: client.get(FORM.format(key=k)), cpu, "reopen")
             assert response.status_code == 200, response.status_code
             reopens.append(ms)
             sizes["reopen"] = len(response.data)
@@ -176,6 +212,11 @@ def main() -> None:
     print(summary("save 42 days x 5 analytes", saves) + "  one POST, to the redirect")
     print(summary("reopen (42 days saved)", reopens)
           + f"  {sizes['reopen']:,} bytes, {sizes['inputs']} inputs")
+    print(f"CPU per request (median ms): whole request / template rendering; the save with"
+          f" errors shows the form again ({sizes['errors']:,} bytes)")
+    for name in ("open", "save with errors", "reopen"):
+        print(f"  {name:<26} {statistics.median(cpu[name]):7.1f} /"
+              f" {statistics.median(cpu[name + ' render']):6.1f}")
 
 
 if __name__ == "__main__":

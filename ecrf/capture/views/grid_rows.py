@@ -94,7 +94,7 @@ def _compile(gdef: GroupDef) -> CompiledLine:
         elif item.length:
             extra += f' maxlength="{escape(item.length)}"'
         columns.append(Column(
-            oid=item.oid, labelledby=f"col-{gdef.oid}-{item.oid} ",
+            oid=item.oid, labelledby=_esc(f"col-{gdef.oid}-{item.oid} "),
             input_open=f'\n<input type="text" autocomplete="off" class="g-in g-{escape(kind)}',
             input_attrs=extra))
     return CompiledLine(
@@ -118,7 +118,8 @@ def render_grid_rows(group: GroupView, gdef: GroupDef, grades, *, inputs: bool,
     compiled = compiled_line(gdef)
     out: list[str] = []
     add = out.append
-    gid = group.oid
+    gid = _esc(group.oid)
+    options: dict[str, list[tuple[object, str]]] = {}  # an item's choices, the same per line
     for row in group.rows:
         by_item = {f.item.oid: f for f in row.fields}
         number = row.row
@@ -129,10 +130,13 @@ def render_grid_rows(group: GroupView, gdef: GroupDef, grades, *, inputs: bool,
         first = True
         for column in compiled.columns:
             f = by_item[column.oid]
-            st = _state(f, grades, compiled.required_note)
+            grade = grades.get(f.key)
+            graded = grade is not None and grade.gradable and grade.grade
+            st = _state(f, graded, compiled.required_note)
             if not first:
                 add(f'\n      <td class="grid-has-{st}">' if st else "\n      <td>")
-            _cell(add, f, column, header, st, grades, compiled, inputs, writable)
+            _cell(add, f, column, header, st, grade if graded else None, compiled, inputs,
+                  writable, options)
             add("</th>" if first else "</td>")
             first = False
         add("\n      ")
@@ -142,45 +146,43 @@ def render_grid_rows(group: GroupView, gdef: GroupDef, grades, *, inputs: bool,
     return Markup("".join(out))
 
 
-def _state(f: FieldView, grades, required_note: str) -> str:
+def _state(f: FieldView, graded, required_note: str) -> str:
     """What a cell has to say: "error", "note" (a check or a soft range), "missing"
     (required, blank) or nothing; a CTCAE grade alone colours only its badge."""
     if f.errors:
         return "error"
-    grade = grades.get(f.key)
-    graded = 1 if (grade is not None and grade.gradable and grade.grade) else 0
-    missing = 1 if required_note in f.notes else 0
-    if len(f.notes) > graded + missing:
+    notes = f.notes
+    if not notes:
+        return ""
+    missing = 1 if required_note in notes else 0
+    if len(notes) > (1 if graded else 0) + missing:
         return "note"
     return "missing" if missing else ""
 
 
-def _cell(add, f: FieldView, column: Column, header: str, st: str, grades,
-          compiled: CompiledLine, inputs: bool, writable: bool) -> None:
-    name = f.name
+def _cell(add, f: FieldView, column: Column, header: str, st: str, grade,
+          compiled: CompiledLine, inputs: bool, writable: bool, options: dict) -> None:
     errors, notes = f.errors, f.notes
     shown = f.visible or errors
-    grade = grades.get(f.key)
-    graded = grade is not None and grade.gradable and grade.grade
     calculated = f.widget == "calculated"
-    head = f'\n<div class="grid-wrap" id="wrap-{_esc(name)}"'
+    ename = _esc(f.name)
+    head = f'\n<div class="grid-wrap" id="wrap-{ename}"'
     if f.show_if:
         head += f' data-show-if="{_esc(f.show_if)}"'
     if f.saved is not None and not calculated:
         head += f' data-saved="{_esc(f.saved_display)}"'
     add(head + (">" if shown else " hidden>"))
-    ename = _esc(name)
-    common = f' id="{ename}" name="{ename}" aria-labelledby="{_esc(column.labelledby + header)}"'
-    if errors and notes:
-        common += f' aria-describedby="{ename}-error {ename}-note"'
-    elif errors:
-        common += f' aria-describedby="{ename}-error"'
-    elif notes:
-        common += f' aria-describedby="{ename}-note"'
+    common = f' id="{ename}" name="{ename}" aria-labelledby="{column.labelledby}{header}"'
     if errors or notes:
+        if errors and notes:
+            common += f' aria-describedby="{ename}-error {ename}-note"'
+        elif errors:
+            common += f' aria-describedby="{ename}-error"'
+        else:
+            common += f' aria-describedby="{ename}-note"'
         common += f' title="{_esc(" ".join(map(str, errors + notes)))}"'
-    if errors:
-        common += ' aria-invalid="true"'
+        if errors:
+            common += ' aria-invalid="true"'
     if f.required:
         common += ' aria-required="true"'
     if not shown:
@@ -194,15 +196,20 @@ def _cell(add, f: FieldView, column: Column, header: str, st: str, grades,
             f'{_esc(display or "—")}</output>')
     elif f.widget == "choice":
         data = f.field.data
-        options = "".join(
-            f'<option value="{_esc(c.value)}"{" selected" if data == c.value else ""}>'
-            f"{_esc(c.label)}</option>" for c in f.field.choices if c.value)
+        choices = options.get(column.oid)
+        if choices is None:
+            choices = options[column.oid] = [
+                (c.value, f'<option value="{_esc(c.value)}"', f">{_esc(c.label)}</option>")
+                for c in f.field.choices if c.value]
+        shown_options = "".join(
+            f'{start} selected{end}' if data == value else start + end
+            for value, start, end in choices)
         add(f'\n<select class="g-in{invalid}"{common}>\n<option value=""'
-            f'{"" if data else " selected"}>—</option>{options}\n</select>')
+            f'{"" if data else " selected"}>—</option>{shown_options}\n</select>')
     else:
         add(f'{column.input_open}{invalid}" value="{_esc(f.field._value())}"'
             f"{column.input_attrs}\n{common}>")
-    if graded:
+    if grade is not None:
         add(f'<span class="badge grid-badge grid-grade-{_esc(grade.grade)}" '
             f'aria-hidden="true">G{_esc(grade.grade)}</span>')
     elif st == "note":
