@@ -1,8 +1,8 @@
 """Grids (``layout: grid``): the planned lines of a daily log, and the buttons that add
 lines without JavaScript.
 
-A grid is rendered by templates/entry/_grid.html from the same ``EntryPage`` as any other
-group, and posts the same field names (``GROUP-ROW-ITEM``, ``rows-GROUP``), so saving it
+A grid is rendered by templates/entry/_grid.html (its lines by ``grid_rows``, from one
+compiled line) from the same ``EntryPage`` as any other group, and posts the same field names (``GROUP-ROW-ITEM``, ``rows-GROUP``), so saving it
 is the ordinary save. What this module adds:
 
 - ``offer_planned``: a form with no line yet in a grid with ``planned_days`` opens with a
