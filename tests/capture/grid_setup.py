@@ -47,3 +47,15 @@ def counts_subject(session: Session, key: str, site: str = "WUH",
 
 def day1_of(today: dt.date | None = None) -> dt.date:
     return (today or dt.date.today()) - dt.timedelta(days=DAY1_AGO)
+
+
+def day(d: int) -> str:
+    """The date of study day ``d``, day 1 ``DAY1_AGO`` days ago."""
+    return (day1_of() + dt.timedelta(days=d - 1)).isoformat()
+
+
+def counts(d: int) -> dict[str, str]:
+    """Plausible counts of study day ``d``: no transfusion, nothing out of range."""
+    return {"LBDT": day(d), "WBC": f"{1 + d / 10:.2f}", "ANC": f"{0.5 + d / 20:.2f}",
+            "HGB": str(80 + d), "PLT": str(20 + 3 * d), "TMAX": "36.8", "RBCTX": "N",
+            "PLTTX": "N"}

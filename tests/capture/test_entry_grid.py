@@ -4,7 +4,6 @@ reasons for change, line removal and the add-lines buttons."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
 import pytest
@@ -13,7 +12,14 @@ from sqlalchemy import func, select
 from ecrf.capture import operations as capture
 from ecrf.capture.models import GroupRow, ItemValue
 from ecrf.core.extensions import db
-from tests.capture.grid_setup import COUNTS_PATH, LOADER, counts_subject, day1_of, load_ucmsc
+from tests.capture.grid_setup import (
+    COUNTS_PATH,
+    LOADER,
+    counts,
+    counts_subject,
+    day,
+    load_ucmsc,
+)
 
 KEY = "WUH-001"
 COUNTS = COUNTS_PATH.format(key=KEY)
@@ -35,16 +41,6 @@ def crc(subject, login_as):
 def html(response) -> str:
     return response.get_data(as_text=True)
 
-
-def day(d: int) -> str:
-    return (day1_of() + dt.timedelta(days=d - 1)).isoformat()
-
-
-def counts(d: int) -> dict[str, str]:
-    """Plausible counts of study day ``d``: no transfusion, nothing out of range."""
-    return {"LBDT": day(d), "WBC": f"{1 + d / 10:.2f}", "ANC": f"{0.5 + d / 20:.2f}",
-            "HGB": str(80 + d), "PLT": str(20 + 3 * d), "TMAX": "36.8", "RBCTX": "N",
-            "PLTTX": "N"}
 
 
 def post(days: dict[int, dict[str, str]], rows=None, action="save", base="", **extra) -> dict:

@@ -20,7 +20,13 @@ from ecrf.core import PROJECT_ROOT
 from ecrf.core.extensions import db
 from ecrf.review import locks
 from ecrf.studies import get_site, load_folder, require_study
-from tests.capture.grid_setup import COUNTS_PATH, LOADER, counts_subject, day1_of, load_ucmsc
+from tests.capture.grid_setup import (
+    COUNTS_PATH,
+    LOADER,
+    counts,
+    counts_subject,
+    load_ucmsc,
+)
 
 REFERENCE = Path(__file__).parent / "reference" / "_grid_cellwise.html"
 KEY = "WUH-001"
@@ -61,15 +67,6 @@ def assert_same(app, fetch, *expected: str) -> str:
         assert piece in grid, piece
     return grid
 
-
-def day(d: int) -> str:
-    return (day1_of() + dt.timedelta(days=d - 1)).isoformat()
-
-
-def counts(d: int) -> dict[str, str]:
-    return {"LBDT": day(d), "WBC": f"{1 + d / 10:.2f}", "ANC": f"{0.5 + d / 20:.2f}",
-            "HGB": str(80 + d), "PLT": str(20 + 3 * d), "TMAX": "36.8", "RBCTX": "N",
-            "PLTTX": "N"}
 
 
 def post(group: str, days: dict[int, dict[str, str]], rows=None, action="save", base="",
