@@ -13,13 +13,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from flask_babel import refresh
 from jinja2 import ChoiceLoader, DictLoader
 
 from ecrf.capture import enrol_subject
+from ecrf.capture.views.grid_rows import compiled_line
 from ecrf.core import PROJECT_ROOT
 from ecrf.core.extensions import db
 from ecrf.review import locks
-from ecrf.studies import get_site, load_folder, require_study
+from ecrf.studies import definition_for, get_site, load_folder, require_study
 from tests.capture.grid_setup import (
     COUNTS_PATH,
     LOADER,
@@ -167,7 +169,6 @@ def test_a_dexaml03_repeating_group_as_a_grid_renders_the_same(app, client, make
     subject = enrol_subject(db.session, LOADER, study, get_site(db.session, "TLS"), "TLS-101",
                             dt.date.today())
     db.session.commit()
-    from ecrf.studies import definition_for
     definition = definition_for(subject.study_version)
     assert definition.form("DEXADM").group("DEX_LINE").is_grid
     event = definition.events_with_form("DEXADM")[0]
@@ -191,3 +192,18 @@ def test_a_dexaml03_repeating_group_as_a_grid_renders_the_same(app, client, make
                 "Dose &#34;halved&#34; &lt;toxicity&gt;", "<select", 'aria-required="true"',
                 'inputmode="numeric"', '<output class="grid-value" id="DEX_LINE-1-DEXTOT"')
     assert_same(app, lambda: client.get(url).get_data(as_text=True))
+
+
+def test_a_line_is_compiled_once_per_group_and_language(app, subject):
+    group = definition_for(subject.study_version).form("COUNTS").group(G)
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        refresh()  # the locale is kept on the test's application context
+        english = compiled_line(group)
+        assert compiled_line(group) is english
+        assert english.remove == "Remove this line"
+        assert [c.oid for c in english.columns][:3] == ["STUDYDY", "LBDT", "WBC"]
+    with app.test_request_context(headers={"Accept-Language": "zh"}):
+        refresh()
+        chinese = compiled_line(group)
+        assert chinese is not english and chinese.remove != english.remove
+        assert compiled_line(group) is chinese

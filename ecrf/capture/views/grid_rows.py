@@ -14,6 +14,7 @@ tests/capture/test_grid_rows.py checks both give the same markup.
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -61,19 +62,24 @@ class CompiledLine:
 
 
 _cache: OrderedDict[tuple, tuple[GroupDef, CompiledLine]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def compiled_line(gdef: GroupDef) -> CompiledLine:
-    """The compiled line of a grid group in the current language (cached)."""
+    """The compiled line of a grid group in the current language, cached per (group
+    definition, language): study definitions are built once per version and process, so
+    the same group definition comes back on every request."""
     key = (id(current_app._get_current_object()), id(gdef), str(get_locale()))
-    hit = _cache.get(key)
-    if hit is not None and hit[0] is gdef:
-        _cache.move_to_end(key)
-        return hit[1]
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] is gdef:
+            _cache.move_to_end(key)
+            return hit[1]
     line = _compile(gdef)
-    _cache[key] = (gdef, line)
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
+    with _cache_lock:
+        _cache[key] = (gdef, line)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
     return line
 
 
