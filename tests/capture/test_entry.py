@@ -12,7 +12,7 @@ from ecrf.capture import write as capture_write
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
 from ecrf.core.extensions import db
 from tests.capture.capture_setup import count_audit, count_values, enrol, load_capture_study
-from tests.conftest import count_statements, sign_in
+from tests.conftest import count_statements, is_postgres, sign_in
 
 BASE = "/studies/CAPTURE/subjects/S01-001"
 SCREEN = BASE + "/events/SCREEN/1"
@@ -419,7 +419,8 @@ FULL_VITALS = [
      "WEIGHT": "74.0", "HEIGHT": "181", "SMOKER": "Y", "PACKYRS": "14", "INITIALS": "JMX",
      "NOTES": "Second reading", "NEUT": "3.10"},
 ]
-SAVE_STATEMENTS = 42  # a 15-item save that changes every value, from session to commit
+# A 15-item save that changes every value, from the session check to the commit.
+SAVE_STATEMENTS = 20
 
 
 def test_a_full_save_with_changes_stays_within_its_statement_budget(client, crc):
@@ -432,4 +433,8 @@ def test_a_full_save_with_changes_stays_within_its_statement_budget(client, crc)
         response = client.post(VITALS, data=changed)
     assert response.status_code == 302, page(response)[:2000]
     assert value("WEIGHT") == "74.0" and value("NOTES") == "Second reading"
-    assert counted.n <= SAVE_STATEMENTS, "\n".join(counted.texts)
+    audit_inserts = sum(t.startswith("INSERT INTO audit_event") for t in counted.texts)
+    if is_postgres():
+        assert audit_inserts == 1  # the audit rows of the save in one batched insert
+    # SQLite cannot batch an INSERT that returns the new ids: one per audit row there.
+    assert counted.n - (audit_inserts - 1) <= SAVE_STATEMENTS, "\n".join(counted.texts)
