@@ -1,23 +1,26 @@
-"""Form saves under concurrency, against a bare baseline, on PostgreSQL.
+"""Form saves under concurrency, against a bare baseline, on PostgreSQL and gunicorn.
 
-Run: .venv/bin/python bench/save_bench.py [saves_per_client] [clients]
+Run: .venv/bin/python bench/save_bench.py [saves_per_client] [clients] [workers]
+(defaults 50, 8 and 2).
 
 Creates its own database on ECRF_BENCH_DATABASE_URL (default
 postgresql://postgres@127.0.0.1:5432/test), migrates it, loads the capture test study and
-serves the app with werkzeug's threaded server on 127.0.0.1 in a separate process. Eight
-client threads each sign in as their own coordinator and save the 15-item VITALS form of
-their own subject repeatedly, alternating two sets of values so that every save changes
-every item (with a reason for each change), through the real entry route: permission
-gate, WTForms, validation, audit rows, schedule refresh, commit.
+serves the app with gunicorn (``workers`` sync workers) on 127.0.0.1 in a separate
+process. Each client thread signs in as its own coordinator and saves the 15-item VITALS
+form of its own subject repeatedly, alternating two sets of values so that every save
+changes every item (with a reason for each change), through the real entry route:
+permission gate, WTForms, validation, audit rows, schedule refresh, commit.
 
 The baseline, in the same run and server, is a minimal route that writes the same rows
 with plain SQLAlchemy Core in one transaction: 15 item values updated, the form version
 bumped, and 16 hash-chained audit rows (HMAC under the same audit key) under the
 chain-head lock.
 
-Latency is measured inside the server (WSGI middleware around the whole app) and reported
-as p50/p95 per kind; targets: save p95 < 50 ms and within 2x of the baseline's p95.
-The database is dropped at the end.
+A WSGI middleware in each worker measures every request: wall time, CPU time of the
+worker process (``time.process_time``) and SQL statements. The bench prints p50/p95, CPU
+and statements per request of each kind, the ratios of save to baseline, and the machine's
+load average; targets: save p95 within 2x of the baseline's, <= 15 ms CPU and <= 12
+statements per save. The database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import statistics
 import sys
 import threading
@@ -136,33 +140,39 @@ def _raw(values: dict) -> dict:
     return raw
 
 
-def serve(url: str, port_queue) -> None:
-    from flask import jsonify, request
-    from werkzeug.serving import make_server
+def build_app(url: str, stats_dir: str):
+    """The app as a gunicorn worker serves it, with the baseline route and a WSGI middleware
+    that appends each request's wall time, CPU time and statement count to the worker's
+    own file under ``stats_dir`` (sync workers: one request at a time per process)."""
+    from flask import request
+    from sqlalchemy import event
 
     from ecrf.accounts.permissions import PUBLIC, register
     from ecrf.core.extensions import db
 
     app = make_app(url)
-    timings: dict[str, list[float]] = {"save": [], "baseline": [], "other": []}
-    lock = threading.Lock()
+    statements = [0]
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute",
+                     lambda *args: statements.__setitem__(0, statements[0] + 1))
     inner = app.wsgi_app
+    out = open(Path(stats_dir) / f"{os.getpid()}.jsonl", "a", buffering=1)  # noqa: SIM115
 
     def timed(environ, start_response):
-        began = time.perf_counter()
+        statements[0] = 0
+        began, cpu = time.perf_counter(), time.process_time()
         try:
             return list(inner(environ, start_response))
         finally:
             elapsed = (time.perf_counter() - began) * 1000
+            used = (time.process_time() - cpu) * 1000
             path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
             kind = "save" if method == "POST" and path.endswith("/forms/VITALS") else \
                 "baseline" if path.startswith("/bench/baseline") else "other"
-            with lock:
-                timings[kind].append(elapsed)
+            out.write(json.dumps([kind, elapsed, used, statements[0]]) + "\n")
 
     app.wsgi_app = timed
     register("bench_baseline", PUBLIC)
-    register("bench_stats", PUBLIC)
 
     @app.post("/bench/baseline/<key>", endpoint="bench_baseline")
     def baseline(key: str):
@@ -170,17 +180,42 @@ def serve(url: str, port_queue) -> None:
         _baseline_write(db.session, key, VALUES[turn % 2])
         return "", 204
 
-    @app.get("/bench/stats", endpoint="bench_stats")
-    def stats():
-        with lock:
-            data = {k: list(v) for k, v in timings.items()}
-            for values in timings.values():
-                values.clear()
-        return jsonify(data)
+    return app
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    port_queue.put(server.server_port)
-    server.serve_forever()
+
+def serve(url: str, port: int, workers: int, stats_dir: str) -> None:
+    """gunicorn with ``workers`` sync workers on 127.0.0.1:``port`` (each builds its app)."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for name, value in {"bind": f"127.0.0.1:{port}", "workers": workers,
+                                "worker_class": "sync", "timeout": 120, "backlog": 64,
+                                "accesslog": None, "loglevel": "warning"}.items():
+                self.cfg.set(name, value)
+
+        def load(self):
+            return build_app(url, stats_dir)
+
+    Server().run()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _baseline_write(session, key: str, values: dict) -> None:
@@ -233,23 +268,24 @@ class Client:
     def __init__(self, port: int, number: int):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.number = number
-        self.cookie = ""
+        self.cookies: dict[str, str] = {}
         self.version: int | None = None  # of the client's form, as its saves move it
         self.turn = 0  # saves alternate between the two value sets across runs
 
     def request(self, method: str, path: str, form: list | None = None) -> http.client.HTTPResponse:
         body = urllib.parse.urlencode(form or [], doseq=True)
-        headers = {"Cookie": self.cookie}
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         if form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         self.conn.request(method, path, body=body if form is not None else None, headers=headers)
         response = self.conn.getresponse()
         response.body = response.read()
-        cookie = response.getheader("Set-Cookie")
-        if cookie and not self.cookie:
-            # Keep the signed-in session only: a browser would consume each save's flash
-            # message on the page it is redirected to, which this client never loads.
-            self.cookie = cookie.split(";", 1)[0]
+        for cookie in response.msg.get_all("Set-Cookie") or ():
+            name, value = cookie.split(";", 1)[0].split("=", 1)
+            # Keep the cookies of the sign-in only (the session and the device cookie): a
+            # browser would consume each save's flash message on the page it is redirected
+            # to, which this client never loads.
+            self.cookies.setdefault(name, value)
         return response
 
     def login(self) -> None:
@@ -274,7 +310,7 @@ class Client:
                 if version is not None:
                     form.append((f"reason-{name}", "bench correction"))
             response = self.request("POST", path, form)
-            if response.status != 302:
+            if response.status != 302 or "/login" in (response.getheader("Location") or ""):
                 message = response.body.decode("utf-8", "replace")
                 found = message.find('role="alert"')
                 raise RuntimeError(f"save {turn} of client {self.number}: HTTP "
@@ -310,10 +346,24 @@ def run_clients(clients: list[Client], work: str, count: int) -> float:
     return time.perf_counter() - began
 
 
-def fetch_stats(port: int) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("GET", "/bench/stats")
-    return json.loads(conn.getresponse().read())
+class Stats:
+    """The request records the workers append, read from where the last read stopped."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+        self.offsets: dict[Path, int] = {}
+
+    def take(self) -> dict[str, list[list[float]]]:
+        found: dict[str, list[list[float]]] = {"save": [], "baseline": [], "other": []}
+        for path in sorted(self.folder.glob("*.jsonl")):
+            with path.open() as records:
+                records.seek(self.offsets.get(path, 0))
+                for line in records:
+                    if line.endswith("\n"):
+                        kind, *figures = json.loads(line)
+                        found[kind].append(figures)
+                self.offsets[path] = records.tell()
+        return found
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -321,53 +371,67 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def report(name: str, values: list[float], seconds: float) -> float:
-    p50, p95 = percentile(values, 0.50), percentile(values, 0.95)
-    print(f"{name:<9} {len(values):>5} requests  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
-          f"mean {statistics.fmean(values):6.1f} ms  {len(values) / seconds:6.1f} req/s")
-    return p95
+def report(name: str, records: list[list[float]], seconds: float) -> tuple[float, float, float]:
+    """Print and return (p95 ms, CPU ms per request, statements per request)."""
+    wall = [r[0] for r in records]
+    cpu = statistics.fmean(r[1] for r in records)
+    statements = statistics.fmean(r[2] for r in records)
+    p50, p95 = percentile(wall, 0.50), percentile(wall, 0.95)
+    print(f"{name:<9} {len(wall):>5} requests  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+          f"mean {statistics.fmean(wall):6.1f} ms  {len(wall) / seconds:6.1f} req/s  "
+          f"CPU {cpu:5.1f} ms  {statements:4.1f} statements")
+    return p95, cpu, statements
 
 
 def main() -> int:
     global CLIENTS
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     CLIENTS = int(sys.argv[2]) if len(sys.argv) > 2 else CLIENTS
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     name = f"ecrf_bench_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(psycopg_url(SERVER_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = psycopg_url(SERVER_URL, name)
+    stats_dir = Path("/tmp") / f"{name}-stats"
+    stats_dir.mkdir()
     server = None
     try:
         setup(url)
-        ports = multiprocessing.Queue()
-        server = multiprocessing.Process(target=serve, args=(url, ports), daemon=True)
+        port = free_port()
+        server = multiprocessing.Process(target=serve, args=(url, port, workers,
+                                                             str(stats_dir)), daemon=True)
         server.start()
-        port = ports.get(timeout=60)
-        print(f"{CLIENTS} clients x {count} saves of a 15-item form, werkzeug threaded "
-              f"server, PostgreSQL, {os.cpu_count()} CPUs")
+        wait_for(port)
+        print(f"{CLIENTS} clients x {count} saves of a 15-item form, gunicorn with {workers} "
+              f"sync workers, PostgreSQL, {os.cpu_count()} CPUs")
+        stats = Stats(str(stats_dir))
         clients = [Client(port, n) for n in range(CLIENTS)]
         for client in clients:
             client.login()
         run_clients(clients, "saves", 3)  # warm-up: imports, caches, pools
         run_clients(clients, "baselines", 3)
-        fetch_stats(port)
+        stats.take()
         seconds = run_clients(clients, "saves", count)
-        save_p95 = report("save", fetch_stats(port)["save"], seconds)
+        save = report("save", stats.take()["save"], seconds)
         seconds = run_clients(clients, "baselines", count)
-        base_p95 = report("baseline", fetch_stats(port)["baseline"], seconds)
-        ratio = save_p95 / base_p95
-        print(f"save p95 / baseline p95 = {ratio:.2f}  (targets: p95 < 50 ms: "
-              f"{'met' if save_p95 < 50 else 'NOT met'}; within 2x: "
-              f"{'met' if ratio <= 2 else 'NOT met'})")
+        base = report("baseline", stats.take()["baseline"], seconds)
+        p95_ratio, cpu_ratio = save[0] / base[0], save[1] / base[1]
+        print(f"save / baseline: p95 {p95_ratio:.2f}x, CPU {cpu_ratio:.2f}x, statements "
+              f"{save[2]:.1f} against {base[2]:.1f}")
+        print(f"targets: p95 within 2x of the baseline: {'met' if p95_ratio <= 2 else 'NOT met'}"
+              f"; CPU <= 15 ms: {'met' if save[1] <= 15 else 'NOT met'}; <= 12 statements: "
+              f"{'met' if save[2] <= 12 else 'NOT met'}")
+        print("load average (1, 5, 15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     finally:
         if server is not None:
             server.terminate()
-            server.join(10)
+            server.join(30)
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
         shutil.rmtree(f"/tmp/{name}-audit", ignore_errors=True)
+        shutil.rmtree(stats_dir, ignore_errors=True)
     return 0
 
 

@@ -12,6 +12,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -246,3 +247,30 @@ def wired_capture(app):
 
     assert handlers.sync_automatic_queries in signals.receivers_of(signals.form_saved)
     assert handlers.refuse_locked in signals.receivers_of(signals.form_changing)
+
+
+class StatementCounter:
+    """The statements run inside a ``count_statements`` block: ``n`` and their ``texts``."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    @property
+    def n(self) -> int:
+        return len(self.texts)
+
+
+@contextmanager
+def count_statements():
+    """Count the SQL statements run inside the block (``.n``; ``.texts`` lists them)."""
+    counter = StatementCounter()
+    engine = db.engine
+
+    def count(conn, cursor, statement, *args) -> None:
+        counter.texts.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield counter
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)

@@ -7,9 +7,9 @@ import hashlib
 import secrets
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from ecrf.accounts.models import User, UserSession
+from ecrf.accounts.models import RoleGrant, User, UserSession
 from ecrf.core import audit, utcnow
 from ecrf.core.audit import Actor
 
@@ -43,7 +43,12 @@ def resume(
     if not token:
         return None, None
     now = now or utcnow()
-    live = session.scalar(select(UserSession).where(UserSession.token_hash == _digest(token)))
+    # The user and their grants (with each grant's study and site) in two statements: every
+    # signed-in request's permission checks read them.
+    live = session.scalar(
+        select(UserSession).where(UserSession.token_hash == _digest(token))
+        .options(joinedload(UserSession.user).selectinload(User.grants)
+                 .options(joinedload(RoleGrant.study), joinedload(RoleGrant.site))))
     if live is None or live.ended_at is not None:
         return None, "ended"
     reason = None

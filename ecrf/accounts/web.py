@@ -45,6 +45,15 @@ def request_actor(action: str | None = None, study: Study | None = None) -> Acto
     )
 
 
+def _study_by_oid(user, oid: str) -> Study | None:
+    """The study ``oid``: from the user's grants when one names it (loaded with the
+    session), else from the database."""
+    for grant in user.active_grants():
+        if grant.study is not None and grant.study.oid == oid:
+            return grant.study
+    return db.session.scalar(select(Study).where(Study.oid == oid))
+
+
 def current_study() -> Study | None:
     if "study" in g:
         return g.study
@@ -145,7 +154,7 @@ def install(app: Flask) -> None:
                 abort(403)
             return None
         oid = (request.view_args or {}).get("study_oid")
-        study = db.session.scalar(select(Study).where(Study.oid == oid)) if oid else None
+        study = _study_by_oid(user, oid) if oid else None
         if study is None:
             abort(404)
         if not access.can(user, decision.action, study):

@@ -88,13 +88,15 @@ def form_definition(session: Session, subject: Subject, event_oid: str, repeat: 
     if form_oid not in rule.forms:
         raise NotFoundError(N_("%(event)s has no form %(form)s."), event=rule.name,
                             form=form_oid)
-    version = session.scalar(
-        select(StudyVersion)
-        .join(FormInstance, FormInstance.study_version_id == StudyVersion.id)
+    version_id = session.scalar(
+        select(FormInstance.study_version_id)
         .join(EventInstance, EventInstance.id == FormInstance.event_instance_id)
         .where(EventInstance.subject_id == subject.id, EventInstance.event_oid == event_oid,
                EventInstance.repeat == repeat, FormInstance.form_oid == form_oid))
-    definition = definition_for(version) if version is not None else subject_definition
+    if version_id is None or version_id == subject.study_version_id:
+        definition = subject_definition
+    else:  # from the session's identity map when already loaded
+        definition = definition_for(session.get(StudyVersion, version_id))
     return definition, definition.form(form_oid)
 
 
@@ -171,10 +173,20 @@ def save_form(session: Session, actor: Actor, subject: Subject, event_oid: str, 
         removed_rows=tuple(assessed.removals),
         status_before="complete" if was_complete else (stored.instance.status
                                                        if stored.instance else None),
-        status_after=instance.status))
+        status_after=instance.status,
+        saved=_saved_form(stored, instance, assessed.validation)))
     result.saved, result.status = True, instance.status
     result.version, result.form_instance = instance.version, instance
     return result
+
+
+def _saved_form(stored: Stored, instance: FormInstance, validation: ValidationResult
+                ) -> OpenForm:
+    """The form as a save left it: the values, rows and acknowledgements just written, and
+    the validation they were saved under (what ``load_form`` would find again)."""
+    return _open(Stored(stored.event, instance, stored.definition, stored.version_label,
+                        stored.form, stored.values, stored.group_rows, stored.acks),
+                 validation)
 
 
 def preview_form(session: Session, subject: Subject, event_oid: str, repeat: int,

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from sqlalchemy import String, case, exists, func, select, type_coerce
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ecrf import accounts
 from ecrf.accounts import User
@@ -131,7 +131,8 @@ def visible_subject(session: Session, user: User, study: Study, subject_key: str
                     action: str = "subjects.view") -> Subject | None:
     """The subject if it exists at one of the sites where ``user`` may do ``action``."""
     stmt = select(Subject).where(Subject.study_id == study.id,
-                                 Subject.subject_key == subject_key)
+                                 Subject.subject_key == subject_key) \
+        .options(joinedload(Subject.study_version))  # every page of a subject reads it
     stmt = accounts.scope_to_sites(stmt, Subject.site_id,
                                  accounts.site_ids_for(user, action, study))
     return session.scalar(stmt)

@@ -104,6 +104,7 @@ def _apply_values(session: Session, actor: Actor, subject: Subject, stored: Stor
                               form_oid=stored.form.oid, group_oid=group, row=row,
                               item_oid=item_oid)
             session.add(value)
+            stored.values[change.key] = value
         shadows = shadows_of(validation.typed.get(change.key))
         value.value = change.new
         value.value_number, value.value_date = shadows.number, shadows.date
@@ -129,6 +130,7 @@ def _apply_acks(session: Session, actor: Actor, stored: Stored, new_acks: dict,
         if ack is None:
             ack = CheckAcknowledgement(form_instance_id=instance.id, check_oid=check_id, row=row)
             session.add(ack)
+            stored.acks[(check_id, row)] = ack  # the form as saved, for the save's receivers
         written.append(((check_id, row), ack.justification, justification))
         ack.justification, ack.acknowledged_at = justification, now
         ack.acknowledged_by_id = actor.user_id

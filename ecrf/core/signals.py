@@ -81,6 +81,9 @@ class FormChange:
     removed_rows: tuple[tuple[str, int], ...] = ()
     status_before: str | None = None
     status_after: str | None = None
+    # ``form_saved`` from a form save: the form as just written and validated (capture's
+    # OpenForm), so that receivers read it instead of loading and validating it again.
+    saved: object | None = None
     extra: dict = field(default_factory=dict)
 
 

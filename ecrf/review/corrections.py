@@ -30,16 +30,21 @@ __all__ = ["Correction", "CorrectionRefused", "answer_with_correction", "latest_
 ITEM_ACTIONS = ("item.entered", "item.changed", "item.cleared")
 
 
-def open_queries_on(session: Session, form: FormInstance, keys: Iterable[Key]
-                    ) -> dict[Key, list[Query]]:
-    """Unclosed item queries of a form on the given items."""
+def open_queries_on(session: Session, form: FormInstance, keys: Iterable[Key], *,
+                    among: Iterable[Query] | None = None) -> dict[Key, list[Query]]:
+    """Unclosed item queries of a form on the given items (``among``: from queries of the
+    form already loaded, in id order, instead of loading them)."""
     wanted = set(keys)
     found: dict[Key, list[Query]] = {}
     if not wanted:
         return found
-    stmt = select(Query).where(Query.form_instance_id == form.id, Query.status != "closed",
-                               Query.item_oid.is_not(None)).order_by(Query.id)
-    for query in session.scalars(stmt):
+    if among is None:
+        among = session.scalars(select(Query).where(
+            Query.form_instance_id == form.id, Query.status != "closed",
+            Query.item_oid.is_not(None)).order_by(Query.id))
+    for query in among:
+        if query.status == "closed" or query.item_oid is None:
+            continue
         key = (query.group_oid, query.row, query.item_oid)
         if key in wanted:
             found.setdefault(key, []).append(query)

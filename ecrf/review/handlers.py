@@ -25,7 +25,7 @@ entered. SDV resets and broken signatures still follow the change.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from ecrf import capture, core
 from ecrf.capture import FormInstance, item_path
@@ -83,6 +83,22 @@ def sync_automatic_queries(change: FormChange) -> None:
         _sync_automatic_queries(change, form, set(changed))
 
 
+_FORM_QUERIES = "review.form_queries"
+
+
+def _form_queries(change: FormChange, form: FormInstance) -> list[Query]:
+    """The form's unclosed item queries and its automatic queries, in id order: loaded once
+    per save for both the correction links and the automatic queries."""
+    cached = change.extra.get(_FORM_QUERIES)
+    if cached is None or cached[0] is not form:
+        cached = (form, list(change.session.scalars(select(Query).where(
+            Query.form_instance_id == form.id,
+            or_(and_(Query.status != "closed", Query.item_oid.is_not(None)),
+                Query.origin == "automatic")).order_by(Query.id))))
+        change.extra[_FORM_QUERIES] = cached
+    return cached[1]
+
+
 def _describe(change: FormChange) -> str:
     parts = [f"{c.item}[{c.row}] {c.old if c.old is not None else '(blank)'} -> "
              f"{c.new if c.new is not None else '(blank)'}" for c in change.changes[:10]]
@@ -96,7 +112,8 @@ def _describe(change: FormChange) -> str:
 def _link_corrections(change: FormChange, form: FormInstance,
                       changed: dict[Key, tuple]) -> None:
     session, subject = change.session, change.subject
-    targets = corrections.open_queries_on(session, form, changed)
+    targets = corrections.open_queries_on(session, form, changed,
+                                          among=_form_queries(change, form))
     named = change.extra.get("query_ids") or ()
     if isinstance(named, int):
         named = (named,)
@@ -123,13 +140,13 @@ def _link_corrections(change: FormChange, form: FormInstance,
 
 def _sync_automatic_queries(change: FormChange, form: FormInstance, changed: set[Key]) -> None:
     session, actor, subject = change.session, change.actor, change.subject
-    opened = capture.load_form(session, subject, change.event_oid, change.repeat,
-                               change.form_oid)
+    opened = change.saved if isinstance(change.saved, capture.OpenForm) else \
+        capture.load_form(session, subject, change.event_oid, change.repeat, change.form_oid)
     failing = {issue.key: issue for issue in opened.validation.warnings}
     existing: dict[tuple[str, int], list[Query]] = {}
-    for query in session.scalars(select(Query).where(
-            Query.form_instance_id == form.id, Query.origin == "automatic")
-            .order_by(Query.id)):
+    for query in _form_queries(change, form):
+        if query.origin != "automatic":
+            continue
         existing.setdefault((query.check_oid, query.check_row or 0), []).append(query)
     unclosed = [q for qs in existing.values() for q in qs if q.status != "closed"]
     said: dict[int, set[str]] = {}

@@ -149,7 +149,9 @@ def grade_saved_labs(session: Session, actor: Actor, subject: Subject,
 
     regraded = store_grades(session, actor, subject, scope, grades, path_of)
     considered = saved + [lv for lv in regraded if lv not in saved]
-    gone = _gone_values(session, instance, lab_keys, removed, {lv.iv.id for lv in values})
+    # A lab value just saved with a value is not gone: only the others are looked up.
+    kept = {(lv.iv.group_oid, lv.iv.row, lv.iv.item_oid) for lv in saved}
+    gone = _gone_values(session, instance, lab_keys - kept, removed, {lv.iv.id for lv in values})
     _withdraw(session, actor, subject, gone)
     if considered and not audit.held_back(session, AE_PROMPTS):
         update_prompts(session, actor, subject, definition, considered, values, grades,

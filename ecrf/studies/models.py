@@ -93,7 +93,9 @@ class StudyVersion(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64))
-    content: Mapped[str] = mapped_column(Text)
+    # Read only to build a definition, which is cached per content hash: deferred, so that
+    # loading a version (every request that touches a subject) does not fetch the JSON.
+    content: Mapped[str] = mapped_column(Text, deferred=True)
     protocol_version: Mapped[str | None] = mapped_column(String(40))
     source: Mapped[str | None] = mapped_column(Text)
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,7 @@ from ecrf.capture import write as capture_write
 from ecrf.capture.models import EventInstance, FormInstance, GroupRow, ItemValue
 from ecrf.core.extensions import db
 from tests.capture.capture_setup import count_audit, count_values, enrol, load_capture_study
-from tests.conftest import sign_in
+from tests.conftest import count_statements, is_postgres, sign_in
 
 BASE = "/studies/CAPTURE/subjects/S01-001"
 SCREEN = BASE + "/events/SCREEN/1"
@@ -405,3 +405,36 @@ def test_an_unexpected_error_rolls_everything_back(client, crc, monkeypatch):
     assert response.status_code == 500
     assert "Nothing was saved" in page(response)
     assert (count_values(), count_audit()) == before
+
+
+# --- cost of a save -------------------------------------------------------------------------
+
+FULL_VITALS = [
+    {"VSDT": "2025-05-02", "VSTM": "09:30", "SAMPLEDTM": "2025-05-02T10:15",
+     "BRTHDT-y": "1970", "BRTHDT-m": "03", "BRTHDT-d": "UK", "SEX": "M", "RACE": "WHITE",
+     "WEIGHT": "72.5", "HEIGHT": "180", "SMOKER": "Y", "PACKYRS": "12", "INITIALS": "JMD",
+     "NEUT": "3.50", "NOTES": "First reading"},
+    {"VSDT": "2025-05-03", "VSTM": "10:45", "SAMPLEDTM": "2025-05-03T11:20",
+     "BRTHDT-y": "1971", "BRTHDT-m": "04", "BRTHDT-d": "UK", "SEX": "M", "RACE": "ASIAN",
+     "WEIGHT": "74.0", "HEIGHT": "181", "SMOKER": "Y", "PACKYRS": "14", "INITIALS": "JMX",
+     "NOTES": "Second reading", "NEUT": "3.10"},
+]
+# A 15-item save that changes every value, from the session check to the commit.
+SAVE_STATEMENTS = 20
+
+
+def test_a_full_save_with_changes_stays_within_its_statement_budget(client, crc):
+    start(client)
+    assert client.post(VITALS, data=vitals(**FULL_VITALS[0])).status_code == 302
+    changed = vitals(base_version="1", **FULL_VITALS[1])
+    changed.update({f"reason-VS-1-{item.split('-')[0]}": "re-measured"
+                    for item in FULL_VITALS[1]})
+    with count_statements() as counted:
+        response = client.post(VITALS, data=changed)
+    assert response.status_code == 302, page(response)[:2000]
+    assert value("WEIGHT") == "74.0" and value("NOTES") == "Second reading"
+    audit_inserts = sum(t.startswith("INSERT INTO audit_event") for t in counted.texts)
+    if is_postgres():
+        assert audit_inserts == 1  # the audit rows of the save in one batched insert
+    # SQLite cannot batch an INSERT that returns the new ids: one per audit row there.
+    assert counted.n - (audit_inserts - 1) <= SAVE_STATEMENTS, "\n".join(counted.texts)

@@ -8,7 +8,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from ecrf.capture import schedule, subjects
 from ecrf.capture.models import GroupRow, ScheduledVisit, Subject
@@ -19,6 +19,7 @@ from ecrf.domain.expressions import ValueType
 from ecrf.studies import store as studies
 from tests.capture.sample import ACTOR, record, set_value, write_study
 from tests.capture.sample import event as record_event
+from tests.conftest import count_statements
 
 D = dt.date
 ENROLLED = D(2025, 1, 6)
@@ -183,20 +184,6 @@ def test_expected_events_are_computed_without_storing(enrol):
     assert visits(subject)[("SCREEN", 1)].status == "due"
 
 
-def _count_statements(work) -> int:
-    statements = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        work()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    return len(statements)
-
-
 def _populate(enrol, how_many: int, start: int = 1) -> list[Subject]:
     made = []
     for n in range(start, start + how_many):
@@ -216,8 +203,9 @@ def test_refresh_stale_recomputes_only_old_schedules_in_constant_statements(stud
         _populate(enrol, size, start)
         db.session.execute(update(Subject).values(schedule_computed_on=D(2025, 1, 1)))
         db.session.commit()
-        counts[size] = _count_statements(
-            lambda: schedule.refresh_stale(db.session, study, D(2025, 3, 1)))
+        with count_statements() as counted:
+            schedule.refresh_stale(db.session, study, D(2025, 3, 1))
+        counts[size] = counted.n
         db.session.commit()
     assert counts[5] == counts[50], counts
     assert schedule.refresh_stale(db.session, study, D(2025, 3, 1)) == 0

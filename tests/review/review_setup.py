@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from ecrf.capture import operations as capture
 from ecrf.capture.models import FormInstance, Subject
@@ -78,23 +77,3 @@ def save(actor: Actor, subject: Subject, form: str = "VITALS", values: dict | No
     if commit:
         db.session.commit()
     return result
-
-
-class _Counter:
-    n = 0
-
-
-@contextmanager
-def count_statements():
-    """Count the SQL statements run inside the block (``.n``)."""
-    counter = _Counter()
-    engine = db.engine
-
-    def count(*args) -> None:
-        counter.n += 1
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield counter
-    finally:
-        event.remove(engine, "before_cursor_execute", count)

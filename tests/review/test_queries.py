@@ -18,8 +18,8 @@ from ecrf.review.models import Query, QueryMessage
 from ecrf.review.queries import QueryError, QueryTarget
 from ecrf.review.support import ReviewPermissionError
 from tests.capture.capture_setup import actor_for
+from tests.conftest import count_statements
 from tests.review.review_setup import (
-    count_statements,
     form_of,
     load_review_study,
     save,

@@ -11,8 +11,8 @@ from ecrf.review import locks, sdv
 from ecrf.review.models import SdvMark
 from ecrf.review.support import ReviewPermissionError
 from tests.capture.capture_setup import actor_for
+from tests.conftest import count_statements
 from tests.review.review_setup import (
-    count_statements,
     demog,
     form_of,
     load_review_study,

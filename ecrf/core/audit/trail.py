@@ -157,7 +157,9 @@ def signing_keyring(session: Session, last_seq: int) -> Keyring:
     return ring
 
 
-_LOCK_HEAD = text("UPDATE audit_chain_head SET last_seq = last_seq WHERE id = 1")
+# Takes the lock and reads the head in one statement (RETURNING: PostgreSQL, SQLite 3.35+).
+_LOCK_HEAD = text("UPDATE audit_chain_head SET last_seq = last_seq WHERE id = 1 "
+                  "RETURNING last_seq, last_hash")
 _READ_HEAD = text("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1")
 _WRITE_HEAD = text("UPDATE audit_chain_head SET last_seq = :seq, last_hash = :hash WHERE id = 1")
 
@@ -169,8 +171,7 @@ def _chain_state(session: Session) -> list:
     if state is None:
         # The UPDATE takes the lock before we read, so two transactions never chain from
         # the same predecessor; the lock is held until commit or rollback.
-        session.execute(_LOCK_HEAD)
-        row = session.execute(_READ_HEAD).first()
+        row = session.execute(_LOCK_HEAD).first()
         if row is None:
             raise AuditError("the audit chain head is missing: run `ecrf db upgrade`")
         try:
