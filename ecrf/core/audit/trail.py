@@ -337,15 +337,83 @@ class VerifyResult:
         return f"audit trail BROKEN at row {self.first_broken_seq}: {self.problem}"
 
 
-def _rows(session: Session, batch: int = 20000) -> Iterator:
-    columns = [getattr(AuditEvent, name) for name in HASHED_FIELDS if name != "seq"]
-    stmt = (
-        select(AuditEvent.seq, *columns, AuditEvent.prev_hash, AuditEvent.row_hash,
-               AuditEvent.key_id)
-        .order_by(AuditEvent.seq)
-        .execution_options(yield_per=batch)
-    )
-    yield from session.execute(stmt)
+# PostgreSQL writes each row's hash input itself, as text: the hashed fields of the
+# payload ``_payload`` builds, in its JSON form (to_json escapes strings as Python's
+# json.dumps(ensure_ascii=False) does; the timestamp in ``_iso``'s form), without the
+# surrounding brackets and the (prev hash, key id) head. Python only hashes it. A row
+# whose hash does not match is checked again from its columns with ``_payload``
+# (``_row_matches``), so the verdict is always the one the Python encoding gives.
+_PG_TEXT = {
+    "seq": "seq::text",
+    "occurred_at": "to_json(to_char(occurred_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text",
+    "user_id": "user_id::text",
+}
+
+
+def _pg_rows_sql() -> str:
+    parts = [f"coalesce({_PG_TEXT.get(name, f'to_json({name})::text')}, 'null')"
+             for name in HASHED_FIELDS]
+    return ("SELECT seq, prev_hash, row_hash, key_id, study_oid, concat_ws(',', "
+            + ", ".join(parts) + ") FROM audit_event ORDER BY seq")
+
+
+_PG_ROWS = _pg_rows_sql()
+_SQL_ROWS = ("SELECT " + ", ".join(HASHED_FIELDS) + ", prev_hash, row_hash, key_id "
+             "FROM audit_event ORDER BY seq")
+
+
+def _stored_iso(value) -> str:
+    """``_iso`` of a timestamp as the SQLite driver returns it (SQLAlchemy's naive UTC text,
+    ``YYYY-MM-DD HH:MM:SS.ffffff``), without parsing the usual form."""
+    if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+        return f"{value[:10]}T{value[11:]}Z"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return _iso(value)
+
+
+def _rows(session: Session, batch: int = 50000) -> Iterator[tuple]:
+    """(seq, prev hash, row hash, key id, study oid, hashed fields as JSON without the
+    brackets) of every row in chain order, straight from the driver: a server-side cursor
+    on PostgreSQL (the database builds the text), a plain cursor elsewhere."""
+    connection = session.connection()
+    raw = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with raw.cursor(name="ecrf_audit_verify") as cursor:
+            cursor.itersize = batch
+            cursor.execute(_PG_ROWS)
+            yield from cursor
+        return
+    encode = _ENCODER.encode
+    width = len(HASHED_FIELDS)
+    study_at = HASHED_FIELDS.index("study_oid")
+    cursor = raw.cursor()
+    try:
+        cursor.execute(_SQL_ROWS)
+        while chunk := cursor.fetchmany(batch):
+            for row in chunk:
+                values = list(row[:width])
+                values[1] = _stored_iso(values[1])
+                yield (values[0], row[width], row[width + 1], row[width + 2],
+                       values[study_at], encode(values)[1:-1])
+    finally:
+        cursor.close()
+
+
+def _row_matches(session: Session, seq: int, prev: str, key_id: str | None,
+                 ring: Keyring | None, digest: str) -> bool:
+    """Whether row ``seq`` hashes to ``digest`` with its fields read and encoded in Python
+    (``_payload``), the encoding that signed it."""
+    row = session.execute(select(AuditEvent).where(AuditEvent.seq == seq)).scalar_one()
+    fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+    fields["occurred_at"] = _iso(row.occurred_at)
+    try:
+        found = compute_hash(prev, fields, ring, key_id)
+    except (AuditError, KeyringError):
+        return False
+    return hmac.compare_digest(found, digest)
 
 
 @dataclass
@@ -396,7 +464,6 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
     first_keyed: int | None = None
     used: dict[str, None] = {}
     macs: dict[str, hmac.HMAC] = {}
-    names = HASHED_FIELDS
     since = ring.since if ring is not None else None
     by_seq = pending.by_seq
 
@@ -404,19 +471,13 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
         return VerifyResult(False, checked, seq, problem, tuple(used), unkeyed, matched,
                             str(path))
 
-    encode = _ENCODER.encode
-    width = len(names)
-    study_at = names.index("study_oid")
-    for row in _rows(session):
-        # The payload in HASHED_FIELDS order, as _payload builds it, without a dict per row.
-        values = list(row[:width])
-        values[1] = _iso(values[1])
-        seq = values[0]
-        key_id = row.key_id
+    sha256 = hashlib.sha256
+    compare = hmac.compare_digest
+    for seq, prev_hash, row_hash, key_id, row_study, fields in _rows(session):
         if seq != expected_seq:
             what = "missing" if seq > expected_seq else "duplicated"
             return broken(expected_seq, f"row {expected_seq} is {what}")
-        if row.prev_hash != prev:
+        if prev_hash != prev:
             return broken(seq, "link to the previous row does not match")
         if key_id is None:
             if first_keyed is not None:
@@ -425,7 +486,7 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
             if since is not None and seq >= since:
                 return broken(seq, f"row has no key but the keyring signs every row from "
                               f"{since} on")
-            digest = hashlib.sha256(encode([prev, *values]).encode("utf-8")).hexdigest()
+            digest = sha256(f'["{prev}",{fields}]'.encode()).hexdigest()
             unkeyed += 1
         else:
             mac = macs.get(key_id)
@@ -440,20 +501,22 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
                 used[key_id] = None
             if first_keyed is None:
                 first_keyed = seq
+            # The key id matches the key file's id pattern: nothing in it needs escaping.
             mac = mac.copy()
-            mac.update(encode([prev, key_id, *values]).encode("utf-8"))
+            mac.update(f'["{prev}","{key_id}",{fields}]'.encode())
             digest = mac.hexdigest()
-        if not hmac.compare_digest(digest, row.row_hash):
+        if not compare(digest, row_hash) and not _row_matches(
+                session, seq, prev, key_id, ring, row_hash):
             return broken(seq, "row content does not match its hash")
         if seq in by_seq:
             for where, anchored in by_seq.pop(seq):
-                if anchored != row.row_hash:
+                if anchored != row_hash:
                     return broken(seq, f"row differs from the head recorded in {where}: "
                                   "the chain was rewritten from this row or before")
                 matched += 1
-        prev = row.row_hash
+        prev = row_hash
         expected_seq += 1
-        if study_oid is None or values[study_at] == study_oid:
+        if study_oid is None or row_study == study_oid:
             checked += 1
     last = expected_seq - 1
     head = session.execute(
