@@ -4,16 +4,19 @@ trail last recorded, or someone changed the data without an audit row.
 Each area that owns audited data registers its checks (``register_reconciliation``); a
 check returns how many stored facts it compared and an iterator over the mismatches.
 ``path_mismatches`` does the usual comparison: a select of (path, stored value) and the
-``new_value`` of the last audit row of the given actions on each path, both ordered by
-path in the database and merged as they stream, so memory stays flat.
+``new_value`` of the last audit row of the given actions on each path, joined in the
+database, which returns only the mismatches (ordered by path); where the database cannot
+join them so (SQLite before 3.39 has no full outer join) both sides stream ordered by
+path and are merged here. Memory stays flat either way.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Select, String, cast, collate, func, select
+from sqlalchemy import Select, String, and_, case, cast, collate, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.models import AuditEvent
@@ -76,7 +79,63 @@ def last_audited(session: Session, actions: Iterable[str]):
             .order_by(_binary(last.c.path, session)))
 
 
+def _full_join(session: Session) -> bool:
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite3.sqlite_version_info >= (3, 39)
+    return True
+
+
 def path_mismatches(session: Session, what: str, stored: Select, actions: Iterable[str], *,
+                    default: str | None = None, require_row: bool = False,
+                    require_stored: bool = False) -> tuple[Callable[[], int], Iterator[Mismatch]]:
+    """Compare ``stored`` (columns ``path``, ``value``, ``subject_key``) with the last
+    audit row of ``actions`` on each path, in the database: a full join on the path that
+    returns only the mismatches, in path order, so memory stays flat whatever the size of
+    the trail.
+
+    A path with no audit row counts as ``default`` unless ``require_row`` (then it is a
+    mismatch by itself); with ``require_stored``, an audited non-empty value whose stored
+    row is gone is one too. Returns a function giving the number of stored rows compared
+    (once the mismatches are read) and the mismatches."""
+    if not _full_join(session):
+        return _merged_mismatches(session, what, stored, actions, default=default,
+                                  require_row=require_row, require_stored=require_stored)
+    s = stored.subquery()
+    a = last_audited(session, actions).order_by(None).subquery()
+    no_row = a.c.path.is_(None)
+    expected = case((no_row, literal(default, String)), else_=a.c.new_value)
+    if require_row:
+        differs = or_(no_row, s.c.value.is_distinct_from(a.c.new_value))
+    else:
+        differs = s.c.value.is_distinct_from(expected)
+    wanted = and_(s.c.path.is_not(None), differs)
+    if require_stored:
+        wanted = or_(wanted, and_(s.c.path.is_(None), a.c.new_value.is_not(None)))
+    path = func.coalesce(s.c.path, a.c.path)
+    found_rows = (select(path, s.c.path.is_(None), no_row, s.c.value, expected, s.c.subject_key)
+                  .select_from(s.join(a, s.c.path == a.c.path, full=True))
+                  .where(wanted).order_by(_binary(path, session)))
+    counted: list[int] = []
+
+    def count() -> int:
+        if not counted:
+            counted.append(session.execute(select(func.count()).select_from(s)).scalar_one())
+        return counted[0]
+
+    def found() -> Iterator[Mismatch]:
+        for where, gone, unaudited, value, audited, subject_key in session.execute(
+                found_rows.execution_options(yield_per=20000)):
+            if gone:
+                yield Mismatch(what, where, None, audited, None, "the stored row is gone")
+            elif unaudited and require_row:
+                yield Mismatch(what, where, value, None, subject_key, "no audit row")
+            else:
+                yield Mismatch(what, where, value, audited, subject_key)
+
+    return count, found()
+
+
+def _merged_mismatches(session: Session, what: str, stored: Select, actions: Iterable[str], *,
                     default: str | None = None, require_row: bool = False,
                     require_stored: bool = False) -> tuple[Callable[[], int], Iterator[Mismatch]]:
     """Compare ``stored`` (columns ``path``, ``value``, ``subject_key``) with the last
@@ -153,6 +212,11 @@ class ReconcileResult:
 def reconcile(session: Session, limit: int = 50) -> ReconcileResult:
     """Run every registered check; keep the first ``limit`` mismatches, count them all."""
     result = ReconcileResult({}, {}, [], limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # Each check is one large join and sort: compiling it (JIT) costs more than it
+        # saves, and sorts of a million paths spill to disk at the default work_mem.
+        session.execute(text("SET LOCAL jit = off"))
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     for name, check in sorted(_CHECKS.items()):
         count, found = check(session)
         result.mismatches[name] = 0

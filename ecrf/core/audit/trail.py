@@ -104,6 +104,32 @@ def _iso(value: dt.datetime) -> str:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _fast_encoder():
+    """The C encoder behind ``_ENCODER`` for one flat sequence, without the per-call
+    set-up of ``JSONEncoder.encode`` (a tuple of str, int and None has nothing circular);
+    ``_ENCODER.encode`` itself wherever the C encoder is absent or encodes differently."""
+    def slow(values) -> str:
+        return _ENCODER.encode(values)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return slow
+    try:
+        chunks = make(None, _ENCODER.default, json.encoder.encode_basestring, None,
+                      _ENCODER.key_separator, _ENCODER.item_separator, False, False, True)
+        probe = (1, 'a"b\\c\n\x01\u00e9\u2028', None, 10 ** 30, "")
+
+        def fast(values) -> str:
+            return "".join(chunks(values, 0))
+        if fast(probe) == slow(probe):
+            return fast
+    except TypeError:
+        pass
+    return slow
+
+
+_encode_fields = _fast_encoder()
+
+
 def _payload(prev_hash: str, key_id: str | None, fields: dict) -> bytes:
     head = [prev_hash] if key_id is None else [prev_hash, key_id]
     payload = head + [fields.get(name) for name in HASHED_FIELDS]
@@ -337,29 +363,14 @@ class VerifyResult:
         return f"audit trail BROKEN at row {self.first_broken_seq}: {self.problem}"
 
 
-# PostgreSQL writes each row's hash input itself, as text: the hashed fields of the
-# payload ``_payload`` builds, in its JSON form (to_json escapes strings as Python's
-# json.dumps(ensure_ascii=False) does; the timestamp in ``_iso``'s form), without the
-# surrounding brackets and the (prev hash, key id) head. Python only hashes it. A row
-# whose hash does not match is checked again from its columns with ``_payload``
-# (``_row_matches``), so the verdict is always the one the Python encoding gives.
-_PG_TEXT = {
-    "seq": "seq::text",
-    "occurred_at": "to_json(to_char(occurred_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text",
-    "user_id": "user_id::text",
-}
-
-
-def _pg_rows_sql() -> str:
-    parts = [f"coalesce({_PG_TEXT.get(name, f'to_json({name})::text')}, 'null')"
-             for name in HASHED_FIELDS]
-    return ("SELECT seq, prev_hash, row_hash, key_id, study_oid, concat_ws(',', "
-            + ", ".join(parts) + ") FROM audit_event ORDER BY seq")
-
-
-_PG_ROWS = _pg_rows_sql()
-_SQL_ROWS = ("SELECT " + ", ".join(HASHED_FIELDS) + ", prev_hash, row_hash, key_id "
-             "FROM audit_event ORDER BY seq")
+# The columns of the hash input, straight from the driver: PostgreSQL writes the
+# timestamp in ``_iso``'s form itself; elsewhere ``_stored_iso`` reshapes the stored text.
+def _rows_sql(dialect: str) -> str:
+    columns = ", ".join(
+        "to_char(occurred_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        if name == "occurred_at" and dialect == "postgresql" else name
+        for name in HASHED_FIELDS)
+    return f"SELECT {columns}, prev_hash, row_hash, key_id FROM audit_event ORDER BY seq"
 
 
 def _stored_iso(value) -> str:
@@ -375,29 +386,25 @@ def _stored_iso(value) -> str:
 
 
 def _rows(session: Session, batch: int = 50000) -> Iterator[tuple]:
-    """(seq, prev hash, row hash, key id, study oid, hashed fields as JSON without the
-    brackets) of every row in chain order, straight from the driver: a server-side cursor
-    on PostgreSQL (the database builds the text), a plain cursor elsewhere."""
+    """Every row's HASHED_FIELDS (the timestamp in ``_iso``'s form), prev hash, row hash
+    and key id, in chain order, read through the driver's own cursor (a server-side one on
+    PostgreSQL), not as ORM rows."""
     connection = session.connection()
+    dialect = connection.dialect.name
     raw = connection.connection.driver_connection
-    if connection.dialect.name == "postgresql":
+    if dialect == "postgresql":
         with raw.cursor(name="ecrf_audit_verify") as cursor:
             cursor.itersize = batch
-            cursor.execute(_PG_ROWS)
-            yield from cursor
+            cursor.execute(_rows_sql(dialect))
+            while chunk := cursor.fetchmany(batch):
+                yield from chunk
         return
-    encode = _ENCODER.encode
-    width = len(HASHED_FIELDS)
-    study_at = HASHED_FIELDS.index("study_oid")
     cursor = raw.cursor()
     try:
-        cursor.execute(_SQL_ROWS)
+        cursor.execute(_rows_sql(dialect))
         while chunk := cursor.fetchmany(batch):
             for row in chunk:
-                values = list(row[:width])
-                values[1] = _stored_iso(values[1])
-                yield (values[0], row[width], row[width + 1], row[width + 2],
-                       values[study_at], encode(values)[1:-1])
+                yield (row[0], _stored_iso(row[1]), *row[2:])
     finally:
         cursor.close()
 
@@ -473,7 +480,13 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
 
     sha256 = hashlib.sha256
     compare = hmac.compare_digest
-    for seq, prev_hash, row_hash, key_id, row_study, fields in _rows(session):
+    encode = _encode_fields
+    width = len(HASHED_FIELDS)
+    study_at = HASHED_FIELDS.index("study_oid")
+    for row in _rows(session):
+        seq, prev_hash, row_hash, key_id = row[0], row[width], row[width + 1], row[width + 2]
+        # The payload as _payload builds it: the hashed fields' JSON after the head.
+        fields = encode(row[:width])[1:-1]
         if seq != expected_seq:
             what = "missing" if seq > expected_seq else "duplicated"
             return broken(expected_seq, f"row {expected_seq} is {what}")
@@ -497,7 +510,9 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
                 if mac is None:
                     return broken(seq, f"row is signed with key {key_id}, which the audit "
                                   f"key file {path} does not hold")
-                macs[key_id] = mac
+                # The keyed OpenSSL object inside hmac.HMAC when there is one: copying it
+                # skips a Python wrapper per row.
+                mac = macs[key_id] = getattr(mac, "_hmac", None) or mac
                 used[key_id] = None
             if first_keyed is None:
                 first_keyed = seq
@@ -516,7 +531,7 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
                 matched += 1
         prev = row_hash
         expected_seq += 1
-        if study_oid is None or row_study == study_oid:
+        if study_oid is None or row[study_at] == study_oid:
             checked += 1
     last = expected_seq - 1
     head = session.execute(
