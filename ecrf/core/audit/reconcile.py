@@ -14,9 +14,23 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Select, String, and_, case, cast, collate, func, literal, or_, select, text
+from sqlalchemy import (
+    Engine,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    collate,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.models import AuditEvent
@@ -226,3 +240,24 @@ def reconcile(session: Session, limit: int = 50) -> ReconcileResult:
                 result.shown.append(mismatch)
         result.checked[name] = count() if callable(count) else count
     return result
+
+
+def reconcile_alongside(engine: Engine, limit: int = 50) -> Future[ReconcileResult] | None:
+    """Start ``reconcile`` on a connection of its own in a second thread, so that the
+    database joins while this thread walks the chain (the thread mostly waits on the
+    database); ``None`` on SQLite, where the caller runs it afterwards in its own session."""
+    if engine.dialect.name == "sqlite":
+        return None
+
+    def run() -> ReconcileResult:
+        with Session(engine) as session:
+            try:
+                return reconcile(session, limit=limit)
+            finally:
+                session.rollback()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecrf-reconcile")
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)
