@@ -33,6 +33,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+try:
+    from sqlalchemy.dialects.postgresql import distinct_on
+except ImportError:  # SQLAlchemy before 2.1: select().distinct(expression)
+    distinct_on = None
+
 from ecrf.core.audit.models import AuditEvent
 
 
@@ -93,6 +98,18 @@ def last_audited(session: Session, actions: Iterable[str]):
             .order_by(_binary(last.c.path, session)))
 
 
+def _last_audited_rows(session: Session, actions: Iterable[str]):
+    """``last_audited`` unordered, for a join; on PostgreSQL one sort of the trail's rows
+    (DISTINCT ON, the path in code-point order) rather than a group and a lookup by seq."""
+    if session.get_bind().dialect.name != "postgresql":
+        return last_audited(session, actions).order_by(None)
+    path = _binary(AuditEvent.path, session)
+    rows = (select(path.label("path"), AuditEvent.new_value)
+            .where(AuditEvent.action.in_(sorted(actions)), AuditEvent.path.is_not(None))
+            .order_by(path, AuditEvent.seq.desc()))
+    return rows.ext(distinct_on(path)) if distinct_on is not None else rows.distinct(path)
+
+
 def _full_join(session: Session) -> bool:
     if session.get_bind().dialect.name == "sqlite":
         return sqlite3.sqlite_version_info >= (3, 39)
@@ -115,7 +132,7 @@ def path_mismatches(session: Session, what: str, stored: Select, actions: Iterab
         return _merged_mismatches(session, what, stored, actions, default=default,
                                   require_row=require_row, require_stored=require_stored)
     s = stored.subquery()
-    a = last_audited(session, actions).order_by(None).subquery()
+    a = _last_audited_rows(session, actions).subquery()
     no_row = a.c.path.is_(None)
     expected = case((no_row, literal(default, String)), else_=a.c.new_value)
     if require_row:
@@ -127,7 +144,7 @@ def path_mismatches(session: Session, what: str, stored: Select, actions: Iterab
         wanted = or_(wanted, and_(s.c.path.is_(None), a.c.new_value.is_not(None)))
     path = func.coalesce(s.c.path, a.c.path)
     found_rows = (select(path, s.c.path.is_(None), no_row, s.c.value, expected, s.c.subject_key)
-                  .select_from(s.join(a, s.c.path == a.c.path, full=True))
+                  .select_from(s.join(a, _binary(s.c.path, session) == a.c.path, full=True))
                   .where(wanted).order_by(_binary(path, session)))
     counted: list[int] = []
 
