@@ -23,6 +23,7 @@ from ecrf.core.audit.reconcile import (
     as_text,
     path_mismatches,
     reconcile,
+    reconcile_alongside,
     register_reconciliation,
 )
 from ecrf.core.audit.trail import (
@@ -48,7 +49,7 @@ __all__ = [
     "ImportProvenance", "Keyring", "KeyringError", "Mismatch", "ReconcileResult", "SYSTEM",
     "VerifyResult", "anchor_file", "as_text", "audit_csv", "bind_actor", "chain_head", "compute_hash",
     "current_actor", "current_anchor", "held_back", "historical_import", "importing",
-    "key_file", "lock_chain", "parse_anchor", "path_mismatches", "reconcile", "record",
+    "key_file", "lock_chain", "parse_anchor", "path_mismatches", "reconcile", "reconcile_alongside", "record",
     "record_export", "register_reconciliation", "rotate_key", "stream_rows",
     "study_audit_query", "verify_chain",
 ]

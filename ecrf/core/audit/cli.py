@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ecrf.core.audit.keys import Anchor, KeyringError, parse_anchor
-from ecrf.core.audit.reconcile import reconcile
+from ecrf.core.audit.reconcile import reconcile, reconcile_alongside
 from ecrf.core.audit.trail import Actor, AuditError, current_anchor, rotate_key, verify_chain
 from ecrf.core.extensions import db
 
@@ -57,12 +57,15 @@ def audit_verify(study: str | None, anchors: tuple[str, ...], no_reconcile: bool
     allocation equals its last audit row. Exits non-zero and names the row or path of
     each problem."""
     given = _given_anchors(anchors)
+    # On PostgreSQL the reconciliation runs in the database while the chain is walked.
+    alongside = None if no_reconcile else reconcile_alongside(db.engine, limit=limit)
     result = verify_chain(db.session, study_oid=study.upper() if study else None,
                           anchors=given)
     click.echo(str(result))
     ok = result.ok
     if not no_reconcile:
-        found = reconcile(db.session, limit=limit)
+        found = alongside.result() if alongside is not None else reconcile(db.session,
+                                                                            limit=limit)
         for line in found.lines():
             click.echo(line)
         ok = ok and found.ok

@@ -4,17 +4,39 @@ trail last recorded, or someone changed the data without an audit row.
 Each area that owns audited data registers its checks (``register_reconciliation``); a
 check returns how many stored facts it compared and an iterator over the mismatches.
 ``path_mismatches`` does the usual comparison: a select of (path, stored value) and the
-``new_value`` of the last audit row of the given actions on each path, both ordered by
-path in the database and merged as they stream, so memory stays flat.
+``new_value`` of the last audit row of the given actions on each path, joined in the
+database, which returns only the mismatches (ordered by path); where the database cannot
+join them so (SQLite before 3.39 has no full outer join) both sides stream ordered by
+path and are merged here. Memory stays flat either way.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Select, String, cast, collate, func, select
+from sqlalchemy import (
+    Engine,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    collate,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
+
+try:
+    from sqlalchemy.dialects.postgresql import distinct_on
+except ImportError:  # SQLAlchemy before 2.1: select().distinct(expression)
+    distinct_on = None
 
 from ecrf.core.audit.models import AuditEvent
 
@@ -76,7 +98,75 @@ def last_audited(session: Session, actions: Iterable[str]):
             .order_by(_binary(last.c.path, session)))
 
 
+def _last_audited_rows(session: Session, actions: Iterable[str]):
+    """``last_audited`` unordered, for a join; on PostgreSQL one sort of the trail's rows
+    (DISTINCT ON, the path in code-point order) rather than a group and a lookup by seq."""
+    if session.get_bind().dialect.name != "postgresql":
+        return last_audited(session, actions).order_by(None)
+    path = _binary(AuditEvent.path, session)
+    rows = (select(path.label("path"), AuditEvent.new_value)
+            .where(AuditEvent.action.in_(sorted(actions)), AuditEvent.path.is_not(None))
+            .order_by(path, AuditEvent.seq.desc()))
+    return rows.ext(distinct_on(path)) if distinct_on is not None else rows.distinct(path)
+
+
+def _full_join(session: Session) -> bool:
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite3.sqlite_version_info >= (3, 39)
+    return True
+
+
 def path_mismatches(session: Session, what: str, stored: Select, actions: Iterable[str], *,
+                    default: str | None = None, require_row: bool = False,
+                    require_stored: bool = False) -> tuple[Callable[[], int], Iterator[Mismatch]]:
+    """Compare ``stored`` (columns ``path``, ``value``, ``subject_key``) with the last
+    audit row of ``actions`` on each path, in the database: a full join on the path that
+    returns only the mismatches, in path order, so memory stays flat whatever the size of
+    the trail.
+
+    A path with no audit row counts as ``default`` unless ``require_row`` (then it is a
+    mismatch by itself); with ``require_stored``, an audited non-empty value whose stored
+    row is gone is one too. Returns a function giving the number of stored rows compared
+    (once the mismatches are read) and the mismatches."""
+    if not _full_join(session):
+        return _merged_mismatches(session, what, stored, actions, default=default,
+                                  require_row=require_row, require_stored=require_stored)
+    s = stored.subquery()
+    a = _last_audited_rows(session, actions).subquery()
+    no_row = a.c.path.is_(None)
+    expected = case((no_row, literal(default, String)), else_=a.c.new_value)
+    if require_row:
+        differs = or_(no_row, s.c.value.is_distinct_from(a.c.new_value))
+    else:
+        differs = s.c.value.is_distinct_from(expected)
+    wanted = and_(s.c.path.is_not(None), differs)
+    if require_stored:
+        wanted = or_(wanted, and_(s.c.path.is_(None), a.c.new_value.is_not(None)))
+    path = func.coalesce(s.c.path, a.c.path)
+    found_rows = (select(path, s.c.path.is_(None), no_row, s.c.value, expected, s.c.subject_key)
+                  .select_from(s.join(a, _binary(s.c.path, session) == a.c.path, full=True))
+                  .where(wanted).order_by(_binary(path, session)))
+    counted: list[int] = []
+
+    def count() -> int:
+        if not counted:
+            counted.append(session.execute(select(func.count()).select_from(s)).scalar_one())
+        return counted[0]
+
+    def found() -> Iterator[Mismatch]:
+        for where, gone, unaudited, value, audited, subject_key in session.execute(
+                found_rows.execution_options(yield_per=20000)):
+            if gone:
+                yield Mismatch(what, where, None, audited, None, "the stored row is gone")
+            elif unaudited and require_row:
+                yield Mismatch(what, where, value, None, subject_key, "no audit row")
+            else:
+                yield Mismatch(what, where, value, audited, subject_key)
+
+    return count, found()
+
+
+def _merged_mismatches(session: Session, what: str, stored: Select, actions: Iterable[str], *,
                     default: str | None = None, require_row: bool = False,
                     require_stored: bool = False) -> tuple[Callable[[], int], Iterator[Mismatch]]:
     """Compare ``stored`` (columns ``path``, ``value``, ``subject_key``) with the last
@@ -153,6 +243,11 @@ class ReconcileResult:
 def reconcile(session: Session, limit: int = 50) -> ReconcileResult:
     """Run every registered check; keep the first ``limit`` mismatches, count them all."""
     result = ReconcileResult({}, {}, [], limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # Each check is one large join and sort: compiling it (JIT) costs more than it
+        # saves, and sorts of a million paths spill to disk at the default work_mem.
+        session.execute(text("SET LOCAL jit = off"))
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     for name, check in sorted(_CHECKS.items()):
         count, found = check(session)
         result.mismatches[name] = 0
@@ -162,3 +257,24 @@ def reconcile(session: Session, limit: int = 50) -> ReconcileResult:
                 result.shown.append(mismatch)
         result.checked[name] = count() if callable(count) else count
     return result
+
+
+def reconcile_alongside(engine: Engine, limit: int = 50) -> Future[ReconcileResult] | None:
+    """Start ``reconcile`` on a connection of its own in a second thread, so that the
+    database joins while this thread walks the chain (the thread mostly waits on the
+    database); ``None`` on SQLite, where the caller runs it afterwards in its own session."""
+    if engine.dialect.name == "sqlite":
+        return None
+
+    def run() -> ReconcileResult:
+        with Session(engine) as session:
+            try:
+                return reconcile(session, limit=limit)
+            finally:
+                session.rollback()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecrf-reconcile")
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)

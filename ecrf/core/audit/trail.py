@@ -104,6 +104,32 @@ def _iso(value: dt.datetime) -> str:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _fast_encoder():
+    """The C encoder behind ``_ENCODER`` for one flat sequence, without the per-call
+    set-up of ``JSONEncoder.encode`` (a tuple of str, int and None has nothing circular);
+    ``_ENCODER.encode`` itself wherever the C encoder is absent or encodes differently."""
+    def slow(values) -> str:
+        return _ENCODER.encode(values)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return slow
+    try:
+        chunks = make(None, _ENCODER.default, json.encoder.encode_basestring, None,
+                      _ENCODER.key_separator, _ENCODER.item_separator, False, False, True)
+        probe = (1, 'a"b\\c\n\x01\u00e9\u2028', None, 10 ** 30, "")
+
+        def fast(values) -> str:
+            return "".join(chunks(values, 0))
+        if fast(probe) == slow(probe):
+            return fast
+    except TypeError:
+        pass
+    return slow
+
+
+_encode_fields = _fast_encoder()
+
+
 def _payload(prev_hash: str, key_id: str | None, fields: dict) -> bytes:
     head = [prev_hash] if key_id is None else [prev_hash, key_id]
     payload = head + [fields.get(name) for name in HASHED_FIELDS]
@@ -338,15 +364,64 @@ class VerifyResult:
         return f"audit trail BROKEN at row {self.first_broken_seq}: {self.problem}"
 
 
-def _rows(session: Session, batch: int = 20000) -> Iterator:
-    columns = [getattr(AuditEvent, name) for name in HASHED_FIELDS if name != "seq"]
-    stmt = (
-        select(AuditEvent.seq, *columns, AuditEvent.prev_hash, AuditEvent.row_hash,
-               AuditEvent.key_id)
-        .order_by(AuditEvent.seq)
-        .execution_options(yield_per=batch)
-    )
-    yield from session.execute(stmt)
+# The columns of the hash input, straight from the driver: PostgreSQL writes the
+# timestamp in ``_iso``'s form itself; elsewhere ``_stored_iso`` reshapes the stored text.
+def _rows_sql(dialect: str) -> str:
+    columns = ", ".join(
+        "to_char(occurred_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        if name == "occurred_at" and dialect == "postgresql" else name
+        for name in HASHED_FIELDS)
+    return f"SELECT {columns}, prev_hash, row_hash, key_id FROM audit_event ORDER BY seq"
+
+
+def _stored_iso(value) -> str:
+    """``_iso`` of a timestamp as the SQLite driver returns it (SQLAlchemy's naive UTC text,
+    ``YYYY-MM-DD HH:MM:SS.ffffff``), without parsing the usual form."""
+    if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+        return f"{value[:10]}T{value[11:]}Z"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return _iso(value)
+
+
+def _rows(session: Session, batch: int = 50000) -> Iterator[tuple]:
+    """Every row's HASHED_FIELDS (the timestamp in ``_iso``'s form), prev hash, row hash
+    and key id, in chain order, read through the driver's own cursor (a server-side one on
+    PostgreSQL), not as ORM rows."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    raw = connection.connection.driver_connection
+    if dialect == "postgresql":
+        with raw.cursor(name="ecrf_audit_verify") as cursor:
+            cursor.itersize = batch
+            cursor.execute(_rows_sql(dialect))
+            while chunk := cursor.fetchmany(batch):
+                yield from chunk
+        return
+    cursor = raw.cursor()
+    try:
+        cursor.execute(_rows_sql(dialect))
+        while chunk := cursor.fetchmany(batch):
+            for row in chunk:
+                yield (row[0], _stored_iso(row[1]), *row[2:])
+    finally:
+        cursor.close()
+
+
+def _row_matches(session: Session, seq: int, prev: str, key_id: str | None,
+                 ring: Keyring | None, digest: str) -> bool:
+    """Whether row ``seq`` hashes to ``digest`` with its fields read and encoded in Python
+    (``_payload``), the encoding that signed it."""
+    row = session.execute(select(AuditEvent).where(AuditEvent.seq == seq)).scalar_one()
+    fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+    fields["occurred_at"] = _iso(row.occurred_at)
+    try:
+        found = compute_hash(prev, fields, ring, key_id)
+    except (AuditError, KeyringError):
+        return False
+    return hmac.compare_digest(found, digest)
 
 
 @dataclass
@@ -397,7 +472,6 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
     first_keyed: int | None = None
     used: dict[str, None] = {}
     macs: dict[str, hmac.HMAC] = {}
-    names = HASHED_FIELDS
     since = ring.since if ring is not None else None
     by_seq = pending.by_seq
 
@@ -405,19 +479,19 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
         return VerifyResult(False, checked, seq, problem, tuple(used), unkeyed, matched,
                             str(path))
 
-    encode = _ENCODER.encode
-    width = len(names)
-    study_at = names.index("study_oid")
+    sha256 = hashlib.sha256
+    compare = hmac.compare_digest
+    encode = _encode_fields
+    width = len(HASHED_FIELDS)
+    study_at = HASHED_FIELDS.index("study_oid")
     for row in _rows(session):
-        # The payload in HASHED_FIELDS order, as _payload builds it, without a dict per row.
-        values = list(row[:width])
-        values[1] = _iso(values[1])
-        seq = values[0]
-        key_id = row.key_id
+        seq, prev_hash, row_hash, key_id = row[0], row[width], row[width + 1], row[width + 2]
+        # The payload as _payload builds it: the hashed fields' JSON after the head.
+        fields = encode(row[:width])[1:-1]
         if seq != expected_seq:
             what = "missing" if seq > expected_seq else "duplicated"
             return broken(expected_seq, f"row {expected_seq} is {what}")
-        if row.prev_hash != prev:
+        if prev_hash != prev:
             return broken(seq, "link to the previous row does not match")
         if key_id is None:
             if first_keyed is not None:
@@ -426,7 +500,7 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
             if since is not None and seq >= since:
                 return broken(seq, f"row has no key but the keyring signs every row from "
                               f"{since} on")
-            digest = hashlib.sha256(encode([prev, *values]).encode("utf-8")).hexdigest()
+            digest = sha256(f'["{prev}",{fields}]'.encode()).hexdigest()
             unkeyed += 1
         else:
             mac = macs.get(key_id)
@@ -437,24 +511,28 @@ def verify_chain(session: Session, *, study_oid: str | None = None,
                 if mac is None:
                     return broken(seq, f"row is signed with key {key_id}, which the audit "
                                   f"key file {path} does not hold")
-                macs[key_id] = mac
+                # The keyed OpenSSL object inside hmac.HMAC when there is one: copying it
+                # skips a Python wrapper per row.
+                mac = macs[key_id] = getattr(mac, "_hmac", None) or mac
                 used[key_id] = None
             if first_keyed is None:
                 first_keyed = seq
+            # The key id matches the key file's id pattern: nothing in it needs escaping.
             mac = mac.copy()
-            mac.update(encode([prev, key_id, *values]).encode("utf-8"))
+            mac.update(f'["{prev}","{key_id}",{fields}]'.encode())
             digest = mac.hexdigest()
-        if not hmac.compare_digest(digest, row.row_hash):
+        if not compare(digest, row_hash) and not _row_matches(
+                session, seq, prev, key_id, ring, row_hash):
             return broken(seq, "row content does not match its hash")
         if seq in by_seq:
             for where, anchored in by_seq.pop(seq):
-                if anchored != row.row_hash:
+                if anchored != row_hash:
                     return broken(seq, f"row differs from the head recorded in {where}: "
                                   "the chain was rewritten from this row or before")
                 matched += 1
-        prev = row.row_hash
+        prev = row_hash
         expected_seq += 1
-        if study_oid is None or values[study_at] == study_oid:
+        if study_oid is None or row[study_at] == study_oid:
             checked += 1
     last = expected_seq - 1
     head = session.execute(
