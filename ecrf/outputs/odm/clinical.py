@@ -212,6 +212,32 @@ class _FormItems(dict):
         return found
 
 
+class _GroupStart:
+    """The start tag of a group's ItemGroupData, formatted once per group: only the repeat
+    key changes from row to row."""
+
+    def __init__(self, form: str, group: str, repeating: bool, transaction: str | None
+                 ) -> None:
+        self.oid, self.repeating, self.transaction = group_oid(form, group), repeating, \
+            transaction
+        self.head = _start_tag("ItemGroupData", {"ItemGroupOID": self.oid}, True)
+        self.tail = f' TransactionType="{transaction}"' if transaction else ""
+        self.fixed = self.head + self.tail
+
+    def text(self, row: int) -> str:
+        if not self.repeating:
+            return self.fixed
+        return f'{self.head} ItemGroupRepeatKey="{row}"{self.tail}'
+
+    def attrib(self, row: int) -> dict[str, str]:
+        found = {"ItemGroupOID": self.oid}
+        if self.repeating:
+            found["ItemGroupRepeatKey"] = str(row)
+        if self.transaction:
+            found["TransactionType"] = self.transaction
+        return found
+
+
 def _start_tag(tag: str, attrib: dict[str, Any], xmlns: bool = False) -> str:
     """``<tag a="v" ...`` (not closed), attributes whose value is None left out."""
     text = "".join(f' {name}="{xml_attr(str(value))}"' for name, value in attrib.items()
@@ -333,6 +359,7 @@ class ClinicalWriter:
         g_form = g_group = g_row = None
         group: tuple | None = None
         g_at = -1
+        group_starts: dict[tuple[str, str], _GroupStart] = {}
         form_items: dict[str, _Item] = {}
         items_hist: dict = {}
         removals: dict = {}
@@ -367,7 +394,8 @@ class ClinicalWriter:
                     removal = removals.get(group[0])
                     if removal is not None:
                         emit(_start_tag("ItemGroupData",
-                                        group[1] | {"TransactionType": "Remove"}, True)
+                                        group[1].attrib(g_row) | {"TransactionType": "Remove"},
+                                        True)
                              + ">" + self._audit(removal, site_code) + "</ItemGroupData>")
                 if len(parts) > self.FLUSH_PARTS:
                     self.flush()
@@ -455,17 +483,17 @@ class ClinicalWriter:
             # The group is one row of one form instance of one subject.
             if row.row != g_row or row.group_oid != g_group or g_form != form[0]:
                 flush_group()
-                repeating = (row.form_oid, row.group_oid) in kinds.repeating_groups
-                attrib = {"ItemGroupOID": group_oid(row.form_oid, row.group_oid),
-                          "ItemGroupRepeatKey": str(row.row) if repeating else None,
-                          "TransactionType": upsert}
-                attrib = {k: v for k, v in attrib.items() if v is not None}
+                start = group_starts.get((row.form_oid, row.group_oid))
+                if start is None:
+                    start = group_starts[(row.form_oid, row.group_oid)] = _GroupStart(
+                        row.form_oid, row.group_oid,
+                        (row.form_oid, row.group_oid) in kinds.repeating_groups, upsert)
                 g_at = len(parts)
-                emit(_start_tag("ItemGroupData", attrib, True))
+                emit(start.text(row.row))
                 g_form, g_group, g_row = form[0], row.group_oid, row.row
                 # The trail's key of the row, within the subject.
                 group = ((row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row),
-                         attrib)
+                         start)
             item = form_items[row.item_oid]
             history = (items_hist.get(group[0] + (row.item_oid,), ()) if items_hist
                        else ())
