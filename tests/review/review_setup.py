@@ -83,15 +83,19 @@ def save(actor: Actor, subject: Subject, form: str = "VITALS", values: dict | No
 class _Counter:
     n = 0
 
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
 
 @contextmanager
 def count_statements():
-    """Count the SQL statements run inside the block (``.n``)."""
+    """Count the SQL statements run inside the block (``.n``; their text in ``.seen``)."""
     counter = _Counter()
     engine = db.engine
 
-    def count(*args) -> None:
+    def count(_conn, _cursor, statement, *args) -> None:
         counter.n += 1
+        counter.seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)
     try:
