@@ -252,6 +252,19 @@ def annotation_text(level: str, **values: Any) -> str:
             f"{xml_text(f'{ANNOTATION_PREFIX}{level} {text}')}</Comment></Annotation>")
 
 
+def _event_note(actual_date: dt.date | None, state: str | None) -> str:
+    """``annotation_text("event", actual_date=..., state=...)``, written out: once per
+    event instance."""
+    shown = []
+    if actual_date is not None:
+        shown.append(f"actual_date={actual_date}")
+    if state:
+        shown.append(f"state={state}")
+    return (f'<Annotation{_XMLNS} SeqNum="1"><Comment SponsorOrSite="Site">'
+            f"{xml_text(ANNOTATION_PREFIX + 'event ' + '; '.join(shown))}</Comment>"
+            "</Annotation>")
+
+
 class ClinicalWriter:
     """Writes ClinicalData as pre-formatted text (``xml_attr``/``xml_text``), the same
     bytes lxml would write for the same elements, in chunks through ``raw``; the rare
@@ -278,8 +291,9 @@ class ClinicalWriter:
             self.parts.clear()
 
     # element helpers
-    def _enter(self, tag: str, attrib: dict[str, Any]) -> None:
-        self.parts.append(_start_tag(tag, attrib) + ">")
+    def _enter(self, tag: str, attrib: dict[str, Any], start: str | None = None) -> None:
+        """Open a container; ``start`` is its start tag when already formatted."""
+        self.parts.append(start if start is not None else _start_tag(tag, attrib) + ">")
         self._open.append(tag)
 
     def _close_to(self, depth: int) -> None:
@@ -310,10 +324,10 @@ class ClinicalWriter:
         sub(el, "DateTimeStamp", text=odm_datetime(sig.signed_at))
 
     def _head(self, tag: str, attrib: dict, main: SignatureRow | None, site_code: str,
-              note: str, site_ref: bool = False) -> None:
+              note: str, site_ref: bool = False, start: str | None = None) -> None:
         """Open a container and write what precedes its children (Signature, SiteRef,
         Annotation), in the schema's order."""
-        self._enter(tag, attrib)
+        self._enter(tag, attrib, start)
         if main is not None:
             holder = element("X")
             self._signature(holder, main, site_code)
@@ -360,6 +374,10 @@ class ClinicalWriter:
         group: tuple | None = None
         g_at = -1
         group_starts: dict[tuple[str, str], _GroupStart] = {}
+        # Formatted once per form and per form status (the version is this pass's).
+        form_starts: dict[str, str] = {}
+        form_notes: dict[str, str] = {}
+        upsert_attr = f' TransactionType="{upsert}"' if upsert else ""
         form_items: dict[str, _Item] = {}
         items_hist: dict = {}
         removals: dict = {}
@@ -455,24 +473,30 @@ class ClinicalWriter:
                              f"{self.summary.values} values")
             if event is None or event[0] != row.event_instance_id:
                 close_event()
+                repeat = row.repeat if row.event_oid in kinds.repeating_events else None
                 attrib = {"StudyEventOID": event_oid(row.event_oid),
-                          "StudyEventRepeatKey": row.repeat
-                          if row.event_oid in kinds.repeating_events else None,
-                          "TransactionType": upsert}
+                          "StudyEventRepeatKey": repeat, "TransactionType": upsert}
                 found = scoped("event", row.event_instance_id)
-                main = latest_valid(found)
+                main = latest_valid(found) if found else None
+                key = "" if repeat is None else f' StudyEventRepeatKey="{repeat}"'
                 self._head("StudyEventData", attrib, main, site_code,
-                           annotation_text("event", actual_date=row.event_date,
-                                           state=row.event_state))
+                           _event_note(row.event_date, row.event_state),
+                           start=f'<StudyEventData StudyEventOID='
+                                 f'"{xml_attr(attrib["StudyEventOID"])}"{key}{upsert_attr}>')
                 event = (row.event_instance_id, attrib, found, main)
             if form is None or form[0] != row.form_instance_id:
                 close_form()
                 attrib = {"FormOID": form_oid(row.form_oid), "TransactionType": upsert}
                 found = scoped("form", row.form_instance_id)
-                main = latest_valid(found)
-                self._head("FormData", attrib, main, site_code,
-                           annotation_text("form", status=row.form_status,
-                                           study_version=version.number))
+                main = latest_valid(found) if found else None
+                note = form_notes.get(row.form_status)
+                if note is None:
+                    note = form_notes[row.form_status] = annotation_text(
+                        "form", status=row.form_status, study_version=version.number)
+                start = form_starts.get(row.form_oid)
+                if start is None:
+                    start = form_starts[row.form_oid] = _start_tag("FormData", attrib) + ">"
+                self._head("FormData", attrib, main, site_code, note, start=start)
                 form = (row.form_instance_id, attrib, found, main)
                 form_items = kinds.items_of(row.form_oid)
                 self.summary.forms += 1
