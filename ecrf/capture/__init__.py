@@ -16,6 +16,7 @@ from ecrf.capture.labels import (
 )
 from ecrf.capture.locking import EntryLock, add_lock_reader, entry_lock
 from ecrf.capture.models import (
+    IMPORTED_TABLES,
     SUBJECT_STATUSES,
     CheckAcknowledgement,
     EventInstance,
@@ -81,7 +82,7 @@ from ecrf.capture.web import actor_for, may, subject_or_404
 __all__ = [
     "CaptureError", "CheckAcknowledgement", "EVENT_STATE_LABELS", "EnrolmentError", "EntryLock",
     "EventForm", "EventInstance", "EventStateError", "FORM_STATUS_LABELS", "FormInstance",
-    "FormStatus", "GroupRow", "ItemValue", "MAX_REASON", "NOT_STARTED", "NotFoundError",
+    "FormStatus", "GroupRow", "IMPORTED_TABLES", "ItemValue", "MAX_REASON", "NOT_STARTED", "NotFoundError",
     "OpenForm", "SUBJECT_LABELS", "SUBJECT_STATUSES", "SaveResult", "ScheduledVisit",
     "StaleChange", "StaleFormError", "StudyCounts", "Subject", "SubjectStatus",
     "Submission", "VISIT_LABELS", "actor_for", "add_lock_reader", "build_context", "declare_not_done",

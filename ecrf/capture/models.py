@@ -238,3 +238,9 @@ class ScheduledVisit(Base):
 
     def __repr__(self) -> str:
         return f"<ScheduledVisit {self.event_oid}[{self.repeat}] {self.status}>"
+
+
+# What an import of clinical data fills: analyzed after a bulk import
+# (``ecrf.core.analyze_after_import``).
+IMPORTED_TABLES = ("subject", "event_instance", "form_instance", "group_row", "item_value",
+                   "audit_event")

@@ -25,7 +25,16 @@ from ecrf.core.audit import (
     study_audit_query,
     verify_chain,
 )
-from ecrf.core.base import Audited, Base, UTCDateTime, literal_table, one_of, utcnow
+from ecrf.core.base import (
+    ANALYZE_THRESHOLD,
+    Audited,
+    Base,
+    UTCDateTime,
+    analyze_after_import,
+    literal_table,
+    one_of,
+    utcnow,
+)
 from ecrf.core.cli import TEXT, add_group, cli_actor, fail, guard_commands
 from ecrf.core.config import PROJECT_ROOT, VERSION, load_config
 from ecrf.core.csvcells import csv_cell
@@ -70,6 +79,7 @@ from ecrf.core.web import (
 )
 
 __all__ = [
+    "ANALYZE_THRESHOLD", "analyze_after_import",
     "BadInput", "MAX_ARG_LENGTH", "MAX_ID", "MAX_JSON_DEPTH", "MAX_SEQ", "bounded_day", "bounded_moment",
     "check_text", "json_depth", "json_problems", "load_json", "text_problem", "whole_number", "TEXT",
     "guard_commands",

@@ -1,4 +1,5 @@
-"""Declarative base, naming convention and column types shared by every model."""
+"""Declarative base, naming convention and column types shared by every model, and the
+statistics refresh after bulk imports."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -50,6 +51,31 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC)
+
+
+# Imports storing fewer values than this leave statistics to autovacuum.
+ANALYZE_THRESHOLD = 1000
+
+
+def analyze_after_import(session: Session, tables: Iterable[str], values: int, *,
+                         threshold: int | None = None) -> bool:
+    """After a bulk import has committed: refresh PostgreSQL's planner statistics of the
+    tables it filled, so the next export or dashboard plans for the rows now there (stale
+    statistics made an export after a 4,000-subject import take 30 s instead of 6 s).
+    Skipped below ``threshold`` (default ``ANALYZE_THRESHOLD``) values and on SQLite
+    (which plans without them); True when it ran."""
+    tables = list(tables)
+    for table in tables:
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+    if threshold is None:
+        threshold = ANALYZE_THRESHOLD
+    if values < threshold or session.get_bind().dialect.name != "postgresql":
+        return False
+    for table in tables:
+        session.execute(text(f'ANALYZE "{table}"'))
+    session.commit()
+    return True
 
 
 def utcnow() -> dt.datetime:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 from flask import current_app
+from sqlalchemy import func, select
 
-from ecrf.core import cli_actor, db, fail
+from ecrf.capture import IMPORTED_TABLES, ItemValue
+from ecrf.core import analyze_after_import, cli_actor, db, fail
 from ecrf.demo.loader import load_demo
 
 
@@ -17,4 +19,7 @@ def demo_command():
     except Exception as exc:  # one clear line; the transaction is rolled back
         fail(exc)
     db.session.commit()
+    # The demo fills an empty database at once: statistics for what it holds now.
+    analyze_after_import(db.session, IMPORTED_TABLES,
+                         db.session.scalar(select(func.count()).select_from(ItemValue)) or 0)
     click.echo(summary)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ecrf.core import cli_actor, db, fail
+from ecrf.capture import IMPORTED_TABLES
+from ecrf.core import analyze_after_import, cli_actor, db, fail
 from ecrf.studies import command_study
 
 from .parse import FORMATS, LabFileError
@@ -68,6 +69,7 @@ def import_labs(lab_file: str, study_oid: str, fmt: str | None, dry_run: bool,
     except LabFileError as exc:
         fail(exc)
     db.session.commit()
+    analyze_after_import(db.session, IMPORTED_TABLES, stored.values)
     kept = f", {stored.kept} conflicting value(s) kept as entered" if stored.kept else ""
     click.echo(f"{stored.values} value(s) stored in {stored.forms} form(s){kept}")
 

@@ -22,7 +22,8 @@ from wtforms.fields.choices import SelectChoice
 from ecrf import accounts
 from ecrf.accounts import Allow, request_actor
 from ecrf.accounts import register_route as register
-from ecrf.core import db
+from ecrf.capture import IMPORTED_TABLES
+from ecrf.core import analyze_after_import, db
 from ecrf.core.web import transaction
 
 from .parse import FORMATS, LabFileError
@@ -131,6 +132,7 @@ def confirm(study_oid: str):
         return _preview(form, name, data, confirm.format.data, exc.problems, 422)
     except LabFileError:
         return _preview(form, name, data, confirm.format.data, None, 422)
+    analyze_after_import(db.session, IMPORTED_TABLES, stored.values)
     flash(_("%(values)s value(s) from %(name)s stored in %(forms)s form(s); %(kept)s "
             "entered value(s) kept.", values=stored.values, name=name, forms=stored.forms,
             kept=stored.kept), "success")

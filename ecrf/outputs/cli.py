@@ -373,6 +373,8 @@ def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None,
     import json
 
     from ecrf import studies
+    from ecrf.capture import IMPORTED_TABLES
+    from ecrf.core import analyze_after_import
     from ecrf.outputs.odm.importer.clinical import ClinicalImportError, import_odm_clinical
 
     try:
@@ -399,3 +401,4 @@ def import_odm_clinical_command(odm_file: str, study_oid: str, site: str | None,
                                        "problem(s), listed above")
         return
     db.session.commit()
+    analyze_after_import(db.session, IMPORTED_TABLES, report.counts.stored)

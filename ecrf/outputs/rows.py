@@ -147,8 +147,12 @@ def item_rows(session: Session, scope: Scope, *, version_id: int | None = None,
     # and answer to the ItemRow field names.
     # Options on the statement, not the connection: Connection.execution_options would
     # leave every later statement of the transaction on a server-side cursor.
+    # Taken a batch at a time: row by row, the result's own iteration costs more than the
+    # export's work on the row.
     result = session.connection().execute(stmt.execution_options(yield_per=batch))
-    yield from map(ItemRow._make, result)
+    make = ItemRow._make
+    for part in result.partitions():
+        yield from map(make, part)
 
 
 class AuditRow(NamedTuple):

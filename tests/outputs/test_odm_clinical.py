@@ -10,8 +10,10 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
+from ecrf.capture import IMPORTED_TABLES
 from ecrf.capture.models import ItemValue, Subject
 from ecrf.core import audit
+from ecrf.core import base as core_base
 from ecrf.core.audit.models import AuditEvent
 from ecrf.core.extensions import db
 from ecrf.outputs.odm.clinical import export_odm_clinical
@@ -21,6 +23,7 @@ from ecrf.outputs.odm.study import validate_odm
 from ecrf.outputs.rows import make_scope
 from ecrf.studies import store as studies
 from ecrf.studies.models import Study
+from tests.conftest import count_statements, is_postgres
 from tests.outputs import NS
 from tests.outputs.clinical_setup import (
     LOADER,
@@ -367,3 +370,20 @@ def test_cli_import_reports_per_subject(cast, runner, tmp_path, make_study):
     assert partial.exit_code == 0, partial.output
     assert "S02-001 (site S02): enrolled; 1 form(s) saved" in partial.output
     assert "Stored, except the subject(s) listed as not imported: S01-001." in partial.output
+
+
+def test_cli_import_analyzes_what_it_filled_on_postgresql(cast, runner, tmp_path, make_study,
+                                                         monkeypatch):
+    _copy_study(tmp_path, make_study, "CLINA")
+    path = tmp_path / "in.xml"
+    path.write_bytes(_retarget(export(cast.study), "CLINA"))
+    monkeypatch.setattr(core_base, "ANALYZE_THRESHOLD", 1)  # this file is small
+    with count_statements() as counted:
+        result = runner.invoke(args=["import", "odm", str(path), "--study", "CLINA"])
+    assert result.exit_code == 0, result.output
+    analyzed = [s for s in counted.texts if s.startswith("ANALYZE")]
+    assert analyzed == ([f'ANALYZE "{t}"' for t in IMPORTED_TABLES] if is_postgres() else [])
+    # A dry run stores nothing and analyzes nothing.
+    with count_statements() as counted:
+        runner.invoke(args=["import", "odm", str(path), "--study", "CLINA", "--dry-run"])
+    assert not [s for s in counted.texts if s.startswith("ANALYZE")]

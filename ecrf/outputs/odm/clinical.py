@@ -46,6 +46,7 @@ from ecrf.outputs.odm.clinical_header import admin_for, versions_for, write_stud
 from ecrf.outputs.odm.common import (
     CHOICE_NOT_SELECTED,
     CHOICE_SELECTED,
+    ODM_NS,
     FileInfo,
     choice_oid,
     element,
@@ -56,10 +57,12 @@ from ecrf.outputs.odm.common import (
     location_oid,
     new_file_oid,
     odm_datetime,
-    odm_document,
-    q,
+    odm_stream,
+    serialized,
     sub,
     write_admin_data,
+    xml_attr,
+    xml_text,
 )
 from ecrf.outputs.odm.extension import allocation_element
 from ecrf.outputs.odm.study import version_ref
@@ -80,7 +83,7 @@ from ecrf.outputs.rows import (
 from ecrf.studies import StudyVersion, definition_for
 
 Progress = Callable[[int, str], None]
-ITEM_DATA = q("ItemData")
+_XMLNS = f' xmlns="{ODM_NS}"'  # on each element ``xf.write`` writes on its own
 _CONVERTED = frozenset({"datetime", "time", "multiple_choice"})
 TRANSACTIONS = {"item.entered": "Insert", "item.changed": "Update", "item.cleared": "Remove"}
 ANNOTATION_PREFIX = "ecrf:"
@@ -172,46 +175,146 @@ class _Kinds:
                         self.choices[(form.oid, item.oid)] = codes.codes if codes else ()
         self.repeating_events = {e.oid for e in definition.events
                                  if e.kind in (EventKind.REPEATING, EventKind.UNSCHEDULED)}
-        self._oids: dict[tuple[str, str], tuple[str, str]] = {}
+        self._items_of: dict[str, dict[str, _Item]] = {}
 
     def kind(self, form: str, item: str) -> str:
         return self.items.get((form, item), "text")
 
-    def oid_and_kind(self, form: str, item: str) -> tuple[str, str]:
-        """(ItemOID, value kind), computed once per item: the hot loop only looks up."""
-        found = self._oids.get((form, item))
+    def items_of(self, form: str) -> dict[str, _Item]:
+        """item OID -> what writing its ItemData needs, filled once per item: the hot loop
+        only looks up."""
+        found = self._items_of.get(form)
         if found is None:
-            found = self._oids[(form, item)] = (item_oid(form, item), self.kind(form, item))
+            found = self._items_of[form] = _FormItems(self, form)
         return found
 
 
+@dataclass(frozen=True)
+class _Item:
+    form: str
+    item: str
+    start: str  # '<ItemData ItemOID="..."', escaped
+    kind: str
+    converted: bool  # its value is rewritten by ``odm_value``
+    codes: tuple[str, ...]  # a multiple-choice item's codes (empty: written as stored)
+
+
+class _FormItems(dict):
+    def __init__(self, kinds: _Kinds, form: str) -> None:
+        super().__init__()
+        self.kinds, self.form = kinds, form
+
+    def __missing__(self, item: str) -> _Item:
+        kind = self.kinds.kind(self.form, item)
+        found = self[item] = _Item(
+            self.form, item, f'<ItemData ItemOID="{xml_attr(item_oid(self.form, item))}"',
+            kind, kind in _CONVERTED, self.kinds.choices.get((self.form, item), ()))
+        return found
+
+
+class _GroupStart:
+    """The start tag of a group's ItemGroupData, formatted once per group: only the repeat
+    key changes from row to row."""
+
+    def __init__(self, form: str, group: str, repeating: bool, transaction: str | None
+                 ) -> None:
+        self.oid, self.repeating, self.transaction = group_oid(form, group), repeating, \
+            transaction
+        self.head = _start_tag("ItemGroupData", {"ItemGroupOID": self.oid}, True)
+        self.tail = f' TransactionType="{transaction}"' if transaction else ""
+        self.fixed = self.head + self.tail
+
+    def text(self, row: int) -> str:
+        if not self.repeating:
+            return self.fixed
+        return f'{self.head} ItemGroupRepeatKey="{row}"{self.tail}'
+
+    def attrib(self, row: int) -> dict[str, str]:
+        found = {"ItemGroupOID": self.oid}
+        if self.repeating:
+            found["ItemGroupRepeatKey"] = str(row)
+        if self.transaction:
+            found["TransactionType"] = self.transaction
+        return found
+
+
+def _start_tag(tag: str, attrib: dict[str, Any], xmlns: bool = False) -> str:
+    """``<tag a="v" ...`` (not closed), attributes whose value is None left out."""
+    text = "".join(f' {name}="{xml_attr(str(value))}"' for name, value in attrib.items()
+                   if value is not None)
+    return f"<{tag}{_XMLNS if xmlns else ''}{text}"
+
+
+def annotation_text(level: str, **values: Any) -> str:
+    """``annotation`` as ``xf.write`` writes it."""
+    text = "; ".join(f"{k}={v}" for k, v in values.items() if v not in (None, ""))
+    return (f'<Annotation{_XMLNS} SeqNum="1"><Comment SponsorOrSite="Site">'
+            f"{xml_text(f'{ANNOTATION_PREFIX}{level} {text}')}</Comment></Annotation>")
+
+
+def _event_note(actual_date: dt.date | None, state: str | None) -> str:
+    """``annotation_text("event", actual_date=..., state=...)``, written out: once per
+    event instance."""
+    shown = []
+    if actual_date is not None:
+        shown.append(f"actual_date={actual_date}")
+    if state:
+        shown.append(f"state={state}")
+    return (f'<Annotation{_XMLNS} SeqNum="1"><Comment SponsorOrSite="Site">'
+            f"{xml_text(ANNOTATION_PREFIX + 'event ' + '; '.join(shown))}</Comment>"
+            "</Annotation>")
+
+
 class ClinicalWriter:
-    def __init__(self, xf: Any, scope: Scope, *, transactional: bool) -> None:
-        self.xf = xf
+    """Writes ClinicalData as pre-formatted text (``xml_attr``/``xml_text``), the same
+    bytes lxml would write for the same elements, in chunks through ``raw``; the rare
+    elements (signatures in Context siblings, allocations) are built with lxml and
+    serialized."""
+
+    FLUSH_PARTS = 4096
+
+    def __init__(self, raw: Callable[[bytes], None], scope: Scope, *,
+                 transactional: bool) -> None:
+        self.raw = raw
         self.scope = scope
         self.transactional = transactional
         self.summary = ExportSummary()
-        self._open: list[Any] = []
+        self.parts: list[str] = []
+        self._open: list[str] = []
         self.allocations: dict[int, Any] = {}
+        self._users: dict[str | None, str] = {}
+        self._locations: dict[str, str] = {}
+
+    def flush(self) -> None:
+        if self.parts:
+            self.raw("".join(self.parts).encode("utf-8"))
+            self.parts.clear()
 
     # element helpers
-    def _enter(self, tag: str, attrib: dict[str, Any]) -> None:
-        cm = self.xf.element(q(tag), {k: str(v) for k, v in attrib.items() if v is not None})
-        cm.__enter__()
-        self._open.append(cm)
+    def _enter(self, tag: str, attrib: dict[str, Any], start: str | None = None) -> None:
+        """Open a container; ``start`` is its start tag when already formatted."""
+        self.parts.append(start if start is not None else _start_tag(tag, attrib) + ">")
+        self._open.append(tag)
 
     def _close_to(self, depth: int) -> None:
         while len(self._open) > depth:
-            self._open.pop().__exit__(None, None, None)
+            self.parts.append(f"</{self._open.pop()}>")
 
-    def _audit(self, parent: etree._Element, row: AuditRow, site_code: str) -> None:
-        ar = sub(parent, "AuditRecord")
-        sub(ar, "UserRef", {"UserOID": user_ref(row.username)})
-        sub(ar, "LocationRef", {"LocationOID": location_oid(row.site_code or site_code)})
-        sub(ar, "DateTimeStamp", text=odm_datetime(row.occurred_at))
-        if row.reason:
-            sub(ar, "ReasonForChange", text=row.reason)
-        sub(ar, "SourceID", text=str(row.seq))
+    def _audit(self, row: AuditRow, site_code: str) -> str:
+        """The AuditRecord of a change, as text."""
+        user = self._users.get(row.username)
+        if user is None:
+            user = self._users[row.username] = (
+                f'<AuditRecord><UserRef UserOID="{xml_attr(user_ref(row.username))}"/>')
+        code = row.site_code or site_code
+        location = self._locations.get(code)
+        if location is None:
+            location = self._locations[code] = (
+                f'<LocationRef LocationOID="{xml_attr(location_oid(code))}"/>')
+        reason = (f"<ReasonForChange>{xml_text(row.reason)}</ReasonForChange>"
+                  if row.reason else "")
+        return (f"{user}{location}<DateTimeStamp>{odm_datetime(row.occurred_at)}"
+                f"</DateTimeStamp>{reason}<SourceID>{row.seq}</SourceID></AuditRecord>")
 
     def _signature(self, parent: etree._Element, sig: SignatureRow, site_code: str) -> None:
         el = sub(parent, "Signature")
@@ -221,19 +324,18 @@ class ClinicalWriter:
         sub(el, "DateTimeStamp", text=odm_datetime(sig.signed_at))
 
     def _head(self, tag: str, attrib: dict, main: SignatureRow | None, site_code: str,
-              note: etree._Element | None, site_ref: bool = False) -> None:
+              note: str, site_ref: bool = False, start: str | None = None) -> None:
         """Open a container and write what precedes its children (Signature, SiteRef,
         Annotation), in the schema's order."""
-        self._enter(tag, attrib)
-        holder = element("X")
+        self._enter(tag, attrib, start)
         if main is not None:
+            holder = element("X")
             self._signature(holder, main, site_code)
+            self.parts.append(serialized(holder[0]))
         if site_ref:
-            sub(holder, "SiteRef", {"LocationOID": location_oid(site_code)})
-        for child in holder:
-            self.xf.write(child)
-        if note is not None:
-            self.xf.write(note)
+            self.parts.append(f'<SiteRef{_XMLNS} LocationOID='
+                              f'"{xml_attr(location_oid(site_code))}"/>')
+        self.parts.append(note)
 
     def _extra_signatures(self, tag: str, attrib: dict, signatures: list[SignatureRow],
                           main: SignatureRow | None, site_code: str) -> None:
@@ -251,7 +353,7 @@ class ClinicalWriter:
             if tag == "SubjectData":
                 # SiteRef comes after Signature; the schema wants it there too.
                 el.insert(1, element("SiteRef", {"LocationOID": location_oid(site_code)}))
-            self.xf.write(el)
+            self.parts.append(serialized(el))
 
     # the pass over one version's data
     def write_version(self, session: Session, version: StudyVersion, mdv: str,
@@ -262,9 +364,21 @@ class ClinicalWriter:
                                       actions=(*ITEM_ACTIONS, ROW_REMOVED)))
         sigs = BySubject(signature_rows(session, self.scope))
         upsert = "Upsert" if txn else None
+        parts = self.parts
+        emit = parts.append
         subject = event = form = None
+        # The ItemGroupData being written: its key (form instance, group, row), the trail's
+        # key of the row within the subject, its attributes, and where its start tag sits
+        # in ``parts`` (closed as ``/>`` when no ItemData follows).
+        g_form = g_group = g_row = None
         group: tuple | None = None
-        ig: etree._Element | None = None
+        g_at = -1
+        group_starts: dict[tuple[str, str], _GroupStart] = {}
+        # Formatted once per form and per form status (the version is this pass's).
+        form_starts: dict[str, str] = {}
+        form_notes: dict[str, str] = {}
+        upsert_attr = f' TransactionType="{upsert}"' if upsert else ""
+        form_items: dict[str, _Item] = {}
         items_hist: dict = {}
         removals: dict = {}
         subject_sigs: list[SignatureRow] = []
@@ -276,6 +390,8 @@ class ClinicalWriter:
             return valid[-1] if valid else None
 
         def scoped(level: str, target: int) -> list[SignatureRow]:
+            if not subject_sigs:
+                return []
             if level == "form":
                 return [s for s in subject_sigs if s.scope == "form"
                         and s.form_instance_id == target]
@@ -285,18 +401,23 @@ class ClinicalWriter:
         def flush_group() -> None:
             # Written and forgotten before any level closes: the next group starts afresh
             # even when the next subject or form has the same event, form, group and row.
-            nonlocal ig, group
-            if ig is not None:
-                self.xf.write(ig)
-                if txn and group is not None:
-                    removal = removals.get(group[1])
+            nonlocal group, g_form, g_group, g_row
+            if group is not None:
+                if len(parts) == g_at + 1:
+                    parts[g_at] += "/>"
+                else:
+                    parts[g_at] += ">"
+                    emit("</ItemGroupData>")
+                if txn:
+                    removal = removals.get(group[0])
                     if removal is not None:
-                        gone = element("ItemGroupData",
-                                       group[2] | {"TransactionType": "Remove"})
-                        self._audit(gone, removal, site_code)
-                        self.xf.write(gone)
-            ig = None
-            group = None
+                        emit(_start_tag("ItemGroupData",
+                                        group[1].attrib(g_row) | {"TransactionType": "Remove"},
+                                        True)
+                             + ">" + self._audit(removal, site_code) + "</ItemGroupData>")
+                if len(parts) > self.FLUSH_PARTS:
+                    self.flush()
+            group = g_form = g_group = g_row = None
 
         def close_form() -> None:
             nonlocal form
@@ -328,72 +449,94 @@ class ClinicalWriter:
                                        main, site_code)
             subject = None
 
-        with self.xf.element(q("ClinicalData"), {"StudyOID": self.scope.study.oid,
-                                                  "MetaDataVersionOID": mdv}):
-            row: ItemRow
-            for row in item_rows(session, self.scope, version_id=version.id):
-                if subject != row.subject_id:
-                    close_subject()
-                    subject = row.subject_id
-                    site_code = row.site_code
-                    items_hist, removal_rows = histories(audits.take(subject))
-                    removals = removal_rows
-                    subject_sigs = sigs.take(subject)
-                    current_sub_attrib = {"SubjectKey": row.subject_key,
-                                          "TransactionType": upsert}
-                    casebook = [s for s in subject_sigs if s.scope == "casebook"]
-                    self._head("SubjectData", current_sub_attrib, latest_valid(casebook),
-                               site_code, annotation("subject", enrolled_on=row.enrolled_on,
-                                                     status=row.subject_status),
-                               site_ref=True)
-                    self.summary.subjects += 1
-                    if progress and self.summary.subjects % 50 == 0:
-                        progress(min(95, 10 + self.summary.values * 85 // max(total_hint, 1)),
-                                 f"{self.summary.subjects} subjects, "
-                                 f"{self.summary.values} values")
-                if event is None or event[0] != row.event_instance_id:
-                    close_event()
-                    attrib = {"StudyEventOID": event_oid(row.event_oid),
-                              "StudyEventRepeatKey": row.repeat
-                              if row.event_oid in kinds.repeating_events else None,
-                              "TransactionType": upsert}
-                    found = scoped("event", row.event_instance_id)
-                    main = latest_valid(found)
-                    self._head("StudyEventData", attrib, main, site_code,
-                               annotation("event", actual_date=row.event_date,
-                                          state=row.event_state))
-                    event = (row.event_instance_id, attrib, found, main)
-                if form is None or form[0] != row.form_instance_id:
-                    close_form()
-                    attrib = {"FormOID": form_oid(row.form_oid), "TransactionType": upsert}
-                    found = scoped("form", row.form_instance_id)
-                    main = latest_valid(found)
-                    self._head("FormData", attrib, main, site_code,
-                               annotation("form", status=row.form_status,
-                                          study_version=version.number))
-                    form = (row.form_instance_id, attrib, found, main)
-                    self.summary.forms += 1
-                if row.item_oid is None:
-                    continue
-                removed = row.removed_at is not None
-                if removed and not txn:
-                    continue
-                # The trail's key of the row, within the subject; the group itself is one
-                # row of one form instance of one subject.
-                hkey = (row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row)
-                gkey = (row.subject_id, row.form_instance_id, row.group_oid, row.row)
-                if group is None or group[0] != gkey:
-                    flush_group()
-                    repeating = (row.form_oid, row.group_oid) in kinds.repeating_groups
-                    attrib = {"ItemGroupOID": group_oid(row.form_oid, row.group_oid),
-                              "ItemGroupRepeatKey": str(row.row) if repeating else None,
-                              "TransactionType": upsert}
-                    attrib = {k: v for k, v in attrib.items() if v is not None}
-                    ig = element("ItemGroupData", attrib)
-                    group = (gkey, hkey, attrib)
-                self._item(ig, row, kinds, items_hist.get(hkey + (row.item_oid,), ()),
-                           site_code)
-            close_subject()
+        emit(_start_tag("ClinicalData", {"StudyOID": self.scope.study.oid,
+                                         "MetaDataVersionOID": mdv}) + ">")
+        row: ItemRow
+        for row in item_rows(session, self.scope, version_id=version.id):
+            if subject != row.subject_id:
+                close_subject()
+                subject = row.subject_id
+                site_code = row.site_code
+                items_hist, removals = histories(audits.take(subject))
+                subject_sigs = sigs.take(subject)
+                current_sub_attrib = {"SubjectKey": row.subject_key,
+                                      "TransactionType": upsert}
+                casebook = [s for s in subject_sigs if s.scope == "casebook"]
+                self._head("SubjectData", current_sub_attrib, latest_valid(casebook),
+                           site_code, annotation_text("subject", enrolled_on=row.enrolled_on,
+                                                      status=row.subject_status),
+                           site_ref=True)
+                self.summary.subjects += 1
+                if progress and self.summary.subjects % 50 == 0:
+                    progress(min(95, 10 + self.summary.values * 85 // max(total_hint, 1)),
+                             f"{self.summary.subjects} subjects, "
+                             f"{self.summary.values} values")
+            if event is None or event[0] != row.event_instance_id:
+                close_event()
+                repeat = row.repeat if row.event_oid in kinds.repeating_events else None
+                attrib = {"StudyEventOID": event_oid(row.event_oid),
+                          "StudyEventRepeatKey": repeat, "TransactionType": upsert}
+                found = scoped("event", row.event_instance_id)
+                main = latest_valid(found) if found else None
+                key = "" if repeat is None else f' StudyEventRepeatKey="{repeat}"'
+                self._head("StudyEventData", attrib, main, site_code,
+                           _event_note(row.event_date, row.event_state),
+                           start=f'<StudyEventData StudyEventOID='
+                                 f'"{xml_attr(attrib["StudyEventOID"])}"{key}{upsert_attr}>')
+                event = (row.event_instance_id, attrib, found, main)
+            if form is None or form[0] != row.form_instance_id:
+                close_form()
+                attrib = {"FormOID": form_oid(row.form_oid), "TransactionType": upsert}
+                found = scoped("form", row.form_instance_id)
+                main = latest_valid(found) if found else None
+                note = form_notes.get(row.form_status)
+                if note is None:
+                    note = form_notes[row.form_status] = annotation_text(
+                        "form", status=row.form_status, study_version=version.number)
+                start = form_starts.get(row.form_oid)
+                if start is None:
+                    start = form_starts[row.form_oid] = _start_tag("FormData", attrib) + ">"
+                self._head("FormData", attrib, main, site_code, note, start=start)
+                form = (row.form_instance_id, attrib, found, main)
+                form_items = kinds.items_of(row.form_oid)
+                self.summary.forms += 1
+            if row.item_oid is None:
+                continue
+            if row.removed_at is not None and not txn:
+                continue
+            # The group is one row of one form instance of one subject.
+            if row.row != g_row or row.group_oid != g_group or g_form != form[0]:
+                flush_group()
+                start = group_starts.get((row.form_oid, row.group_oid))
+                if start is None:
+                    start = group_starts[(row.form_oid, row.group_oid)] = _GroupStart(
+                        row.form_oid, row.group_oid,
+                        (row.form_oid, row.group_oid) in kinds.repeating_groups, upsert)
+                g_at = len(parts)
+                emit(start.text(row.row))
+                g_form, g_group, g_row = form[0], row.group_oid, row.row
+                # The trail's key of the row, within the subject.
+                group = ((row.event_oid, row.repeat, row.form_oid, row.group_oid, row.row),
+                         start)
+            item = form_items[row.item_oid]
+            history = (items_hist.get(group[0] + (row.item_oid,), ()) if items_hist
+                       else ())
+            if txn:
+                self._changes(item, row.value, history, site_code)
+            elif row.value is not None:
+                if item.codes and self._choices(item, row.value, None,
+                                                history[-1] if history else None,
+                                                site_code):
+                    pass
+                elif history:
+                    emit(f'{item.start} Value="{xml_attr(odm_value(item.kind, row.value) if item.converted else row.value)}">'  # noqa: E501
+                         f"{self._audit(history[-1], site_code)}</ItemData>")
+                else:
+                    emit(f'{item.start} Value="{xml_attr(odm_value(item.kind, row.value) if item.converted else row.value)}"/>')  # noqa: E501
+                self.summary.values += 1
+        close_subject()
+        emit("</ClinicalData>")
+        self.flush()
 
     def _allocation(self, subject_id: int) -> None:
         """The subject's arm, randomization and dose level (ecrf's declared extension),
@@ -401,70 +544,51 @@ class ClinicalWriter:
         info = self.allocations.get(subject_id)
         el = allocation_element(info) if info is not None else None
         if el is not None:
-            self.xf.write(el)
+            self.parts.append(serialized(el))
             self.summary.allocations += 1
 
-    def _choices(self, ig: etree._Element, row: ItemRow, codes: tuple[str, ...],
-                 value: str | None, transaction: str | None, change: AuditRow | None,
-                 site_code: str) -> bool:
+    def _choices(self, item: _Item, value: str | None, transaction: str | None,
+                 change: AuditRow | None, site_code: str) -> bool:
         """A multiple-choice value as one boolean ItemData per code of its list (in a
         transaction, a removal removes each). False, writing nothing, for a value holding
         a code the list does not have: it is then written as it is stored."""
         selected = selected_codes(value)
-        if not set(selected) <= set(codes):
+        if not set(selected) <= set(item.codes):
             return False
-        for code in codes:
-            el = etree.SubElement(ig, ITEM_DATA,
-                                  ItemOID=choice_oid(row.form_oid, row.item_oid, code))
-            if transaction is not None:
-                el.set("TransactionType", transaction)
+        txn = f' TransactionType="{transaction}"' if transaction is not None else ""
+        audit = self._audit(change, site_code) if change is not None else None
+        for code in item.codes:
+            text = f'<ItemData ItemOID="{xml_attr(choice_oid(item.form, item.item, code))}"{txn}'
             if transaction != "Remove":
-                el.set("Value", CHOICE_SELECTED if code in selected else CHOICE_NOT_SELECTED)
-            if change is not None:
-                self._audit(el, change, site_code)
+                text += (f' Value="{CHOICE_SELECTED if code in selected else CHOICE_NOT_SELECTED}"')
+            self.parts.append(f"{text}>{audit}</ItemData>" if audit is not None
+                              else f"{text}/>")
         return True
 
-    def _item(self, ig: etree._Element, row: ItemRow, kinds: _Kinds,
-              history: list[AuditRow] | tuple, site_code: str) -> None:
-        oid, kind = kinds.oid_and_kind(row.form_oid, row.item_oid)
-        codes = kinds.choices.get((row.form_oid, row.item_oid))
-        if not self.transactional:
-            if row.value is None:
-                return
-            if codes and self._choices(ig, row, codes, row.value, None,
-                                       history[-1] if history else None, site_code):
-                self.summary.values += 1
-                return
-            el = etree.SubElement(ig, ITEM_DATA, ItemOID=oid,
-                                  Value=odm_value(kind, row.value) if kind in _CONVERTED
-                                  else row.value)
-            if history:
-                self._audit(el, history[-1], site_code)
-            self.summary.values += 1
-            return
+    def _changes(self, item: _Item, value: str | None, history: list[AuditRow] | tuple,
+                 site_code: str) -> None:
+        """Transactional: every change of one value, then the stored value if the trail
+        does not explain it."""
+        emit = self.parts.append
         last = None
         for change in history:
             txn = TRANSACTIONS[change.action]
-            if codes and self._choices(ig, row, codes, change.new_value, txn, change,
-                                       site_code):
+            if item.codes and self._choices(item, change.new_value, txn, change, site_code):
                 last = change.new_value
                 self.summary.values += 1
                 continue
-            el = etree.SubElement(ig, q("ItemData"), ItemOID=oid, TransactionType=txn)
-            if txn != "Remove" and change.new_value is not None:
-                el.set("Value", odm_value(kind, change.new_value))
-            self._audit(el, change, site_code)
+            shown = (f' Value="{xml_attr(odm_value(item.kind, change.new_value))}"'
+                     if txn != "Remove" and change.new_value is not None else "")
+            emit(f'{item.start} TransactionType="{txn}"{shown}>'
+                 f"{self._audit(change, site_code)}</ItemData>")
             last = change.new_value
             self.summary.values += 1
-        if row.value != last and row.value is not None:
+        if value != last and value is not None:
             # A value the trail does not explain (loaded in bulk, or by a migration).
             txn = "Insert" if not history else "Update"
-            if codes and self._choices(ig, row, codes, row.value, txn, None, site_code):
-                self.summary.values += 1
-                return
-            etree.SubElement(ig, q("ItemData"), ItemOID=oid,
-                             TransactionType="Insert" if not history else "Update",
-                             Value=odm_value(kind, row.value))
+            if not (item.codes and self._choices(item, value, txn, None, site_code)):
+                emit(f'{item.start} TransactionType="{txn}" '
+                     f'Value="{xml_attr(odm_value(item.kind, value))}"/>')
             self.summary.values += 1
 
 
@@ -497,10 +621,10 @@ def export_odm_clinical(session: Session, scope: Scope, target: str | Path | IO[
                     "with audit records and signatures",
         as_of=created_at,
     )
-    with odm_document(target, info, extensions=True) as xf:
+    with odm_stream(target, info, extensions=True) as (xf, raw):
         write_study(xf, scope.study, versions)
         write_admin_data(xf, scope.study.oid, admin)
-        writer = ClinicalWriter(xf, scope, transactional=transactional)
+        writer = ClinicalWriter(raw, scope, transactional=transactional)
         writer.allocations = allocations_in_scope(session, scope)
         for version in versions_in_scope(session, scope):
             if progress:
