@@ -154,6 +154,15 @@ def missing_key_message(path) -> str:
 
 
 def signing_keyring(session: Session, last_seq: int) -> Keyring:
+    """The keyring that signs new rows (``_signing_keyring``), with a key file that cannot
+    be read or created refused as any other audit problem (AuditError)."""
+    try:
+        return _signing_keyring(session, last_seq)
+    except KeyringError as exc:
+        raise AuditError(str(exc)) from None
+
+
+def _signing_keyring(session: Session, last_seq: int) -> Keyring:
     """The keyring that signs new rows; created when the chain has no keyed row yet.
 
     Refused when keyed rows exist but the key file does not, or when the file does not hold
@@ -200,10 +209,7 @@ def _chain_state(session: Session) -> list:
         row = session.execute(_LOCK_HEAD).first()
         if row is None:
             raise AuditError("the audit chain head is missing: run `ecrf db upgrade`")
-        try:
-            ring = signing_keyring(session, row.last_seq)
-        except KeyringError as exc:
-            raise AuditError(str(exc)) from None
+        ring = signing_keyring(session, row.last_seq)
         state = [row.last_seq, row.last_hash, row.last_seq, row.last_seq, ring, ring.active]
         session.info[_CHAIN_KEY] = state
     return state
@@ -307,10 +313,7 @@ def current_anchor(session: Session) -> Anchor:
     head = session.execute(_READ_HEAD).first()
     if head is None:
         raise AuditError("the audit chain head is missing: run `ecrf db upgrade`")
-    try:
-        ring = signing_keyring(session, head.last_seq)
-    except KeyringError as exc:
-        raise AuditError(str(exc)) from None
+    ring = signing_keyring(session, head.last_seq)
     return make_anchor(ring, head.last_seq, head.last_hash)
 
 
