@@ -324,7 +324,7 @@ def subject_plot(study_oid: str, subject_key: str):
 
 def _study_endpoints(action: str = "aggregate.view"):
     try:
-        return endpoints.study_endpoints(db.session, g.study, _site_ids(action))
+        return endpoints.kept_study_endpoints(db.session, g.study, _site_ids(action))
     except endpoints.EndpointsError as exc:
         return exc
 
