@@ -266,6 +266,23 @@ def test_the_endpoints_page_takes_as_many_statements_for_3_subjects_as_for_1(
     assert (many, many_kept) == (few, few_kept) and few_kept < few
 
 
+def test_the_endpoints_page_lists_its_subjects_a_page_at_a_time(
+        inv, study, client, login_as, monkeypatch):
+    from ecrf.safety import views
+
+    subject_a(inv, study)
+    subject_b(inv, study)
+    login_as("investigator", "S01", study="SAFETY")
+    monkeypatch.setattr(views, "ENDPOINTS_PAGE", 1)
+    first = client.get("/studies/SAFETY/endpoints").get_data(as_text=True)
+    second = client.get("/studies/SAFETY/endpoints?page=2").get_data(as_text=True)
+    beyond = client.get("/studies/SAFETY/endpoints?page=99").get_data(as_text=True)
+    assert ">S01-A</a>" in first and ">S01-B</a>" not in first
+    assert ">S01-B</a>" in second and ">S01-A</a>" not in second
+    assert 'aria-current="page">2<' in second and ">S01-B</a>" in beyond
+    assert client.get("/studies/SAFETY/endpoints?page=x").status_code == 200
+
+
 def test_the_kept_endpoints_follow_the_data_and_the_scope(inv, study):
     def kept(site_ids=None):
         seen = []
