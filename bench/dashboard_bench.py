@@ -15,6 +15,11 @@ of the role that sees it; after two warm-up requests (the first refreshes every 
 schedule), prints the server time (mean and 95th percentile over the runs), the CPU time
 of this process and the number of SQL statements per request, then one table of both
 sizes. Targets: each page < 150 ms at 4,000 subjects, the same statement count at both.
+
+The endpoint summary page is timed on a database of its own per size: a UCMSC-Exo study
+whose subjects (over three dose levels) have day 1, the infusion on day 7 and blood counts
+every third day to day 42. Its first view computes every subject's endpoints (printed as
+"cold"); the views timed after it read the result kept until the audit chain moves.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from matrix_bench import PASSWORD, setup  # noqa: E402
 
 from ecrf.accounts.models import RoleGrant, User  # noqa: E402
 from ecrf.accounts.passwords import hash_password  # noqa: E402
-from ecrf.capture.models import FormInstance, ItemValue, Subject  # noqa: E402
+from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject  # noqa: E402
+from ecrf.core.audit.trail import SYSTEM  # noqa: E402
 from ecrf.core.base import utcnow  # noqa: E402
 from ecrf.core.extensions import db  # noqa: E402
 from ecrf.review.models import Lock, Query, SdvMark, Signature  # noqa: E402
 from ecrf.studies import store as studies  # noqa: E402
+from ecrf.studies.models import Site, StudySite  # noqa: E402
 
 STUDY = "/studies/DEXAML03"
 PAGES = (  # name, user, path
@@ -52,6 +59,7 @@ PAGES = (  # name, user, path
     ("SDV progress, to verify", "dm.bench", STUDY + "/sdv?pending=1"),
     ("safety overview", "dm.bench", STUDY + "/safety"),
 )
+ENDPOINTS = (("endpoint summary", "dm.bench", "/studies/UCMSCEXO/endpoints"),)
 
 
 def _insert(model, rows: list[dict]) -> None:
@@ -121,7 +129,64 @@ def add_review_data(app, rng: random.Random) -> None:
               f"{len(signatures)} signatures, {len(locks)} locks over {subjects} subjects")
 
 
-def measure(app, runs: int) -> dict[str, tuple[float, float, float, list[int]]]:
+def add_endpoint_study(app, size: int, rng: random.Random) -> None:
+    """UCMSC-Exo with ``size`` subjects over its three dose levels, in bulk after the ids
+    already used: chemotherapy day 1, the infusion on day 7, counts every third day."""
+    with app.app_context():
+        loaded = studies.load_folder(db.session, SYSTEM,
+                                     matrix_bench.ROOT / "forms" / "ucmscexo")
+        study, version = loaded.study, loaded.version
+        sites = list(db.session.scalars(sa.select(Site).order_by(Site.id)))
+        for site in sites:
+            db.session.add(StudySite(study=study, site=site, active=True))
+        dm = db.session.scalar(sa.select(User).where(User.username == "dm.bench"))
+        db.session.add(RoleGrant(user=dm, role="data_manager", study=study))
+        db.session.commit()
+        builder = matrix_bench.Builder(studies.definition_for(version), version.id, study.id,
+                                       [s.id for s in sites])
+        start = {m: db.session.scalar(sa.select(sa.func.max(m.id))) or 0
+                 for m in (Subject, EventInstance, FormInstance)}
+        today = utcnow().date()
+        for n in range(1, size + 1):
+            sid = start[Subject] + n
+            day1 = today - matrix_bench.days(rng.randint(60, 900))
+            builder.subject(sid, f"UX-{n:05d}", builder.sites[n % len(sites)], day1, None,
+                            "in_follow_up")
+            builder.subjects[-1]["dose_level"] = n % 3 + 1
+            builder.occurrence(sid, "CHEMO_D1", 1, day1, "done", {"CHEMO": {"CHEMOD1": day1}})
+            builder.occurrence(sid, "INFUSION", 1, day1 + matrix_bench.days(6), "done",
+                               {"INF": {"INFDT": day1 + matrix_bench.days(6)}})
+            builder.occurrence(sid, "HEMOBS", 1, day1, "done", {"COUNTS": {}})
+            form_id = len(builder.forms)
+            recovery = rng.randint(14, 40)
+            for row, day in enumerate(range(1, 43, 3), start=1):
+                anc = "2.0" if day < 5 else ("0.05" if day < recovery else "1.2")
+                plt = 150 if day < 5 else (10 if day < recovery - 3 else 60)
+                for item, value, number in (
+                        ("LBDT", (day1 + matrix_bench.days(day - 1)).isoformat(), None),
+                        ("ANC", anc, anc), ("PLT", str(plt), plt), ("HGB", "90", 90),
+                        ("PLTTX", "Y" if day < recovery - 3 and day % 2 else "N", None)):
+                    builder.values.append({
+                        "form_instance_id": form_id, "subject_id": sid, "form_oid": "COUNTS",
+                        "group_oid": "CNT_DAY", "row": row, "item_oid": item, "value": value,
+                        "value_number": number, "value_date": None if item != "LBDT"
+                        else day1 + matrix_bench.days(day - 1), "updated_at": builder.now})
+        for row in builder.events:
+            row["id"] += start[EventInstance]
+        for row in builder.forms:
+            row["id"] += start[FormInstance]
+            row["event_instance_id"] += start[EventInstance]
+        for row in builder.values:
+            row["form_instance_id"] += start[FormInstance]
+            row.setdefault("value_number", None)
+        matrix_bench.insert(builder)
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("ANALYZE"))
+        print(f"  endpoint study: {size} subjects, {len(builder.values)} item values")
+
+
+def measure(app, runs: int, pages=PAGES) -> dict[str, tuple[float, float, float, list[int]]]:
     """{page: (mean ms, p95 ms, mean CPU ms, statement counts)}."""
     with app.app_context():
         engine = db.engine
@@ -132,15 +197,18 @@ def measure(app, runs: int) -> dict[str, tuple[float, float, float, list[int]]]:
 
     clients = {}
     results = {}
-    for name, username, path in PAGES:
+    for name, username, path in pages:
         client = clients.get(username)
         if client is None:
             client = clients[username] = app.test_client()
             response = client.post("/login", data={"username": username,
                                                    "password": PASSWORD})
             assert response.status_code == 302, response.get_data(as_text=True)[:300]
-        for _ in range(2):
+        for n in range(2):
+            t0 = time.perf_counter()
             assert client.get(path).status_code == 200, (name, path)
+            if n == 0 and pages is ENDPOINTS:
+                print(f"  {name:<26} cold {(time.perf_counter() - t0) * 1000:7.1f} ms")
         walls, cpus, statements = [], [], []
         sa.event.listen(engine, "before_cursor_execute", count)
         try:
@@ -174,12 +242,27 @@ def run(url: str, size: int, runs: int) -> dict:
             db.engine.dispose()
 
 
+def run_endpoints(url: str, size: int, runs: int) -> dict:
+    app = setup(url, 0)
+    add_endpoint_study(app, size, random.Random(size))
+    try:
+        found = measure(app, runs, ENDPOINTS)
+        client = app.test_client()
+        client.post("/login", data={"username": "dm.bench", "password": PASSWORD})
+        page = client.get(ENDPOINTS[0][2]).get_data(as_text=True)
+        assert "Dose level 3" in page, page[:300]  # every level computed
+        return found
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
 def table(title: str, found: dict[int, dict]) -> None:
     sizes = sorted(found)
     print(f"\n{title}")
     print("page | " + " | ".join(f"{s:,} (mean / p95 / CPU ms)" for s in sizes)
           + " | statements " + "/".join(f"{s // 1000}k" for s in sizes))
-    for name, _user, _path in PAGES:
+    for name, _user, _path in PAGES + ENDPOINTS:
         cells = [f"{found[s][name][0]:.0f} / {found[s][name][1]:.0f} / {found[s][name][2]:.0f}"
                  for s in sizes]
         counts = "/".join(",".join(map(str, found[s][name][3])) for s in sizes)
@@ -195,12 +278,14 @@ def main() -> None:
         found = {}
         for size in sizes:
             print(f"{backend}, {size} subjects")
-            with tempfile.TemporaryDirectory() as folder:
-                if backend == "SQLite":
-                    found[size] = run(f"sqlite:///{folder}/bench.db", size, runs)
-                else:
-                    with temporary_database(Path(folder)) as url:
-                        found[size] = run(url, size, runs)
+            found[size] = {}
+            for runner in (run, run_endpoints):
+                with tempfile.TemporaryDirectory() as folder:
+                    if backend == "SQLite":
+                        found[size] |= runner(f"sqlite:///{folder}/bench.db", size, runs)
+                    else:
+                        with temporary_database(Path(folder)) as url:
+                            found[size] |= runner(url, size, runs)
         table(backend, found)
 
 

@@ -200,33 +200,32 @@ def _readiness(session: Session, study: Study, definitions: dict[int, StudyDefin
     number ready and the number unlocked (window totals over every unlocked subject): one
     statement whatever the number of subjects."""
     of_study = Subject.study_id == study.id
+    current = and_(Signature.study_id == study.id, Signature.broken_at.is_(None))
+    covered = or_(  # by a signature of the form, of its event or of the casebook
+        FormInstance.id.in_(select(Signature.form_instance_id).where(
+            current, Signature.form_instance_id.is_not(None))),
+        FormInstance.event_instance_id.in_(select(Signature.event_instance_id).where(
+            current, Signature.scope == "event")),
+        FormInstance.subject_id.in_(select(Signature.subject_id).where(
+            current, Signature.scope == "casebook")))
     forms = (select(FormInstance.subject_id, func.count().label("forms"),
                     func.sum(case((FormInstance.status == "in_progress", 1), else_=0))
-                    .label("in_progress"))
-             .join(Subject, Subject.id == FormInstance.subject_id).where(of_study)
+                    .label("in_progress"),
+                    func.sum(case((covered, 0), else_=1)).label("unsigned"))
+             .where(FormInstance.subject_id.in_(select(Subject.id).where(of_study)))
              .group_by(FormInstance.subject_id).subquery("forms"))
     unclosed = (select(Query.subject_id, func.count().label("unclosed"))
                 .where(Query.study_id == study.id, Query.status.in_(("open", "answered")))
                 .group_by(Query.subject_id).subquery("unclosed"))
     sdv = review.sdv_subject_counts(study, review.sdv_scope_table(session, study,
                                                                        definitions))
-    covered = select(Signature.id).where(
-        Signature.subject_id == FormInstance.subject_id, Signature.broken_at.is_(None),
-        (Signature.form_instance_id == FormInstance.id)
-        | ((Signature.scope == "event")
-           & (Signature.event_instance_id == FormInstance.event_instance_id))
-        | (Signature.scope == "casebook"))
-    unsigned = (select(FormInstance.subject_id, func.count().label("unsigned"))
-                .join(Subject, Subject.id == FormInstance.subject_id)
-                .where(of_study, ~covered.exists())
-                .group_by(FormInstance.subject_id).subquery("unsigned"))
     locked = select(Lock.id).where(Lock.subject_id == Subject.id, Lock.study_id == study.id,
                                    Lock.scope == "subject", Lock.unlocked_at.is_(None))
     n_forms = func.coalesce(forms.c.forms, 0)
     in_progress = func.coalesce(forms.c.in_progress, 0)
     n_unclosed = func.coalesce(unclosed.c.unclosed, 0)
     pending = func.coalesce(sdv.c.total - sdv.c.verified, 0)
-    n_unsigned = func.coalesce(unsigned.c.unsigned, 0)
+    n_unsigned = func.coalesce(forms.c.unsigned, 0)
     blocked = or_(n_forms == 0, in_progress > 0, n_unclosed > 0, pending > 0, n_unsigned > 0)
     people = (select(Subject.subject_key, Site.code, n_forms, in_progress, n_unclosed, pending,
                      n_unsigned)
@@ -234,7 +233,6 @@ def _readiness(session: Session, study: Study, definitions: dict[int, StudyDefin
               .outerjoin(forms, forms.c.subject_id == Subject.id)
               .outerjoin(unclosed, unclosed.c.subject_id == Subject.id)
               .outerjoin(sdv, sdv.c.subject_id == Subject.id)
-              .outerjoin(unsigned, unsigned.c.subject_id == Subject.id)
               .where(of_study, ~locked.exists()))
     flag = case((blocked, 1), else_=0)
     found = session.execute(

@@ -307,44 +307,63 @@ class SdvProgress:
 
 def scope_table(session: Session, study: Study,
                 definitions: Mapping[int, StudyDefinition] | None = None) -> CTE | None:
-    """The items needing SDV in each version, as a table of literal rows (version_id,
-    form_oid, item_oid) to join item values with, or None if no item needs SDV. Built from
-    each version's definition (given, or loaded in one statement: a study has few)."""
+    """The items needing SDV, as a table of literal rows to join item values with, or None
+    if no item needs SDV. Built from each version's definition (given, or loaded in one
+    statement: a study has few). When every version has the same items in scope (one
+    version, or versions that did not change them), the rows are (form_oid, item_oid)
+    and the counts need not read each value's form for its version; otherwise they are
+    (version_id, form_oid, item_oid)."""
     if definitions is None:
         definitions = {v.id: definition_for(v) for v in session.scalars(
             select(StudyVersion).where(StudyVersion.study_id == study.id))}
+    per_version = {version_id: sorted(
+        (form_oid, item_oid) for form_oid in definition.forms
+        for item_oid in items_in_scope(definition, form_oid))
+        for version_id, definition in sorted(definitions.items())}
+    pairs = {tuple(rows) for rows in per_version.values()}
+    if len(pairs) == 1:
+        return literal_table("sdv_scope", ("form_oid", "item_oid"), next(iter(pairs)))
     return literal_table("sdv_scope", ("version_id", "form_oid", "item_oid"), (
         (version_id, form_oid, item_oid)
-        for version_id, definition in sorted(definitions.items())
-        for form_oid in sorted(definition.forms)
-        for item_oid in sorted(items_in_scope(definition, form_oid))))
+        for version_id, rows in per_version.items() for form_oid, item_oid in rows))
 
 
-def subject_counts(study: Study, scope: CTE | None):
+def subject_counts(study: Study, scope: CTE | None, *, forms_pending: bool = False,
+                   subject_ids: Iterable[int] | None = None):
     """Subquery of SDV counts per subject with entered values needing SDV: subject_id,
     total (values), verified (values with a current mark), forms_pending (forms with a
-    value still to verify). Subjects with nothing to verify are absent."""
+    value still to verify; 0 unless asked, as it costs a sort of the values counted).
+    Subjects with nothing to verify are absent; ``subject_ids`` restricts the count to
+    those subjects. One pass over the study's values: the scope and the removed rows (a
+    few, read through their partial index) are hashed, the current marks joined by hash."""
     mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
                 SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
                 SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
-    removed = select(GroupRow.id).where(
-        GroupRow.form_instance_id == ItemValue.form_instance_id,
-        GroupRow.group_oid == ItemValue.group_oid, GroupRow.row == ItemValue.row,
-        GroupRow.removed_at.is_not(None)).exists()
+    removed = select(GroupRow.form_instance_id, GroupRow.group_oid, GroupRow.row).where(
+        GroupRow.removed_at.is_not(None))
+    pending = (func.count(distinct(case((SdvMark.id.is_(None), ItemValue.form_instance_id),
+                                        else_=None))) if forms_pending
+               else literal_column("0"))
     stmt = (select(ItemValue.subject_id.label("subject_id"),
                    func.count(ItemValue.id).label("total"),
                    func.count(SdvMark.id).label("verified"),
-                   func.count(distinct(case((SdvMark.id.is_(None),
-                                             ItemValue.form_instance_id), else_=None)))
-                   .label("forms_pending"))
-            .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
+                   pending.label("forms_pending"))
             .outerjoin(SdvMark, mark)
-            .where(ItemValue.value.is_not(None), ~removed))
+            .where(ItemValue.value.is_not(None),
+                   tuple_(ItemValue.form_instance_id, ItemValue.group_oid, ItemValue.row)
+                   .not_in(removed)))
+    if subject_ids is not None:
+        stmt = stmt.where(ItemValue.subject_id.in_(sorted(set(subject_ids)) or [-1]))
     if scope is None:
         stmt = stmt.where(false())
-    else:  # the scope holds this study's versions only
-        stmt = stmt.where(tuple_(FormInstance.study_version_id, ItemValue.form_oid,
-                                 ItemValue.item_oid).in_(select(scope)))
+    elif "version_id" in scope.c:  # the scope holds this study's versions only
+        stmt = stmt.join(FormInstance, FormInstance.id == ItemValue.form_instance_id).where(
+            tuple_(FormInstance.study_version_id, ItemValue.form_oid, ItemValue.item_oid)
+            .in_(select(scope)))
+    else:
+        stmt = stmt.where(tuple_(ItemValue.form_oid, ItemValue.item_oid).in_(select(scope)),
+                          ItemValue.subject_id.in_(select(Subject.id).where(
+                              Subject.study_id == study.id)))
     return stmt.group_by(ItemValue.subject_id).subquery("sdv_subjects")
 
 
@@ -365,8 +384,10 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
     subject, and the subjects (those with items to verify if ``pending_only``) ordered by
     site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Counted by the
     database in one statement (window totals by site beside the page of subjects) after
-    the versions' definitions, whatever the number of subjects."""
-    counts = subject_counts(study, scope_table(session, study))
+    the versions' definitions, and the forms still to verify of the subjects listed (one
+    more), whatever the number of subjects."""
+    scope = scope_table(session, study)
+    counts = subject_counts(study, scope)
     total = func.coalesce(counts.c.total, 0)
     verified = func.coalesce(counts.c.verified, 0)
     pending = case((total > verified, 1), else_=0)
@@ -375,7 +396,6 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
     people = (select(Subject.id.label("id"), Subject.subject_key.label("key"),
                      Site.code.label("code"), total.label("total"),
                      verified.label("verified"),
-                     func.coalesce(counts.c.forms_pending, 0).label("forms"),
                      func.sum(verified).over(partition_by=Site.code).label("site_verified"),
                      func.sum(total).over(partition_by=Site.code).label("site_total"),
                      func.count().over(partition_by=Site.code).label("site_subjects"),
@@ -405,5 +425,11 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
             pending_count += int(row.site_pending or 0)
         if row.listed == 1 and (limit is None or offset < row.position <= offset + limit):
             subjects.append(SubjectSdv(row.id, row.key, row.code, int(row.total),
-                                       int(row.verified), int(row.forms)))
+                                       int(row.verified)))
+    pending_ids = [s.subject_id for s in subjects if s.pending]
+    if pending_ids:
+        forms = subject_counts(study, scope, forms_pending=True, subject_ids=pending_ids)
+        found = dict(session.execute(select(forms.c.subject_id, forms.c.forms_pending)).all())
+        for entry in subjects:
+            entry.forms_pending = int(found.get(entry.subject_id, 0))
     return SdvProgress(subjects, by_site, subject_count, pending_count)

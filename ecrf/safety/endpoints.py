@@ -1,9 +1,12 @@
 """Hematologic recovery endpoints, computed on demand from the data the study's
 ``recovery_endpoints`` block names.
 
-Nothing is cached: every call reads the stored values (a fixed number of statements
-whatever the number of subjects) and runs the pure engines ``ecrf.domain.hematology`` and
-``hematology_summary``, so the endpoints always follow the data.
+``study_endpoints`` reads the stored values (a fixed number of statements whatever the
+number of subjects: the subjects, then their values in one statement) and runs the pure
+engines ``ecrf.domain.hematology`` and ``hematology_summary``, so the endpoints always
+follow the data. The pages read them through ``kept_study_endpoints``, which keeps each
+result until the audit chain moves (any audited change does): a view with no data change
+since the last one costs one statement and no computation.
 
 Where the data comes from (forms/README.md, ``recovery_endpoints``): day 1 of the day
 series is the ``day1_anchor``; one row per measurement day of the ``counts`` group gives
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from sqlalchemy import and_, select
@@ -68,6 +71,7 @@ from ecrf.domain.hematology_summary import (
     summarize,
     summary_csv,
 )
+from ecrf.safety.support import KeptResults
 from ecrf.studies import Site, Study, definition_for, latest_version
 
 UNASSIGNED = "Not assigned"
@@ -463,6 +467,18 @@ def study_endpoints(session: Session, study: Study, site_ids: set[int] | None, *
     ordered = dict(sorted(labels.items(), key=lambda kv: groups.index(kv[1])))
     summary = summarize(computed, ordered) if computed else []
     return StudyEndpoints(study, definition, params, groups, results, summary)
+
+
+_KEPT: KeptResults[StudyEndpoints] = KeptResults()
+
+
+def kept_study_endpoints(session: Session, study: Study, site_ids: set[int] | None
+                         ) -> StudyEndpoints:
+    """``study_endpoints`` at the given sites computed once per state of the data: kept
+    (per process, ``KeptResults``) until the audit chain moves. Errors are not kept."""
+    kept = _KEPT.get(session, (study.id, None if site_ids is None else frozenset(site_ids)),
+                     lambda: study_endpoints(session, study, site_ids))
+    return replace(kept, study=study)
 
 
 def subject_series(session: Session, subject: Subject) -> SubjectSeries:

@@ -12,15 +12,17 @@ AE prompts. The sponsor's causality is never read as the investigator's.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from ecrf.capture import EventInstance, FormInstance, GroupRow, ItemValue, Subject, row_path
-from ecrf.core import whole_number
+from ecrf.core import audit, whole_number
 from ecrf.crf import FormDef, ItemType, StudyDefinition
 from ecrf.crf.definition import AdverseEventsDef
 from ecrf.crf.values import from_canonical
@@ -311,3 +313,33 @@ def typed(definition: StudyDefinition, form_oid: str, item_oid: str, text: str |
 
 def date_items(form: FormDef) -> list[str]:
     return [i.oid for i in form.items if i.type in (ItemType.DATE, ItemType.DATETIME)]
+
+
+Kept = TypeVar("Kept")
+
+
+class KeptResults(Generic[Kept]):
+    """Results computed once per state of the data: each is kept in this process (the
+    last ``size``) under its key, the database and the audit chain head, so it is
+    recomputed once the chain moves, which every audited change does in its own
+    transaction. Reading the head is the one statement a kept result costs."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple, Kept] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, key: tuple[Hashable, ...], compute: Callable[[], Kept]
+            ) -> Kept:
+        full = (str(session.get_bind().url), *key, audit.chain_head(session))
+        with self._lock:
+            kept = self._kept.get(full)
+            if kept is not None:
+                self._kept.move_to_end(full)
+                return kept
+        kept = compute()
+        with self._lock:
+            self._kept[full] = kept
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return kept

@@ -17,8 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, select
@@ -30,7 +29,6 @@ from ecrf.core import (
     DashboardPanel,
     SurvivalCurve,
     add_panel,
-    audit,
     csv_cell,
     kaplan_meier_svg,
     utcnow,
@@ -40,6 +38,7 @@ from ecrf.crf.definition import ItemKey, SurvivalDef
 from ecrf.crf.scope import BUILTIN_ANCHOR
 from ecrf.domain.statistics import KaplanMeier, kaplan_meier
 from ecrf.domain.survival import REASON_LABELS, SurvivalTime, months, survival_time
+from ecrf.safety.support import KeptResults
 from ecrf.studies import Site, Study, definition_for, latest_version
 
 POOLED = "All subjects"
@@ -302,31 +301,18 @@ def _estimate(label: str, code: str | None, subjects: list[SubjectSurvival],
     return GroupSurvival(label, code, km, tuple((m, _landmark(km, m)) for m in spec.landmarks))
 
 
-_KEPT: OrderedDict[tuple, StudySurvival] = OrderedDict()
-_KEPT_LOCK = threading.Lock()
-KEPT_RESULTS = 16
+_KEPT: KeptResults[StudySurvival] = KeptResults()
 
 
 def kept_study_survival(session: Session, study: Study, site_ids: set[int] | None
                         ) -> StudySurvival:
     """``study_survival`` computed once per state of the data: the result is kept (per
-    process, the last KEPT_RESULTS) until the audit chain moves, which every audited
-    change does in its own transaction, or the day changes. The dashboards' panel and
-    plot read it in one statement while nothing changes, whatever the number of
-    subjects."""
-    key = (str(session.get_bind().url), study.id,
-           None if site_ids is None else frozenset(site_ids), audit.chain_head(session),
-           utcnow().date())
-    with _KEPT_LOCK:
-        kept = _KEPT.get(key)
-        if kept is not None:
-            _KEPT.move_to_end(key)
-    if kept is None:
-        kept = study_survival(session, study, site_ids)
-        with _KEPT_LOCK:
-            _KEPT[key] = kept
-            while len(_KEPT) > KEPT_RESULTS:
-                _KEPT.popitem(last=False)
+    process, ``KeptResults``) until the audit chain moves, which every audited change
+    does in its own transaction, or the day changes. The dashboards' panel and plot read
+    it in one statement while nothing changes, whatever the number of subjects."""
+    kept = _KEPT.get(session, (study.id, None if site_ids is None else frozenset(site_ids),
+                               utcnow().date()),
+                     lambda: study_survival(session, study, site_ids))
     return replace(kept, study=study)
 
 

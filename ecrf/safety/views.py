@@ -324,18 +324,27 @@ def subject_plot(study_oid: str, subject_key: str):
 
 def _study_endpoints(action: str = "aggregate.view"):
     try:
-        return endpoints.study_endpoints(db.session, g.study, _site_ids(action))
+        return endpoints.kept_study_endpoints(db.session, g.study, _site_ids(action))
     except endpoints.EndpointsError as exc:
         return exc
+
+
+ENDPOINTS_PAGE = 100  # subjects per page of the endpoints page's per-subject table
 
 
 @bp.get("/studies/<study_oid>/endpoints", endpoint="endpoints")
 def endpoints_page(study_oid: str):
     result = _study_endpoints()
     problem = str(result) if isinstance(result, Exception) else None
+    count = 0 if problem else len(result.subjects)
+    pages = max(1, -(-count // ENDPOINTS_PAGE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
     return render_template("safety/endpoints.html", study=g.study,
                            result=None if problem else result, problem=problem,
-                           can_see_subjects=accounts.can(current_user, "subjects.view", g.study))
+                           can_see_subjects=accounts.can(current_user, "subjects.view", g.study),
+                           subjects=[] if problem else result.subjects[
+                               (page - 1) * ENDPOINTS_PAGE:page * ENDPOINTS_PAGE],
+                           page=page, pages=pages)
 
 
 @bp.get("/studies/<study_oid>/endpoints.csv")

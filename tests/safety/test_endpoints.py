@@ -237,6 +237,76 @@ def test_a_constant_number_of_statements(inv, study, make_user):
     assert many == few <= 4
 
 
+def test_the_endpoints_page_takes_as_many_statements_for_3_subjects_as_for_1(
+        inv, study, client, login_as):
+    """A view after a change recomputes in a fixed number of statements; a view with no
+    change since reads the kept result (the audit chain head only)."""
+    login_as("sponsor_viewer", study="SAFETY")
+
+    def viewed() -> tuple[int, str]:
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            response = client.get("/studies/SAFETY/endpoints")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+        assert response.status_code == 200
+        return len(seen), response.get_data(as_text=True)
+
+    subject_a(inv, study)
+    few, _ = viewed()
+    few_kept, page = viewed()
+    assert "Dose level 2" not in page
+    subject_b(inv, study)
+    subject_b(inv, study, key="S01-E")
+    many, _ = viewed()
+    many_kept, page = viewed()
+    assert "Dose level 2" in page, "recomputed after the data changed"
+    assert (many, many_kept) == (few, few_kept) and few_kept < few
+
+
+def test_the_endpoints_page_lists_its_subjects_a_page_at_a_time(
+        inv, study, client, login_as, monkeypatch):
+    from ecrf.safety import views
+
+    subject_a(inv, study)
+    subject_b(inv, study)
+    login_as("investigator", "S01", study="SAFETY")
+    monkeypatch.setattr(views, "ENDPOINTS_PAGE", 1)
+    first = client.get("/studies/SAFETY/endpoints").get_data(as_text=True)
+    second = client.get("/studies/SAFETY/endpoints?page=2").get_data(as_text=True)
+    beyond = client.get("/studies/SAFETY/endpoints?page=99").get_data(as_text=True)
+    assert ">S01-A</a>" in first and ">S01-B</a>" not in first
+    assert ">S01-B</a>" in second and ">S01-A</a>" not in second
+    assert 'aria-current="page">2<' in second and ">S01-B</a>" in beyond
+    assert client.get("/studies/SAFETY/endpoints?page=x").status_code == 200
+
+
+def test_the_kept_endpoints_follow_the_data_and_the_scope(inv, study):
+    def kept(site_ids=None):
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            result = endpoints.kept_study_endpoints(db.session, study, site_ids)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+        return result, len(seen)
+
+    subject_a(inv, study)
+    first, _ = kept()
+    again, statements = kept()
+    assert statements == 1, "only the audit chain head is read"
+    assert again.summary == first.summary and again.study is study
+    subject_b(inv, study)
+    changed, statements = kept()
+    assert statements > 1, "recomputed after a change"
+    assert changed.summary == endpoints.study_endpoints(db.session, study, None).summary
+    assert changed.summary != first.summary
+    assert kept({-1})[0].subjects == [], "per scope"
+
+
 # --- the sources are what the study's recovery_endpoints block declares ----------------------
 
 NAMES = {"CNT_DAY": "DAILY", "LBDT": "SAMPLEDT", "ANC": "NEUTRO", "PLT": "PLATELETS",
