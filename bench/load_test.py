@@ -246,11 +246,9 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
                 problem = None
                 if response.status_code != expect:
                     where = response.headers.get("Location", "") if response.headers else ""
-                    alert = body.find('role="alert"')
-                    problem = (f"HTTP {response.status_code} {where} "
-                               f"{_text(body[alert:alert + 400]) if alert >= 0 else ''}")
+                    problem = f"HTTP {response.status_code} {where} {_alert(body)}"
                 elif missing := [w for w in wanted if w not in body]:
-                    problem = f"the page does not show {missing[0]!r}"
+                    problem = f"the page does not show {missing[0]!r}; it says: {_alert(body)}"
                 if problem:
                     message = f"{name} {method} {path} ({self.me.username}): {problem}"
                     errors.append(message)
@@ -324,7 +322,8 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
             response = self.call("POST", path, "form save", expect=302, data=data)
             if response.status_code == 302:
                 self.turn += 1
-                self.follow(response, "form load", shows="Saved as in progress")
+                # Saved, with nothing wrong: no check failed, nothing keeps it from completion.
+                self.follow(response, "form load", shows="Saved as in progress.</div>")
 
         @task(2)
         def answer(self):
@@ -408,8 +407,11 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
     return [SiteStaff, Monitor, DataManager]
 
 
-def _text(fragment: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())[:200]
+def _alert(page: str) -> str:
+    """The text of the page's first message (flash or error), shortened."""
+    found = re.search(r'class="alert[^>]*>(.{0,600})', page, re.S)
+    text = re.sub(r"<[^>]+>", " ", found.group(1)) if found else ""
+    return " ".join(html.unescape(text).split())[:200]
 
 
 # --- the run ---------------------------------------------------------------------------------
