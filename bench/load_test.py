@@ -220,6 +220,7 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
 
     pools = {kind: [p for p in plan.people if p.kind == kind]
              for kind in ("site", "monitor", "data manager")}
+    everyone = {kind: list(people) for kind, people in pools.items()}  # pools are drawn from
 
     class Visitor(FastHttpUser):
         abstract = True
@@ -275,6 +276,7 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
                 errors.append(f"sign-in of {self.me.username} went back to the sign-in page")
             self.follow(response, "home")
 
+        @task(1)
         def baseline(self):
             key = random.choice(plan.subjects[TRIALS[0]])
             self.call("GET", f"/bench/baseline/{key}", "baseline", shows=key)
@@ -340,10 +342,6 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
             self.follow(response, "sign-in page", shows="csrf_token")
             self.sign_in()
 
-        @task(1)
-        def bare(self):
-            self.baseline()
-
     class Monitor(Visitor):
         kind = "monitor"
         fixed_count = len(pools["monitor"])
@@ -363,7 +361,7 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
 
         @task(2)
         def review(self):
-            mine = random.choice(pools_all["site"])
+            mine = random.choice(everyone["site"])
             self.call("GET", FORM.format(study=mine.study, key=mine.subject) + "/review",
                       "form review", shows=mine.subject)
 
@@ -373,13 +371,9 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
 
         @task(2)
         def query(self):
-            mine = random.choice(pools_all["site"])
+            mine = random.choice(everyone["site"])
             self.call("GET", f"/studies/{mine.study}/queries/{mine.query}", "query page",
                       shows=mine.subject)
-
-        @task(1)
-        def bare(self):
-            self.baseline()
 
     class DataManager(Visitor):
         kind = "data manager"
@@ -399,11 +393,6 @@ def user_classes(plan: Plan, think: tuple[float, float], errors: list[str], star
         def query_list(self):
             self.queries(random.choice(TRIALS))
 
-        @task(1)
-        def bare(self):
-            self.baseline()
-
-    pools_all = {kind: list(people) for kind, people in pools.items()}
     return [SiteStaff, Monitor, DataManager]
 
 
