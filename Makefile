@@ -16,8 +16,10 @@ PYTHON_LOWEST ?= python3.11
 # `make lock LOCK_UPGRADE=` keeps the current pins wherever pyproject.toml still allows them.
 LOCK_UPGRADE ?= --upgrade
 UV_COMPILE := pyproject.toml --extra test --python-version 3.11
+# The lock covers the bench extra too (`make bench`); the lowest versions cover the suite's.
+UV_LOCK := $(UV_COMPILE) --extra bench
 
-.PHONY: run test test-lowest install install-test system-deps lint lock bench clean-db help \
+.PHONY: run test test-lowest install install-test install-bench system-deps lint lock bench clean-db help \
 	messages-extract messages-update messages-compile messages-stats messages
 
 # Debian packages the test suite drives: Chromium (browser tests), poppler-utils (PDF
@@ -32,7 +34,7 @@ help:
 	@echo "make test-lowest  run the suite and ruff on the lowest versions pyproject.toml allows"
 	@echo "make lint   ruff check and the architecture contracts (lint-imports)"
 	@echo "make lock   refresh $(LOCK) and $(LOWEST) from PyPI after changing pyproject.toml"
-	@echo "make bench  run the performance scripts under bench/"
+	@echo "make bench  run the benches and the load test on PostgreSQL, then print one table"
 	@echo "make messages  re-extract the strings and update the catalogs (then translate them)"
 	@echo "make messages-stats  the share of strings translated per language"
 
@@ -47,6 +49,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
+	@touch $@
+
+# The benches serve the app with gunicorn (a test extra) and drive the load test with locust.
+$(VENV)/.installed-bench: $(VENV)/.installed-test pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test,bench]'
 	@touch $@
 
 # Translations: translations/messages.pot is extracted from ecrf/ and templates/ (babel.cfg);
@@ -83,6 +90,9 @@ install: $(VENV)/.installed
 	@$(MAKE) --no-print-directory messages-compile
 
 install-test: $(VENV)/.installed-test
+	@$(MAKE) --no-print-directory messages-compile
+
+install-bench: $(VENV)/.installed-bench
 	@$(MAKE) --no-print-directory messages-compile
 
 run: install
@@ -127,14 +137,14 @@ lint: install-test
 # Resolves against PyPI with uv (installed into .venv); pip alone is enough to install.
 lock: $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
-	$(BIN)/uv pip compile $(UV_COMPILE) --universal $(LOCK_UPGRADE) --no-header --quiet -o $(LOCK)
+	$(BIN)/uv pip compile $(UV_LOCK) --universal $(LOCK_UPGRADE) --no-header --quiet -o $(LOCK)
 	@{ printf '%s\n' \
-	  "# The exact version of every package ecrf and its test extras install, for every Python" \
-	  "# ecrf supports (3.11 and newer) on any platform. make run, make test and CI install" \
-	  "# with it as pip constraints:" \
+	  "# The exact version of every package ecrf and its test and bench extras install, for" \
+	  "# every Python ecrf supports (3.11 and newer) on any platform. make run, make test," \
+	  "# make bench and CI install with it as pip constraints:" \
 	  "#    pip install -c $(LOCK) -e '.[test]'" \
 	  "# Do not edit by hand: refresh it with \`make lock\` (needs PyPI), which runs" \
-	  "#    uv pip compile $(UV_COMPILE) --universal --upgrade -o $(LOCK)"; \
+	  "#    uv pip compile $(UV_LOCK) --universal --upgrade -o $(LOCK)"; \
 	  cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 	$(BIN)/uv pip compile $(UV_COMPILE) --resolution lowest-direct $(LOCK_UPGRADE) --no-header --quiet -o $(LOWEST)
 	@{ printf '%s\n' \
@@ -145,8 +155,10 @@ lock: $(BIN)/python
 	  "#    uv pip compile $(UV_COMPILE) --resolution lowest-direct --upgrade -o $(LOWEST)"; \
 	  cat $(LOWEST); } > $(LOWEST).tmp && mv $(LOWEST).tmp $(LOWEST)
 
-bench: install-test
-	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+# Every bench on PostgreSQL (ECRF_BENCH_DATABASE_URL, default the local server), then one
+# table of their figures; `make bench BENCH_ARGS=--quick` checks they all run, at small sizes.
+bench: install-bench
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean-db:
 	# the embedded database with its audit key and anchor log: they belong to it alone

@@ -31,6 +31,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import record  # noqa: E402
+
 from ecrf.app import create_app  # noqa: E402
 from ecrf.capture.models import EventInstance, FormInstance, ItemValue, Subject  # noqa: E402
 from ecrf.core.audit import reconcile, reconcile_alongside  # noqa: E402
@@ -224,6 +226,8 @@ def main() -> int:
                   f"`ecrf audit verify` runs them (reconciliation alongside) {seconds:.1f} s, "
                   f"{count / seconds:,.0f} rows/s (target < 15 s for 1,000,000 rows: "
                   f"{'met' if seconds * 1_000_000 / count < 15 else 'NOT met'})")
+            record(f"audit verify, {count:,} rows, reconciliation alongside (target 15 s per "
+                   "1,000,000 rows)", seconds, None, "s")
             session.remove()
             engine.dispose()
         return 0 if result.ok and found.ok else 1

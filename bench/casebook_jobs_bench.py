@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchdb import temporary_database  # noqa: E402
+from results import record  # noqa: E402
 
 STUDY = "DEXAML03"
 
@@ -170,6 +171,8 @@ def run(url: str, folder: Path, workers: int, count: int) -> None:
     print(f"{f'casebooks job, {n} subjects':<28}{wall:>9.1f}s{goal:>9.1f}s"
           f"{wall / goal:>8.2f}   (goal: {one:.1f} s x {n} / {cores} cores x 1.2; "
           f"workers busy {busy:.0%})")
+    record(f"casebooks job, {n} subjects, {workers} workers (vs one casebook x {n} / {cores} "
+           "cores x 1.2)", wall, goal, "s")
 
 
 if __name__ == "__main__":

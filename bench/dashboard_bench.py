@@ -287,6 +287,11 @@ def main() -> None:
                         with temporary_database(Path(folder)) as url:
                             found[size] |= runner(url, size, runs)
         table(backend, found)
+        from results import record  # make bench's table: the largest size against the smallest
+
+        for name, _user, _path in PAGES:
+            record(f"{name}, {max(found):,} vs {min(found):,} subjects (mean, {backend})",
+                   found[max(found)][name][0], found[min(found)][name][0])
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from benchdb import temporary_database
+from results import record
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -179,6 +180,8 @@ def main(values: int = 1_000_000) -> None:
             print(f"peak memory growth during the export: {rss_mb:.1f} MB of resident memory "
                   "(ru_maxrss after minus before; target < 150 MB); peak of Python "
                   f"allocations during an export (tracemalloc): {traced_mb:.1f} MB")
+            record(f"ODM export, {written:,} values: values/s of wall time (target 100,000)",
+                   round(written / elapsed), None, "values/s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -230,6 +233,8 @@ def density(url: str, subjects: int) -> None:
           f"per CPU-second (target 2,000/s); {values / wall:,.0f} values/s wall, "
           f"{values / cpu:,.0f} per CPU-second; load average up to {load:.2f} on "
           f"{os.cpu_count()} cores")
+    record(f"ODM export at demo density, {subjects:,} subjects: subjects/s of wall time "
+           "(target 2,000)", round(subjects / wall), None, "subjects/s")
 
 
 if __name__ == "__main__":

@@ -423,6 +423,10 @@ def main() -> int:
               f"; CPU <= 15 ms: {'met' if save[1] <= 15 else 'NOT met'}; <= 12 statements: "
               f"{'met' if save[2] <= 12 else 'NOT met'}")
         print("load average (1, 5, 15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+        from results import record  # make bench's table
+
+        record(f"form save p95, {CLIENTS} clients, {workers} workers", save[0], base[0])
+        record("form save CPU per save", save[1], base[1])
     finally:
         if server is not None:
             server.terminate()

@@ -16,10 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 REFRESH = "pyproject.toml changed without `make lock`"
 
 
-def declared() -> list[Requirement]:
+def declared(extras: tuple[str, ...] = ("test",)) -> list[Requirement]:
+    """ecrf's dependencies and those of ``extras`` (the lock covers the bench extra too;
+    the lowest versions cover what the suite runs on)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return [Requirement(line) for line in
-            [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+            [*project["dependencies"],
+             *(line for extra in extras for line in project["optional-dependencies"][extra])]]
 
 
 def pins(name: str) -> dict[str, list[Version]]:
@@ -41,7 +44,7 @@ def lower_bound(requirement: Requirement) -> Version:
     return bounds[0]
 
 
-@pytest.mark.parametrize("requirement", declared(), ids=str)
+@pytest.mark.parametrize("requirement", declared(("test", "bench")), ids=str)
 def test_the_lock_satisfies_pyproject(requirement):
     versions = pins("lock.txt").get(canonicalize_name(requirement.name))
     assert versions, f"{requirement.name} is not in requirements/lock.txt: {REFRESH}"
