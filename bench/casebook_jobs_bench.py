@@ -151,9 +151,10 @@ def run(url: str, folder: Path, workers: int, count: int) -> None:
             wall = time.perf_counter() - started
             if state.status != "done":
                 raise SystemExit(f"the job ended {state.status}: {state.error}")
+            # a one-subject job is not split: the job itself is its only part
             parts = list(db.session.scalars(select(Job).where(
-                Job.id.in_(state.params["_parts"])).order_by(Job.id)))
-            times = [(p.params["label"], p.worker.split(":")[1],
+                Job.id.in_(state.params.get("_parts") or [state.id])).order_by(Job.id)))
+            times = [(p.params.get("label", "whole job"), p.worker.split(":")[1],
                       (p.finished_at - p.started_at).total_seconds()) for p in parts]
     finally:
         for proc in procs:

@@ -289,7 +289,7 @@ def main() -> None:
         table(backend, found)
         from results import record  # make bench's table: the largest size against the smallest
 
-        for name, _user, _path in PAGES:
+        for name, _user, _path in PAGES + ENDPOINTS:
             record(f"{name}, {max(found):,} vs {min(found):,} subjects (mean, {backend})",
                    found[max(found)][name][0], found[min(found)][name][0])
 
