@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import CheckAcknowledgement, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.models import (
+    CheckAcknowledgement,
+    EventInstance,
+    FormInstance,
+    GroupRow,
+    ItemValue,
+    Subject,
+)
 from ecrf.capture.structures import Assessed, Change, SaveResult, Stored, Submission
 from ecrf.capture.support import (
     MAX_REASON,
@@ -16,7 +23,6 @@ from ecrf.capture.support import (
     EventStateError,
     NotFoundError,
     build_context,
-    event_instance,
     event_rule,
 )
 from ecrf.capture.system_values import (
@@ -49,7 +55,21 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
     if form_oid not in rule.forms:
         raise NotFoundError(N_("%(event)s has no form %(form)s."), event=rule.name,
                             form=form_oid)
-    event = event_instance(session, subject, event_oid, repeat, lock=lock)
+    # The event, the form and its values in one statement; a save locks the event row,
+    # which every save of the event takes first, so concurrent saves of it queue up there
+    # (the form's own version check catches any other writer).
+    stmt = (select(EventInstance, FormInstance, ItemValue)
+            .outerjoin(FormInstance, and_(FormInstance.event_instance_id == EventInstance.id,
+                                          FormInstance.form_oid == form_oid))
+            .outerjoin(ItemValue, ItemValue.form_instance_id == FormInstance.id)
+            .where(EventInstance.subject_id == subject.id,
+                   EventInstance.event_oid == event_oid, EventInstance.repeat == repeat)
+            .execution_options(populate_existing=True))
+    if lock:
+        stmt = stmt.with_for_update(of=EventInstance)
+    found = session.execute(stmt).all()
+    event, instance = found[0][:2] if found else (None, None)
+    loaded = [iv for _event, _instance, iv in found if iv is not None]
     if event is None:
         raise EventStateError(N_("%(event)s has not been started: give its date on the event "
                                  "page first."), event=rule.name)
@@ -57,21 +77,13 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
         raise EventStateError(N_("%(event)s was declared not done (%(reason)s); reopen it "
                                  "to enter data."), event=rule.name,
                               reason=event.not_done_reason or "")
-    stmt = select(FormInstance).where(FormInstance.event_instance_id == event.id,
-                                      FormInstance.form_oid == form_oid)
-    if lock:
-        stmt = stmt.with_for_update()
-    instance = session.scalar(stmt.execution_options(populate_existing=True))
     version = instance.study_version if instance else subject.study_version
     definition = definition_for(version)
-    values: dict[Key, ItemValue] = {}
+    values: dict[Key, ItemValue] = {(iv.group_oid, iv.row, iv.item_oid): iv for iv in loaded}
     group_rows: dict[tuple[str, int], GroupRow] = {}
     acks: dict[IssueKey, CheckAcknowledgement] = {}
     form = definition.form(form_oid)
     if instance is not None:
-        for iv in session.scalars(select(ItemValue).where(
-                ItemValue.form_instance_id == instance.id)):
-            values[(iv.group_oid, iv.row, iv.item_oid)] = iv
         if any(g.repeating for g in form.groups):
             for gr in session.scalars(select(GroupRow).where(
                     GroupRow.form_instance_id == instance.id)):

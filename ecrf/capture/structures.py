@@ -99,6 +99,8 @@ class OpenForm:
     removed: dict[tuple[str, int], GroupRow]
     acknowledgements: dict[IssueKey, CheckAcknowledgement]
     validation: ValidationResult
+    # The stored rows of the values (a form just saved: as written, live rows and removed).
+    stored: dict[Key, ItemValue] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
