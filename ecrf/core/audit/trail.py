@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.keys import (
@@ -565,6 +565,37 @@ def _refuse_unattributed_changes(session: Session, flush_context, instances) -> 
         raise AuditError(f"{deleted[0]!r} is clinical data: deletion is a status, never a row removal")
     if touched and current_actor(session) is None:
         raise AuditError(f"audited change to {touched[0]!r} has no actor")
+
+
+_ROW_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "id")
+
+
+@event.listens_for(Session, "before_flush")
+def _insert_with_head(session: Session, flush_context, instances) -> None:
+    # On PostgreSQL the audit rows of a flush and the head they end on are written by one
+    # statement (an INSERT in a WITH before the head's UPDATE), under the lock taken in
+    # _chain_state; the rows leave the session (nothing reads them back from it).
+    # Elsewhere the ORM inserts them and _write_head follows.
+    state = session.info.get(_CHAIN_KEY)
+    if state is None or state[2] == state[0]:
+        return
+    rows = [o for o in session.new if isinstance(o, AuditEvent)]
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    rows.sort(key=lambda row: row.seq)
+    if rows[-1].seq != state[0] or rows[0].seq != state[2] + 1:
+        return  # not exactly the rows since the head was last written: the ORM's way
+    for row in rows:
+        session.expunge(row)
+    written = insert(AuditEvent.__table__).values(
+        [{name: getattr(row, name) for name in _ROW_COLUMNS} for row in rows]).cte("audit_rows")
+    connection.execute(update(AuditChainHead.__table__)
+                       .where(AuditChainHead.__table__.c.id == 1)
+                       .values(last_seq=state[0], last_hash=state[1]).add_cte(written))
+    state[2] = state[0]
 
 
 @event.listens_for(Session, "after_flush")
