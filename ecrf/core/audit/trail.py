@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from ecrf.core.audit.keys import (
@@ -567,15 +567,31 @@ def _refuse_unattributed_changes(session: Session, flush_context, instances) -> 
         raise AuditError(f"audited change to {touched[0]!r} has no actor")
 
 
-_ROW_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "id")
+_ROW_COLUMNS = tuple(c for c in AuditEvent.__table__.columns if c.key != "id")
+_AT = [c.key for c in _ROW_COLUMNS].index("occurred_at")
+_ROWS_SQL: dict[int, str] = {}
+
+
+def _rows_with_head_sql(count: int) -> str:
+    """PostgreSQL: ``count`` audit rows inserted in a WITH, then the chain head updated;
+    the text made once per number of rows (compiling it each time costs more than the
+    database spends on it)."""
+    found = _ROWS_SQL.get(count)
+    if found is None:
+        # No casts: the values of an INSERT take the types of their columns.
+        one = "(" + ",".join(["%s"] * len(_ROW_COLUMNS)) + ")"
+        found = _ROWS_SQL[count] = (
+            f"WITH audit_rows AS (INSERT INTO audit_event "
+            f"({', '.join(c.name for c in _ROW_COLUMNS)}) VALUES {','.join([one] * count)}) "
+            "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s WHERE id = 1")
+    return found
 
 
 @event.listens_for(Session, "before_flush")
 def _insert_with_head(session: Session, flush_context, instances) -> None:
     # On PostgreSQL the audit rows of a flush and the head they end on are written by one
-    # statement (an INSERT in a WITH before the head's UPDATE), under the lock taken in
-    # _chain_state; the rows leave the session (nothing reads them back from it).
-    # Elsewhere the ORM inserts them and _write_head follows.
+    # statement, under the lock taken in _chain_state; the rows leave the session (nothing
+    # reads them back from it). Elsewhere the ORM inserts them and _write_head follows.
     state = session.info.get(_CHAIN_KEY)
     if state is None or state[2] == state[0]:
         return
@@ -588,13 +604,15 @@ def _insert_with_head(session: Session, flush_context, instances) -> None:
     rows.sort(key=lambda row: row.seq)
     if rows[-1].seq != state[0] or rows[0].seq != state[2] + 1:
         return  # not exactly the rows since the head was last written: the ORM's way
+    params: list = []
     for row in rows:
         session.expunge(row)
-    written = insert(AuditEvent.__table__).values(
-        [{name: getattr(row, name) for name in _ROW_COLUMNS} for row in rows]).cte("audit_rows")
-    connection.execute(update(AuditChainHead.__table__)
-                       .where(AuditChainHead.__table__.c.id == 1)
-                       .values(last_seq=state[0], last_hash=state[1]).add_cte(written))
+        params += [getattr(row, c.key) for c in _ROW_COLUMNS]
+    width = len(_ROW_COLUMNS)
+    params[_AT::width] = [  # stored as naive UTC, as UTCDateTime does
+        at.astimezone(dt.UTC).replace(tzinfo=None) for at in params[_AT::width]]
+    connection.exec_driver_sql(_rows_with_head_sql(len(rows)),
+                               (*params, state[0], state[1]))
     state[2] = state[0]
 
 
