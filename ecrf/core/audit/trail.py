@@ -569,22 +569,23 @@ def _refuse_unattributed_changes(session: Session, flush_context, instances) -> 
 
 _ROW_COLUMNS = tuple(c for c in AuditEvent.__table__.columns if c.key != "id")
 _AT = [c.key for c in _ROW_COLUMNS].index("occurred_at")
-_ROWS_SQL: dict[int, str] = {}
+_ROWS_SQL: list[str] = []
 
 
-def _rows_with_head_sql(count: int) -> str:
-    """PostgreSQL: ``count`` audit rows inserted in a WITH, then the chain head updated;
-    the text made once per number of rows (compiling it each time costs more than the
-    database spends on it)."""
-    found = _ROWS_SQL.get(count)
-    if found is None:
-        # No casts: the values of an INSERT take the types of their columns.
-        one = "(" + ",".join(["%s"] * len(_ROW_COLUMNS)) + ")"
-        found = _ROWS_SQL[count] = (
+def _rows_with_head_sql(dialect) -> str:
+    """PostgreSQL: audit rows inserted in a WITH, each column given as one array, then the
+    chain head updated: one text whatever the number of rows, which the driver keeps
+    parsed (a VALUES list of every field is parsed again at each save)."""
+    if not _ROWS_SQL:
+        # Arrays of the columns' types without their lengths: a value too long for its
+        # column is refused by the INSERT, never cut by the cast.
+        arrays = ", ".join(f"%s::{c.type.compile(dialect=dialect).split('(')[0]}[]"
+                           for c in _ROW_COLUMNS)
+        _ROWS_SQL.append(
             f"WITH audit_rows AS (INSERT INTO audit_event "
-            f"({', '.join(c.name for c in _ROW_COLUMNS)}) VALUES {','.join([one] * count)}) "
+            f"({', '.join(c.name for c in _ROW_COLUMNS)}) SELECT * FROM unnest({arrays})) "
             "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s WHERE id = 1")
-    return found
+    return _ROWS_SQL[0]
 
 
 @event.listens_for(Session, "before_flush")
@@ -604,15 +605,13 @@ def _insert_with_head(session: Session, flush_context, instances) -> None:
     rows.sort(key=lambda row: row.seq)
     if rows[-1].seq != state[0] or rows[0].seq != state[2] + 1:
         return  # not exactly the rows since the head was last written: the ORM's way
-    params: list = []
     for row in rows:
         session.expunge(row)
-        params += [getattr(row, c.key) for c in _ROW_COLUMNS]
-    width = len(_ROW_COLUMNS)
-    params[_AT::width] = [  # stored as naive UTC, as UTCDateTime does
-        at.astimezone(dt.UTC).replace(tzinfo=None) for at in params[_AT::width]]
-    connection.exec_driver_sql(_rows_with_head_sql(len(rows)),
-                               (*params, state[0], state[1]))
+    columns = [[getattr(row, c.key) for row in rows] for c in _ROW_COLUMNS]
+    columns[_AT] = [at.astimezone(dt.UTC).replace(tzinfo=None)  # naive UTC, as UTCDateTime
+                    for at in columns[_AT]]
+    connection.exec_driver_sql(_rows_with_head_sql(connection.dialect),
+                               (*columns, state[0], state[1]))
     state[2] = state[0]
 
 
