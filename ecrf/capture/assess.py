@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from ecrf.capture.models import (
@@ -24,6 +24,7 @@ from ecrf.capture.support import (
     NotFoundError,
     build_context,
     event_rule,
+    other_forms_read,
 )
 from ecrf.capture.system_values import (
     allocation_refusals,
@@ -58,18 +59,29 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
     # The event, the form and its values in one statement; a save locks the event row,
     # which every save of the event takes first, so concurrent saves of it queue up there
     # (the form's own version check catches any other writer).
+    # The row-1 values of the other forms its expressions read come in the same statement.
+    others = other_forms_read(subject_definition, form_oid)
+    forms = FormInstance.form_oid == form_oid
+    values_of = ItemValue.form_instance_id == FormInstance.id
+    if others:
+        forms = FormInstance.form_oid.in_([form_oid, *others])
+        values_of = and_(values_of, or_(FormInstance.form_oid == form_oid, ItemValue.row == 1))
     stmt = (select(EventInstance, FormInstance, ItemValue)
             .outerjoin(FormInstance, and_(FormInstance.event_instance_id == EventInstance.id,
-                                          FormInstance.form_oid == form_oid))
-            .outerjoin(ItemValue, ItemValue.form_instance_id == FormInstance.id)
+                                          forms))
+            .outerjoin(ItemValue, values_of)
             .where(EventInstance.subject_id == subject.id,
                    EventInstance.event_oid == event_oid, EventInstance.repeat == repeat)
             .execution_options(populate_existing=True))
     if lock:
         stmt = stmt.with_for_update(of=EventInstance)
     found = session.execute(stmt).all()
-    event, instance = found[0][:2] if found else (None, None)
-    loaded = [iv for _event, _instance, iv in found if iv is not None]
+    event = found[0][0] if found else None
+    instance = next((fi for _event, fi, _iv in found
+                     if fi is not None and fi.form_oid == form_oid), None)
+    loaded = [iv for _event, _fi, iv in found if iv is not None and iv.form_oid == form_oid]
+    other_values = [(iv.form_oid, iv.item_oid, iv.value) for _event, _fi, iv in found
+                    if iv is not None and iv.form_oid != form_oid]
     if event is None:
         raise EventStateError(N_("%(event)s has not been started: give its date on the event "
                                  "page first."), event=rule.name)
@@ -92,7 +104,9 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
             for ack in session.scalars(select(CheckAcknowledgement).where(
                     CheckAcknowledgement.form_instance_id == instance.id)):
                 acks[(ack.check_oid, ack.row)] = ack
-    return Stored(event, instance, definition, version.label, form, values, group_rows, acks)
+    # Read for the subject's version: they serve a form entered under that version only.
+    return Stored(event, instance, definition, version.label, form, values, group_rows, acks,
+                  other_values if others and definition is subject_definition else None)
 
 
 def _may_warn(form: FormDef) -> bool:
@@ -126,7 +140,8 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
     refused = apply_system_values(subject, stored, raw)
     # A randomization date for a subject never randomized: this message, not the system one.
     refused.update(allocation_refusals(subject, stored, submission.values))
-    context = build_context(session, stored.definition, form, subject, stored.event, today)
+    context = build_context(session, stored.definition, form, subject, stored.event, today,
+                            other_values=stored.other_values)
     validation = validate_form(form, raw, context, rows=rows)
     hidden = {k for k in kept if k not in validation.visible}
     if hidden:

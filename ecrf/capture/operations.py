@@ -122,7 +122,7 @@ def load_form(session: Session, subject: Subject, event_oid: str, repeat: int, f
     stored = load_stored(session, subject, event_oid, repeat, form_oid, lock=False)
     rows = {g: tuple(sorted(r)) for g, r in stored.live_rows().items()}
     context = build_context(session, stored.definition, stored.form, subject, stored.event,
-                            today)
+                            today, other_values=stored.other_values)
     validation = validate_form(
         stored.form, {k: iv.value for k, iv in stored.values.items() if iv.value is not None},
         context, rows=rows)

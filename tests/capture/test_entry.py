@@ -420,7 +420,7 @@ FULL_VITALS = [
      "NOTES": "Second reading", "NEUT": "3.10"},
 ]
 # A 15-item save that changes every value, from the session check to the commit.
-SAVE_STATEMENTS = 11
+SAVE_STATEMENTS = 10
 
 
 def test_a_full_save_with_changes_stays_within_its_statement_budget(client, crc):
