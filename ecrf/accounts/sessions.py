@@ -43,12 +43,13 @@ def resume(
     if not token:
         return None, None
     now = now or utcnow()
-    # The user and their grants (with each grant's study and site) in two statements: every
-    # signed-in request's permission checks read them.
-    live = session.scalar(
+    # The user and their grants (with each grant's study and site) in the same statement:
+    # every signed-in request's permission checks read them.
+    live = session.scalars(
         select(UserSession).where(UserSession.token_hash == _digest(token))
-        .options(joinedload(UserSession.user).selectinload(User.grants)
-                 .options(joinedload(RoleGrant.study), joinedload(RoleGrant.site))))
+        .options(joinedload(UserSession.user).joinedload(User.grants)
+                 .options(joinedload(RoleGrant.study), joinedload(RoleGrant.site)))
+    ).unique().one_or_none()
     if live is None or live.ended_at is not None:
         return None, "ended"
     reason = None

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ecrf.capture.models import CheckAcknowledgement, FormInstance, GroupRow, ItemValue, Subject
+from ecrf.capture.models import (
+    CheckAcknowledgement,
+    EventInstance,
+    FormInstance,
+    GroupRow,
+    ItemValue,
+    Subject,
+)
 from ecrf.capture.structures import Assessed, Change, SaveResult, Stored, Submission
 from ecrf.capture.support import (
     MAX_REASON,
@@ -16,8 +23,8 @@ from ecrf.capture.support import (
     EventStateError,
     NotFoundError,
     build_context,
-    event_instance,
     event_rule,
+    other_forms_read,
 )
 from ecrf.capture.system_values import (
     allocation_refusals,
@@ -49,7 +56,32 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
     if form_oid not in rule.forms:
         raise NotFoundError(N_("%(event)s has no form %(form)s."), event=rule.name,
                             form=form_oid)
-    event = event_instance(session, subject, event_oid, repeat, lock=lock)
+    # The event, the form and its values in one statement; a save locks the event row,
+    # which every save of the event takes first, so concurrent saves of it queue up there
+    # (the form's own version check catches any other writer).
+    # The row-1 values of the other forms its expressions read come in the same statement.
+    others = other_forms_read(subject_definition, form_oid)
+    forms = FormInstance.form_oid == form_oid
+    values_of = ItemValue.form_instance_id == FormInstance.id
+    if others:
+        forms = FormInstance.form_oid.in_([form_oid, *others])
+        values_of = and_(values_of, or_(FormInstance.form_oid == form_oid, ItemValue.row == 1))
+    stmt = (select(EventInstance, FormInstance, ItemValue)
+            .outerjoin(FormInstance, and_(FormInstance.event_instance_id == EventInstance.id,
+                                          forms))
+            .outerjoin(ItemValue, values_of)
+            .where(EventInstance.subject_id == subject.id,
+                   EventInstance.event_oid == event_oid, EventInstance.repeat == repeat)
+            .execution_options(populate_existing=True))
+    if lock:
+        stmt = stmt.with_for_update(of=EventInstance)
+    found = session.execute(stmt).all()
+    event = found[0][0] if found else None
+    instance = next((fi for _event, fi, _iv in found
+                     if fi is not None and fi.form_oid == form_oid), None)
+    loaded = [iv for _event, _fi, iv in found if iv is not None and iv.form_oid == form_oid]
+    other_values = [(iv.form_oid, iv.item_oid, iv.value) for _event, _fi, iv in found
+                    if iv is not None and iv.form_oid != form_oid]
     if event is None:
         raise EventStateError(N_("%(event)s has not been started: give its date on the event "
                                  "page first."), event=rule.name)
@@ -57,21 +89,13 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
         raise EventStateError(N_("%(event)s was declared not done (%(reason)s); reopen it "
                                  "to enter data."), event=rule.name,
                               reason=event.not_done_reason or "")
-    stmt = select(FormInstance).where(FormInstance.event_instance_id == event.id,
-                                      FormInstance.form_oid == form_oid)
-    if lock:
-        stmt = stmt.with_for_update()
-    instance = session.scalar(stmt.execution_options(populate_existing=True))
     version = instance.study_version if instance else subject.study_version
     definition = definition_for(version)
-    values: dict[Key, ItemValue] = {}
+    values: dict[Key, ItemValue] = {(iv.group_oid, iv.row, iv.item_oid): iv for iv in loaded}
     group_rows: dict[tuple[str, int], GroupRow] = {}
     acks: dict[IssueKey, CheckAcknowledgement] = {}
     form = definition.form(form_oid)
     if instance is not None:
-        for iv in session.scalars(select(ItemValue).where(
-                ItemValue.form_instance_id == instance.id)):
-            values[(iv.group_oid, iv.row, iv.item_oid)] = iv
         if any(g.repeating for g in form.groups):
             for gr in session.scalars(select(GroupRow).where(
                     GroupRow.form_instance_id == instance.id)):
@@ -80,7 +104,9 @@ def load_stored(session: Session, subject: Subject, event_oid: str, repeat: int,
             for ack in session.scalars(select(CheckAcknowledgement).where(
                     CheckAcknowledgement.form_instance_id == instance.id)):
                 acks[(ack.check_oid, ack.row)] = ack
-    return Stored(event, instance, definition, version.label, form, values, group_rows, acks)
+    # Read for the subject's version: they serve a form entered under that version only.
+    return Stored(event, instance, definition, version.label, form, values, group_rows, acks,
+                  other_values if others and definition is subject_definition else None)
 
 
 def _may_warn(form: FormDef) -> bool:
@@ -114,7 +140,8 @@ def assess(session: Session, subject: Subject, stored: Stored, submission: Submi
     refused = apply_system_values(subject, stored, raw)
     # A randomization date for a subject never randomized: this message, not the system one.
     refused.update(allocation_refusals(subject, stored, submission.values))
-    context = build_context(session, stored.definition, form, subject, stored.event, today)
+    context = build_context(session, stored.definition, form, subject, stored.event, today,
+                            other_values=stored.other_values)
     validation = validate_form(form, raw, context, rows=rows)
     hidden = {k for k in kept if k not in validation.visible}
     if hidden:

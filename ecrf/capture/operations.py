@@ -27,7 +27,7 @@ import logging
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ecrf.capture.assess import MAX_ROW, assess, load_stored  # noqa: F401
@@ -79,10 +79,26 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_PREFETCHED = "capture.prefetched_form"
+
+
 def form_definition(session: Session, subject: Subject, event_oid: str, repeat: int,
-                    form_oid: str) -> tuple[StudyDefinition, FormDef]:
+                    form_oid: str, *, for_save: bool = False) -> tuple[StudyDefinition, FormDef]:
     """The definition a form is entered under: the version of its instance once started,
-    else the subject's version. Raises NotFoundError for a form the event does not have."""
+    else the subject's version. Raises NotFoundError for a form the event does not have.
+
+    ``for_save``: a save of the form follows in this transaction; the form is loaded for it
+    now (locked, with its values), and ``save_form`` takes it from here instead of loading
+    it again."""
+    if for_save:
+        try:
+            stored = load_stored(session, subject, event_oid, repeat, form_oid, lock=True)
+        except EventStateError:
+            pass  # the save refuses it; the definition is found as for any other form
+        else:
+            session.info[_PREFETCHED] = (_transaction(stored),
+                                         (subject.id, event_oid, repeat, form_oid), stored)
+            return stored.definition, stored.form
     subject_definition = definition_for(subject.study_version)
     rule = event_rule(subject_definition, event_oid, repeat)
     if form_oid not in rule.forms:
@@ -106,7 +122,7 @@ def load_form(session: Session, subject: Subject, event_oid: str, repeat: int, f
     stored = load_stored(session, subject, event_oid, repeat, form_oid, lock=False)
     rows = {g: tuple(sorted(r)) for g, r in stored.live_rows().items()}
     context = build_context(session, stored.definition, stored.form, subject, stored.event,
-                            today)
+                            today, other_values=stored.other_values)
     validation = validate_form(
         stored.form, {k: iv.value for k, iv in stored.values.items() if iv.value is not None},
         context, rows=rows)
@@ -117,7 +133,7 @@ def _open(stored: Stored, validation: ValidationResult) -> OpenForm:
     removed = {k: gr for k, gr in stored.group_rows.items() if gr.removed_at is not None}
     return OpenForm(stored.definition, stored.form, stored.event, stored.instance,
                     {k: iv.value for k, iv in stored.values.items()}, validation.rows, removed,
-                    stored.acks, validation)
+                    stored.acks, validation, stored.values)
 
 
 def save_form(session: Session, actor: Actor, subject: Subject, event_oid: str, repeat: int,
@@ -132,12 +148,15 @@ def save_form(session: Session, actor: Actor, subject: Subject, event_oid: str, 
     completion was asked for and the form does not qualify.
     """
     audit.bind_actor(session, actor)
-    stored = load_stored(session, subject, event_oid, repeat, form_oid, lock=True)
+    stored = _prefetched(session, subject, event_oid, repeat, form_oid) or load_stored(
+        session, subject, event_oid, repeat, form_oid, lock=True)
     instance = stored.instance
     # Locks, frozen and locked studies refuse here, before anything is assessed or written.
+    # ``extra`` goes from the receivers of form_changing to those of form_saved of this save.
+    extra: dict = {}
     form_changing.send(FormChange(
         session, actor, subject, event_oid, repeat, form_oid, instance,
-        status_before=instance.status if instance else None))
+        status_before=instance.status if instance else None, extra=extra))
     if (instance.version if instance else None) != base_version:
         raise StaleFormError.build(
             changes_since(session, subject, event_oid, repeat, form_oid, base_version or 0),
@@ -174,10 +193,27 @@ def save_form(session: Session, actor: Actor, subject: Subject, event_oid: str, 
         status_before="complete" if was_complete else (stored.instance.status
                                                        if stored.instance else None),
         status_after=instance.status,
-        saved=_saved_form(stored, instance, assessed.validation)))
+        saved=_saved_form(stored, instance, assessed.validation), extra=extra))
     result.saved, result.status = True, instance.status
     result.version, result.form_instance = instance.version, instance
     return result
+
+
+def _prefetched(session: Session, subject: Subject, event_oid: str, repeat: int,
+                form_oid: str) -> Stored | None:
+    """The form ``form_definition(for_save=True)`` loaded and locked for this save, if it
+    did so in this same transaction (used once)."""
+    found = session.info.pop(_PREFETCHED, None)
+    if found is None or found[0] is None or found[0] is not _transaction(found[2]) \
+            or found[1] != (subject.id, event_oid, repeat, form_oid):
+        return None
+    return found[2]
+
+
+def _transaction(stored: Stored):
+    """The transaction the form was loaded in (None once it left its session)."""
+    session = object_session(stored.event)
+    return session.get_transaction() if session is not None else None
 
 
 def _saved_form(stored: Stored, instance: FormInstance, validation: ValidationResult

@@ -99,6 +99,8 @@ class OpenForm:
     removed: dict[tuple[str, int], GroupRow]
     acknowledgements: dict[IssueKey, CheckAcknowledgement]
     validation: ValidationResult
+    # The stored rows of the values (a form just saved: as written, live rows and removed).
+    stored: dict[Key, ItemValue] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -125,6 +127,9 @@ class Stored:
     values: dict[Key, ItemValue]
     group_rows: dict[tuple[str, int], GroupRow]
     acks: dict[IssueKey, CheckAcknowledgement]
+    # The row-1 values of the other forms its expressions read, as (form, item, text), when
+    # loaded with it (None: read them when needed).
+    other_values: list[tuple[str, str, str | None]] | None = None
 
     def live_rows(self) -> dict[str, set[int]]:
         live: dict[str, set[int]] = {g.oid: set() for g in self.form.groups if g.repeating}

@@ -183,10 +183,17 @@ def strata_fields(text: str | None) -> dict[str, str]:
         else {}
 
 
+def other_forms_read(definition: StudyDefinition, form_oid: str) -> list[str]:
+    """The other forms of its event whose values a form's expressions read (row 1)."""
+    return sorted({f for f, _ in _needs(definition, form_oid).other_forms})
+
+
 def build_context(session: Session, definition: StudyDefinition, form: FormDef,
-                  subject: Subject, event: EventInstance, today: dt.date | None = None
+                  subject: Subject, event: EventInstance, today: dt.date | None = None, *,
+                  other_values: list[tuple[str, str, str | None]] | None = None
                   ) -> EntryContext:
-    """What the form's expressions read, loaded only if they read it."""
+    """What the form's expressions read, loaded only if they read it (``other_values``:
+    the row-1 values of ``other_forms_read`` as (form, item, text), already loaded)."""
     site = subject.site
     today = today or local_today(site.timezone)
     needs = _needs(definition, form.oid)
@@ -195,8 +202,9 @@ def build_context(session: Session, definition: StudyDefinition, form: FormDef,
         stmt = (select(ItemValue.form_oid, ItemValue.item_oid, ItemValue.value)
                 .join(FormInstance, FormInstance.id == ItemValue.form_instance_id)
                 .where(FormInstance.event_instance_id == event.id, ItemValue.row == 1,
-                       ItemValue.form_oid.in_(sorted({f for f, _ in needs.other_forms}))))
-        for form_oid, item_oid, text in session.execute(stmt):
+                       ItemValue.form_oid.in_(other_forms_read(definition, form.oid))))
+        found = other_values if other_values is not None else session.execute(stmt)
+        for form_oid, item_oid, text in found:
             if (form_oid, item_oid) in needs.other_forms:
                 other[(form_oid, item_oid)] = from_canonical(
                     definition.item(form_oid, item_oid), text)

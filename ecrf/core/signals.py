@@ -84,6 +84,8 @@ class FormChange:
     # ``form_saved`` from a form save: the form as just written and validated (capture's
     # OpenForm), so that receivers read it instead of loading and validating it again.
     saved: object | None = None
+    # Shared by the ``form_changing`` and ``form_saved`` of one save: what a receiver of
+    # the first learnt for one of the second.
     extra: dict = field(default_factory=dict)
 
 

@@ -25,14 +25,14 @@ entered. SDV resets and broken signatures still follow the change.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, exists, or_, select
 
 from ecrf import capture, core
 from ecrf.capture import FormInstance, item_path
 from ecrf.core import FormChange, audit
 from ecrf.crf.validation import Key
 from ecrf.review import corrections, locks, queries, sdv, signatures, strata
-from ecrf.review.models import Query, QueryMessage
+from ecrf.review.models import Lock, Query, QueryMessage
 
 AUTO_CLOSE_NOTE = "Closed automatically: the data was corrected and the check now passes."
 
@@ -45,9 +45,33 @@ def register() -> None:
                     sync_automatic_queries, strata.query_misstratification)
 
 
+_PRESENT = "review.present"
+
+
 def refuse_locked(change: FormChange) -> None:
-    form = change.form_instance
-    locks.ensure_writable(change.session, change.subject, form.id if form is not None else None)
+    """Refuse a change of locked data. Before a save of a stored form, the same statement
+    tells which of its verifications, signatures and queries exist, so that the reactions
+    to the save read only those that do."""
+    session, subject, form = change.session, change.subject, change.form_instance
+    if not isinstance(form, FormInstance):
+        locks.ensure_writable(session, subject, form.id if form is not None else None)
+        return
+    locks.refuse_frozen(subject)
+    lock_id, marks, signed, asked = session.execute(select(
+        select(Lock.id).where(locks.covering(subject, form.id)).order_by(Lock.id).limit(1)
+        .scalar_subquery(),
+        exists().where(sdv.standing_marks(form.id)),
+        exists().where(signatures.valid_over(subject, form)),
+        exists().where(_form_query_filter(form.id)))).one()
+    locks.refuse_lock(session.get(Lock, lock_id) if lock_id is not None else None)
+    change.extra[_PRESENT] = (form, {"sdv": bool(marks), "signatures": bool(signed),
+                                     "queries": bool(asked)})
+
+
+def _present(change: FormChange, form: FormInstance, what: str) -> bool:
+    """Whether the saved form may have ``what`` (unknown: it may)."""
+    found = change.extra.get(_PRESENT)
+    return found is None or found[0] is not form or found[1][what]
 
 
 def _changes(change: FormChange) -> tuple[FormInstance | None, dict[Key, tuple]]:
@@ -59,14 +83,15 @@ def _changes(change: FormChange) -> tuple[FormInstance | None, dict[Key, tuple]]
 
 def reset_sdv(change: FormChange) -> None:
     form, changed = _changes(change)
-    if form is not None and (changed or change.removed_rows):
+    if form is not None and (changed or change.removed_rows) and _present(change, form, "sdv"):
         sdv.reset_for_change(change.session, change.actor, form, changed,
                              tuple(change.removed_rows))
 
 
 def break_signatures(change: FormChange) -> None:
     form, changed = _changes(change)
-    if form is not None and (changed or change.removed_rows):
+    if form is not None and (changed or change.removed_rows) \
+            and _present(change, form, "signatures"):
         signatures.break_changed(change.session, change.actor, change.subject, form,
                                  _describe(change))
 
@@ -91,12 +116,17 @@ def _form_queries(change: FormChange, form: FormInstance) -> list[Query]:
     per save for both the correction links and the automatic queries."""
     cached = change.extra.get(_FORM_QUERIES)
     if cached is None or cached[0] is not form:
-        cached = (form, list(change.session.scalars(select(Query).where(
-            Query.form_instance_id == form.id,
-            or_(and_(Query.status != "closed", Query.item_oid.is_not(None)),
-                Query.origin == "automatic")).order_by(Query.id))))
-        change.extra[_FORM_QUERIES] = cached
+        found = list(change.session.scalars(select(Query).where(_form_query_filter(form.id))
+                                            .order_by(Query.id))) \
+            if _present(change, form, "queries") else []
+        cached = change.extra[_FORM_QUERIES] = (form, found)
     return cached[1]
+
+
+def _form_query_filter(form_instance_id: int):
+    return and_(Query.form_instance_id == form_instance_id,
+                or_(and_(Query.status != "closed", Query.item_oid.is_not(None)),
+                    Query.origin == "automatic"))
 
 
 def _describe(change: FormChange) -> str:

@@ -63,17 +63,21 @@ class DataLockedError(EventStateError):
 # --- reading --------------------------------------------------------------------------------
 
 
-def blocking_lock(session: Session, subject: Subject, form_instance_id: int | None
-                  ) -> Lock | None:
-    """The active lock covering a form of ``subject`` (site, subject or form), if any."""
+def covering(subject: Subject, form_instance_id: int | None):
+    """The condition of an active lock covering a form of ``subject`` (site, subject or
+    form)."""
     covers = [and_(Lock.scope == "site", Lock.site_id == subject.site_id),
               and_(Lock.scope == "subject", Lock.subject_id == subject.id)]
     if form_instance_id is not None:
         covers.append(and_(Lock.scope == "form", Lock.form_instance_id == form_instance_id))
-    return session.scalar(
-        select(Lock).where(Lock.study_id == subject.study_id, Lock.unlocked_at.is_(None),
-                           or_(*covers))
-        .order_by(Lock.id).limit(1))
+    return and_(Lock.study_id == subject.study_id, Lock.unlocked_at.is_(None), or_(*covers))
+
+
+def blocking_lock(session: Session, subject: Subject, form_instance_id: int | None
+                  ) -> Lock | None:
+    """The active lock covering a form of ``subject`` (site, subject or form), if any."""
+    return session.scalar(select(Lock).where(covering(subject, form_instance_id))
+                          .order_by(Lock.id).limit(1))
 
 
 def describe(lock: Lock) -> Message:
@@ -95,6 +99,12 @@ def describe(lock: Lock) -> Message:
 
 def ensure_writable(session: Session, subject: Subject, form_instance_id: int | None) -> None:
     """Raise DataLockedError if a form of ``subject`` may not change now."""
+    refuse_frozen(subject)
+    refuse_lock(blocking_lock(session, subject, form_instance_id))
+
+
+def refuse_frozen(subject: Subject) -> None:
+    """Raise DataLockedError if the subject's study is frozen or locked."""
     study = subject.study
     if study.status == "frozen":
         raise DataLockedError(N_("Study %(study)s is frozen: no data can be entered or "
@@ -103,7 +113,10 @@ def ensure_writable(session: Session, subject: Subject, form_instance_id: int | 
     if study.status == "locked":
         raise DataLockedError(N_("Study %(study)s is locked: its data is read-only. Nothing "
                                  "was saved."), study=study.oid)
-    lock = blocking_lock(session, subject, form_instance_id)
+
+
+def refuse_lock(lock: Lock | None) -> None:
+    """Raise DataLockedError naming ``lock``, if there is one."""
     if lock is not None:
         text = describe(lock)
         raise DataLockedError(N_("%(lock)s Nothing was saved: a data manager must unlock it "

@@ -240,14 +240,18 @@ def reset_for_change(session: Session, actor: Actor, form: FormInstance,
     return _reset(session, actor, form, why, form_reason=f"form changed after SDV ({names})")
 
 
+def standing_marks(form_instance_id: int):
+    """The condition of the form's verifications not reset."""
+    return and_(SdvMark.form_instance_id == form_instance_id, SdvMark.reset_at.is_(None))
+
+
 def _reset(session: Session, actor: Actor, form: FormInstance, why, *,
            form_reason: str | None) -> list[SdvMark]:
     subject = form.event.subject
     event = form.event
     now = utcnow()
     reset = []
-    current = session.scalars(select(SdvMark).where(SdvMark.form_instance_id == form.id,
-                                                    SdvMark.reset_at.is_(None)))
+    current = session.scalars(select(SdvMark).where(standing_marks(form.id)))
     for mark in current:
         if mark.item_oid is None:
             reason = form_reason

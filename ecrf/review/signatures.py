@@ -209,15 +209,19 @@ def sign(session: Session, actor: Actor, target: SignTarget, *, password: str,
     return signature
 
 
+def valid_over(subject: Subject, form: FormInstance):
+    """The condition of the valid signatures whose signed data includes ``form``."""
+    return and_(Signature.subject_id == subject.id, Signature.broken_at.is_(None),
+                or_(and_(Signature.scope == "form", Signature.form_instance_id == form.id),
+                    and_(Signature.scope == "event",
+                         Signature.event_instance_id == form.event_instance_id),
+                    Signature.scope == "casebook"))
+
+
 def break_changed(session: Session, actor: Actor, subject: Subject, form: FormInstance,
                   reason: str) -> list[Signature]:
     """After a save of ``form``: break every valid signature whose data changed."""
-    stmt = select(Signature).where(
-        Signature.subject_id == subject.id, Signature.broken_at.is_(None),
-        or_(and_(Signature.scope == "form", Signature.form_instance_id == form.id),
-            and_(Signature.scope == "event",
-                 Signature.event_instance_id == form.event_instance_id),
-            Signature.scope == "casebook"))
+    stmt = select(Signature).where(valid_over(subject, form))
     broken = []
     now = utcnow()
     for signature in session.scalars(stmt):

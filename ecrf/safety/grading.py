@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -83,10 +84,29 @@ def load_lab_values(session: Session, subject: Subject, definition: StudyDefinit
                    GroupRow.removed_at.is_(None)))
     if form_instance_id is not None:
         stmt = stmt.where(ItemValue.form_instance_id == form_instance_id)
+    return _lab_values(session, subject, definition, tests, session.execute(stmt))
+
+
+def saved_lab_values(session: Session, subject: Subject, definition: StudyDefinition,
+                     tests: set[str], instance: FormInstance, stored: Iterable[ItemValue],
+                     removed: Iterable[tuple[str, int]]) -> list[LabValue]:
+    """``load_lab_values`` of one form just saved, from the values it wrote (``stored``,
+    the rows in ``removed`` left out) instead of reading them again."""
+    if instance.form_oid not in lab_forms(definition, tests):
+        return []
+    gone = set(removed)
+    meta = (instance.study_version_id, instance.event.actual_date)
+    return _lab_values(session, subject, definition, tests,
+                       [(iv, *meta) for iv in stored if (iv.group_oid, iv.row) not in gone])
+
+
+def _lab_values(session: Session, subject: Subject, definition: StudyDefinition,
+                tests: set[str], found_rows: Iterable[tuple[ItemValue, int, dt.date | None]]
+                ) -> list[LabValue]:
     defs = Definitions(session)
     rows: dict[tuple[int, str, int], dict[str, ItemValue]] = defaultdict(dict)
     meta: dict[int, tuple[int, dt.date | None]] = {}
-    for iv, version_id, event_day in session.execute(stmt):
+    for iv, version_id, event_day in found_rows:
         rows[(iv.form_instance_id, iv.group_oid, iv.row)][iv.item_oid] = iv
         meta[iv.form_instance_id] = (version_id, event_day)
     found = []

@@ -23,6 +23,7 @@ from ecrf import core
 from ecrf.capture import (
     FormInstance,
     ItemValue,
+    OpenForm,
     Subject,
     item_path,
     record_clinical,
@@ -37,6 +38,7 @@ from ecrf.safety.grading import (
     BASELINE_TESTS,
     grade_values,
     load_lab_values,
+    saved_lab_values,
     store_grades,
     update_prompts,
 )
@@ -84,7 +86,8 @@ def grade_labs(change: FormChange) -> None:
     keys = [(c.group, c.row, c.item) for c in change.changes]
     grade_saved_labs(change.session, change.actor, change.subject, definition, form,
                      change.form_instance, keys, change.removed_rows, change.event_oid,
-                     change.repeat)
+                     change.repeat,
+                     saved=change.saved if isinstance(change.saved, OpenForm) else None)
 
 
 def review_adverse_events(change: FormChange) -> None:
@@ -119,7 +122,9 @@ def _is_dlt_anchor_form(definition: StudyDefinition, form: FormDef) -> bool:
 def grade_saved_labs(session: Session, actor: Actor, subject: Subject,
                      definition: StudyDefinition, form: FormDef, instance: FormInstance,
                      keys: list[tuple[str, int, str]], removed_rows, event_oid: str,
-                     repeat: int) -> None:
+                     repeat: int, *, saved: OpenForm | None = None) -> None:
+    """Grade the lab values a save of ``instance`` changed (``saved``: the form as the save
+    wrote it, whose values are then not read again)."""
     if not any(i.lab is not None for i in form.items):
         return
     lab_keys = set()
@@ -134,7 +139,10 @@ def grade_saved_labs(session: Session, actor: Actor, subject: Subject,
         return
     tests = {form.item(item).lab.test for _, _, item in lab_keys}
     values = load_lab_values(session, subject, definition, tests & BASELINE_TESTS)
-    if tests - BASELINE_TESTS:
+    if tests - BASELINE_TESTS and saved is not None and saved.instance is instance:
+        values += saved_lab_values(session, subject, definition, tests - BASELINE_TESTS,
+                                   instance, saved.stored.values(), saved.removed)
+    elif tests - BASELINE_TESTS:
         values += load_lab_values(session, subject, definition, tests - BASELINE_TESTS,
                                   form_instance_id=instance.id)
     saved = [lv for lv in values if lv.iv.form_instance_id == instance.id

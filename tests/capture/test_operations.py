@@ -249,6 +249,27 @@ def test_a_change_to_a_saved_value_needs_a_reason(subject, crc):
     assert bmi[0].reason.startswith("recalculated")
 
 
+def test_a_form_loaded_for_a_save_serves_that_save_only_in_its_own_transaction(subject, crc):
+    started(crc, subject)
+    save(crc, subject)
+    capture.form_definition(db.session, subject, "SCREEN", 1, "VITALS", for_save=True)
+    db.session.rollback()  # the form loaded for the save is gone with its transaction
+    assert save(crc, subject, values=vs(WEIGHT="74.0"), base=1,
+                reasons={("VS", 1, "WEIGHT"): "re-weighed"}).saved
+    # A form loaded for its save still refuses a save based on an older version.
+    capture.form_definition(db.session, subject, "SCREEN", 1, "VITALS", for_save=True)
+    with pytest.raises(StaleFormError):
+        save(crc, subject, values=vs(WEIGHT="75.0"), base=1,
+             reasons={("VS", 1, "WEIGHT"): "re-weighed"})
+    db.session.rollback()
+    definition, form = capture.form_definition(db.session, subject, "SCREEN", 1, "VITALS",
+                                               for_save=True)
+    result = save(crc, subject, values=vs(WEIGHT="75.0"), base=2,
+                  reasons={("VS", 1, "WEIGHT"): "re-weighed"})
+    assert result.saved and result.version == 3 and form.oid == "VITALS"
+    assert stored(subject, "WEIGHT").value == "75.0"
+
+
 def test_clearing_a_saved_value_is_a_change_with_a_reason(subject, crc):
     started(crc, subject)
     save(crc, subject, values=vs(INITIALS="ABC"))

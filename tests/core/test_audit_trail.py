@@ -93,6 +93,35 @@ def test_an_audited_change_without_an_actor_is_refused(entered):
     assert verify_chain(db.session).ok
 
 
+def test_rows_written_in_one_flush_chain_in_order_and_keep_their_full_values(entered):
+    from ecrf.core.audit.trail import Actor, record
+
+    before = db.session.scalar(select(sa.func.max(AuditEvent.seq)))
+    actor = Actor(user_id=None, username="tester", site_code="S01")
+    for n in range(3):
+        record(db.session, actor, "test.row", category="clinical", path=f"p/{n}",
+               new_value="x" * 5000, details={"n": n})
+    db.session.commit()
+    rows = db.session.execute(select(AuditEvent.seq, AuditEvent.path, AuditEvent.new_value)
+                              .where(AuditEvent.seq > before).order_by(AuditEvent.id)).all()
+    assert [(r.seq, r.path) for r in rows] == [(before + n + 1, f"p/{n}") for n in range(3)]
+    assert all(r.new_value == "x" * 5000 for r in rows)
+    assert verify_chain(db.session).ok
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(entered):
+    from ecrf.core.audit.trail import Actor, record
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not hold text to a column's length")
+    record(db.session, Actor(user_id=None, username="tester"), "test.row",
+           category="clinical", site_code="S" * 40)
+    with pytest.raises(sa.exc.DataError):
+        db.session.flush()
+    db.session.rollback()
+    assert verify_chain(db.session).ok
+
+
 # --- the screens and exports ----------------------------------------------------------------
 
 

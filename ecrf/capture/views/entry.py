@@ -203,12 +203,14 @@ def form(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid
 @bp.post(FORM)
 def form_save(study_oid: str, subject_key: str, event_oid: str, repeat: int, form_oid: str):
     subject = subject_or_404(subject_key, "data.enter")
+    action = request.form.get("action", "save")
     try:
+        # A save loads (and locks) the form here once, for the save below.
         definition, form_def = capture.form_definition(db.session, subject, event_oid, repeat,
-                                                       form_oid)
+                                                       form_oid,
+                                                       for_save=action in ("save", "complete"))
     except capture.NotFoundError:
         abort(404)
-    action = request.form.get("action", "save")
     rows = posted_rows(form_def, request.form)
     base = request.form.get("base_version", "").strip()
     base_version = posted_number(base)

@@ -567,6 +567,54 @@ def _refuse_unattributed_changes(session: Session, flush_context, instances) -> 
         raise AuditError(f"audited change to {touched[0]!r} has no actor")
 
 
+_ROW_COLUMNS = tuple(c for c in AuditEvent.__table__.columns if c.key != "id")
+_AT = [c.key for c in _ROW_COLUMNS].index("occurred_at")
+_ROWS_SQL: list[str] = []
+
+
+def _rows_with_head_sql(dialect) -> str:
+    """PostgreSQL: audit rows inserted in a WITH, each column given as one array, then the
+    chain head updated: one text whatever the number of rows, which the driver keeps
+    parsed (a VALUES list of every field is parsed again at each save)."""
+    if not _ROWS_SQL:
+        # Arrays of the columns' types without their lengths: a value too long for its
+        # column is refused by the INSERT, never cut by the cast.
+        arrays = ", ".join(f"%s::{c.type.compile(dialect=dialect).split('(')[0]}[]"
+                           for c in _ROW_COLUMNS)
+        _ROWS_SQL.append(
+            f"WITH audit_rows AS (INSERT INTO audit_event "
+            f"({', '.join(c.name for c in _ROW_COLUMNS)}) SELECT * FROM unnest({arrays})) "
+            "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s WHERE id = 1")
+    return _ROWS_SQL[0]
+
+
+@event.listens_for(Session, "before_flush")
+def _insert_with_head(session: Session, flush_context, instances) -> None:
+    # On PostgreSQL the audit rows of a flush and the head they end on are written by one
+    # statement, under the lock taken in _chain_state; the rows leave the session (nothing
+    # reads them back from it). Elsewhere the ORM inserts them and _write_head follows.
+    state = session.info.get(_CHAIN_KEY)
+    if state is None or state[2] == state[0]:
+        return
+    rows = [o for o in session.new if isinstance(o, AuditEvent)]
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    rows.sort(key=lambda row: row.seq)
+    if rows[-1].seq != state[0] or rows[0].seq != state[2] + 1:
+        return  # not exactly the rows since the head was last written: the ORM's way
+    for row in rows:
+        session.expunge(row)
+    columns = [[getattr(row, c.key) for row in rows] for c in _ROW_COLUMNS]
+    columns[_AT] = [at.astimezone(dt.UTC).replace(tzinfo=None)  # naive UTC, as UTCDateTime
+                    for at in columns[_AT]]
+    connection.exec_driver_sql(_rows_with_head_sql(connection.dialect),
+                               (*columns, state[0], state[1]))
+    state[2] = state[0]
+
+
 @event.listens_for(Session, "after_flush")
 def _write_head(session: Session, flush_context) -> None:
     # One head update per flush instead of one per audit row: the rows and the head they
