@@ -30,7 +30,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import sys
 import threading
@@ -43,6 +42,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from serving import free_port, serve, wait_for  # noqa: E402  (beside this script)
 
 CLIENTS = 8
 SERVER_URL = os.environ.get("ECRF_BENCH_DATABASE_URL",
@@ -183,39 +184,9 @@ def build_app(url: str, stats_dir: str):
     return app
 
 
-def serve(url: str, port: int, workers: int, stats_dir: str) -> None:
+def serve_app(url: str, port: int, workers: int, stats_dir: str) -> None:
     """gunicorn with ``workers`` sync workers on 127.0.0.1:``port`` (each builds its app)."""
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):
-        def load_config(self):
-            for name, value in {"bind": f"127.0.0.1:{port}", "workers": workers,
-                                "worker_class": "sync", "timeout": 120, "backlog": 64,
-                                "accesslog": None, "loglevel": "warning"}.items():
-                self.cfg.set(name, value)
-
-        def load(self):
-            return build_app(url, stats_dir)
-
-    Server().run()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    serve(lambda: build_app(url, stats_dir), port, workers)
 
 
 def _baseline_write(session, key: str, values: dict) -> None:
@@ -399,7 +370,7 @@ def main() -> int:
     try:
         setup(url)
         port = free_port()
-        server = multiprocessing.Process(target=serve, args=(url, port, workers,
+        server = multiprocessing.Process(target=serve_app, args=(url, port, workers,
                                                              str(stats_dir)), daemon=True)
         server.start()
         wait_for(port)
