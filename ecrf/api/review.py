@@ -41,7 +41,7 @@ from ecrf.api.common import (
 from ecrf.api.errors import ApiProblem
 from ecrf.capture import EventInstance, FormInstance, Subject, actor_for, may
 from ecrf.core import db, utcnow
-from ecrf.core.web import say, transaction
+from ecrf.core.web import keep_derived, say, transaction
 from ecrf.review import Query
 from ecrf.studies import Site, StudySite
 
@@ -482,6 +482,7 @@ def sdv_progress(study_oid: str):
     site = _text_arg("site")
     pending = _choice_arg("pending", ("true", "false"), "false") == "true"
     result = review.sdv_progress(db.session, current_user, g.study)
+    keep_derived(review.sdv_kept_written(db.session))
     if site is not None and site.upper() not in _site_codes():
         raise ApiProblem(400, _("There is no site %(site)s in %(study)s.", site=site,
                                 study=g.study.oid))
@@ -501,6 +502,7 @@ def subject_sdv(study_oid: str, subject_key: str):
     subject = subject_or_404(subject_key, "subjects.view")
     result = review.sdv_site_progress(db.session, g.study, {subject.site_id},
                                       subject_ids=[subject.id])
+    keep_derived(review.sdv_kept_written(db.session))
     row = result.subjects[0]
     forms = list(db.session.scalars(select(FormInstance).where(
         FormInstance.subject_id == subject.id).order_by(FormInstance.id)))

@@ -220,7 +220,7 @@ def monitor(session: Session, user: User, study: Study, *,
     database, the backlog and each site's subjects limited to LIST_LIMIT rows by SQL."""
     now = now or utcnow()
     site_ids = accounts.site_ids_for(user, "subjects.view", study)
-    sdv = review.sdv_subject_counts(study, review.sdv_scope_table(session, study))
+    sdv = review.sdv_kept_counts(session, study)
     unclosed = Query.status != "closed"
     queries = (select(Query.subject_id,
                       func.sum(case((Query.status == "open", 1), else_=0)).label("open"),

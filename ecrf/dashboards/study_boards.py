@@ -217,8 +217,7 @@ def _readiness(session: Session, study: Study, definitions: dict[int, StudyDefin
     unclosed = (select(Query.subject_id, func.count().label("unclosed"))
                 .where(Query.study_id == study.id, Query.status.in_(("open", "answered")))
                 .group_by(Query.subject_id).subquery("unclosed"))
-    sdv = review.sdv_subject_counts(study, review.sdv_scope_table(session, study,
-                                                                       definitions))
+    sdv = review.sdv_kept_counts(session, study, definitions)
     locked = select(Lock.id).where(Lock.subject_id == Subject.id, Lock.study_id == study.id,
                                    Lock.scope == "subject", Lock.unlocked_at.is_(None))
     n_forms = func.coalesce(forms.c.forms, 0)

@@ -20,9 +20,9 @@ from ecrf.accounts import ROLE_LABELS, Allow, Role
 from ecrf.accounts import register_route as register
 from ecrf.capture import SUBJECT_LABELS, VISIT_LABELS
 from ecrf.core import db
-from ecrf.core.web import store_derived
+from ecrf.core.web import keep_derived, store_derived
 from ecrf.dashboards import boards as dashboards
-from ecrf.review import ORIGIN_LABELS, QUERY_STATUS_LABELS
+from ecrf.review import ORIGIN_LABELS, QUERY_STATUS_LABELS, sdv_kept_written
 
 bp = Blueprint("dashboards", __name__)
 
@@ -52,6 +52,7 @@ def dashboard(study_oid: str):
         board = dashboards.data_manager(db.session, current_user, study)
     else:
         board = dashboards.sponsor(db.session, study)
+    keep_derived(sdv_kept_written(db.session))  # subjects' SDV counts counted again
     return render_template(
         f"dashboards/{role.value}.html", study=study, role=role, board=board,
         roles=[(r, ROLE_LABELS[r]) for r in dashboards.held_roles(current_user, study)],

@@ -29,6 +29,7 @@ from ecrf.review.models import (
     QueryOrigin,
     QueryStatus,
     SdvMark,
+    SdvSubjectCount,
     Signature,
     SignatureScope,
 )
@@ -42,6 +43,8 @@ from ecrf.review.query_lists import QueryRow, count_queries, list_queries, query
 from ecrf.review.sdv import FormSdv, SdvError, SdvProgress, SubjectSdv
 from ecrf.review.sdv import form_status as sdv_form_status
 from ecrf.review.sdv import forms_status as sdv_forms_status
+from ecrf.review.sdv import kept_counts as sdv_kept_counts
+from ecrf.review.sdv import kept_written as sdv_kept_written
 from ecrf.review.sdv import progress as sdv_progress
 from ecrf.review.sdv import scope_table as sdv_scope_table
 from ecrf.review.sdv import site_progress as sdv_site_progress
@@ -68,12 +71,12 @@ __all__ = [
     "MEANINGS", "ORIGIN_LABELS", "QUERY_STATUS_LABELS", "Query", "QueryError",
     "QueryMessage", "QueryOrigin", "QueryRow", "QueryStatus", "QueryTarget", "ReviewError",
     "ReviewPermissionError", "SIGNATURE_MEANINGS", "SIGNATURE_SCOPE_LABELS",
-    "STUDY_TRANSITIONS", "SdvError", "SdvMark", "SdvProgress", "SignTarget", "Signature",
+    "STUDY_TRANSITIONS", "SdvError", "SdvMark", "SdvProgress", "SdvSubjectCount", "SignTarget", "Signature",
     "SignatureError", "SignatureRefused", "SignatureScope", "SubjectSdv", "active_locks",
     "answer_query", "assign_query", "awaiting_signature", "change_study_status", "close_query",
     "comment_query", "count_queries", "current_lock", "describe_lock", "list_queries",
     "lock_form", "lock_site", "lock_subject", "query_counts", "raise_query", "register",
-    "reopen_query", "sdv_form_status", "sdv_forms_status", "sdv_scope_table", "sdv_progress",
+    "reopen_query", "sdv_form_status", "sdv_forms_status", "sdv_kept_counts", "sdv_kept_written", "sdv_scope_table", "sdv_progress",
     "sdv_site_progress", "sdv_subject_counts", "sdv_unverify", "sdv_verify_form", "sdv_verify_items", "sign",
     "signatures_of", "signatures_to_redo", "unlock", "visible_query",
 ]

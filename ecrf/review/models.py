@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecrf.accounts import User
@@ -163,6 +163,27 @@ class SdvMark(Audited, Base):
     def __repr__(self) -> str:
         what = f"{self.group_oid}[{self.row}].{self.item_oid}" if self.item_oid else "form"
         return f"<SdvMark {what} form={self.form_instance_id} current={self.current}>"
+
+
+class SdvSubjectCount(Base):
+    """A subject's SDV counts as last computed (``sdv.kept_counts``), kept for the boards
+    and the SDV progress: derived data, not part of the record, rewritten whenever the
+    subject's audit trail has moved past ``audit_seq`` (the highest audit seq of the
+    subject when they were counted) or the items in scope changed (``scope``, a digest of
+    the study versions' items needing SDV)."""
+
+    __tablename__ = "sdv_subject_count"
+
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id", ondelete="CASCADE"),
+                                            primary_key=True, autoincrement=False)
+    total: Mapped[int] = mapped_column(Integer)  # entered values needing SDV
+    verified: Mapped[int] = mapped_column(Integer)  # of which with a current mark
+    forms_pending: Mapped[int] = mapped_column(Integer)  # forms with a value to verify
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return f"<SdvSubjectCount subject={self.subject_id} {self.verified}/{self.total}>"
 
 
 class Signature(Audited, Base):

@@ -10,6 +10,8 @@ the value resets the mark (``handlers``), visibly on screen and in the audit tra
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -20,23 +22,29 @@ from sqlalchemy import (
     distinct,
     false,
     func,
+    literal,
     literal_column,
     or_,
     select,
+    text,
+    true,
     tuple_,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, Select, Subquery
 
 from ecrf import accounts
 from ecrf.accounts import User
 from ecrf.capture import FormInstance, GroupRow, ItemValue, Subject, form_path, item_path
 from ecrf.core import audit, literal_table, utcnow
-from ecrf.core.audit import Actor
+from ecrf.core.audit import Actor, AuditEvent
 from ecrf.crf import ItemType, StudyDefinition
 from ecrf.crf.validation import Key
 from ecrf.crf.values import N_
 from ecrf.review import locks
-from ecrf.review.models import SdvMark
+from ecrf.review.models import SdvMark, SdvSubjectCount
 from ecrf.review.support import (
     ReviewError,
     check_allowed,
@@ -49,12 +57,18 @@ from ecrf.studies import Site, Study, StudyVersion, definition_for
 
 __all__ = [
     "SCOPES", "FormSdv", "SdvError", "SdvProgress", "SubjectSdv", "form_status", "forms_status",
-    "scope_table", "items_in_scope", "needs_sdv", "progress", "subject_counts", "reset_for_change", "sdv_scope", "site_progress",
+    "kept_counts", "kept_written", "scope_table", "items_in_scope", "needs_sdv", "progress",
+    "subject_counts", "reset_for_change", "sdv_scope", "site_progress",
     "unverify",
     "verify_form", "verify_items",
 ]
 
 SCOPES = ("all", "critical")
+
+log = logging.getLogger(__name__)
+
+# session.info: subjects whose kept counts this session rewrote (a view commits them).
+KEPT_WRITTEN = "ecrf.sdv_kept_written"
 
 
 class SdvError(ReviewError):
@@ -309,14 +323,9 @@ class SdvProgress:
         return sum(v for v, _ in self.by_site.values())
 
 
-def scope_table(session: Session, study: Study,
-                definitions: Mapping[int, StudyDefinition] | None = None) -> CTE | None:
-    """The items needing SDV, as a table of literal rows to join item values with, or None
-    if no item needs SDV. Built from each version's definition (given, or loaded in one
-    statement: a study has few). When every version has the same items in scope (one
-    version, or versions that did not change them), the rows are (form_oid, item_oid)
-    and the counts need not read each value's form for its version; otherwise they are
-    (version_id, form_oid, item_oid)."""
+def _scope_rows(session: Session, study: Study,
+                definitions: Mapping[int, StudyDefinition] | None
+                ) -> tuple[tuple[str, ...], list[tuple[int | str, ...]]]:
     if definitions is None:
         definitions = {v.id: definition_for(v) for v in session.scalars(
             select(StudyVersion).where(StudyVersion.study_id == study.id))}
@@ -326,20 +335,34 @@ def scope_table(session: Session, study: Study,
         for version_id, definition in sorted(definitions.items())}
     pairs = {tuple(rows) for rows in per_version.values()}
     if len(pairs) == 1:
-        return literal_table("sdv_scope", ("form_oid", "item_oid"), next(iter(pairs)))
-    return literal_table("sdv_scope", ("version_id", "form_oid", "item_oid"), (
+        return ("form_oid", "item_oid"), list(next(iter(pairs)))
+    return ("version_id", "form_oid", "item_oid"), [
         (version_id, form_oid, item_oid)
-        for version_id, rows in per_version.items() for form_oid, item_oid in rows))
+        for version_id, rows in per_version.items() for form_oid, item_oid in rows]
+
+
+def scope_table(session: Session, study: Study,
+                definitions: Mapping[int, StudyDefinition] | None = None) -> CTE | None:
+    """The items needing SDV, as a table of literal rows to join item values with, or None
+    if no item needs SDV. Built from each version's definition (given, or loaded in one
+    statement: a study has few). When every version has the same items in scope (one
+    version, or versions that did not change them), the rows are (form_oid, item_oid)
+    and the counts need not read each value's form for its version; otherwise they are
+    (version_id, form_oid, item_oid)."""
+    return literal_table("sdv_scope", *_scope_rows(session, study, definitions))
 
 
 def subject_counts(study: Study, scope: CTE | None, *, forms_pending: bool = False,
-                   subject_ids: Iterable[int] | None = None):
+                   subject_ids: Iterable[int] | Select | ColumnElement | None = None):
     """Subquery of SDV counts per subject with entered values needing SDV: subject_id,
     total (values), verified (values with a current mark), forms_pending (forms with a
     value still to verify; 0 unless asked, as it costs a sort of the values counted).
-    Subjects with nothing to verify are absent; ``subject_ids`` restricts the count to
-    those subjects. One pass over the study's values: the scope and the removed rows (a
-    few, read through their partial index) are hashed, the current marks joined by hash."""
+    Subjects with nothing to verify are absent; ``subject_ids`` (ids, or a select of
+    them) restricts the count to those subjects. One pass over the study's values: the
+    scope and the removed rows (a few, read through their partial index) are hashed, the
+    current marks joined by hash. Given a column of an enclosing query instead (a
+    subject id of the study), the count is a LATERAL subquery of that subject's values,
+    read through their index (PostgreSQL)."""
     mark = and_(SdvMark.form_instance_id == ItemValue.form_instance_id,
                 SdvMark.group_oid == ItemValue.group_oid, SdvMark.row == ItemValue.row,
                 SdvMark.item_oid == ItemValue.item_oid, SdvMark.reset_at.is_(None))
@@ -356,7 +379,12 @@ def subject_counts(study: Study, scope: CTE | None, *, forms_pending: bool = Fal
             .where(ItemValue.value.is_not(None),
                    tuple_(ItemValue.form_instance_id, ItemValue.group_oid, ItemValue.row)
                    .not_in(removed)))
-    if subject_ids is not None:
+    one = isinstance(subject_ids, ColumnElement)
+    if one:
+        stmt = stmt.where(ItemValue.subject_id == subject_ids)
+    elif isinstance(subject_ids, Select):
+        stmt = stmt.where(ItemValue.subject_id.in_(subject_ids))
+    elif subject_ids is not None:
         stmt = stmt.where(ItemValue.subject_id.in_(sorted(set(subject_ids)) or [-1]))
     if scope is None:
         stmt = stmt.where(false())
@@ -365,10 +393,81 @@ def subject_counts(study: Study, scope: CTE | None, *, forms_pending: bool = Fal
             tuple_(FormInstance.study_version_id, ItemValue.form_oid, ItemValue.item_oid)
             .in_(select(scope)))
     else:
-        stmt = stmt.where(tuple_(ItemValue.form_oid, ItemValue.item_oid).in_(select(scope)),
-                          ItemValue.subject_id.in_(select(Subject.id).where(
-                              Subject.study_id == study.id)))
-    return stmt.group_by(ItemValue.subject_id).subquery("sdv_subjects")
+        stmt = stmt.where(tuple_(ItemValue.form_oid, ItemValue.item_oid).in_(select(scope)))
+        if not one:
+            stmt = stmt.where(ItemValue.subject_id.in_(select(Subject.id).where(
+                Subject.study_id == study.id)))
+    stmt = stmt.group_by(ItemValue.subject_id)
+    return stmt.lateral("sdv_subject") if one else stmt.subquery("sdv_subjects")
+
+
+def kept_counts(session: Session, study: Study,
+                definitions: Mapping[int, StudyDefinition] | None = None) -> Subquery:
+    """``subject_counts`` of every subject of the study (forms_pending included), read
+    from the counts kept per subject (``SdvSubjectCount``): a subject is counted again
+    only when its audit trail has a row past the one its kept counts saw (every change
+    to its values, marks, rows, version or an import writes one) or when the items in
+    scope changed. One statement whatever the number of subjects to count again (after
+    the versions' definitions unless given): it reads each subject's latest audit seq
+    (one index probe), counts the subjects whose kept row no longer holds and upserts
+    their rows with that seq, all in one snapshot, in a savepoint of its own. The rows
+    are derived data, not part of the record: the page that asked keeps them by
+    committing (``kept_written`` tells whether it wrote any). Should the upsert fail
+    (another request writing the same rows), the counts are computed afresh instead."""
+    names, rows = _scope_rows(session, study, definitions)
+    scope = literal_table("sdv_scope", names, rows)
+    digest = hashlib.sha256(repr((names, rows)).encode()).hexdigest()
+    kept = SdvSubjectCount
+    latest = (select(AuditEvent.seq)
+              .where(AuditEvent.study_oid == study.oid,
+                     AuditEvent.subject_key == Subject.subject_key)
+              .order_by(AuditEvent.seq.desc()).limit(1).correlate(Subject).scalar_subquery())
+    seen = (select(Subject.id.label("id"), func.coalesce(latest, 0).label("seq"),
+                   kept.audit_seq.label("kept_seq"), kept.scope.label("kept_scope"))
+            .outerjoin(kept, kept.subject_id == Subject.id)
+            .where(Subject.study_id == study.id).cte("sdv_seen"))
+    stale = (select(seen.c.id, seen.c.seq)
+             .where(or_(seen.c.kept_seq.is_(None), seen.c.kept_seq != seen.c.seq,
+                        seen.c.kept_scope != digest)).cte("sdv_stale"))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL counts each subject through its values' index (LATERAL): a hash of the
+    # study's values would cost a pass over all of them for one subject changed.
+    counts = subject_counts(study, scope, forms_pending=True,
+                            subject_ids=stale.c.id if postgres else select(stale.c.id))
+    fresh = (select(stale.c.id, func.coalesce(counts.c.total, 0),
+                    func.coalesce(counts.c.verified, 0),
+                    func.coalesce(counts.c.forms_pending, 0), stale.c.seq, literal(digest))
+             .outerjoin(counts, true() if postgres else counts.c.subject_id == stale.c.id)
+             # SQLite reads ON CONFLICT after a SELECT without WHERE as a join constraint.
+             .where(stale.c.id.is_not(None))
+             .order_by(stale.c.id))  # rows locked in one order by concurrent upserts
+    dialect = postgresql if postgres else sqlite
+    columns = ("subject_id", "total", "verified", "forms_pending", "audit_seq", "scope")
+    insert = dialect.insert(kept).from_select(columns, fresh)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[kept.subject_id],
+        set_={name: insert.excluded[name] for name in columns[1:]},
+    ).returning(kept.subject_id)  # SQLite gives no row count for a WITH ... INSERT
+    try:
+        with session.begin_nested():
+            if postgres:  # the per-subject estimates would have the statement compiled
+                session.execute(text("SET LOCAL jit = off"))
+            written = len(session.connection().execute(upsert).all())
+    except DBAPIError:
+        log.warning("kept SDV counts not written; counting afresh", exc_info=True)
+        return subject_counts(study, scope, forms_pending=True)
+    if written:
+        session.info[KEPT_WRITTEN] = session.info.get(KEPT_WRITTEN, 0) + written
+    return (select(kept.subject_id.label("subject_id"), kept.total.label("total"),
+                   kept.verified.label("verified"),
+                   kept.forms_pending.label("forms_pending"))
+            .subquery("sdv_subjects"))
+
+
+def kept_written(session: Session) -> int:
+    """How many subjects' kept SDV counts this session rewrote since last asked (their
+    rows are committed by the page that asked, or rolled back with it)."""
+    return session.info.pop(KEPT_WRITTEN, 0)
 
 
 def progress(session: Session, user: User, study: Study, *,
@@ -386,12 +485,11 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
                   limit: int | None = None, offset: int = 0) -> SdvProgress:
     """SDV progress at the given sites (None: every site): the totals by site over every
     subject, and the subjects (those with items to verify if ``pending_only``) ordered by
-    site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Counted by the
-    database in one statement (window totals by site beside the page of subjects) after
-    the versions' definitions, and the forms still to verify of the subjects listed (one
-    more), whatever the number of subjects."""
-    scope = scope_table(session, study)
-    counts = subject_counts(study, scope)
+    site and key, ``limit`` of them from ``offset`` (None: all; 0: none). Read in one
+    statement (window totals by site beside the page of subjects) from the counts kept
+    per subject (``kept_counts``: the versions' definitions, then the upsert of the
+    subjects changed since), whatever the number of subjects."""
+    counts = kept_counts(session, study)
     total = func.coalesce(counts.c.total, 0)
     verified = func.coalesce(counts.c.verified, 0)
     pending = case((total > verified, 1), else_=0)
@@ -400,6 +498,7 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
     people = (select(Subject.id.label("id"), Subject.subject_key.label("key"),
                      Site.code.label("code"), total.label("total"),
                      verified.label("verified"),
+                     func.coalesce(counts.c.forms_pending, 0).label("forms_pending"),
                      func.sum(verified).over(partition_by=Site.code).label("site_verified"),
                      func.sum(total).over(partition_by=Site.code).label("site_total"),
                      func.count().over(partition_by=Site.code).label("site_subjects"),
@@ -429,11 +528,5 @@ def site_progress(session: Session, study: Study, allowed: set[int] | None, *,
             pending_count += int(row.site_pending or 0)
         if row.listed == 1 and (limit is None or offset < row.position <= offset + limit):
             subjects.append(SubjectSdv(row.id, row.key, row.code, int(row.total),
-                                       int(row.verified)))
-    pending_ids = [s.subject_id for s in subjects if s.pending]
-    if pending_ids:
-        forms = subject_counts(study, scope, forms_pending=True, subject_ids=pending_ids)
-        found = dict(session.execute(select(forms.c.subject_id, forms.c.forms_pending)).all())
-        for entry in subjects:
-            entry.forms_pending = int(found.get(entry.subject_id, 0))
+                                       int(row.verified), int(row.forms_pending)))
     return SdvProgress(subjects, by_site, subject_count, pending_count)

@@ -14,11 +14,13 @@ from collections import Counter, defaultdict
 import pytest
 from sqlalchemy import and_, func, select, update
 
+from ecrf import review
 from ecrf.capture import EventInstance, FormInstance, GroupRow, ItemValue, Subject
 from ecrf.capture.events import declare_not_done
 from ecrf.core import utcnow
 from ecrf.core.extensions import db
 from ecrf.dashboards import boards
+from ecrf.dashboards import views as dashboard_views
 from ecrf.review import Lock, Query, SdvMark, Signature, locks, queries, sdv
 from ecrf.review.views import forms as forms_views
 from ecrf.studies import Site, StudyVersion, definition_for
@@ -303,3 +305,46 @@ def test_sdv_progress_pages_its_subjects(app, world, monkeypatch):
     assert 'aria-current="page">2<' in second
     assert "No subject." in beyond
     assert text_of(client.get(BASE + "/sdv?page=-3")).count("S01-00") >= 2
+
+
+@pytest.mark.parametrize(("username", "path"), PAGES)
+def test_pages_take_as_many_statements_whatever_the_subjects_counted_again(
+        app, world, username, path, monkeypatch):
+    """The kept SDV counts: the first view counts every subject, a view after one change
+    that subject only, a view after no change none, each in as many statements, at 3
+    subjects and at 12."""
+    recounted: list[int] = []
+
+    def recording(session):
+        recounted.append(written(session))
+        return recounted[-1]
+
+    written = sdv.kept_written
+    monkeypatch.setattr(sdv, "kept_written", recording)
+    monkeypatch.setattr(dashboard_views, "sdv_kept_written", recording)
+    monkeypatch.setattr(review, "sdv_kept_written", recording)
+    populate(world, ["S01-001", "S01-002"])
+    populate(world, ["S02-001"], site="S02")
+    client = client_for(app, username)
+    counts = []
+
+    def view() -> int:
+        recounted.clear()
+        with statements() as done:
+            text_of(client.get(BASE + path))
+        counts.append(len(done))
+        return sum(recounted)
+
+    assert view() == 3, "the first view counts every subject"
+    assert view() == 0, "nothing changed: nothing counted again"
+    changed = db.session.scalar(select(Subject).where(Subject.subject_key == "S01-002"))
+    save(world["crc"], changed, values=vitals(SYSBP="190", WEIGHT="90"),
+         acks={("VS_SYSBP_HIGH", 0): "confirmed"}, reasons={("VS", 1, "WEIGHT"): "Typo"},
+         complete=True)
+    assert view() == 1, "the subject changed only"
+    populate(world, [f"S01-1{n:02d}" for n in range(6)])
+    populate(world, ["S02-002", "S02-003", "S02-004"], site="S02")
+    assert view() == 9
+    assert view() == 0
+    assert len(set(counts)) == 1, f"{username} {path}: {counts}"
+    assert sdv.site_progress(db.session, world["study"], None).subject_count == 12

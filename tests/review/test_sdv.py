@@ -11,7 +11,7 @@ from ecrf.review import locks, sdv
 from ecrf.review.models import SdvMark
 from ecrf.review.support import ReviewPermissionError
 from tests.capture.capture_setup import actor_for
-from tests.conftest import count_statements
+from tests.conftest import count_statements, is_postgres
 from tests.review.review_setup import (
     demog,
     form_of,
@@ -164,7 +164,9 @@ def test_progress_per_site_and_subject_in_constant_statements(crc, monitor, stud
     assert lead.grants and study.id  # loaded before counting
     with count_statements() as counted:
         result = sdv.progress(db.session, lead, study)
-    assert counted.n <= 3
+    # the definitions, the kept counts' upsert in its savepoint (3, and no JIT on
+    # PostgreSQL), the page
+    assert counted.n <= (6 if is_postgres() else 5)
     assert result.by_site == {"S01": (3, 15), "S02": (0, 3)}
     first = next(s for s in result.subjects if s.subject_key == "S01-001")
     assert (first.verified, first.total, first.percent) == (3, 3, 100)

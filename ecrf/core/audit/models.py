@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrf.core.base import Base, UTCDateTime
@@ -14,6 +14,10 @@ class AuditEvent(Base):
     """One audited fact. Never updated or deleted: the database refuses both."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (
+        # A subject's latest row in one index probe (kept counts check it per subject).
+        Index("ix_audit_event_subject_seq", "study_oid", "subject_key", "seq"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     # Position in the hash chain; contiguous from 1 so a removed or inserted row shows.

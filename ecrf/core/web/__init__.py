@@ -22,14 +22,14 @@ from ecrf.core.web.inputs import (
     whole_number,
 )
 from ecrf.core.web.messages import error_text, naming, reader, say, show_oids
-from ecrf.core.web.unit_of_work import Transaction, store_derived, transaction
+from ecrf.core.web.unit_of_work import Transaction, keep_derived, store_derived, transaction
 
 __all__ = [
     "MAX_ARG_LENGTH", "MAX_ID", "MAX_JSON_DEPTH", "MAX_SEQ", "BadInput", "Transaction", "bounded_day",
     "bounded_moment", "check_text", "json_depth", "error_text", "install", "json_problems", "load_json",
     "naming", "reader", "say", "show_oids", "text_problem",
     "whole_number",
-    "store_derived", "transaction",
+    "keep_derived", "store_derived", "transaction",
 ]
 
 

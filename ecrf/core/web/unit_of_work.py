@@ -59,3 +59,17 @@ def store_derived(work: Callable[[], object]) -> None:
     except (IntegrityError, OperationalError):
         log.warning("derived data lost a race to another request; showing the stored state",
                     exc_info=True)
+
+
+def keep_derived(written: int) -> None:
+    """Commit the rows a read-only page derived while reading (counts kept for the next
+    views) when it wrote any: nothing else of such a request is pending. What the page
+    loaded stays loaded (it is what was just committed): rendering reads nothing again."""
+    if not written:
+        return
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        store_derived(lambda: True)
+    finally:
+        session.expire_on_commit = expire

@@ -32,7 +32,7 @@ from ecrf.capture import (
     subject_or_404,
 )
 from ecrf.core import db, whole_number
-from ecrf.core.web import error_text, say, transaction
+from ecrf.core.web import error_text, keep_derived, say, transaction
 from ecrf.crf import FormDef, ItemDef
 from ecrf.crf.validation import Key, codes_for
 from ecrf.crf.values import display
@@ -317,6 +317,7 @@ def sdv_progress(study_oid: str):
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10**6)
     result = sdv.progress(db.session, current_user, g.study, pending_only=pending,
                           limit=SDV_PAGE, offset=(page - 1) * SDV_PAGE)
+    keep_derived(sdv.kept_written(db.session))
     count = result.pending_count if pending else result.subject_count
     return render_template("review/sdv.html", study=g.study, progress=result,
                            subjects=result.subjects, pending=pending, page=page,
