@@ -251,7 +251,10 @@ def record(
     username: str | None = None,
 ) -> AuditEvent:
     """Append one row to the audit trail inside the caller's transaction (with the
-    provenance of the data while a historical import runs)."""
+    provenance of the data while a historical import runs). The row returned carries
+    its seq and hash; on PostgreSQL it leaves the session when flushed (the flush's rows
+    are written with the chain head in one statement), so it has no ``id``: read the
+    trail by ``seq`` instead."""
     actor = actor or current_actor(session)
     if actor is None:
         raise AuditError(f"audit action {action!r} has no actor")
