@@ -37,7 +37,15 @@ from sqlalchemy.sql import ColumnElement, Select, Subquery
 
 from ecrf import accounts
 from ecrf.accounts import User
-from ecrf.capture import FormInstance, GroupRow, ItemValue, Subject, form_path, item_path
+from ecrf.capture import (
+    FormInstance,
+    GroupRow,
+    ItemValue,
+    Subject,
+    event_instance,
+    form_path,
+    item_path,
+)
 from ecrf.core import audit, literal_table, utcnow
 from ecrf.core.audit import Actor, AuditEvent
 from ecrf.crf import ItemType, StudyDefinition
@@ -165,6 +173,10 @@ def _guard(session: Session, actor: Actor, form: FormInstance) -> Subject:
     audit.bind_actor(session, actor)
     subject = form.event.subject
     check_allowed(session, actor, "sdv.perform", subject.study, subject.site_id)
+    # The lock every save of the event takes first: a save running now commits before the
+    # values and marks are read below, and a save after this sees the marks made here (its
+    # reset of changed values cannot miss them).
+    event_instance(session, subject, form.event.event_oid, form.event.repeat, lock=True)
     locks.ensure_review_allowed(session, subject, form.id, what="SDV")
     return subject
 

@@ -94,6 +94,20 @@ def test_unchanged_items_stay_verified_when_another_item_changes(crc, monitor, s
     assert state.last_form_reset.reset_reason.startswith("form changed after SDV")
 
 
+def test_a_verification_takes_the_events_save_lock_before_reading_values(monitor, form):
+    """A save of the event holds its row lock until it commits: a verification takes the
+    same lock first, so it reads the values as saved and the save's reset of changed
+    values sees its marks."""
+    db.session.expire_all()
+    with count_statements() as counted:
+        sdv.verify_items(db.session, monitor, form, [WEIGHT])
+    texts = [" ".join(t.split()) for t in counted.texts]
+    locked = [i for i, t in enumerate(texts) if t.startswith("SELECT")
+              and "FROM event_instance" in t and (not is_postgres() or "FOR UPDATE" in t)]
+    read = [i for i, t in enumerate(texts) if "FROM item_value" in t]
+    assert locked and read and locked[0] < read[0], "\n".join(texts)
+
+
 def test_verifying_a_form_marks_every_entered_item_in_scope_once(monitor, form):
     made = sdv.verify_form(db.session, monitor, form)
     db.session.commit()
